@@ -1,0 +1,6 @@
+package dev.kiln.controlplane;
+
+/** Placeholder main; replaced by the CLI. */
+public final class Kiln {
+  public static void main(String[] args) {}
+}
