@@ -1,0 +1,45 @@
+package dev.kiln.provisioner;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * What a sandbox runs: an image's layers (bottom first) and its process configuration. The
+ * provisioner knows nothing of how the image was built, only these files and settings.
+ *
+ * @param layers layer blobs, bottom (base) first
+ * @param argv the init process: the image's entrypoint followed by its cmd
+ * @param env {@code KEY=value} pairs from the image config
+ * @param workingDir the init process's working directory ({@code /} when empty)
+ */
+public record SandboxImage(List<Layer> layers, List<String> argv, List<String> env, String workingDir) {
+
+  /**
+   * One layer blob.
+   *
+   * @param digest {@code sha256:<hex>} of the blob as stored (compressed or not)
+   * @param mediaType OCI or Docker layer media type; tells gzip from plain tar
+   * @param blob a local file holding the blob; never modified by the provisioner
+   */
+  public record Layer(String digest, String mediaType, Path blob) {
+    public Layer {
+      Objects.requireNonNull(digest, "digest");
+      Objects.requireNonNull(mediaType, "mediaType");
+      Objects.requireNonNull(blob, "blob");
+    }
+  }
+
+  public SandboxImage {
+    layers = List.copyOf(layers);
+    argv = List.copyOf(argv);
+    env = List.copyOf(env);
+    workingDir = workingDir == null || workingDir.isEmpty() ? "/" : workingDir;
+    if (layers.isEmpty()) {
+      throw new IllegalArgumentException("an image needs at least one layer");
+    }
+    if (argv.isEmpty()) {
+      throw new IllegalArgumentException("an image needs an entrypoint or cmd to run");
+    }
+  }
+}

@@ -1,0 +1,26 @@
+package dev.kiln.worker;
+
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * One runner process (in a sandbox, or on the host in tests), connected by pipes. The worker
+ * speaks its binary protocol over stdin/stdout; stderr carries the UDF's own output.
+ */
+public interface RunnerProcess {
+
+  OutputStream stdin();
+
+  InputStream stdout();
+
+  InputStream stderr();
+
+  boolean isAlive();
+
+  /** Completes with the exit status: the exit code, or 128 + signal number. */
+  CompletableFuture<Integer> exited();
+
+  /** Kills the process; returns at once. */
+  void kill();
+}

@@ -1,0 +1,15 @@
+package dev.kiln.worker;
+
+import java.util.concurrent.CompletableFuture;
+
+/** A UDF resource as the endpoint sees it: its signature, and its runners once they are up. */
+public interface UdfHandle {
+
+  UdfSignature signature();
+
+  /**
+   * Completes with the runner pool once the sandbox and its runners are ready, or exceptionally
+   * with a {@link UdfException} whose message is meant for the user.
+   */
+  CompletableFuture<RunnerPool> ready();
+}
