@@ -27,10 +27,19 @@ public final class LocalBlobStore implements BlobStore {
   private final Path blobs;
   private final Path tmp;
 
+  /** A store with its temporary files in {@code <root>/tmp}. */
   public LocalBlobStore(Path root) throws IOException {
+    this(root, root.resolve("tmp"));
+  }
+
+  /**
+   * A store with its temporary files in {@code tmp}, which must be on the same file system as
+   * {@code root} (so the final move is atomic) and must not be shared with anything else.
+   */
+  public LocalBlobStore(Path root, Path tmp) throws IOException {
     this.root = root;
     this.blobs = root.resolve("sha256");
-    this.tmp = root.resolve("tmp");
+    this.tmp = tmp;
     Files.createDirectories(blobs);
     Files.createDirectories(tmp);
   }

@@ -1,0 +1,487 @@
+package dev.kiln.image;
+
+import com.google.cloud.tools.jib.api.CacheDirectoryCreationException;
+import com.google.cloud.tools.jib.api.Containerizer;
+import com.google.cloud.tools.jib.api.DockerDaemonImage;
+import com.google.cloud.tools.jib.api.ImageReference;
+import com.google.cloud.tools.jib.api.InsecureRegistryException;
+import com.google.cloud.tools.jib.api.Jib;
+import com.google.cloud.tools.jib.api.JibContainerBuilder;
+import com.google.cloud.tools.jib.api.LogEvent;
+import com.google.cloud.tools.jib.api.RegistryException;
+import com.google.cloud.tools.jib.api.RegistryImage;
+import com.google.cloud.tools.jib.api.RegistryUnauthorizedException;
+import com.google.cloud.tools.jib.api.TarImage;
+import com.google.cloud.tools.jib.api.buildplan.AbsoluteUnixPath;
+import com.google.cloud.tools.jib.api.buildplan.FileEntriesLayer;
+import com.google.cloud.tools.jib.api.buildplan.FileEntry;
+import com.google.cloud.tools.jib.api.buildplan.FilePermissions;
+import com.google.cloud.tools.jib.api.buildplan.ImageFormat;
+import java.io.IOException;
+import java.net.ConnectException;
+import java.net.SocketTimeoutException;
+import java.net.UnknownHostException;
+import java.nio.file.FileVisitResult;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.time.Instant;
+import java.util.Comparator;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Builds images with Jib Core, without a Docker daemon, over one base image, into a local OCI image
+ * layout ({@code workDir/oci}) where they are kept by name.
+ *
+ * <p>A build hands Jib one {@link FileEntriesLayer} per {@link LayerSpec}, lets it containerize to
+ * an OCI image tarball in a scratch directory, and then moves the tarball's blobs into the layout:
+ * blobs already there (the base layers, shared package layers) are skipped unread, new ones are
+ * written once, atomically, verified against their digest.
+ *
+ * <p>The work directory holds {@code oci/} (the layout), {@code jib/} (Jib's base and application
+ * layer caches), {@code tmp/} (per-build scratch, deleted after each build) and {@code oci.lock}.
+ * An archive base reaches Jib through {@link ArchiveDockerClient}, so it is unpacked into Jib's
+ * cache once per work directory, not on every build; a registry base is pinned to its digest, so
+ * after the first pull warm builds need no registry. Layers from unchanged {@code source} files
+ * are compressed once (Jib's application cache keys them by path and modification time); in-memory
+ * files are staged per build and their layers rebuilt, which costs little for small files.
+ *
+ * <p>Builds are reproducible: Jib stamps every layer entry and the image with fixed times and sorts
+ * layer entries by path; this class sorts environment and labels and uses a fixed tool name. The
+ * same base and request give the same manifest digest in any work directory.
+ *
+ * <p>Thread-safe: builds may run concurrently; index.json updates are serialised.
+ */
+public final class ImageBuilder implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(ImageBuilder.class);
+
+  /** Part of every image's history, and so of its digest: change it only with the image format. */
+  static final String TOOL_NAME = "kiln-image-builder";
+
+  static final String TOOL_VERSION = "1";
+
+  /** Jib's image name for the intermediate tarball; the layout's name comes from the request. */
+  private static final ImageReference TARBALL_NAME =
+      ImageReference.of(null, "kiln/build", "tarball", null);
+
+  private final BaseImage base;
+  private final Path workDir;
+  private final OciLayout layout;
+  private final Path baseLayersCache;
+  private final Path applicationLayersCache;
+  private final Path scratchRoot;
+  private final ExecutorService executor;
+
+  /**
+   * Opens (creating when needed) the layout and Jib's caches under {@code workDir}. Does not touch
+   * the base image: a missing archive or an unreachable registry is reported by {@link #build}.
+   */
+  public ImageBuilder(BaseImage base, Path workDir) throws IOException {
+    this.base = Objects.requireNonNull(base, "base");
+    Files.createDirectories(workDir);
+    this.workDir = workDir.toRealPath();
+    this.layout = new OciLayout(this.workDir.resolve("oci"));
+    this.baseLayersCache = Files.createDirectories(this.workDir.resolve("jib/base"));
+    this.applicationLayersCache = Files.createDirectories(this.workDir.resolve("jib/application"));
+    this.scratchRoot = Files.createDirectories(this.workDir.resolve("tmp"));
+    this.executor = Executors.newCachedThreadPool(daemonThreads());
+  }
+
+  /**
+   * Lets the base image be pulled, and its digest and labels looked up, over plain http or
+   * unverified https. Registries on loopback always may; use this for other trusted registries.
+   */
+  public void setAllowInsecureRegistries(boolean allow) {
+    base.allowInsecureRegistry(allow);
+  }
+
+  public BaseImage base() {
+    return base;
+  }
+
+  /** The OCI image layout directory: {@code oci-layout}, {@code index.json}, {@code blobs/}. */
+  public Path layoutDir() {
+    return layout.dir();
+  }
+
+  /**
+   * Builds the image and records it in the layout under {@code request.name()}, replacing an image
+   * of the same name. A {@link LayerSpec} without files adds no layer (Jib skips it). Layer names
+   * end up in the image history, so they are part of the digest.
+   *
+   * @throws ImageBuildException when the base image is missing or unreachable, a layer source file
+   *     cannot be read, or Jib fails; the message says what to do
+   */
+  public BuiltImage build(ImageRequest request) throws ImageBuildException, InterruptedException {
+    long started = System.nanoTime();
+    checkLayers(request);
+    Path scratch;
+    try {
+      scratch = Files.createTempDirectory(scratchRoot, "build-");
+    } catch (IOException e) {
+      throw new ImageBuildException(
+          "cannot create a scratch directory under "
+              + scratchRoot
+              + ": "
+              + e.getMessage()
+              + "; check that the work directory is writable and the disk is not full",
+          e);
+    }
+    try {
+      JibContainerBuilder jib = configure(from(), request, scratch);
+      Path tarball = scratch.resolve("image.tar");
+      long configured = System.nanoTime();
+      containerize(jib, tarball, request.name());
+      long containerized = System.nanoTime();
+      BuiltImage image = layout.ingest(tarball, request.name());
+      if (log.isDebugEnabled()) {
+        log.debug(
+            "built {} ({}) in {} ms: prepare {} ms, jib {} ms, layout {} ms",
+            request.name(),
+            image.manifestDigest(),
+            (System.nanoTime() - started) / 1_000_000,
+            (configured - started) / 1_000_000,
+            (containerized - configured) / 1_000_000,
+            (System.nanoTime() - containerized) / 1_000_000);
+      }
+      return image;
+    } catch (IOException e) {
+      throw new ImageBuildException(
+          "storing image "
+              + request.name()
+              + " in "
+              + layout.dir()
+              + " failed: "
+              + e.getMessage()
+              + "; check the disk, or delete the layout directory to start afresh",
+          e);
+    } finally {
+      deleteQuietly(scratch);
+    }
+  }
+
+  /** An image already in the layout, by name (a restarted server reuses what it built before). */
+  public Optional<BuiltImage> find(String name) throws IOException {
+    return layout.find(name);
+  }
+
+  @Override
+  public void close() {
+    executor.shutdownNow();
+  }
+
+  private JibContainerBuilder from() throws ImageBuildException {
+    if (base.isArchive()) {
+      DockerArchive archive;
+      try {
+        archive = base.archiveIndex();
+      } catch (NoSuchFileException e) {
+        throw new ImageBuildException(
+            "base image archive "
+                + base.archivePath()
+                + " does not exist; run"
+                + " bin/build-base-image to create it, or configure another base image",
+            e);
+      } catch (IOException e) {
+        throw new ImageBuildException(
+            "base image archive "
+                + base.archivePath()
+                + " cannot be used: "
+                + e.getMessage()
+                + "; rebuild it with bin/build-base-image or configure another base image",
+            e);
+      }
+      ArchiveDockerClient daemon = new ArchiveDockerClient(archive);
+      return Jib.from(daemon, DockerDaemonImage.named(daemon.imageReference()));
+    }
+    ImageReference pinned;
+    try {
+      pinned = base.pinned();
+    } catch (IOException e) {
+      throw baseImageFailure(e);
+    }
+    return Jib.from(RegistryImage.named(pinned));
+  }
+
+  private static JibContainerBuilder configure(
+      JibContainerBuilder jib, ImageRequest request, Path scratch) throws ImageBuildException {
+    Path staging = scratch.resolve("files");
+    int staged = 0;
+    for (LayerSpec spec : request.layers()) {
+      FileEntriesLayer.Builder layer = FileEntriesLayer.builder().setName(spec.name());
+      List<LayerFile> files =
+          spec.files().stream().sorted(Comparator.comparing(LayerFile::pathInImage)).toList();
+      for (LayerFile file : files) {
+        Path source = file.source();
+        if (source == null) {
+          // Jib reads layer content from files; small in-memory files are staged once per build.
+          source = staging.resolve(Integer.toString(staged++));
+          try {
+            Files.createDirectories(staging);
+            Files.write(source, file.content());
+          } catch (IOException e) {
+            throw new ImageBuildException(
+                "cannot stage "
+                    + file.pathInImage()
+                    + " for layer "
+                    + spec.name()
+                    + " under "
+                    + staging
+                    + ": "
+                    + e.getMessage()
+                    + "; check the disk",
+                e);
+          }
+        } else if (!Files.isRegularFile(source)) {
+          throw new ImageBuildException(
+              "layer "
+                  + spec.name()
+                  + ": source file "
+                  + source
+                  + " for "
+                  + file.pathInImage()
+                  + " does not exist or is not a regular file; it must stay in place until the"
+                  + " build is done");
+        }
+        layer.addEntry(
+            new FileEntry(
+                source,
+                AbsoluteUnixPath.get(file.pathInImage()),
+                FilePermissions.fromOctalString(String.format("%03o", file.mode())),
+                FileEntriesLayer.DEFAULT_MODIFICATION_TIME));
+      }
+      jib.addFileEntriesLayer(layer.build());
+    }
+    return jib.setFormat(ImageFormat.OCI)
+        .setCreationTime(Instant.EPOCH)
+        // An empty entrypoint keeps the base image's; an empty cmd means none (or the base's,
+        // when the entrypoint is kept too).
+        .setEntrypoint(request.entrypoint().isEmpty() ? null : request.entrypoint())
+        .setProgramArguments(request.cmd().isEmpty() ? null : request.cmd())
+        // Given in a fixed order: Jib copies them into a HashMap whose iteration order, which
+        // becomes the order in the config and so part of its digest, depends on insertion order.
+        .setEnvironment(new TreeMap<>(request.env()))
+        .setLabels(new TreeMap<>(request.labels()))
+        .setWorkingDirectory(AbsoluteUnixPath.get(request.workingDir()));
+  }
+
+  private void containerize(JibContainerBuilder jib, Path tarball, String name)
+      throws ImageBuildException, InterruptedException {
+    Containerizer containerizer =
+        Containerizer.to(TarImage.at(tarball).named(TARBALL_NAME))
+            .setBaseImageLayersCache(baseLayersCache)
+            .setApplicationLayersCache(applicationLayersCache)
+            .setExecutorService(executor)
+            .setAllowInsecureRegistries(base.insecure())
+            .setToolName(TOOL_NAME)
+            .setToolVersion(TOOL_VERSION)
+            .addEventHandler(LogEvent.class, ImageBuilder::logJib);
+    try {
+      jib.containerize(containerizer);
+    } catch (InterruptedException e) {
+      throw e;
+    } catch (ExecutionException e) {
+      Throwable cause = e.getCause() == null ? e : e.getCause();
+      if (cause instanceof InterruptedException interrupted) {
+        throw interrupted;
+      }
+      throw failure(name, cause);
+    } catch (RegistryException
+        | IOException
+        | CacheDirectoryCreationException
+        | RuntimeException e) {
+      throw failure(name, e);
+    }
+  }
+
+  private ImageBuildException failure(String name, Throwable e) {
+    if (!base.isArchive() && isRegistryProblem(e)) {
+      return baseImageFailure(e);
+    }
+    if (e instanceof CacheDirectoryCreationException) {
+      return new ImageBuildException(
+          "Jib cannot create its cache under "
+              + workDir.resolve("jib")
+              + ": "
+              + e.getMessage()
+              + "; check that the work directory is writable",
+          e);
+    }
+    if (base.isArchive() && e instanceof IOException && mentions(e, base.archivePath())) {
+      return new ImageBuildException(
+          "base image archive "
+              + base.archivePath()
+              + " cannot be read ("
+              + e.getMessage()
+              + "); rebuild it with bin/build-base-image",
+          e);
+    }
+    return new ImageBuildException(
+        "building image "
+            + name
+            + " over "
+            + base
+            + " failed: "
+            + e
+            + "; check the layer source files and free disk space under "
+            + workDir,
+        e);
+  }
+
+  private ImageBuildException baseImageFailure(Throwable e) {
+    ImageReference image = base.registryImage();
+    String registry = image.getRegistry();
+    Throwable root = e;
+    while (root.getCause() != null && root.getCause() != root) {
+      if (root instanceof RegistryException) {
+        break;
+      }
+      root = root.getCause();
+    }
+    String what;
+    if (has(e, UnknownHostException.class)) {
+      what = "the registry host " + registry + " is unknown; check the base image reference";
+    } else if (has(e, ConnectException.class) || has(e, SocketTimeoutException.class)) {
+      what =
+          "the registry "
+              + registry
+              + " cannot be reached ("
+              + root.getMessage()
+              + "); check that it is running and reachable from this machine";
+    } else if (has(e, InsecureRegistryException.class)) {
+      what =
+          "the registry "
+              + registry
+              + " does not serve verified https; if it is a trusted"
+              + " plain-http registry, allow insecure registries";
+    } else if (has(e, RegistryUnauthorizedException.class)) {
+      what =
+          "the registry "
+              + registry
+              + " refused access to "
+              + image.getRepository()
+              + "; Kiln pulls base images anonymously, so use a public image or mirror it";
+    } else {
+      what =
+          root.getMessage()
+              + "; check the base image reference and that "
+              + registry
+              + " serves it";
+    }
+    return new ImageBuildException("cannot get base image " + image + ": " + what, e);
+  }
+
+  private static boolean isRegistryProblem(Throwable e) {
+    return has(e, RegistryException.class)
+        || has(e, UnknownHostException.class)
+        || has(e, ConnectException.class)
+        || has(e, SocketTimeoutException.class)
+        || has(e, javax.net.ssl.SSLException.class);
+  }
+
+  private static boolean has(Throwable e, Class<? extends Throwable> type) {
+    Set<Throwable> seen = new HashSet<>();
+    for (Throwable t = e; t != null && seen.add(t); t = t.getCause()) {
+      if (type.isInstance(t)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static boolean mentions(Throwable e, Path path) {
+    return (e instanceof NoSuchFileException nsf && path.toString().equals(nsf.getFile()))
+        || String.valueOf(e.getMessage()).contains(path.toString());
+  }
+
+  /** Rejects requests that are the caller's mistake, before any work is done. */
+  private static void checkLayers(ImageRequest request) {
+    if (request.name().isBlank()) {
+      throw new IllegalArgumentException(
+          "image name is blank; name the image, e.g. kiln/udf:<key>");
+    }
+    for (LayerSpec spec : request.layers()) {
+      Set<String> paths = new HashSet<>();
+      for (LayerFile file : spec.files()) {
+        if (!paths.add(file.pathInImage())) {
+          throw new IllegalArgumentException(
+              "layer "
+                  + spec.name()
+                  + " has "
+                  + file.pathInImage()
+                  + " twice; give each path once");
+        }
+        if (file.mode() < 0 || file.mode() > 0777) {
+          throw new IllegalArgumentException(
+              "layer "
+                  + spec.name()
+                  + ": mode "
+                  + Integer.toOctalString(file.mode())
+                  + " of "
+                  + file.pathInImage()
+                  + " is not a permission mode between 0 and 0777");
+        }
+      }
+    }
+  }
+
+  private static void logJib(LogEvent event) {
+    if (event.getMessage().startsWith("Cannot verify server at")
+        || event.getMessage().endsWith("Attempting again with HTTP.")) {
+      // Jib falls back to http only for registries allowed to be insecure: expected, not a warning.
+      log.debug("jib: {}", event.getMessage());
+      return;
+    }
+    switch (event.getLevel()) {
+      case ERROR, WARN -> log.warn("jib: {}", event.getMessage());
+      case LIFECYCLE, INFO -> log.debug("jib: {}", event.getMessage());
+      default -> log.trace("jib: {}", event.getMessage());
+    }
+  }
+
+  private static void deleteQuietly(Path dir) {
+    try {
+      Files.walkFileTree(
+          dir,
+          new SimpleFileVisitor<>() {
+            @Override
+            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs)
+                throws IOException {
+              Files.deleteIfExists(file);
+              return FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
+              Files.deleteIfExists(d);
+              return FileVisitResult.CONTINUE;
+            }
+          });
+    } catch (IOException e) {
+      log.warn("could not delete scratch directory {}: {}", dir, e.toString());
+    }
+  }
+
+  private static ThreadFactory daemonThreads() {
+    AtomicInteger n = new AtomicInteger();
+    return r -> {
+      Thread t = new Thread(r, "kiln-jib-" + n.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    };
+  }
+}

@@ -1,0 +1,314 @@
+package dev.kiln.image;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.cache.Digest;
+import dev.kiln.cache.LocalBlobStore;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.ReentrantLock;
+import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
+import org.apache.commons.compress.archivers.tar.TarFile;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * An OCI image layout on local disk ({@code oci-layout}, {@code index.json}, {@code
+ * blobs/sha256/...}) that images are added to by name.
+ *
+ * <p>Blobs go through a {@link LocalBlobStore}, so each is written once, atomically and verified
+ * against its digest; a blob that is already present is never rewritten. {@code index.json} is
+ * replaced atomically, and its read-modify-write is serialised both between threads (one lock per
+ * layout directory in this JVM) and between processes (a file lock next to the layout), so
+ * concurrent builds never lose each other's entries.
+ */
+final class OciLayout {
+  private static final Logger log = LoggerFactory.getLogger(OciLayout.class);
+  static final String REF_NAME = "org.opencontainers.image.ref.name";
+  static final String INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json";
+  static final String MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json";
+  private static final String BLOB_PREFIX = "blobs/sha256/";
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private static final ConcurrentHashMap<Path, ReentrantLock> INDEX_LOCKS =
+      new ConcurrentHashMap<>();
+
+  private final Path dir;
+  private final LocalBlobStore blobs;
+  private final Path index;
+  private final Path lockFile;
+
+  OciLayout(Path dir) throws IOException {
+    Files.createDirectories(dir);
+    this.dir = dir.toRealPath();
+    // Temporary files live beside the layout, not in blobs/, which the OCI spec reserves for
+    // algorithm directories.
+    this.blobs = new LocalBlobStore(this.dir.resolve("blobs"), this.dir.resolveSibling("oci-tmp"));
+    this.index = this.dir.resolve("index.json");
+    this.lockFile = this.dir.resolveSibling(this.dir.getFileName() + ".lock");
+    Path marker = this.dir.resolve("oci-layout");
+    if (!Files.exists(marker)) {
+      writeAtomically(
+          marker, "{\"imageLayoutVersion\":\"1.0.0\"}".getBytes(StandardCharsets.UTF_8));
+    }
+    if (!Files.exists(index)) {
+      withIndexLock(
+          () -> {
+            if (!Files.exists(index)) {
+              writeIndex(emptyIndex());
+            }
+          });
+    }
+  }
+
+  Path dir() {
+    return dir;
+  }
+
+  /**
+   * Adds the image in an OCI-format image tarball (as Jib's {@code TarImage} writes it) to this
+   * layout under {@code name}, replacing any image of that name. Blobs already present are skipped
+   * without being read.
+   */
+  BuiltImage ingest(Path imageTar, String name) throws IOException {
+    Digest manifestDigest = null;
+    int written = 0;
+    int skipped = 0;
+    try (TarFile tar = new TarFile(imageTar)) {
+      for (TarArchiveEntry entry : tar.getEntries()) {
+        String entryName = entry.getName();
+        if (entryName.startsWith(BLOB_PREFIX)) {
+          Digest digest = Digest.parse(entryName.substring(BLOB_PREFIX.length()));
+          if (blobs.contains(digest)) {
+            skipped++;
+            continue;
+          }
+          try (InputStream in = tar.getInputStream(entry)) {
+            blobs.put(digest, in);
+          }
+          written++;
+        } else if (entryName.equals("index.json")) {
+          try (InputStream in = tar.getInputStream(entry)) {
+            JsonNode manifests = JSON.readTree(in).path("manifests");
+            if (manifests.size() != 1) {
+              throw new IOException(
+                  "Jib's image tarball lists " + manifests.size() + " manifests, expected one");
+            }
+            manifestDigest = Digest.parse(manifests.get(0).path("digest").asText());
+          }
+        }
+      }
+    }
+    if (manifestDigest == null) {
+      throw new IOException("Jib's image tarball " + imageTar + " has no index.json");
+    }
+    log.debug("image {}: {} blobs written, {} already present", name, written, skipped);
+    Optional<BuiltImage> image = read(name, manifestDigest);
+    if (image.isEmpty()) {
+      throw new IOException("Jib's image tarball " + imageTar + " lacks blobs its manifest names");
+    }
+    tag(name, manifestDigest);
+    return image.get();
+  }
+
+  /** The image of this name, if the layout has it and all its blobs. */
+  Optional<BuiltImage> find(String name) throws IOException {
+    for (JsonNode entry : readIndex().path("manifests")) {
+      if (name.equals(entry.path("annotations").path(REF_NAME).asText(null))) {
+        return read(name, Digest.parse(entry.path("digest").asText()));
+      }
+    }
+    return Optional.empty();
+  }
+
+  /** Reads an image back from its manifest; empty (and a warning) when a blob is missing. */
+  private Optional<BuiltImage> read(String name, Digest manifestDigest) throws IOException {
+    Optional<JsonNode> manifest = readBlob(manifestDigest);
+    if (manifest.isEmpty()) {
+      log.warn(
+          "image {}: manifest {} is missing from {}; it will be rebuilt",
+          name,
+          manifestDigest,
+          dir);
+      return Optional.empty();
+    }
+    Digest configDigest = Digest.parse(manifest.get().path("config").path("digest").asText());
+    Optional<JsonNode> config = readBlob(configDigest);
+    if (config.isEmpty()) {
+      log.warn(
+          "image {}: config {} is missing from {}; it will be rebuilt", name, configDigest, dir);
+      return Optional.empty();
+    }
+    JsonNode diffIds = config.get().path("rootfs").path("diff_ids");
+    JsonNode layerNodes = manifest.get().path("layers");
+    if (diffIds.size() != layerNodes.size()) {
+      throw new IOException(
+          "image "
+              + name
+              + " in "
+              + dir
+              + " is damaged: its manifest has "
+              + layerNodes.size()
+              + " layers but its config "
+              + diffIds.size()
+              + " diff_ids; delete "
+              + index
+              + " entry or the layout and rebuild");
+    }
+    List<ImageLayer> layers = new ArrayList<>();
+    for (int i = 0; i < layerNodes.size(); i++) {
+      JsonNode layer = layerNodes.get(i);
+      Digest digest = Digest.parse(layer.path("digest").asText());
+      if (!blobs.contains(digest)) {
+        log.warn("image {}: layer {} is missing from {}; it will be rebuilt", name, digest, dir);
+        return Optional.empty();
+      }
+      layers.add(
+          new ImageLayer(
+              digest,
+              Digest.parse(diffIds.get(i).asText()),
+              layer.path("mediaType").asText(),
+              layer.path("size").asLong(),
+              blobs.path(digest)));
+    }
+    JsonNode c = config.get().path("config");
+    String workingDir = c.path("WorkingDir").asText("");
+    return Optional.of(
+        new BuiltImage(
+            name,
+            manifestDigest,
+            configDigest,
+            layers,
+            strings(c.path("Entrypoint")),
+            strings(c.path("Cmd")),
+            strings(c.path("Env")),
+            workingDir.isEmpty() ? "/" : workingDir));
+  }
+
+  private Optional<JsonNode> readBlob(Digest digest) throws IOException {
+    Optional<Path> file = blobs.file(digest);
+    if (file.isEmpty()) {
+      return Optional.empty();
+    }
+    return Optional.of(JSON.readTree(file.get().toFile()));
+  }
+
+  private static List<String> strings(JsonNode array) {
+    List<String> out = new ArrayList<>();
+    array.forEach(n -> out.add(n.asText()));
+    return out;
+  }
+
+  /** Points {@code name} at the manifest in index.json, replacing an entry of the same name. */
+  private void tag(String name, Digest manifestDigest) throws IOException {
+    ObjectNode wanted = descriptor(name, manifestDigest, Files.size(blobs.path(manifestDigest)));
+    withIndexLock(
+        () -> {
+          ObjectNode current = readIndex();
+          ArrayNode manifests = JSON.createArrayNode();
+          int sameName = 0;
+          boolean unchanged = false;
+          for (JsonNode entry : current.path("manifests")) {
+            if (name.equals(entry.path("annotations").path(REF_NAME).asText(null))) {
+              unchanged = entry.equals(wanted);
+              if (sameName++ == 0) {
+                manifests.add(wanted); // keeps the entry's place in the index
+              }
+            } else {
+              manifests.add(entry);
+            }
+          }
+          if (sameName == 1 && unchanged) {
+            return; // a rebuild of the same image: index.json is already right
+          }
+          if (sameName == 0) {
+            manifests.add(wanted);
+          }
+          current.set("manifests", manifests);
+          writeIndex(current);
+        });
+  }
+
+  private static ObjectNode descriptor(String name, Digest digest, long size) {
+    ObjectNode d = JSON.createObjectNode();
+    d.put("mediaType", MANIFEST_MEDIA_TYPE);
+    d.put("digest", digest.toString());
+    d.put("size", size);
+    d.putObject("annotations").put(REF_NAME, name);
+    return d;
+  }
+
+  private static ObjectNode emptyIndex() {
+    ObjectNode index = JSON.createObjectNode();
+    index.put("schemaVersion", 2);
+    index.put("mediaType", INDEX_MEDIA_TYPE);
+    index.putArray("manifests");
+    return index;
+  }
+
+  private ObjectNode readIndex() throws IOException {
+    try {
+      JsonNode node = JSON.readTree(index.toFile());
+      if (!(node instanceof ObjectNode object)) {
+        throw new IOException(index + " is not a JSON object; delete it to start an empty layout");
+      }
+      return object;
+    } catch (NoSuchFileException e) {
+      return emptyIndex();
+    }
+  }
+
+  private void writeIndex(ObjectNode content) throws IOException {
+    writeAtomically(index, JSON.writeValueAsBytes(content));
+  }
+
+  private void writeAtomically(Path target, byte[] content) throws IOException {
+    Path temp = dir.resolve("." + target.getFileName() + "." + UUID.randomUUID() + ".tmp");
+    try {
+      Files.write(temp, content);
+      try {
+        Files.move(
+            temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+      } catch (AtomicMoveNotSupportedException e) {
+        Files.move(temp, target, StandardCopyOption.REPLACE_EXISTING);
+      }
+    } finally {
+      Files.deleteIfExists(temp);
+    }
+  }
+
+  private interface IndexUpdate {
+    void run() throws IOException;
+  }
+
+  private void withIndexLock(IndexUpdate update) throws IOException {
+    ReentrantLock lock = INDEX_LOCKS.computeIfAbsent(dir, d -> new ReentrantLock());
+    lock.lock();
+    try (FileChannel channel =
+        FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+      FileLock fileLock = channel.lock();
+      try {
+        update.run();
+      } finally {
+        fileLock.release();
+      }
+    } finally {
+      lock.unlock();
+    }
+  }
+}
