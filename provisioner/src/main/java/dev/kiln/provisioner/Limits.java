@@ -4,7 +4,8 @@ package dev.kiln.provisioner;
  * Resource limits of one sandbox.
  *
  * @param memoryBytes memory limit of the whole sandbox (all its processes), in bytes
- * @param cpus CPU quota in cores (e.g. 2.0); also the number of CPUs the sandbox reports
+ * @param cpus CPU quota in cores (e.g. 2.0); the sandbox reports this many CPUs rounded up (runsc
+ *     --cpu-num-from-quota: at least 2, at most the host's)
  */
 public record Limits(long memoryBytes, double cpus) {
   public Limits {

@@ -1,0 +1,97 @@
+package dev.kiln.provisioner;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Command lines for one runsc state root, and the short runsc commands (list, kill, delete) run to
+ * completion. Every command carries the same global flags so that all of them agree on the
+ * configuration the sandboxes were made with.
+ */
+final class Runsc {
+  private static final Duration TIMEOUT = Duration.ofSeconds(30);
+
+  private final String binary;
+  private final Path root;
+  private final List<String> globalFlags;
+
+  Runsc(String binary, Path root, String platform, String network, List<String> extraFlags) {
+    this.binary = binary;
+    this.root = root.toAbsolutePath();
+    List<String> flags = new ArrayList<>();
+    flags.add("--root=" + this.root);
+    flags.add("--platform=" + platform);
+    flags.add("--network=" + network);
+    // Writes to the root file system stay in sandbox memory (charged to its memory limit) and
+    // never reach the shared, extracted layers on the host.
+    flags.add("--overlay2=root:memory");
+    // The sandbox reports as many CPUs as its quota allows: rounded up, at least 2, at most the
+    // host's.
+    flags.add("--cpu-num-from-quota");
+    flags.addAll(extraFlags);
+    this.globalFlags = List.copyOf(flags);
+  }
+
+  Path root() {
+    return root;
+  }
+
+  /** {@code runsc <global flags> <subcommand...>}. */
+  List<String> command(String... subcommand) {
+    List<String> argv = new ArrayList<>();
+    argv.add(binary);
+    argv.addAll(globalFlags);
+    argv.addAll(Arrays.asList(subcommand));
+    return argv;
+  }
+
+  /** {@code runsc --version}; fails with advice when runsc cannot run at all. */
+  String version() throws IOException {
+    HostCommand r;
+    try {
+      r = HostCommand.run(List.of(binary, "--version"), TIMEOUT);
+    } catch (IOException e) {
+      throw new IOException(
+          "cannot run '"
+              + binary
+              + "' ("
+              + e.getMessage()
+              + "); install gVisor (Debian package 'runsc') or set the runsc path",
+          e);
+    }
+    if (!r.ok()) {
+      throw new IOException("'" + binary + " --version' failed: " + r.diagnostics());
+    }
+    return r.stdout().lines().findFirst().orElse("").strip();
+  }
+
+  /** Ids of the containers runsc knows under this root. */
+  List<String> list() throws IOException {
+    HostCommand r = HostCommand.run(command("list", "-quiet"), TIMEOUT);
+    if (!r.ok()) {
+      throw new IOException("'runsc list' under " + root + " failed: " + r.diagnostics());
+    }
+    return r.stdout().lines().map(String::strip).filter(s -> !s.isEmpty()).toList();
+  }
+
+  /** Sends SIGKILL to the container's init (and so ends the sandbox); false when that failed. */
+  boolean kill(String id) throws IOException {
+    return HostCommand.run(command("kill", id, "KILL"), TIMEOUT).ok();
+  }
+
+  /** Sends SIGKILL to one process of the container, by its pid inside the sandbox. */
+  boolean killProcess(String id, int sandboxPid) throws IOException {
+    return HostCommand.run(
+            command("kill", "--pid", Integer.toString(sandboxPid), id, "KILL"), TIMEOUT)
+        .ok();
+  }
+
+  /** Deletes the container, stopping it first if needed; succeeds when it does not exist. */
+  HostCommand delete(String id) throws IOException {
+    return HostCommand.run(command("delete", "--force", id), TIMEOUT);
+  }
+}
