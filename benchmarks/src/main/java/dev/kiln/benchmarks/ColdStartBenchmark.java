@@ -1,0 +1,210 @@
+package dev.kiln.benchmarks;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.controlplane.DatabendClient;
+import dev.kiln.controlplane.KilnConfig;
+import dev.kiln.controlplane.KilnServer;
+import dev.kiln.controlplane.ProvisioningTimings;
+import dev.kiln.resolver.DataType;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+import java.util.concurrent.TimeUnit;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+
+/**
+ * End-to-end cold start and hot path of a Kiln server on this machine, with gVisor's own start
+ * time ({@code runsc do true}) measured in the same run as the peer.
+ *
+ * <ul>
+ *   <li>cold: ApplyUdfResource for a never-seen spec until the first correct DoExchange result,
+ *       split into image build, sandbox start and runner start (the first one also pays for cold
+ *       Jib caches and extracting the base image);
+ *   <li>hot: ApplyUdfResource on a known spec, sequentially, as Databend calls it on every query;
+ *   <li>peer: {@code runsc --platform=ptrace --network=none do true}.
+ * </ul>
+ *
+ * <p>Run: {@code bin/bench cold-start [runs] [hot-calls]}. Writes {@code
+ * benchmarks/target/results/cold-start.json}.
+ */
+public final class ColdStartBenchmark {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private ColdStartBenchmark() {}
+
+  public static void main(String[] args) throws Exception {
+    int runs = args.length > 0 ? Integer.parseInt(args[0]) : 5;
+    int hotCalls = args.length > 1 ? Integer.parseInt(args[1]) : 1000;
+    Path data = Files.createTempDirectory("kiln-bench-");
+    KilnConfig config =
+        KilnConfig.builder()
+            .grpcPort(0)
+            .flightPort(0)
+            .adminPort(0)
+            .bindHost("127.0.0.1")
+            .dataDir(data)
+            .build();
+
+    List<Double> runscDo = new ArrayList<>();
+    for (int i = 0; i < 10; i++) {
+      runscDo.add(runscDoTrue());
+    }
+
+    List<ObjectNode> cold = new ArrayList<>();
+    List<Double> hotApply = new ArrayList<>();
+    List<Double> hotCall = new ArrayList<>();
+    try (KilnServer server = KilnServer.start(config);
+        DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
+        BufferAllocator allocator = new RootAllocator()) {
+      List<DataType> types = List.of(DataType.parse("BIGINT NULL"));
+      JsonNode rows = DatabendClient.json("[[1]]");
+      for (int i = 0; i <= runs; i++) {
+        String spec = spec("add_" + i, "def add_" + i + "(x):\n    return x + " + i + "\n");
+        long t0 = System.nanoTime();
+        DatabendClient.Resource r = client.apply("bench", spec);
+        long t1 = System.nanoTime();
+        ArrayNode result =
+            DatabendClient.call(
+                allocator, r.endpoint(), r.headers(), "bench", "add_" + i, types, rows,
+                Duration.ofSeconds(180));
+        long t2 = System.nanoTime();
+        if (result.get(0).get(0).asLong() != 1 + i) {
+          throw new IllegalStateException("wrong result " + result + " for run " + i);
+        }
+        ProvisioningTimings t = server.timings("bench", r.key()).orElseThrow();
+        ObjectNode n = JSON.createObjectNode();
+        n.put("run", i == 0 ? "first (cold caches)" : "new spec #" + i);
+        n.put("total_ms", ms(t2 - t0));
+        n.put("apply_rpc_ms", ms(t1 - t0));
+        n.put("image_ms", t.imageMillis());
+        n.put("sandbox_ms", t.sandboxMillis());
+        n.put("runners_ms", t.runnersMillis());
+        n.put("server_ready_ms", t.totalMillis());
+        cold.add(n);
+      }
+      String known = spec("add_0", "def add_0(x):\n    return x + 0\n");
+      for (int i = 0; i < hotCalls; i++) {
+        long t0 = System.nanoTime();
+        client.apply("bench", known);
+        hotApply.add(ms(System.nanoTime() - t0));
+      }
+      DatabendClient.Resource r = client.apply("bench", known);
+      for (int i = 0; i < 200; i++) {
+        long t0 = System.nanoTime();
+        DatabendClient.call(
+            allocator, r.endpoint(), r.headers(), "bench", "add_0", types, rows,
+            Duration.ofSeconds(30));
+        hotCall.add(ms(System.nanoTime() - t0));
+      }
+    }
+
+    ObjectNode report = JSON.createObjectNode();
+    report.put("machine_cpus", Runtime.getRuntime().availableProcessors());
+    ArrayNode coldNode = report.putArray("cold");
+    cold.forEach(coldNode::add);
+    List<Double> coldTypical =
+        cold.subList(1, cold.size()).stream().map(n -> n.get("total_ms").asDouble()).toList();
+    List<Double> sandbox =
+        cold.subList(1, cold.size()).stream().map(n -> n.get("sandbox_ms").asDouble()).toList();
+    report.put("cold_new_spec_median_ms", percentile(coldTypical, 50));
+    report.put("sandbox_start_median_ms", percentile(sandbox, 50));
+    report.put("runsc_do_true_median_ms", percentile(runscDo, 50));
+    report.put("hot_apply_p50_ms", percentile(hotApply, 50));
+    report.put("hot_apply_p99_ms", percentile(hotApply, 99));
+    report.put("hot_apply_max_ms", percentile(hotApply, 100));
+    report.put("hot_apply_calls", hotApply.size());
+    report.put("hot_doexchange_1row_p50_ms", percentile(hotCall, 50));
+    report.put("hot_doexchange_1row_p99_ms", percentile(hotCall, 99));
+
+    System.out.println();
+    System.out.println("Cold start: ApplyUdfResource -> first correct DoExchange result");
+    System.out.printf("%-22s %9s %9s %9s %9s %9s%n", "run", "total", "apply", "image",
+        "sandbox", "runners");
+    for (ObjectNode n : cold) {
+      System.out.printf(
+          "%-22s %7.0fms %7.0fms %7.0fms %7.0fms %7.0fms%n",
+          n.get("run").asText(),
+          n.get("total_ms").asDouble(),
+          n.get("apply_rpc_ms").asDouble(),
+          n.get("image_ms").asDouble(),
+          n.get("sandbox_ms").asDouble(),
+          n.get("runners_ms").asDouble());
+    }
+    System.out.printf(
+        "%nSandbox start (Kiln, median) %.0f ms vs runsc do true (peer, median of 10) %.0f ms%n",
+        report.get("sandbox_start_median_ms").asDouble(),
+        report.get("runsc_do_true_median_ms").asDouble());
+    System.out.printf(
+        "Hot ApplyUdfResource x%d: p50 %.3f ms, p99 %.3f ms, max %.3f ms%n",
+        hotApply.size(),
+        report.get("hot_apply_p50_ms").asDouble(),
+        report.get("hot_apply_p99_ms").asDouble(),
+        report.get("hot_apply_max_ms").asDouble());
+    System.out.printf(
+        "Hot DoExchange (1 row, new connection each) x%d: p50 %.2f ms, p99 %.2f ms%n",
+        hotCall.size(),
+        report.get("hot_doexchange_1row_p50_ms").asDouble(),
+        report.get("hot_doexchange_1row_p99_ms").asDouble());
+    Path out = Path.of("benchmarks/target/results/cold-start.json");
+    Files.createDirectories(out.getParent());
+    JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
+    System.out.println("wrote " + out.toAbsolutePath());
+    deleteTree(data);
+  }
+
+  static String spec(String handler, String code) {
+    ObjectNode n = JSON.createObjectNode();
+    n.put("version", 1);
+    n.put("kind", "udf");
+    n.put("language", "python");
+    n.put("handler", handler);
+    n.putArray("input_types").add("BIGINT NULL");
+    n.put("result_type", "BIGINT NULL");
+    n.putArray("imports");
+    n.putArray("packages");
+    n.put("runtime_version", "3.12.2");
+    n.put("code", code);
+    return n.toString();
+  }
+
+  private static double runscDoTrue() throws IOException, InterruptedException {
+    long t0 = System.nanoTime();
+    Process p =
+        new ProcessBuilder("runsc", "--platform=ptrace", "--network=none", "do", "true")
+            .redirectErrorStream(true)
+            .start();
+    p.getInputStream().readAllBytes();
+    if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
+      throw new IllegalStateException("runsc do true failed");
+    }
+    return ms(System.nanoTime() - t0);
+  }
+
+  static double ms(long nanos) {
+    return nanos / 1e6;
+  }
+
+  /** Nearest-rank percentile (100 = max). */
+  static double percentile(List<Double> values, double p) {
+    List<Double> sorted = new ArrayList<>(values);
+    sorted.sort(Comparator.naturalOrder());
+    int rank = (int) Math.ceil(p / 100.0 * sorted.size());
+    return sorted.get(Math.max(0, Math.min(sorted.size() - 1, rank - 1)));
+  }
+
+  private static void deleteTree(Path dir) throws IOException {
+    try (var paths = Files.walk(dir)) {
+      paths.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    }
+  }
+
+}

@@ -1,0 +1,60 @@
+package dev.kiln.controlplane;
+
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.Executors;
+import java.util.function.BooleanSupplier;
+
+/** The admin HTTP port: {@code /healthz} for probes and {@code /metrics} for Prometheus. */
+final class AdminServer implements AutoCloseable {
+  private final HttpServer server;
+
+  AdminServer(String host, int port, PrometheusMeterRegistry meters, BooleanSupplier healthy)
+      throws IOException {
+    server = HttpServer.create(new InetSocketAddress(host, port), 0);
+    server.setExecutor(Executors.newFixedThreadPool(2, Thread.ofPlatform().daemon().name(
+        "kiln-admin-", 0).factory()));
+    server.createContext(
+        "/healthz",
+        ex -> {
+          boolean ok = healthy.getAsBoolean();
+          respond(ex, ok ? 200 : 503, "text/plain", ok ? "ok\n" : "unhealthy\n");
+        });
+    server.createContext(
+        "/metrics",
+        ex ->
+            respond(
+                ex,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                meters.scrape()));
+    server.createContext(
+        "/",
+        ex -> respond(ex, 404, "text/plain", "not found; try /healthz or /metrics\n"));
+    server.start();
+  }
+
+  int port() {
+    return server.getAddress().getPort();
+  }
+
+  private static void respond(HttpExchange ex, int status, String type, String body)
+      throws IOException {
+    byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+    ex.getResponseHeaders().set("Content-Type", type);
+    ex.sendResponseHeaders(status, bytes.length);
+    try (OutputStream out = ex.getResponseBody()) {
+      out.write(bytes);
+    }
+  }
+
+  @Override
+  public void close() {
+    server.stop(0);
+  }
+}

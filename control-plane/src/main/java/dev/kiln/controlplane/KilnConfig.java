@@ -1,0 +1,350 @@
+package dev.kiln.controlplane;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Everything {@code kiln serve} can be told. Defaults run the whole system on one machine with no
+ * configuration; a YAML file (keys as the long flag names, e.g. {@code grpc-port: 50051}) and then
+ * the command-line flags override them.
+ *
+ * @param grpcPort port of the provisioning API ({@code udfproto.UdfService}); 0 = any free port
+ * @param flightPort port of the Arrow Flight endpoint Databend calls; 0 = any free port
+ * @param adminPort port of {@code /healthz} and {@code /metrics}; 0 = any free port
+ * @param bindHost address the servers listen on
+ * @param advertiseHost host name put in the endpoint returned to Databend
+ * @param dataDir where images, sandboxes and state live
+ * @param baseImage the Python base image: an archive path or a registry reference
+ * @param runsc the runsc binary
+ * @param runscPlatform gVisor platform ({@code ptrace} works everywhere; {@code systrap}/{@code
+ *     kvm} are faster where available)
+ * @param sandboxMemoryBytes memory limit of each sandbox
+ * @param sandboxCpus CPU limit of each sandbox, in cores
+ * @param runnersPerSandbox Python runner processes per sandbox
+ * @param batchTimeout longest a UDF may take on one batch
+ * @param applyWait how long a cold ApplyUdfResource waits for the sandbox before answering, so
+ *     that errors in the UDF code come back on the RPC (never beyond the call's deadline)
+ * @param readyWait how long a Flight call waits for a sandbox that is still starting
+ */
+public record KilnConfig(
+    int grpcPort,
+    int flightPort,
+    int adminPort,
+    String bindHost,
+    String advertiseHost,
+    Path dataDir,
+    String baseImage,
+    String runsc,
+    String runscPlatform,
+    long sandboxMemoryBytes,
+    double sandboxCpus,
+    int runnersPerSandbox,
+    Duration batchTimeout,
+    Duration applyWait,
+    Duration readyWait) {
+
+  /** The base image {@code bin/build-base-image} writes by default. */
+  public static String defaultBaseImage() {
+    String cache = System.getenv("KILN_CACHE_DIR");
+    if (cache == null || cache.isEmpty()) {
+      String xdg = System.getenv("XDG_CACHE_HOME");
+      cache =
+          (xdg == null || xdg.isEmpty() ? System.getProperty("user.home") + "/.cache" : xdg)
+              + "/kiln";
+    }
+    return cache + "/base/debian-bookworm-python3.tar";
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  public Builder toBuilder() {
+    Builder b = new Builder();
+    b.grpcPort = grpcPort;
+    b.flightPort = flightPort;
+    b.adminPort = adminPort;
+    b.bindHost = bindHost;
+    b.advertiseHost = advertiseHost;
+    b.dataDir = dataDir;
+    b.baseImage = baseImage;
+    b.runsc = runsc;
+    b.runscPlatform = runscPlatform;
+    b.sandboxMemoryBytes = sandboxMemoryBytes;
+    b.sandboxCpus = sandboxCpus;
+    b.runnersPerSandbox = runnersPerSandbox;
+    b.batchTimeout = batchTimeout;
+    b.applyWait = applyWait;
+    b.readyWait = readyWait;
+    return b;
+  }
+
+  /** Builds a {@link KilnConfig}; {@link #build()} reports every invalid setting at once. */
+  public static final class Builder {
+    int grpcPort = 50051;
+    int flightPort = 8815;
+    int adminPort = 9090;
+    String bindHost = "0.0.0.0";
+    String advertiseHost = "127.0.0.1";
+    Path dataDir = Path.of(".kiln");
+    String baseImage = defaultBaseImage();
+    String runsc = "runsc";
+    String runscPlatform = "ptrace";
+    long sandboxMemoryBytes = 512L << 20;
+    double sandboxCpus = 1.0;
+    int runnersPerSandbox = 1;
+    Duration batchTimeout = Duration.ofSeconds(300);
+    Duration applyWait = Duration.ofSeconds(3);
+    Duration readyWait = Duration.ofSeconds(180);
+
+    public Builder grpcPort(int v) {
+      grpcPort = v;
+      return this;
+    }
+
+    public Builder flightPort(int v) {
+      flightPort = v;
+      return this;
+    }
+
+    public Builder adminPort(int v) {
+      adminPort = v;
+      return this;
+    }
+
+    public Builder bindHost(String v) {
+      bindHost = v;
+      return this;
+    }
+
+    public Builder advertiseHost(String v) {
+      advertiseHost = v;
+      return this;
+    }
+
+    public Builder dataDir(Path v) {
+      dataDir = v;
+      return this;
+    }
+
+    public Builder baseImage(String v) {
+      baseImage = v;
+      return this;
+    }
+
+    public Builder runsc(String v) {
+      runsc = v;
+      return this;
+    }
+
+    public Builder runscPlatform(String v) {
+      runscPlatform = v;
+      return this;
+    }
+
+    public Builder sandboxMemoryBytes(long v) {
+      sandboxMemoryBytes = v;
+      return this;
+    }
+
+    public Builder sandboxCpus(double v) {
+      sandboxCpus = v;
+      return this;
+    }
+
+    public Builder runnersPerSandbox(int v) {
+      runnersPerSandbox = v;
+      return this;
+    }
+
+    public Builder batchTimeout(Duration v) {
+      batchTimeout = v;
+      return this;
+    }
+
+    public Builder applyWait(Duration v) {
+      applyWait = v;
+      return this;
+    }
+
+    public Builder readyWait(Duration v) {
+      readyWait = v;
+      return this;
+    }
+
+    /**
+     * Applies a YAML (or JSON) config file whose keys are the long flag names. Unknown keys are
+     * errors, so a typo does not silently fall back to a default.
+     */
+    public Builder load(Path file) throws IOException, KilnException {
+      if (!Files.isRegularFile(file)) {
+        throw new KilnException(
+            ErrorCode.INVALID_SPEC, "config file " + file + " does not exist or is not a file");
+      }
+      JsonNode root = new ObjectMapper(new YAMLFactory()).readTree(file.toFile());
+      if (root == null || root.isMissingNode() || root.isNull()) {
+        return this;
+      }
+      if (!root.isObject()) {
+        throw new KilnException(
+            ErrorCode.INVALID_SPEC, "config file " + file + " must be a mapping of flag: value");
+      }
+      List<String> errors = new ArrayList<>();
+      for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
+        Map.Entry<String, JsonNode> e = it.next();
+        try {
+          set(e.getKey(), e.getValue().asText());
+        } catch (IllegalArgumentException ex) {
+          errors.add(ex.getMessage());
+        }
+      }
+      if (!errors.isEmpty()) {
+        throw new KilnException(
+            ErrorCode.INVALID_SPEC, "config file " + file + ": " + String.join("; ", errors));
+      }
+      return this;
+    }
+
+    /** Sets one option by its long flag name (without dashes). */
+    public Builder set(String key, String value) {
+      switch (key) {
+        case "grpc-port" -> grpcPort = parsePort(key, value);
+        case "flight-port" -> flightPort = parsePort(key, value);
+        case "admin-port" -> adminPort = parsePort(key, value);
+        case "bind-host" -> bindHost = value;
+        case "advertise-host" -> advertiseHost = value;
+        case "data-dir" -> dataDir = Path.of(value);
+        case "base-image" -> baseImage = value;
+        case "runsc" -> runsc = value;
+        case "runsc-platform" -> runscPlatform = value;
+        case "sandbox-memory" -> sandboxMemoryBytes = parseSize(key, value);
+        case "sandbox-cpus" -> sandboxCpus = parseDouble(key, value);
+        case "runners-per-sandbox" -> runnersPerSandbox = (int) parseDouble(key, value);
+        case "batch-timeout" -> batchTimeout = parseDuration(key, value);
+        case "apply-wait" -> applyWait = parseDuration(key, value);
+        case "ready-wait" -> readyWait = parseDuration(key, value);
+        default ->
+            throw new IllegalArgumentException(
+                "unknown setting '"
+                    + key
+                    + "' (known: grpc-port, flight-port, admin-port, bind-host, advertise-host,"
+                    + " data-dir, base-image, runsc, runsc-platform, sandbox-memory, sandbox-cpus,"
+                    + " runners-per-sandbox, batch-timeout, apply-wait, ready-wait)");
+      }
+      return this;
+    }
+
+    public KilnConfig build() throws KilnException {
+      List<String> errors = new ArrayList<>();
+      checkPort(errors, "grpc-port", grpcPort);
+      checkPort(errors, "flight-port", flightPort);
+      checkPort(errors, "admin-port", adminPort);
+      if (bindHost == null || bindHost.isBlank()) {
+        errors.add("bind-host is empty");
+      }
+      if (advertiseHost == null || advertiseHost.isBlank()) {
+        errors.add("advertise-host is empty");
+      }
+      if (baseImage == null || baseImage.isBlank()) {
+        errors.add("base-image is empty; run bin/build-base-image or pass --base-image");
+      }
+      if (sandboxMemoryBytes < 64L << 20) {
+        errors.add("sandbox-memory must be at least 64MiB");
+      }
+      if (!(sandboxCpus > 0)) {
+        errors.add("sandbox-cpus must be positive");
+      }
+      if (runnersPerSandbox < 1) {
+        errors.add("runners-per-sandbox must be at least 1");
+      }
+      if (batchTimeout.isNegative() || batchTimeout.isZero()) {
+        errors.add("batch-timeout must be positive");
+      }
+      if (applyWait.isNegative() || applyWait.compareTo(Duration.ofSeconds(4)) > 0) {
+        errors.add("apply-wait must be between 0s and 4s (Databend's deadline is 5s)");
+      }
+      if (!errors.isEmpty()) {
+        throw new KilnException(
+            ErrorCode.INVALID_SPEC, "invalid configuration: " + String.join("; ", errors));
+      }
+      return new KilnConfig(
+          grpcPort, flightPort, adminPort, bindHost, advertiseHost, dataDir.toAbsolutePath(),
+          baseImage, runsc, runscPlatform, sandboxMemoryBytes, sandboxCpus, runnersPerSandbox,
+          batchTimeout, applyWait, readyWait);
+    }
+
+    private static void checkPort(List<String> errors, String name, int port) {
+      if (port < 0 || port > 65535) {
+        errors.add(name + " must be between 0 and 65535, got " + port);
+      }
+    }
+  }
+
+  private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*([kmgt]i?b?|b)?");
+  private static final Pattern DURATION = Pattern.compile("(\\d+)\\s*(ms|s|m|h)?");
+
+  static int parsePort(String key, String value) {
+    try {
+      return Integer.parseInt(value.trim());
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException(key + " must be a port number, got '" + value + "'");
+    }
+  }
+
+  static double parseDouble(String key, String value) {
+    try {
+      return Double.parseDouble(value.trim());
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException(key + " must be a number, got '" + value + "'");
+    }
+  }
+
+  /** Parses sizes like {@code 512MiB}, {@code 2g}, {@code 1048576}. */
+  public static long parseSize(String key, String value) {
+    Matcher m = SIZE.matcher(value.trim().toLowerCase(Locale.ROOT));
+    if (!m.matches()) {
+      throw new IllegalArgumentException(
+          key + " must be a size such as 512MiB or 2GiB, got '" + value + "'");
+    }
+    long n = Long.parseLong(m.group(1));
+    String unit = m.group(2) == null ? "b" : m.group(2);
+    int shift =
+        switch (unit.charAt(0)) {
+          case 'k' -> 10;
+          case 'm' -> 20;
+          case 'g' -> 30;
+          case 't' -> 40;
+          default -> 0;
+        };
+    return n << shift;
+  }
+
+  /** Parses durations like {@code 300s}, {@code 5m}, {@code 250ms} (bare numbers are seconds). */
+  public static Duration parseDuration(String key, String value) {
+    Matcher m = DURATION.matcher(value.trim().toLowerCase(Locale.ROOT));
+    if (!m.matches()) {
+      throw new IllegalArgumentException(
+          key + " must be a duration such as 300s, 5m or 250ms, got '" + value + "'");
+    }
+    long n = Long.parseLong(m.group(1));
+    String unit = m.group(2) == null ? "s" : m.group(2);
+    return switch (unit) {
+      case "ms" -> Duration.ofMillis(n);
+      case "m" -> Duration.ofMinutes(n);
+      case "h" -> Duration.ofHours(n);
+      default -> Duration.ofSeconds(n);
+    };
+  }
+}

@@ -1,0 +1,271 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.image.BaseImage;
+import dev.kiln.image.ImageBuilder;
+import dev.kiln.provisioner.Provisioner;
+import dev.kiln.provisioner.RunscProvisioner;
+import dev.kiln.worker.FlightEndpoint;
+import dev.kiln.worker.Tokens;
+import io.grpc.Server;
+import io.grpc.ServerInterceptors;
+import io.grpc.netty.NettyServerBuilder;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The composition root: one Kiln server with its provisioning API (gRPC), Flight endpoint, admin
+ * HTTP port, image builder and sandbox provisioner, all under one data directory. {@link #close()}
+ * stops everything in reverse order and leaves no sandbox or mount behind.
+ */
+public final class KilnServer implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(KilnServer.class);
+
+  private final KilnConfig config;
+  private final Deque<AutoCloseable> closeables = new ArrayDeque<>();
+  private final AtomicBoolean closed = new AtomicBoolean();
+  private Server grpc;
+  private FlightEndpoint flight;
+  private AdminServer admin;
+  private UdfRegistry registry;
+  private String endpoint;
+  private String baseImageDigest;
+  private PrometheusMeterRegistry meters;
+
+  private KilnServer(KilnConfig config) {
+    this.config = config;
+  }
+
+  /** Starts every part; on failure, stops what was started and rethrows. */
+  public static KilnServer start(KilnConfig config) throws KilnException, IOException {
+    KilnServer server = new KilnServer(config);
+    try {
+      server.startAll();
+      return server;
+    } catch (KilnException | IOException | RuntimeException e) {
+      server.close();
+      throw e;
+    }
+  }
+
+  private void startAll() throws KilnException, IOException {
+    long t0 = System.nanoTime();
+    Path data = config.dataDir();
+    Files.createDirectories(data);
+    lockDataDir(data);
+
+    meters = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    new JvmMemoryMetrics().bindTo(meters);
+    new JvmThreadMetrics().bindTo(meters);
+    new ProcessorMetrics().bindTo(meters);
+    JvmGcMetrics gc = new JvmGcMetrics();
+    gc.bindTo(meters);
+    closeables.push(gc);
+
+    Tokens tokens = Tokens.loadOrCreate(data.resolve("token-secret"));
+
+    BaseImage base;
+    try {
+      base = BaseImage.parse(config.baseImage());
+      baseImageDigest = base.digest();
+    } catch (IllegalArgumentException | IOException e) {
+      throw new KilnException(
+          ErrorCode.BASE_IMAGE_UNAVAILABLE,
+          "cannot use base image '"
+              + config.baseImage()
+              + "': "
+              + e.getMessage()
+              + (config.baseImage().equals(KilnConfig.defaultBaseImage())
+                  ? "; build it with bin/build-base-image (bin/kiln serve does this on first use)"
+                  : "; pass --base-image with an image archive or a registry reference"),
+          e);
+    }
+    ImageBuilder images = new ImageBuilder(base, data.resolve("images"));
+    closeables.push(images);
+
+    Provisioner provisioner =
+        RunscProvisioner.builder()
+            .runsc(config.runsc())
+            .platform(config.runscPlatform())
+            .workDir(data.resolve("provisioner"))
+            .build();
+    closeables.push(provisioner);
+
+    ExecutorService pipelines = Executors.newVirtualThreadPerTaskExecutor();
+    closeables.push(() -> shutdown(pipelines));
+    UdfRegistry[] registryRef = new UdfRegistry[1];
+    Provisioning provisioning =
+        new Provisioning(
+            images, provisioner, config, pipelines, meters, r -> registryRef[0].evict(r));
+    registry = new UdfRegistry(provisioning::start);
+    registryRef[0] = registry;
+    closeables.push(registry);
+    Gauge.builder("kiln.udf.resources", registry, UdfRegistry::size)
+        .description("UDF resources known to this server")
+        .register(meters);
+    Gauge.builder("kiln.sandboxes.running", provisioner, p -> p.sandboxes().size())
+        .description("gVisor sandboxes running")
+        .register(meters);
+
+    flight =
+        FlightEndpoint.start(
+            new FlightEndpoint.Config(config.bindHost(), config.flightPort(), config.readyWait()),
+            tokens,
+            registry,
+            meters);
+    closeables.push(flight);
+    endpoint = "http://" + config.advertiseHost() + ":" + flight.port();
+
+    UdfProvisioningService service =
+        new UdfProvisioningService(registry, tokens, endpoint, baseImageDigest, config, meters);
+    grpc =
+        NettyServerBuilder.forAddress(new InetSocketAddress(config.bindHost(), config.grpcPort()))
+            .addService(ServerInterceptors.intercept(service, new CallMetadata()))
+            .permitKeepAliveTime(10, TimeUnit.SECONDS)
+            .permitKeepAliveWithoutCalls(true)
+            .build()
+            .start();
+    closeables.push(() -> shutdown(grpc));
+
+    admin = new AdminServer(config.bindHost(), config.adminPort(), meters, () -> !closed.get());
+    closeables.push(admin);
+
+    log.info(
+        "Kiln ready in {} ms: grpc={}:{} flight={} admin={}:{} data={} base-image={} ({})",
+        TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0),
+        config.bindHost(),
+        grpc.getPort(),
+        endpoint,
+        config.bindHost(),
+        admin.port(),
+        data,
+        config.baseImage(),
+        baseImageDigest);
+  }
+
+  private void lockDataDir(Path data) throws IOException, KilnException {
+    Path lockFile = data.resolve("kiln.lock");
+    FileChannel channel =
+        FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+            StandardOpenOption.READ);
+    FileLock lock = channel.tryLock();
+    if (lock == null) {
+      String holder = Files.readString(lockFile, StandardCharsets.UTF_8).trim();
+      channel.close();
+      throw new KilnException(
+          ErrorCode.SANDBOX_UNAVAILABLE,
+          "another Kiln server (pid "
+              + (holder.isEmpty() ? "unknown" : holder)
+              + ") uses data directory "
+              + data
+              + "; stop it or pass a different --data-dir");
+    }
+    channel.truncate(0);
+    channel.write(
+        java.nio.ByteBuffer.wrap(
+            (ProcessHandle.current().pid() + "\n").getBytes(StandardCharsets.UTF_8)));
+    closeables.push(
+        () -> {
+          lock.release();
+          channel.close();
+        });
+  }
+
+  private static void shutdown(Server server) throws InterruptedException {
+    server.shutdown();
+    if (!server.awaitTermination(5, TimeUnit.SECONDS)) {
+      server.shutdownNow();
+    }
+  }
+
+  private static void shutdown(ExecutorService executor) throws InterruptedException {
+    executor.shutdownNow();
+    executor.awaitTermination(10, TimeUnit.SECONDS);
+  }
+
+  public int grpcPort() {
+    return grpc.getPort();
+  }
+
+  public int flightPort() {
+    return flight.port();
+  }
+
+  public int adminPort() {
+    return admin.port();
+  }
+
+  /** The Flight endpoint returned to Databend. */
+  public String endpoint() {
+    return endpoint;
+  }
+
+  public String baseImageDigest() {
+    return baseImageDigest;
+  }
+
+  public KilnConfig config() {
+    return config;
+  }
+
+  public PrometheusMeterRegistry meters() {
+    return meters;
+  }
+
+  /** How long each step took for a tenant's resource, once it is ready. */
+  public java.util.Optional<ProvisioningTimings> timings(String tenant, String keyHex) {
+    return registry.all().stream()
+        .filter(r -> r.tenant.equals(tenant) && r.key.hex().equals(keyHex))
+        .filter(r -> r.ready().isDone() && !r.ready().isCompletedExceptionally())
+        .findFirst()
+        .map(UdfResource::timings);
+  }
+
+  UdfRegistry registryForTests() {
+    return registry;
+  }
+
+  /** Blocks until the gRPC server terminates (after {@link #close()}). */
+  public void awaitTermination() throws InterruptedException {
+    grpc.awaitTermination();
+  }
+
+  @Override
+  public void close() {
+    if (!closed.compareAndSet(false, true)) {
+      return;
+    }
+    long t0 = System.nanoTime();
+    while (!closeables.isEmpty()) {
+      AutoCloseable c = closeables.pop();
+      try {
+        c.close();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      } catch (Exception e) {
+        log.warn("error while stopping {}: {}", c, e.toString());
+      }
+    }
+    log.info("Kiln stopped in {} ms", TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
+  }
+}

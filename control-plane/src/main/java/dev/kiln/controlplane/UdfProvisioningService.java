@@ -1,0 +1,230 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.controlplane.proto.udf.ApplyUdfResourceRequest;
+import dev.kiln.controlplane.proto.udf.ApplyUdfResourceResponse;
+import dev.kiln.controlplane.proto.udf.UdfImport;
+import dev.kiln.controlplane.proto.udf.UdfServiceGrpc;
+import dev.kiln.resolver.ContentKey;
+import dev.kiln.resolver.ContentKeys;
+import dev.kiln.resolver.DataType;
+import dev.kiln.resolver.HandlerCheck;
+import dev.kiln.resolver.ImportRef;
+import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.resolver.SpecException;
+import dev.kiln.worker.RunnerFiles;
+import dev.kiln.worker.RunnerPool;
+import dev.kiln.worker.Tokens;
+import dev.kiln.worker.UdfException;
+import io.grpc.Context;
+import io.grpc.Deadline;
+import io.grpc.stub.StreamObserver;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code udfproto.UdfService/ApplyUdfResource}: validates the spec, computes its content key and
+ * answers with the stable Flight endpoint and a token, at once on the hot path. A never-seen spec
+ * starts the provisioning pipeline; the answer then waits at most {@code apply-wait} (and never
+ * past the call's deadline) so that errors in the UDF code come back on this RPC.
+ */
+final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
+  private static final Logger log = LoggerFactory.getLogger(UdfProvisioningService.class);
+  static final String DEFAULT_TENANT = "default";
+
+  private final UdfRegistry registry;
+  private final Tokens tokens;
+  private final String endpoint;
+  private final String baseImageDigest;
+  private final KilnConfig config;
+  private final Timer applyTimer;
+  private final Counter hot;
+  private final Counter cold;
+  private final Counter rejected;
+
+  UdfProvisioningService(
+      UdfRegistry registry,
+      Tokens tokens,
+      String endpoint,
+      String baseImageDigest,
+      KilnConfig config,
+      MeterRegistry meters) {
+    this.registry = registry;
+    this.tokens = tokens;
+    this.endpoint = endpoint;
+    this.baseImageDigest = baseImageDigest;
+    this.config = config;
+    this.applyTimer =
+        Timer.builder("kiln.apply")
+            .description("ApplyUdfResource latency")
+            .publishPercentiles(0.5, 0.99)
+            .register(meters);
+    this.hot = meters.counter("kiln.apply.requests", "result", "hot");
+    this.cold = meters.counter("kiln.apply.requests", "result", "cold");
+    this.rejected = meters.counter("kiln.apply.requests", "result", "error");
+  }
+
+  @Override
+  public void applyUdfResource(
+      ApplyUdfResourceRequest request, StreamObserver<ApplyUdfResourceResponse> out) {
+    long t0 = System.nanoTime();
+    String tenant = CallMetadata.TENANT.get();
+    if (tenant == null || tenant.isBlank()) {
+      tenant = DEFAULT_TENANT;
+    }
+    try {
+      RuntimeSpec spec = validate(request);
+      ContentKey key =
+          ContentKeys.compute(spec, importRefs(request), baseImageDigest, RunnerFiles.version(), "");
+      CallMetadata.RESPONSE_KEY.get().set(key.hex());
+      UdfRegistry.Obtained obtained = registry.obtain(tenant, key, spec);
+      UdfResource resource = obtained.resource();
+      ApplyUdfResourceResponse response =
+          ApplyUdfResourceResponse.newBuilder()
+              .setEndpoint(endpoint)
+              .putAllHeaders(Map.of(Tokens.HEADER, tokens.issue(tenant, key)))
+              .build();
+      if (!obtained.created()) {
+        hot.increment();
+        UdfException failure = resource.failure();
+        if (failure != null && failure.kind() == UdfException.Kind.LOAD_FAILED) {
+          throw new KilnException(ErrorCode.UDF_LOAD_FAILED, failure.getMessage());
+        }
+        finish(out, response, t0);
+        return;
+      }
+      cold.increment();
+      log.info("udf {} tenant={} handler={}: new, provisioning", key.shortForm(), tenant,
+          spec.handler());
+      awaitBriefly(resource, out, response, t0);
+    } catch (KilnException e) {
+      rejected.increment();
+      log.info("ApplyUdfResource rejected for tenant={}: {}", tenant, e.getMessage());
+      out.onError(e.toStatus());
+    } catch (RuntimeException e) {
+      rejected.increment();
+      log.error("ApplyUdfResource failed for tenant={}", tenant, e);
+      out.onError(
+          new KilnException(ErrorCode.INTERNAL, "internal error in Kiln (logged on the server)")
+              .toStatus());
+    }
+  }
+
+  /**
+   * Waits up to apply-wait for a cold resource so a UDF that fails to load is reported on this
+   * RPC; otherwise answers with the endpoint, whose calls wait for the sandbox.
+   */
+  private void awaitBriefly(
+      UdfResource resource,
+      StreamObserver<ApplyUdfResourceResponse> out,
+      ApplyUdfResourceResponse response,
+      long t0) {
+    long waitNanos = config.applyWait().toNanos();
+    Deadline deadline = Context.current().getDeadline();
+    if (deadline != null) {
+      // Leave half a second for the answer to travel back.
+      waitNanos = Math.min(waitNanos, deadline.timeRemaining(TimeUnit.NANOSECONDS) - 500_000_000L);
+    }
+    if (waitNanos <= 0) {
+      finish(out, response, t0);
+      return;
+    }
+    resource
+        .ready()
+        .copy()
+        .completeOnTimeout(null, waitNanos, TimeUnit.NANOSECONDS)
+        .whenComplete(
+            (pool, error) -> {
+              UdfException failure = resource.failure();
+              if (failure != null && failure.kind() == UdfException.Kind.LOAD_FAILED) {
+                rejected.increment();
+                out.onError(
+                    new KilnException(ErrorCode.UDF_LOAD_FAILED, failure.getMessage()).toStatus());
+              } else {
+                finish(out, response, t0);
+              }
+            });
+  }
+
+  private void finish(
+      StreamObserver<ApplyUdfResourceResponse> out, ApplyUdfResourceResponse response, long t0) {
+    try {
+      out.onNext(response);
+      out.onCompleted();
+    } catch (RuntimeException e) {
+      // The caller gave up (deadline or cancellation) before the answer was ready.
+      log.debug("ApplyUdfResource answer not delivered: {}", e.toString());
+    }
+    applyTimer.record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
+  }
+
+  /** Everything that can be checked without building anything. */
+  static RuntimeSpec validate(ApplyUdfResourceRequest request) throws KilnException {
+    RuntimeSpec spec;
+    try {
+      spec = RuntimeSpec.parse(request.getSpec());
+      HandlerCheck.requireDefined(spec.code(), spec.handler());
+    } catch (SpecException e) {
+      ErrorCode code =
+          e.getMessage().contains("does not define")
+              ? ErrorCode.HANDLER_NOT_DEFINED
+              : ErrorCode.INVALID_SPEC;
+      throw new KilnException(code, "invalid UDF spec: " + e.getMessage());
+    }
+    List<DataType> types = new ArrayList<>(spec.inputTypes());
+    types.add(spec.resultType());
+    for (int i = 0; i < types.size(); i++) {
+      try {
+        RunnerPool.requireSupported(types.get(i));
+      } catch (UdfException e) {
+        String field = i < spec.inputTypes().size() ? "input_types[" + i + "]" : "result_type";
+        throw new KilnException(
+            ErrorCode.UNSUPPORTED_TYPE, "invalid UDF spec: field '" + field + "': " + e.getMessage());
+      }
+    }
+    if (!spec.packages().isEmpty()) {
+      throw new KilnException(
+          ErrorCode.UNSUPPORTED_FEATURE,
+          "this Kiln build does not install Python packages yet (the spec asks for "
+              + spec.packages()
+              + "); remove PACKAGES or use a base image that already contains them");
+    }
+    Set<String> given = new HashSet<>();
+    for (UdfImport imp : request.getImportsList()) {
+      given.add(imp.getLocation());
+    }
+    for (String location : spec.imports()) {
+      if (!given.contains(location)) {
+        throw new KilnException(
+            ErrorCode.IMPORT_MISMATCH,
+            "the spec imports "
+                + location
+                + " but the request carries no UdfImport (URL and tag) for it");
+      }
+    }
+    if (!spec.imports().isEmpty()) {
+      throw new KilnException(
+          ErrorCode.UNSUPPORTED_FEATURE,
+          "this Kiln build does not fetch staged imports yet (the spec imports "
+              + spec.imports()
+              + "); remove IMPORTS or inline the code");
+    }
+    return spec;
+  }
+
+  private static List<ImportRef> importRefs(ApplyUdfResourceRequest request) {
+    List<ImportRef> refs = new ArrayList<>();
+    for (UdfImport imp : request.getImportsList()) {
+      refs.add(new ImportRef(imp.getLocation(), imp.getTag()));
+    }
+    return refs;
+  }
+}

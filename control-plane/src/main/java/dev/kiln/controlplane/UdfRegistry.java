@@ -1,0 +1,92 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.resolver.ContentKey;
+import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.worker.UdfDirectory;
+import dev.kiln.worker.UdfHandle;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Consumer;
+
+/**
+ * The UDF resources this server knows, by (tenant, content key). Obtaining a resource that does
+ * not exist yet creates it and starts its provisioning exactly once, however many requests arrive
+ * at the same time (single flight per key and tenant).
+ */
+final class UdfRegistry implements UdfDirectory, AutoCloseable {
+  private record Id(String tenant, ContentKey key) {}
+
+  /** What {@link #obtain} found or made. */
+  record Obtained(UdfResource resource, boolean created) {}
+
+  private final ConcurrentHashMap<Id, UdfResource> resources = new ConcurrentHashMap<>();
+  private final Consumer<UdfResource> provisioner;
+  private volatile boolean closed;
+
+  UdfRegistry(Consumer<UdfResource> provisioner) {
+    this.provisioner = provisioner;
+  }
+
+  @Override
+  public Optional<UdfHandle> find(String tenant, ContentKey key) {
+    return Optional.ofNullable(resources.get(new Id(tenant, key)));
+  }
+
+  /** The tenant's resource for this key, creating (and provisioning) it when needed. */
+  Obtained obtain(String tenant, ContentKey key, RuntimeSpec spec) throws KilnException {
+    if (closed) {
+      throw new KilnException(ErrorCode.SHUTTING_DOWN, "Kiln is shutting down; retry shortly");
+    }
+    Id id = new Id(tenant, key);
+    UdfResource existing = resources.get(id);
+    if (existing != null && !existing.isStale()) {
+      return new Obtained(existing, false); // the hot path: one map lookup
+    }
+    UdfResource[] made = new UdfResource[1];
+    UdfResource[] replaced = new UdfResource[1];
+    UdfResource current =
+        resources.compute(
+            id,
+            (k, old) -> {
+              if (old != null && !old.isStale()) {
+                return old;
+              }
+              replaced[0] = old;
+              made[0] = new UdfResource(tenant, key, spec);
+              return made[0];
+            });
+    if (replaced[0] != null) {
+      replaced[0].close();
+    }
+    if (made[0] != null) {
+      provisioner.accept(made[0]);
+      return new Obtained(current, true);
+    }
+    return new Obtained(current, false);
+  }
+
+  /** Forgets a resource (if it is still the registered one) and stops it. */
+  void evict(UdfResource r) {
+    resources.remove(new Id(r.tenant, r.key), r);
+    r.close();
+  }
+
+  Collection<UdfResource> all() {
+    return List.copyOf(resources.values());
+  }
+
+  int size() {
+    return resources.size();
+  }
+
+  @Override
+  public void close() {
+    closed = true;
+    List<UdfResource> all = new ArrayList<>(resources.values());
+    resources.clear();
+    all.parallelStream().forEach(UdfResource::close);
+  }
+}

@@ -1,0 +1,262 @@
+package dev.kiln.controlplane;
+
+import static dev.kiln.controlplane.KilnTestSupport.call;
+import static dev.kiln.controlplane.KilnTestSupport.spec;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import org.apache.arrow.flight.FlightRuntimeException;
+import org.apache.arrow.flight.FlightStatusCode;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The whole path with real components: ApplyUdfResource over gRPC, a Jib-built image, a gVisor
+ * (runsc) sandbox, the in-sandbox Python runner, and Arrow Flight DoExchange as Databend calls it.
+ */
+class KilnEndToEndIT {
+  @TempDir static Path dataDir;
+  static KilnServer server;
+  static DatabendClient api;
+  BufferAllocator allocator;
+
+  @BeforeAll
+  static void startKiln() throws Exception {
+    server = KilnServer.start(KilnTestSupport.testConfig(dataDir).build());
+    api = KilnTestSupport.client(server);
+  }
+
+  @AfterAll
+  static void stopKiln() throws Exception {
+    if (api != null) {
+      api.close();
+    }
+    if (server != null) {
+      server.close();
+      assertThat(KilnTestSupport.runscContainers(dataDir)).as("sandboxes left running").isEmpty();
+      assertThat(KilnTestSupport.mountsUnder(dataDir)).as("mounts left behind").isEmpty();
+    }
+  }
+
+  @BeforeEach
+  void allocator() {
+    allocator = new RootAllocator();
+  }
+
+  @AfterEach
+  void closeAllocator() {
+    allocator.close(); // fails the test if a buffer leaked
+  }
+
+  private List<List<Object>> roundTrip(
+      String handler, String type, String resultType, String code, String rows) throws Exception {
+    DatabendClient.Resource r = api.apply("acme", spec(handler, List.of(type), resultType, code));
+    return call(allocator, r, "acme", handler, List.of(type), rows);
+  }
+
+  private static List<List<Object>> rows(Object... values) {
+    return Arrays.stream(values).map(v -> Arrays.asList(v)).toList();
+  }
+
+  @Test
+  void intWithNulls() throws Exception {
+    String code = "def add_one(x):\n    return None if x is None else x + 1\n";
+    assertThat(roundTrip("add_one", "INT NULL", "INT NULL", code, "[[1],[null],[-5],[2147483646]]"))
+        .isEqualTo(rows(2, null, -4, 2147483647));
+  }
+
+  @Test
+  void bigintNotNull() throws Exception {
+    String code = "def twice(x):\n    return x * 2\n";
+    assertThat(
+            roundTrip(
+                "twice", "BIGINT NOT NULL", "BIGINT NOT NULL", code,
+                "[[1],[4000000000],[-3]]"))
+        .isEqualTo(rows(2L, 8000000000L, -6L));
+  }
+
+  @Test
+  void booleanWithNulls() throws Exception {
+    String code = "def negate(b):\n    return None if b is None else not b\n";
+    assertThat(roundTrip("negate", "BOOLEAN NULL", "BOOLEAN NULL", code, "[[true],[false],[null]]"))
+        .isEqualTo(rows(false, true, null));
+  }
+
+  @Test
+  void doubleWithNulls() throws Exception {
+    String code = "import math\ndef root(x):\n    return None if x is None else math.sqrt(x)\n";
+    assertThat(roundTrip("root", "DOUBLE NULL", "DOUBLE NULL", code, "[[4.0],[null],[2.25]]"))
+        .isEqualTo(rows(2.0, null, 1.5));
+  }
+
+  @Test
+  void varcharWithNullsArrivesAsUtf8View() throws Exception {
+    String code = "def shout(s):\n    return None if s is None else s.upper() + '!'\n";
+    assertThat(
+            roundTrip(
+                "shout", "VARCHAR NULL", "VARCHAR NULL", code, "[[\"héllo\"],[null],[\"\"]]"))
+        .isEqualTo(rows("HÉLLO!", null, "!"));
+  }
+
+  @Test
+  void varcharNotNullTwoArguments() throws Exception {
+    String code = "def join(a, b):\n    return a + '-' + b\n";
+    DatabendClient.Resource r =
+        api.apply(
+            "acme",
+            spec("join", List.of("VARCHAR NOT NULL", "VARCHAR NOT NULL"), "VARCHAR NOT NULL",
+                code));
+    assertThat(
+            call(allocator, r, "acme", "join", List.of("VARCHAR NOT NULL", "VARCHAR NOT NULL"),
+                "[[\"a\",\"b\"],[\"x\",\"\"]]"))
+        .isEqualTo(rows("a-b", "x-"));
+  }
+
+  @Test
+  void repeatedApplyReturnsTheSameAnswerAndTenantsGetTheirOwnToken() {
+    String s = spec("ident", List.of("INT NULL"), "INT NULL", "def ident(x):\n    return x\n");
+    DatabendClient.Resource first = api.apply("acme", s);
+    DatabendClient.Resource again = api.apply("acme", s);
+    assertThat(again).isEqualTo(first);
+    assertThat(first.endpoint()).isEqualTo(server.endpoint());
+    DatabendClient.Resource other = api.apply("globex", s);
+    assertThat(other.endpoint()).isEqualTo(first.endpoint());
+    assertThat(other.headers()).isNotEqualTo(first.headers());
+    assertThat(first.key()).isEqualTo(other.key()).hasSize(64);
+  }
+
+  @Test
+  void anotherTenantsTokenIsRefused() throws Exception {
+    String s = spec("ident2", List.of("INT NULL"), "INT NULL", "def ident2(x):\n    return x\n");
+    DatabendClient.Resource acme = api.apply("acme", s);
+    assertThatThrownBy(
+            () -> call(allocator, acme, "globex", "ident2", List.of("INT NULL"), "[[1]]"))
+        .isInstanceOfSatisfying(
+            FlightRuntimeException.class,
+            e -> assertThat(e.status().code()).isEqualTo(FlightStatusCode.UNAUTHORIZED));
+  }
+
+  @Test
+  void badRequestsFailFastWithClearErrors() {
+    assertThatThrownBy(() -> api.apply("acme", "{not json"))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+              assertThat(e.getStatus().getDescription()).contains("not valid JSON");
+            });
+    assertThatThrownBy(
+            () -> api.apply("acme", spec("f", List.of("INTEGRAL NULL"), "INT", "def f(x): pass")))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+              assertThat(e.getStatus().getDescription())
+                  .contains("input_types[0]")
+                  .contains("'INTEGRAL' is not a type name");
+            });
+    assertThatThrownBy(
+            () -> api.apply("acme", spec("missing", List.of("INT"), "INT", "def present(x): pass")))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+              assertThat(e.getStatus().getDescription())
+                  .contains("does not define 'missing'")
+                  .contains("present");
+            });
+  }
+
+  @Test
+  void codeThatFailsToLoadIsReportedOnApply() {
+    String s = spec("broken", List.of("INT"), "INT", "def broken(x):\n    return x +\n");
+    assertThatThrownBy(() -> api.apply("acme", s))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION);
+              assertThat(e.getStatus().getDescription()).contains("SyntaxError").contains("line 2");
+            });
+    // Asking again gives the same answer at once, without building again.
+    assertThatThrownBy(() -> api.apply("acme", s)).hasMessageContaining("SyntaxError");
+  }
+
+  @Test
+  void pythonExceptionReachesTheCallerWithTypeAndMessage() throws Exception {
+    String code = "def inverse(x):\n    return 1 // x\n";
+    DatabendClient.Resource r = api.apply("acme", spec("inverse", List.of("INT"), "INT", code));
+    assertThatThrownBy(() -> call(allocator, r, "acme", "inverse", List.of("INT"), "[[1],[0]]"))
+        .isInstanceOfSatisfying(
+            FlightRuntimeException.class,
+            e ->
+                assertThat(e.status().description())
+                    .contains("ZeroDivisionError")
+                    .contains("division")
+                    .contains("line 2"));
+    assertThat(call(allocator, r, "acme", "inverse", List.of("INT"), "[[1]]")).isEqualTo(rows(1));
+  }
+
+  @Test
+  void aCrashingRunnerFailsThatCallAndTheNextCallWorks() throws Exception {
+    String code =
+        "import os\ndef crash(x):\n    if x == 13:\n        os.abort()\n    return x\n";
+    DatabendClient.Resource r = api.apply("acme", spec("crash", List.of("INT"), "INT", code));
+    assertThat(call(allocator, r, "acme", "crash", List.of("INT"), "[[1]]")).isEqualTo(rows(1));
+    assertThatThrownBy(() -> call(allocator, r, "acme", "crash", List.of("INT"), "[[13]]"))
+        .isInstanceOfSatisfying(
+            FlightRuntimeException.class,
+            e -> assertThat(e.status().description()).contains("SIGABRT"));
+    assertThat(call(allocator, r, "acme", "crash", List.of("INT"), "[[2]]")).isEqualTo(rows(2));
+  }
+
+  @Test
+  void aCallMadeBeforeTheSandboxIsReadyWaitsAndSucceeds() throws Exception {
+    // A second server that never waits on Apply, so the call surely arrives during the build.
+    try (KilnServer eager =
+            KilnServer.start(
+                KilnTestSupport.testConfig(dataDir.resolve("eager"))
+                    .applyWait(Duration.ZERO)
+                    .build());
+        DatabendClient eagerApi = KilnTestSupport.client(eager)) {
+      String code = "def early(x):\n    return x * 10\n";
+      DatabendClient.Resource r =
+          eagerApi.apply("acme", spec("early", List.of("INT"), "INT", code));
+      UdfResource resource = eager.registryForTests().all().iterator().next();
+      assertThat(resource.ready()).as("sandbox already ready when the call starts").isNotDone();
+      assertThat(call(allocator, r, "acme", "early", List.of("INT"), "[[1],[2]]"))
+          .isEqualTo(rows(10, 20));
+    }
+  }
+
+  @Test
+  void adminPortServesHealthAndMetrics() throws Exception {
+    HttpClient http = HttpClient.newHttpClient();
+    String base = "http://127.0.0.1:" + server.adminPort();
+    HttpResponse<String> health =
+        http.send(HttpRequest.newBuilder(URI.create(base + "/healthz")).build(),
+            HttpResponse.BodyHandlers.ofString());
+    assertThat(health.statusCode()).isEqualTo(200);
+    api.apply("acme", spec("m", List.of("INT"), "INT", "def m(x):\n    return x\n"));
+    HttpResponse<String> metrics =
+        http.send(HttpRequest.newBuilder(URI.create(base + "/metrics")).build(),
+            HttpResponse.BodyHandlers.ofString());
+    assertThat(metrics.statusCode()).isEqualTo(200);
+    assertThat(metrics.body()).contains("kiln_apply_requests_total").contains("kiln_apply_seconds");
+  }
+}

@@ -1,0 +1,147 @@
+package dev.kiln.worker;
+
+import io.grpc.netty.NettyServerBuilder;
+import io.micrometer.core.instrument.MeterRegistry;
+import java.io.IOException;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import org.apache.arrow.flight.FlightServer;
+import org.apache.arrow.flight.Location;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The Arrow Flight server (plaintext h2c) that Databend calls to compute UDFs: DoExchange and
+ * GetFlightInfo of the server-UDF protocol, routed by the {@value Tokens#HEADER} token to a UDF of
+ * the {@link UdfDirectory}, plus the {@code builtin_healthy} and {@code builtin_echo} functions.
+ */
+public final class FlightEndpoint implements AutoCloseable {
+
+  /**
+   * Where to listen and how long a call waits for a UDF whose sandbox is still starting.
+   *
+   * @param bindHost address to bind, {@code 0.0.0.0} for all
+   * @param port TCP port; 0 picks a free one ({@link #port()} tells which)
+   * @param readyWait how long a call waits for a UDF that is not ready yet
+   */
+  public record Config(String bindHost, int port, Duration readyWait) {
+    public Config {
+      Objects.requireNonNull(bindHost, "bindHost");
+      if (port < 0 || port > 65535) {
+        throw new IllegalArgumentException("port must be 0..65535, got " + port);
+      }
+      Objects.requireNonNull(readyWait, "readyWait");
+      if (readyWait.isNegative()) {
+        throw new IllegalArgumentException("readyWait must not be negative, got " + readyWait);
+      }
+    }
+
+    /** All addresses, port 8815, and Databend's own 180 s request timeout as the ready wait. */
+    public static Config defaults() {
+      return new Config("0.0.0.0", 8815, Duration.ofSeconds(180));
+    }
+  }
+
+  /**
+   * Clients may ping this often, with or without calls. Databend pings every 60 s, also while a
+   * long batch is computed and between queries; grpc-java's default (5 min, not without calls)
+   * answers that with GOAWAY too_many_pings, which kills the call.
+   */
+  static final Duration PERMITTED_PING_INTERVAL = Duration.ofSeconds(1);
+
+  private static final Logger log = LoggerFactory.getLogger(FlightEndpoint.class);
+
+  private final BufferAllocator allocator;
+  private final UdfProducer producer;
+  private final FlightServer server;
+
+  private FlightEndpoint(BufferAllocator allocator, UdfProducer producer, FlightServer server) {
+    this.allocator = allocator;
+    this.producer = producer;
+    this.server = server;
+  }
+
+  /** Starts listening; the endpoint serves until {@link #close()}. */
+  public static FlightEndpoint start(
+      Config config, Tokens tokens, UdfDirectory directory, MeterRegistry meters)
+      throws IOException {
+    Objects.requireNonNull(tokens, "tokens");
+    Objects.requireNonNull(directory, "directory");
+    Objects.requireNonNull(meters, "meters");
+    BufferAllocator allocator = newAllocator();
+    Consumer<NettyServerBuilder> keepalive =
+        netty ->
+            netty
+                .permitKeepAliveTime(PERMITTED_PING_INTERVAL.toMillis(), TimeUnit.MILLISECONDS)
+                .permitKeepAliveWithoutCalls(true);
+    UdfProducer producer =
+        new UdfProducer(allocator, tokens, directory, meters, config.readyWait());
+    FlightServer server =
+        FlightServer.builder(
+                allocator, Location.forGrpcInsecure(config.bindHost(), config.port()), producer)
+            .middleware(CallHeadersMiddleware.KEY, new CallHeadersMiddleware.Factory())
+            .transportHint("grpc.builderConsumer", keepalive)
+            .build();
+    try {
+      server.start();
+    } catch (IOException e) {
+      allocator.close();
+      throw new IOException(
+          "the Flight endpoint cannot listen on "
+              + config.bindHost()
+              + ":"
+              + config.port()
+              + " ("
+              + e.getMessage()
+              + "); choose another port or stop what is using it",
+          e);
+    }
+    log.info("Flight endpoint listening on {}:{}", config.bindHost(), server.getPort());
+    return new FlightEndpoint(allocator, producer, server);
+  }
+
+  private static BufferAllocator newAllocator() throws IOException {
+    try {
+      return new RootAllocator();
+    } catch (LinkageError e) {
+      throw new IOException(
+          "Arrow cannot allocate memory in this JVM ("
+              + e
+              + "); on Java 25 and later Netty turns sun.misc.Unsafe off by default, which"
+              + " arrow-memory-netty needs: start the JVM with -Dio.netty.noUnsafe=false",
+          e);
+    }
+  }
+
+  /** The TCP port the endpoint listens on. */
+  public int port() {
+    return server.getPort();
+  }
+
+  /**
+   * Stops accepting calls and waits a few seconds for running ones. Then closes the endpoint's
+   * memory: memory still held with no call running is a leak and fails loudly (it is a bug); memory
+   * of calls still running (a batch blocked on its runner) is left to the JVM.
+   */
+  @Override
+  public void close() {
+    try {
+      server.close();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    int running = producer.activeCalls();
+    if (running > 0) {
+      log.warn(
+          "Flight endpoint closed with {} call(s) still running; their {} bytes stay allocated",
+          running,
+          allocator.getAllocatedMemory());
+      return;
+    }
+    allocator.close();
+  }
+}

@@ -1,0 +1,129 @@
+package dev.kiln.worker;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kiln.resolver.DataType;
+import dev.kiln.resolver.RuntimeSpec;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * The files and commands that put the runner into an image: the runner layer (the same for every
+ * UDF), the code layer (one per UDF), and how to start the runner in either mode.
+ */
+public final class RunnerFiles {
+
+  /** Where the runner layer puts the runner script. */
+  public static final String RUNNER_PATH = "/kiln/runner/kiln_runner.py";
+
+  /** Where the code layer puts the UDF; the runner reads it from {@code $KILN_UDF_DIR}. */
+  public static final String UDF_DIR = "/kiln/udf";
+
+  private static final String RESOURCE = "runner/kiln_runner.py";
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private RunnerFiles() {}
+
+  /** The runner layer: absolute paths in the image to file contents. */
+  public static Map<String, byte[]> runtimeFiles() {
+    Map<String, byte[]> files = new TreeMap<>();
+    files.put(RUNNER_PATH, Holder.RUNNER.clone());
+    return files;
+  }
+
+  /**
+   * A sha256 over the runner layer's paths and bytes. It is part of every content key, so a new
+   * runner makes new images instead of running new code against old ones.
+   */
+  public static String version() {
+    return Holder.VERSION;
+  }
+
+  /** Starts the runner in init mode: prints {@code ready}, then waits for stdin to close. */
+  public static List<String> initCommand() {
+    return List.of("python3", RUNNER_PATH, "init");
+  }
+
+  /** Starts a runner that serves batches over stdin/stdout (see PROTOCOL.md). */
+  public static List<String> serveCommand() {
+    return List.of("python3", RUNNER_PATH, "serve");
+  }
+
+  /**
+   * The code layer: {@code udf.py} (the code, verbatim) and {@code udf.json} (handler and canonical
+   * type strings), under {@link #UDF_DIR}.
+   */
+  public static Map<String, byte[]> udfFiles(RuntimeSpec spec) {
+    Map<String, Object> meta = new LinkedHashMap<>();
+    meta.put("handler", spec.handler());
+    meta.put("input_types", spec.inputTypes().stream().map(DataType::toString).toList());
+    meta.put("result_type", spec.resultType().toString());
+    byte[] json;
+    try {
+      json = JSON.writeValueAsBytes(meta);
+    } catch (JsonProcessingException e) {
+      throw new IllegalStateException("cannot write udf.json", e);
+    }
+    Map<String, byte[]> files = new TreeMap<>();
+    files.put(UDF_DIR + "/udf.py", spec.code().getBytes(StandardCharsets.UTF_8));
+    files.put(UDF_DIR + "/udf.json", json);
+    return files;
+  }
+
+  /** Environment variables the image sets for the runner. */
+  public static Map<String, String> environment() {
+    Map<String, String> env = new TreeMap<>();
+    env.put("KILN_UDF_DIR", UDF_DIR);
+    // Sandboxes may have a read-only root; and unbuffered prints reach the output tail even
+    // when the process dies right after printing.
+    env.put("PYTHONDONTWRITEBYTECODE", "1");
+    env.put("PYTHONUNBUFFERED", "1");
+    return env;
+  }
+
+  /** Loaded once: the runner is a class-path resource that cannot change while we run. */
+  private static final class Holder {
+    static final byte[] RUNNER = load();
+    static final String VERSION = digest(Map.of(RUNNER_PATH, RUNNER));
+
+    private static byte[] load() {
+      try (InputStream in = RunnerFiles.class.getResourceAsStream(RESOURCE)) {
+        if (in == null) {
+          throw new IllegalStateException(
+              "the runner script " + RESOURCE + " is missing from the kiln-worker jar");
+        }
+        return in.readAllBytes();
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot read the runner script " + RESOURCE, e);
+      }
+    }
+
+    private static String digest(Map<String, byte[]> files) {
+      MessageDigest sha;
+      try {
+        sha = MessageDigest.getInstance("SHA-256");
+      } catch (NoSuchAlgorithmException e) {
+        throw new IllegalStateException("the JDK has no SHA-256", e);
+      }
+      // Length-prefixed fields, so no two different file sets hash the same input.
+      for (Map.Entry<String, byte[]> file : new TreeMap<>(files).entrySet()) {
+        byte[] path = file.getKey().getBytes(StandardCharsets.UTF_8);
+        sha.update(ByteBuffer.allocate(8).putLong(path.length).array());
+        sha.update(path);
+        sha.update(ByteBuffer.allocate(8).putLong(file.getValue().length).array());
+        sha.update(file.getValue());
+      }
+      return HexFormat.of().formatHex(sha.digest());
+    }
+  }
+}

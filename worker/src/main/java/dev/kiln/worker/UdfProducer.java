@@ -1,0 +1,423 @@
+package dev.kiln.worker;
+
+import dev.kiln.resolver.DataType;
+import io.grpc.Status;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import java.time.Duration;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+import org.apache.arrow.flight.CallStatus;
+import org.apache.arrow.flight.FlightDescriptor;
+import org.apache.arrow.flight.FlightInfo;
+import org.apache.arrow.flight.FlightRuntimeException;
+import org.apache.arrow.flight.FlightStream;
+import org.apache.arrow.flight.NoOpFlightProducer;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.types.pojo.Field;
+import org.apache.arrow.vector.types.pojo.Schema;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Databend's server-UDF protocol: DoExchange computes a UDF over a stream of batches (one result
+ * batch per input batch), GetFlightInfo describes its signature.
+ *
+ * <p>A call is checked in the order that gives the most useful error soonest: descriptor, token,
+ * tenant, the UDF's existence, the input schema; only then does it wait (up to {@code readyWait},
+ * while the caller is still there) for a UDF whose sandbox is still starting.
+ */
+final class UdfProducer extends NoOpFlightProducer {
+
+  static final String TENANT_HEADER = "x-databend-tenant";
+
+  /** gRPC trailers must fit the client's header limit; longer messages are cut in the middle. */
+  static final int MAX_STATUS_MESSAGE = 4000;
+
+  private static final Logger log = LoggerFactory.getLogger(UdfProducer.class);
+  private static final long READY_POLL_MILLIS = 200;
+
+  /** Databend sends the schema at once; a call that sends nothing must not hold a thread long. */
+  static final Duration FIRST_MESSAGE_WAIT = Duration.ofSeconds(60);
+
+  private final BufferAllocator allocator;
+  private final Tokens tokens;
+  private final UdfDirectory directory;
+  private final MeterRegistry meters;
+  private final Duration readyWait;
+  private final AtomicInteger activeCalls = new AtomicInteger();
+
+  /** What a call computes: a builtin (handle null) or a UDF from the directory. */
+  private record Target(String name, UdfSignature signature, UdfHandle handle) {
+    boolean builtin() {
+      return handle == null;
+    }
+  }
+
+  UdfProducer(
+      BufferAllocator allocator,
+      Tokens tokens,
+      UdfDirectory directory,
+      MeterRegistry meters,
+      Duration readyWait) {
+    this.allocator = allocator;
+    this.tokens = tokens;
+    this.directory = directory;
+    this.meters = meters;
+    this.readyWait = readyWait;
+  }
+
+  @Override
+  public FlightInfo getFlightInfo(CallContext context, FlightDescriptor descriptor) {
+    String tag = "unknown";
+    try {
+      Target target = resolve(context, descriptor);
+      tag = target.name();
+      Schema schema = ArrowTypes.signatureSchema(target.signature());
+      return new FlightInfo(schema, descriptor, List.of(), -1, -1);
+    } catch (UdfException e) {
+      countError(tag, e.kind().name());
+      throw status(e);
+    } catch (FlightRuntimeException e) {
+      countError(tag, e.status().code().name());
+      throw e;
+    }
+  }
+
+  /** DoExchange calls still running; at shutdown their buffers are in use, not leaked. */
+  int activeCalls() {
+    return activeCalls.get();
+  }
+
+  @Override
+  public void doExchange(CallContext context, FlightStream reader, ServerStreamListener writer) {
+    activeCalls.incrementAndGet();
+    try {
+      serveExchange(context, reader, writer);
+    } finally {
+      activeCalls.decrementAndGet();
+    }
+  }
+
+  private void serveExchange(
+      CallContext context, FlightStream reader, ServerStreamListener writer) {
+    String tag = "unknown";
+    try {
+      if (!awaitFirstMessage(context, reader)) {
+        return;
+      }
+      Target target = resolve(context, reader.getDescriptor());
+      tag = target.name();
+      exchange(context, target, reader, writer);
+    } catch (UdfException e) {
+      countError(tag, e.kind().name());
+      log.info("UDF {}: call failed ({}): {}", tag, e.kind(), e.getMessage(), e.getCause());
+      writer.error(status(e));
+    } catch (FlightRuntimeException e) {
+      countError(tag, e.status().code().name());
+      log.info("UDF {}: call failed ({}): {}", tag, e.status().code(), e.getMessage());
+      writer.error(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      countError(tag, CallStatus.UNAVAILABLE.code().name());
+      writer.error(
+          CallStatus.UNAVAILABLE
+              .withDescription("the Kiln server is shutting down; run the query again")
+              .toRuntimeException());
+    } catch (RuntimeException e) {
+      countError(tag, UdfException.Kind.INTERNAL.name());
+      log.error("UDF {}: call failed with an internal error", tag, e);
+      writer.error(
+          CallStatus.INTERNAL
+              .withDescription(
+                  "internal error in the Kiln worker ("
+                      + e.getClass().getSimpleName()
+                      + "); the server log has the details")
+              .toRuntimeException());
+    }
+  }
+
+  private void exchange(
+      CallContext context, Target target, FlightStream reader, ServerStreamListener writer)
+      throws UdfException, InterruptedException {
+    UdfSignature signature = target.signature();
+    checkSchema(signature, reader.getSchema());
+    RunnerPool pool = target.builtin() ? null : awaitReady(context, target);
+    Field resultField = ArrowTypes.field(ArrowTypes.RESULT_FIELD, signature.resultType());
+    Counter rowsCounter = counter("kiln.worker.rows", target.name());
+    Counter batchCounter = counter("kiln.worker.batches", target.name());
+    Timer latency =
+        Timer.builder("kiln.worker.batch.latency")
+            .description("time to compute one batch, waiting for a free runner included")
+            .tag("handler", target.name())
+            .register(meters);
+    try (VectorSchemaRoot out =
+        VectorSchemaRoot.create(new Schema(List.of(resultField)), allocator)) {
+      writer.start(out);
+      // Each batch moves fresh buffers into `out` and never writes to ones already sent, so gRPC
+      // may send them without a copy.
+      writer.setUseZeroCopy(true);
+      while (reader.next()) {
+        if (context.isCancelled()) {
+          return;
+        }
+        VectorSchemaRoot in = reader.getRoot();
+        int rows = in.getRowCount();
+        long started = System.nanoTime();
+        FieldVector result =
+            pool == null
+                ? Builtins.compute(target.name(), in.getFieldVectors(), rows, allocator)
+                : pool.call(in.getFieldVectors(), rows, allocator, context::isCancelled);
+        try {
+          result.makeTransferPair(out.getVector(0)).transfer();
+        } finally {
+          result.close();
+        }
+        out.setRowCount(rows);
+        writer.putNext();
+        latency.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
+        rowsCounter.increment(rows);
+        batchCounter.increment();
+      }
+      writer.completed();
+    }
+  }
+
+  /**
+   * Waits for the first message (schema and descriptor) while the caller is there. Flight's own
+   * {@code getDescriptor()} would block forever on a call that ends before its first message.
+   */
+  private boolean awaitFirstMessage(CallContext context, FlightStream reader)
+      throws InterruptedException {
+    long deadline = System.nanoTime() + FIRST_MESSAGE_WAIT.toNanos();
+    long pause = TimeUnit.MICROSECONDS.toNanos(100);
+    while (!reader.hasRoot()) {
+      if (context.isCancelled()) {
+        return false;
+      }
+      if (System.nanoTime() - deadline > 0) {
+        throw CallStatus.INVALID_ARGUMENT
+            .withDescription(
+                "the call sent no schema within "
+                    + FIRST_MESSAGE_WAIT.toSeconds()
+                    + " s of its start; a DoExchange starts with the input schema")
+            .toRuntimeException();
+      }
+      LockSupport.parkNanos(pause);
+      if (Thread.interrupted()) {
+        throw new InterruptedException();
+      }
+      pause = Math.min(pause * 2, TimeUnit.MILLISECONDS.toNanos(50));
+    }
+    return true;
+  }
+
+  // ------------------------------------------------------------------ resolving a call
+
+  private Target resolve(CallContext context, FlightDescriptor descriptor) throws UdfException {
+    if (descriptor == null || descriptor.isCommand() || descriptor.getPath().size() != 1) {
+      throw CallStatus.INVALID_ARGUMENT
+          .withDescription(
+              "the call needs a path descriptor with one element, the UDF's handler name, got "
+                  + descriptor)
+          .toRuntimeException();
+    }
+    String name = descriptor.getPath().get(0);
+    Optional<UdfSignature> builtin = Builtins.signature(name);
+    if (builtin.isPresent()) {
+      return new Target(name, builtin.get(), null);
+    }
+    CallHeadersMiddleware headers = context.getMiddleware(CallHeadersMiddleware.KEY);
+    String token = headers == null ? null : headers.get(Tokens.HEADER);
+    if (token == null || token.isEmpty()) {
+      throw CallStatus.UNAUTHENTICATED
+          .withDescription(
+              "missing " + Tokens.HEADER + " header; pass every header ApplyUdfResource returned")
+          .toRuntimeException();
+    }
+    Tokens.Grant grant =
+        tokens
+            .verify(token)
+            .orElseThrow(
+                () ->
+                    CallStatus.UNAUTHENTICATED
+                        .withDescription(
+                            "the "
+                                + Tokens.HEADER
+                                + " header is not a token of this Kiln server (it may be"
+                                + " damaged, or the server's secret changed); run the query again"
+                                + " so Databend calls ApplyUdfResource")
+                        .toRuntimeException());
+    String tenant = headers.get(TENANT_HEADER);
+    if (tenant == null || !tenant.equals(grant.tenant())) {
+      throw CallStatus.UNAUTHORIZED
+          .withDescription(
+              tenant == null
+                  ? "the call has no "
+                      + TENANT_HEADER
+                      + " header, but its token belongs to tenant '"
+                      + grant.tenant()
+                      + "'"
+                  : "the token belongs to tenant '"
+                      + grant.tenant()
+                      + "', but the call comes from"
+                      + " tenant '"
+                      + tenant
+                      + "'; use the headers ApplyUdfResource returned to"
+                      + " this tenant")
+          .toRuntimeException();
+    }
+    UdfHandle handle =
+        directory
+            .find(grant.tenant(), grant.key())
+            .orElseThrow(
+                () ->
+                    CallStatus.NOT_FOUND
+                        .withDescription(
+                            "this Kiln server does not know that UDF resource (it may have"
+                                + " restarted); run the query again so Databend calls"
+                                + " ApplyUdfResource")
+                        .toRuntimeException());
+    UdfSignature signature = handle.signature();
+    if (!signature.handler().equals(name)) {
+      throw CallStatus.INVALID_ARGUMENT
+          .withDescription(
+              "the call asks for handler '"
+                  + name
+                  + "', but its token is for a UDF whose handler"
+                  + " is '"
+                  + signature.handler()
+                  + "'; pass the headers ApplyUdfResource returned"
+                  + " for this function")
+          .toRuntimeException();
+    }
+    return new Target(name, signature, handle);
+  }
+
+  private static void checkSchema(UdfSignature signature, Schema schema) throws UdfException {
+    List<Field> fields = schema.getFields();
+    List<DataType> types = signature.inputTypes();
+    if (fields.size() != types.size()) {
+      throw new UdfException(
+          UdfException.Kind.BAD_INPUT,
+          "the function "
+              + signature.handler()
+              + " takes "
+              + types.size()
+              + " argument(s), but"
+              + " the call sends "
+              + fields.size()
+              + " column(s)");
+    }
+    for (int i = 0; i < fields.size(); i++) {
+      if (!ArrowTypes.accepts(types.get(i), fields.get(i).getType())) {
+        throw new UdfException(
+            UdfException.Kind.BAD_INPUT,
+            "argument arg"
+                + (i + 1)
+                + " is declared "
+                + types.get(i)
+                + ", but the call sends Arrow "
+                + ArrowTypes.describe(fields.get(i).getType())
+                + "; recreate the function with"
+                + " the argument types the query passes");
+      }
+    }
+  }
+
+  /** Waits for the UDF's runners while the caller is still there, up to {@code readyWait}. */
+  private RunnerPool awaitReady(CallContext context, Target target)
+      throws UdfException, InterruptedException {
+    CompletableFuture<RunnerPool> ready = target.handle().ready();
+    long deadline = System.nanoTime() + readyWait.toNanos();
+    while (true) {
+      long left = deadline - System.nanoTime();
+      try {
+        return ready.get(
+            Math.max(0, Math.min(left, TimeUnit.MILLISECONDS.toNanos(READY_POLL_MILLIS))),
+            TimeUnit.NANOSECONDS);
+      } catch (TimeoutException e) {
+        if (context.isCancelled()) {
+          throw CallStatus.CANCELLED
+              .withDescription("the call was cancelled while the UDF was starting")
+              .toRuntimeException();
+        }
+        if (deadline - System.nanoTime() <= 0) {
+          throw new UdfException(
+              UdfException.Kind.UNAVAILABLE,
+              "the UDF is still starting after "
+                  + readyWait.toSeconds()
+                  + " s (its image is being"
+                  + " built or its sandbox started); run the query again in a moment");
+        }
+      } catch (ExecutionException | CompletionException e) {
+        Throwable cause = e.getCause();
+        if (cause instanceof UdfException u) {
+          throw u;
+        }
+        throw new UdfException(
+            UdfException.Kind.UNAVAILABLE,
+            "the UDF could not be started: " + (cause == null ? e : cause).getMessage(),
+            cause);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ errors and metrics
+
+  /**
+   * The status a {@link UdfException} is sent as. Flight has no FAILED_PRECONDITION code, so a load
+   * failure goes out as a plain gRPC status, which Flight passes through unchanged.
+   */
+  static RuntimeException status(UdfException e) {
+    String message = truncate(e.getMessage());
+    CallStatus status =
+        switch (e.kind()) {
+          case LOAD_FAILED -> null;
+          case USER_ERROR -> CallStatus.UNKNOWN;
+          case RUNNER_CRASHED, INTERNAL -> CallStatus.INTERNAL;
+          case TIMEOUT -> CallStatus.TIMED_OUT;
+          case BAD_INPUT -> CallStatus.INVALID_ARGUMENT;
+          case UNAVAILABLE -> CallStatus.UNAVAILABLE;
+        };
+    if (status == null) {
+      return Status.FAILED_PRECONDITION.withDescription(message).asRuntimeException();
+    }
+    return status.withDescription(message).toRuntimeException();
+  }
+
+  static String truncate(String message) {
+    if (message == null) {
+      return "";
+    }
+    if (message.length() <= MAX_STATUS_MESSAGE) {
+      return message;
+    }
+    int half = MAX_STATUS_MESSAGE / 2 - 20;
+    return message.substring(0, half)
+        + "\n  … (cut) …\n"
+        + message.substring(message.length() - half);
+  }
+
+  private Counter counter(String name, String handler) {
+    return Counter.builder(name).tag("handler", handler).register(meters);
+  }
+
+  private void countError(String handler, String kind) {
+    Counter.builder("kiln.worker.errors")
+        .tag("handler", handler)
+        .tag("kind", kind)
+        .register(meters)
+        .increment();
+  }
+}

@@ -1,0 +1,93 @@
+package dev.kiln.worker;
+
+import dev.kiln.resolver.RuntimeSpec;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+/**
+ * Runs runners as host processes: writes the runner layer and the code layer (the same files the
+ * image gets) under a directory and starts {@code python3 <dir>/kiln/runner/kiln_runner.py serve}
+ * with {@code KILN_UDF_DIR} pointing at the code. The gVisor path (the same files inside a runsc
+ * sandbox) is covered by the control plane's end-to-end tests.
+ */
+final class HostRunnerLauncher implements RunnerLauncher {
+
+  private final Path root;
+  private final List<Process> started = new CopyOnWriteArrayList<>();
+
+  HostRunnerLauncher(Path dir, RuntimeSpec spec) throws IOException {
+    this.root = dir;
+    write(RunnerFiles.runtimeFiles());
+    write(RunnerFiles.udfFiles(spec));
+  }
+
+  private void write(Map<String, byte[]> files) throws IOException {
+    for (Map.Entry<String, byte[]> file : files.entrySet()) {
+      Path target = inRoot(file.getKey());
+      Files.createDirectories(target.getParent());
+      Files.write(target, file.getValue());
+    }
+  }
+
+  /** An absolute path in the image, mapped under {@link #root}. */
+  Path inRoot(String imagePath) {
+    return root.resolve(imagePath.substring(1));
+  }
+
+  @Override
+  public RunnerProcess launch() throws IOException {
+    List<String> command = new ArrayList<>(RunnerFiles.serveCommand());
+    command.set(1, inRoot(command.get(1)).toString());
+    ProcessBuilder builder = new ProcessBuilder(command);
+    builder.environment().putAll(RunnerFiles.environment());
+    builder.environment().put("KILN_UDF_DIR", inRoot(RunnerFiles.UDF_DIR).toString());
+    Process process = builder.start();
+    started.add(process);
+    return new HostProcess(process);
+  }
+
+  /** Every process this launcher started, in order. */
+  List<Process> started() {
+    return List.copyOf(started);
+  }
+
+  private record HostProcess(Process process) implements RunnerProcess {
+    @Override
+    public OutputStream stdin() {
+      return process.getOutputStream();
+    }
+
+    @Override
+    public InputStream stdout() {
+      return process.getInputStream();
+    }
+
+    @Override
+    public InputStream stderr() {
+      return process.getErrorStream();
+    }
+
+    @Override
+    public boolean isAlive() {
+      return process.isAlive();
+    }
+
+    @Override
+    public CompletableFuture<Integer> exited() {
+      return process.onExit().thenApply(Process::exitValue);
+    }
+
+    @Override
+    public void kill() {
+      process.destroyForcibly();
+    }
+  }
+}

@@ -1,0 +1,87 @@
+package dev.kiln.worker;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kiln.resolver.RuntimeSpec;
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class RunnerFilesTest {
+
+  @TempDir Path dir;
+
+  @Test
+  void theRunnerLayerHoldsTheRunnerScript() {
+    Map<String, byte[]> files = RunnerFiles.runtimeFiles();
+
+    assertThat(files).containsOnlyKeys("/kiln/runner/kiln_runner.py");
+    assertThat(new String(files.get("/kiln/runner/kiln_runner.py"), StandardCharsets.UTF_8))
+        .contains("def serve():");
+  }
+
+  @Test
+  void theVersionIsAStableSha256() {
+    assertThat(RunnerFiles.version()).matches("[0-9a-f]{64}").isEqualTo(RunnerFiles.version());
+  }
+
+  @Test
+  void commandsPointAtTheRunner() {
+    assertThat(RunnerFiles.initCommand())
+        .containsExactly("python3", "/kiln/runner/kiln_runner.py", "init");
+    assertThat(RunnerFiles.serveCommand())
+        .containsExactly("python3", "/kiln/runner/kiln_runner.py", "serve");
+    assertThat(RunnerFiles.environment()).containsEntry("KILN_UDF_DIR", "/kiln/udf");
+  }
+
+  @Test
+  void theCodeLayerHoldsTheCodeVerbatimAndCanonicalTypes() throws Exception {
+    String code = "# ünïcode\ndef f(a, b):\n    return a\n";
+    RuntimeSpec spec = Udfs.spec("f", List.of("int", "VARCHAR"), "BIGINT UNSIGNED", code);
+
+    Map<String, byte[]> files = RunnerFiles.udfFiles(spec);
+
+    assertThat(files).containsOnlyKeys("/kiln/udf/udf.py", "/kiln/udf/udf.json");
+    assertThat(files.get("/kiln/udf/udf.py")).isEqualTo(code.getBytes(StandardCharsets.UTF_8));
+    JsonNode meta = new ObjectMapper().readTree(files.get("/kiln/udf/udf.json"));
+    assertThat(meta.get("handler").asText()).isEqualTo("f");
+    assertThat(meta.get("input_types").toString()).isEqualTo("[\"INT32 NULL\",\"STRING NULL\"]");
+    assertThat(meta.get("result_type").asText()).isEqualTo("UINT64 NULL");
+    assertThat(RunnerFiles.udfFiles(spec).get("/kiln/udf/udf.json"))
+        .isEqualTo(files.get("/kiln/udf/udf.json"));
+  }
+
+  /** The provisioner's readiness signal: "ready", then it waits for stdin to close. */
+  @Test
+  void initModeSaysReadyAndExitsWhenStdinCloses() throws Exception {
+    Path runner = dir.resolve("kiln_runner.py");
+    Files.write(runner, RunnerFiles.runtimeFiles().get(RunnerFiles.RUNNER_PATH));
+    List<String> command = new ArrayList<>(RunnerFiles.initCommand());
+    command.set(1, runner.toString());
+    Process process = new ProcessBuilder(command).start();
+    try {
+      BufferedReader out =
+          new BufferedReader(
+              new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
+      assertThat(out.readLine()).isEqualTo("ready");
+      assertThat(process.isAlive()).isTrue();
+
+      process.getOutputStream().close();
+
+      assertThat(process.waitFor(10, TimeUnit.SECONDS)).isTrue();
+      assertThat(process.exitValue()).isZero();
+    } finally {
+      process.destroyForcibly();
+    }
+  }
+}

@@ -1,0 +1,536 @@
+package dev.kiln.worker;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.kiln.resolver.RuntimeSpec;
+import java.math.BigInteger;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+import java.util.stream.IntStream;
+import java.util.stream.Stream;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.types.FloatingPointPrecision;
+import org.apache.arrow.vector.types.pojo.ArrowType;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** RunnerPool against real Python runner processes on the host. */
+class RunnerPoolIT {
+
+  static final String IDENTITY = "def ident(x):\n    return x\n";
+
+  @TempDir Path dir;
+  private BufferAllocator allocator;
+  private final List<RunnerPool> pools = new ArrayList<>();
+  private final AtomicInteger dirs = new AtomicInteger();
+  private HostRunnerLauncher launcher;
+
+  @BeforeEach
+  void setUp() {
+    allocator = new RootAllocator();
+  }
+
+  @AfterEach
+  void tearDown() {
+    pools.forEach(RunnerPool::close);
+    allocator.close(); // fails the test on a leaked buffer
+  }
+
+  private RunnerPool start(RuntimeSpec spec, RunnerPool.Options options) throws Exception {
+    launcher = new HostRunnerLauncher(dir.resolve("udf" + dirs.incrementAndGet()), spec);
+    RunnerPool pool = RunnerPool.start(UdfSignature.of(spec), launcher, options);
+    pools.add(pool);
+    return pool;
+  }
+
+  private RunnerPool start(RuntimeSpec spec) throws Exception {
+    return start(spec, RunnerPool.Options.defaults());
+  }
+
+  /** Calls the pool with one column per list; closes everything but returns the values. */
+  private List<Object> call(RunnerPool pool, List<ArrowType> types, List<?>... columns)
+      throws Exception {
+    List<FieldVector> inputs = new ArrayList<>();
+    try {
+      for (int i = 0; i < columns.length; i++) {
+        inputs.add(Vectors.of(allocator, "arg" + (i + 1), types.get(i), columns[i]));
+      }
+      int rows = columns.length == 0 ? 0 : columns[0].size();
+      try (FieldVector out = pool.call(inputs, rows, allocator)) {
+        assertThat(out.getField().getName()).isEqualTo("output");
+        assertThat(out.getValueCount()).isEqualTo(rows);
+        return Vectors.values(out);
+      }
+    } finally {
+      inputs.forEach(FieldVector::close);
+    }
+  }
+
+  private static final ArrowType INT64 = new ArrowType.Int(64, true);
+
+  static Stream<Arguments> types() {
+    BigInteger u64max = new BigInteger("18446744073709551615");
+    byte[] longBytes = new byte[40];
+    Arrays.fill(longBytes, (byte) 0xAB);
+    return Stream.of(
+        Arguments.of(
+            "BOOLEAN NULL", ArrowType.Bool.INSTANCE, Arrays.asList(true, false, null, true)),
+        Arguments.of(
+            "TINYINT NULL", new ArrowType.Int(8, true), Arrays.asList(-128L, 127L, null, 0L)),
+        Arguments.of(
+            "SMALLINT NULL", new ArrowType.Int(16, true), Arrays.asList(-32768L, 32767L, null)),
+        Arguments.of(
+            "INT NULL",
+            new ArrowType.Int(32, true),
+            Arrays.asList((long) Integer.MIN_VALUE, (long) Integer.MAX_VALUE, null)),
+        Arguments.of("BIGINT NULL", INT64, Arrays.asList(Long.MIN_VALUE, Long.MAX_VALUE, null, 0L)),
+        Arguments.of(
+            "TINYINT UNSIGNED NULL", new ArrowType.Int(8, false), Arrays.asList(0L, 255L, null)),
+        Arguments.of("UINT16 NULL", new ArrowType.Int(16, false), Arrays.asList(0L, 65535L, null)),
+        Arguments.of(
+            "INT UNSIGNED NULL",
+            new ArrowType.Int(32, false),
+            Arrays.asList(0L, 4294967295L, null)),
+        Arguments.of(
+            "BIGINT UNSIGNED NULL",
+            new ArrowType.Int(64, false),
+            Arrays.asList(BigInteger.ZERO, u64max, null)),
+        Arguments.of(
+            "FLOAT NULL",
+            new ArrowType.FloatingPoint(FloatingPointPrecision.SINGLE),
+            Arrays.asList(1.5f, -0.0f, Float.MAX_VALUE, Float.NaN, null)),
+        Arguments.of(
+            "DOUBLE NULL",
+            new ArrowType.FloatingPoint(FloatingPointPrecision.DOUBLE),
+            Arrays.asList(Math.PI, Double.MIN_VALUE, Double.NEGATIVE_INFINITY, Double.NaN, null)),
+        Arguments.of("VARCHAR NULL", ArrowType.Utf8View.INSTANCE, strings()),
+        Arguments.of("VARCHAR NULL", ArrowType.Utf8.INSTANCE, strings()),
+        Arguments.of("STRING NULL", ArrowType.LargeUtf8.INSTANCE, strings()),
+        Arguments.of(
+            "BINARY NULL",
+            ArrowType.LargeBinary.INSTANCE,
+            Arrays.asList(Vectors.boxed(new byte[] {0, 1, 2, (byte) 255}), List.of(), null)),
+        Arguments.of(
+            "BINARY NULL",
+            ArrowType.BinaryView.INSTANCE,
+            Arrays.asList(Vectors.boxed(longBytes), null, Vectors.boxed(new byte[] {7}))),
+        Arguments.of(
+            "BINARY NULL",
+            ArrowType.Binary.INSTANCE,
+            Arrays.asList(null, Vectors.boxed(longBytes), List.of())));
+  }
+
+  private static List<Object> strings() {
+    return Arrays.asList(
+        "", "short", "a string longer than twelve bytes", null, "ünïcødé ✓ 日本語", "\0nul");
+  }
+
+  @ParameterizedTest(name = "{0} from Arrow {1}")
+  @MethodSource("types")
+  void valuesAndNullsRoundTrip(String type, ArrowType arrow, List<Object> values) throws Exception {
+    RunnerPool pool = start(Udfs.spec("ident", List.of(type), type, IDENTITY));
+
+    assertThat(call(pool, List.of(arrow), values)).isEqualTo(values);
+  }
+
+  @Test
+  void argumentsArriveAsTheirPythonTypes() throws Exception {
+    String code = "def kind(*args):\n    return ','.join(type(a).__name__ for a in args)\n";
+    RunnerPool pool =
+        start(
+            Udfs.spec(
+                "kind",
+                List.of("BOOLEAN", "BIGINT", "DOUBLE", "VARCHAR", "BINARY"),
+                "VARCHAR NOT NULL",
+                code));
+
+    List<Object> out =
+        call(
+            pool,
+            List.of(
+                ArrowType.Bool.INSTANCE,
+                INT64,
+                new ArrowType.FloatingPoint(FloatingPointPrecision.DOUBLE),
+                ArrowType.Utf8View.INSTANCE,
+                ArrowType.LargeBinary.INSTANCE),
+            Arrays.asList(true, null),
+            Arrays.asList(1L, null),
+            Arrays.asList(1.0, null),
+            Arrays.asList("x", null),
+            Arrays.asList(List.of((byte) 1), null));
+
+    assertThat(out)
+        .containsExactly(
+            "bool,int,float,str,bytes", "NoneType,NoneType,NoneType,NoneType,NoneType");
+  }
+
+  @Test
+  void notNullResultsAreNotNullable() throws Exception {
+    RunnerPool pool =
+        start(Udfs.spec("ident", List.of("BIGINT NULL"), "BIGINT NOT NULL", IDENTITY));
+
+    List<FieldVector> inputs = List.of(Vectors.of(allocator, "arg1", INT64, List.of(1L, 2L)));
+    try (FieldVector out = pool.call(inputs, 2, allocator)) {
+      assertThat(out.getField().isNullable()).isFalse();
+      assertThat(out.getField().getType()).isEqualTo(INT64);
+      assertThat(Vectors.values(out)).containsExactly(1L, 2L);
+    } finally {
+      inputs.forEach(FieldVector::close);
+    }
+    assertThatThrownBy(() -> call(pool, List.of(INT64), Arrays.asList(1L, null)))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.USER_ERROR))
+        .hasMessageContaining("returned None for row 1")
+        .hasMessageContaining("INT64 NOT NULL");
+  }
+
+  @Test
+  void zeroArgumentsAndZeroRows() throws Exception {
+    RunnerPool pool = start(Udfs.spec("one", List.of(), "INT", "def one():\n    return 1\n"));
+    try (FieldVector out = pool.call(List.of(), 3, allocator)) {
+      assertThat(Vectors.values(out)).containsExactly(1L, 1L, 1L);
+    }
+    try (FieldVector out = pool.call(List.of(), 0, allocator)) {
+      assertThat(out.getValueCount()).isZero();
+    }
+  }
+
+  @Test
+  void largeBatchesOfStringsDoNotBlockThePipes() throws Exception {
+    RunnerPool pool =
+        start(
+            Udfs.spec(
+                "up",
+                List.of("VARCHAR"),
+                "VARCHAR",
+                "def up(s):\n    return None if s is None else s.upper() * 3\n"));
+    List<Object> in = new ArrayList<>();
+    List<Object> expected = new ArrayList<>();
+    for (int i = 0; i < 65_536; i++) {
+      String s = i % 97 == 0 ? null : "row-" + i + "-é".repeat(i % 7);
+      in.add(s);
+      expected.add(s == null ? null : s.toUpperCase().repeat(3));
+    }
+
+    assertThat(call(pool, List.of(ArrowType.Utf8View.INSTANCE), in)).isEqualTo(expected);
+  }
+
+  @Test
+  void aPythonExceptionNamesTypeMessageLineRowAndArguments() throws Exception {
+    String code = "def divide(a, b):\n    q = a // b\n    return q\n";
+    RunnerPool pool = start(Udfs.spec("divide", List.of("BIGINT", "BIGINT"), "BIGINT", code));
+
+    assertThatThrownBy(
+            () -> call(pool, List.of(INT64, INT64), List.of(6L, 1L, 1L), List.of(3L, 1L, 0L)))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.USER_ERROR))
+        .hasMessageContaining("ZeroDivisionError: integer division or modulo by zero")
+        .hasMessageContaining("udf.py line 2, in divide: q = a // b")
+        .hasMessageContaining("row 2 of the batch")
+        .hasMessageContaining("arguments (1, 0)");
+    // The runner survives a user error: same process, next call fine.
+    assertThat(call(pool, List.of(INT64, INT64), List.of(6L), List.of(3L))).containsExactly(2L);
+    assertThat(launcher.started()).hasSize(1);
+  }
+
+  @Test
+  void anExceptionDeepInsideNamesTheLastLineInUdfPy() throws Exception {
+    String code = "import json\n\ndef parse(s):\n    return len(json.loads(s))\n";
+    RunnerPool pool = start(Udfs.spec("parse", List.of("VARCHAR"), "BIGINT", code));
+
+    assertThatThrownBy(() -> call(pool, List.of(ArrowType.Utf8View.INSTANCE), List.of("[1]", "{")))
+        .hasMessageStartingWith("json.decoder.JSONDecodeError: Expecting property name")
+        .hasMessageContaining("udf.py line 4, in parse")
+        .hasMessageContaining("row 1 of the batch, arguments ('{',)");
+  }
+
+  @Test
+  void wrongResultValuesAreNamedWithRowAndType() throws Exception {
+    RunnerPool text =
+        start(
+            Udfs.spec("f", List.of("BIGINT"), "BIGINT", "def f(x):\n    return 'a' if x else x\n"));
+    assertThatThrownBy(() -> call(text, List.of(INT64), List.of(0L, 5L)))
+        .hasMessageContaining("returned str 'a' for row 1")
+        .hasMessageContaining("INT64 NULL (expected int)");
+
+    RunnerPool range =
+        start(Udfs.spec("g", List.of("BIGINT"), "TINYINT", "def g(x):\n    return x * 100\n"));
+    assertThatThrownBy(() -> call(range, List.of(INT64), List.of(1L, 2L)))
+        .hasMessageContaining("returned int 200 for row 1")
+        .hasMessageContaining("out of range for INT8");
+
+    RunnerPool bytes =
+        start(Udfs.spec("h", List.of("BIGINT"), "VARCHAR", "def h(x):\n    return b'x'\n"));
+    assertThatThrownBy(() -> call(bytes, List.of(INT64), List.of(1L)))
+        .hasMessageContaining("returned bytes b'x' for row 0")
+        .hasMessageContaining("(expected str)");
+  }
+
+  @Test
+  void anAbortFailsOnlyThatCallAndTheRunnerIsReplaced() throws Exception {
+    String code =
+        "import os\n\ndef boom(x):\n    if x == 42:\n        print('about to abort', flush=True)\n"
+            + "        os.abort()\n    return x\n";
+    RunnerPool pool = start(Udfs.spec("boom", List.of("BIGINT"), "BIGINT", code));
+
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L, 42L)))
+        .isInstanceOfSatisfying(
+            UdfException.class,
+            e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.RUNNER_CRASHED))
+        .hasMessageContaining("the UDF process died while computing this batch (killed by SIGABRT)")
+        .hasMessageContaining("restarted")
+        .hasMessageContaining("about to abort")
+        .hasMessageContaining("Fatal Python error: Aborted");
+
+    assertThat(call(pool, List.of(INT64), List.of(1L, 2L))).containsExactly(1L, 2L);
+    assertThat(launcher.started()).hasSize(2);
+    assertThat(pool.isHealthy()).isTrue();
+  }
+
+  @Test
+  void anExitNamesTheStatus() throws Exception {
+    String code = "import os\n\ndef quit(x):\n    os._exit(3)\n";
+    RunnerPool pool = start(Udfs.spec("quit", List.of("BIGINT"), "BIGINT", code));
+
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L)))
+        .hasMessageContaining("(exited with status 3)");
+  }
+
+  @Test
+  void aSlowBatchTimesOutAndTheRunnerIsReplaced() throws Exception {
+    String code = "import time\n\ndef slow(x):\n    time.sleep(x)\n    return x\n";
+    RunnerPool pool =
+        start(
+            Udfs.spec("slow", List.of("BIGINT"), "BIGINT", code),
+            new RunnerPool.Options(1, Duration.ofSeconds(30), Duration.ofSeconds(1), 50));
+
+    long started = System.nanoTime();
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(600L)))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.TIMEOUT))
+        .hasMessageContaining("did not return within 1 s for a batch of 1 rows");
+    assertThat(Duration.ofNanos(System.nanoTime() - started)).isLessThan(Duration.ofSeconds(20));
+
+    assertThat(call(pool, List.of(INT64), List.of(0L))).containsExactly(0L);
+    assertThat(launcher.started()).hasSize(2);
+    assertThat(launcher.started().get(0).waitFor(10, TimeUnit.SECONDS)).isTrue();
+  }
+
+  @Test
+  void printsGoToTheOutputTailNotTheDataStream() throws Exception {
+    String code =
+        "import os, sys\n\ndef f(x):\n    print('hello from', x)\n    sys.stdout.write('raw\\n')\n"
+            + "    os.write(1, b'fd one\\n')\n    sys.stderr.write('on stderr\\n')\n"
+            + "    assert sys.stdin.read() == ''\n    return x\n";
+    RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), "BIGINT", code));
+
+    assertThat(call(pool, List.of(INT64), List.of(7L))).containsExactly(7L);
+    assertThat(call(pool, List.of(INT64), List.of(8L))).containsExactly(8L);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!pool.recentOutput().contains("hello from 8") && System.nanoTime() < deadline) {
+      LockSupport.parkNanos(1_000_000);
+    }
+    assertThat(pool.recentOutput())
+        .contains("hello from 7", "raw", "fd one", "on stderr", "hello from 8");
+  }
+
+  @Test
+  void outputTailIsBounded() throws Exception {
+    String code = "def f(x):\n    for i in range(x):\n        print('line', i)\n    return x\n";
+    RunnerPool pool =
+        start(
+            Udfs.spec("f", List.of("BIGINT"), "BIGINT", code),
+            new RunnerPool.Options(1, Duration.ofSeconds(30), Duration.ofSeconds(30), 5));
+
+    assertThat(call(pool, List.of(INT64), List.of(1000L))).containsExactly(1000L);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!pool.recentOutput().contains("line 999") && System.nanoTime() < deadline) {
+      LockSupport.parkNanos(1_000_000);
+    }
+    assertThat(pool.recentOutput())
+        .containsExactly("line 995", "line 996", "line 997", "line 998", "line 999");
+  }
+
+  @Test
+  void loadErrorsSayWhatIsWrong() {
+    assertLoadFails(
+        Udfs.spec("f", List.of("INT"), "INT", "def f(x)\n    return x\n"),
+        "the UDF code failed to load: SyntaxError: expected ':' (udf.py line 1: def f(x))");
+    assertLoadFails(
+        Udfs.spec("g", List.of("INT"), "INT", "def f(x):\n    return x\n"),
+        "udf.py defines no top-level function named 'g'");
+    assertLoadFails(
+        Udfs.spec("f", List.of("INT"), "INT", "\nx = undefined_name\n"),
+        "NameError: name 'undefined_name' is not defined (udf.py line 2: x = undefined_name)");
+    assertLoadFails(
+        Udfs.spec("f", List.of("INT"), "INT", "import no_such_module_for_kiln\n"),
+        "ModuleNotFoundError: No module named 'no_such_module_for_kiln' (udf.py line 1");
+    assertLoadFails(
+        Udfs.spec("f", List.of("INT", "INT"), "INT", "def f(x):\n    return x\n"),
+        "the function f(x) cannot be called with the 2 argument(s) of its SQL signature");
+    assertLoadFails(
+        Udfs.spec("f", List.of("INT"), "INT", "f = 3\n"), "'f' in udf.py is a int, not a function");
+  }
+
+  private void assertLoadFails(RuntimeSpec spec, String message) {
+    assertThatThrownBy(() -> start(spec))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.LOAD_FAILED))
+        .hasMessageContaining(message);
+  }
+
+  @Test
+  void aProcessThatDiesWhileLoadingIsALoadFailureWithItsOutput() {
+    assertThatThrownBy(
+            () ->
+                start(
+                    Udfs.spec(
+                        "f",
+                        List.of("INT"),
+                        "INT",
+                        "import os, sys\n"
+                            + "print('loading...', file=sys.stderr, flush=True)\n"
+                            + "os._exit(5)\n")))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.LOAD_FAILED))
+        .hasMessageContaining("the UDF process exited with status 5 before it was ready")
+        .hasMessageContaining("loading...");
+  }
+
+  @Test
+  void aRunnerThatDoesNotStartInTimeIsUnavailableAndKilled() throws Exception {
+    long started = System.nanoTime();
+    assertThatThrownBy(
+            () ->
+                start(
+                    Udfs.spec("f", List.of("INT"), "INT", "import time\ntime.sleep(600)\n"),
+                    new RunnerPool.Options(1, Duration.ofSeconds(1), Duration.ofSeconds(30), 50)))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.UNAVAILABLE))
+        .hasMessageContaining("did not become ready within 1 s");
+    assertThat(Duration.ofNanos(System.nanoTime() - started)).isLessThan(Duration.ofSeconds(20));
+    for (Process p : launcher.started()) {
+      assertThat(p.waitFor(10, TimeUnit.SECONDS)).as("the runner was killed").isTrue();
+    }
+  }
+
+  @Test
+  void unsupportedTypesAreRejectedBeforeAnythingStarts() throws Exception {
+    assertThatThrownBy(() -> RunnerPool.requireSupported(Udfs.type("DATE NULL")))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.BAD_INPUT))
+        .hasMessageContaining("DATE is not supported yet");
+    RuntimeSpec spec = Udfs.spec("f", List.of("DECIMAL(10, 2)"), "INT", IDENTITY);
+    AtomicInteger launches = new AtomicInteger();
+    assertThatThrownBy(
+            () ->
+                RunnerPool.start(
+                    UdfSignature.of(spec),
+                    () -> {
+                      launches.incrementAndGet();
+                      throw new AssertionError("must not launch");
+                    },
+                    RunnerPool.Options.defaults()))
+        .hasMessageContaining("DECIMAL(10, 2) is not supported yet");
+    assertThat(launches).hasValue(0);
+    for (String ok : List.of("BOOLEAN", "UINT64 NOT NULL", "FLOAT", "VARCHAR", "BINARY NOT NULL")) {
+      RunnerPool.requireSupported(Udfs.type(ok));
+    }
+  }
+
+  @Test
+  void inputsThatDoNotMatchTheSignatureAreBadInput() throws Exception {
+    RunnerPool pool = start(Udfs.spec("ident", List.of("BIGINT"), "BIGINT", IDENTITY));
+
+    assertThatThrownBy(() -> call(pool, List.of(ArrowType.Utf8.INSTANCE), List.of("x")))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.BAD_INPUT))
+        .hasMessageContaining("argument arg1 is declared INT64 NULL but arrived as Arrow Utf8");
+    assertThatThrownBy(() -> call(pool, List.of(INT64, INT64), List.of(1L), List.of(2L)))
+        .hasMessageContaining("takes 1 argument(s), but the call has 2 column(s)");
+  }
+
+  @Test
+  void concurrentCallsUseEveryRunner() throws Exception {
+    String code = "import os, time\n\ndef pid(x):\n    time.sleep(0.3)\n    return os.getpid()\n";
+    RunnerPool pool =
+        start(
+            Udfs.spec("pid", List.of("BIGINT"), "BIGINT", code),
+            new RunnerPool.Options(2, Duration.ofSeconds(30), Duration.ofSeconds(30), 50));
+    assertThat(launcher.started()).hasSize(2);
+
+    List<Callable<Object>> calls = new ArrayList<>();
+    for (int i = 0; i < 6; i++) {
+      calls.add(() -> call(pool, List.of(INT64), List.of(1L)).get(0));
+    }
+    Set<Object> pids = new HashSet<>();
+    try (ExecutorService threads = Executors.newFixedThreadPool(6)) {
+      for (Future<Object> f : threads.invokeAll(calls)) {
+        pids.add(f.get());
+      }
+    }
+    Set<Object> expected = new HashSet<>();
+    launcher.started().forEach(p -> expected.add(p.pid()));
+    assertThat(pids).isEqualTo(expected);
+  }
+
+  @Test
+  void closeEndsEveryRunner() throws Exception {
+    RunnerPool pool =
+        start(
+            Udfs.spec("ident", List.of("BIGINT"), "BIGINT", IDENTITY),
+            new RunnerPool.Options(2, Duration.ofSeconds(30), Duration.ofSeconds(30), 50));
+    assertThat(pool.isHealthy()).isTrue();
+
+    pool.close();
+
+    for (Process p : launcher.started()) {
+      assertThat(p.waitFor(10, TimeUnit.SECONDS)).isTrue();
+      assertThat(p.exitValue()).isZero(); // stdin EOF, not a kill
+    }
+    assertThat(pool.isHealthy()).isFalse();
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L)))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.UNAVAILABLE));
+  }
+
+  @Test
+  void manyBatchesInARow() throws Exception {
+    RunnerPool pool =
+        start(
+            Udfs.spec(
+                "add",
+                List.of("BIGINT", "BIGINT"),
+                "BIGINT",
+                "def add(a, b):\n    return a + b\n"));
+    for (int batch = 0; batch < 20; batch++) {
+      int base = batch * 1000;
+      List<Long> a = IntStream.range(0, 1000).mapToObj(i -> (long) (base + i)).toList();
+      List<Long> b = Collections.nCopies(1000, 1L);
+      List<Object> expected = new ArrayList<>();
+      a.forEach(x -> expected.add(x + 1));
+      assertThat(call(pool, List.of(INT64, INT64), a, b)).isEqualTo(expected);
+    }
+  }
+}
