@@ -34,3 +34,14 @@ kiln_find_java() {
   echo "kiln: install one (e.g. Temurin 21+) and set JAVA_HOME to it." >&2
   return 1
 }
+
+# JVM flags Kiln needs on the chosen JDK (call after kiln_find_java), one per line.
+kiln_java_flags() {
+  echo "--add-opens=java.base/java.nio=ALL-UNNAMED"
+  # Netty 4.2 turns sun.misc.Unsafe off on JDK 25+, and Arrow's Netty allocator needs it.
+  echo "-Dio.netty.noUnsafe=false"
+  if [[ "$(kiln_java_version "$JAVA_HOME/bin/java")" -ge 23 ]]; then
+    # Netty still uses sun.misc.Unsafe; say so, instead of a warning on every start.
+    echo "--sun-misc-unsafe-memory-access=allow"
+  fi
+}
