@@ -118,6 +118,7 @@ public final class KilnServer implements AutoCloseable {
         new Provisioning(
             images, provisioner, config, pipelines, meters, r -> registryRef[0].evict(r));
     registry = new UdfRegistry(provisioning::start);
+    provisioning.warmUp();
     registryRef[0] = registry;
     closeables.push(registry);
     Gauge.builder("kiln.udf.resources", registry, UdfRegistry::size)
@@ -143,6 +144,9 @@ public final class KilnServer implements AutoCloseable {
             .addService(ServerInterceptors.intercept(service, new CallMetadata()))
             .permitKeepAliveTime(10, TimeUnit.SECONDS)
             .permitKeepAliveWithoutCalls(true)
+            // ApplyUdfResource never blocks (a cold answer waits on a future callback), so it runs
+            // on the event loop: no thread hop on the hot path.
+            .directExecutor()
             .build()
             .start();
     closeables.push(() -> shutdown(grpc));

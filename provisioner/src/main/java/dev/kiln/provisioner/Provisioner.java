@@ -15,6 +15,12 @@ public interface Provisioner extends AutoCloseable {
   /** Starts a sandbox and waits until its init process is ready. */
   Sandbox start(SandboxSpec spec) throws IOException, InterruptedException;
 
+  /**
+   * Gets an image ready to start fast (e.g. extracts its layers) without starting it, so the
+   * first sandbox of a new image does not pay for it. Optional; the default does nothing.
+   */
+  default void prepare(SandboxImage image) throws IOException, InterruptedException {}
+
   /** Sandboxes started by this provisioner that have not been closed. */
   List<Sandbox> sandboxes();
 

@@ -88,6 +88,12 @@ public final class RunscProvisioner implements Provisioner {
     return new Builder();
   }
 
+  /** Extracts the image's layers (each once, shared with every sandbox that uses it). */
+  @Override
+  public void prepare(SandboxImage image) throws IOException, InterruptedException {
+    layers.extractAll(image.layers());
+  }
+
   @Override
   public Sandbox start(SandboxSpec spec) throws IOException, InterruptedException {
     Objects.requireNonNull(spec, "spec");

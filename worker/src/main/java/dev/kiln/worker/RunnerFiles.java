@@ -1,7 +1,5 @@
 package dev.kiln.worker;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kiln.resolver.DataType;
 import dev.kiln.resolver.RuntimeSpec;
 import java.io.IOException;
@@ -12,7 +10,6 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -30,7 +27,6 @@ public final class RunnerFiles {
   public static final String UDF_DIR = "/kiln/udf";
 
   private static final String RESOURCE = "runner/kiln_runner.py";
-  private static final ObjectMapper JSON = new ObjectMapper();
 
   private RunnerFiles() {}
 
@@ -60,23 +56,20 @@ public final class RunnerFiles {
   }
 
   /**
-   * The code layer: {@code udf.py} (the code, verbatim) and {@code udf.json} (handler and canonical
-   * type strings), under {@link #UDF_DIR}.
+   * The code layer: {@code udf.py} (the code, verbatim) and {@code udf.meta} (handler and canonical
+   * type strings as {@code key=value} lines, which the runner reads without importing json),
+   * under {@link #UDF_DIR}.
    */
   public static Map<String, byte[]> udfFiles(RuntimeSpec spec) {
-    Map<String, Object> meta = new LinkedHashMap<>();
-    meta.put("handler", spec.handler());
-    meta.put("input_types", spec.inputTypes().stream().map(DataType::toString).toList());
-    meta.put("result_type", spec.resultType().toString());
-    byte[] json;
-    try {
-      json = JSON.writeValueAsBytes(meta);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException("cannot write udf.json", e);
+    StringBuilder meta = new StringBuilder();
+    meta.append("handler=").append(spec.handler()).append('\n');
+    for (DataType t : spec.inputTypes()) {
+      meta.append("input_type=").append(t).append('\n');
     }
+    meta.append("result_type=").append(spec.resultType()).append('\n');
     Map<String, byte[]> files = new TreeMap<>();
     files.put(UDF_DIR + "/udf.py", spec.code().getBytes(StandardCharsets.UTF_8));
-    files.put(UDF_DIR + "/udf.json", json);
+    files.put(UDF_DIR + "/udf.meta", meta.toString().getBytes(StandardCharsets.UTF_8));
     return files;
   }
 

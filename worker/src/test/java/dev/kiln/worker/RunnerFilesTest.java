@@ -2,8 +2,6 @@ package dev.kiln.worker;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kiln.resolver.RuntimeSpec;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -51,14 +49,13 @@ class RunnerFilesTest {
 
     Map<String, byte[]> files = RunnerFiles.udfFiles(spec);
 
-    assertThat(files).containsOnlyKeys("/kiln/udf/udf.py", "/kiln/udf/udf.json");
+    assertThat(files).containsOnlyKeys("/kiln/udf/udf.py", "/kiln/udf/udf.meta");
     assertThat(files.get("/kiln/udf/udf.py")).isEqualTo(code.getBytes(StandardCharsets.UTF_8));
-    JsonNode meta = new ObjectMapper().readTree(files.get("/kiln/udf/udf.json"));
-    assertThat(meta.get("handler").asText()).isEqualTo("f");
-    assertThat(meta.get("input_types").toString()).isEqualTo("[\"INT32 NULL\",\"STRING NULL\"]");
-    assertThat(meta.get("result_type").asText()).isEqualTo("UINT64 NULL");
-    assertThat(RunnerFiles.udfFiles(spec).get("/kiln/udf/udf.json"))
-        .isEqualTo(files.get("/kiln/udf/udf.json"));
+    assertThat(new String(files.get("/kiln/udf/udf.meta"), StandardCharsets.UTF_8))
+        .isEqualTo(
+            "handler=f\ninput_type=INT32 NULL\ninput_type=STRING NULL\nresult_type=UINT64 NULL\n");
+    assertThat(RunnerFiles.udfFiles(spec).get("/kiln/udf/udf.meta"))
+        .isEqualTo(files.get("/kiln/udf/udf.meta"));
   }
 
   /** The provisioner's readiness signal: "ready", then it waits for stdin to close. */

@@ -12,17 +12,17 @@ Speed matters more than elegance here: columns are decoded and encoded whole
 so the per-row cost is the UDF's own call and little else.
 """
 
-import array
+# Only cheap modules at the top: under gVisor every import costs file-system round trips, and
+# both init mode and a runner's start are on the cold-start path. Modules needed only on error
+# paths (json, traceback, reprlib, inspect) are imported where they are used.
 import faulthandler
 import io
 import itertools
-import json
 import os
-import reprlib
 import struct
 import sys
-import traceback
-import types
+
+array = None  # imported by serve(): it pulls in collections.abc, which init does not need
 
 RUNNER_PROTOCOL = 1
 
@@ -75,11 +75,20 @@ BATCH_HEAD = struct.Struct("<IHBB")
 RESULT_HEAD = struct.Struct("<IBB")
 BOOLS = (False, True)
 
-_repr = reprlib.Repr()
-_repr.maxstring = 60
-_repr.maxother = 60
-_repr.maxlist = 8
-_repr.maxtuple = 8
+_REPR = []
+
+
+def short_repr(value):
+    """A bounded repr for error messages."""
+    if not _REPR:
+        import reprlib
+        r = reprlib.Repr()
+        r.maxstring = 60
+        r.maxother = 60
+        r.maxlist = 8
+        r.maxtuple = 8
+        _REPR.append(r)
+    return _REPR[0].repr(value)
 
 
 class LoadError(Exception):
@@ -140,6 +149,7 @@ class Channel:
             data = data[os.write(self.write_fd, data):]
 
     def write_json(self, frame_type, obj):
+        import json
         self.write_frame(frame_type, json.dumps(obj).encode("utf-8"))
 
 
@@ -156,15 +166,14 @@ def udf_file_name(path):
 
 def load_udf(udf_dir):
     """Executes udf.py as module "udf" and returns (handler name, handler, arity)."""
-    with open(os.path.join(udf_dir, "udf.json"), "rb") as f:
-        meta = json.loads(f.read().decode("utf-8"))
-    handler = meta["handler"]
-    arity = len(meta.get("input_types", []))
+    meta = read_meta(os.path.join(udf_dir, "udf.meta"))
+    handler = meta["handler"][0]
+    arity = len(meta.get("input_type", []))
     path = os.path.join(udf_dir, "udf.py")
     with open(path, "rb") as f:
         source = f.read()
 
-    module = types.ModuleType("udf")
+    module = type(sys)("udf")
     module.__file__ = path
     sys.modules["udf"] = module
     try:
@@ -189,7 +198,29 @@ def load_udf(udf_dir):
     return handler, func, arity
 
 
+def read_meta(path):
+    """Reads udf.meta: "key=value" lines (PROTOCOL.md); a key may repeat, in order."""
+    meta = {}
+    with open(path, "rb") as f:
+        for line in f.read().decode("utf-8").splitlines():
+            if line:
+                key, _, value = line.partition("=")
+                meta.setdefault(key, []).append(value)
+    if "handler" not in meta:
+        raise ValueError("udf.meta names no handler")
+    return meta
+
+
 def check_arity(handler, func, arity):
+    code = getattr(func, "__code__", None)
+    if code is not None and type(func).__name__ == "function":
+        # Plain functions: read the signature off the code object; inspect is slow to import.
+        positional = code.co_argcount
+        defaults = len(func.__defaults__ or ())
+        kw_required = code.co_kwonlyargcount - len(func.__kwdefaults__ or {})
+        varargs = code.co_flags & 0x04
+        if kw_required == 0 and positional - defaults <= arity and (varargs or arity <= positional):
+            return
     try:
         import inspect
         signature = inspect.signature(func)
@@ -234,6 +265,7 @@ def exception_text(e):
 
 
 def last_udf_frame(tb, path):
+    import traceback
     frames = [f for f in traceback.extract_tb(tb) if f.filename == path]
     return frames[-1] if frames else None
 
@@ -251,7 +283,7 @@ def describe_call_error(e, path, row, args):
         text += " (" + where + ")"
     text += " [row %d of the batch" % row
     if args is not None:
-        text += ", arguments %s" % _repr.repr(tuple(args))
+        text += ", arguments %s" % short_repr(tuple(args))
     return text + "]"
 
 
@@ -357,7 +389,7 @@ def none_error(row, rtype):
 
 def value_error(row, value, rtype, nullable, detail=None):
     text = "the function returned %s %s for row %d, but the result type is %s (expected %s)" % (
-        type(value).__name__, _repr.repr(value), row, type_label(rtype, nullable),
+        type(value).__name__, short_repr(value), row, type_label(rtype, nullable),
         expected_python(rtype))
     if detail:
         text += ": " + detail
@@ -499,6 +531,8 @@ def handle_batch(payload, func, path, keep):
 
 
 def serve():
+    global array
+    import array
     # The protocol keeps private copies of fds 0 and 1. The UDF's stdin becomes /dev/null and
     # its stdout goes to stderr, so nothing the UDF reads or prints can touch the data stream.
     proto_in = os.dup(0)
@@ -528,12 +562,14 @@ def serve():
         channel.write_json(LOAD_ERROR, {"type": e.type_name, "message": e.message,
                                         "line": e.line, "text": e.text, "file": "udf.py"})
         return 1
-    except Exception as e:  # udf.json missing or unreadable: the image is broken
+    except Exception as e:  # udf.meta missing or unreadable: the image is broken
         channel.write_json(LOAD_ERROR, {"type": exception_name(e), "message": str(e),
-                                        "line": None, "text": None, "file": "udf.json"})
+                                        "line": None, "text": None, "file": "udf.meta"})
         return 1
-    channel.write_json(READY, {"protocol": RUNNER_PROTOCOL, "handler": handler, "pid": os.getpid(),
-                               "python": "%d.%d.%d" % sys.version_info[:3]})
+    # Written by hand: every value is a number or an identifier, and json is slow to import.
+    channel.write_frame(READY, ('{"protocol": %d, "handler": "%s", "pid": %d, "python": "%d.%d.%d"}'
+                                % ((RUNNER_PROTOCOL, handler, os.getpid()) + tuple(sys.version_info[:3]))
+                                ).encode("ascii"))
     keep = []
 
     while True:
@@ -549,6 +585,7 @@ def serve():
             channel.write_json(BATCH_ERROR, {"message": e.message, "kind": e.kind})
             continue
         except Exception as e:  # a bug in this runner; report it rather than die
+            import traceback
             traceback.print_exc()
             channel.write_json(BATCH_ERROR, {"message": "the Kiln runner failed: %s: %s"
                                              % (exception_name(e), e), "kind": "internal"})
