@@ -4,6 +4,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import dev.kiln.resolver.DataType;
+import dev.kiln.worker.ArrowTypes;
+import dev.kiln.worker.UdfException;
 import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
 import java.time.LocalDate;
@@ -32,12 +34,7 @@ import org.apache.arrow.vector.UInt8Vector;
 import org.apache.arrow.vector.ValueVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.ViewVarCharVector;
-import org.apache.arrow.vector.types.DateUnit;
-import org.apache.arrow.vector.types.FloatingPointPrecision;
-import org.apache.arrow.vector.types.TimeUnit;
-import org.apache.arrow.vector.types.pojo.ArrowType;
 import org.apache.arrow.vector.types.pojo.Field;
-import org.apache.arrow.vector.types.pojo.FieldType;
 import org.apache.arrow.vector.types.pojo.Schema;
 
 /**
@@ -52,28 +49,11 @@ final class ArrowRows {
 
   /** The Arrow field Databend Query sends for an argument of this type. */
   static Field inputField(String name, DataType type) {
-    ArrowType arrow =
-        switch (type.kind()) {
-          case BOOLEAN -> ArrowType.Bool.INSTANCE;
-          case INT8 -> new ArrowType.Int(8, true);
-          case INT16 -> new ArrowType.Int(16, true);
-          case INT32 -> new ArrowType.Int(32, true);
-          case INT64 -> new ArrowType.Int(64, true);
-          case UINT8 -> new ArrowType.Int(8, false);
-          case UINT16 -> new ArrowType.Int(16, false);
-          case UINT32 -> new ArrowType.Int(32, false);
-          case UINT64 -> new ArrowType.Int(64, false);
-          case FLOAT32 -> new ArrowType.FloatingPoint(FloatingPointPrecision.SINGLE);
-          case FLOAT64 -> new ArrowType.FloatingPoint(FloatingPointPrecision.DOUBLE);
-          case STRING -> ArrowType.Utf8View.INSTANCE;
-          case BINARY -> ArrowType.LargeBinary.INSTANCE;
-          case DATE -> new ArrowType.Date(DateUnit.DAY);
-          case TIMESTAMP -> new ArrowType.Timestamp(TimeUnit.MICROSECOND, null);
-          default ->
-              throw new IllegalArgumentException(
-                  "kiln call does not encode " + type.baseName() + " arguments yet");
-        };
-    return new Field(name, new FieldType(type.nullable(), arrow, null), null);
+    try {
+      return ArrowTypes.queryArgumentField(name, type);
+    } catch (UdfException e) {
+      throw new IllegalArgumentException(e.getMessage());
+    }
   }
 
   /** Builds a batch from JSON rows; the caller closes it. */

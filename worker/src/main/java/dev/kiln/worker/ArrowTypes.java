@@ -17,7 +17,7 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * which Arrow types it accepts for each declared argument type (what Databend actually sends, e.g.
  * Utf8View for strings).
  */
-final class ArrowTypes {
+public final class ArrowTypes {
 
   /**
    * Schema metadata key Databend reads to split a GetFlightInfo schema into arguments and result.
@@ -29,7 +29,7 @@ final class ArrowTypes {
   private ArrowTypes() {}
 
   /** The Arrow type Kiln sends for a declared type. */
-  static ArrowType arrowType(DataType type) throws UdfException {
+  public static ArrowType arrowType(DataType type) throws UdfException {
     return switch (type.kind()) {
       case BOOLEAN -> ArrowType.Bool.INSTANCE;
       case INT8 -> new ArrowType.Int(8, true);
@@ -53,6 +53,17 @@ final class ArrowTypes {
               UdfException.Kind.BAD_INPUT,
               "the type " + type + " has no Arrow mapping in Kiln yet; use a primitive type");
     };
+  }
+
+  /**
+   * The field Databend Query sends for an argument: as {@link #field}, but strings as Utf8View
+   * (what Query puts on the wire since it moved to string views).
+   */
+  public static Field queryArgumentField(String name, DataType type) throws UdfException {
+    if (type.kind() == DataType.Kind.STRING) {
+      return new Field(name, new FieldType(type.nullable(), ArrowType.Utf8View.INSTANCE, null), null);
+    }
+    return field(name, type);
   }
 
   /** A field of a declared type, with its declared nullability. */
