@@ -4,9 +4,7 @@ import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.util.concurrent.Executors;
 import java.util.function.BooleanSupplier;
 
@@ -14,7 +12,12 @@ import java.util.function.BooleanSupplier;
 final class AdminServer implements AutoCloseable {
   private final HttpServer server;
 
-  AdminServer(String host, int port, PrometheusMeterRegistry meters, BooleanSupplier healthy)
+  AdminServer(
+      String host,
+      int port,
+      PrometheusMeterRegistry meters,
+      BooleanSupplier healthy,
+      UdfAdmin udfs)
       throws IOException {
     server = HttpServer.create(new InetSocketAddress(host, port), 0);
     server.setExecutor(Executors.newFixedThreadPool(2, Thread.ofPlatform().daemon().name(
@@ -33,9 +36,10 @@ final class AdminServer implements AutoCloseable {
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
                 meters.scrape()));
+    server.createContext("/udfs", udfs::handle);
     server.createContext(
         "/",
-        ex -> respond(ex, 404, "text/plain", "not found; try /healthz or /metrics\n"));
+        ex -> respond(ex, 404, "text/plain", "not found; try /healthz, /metrics or /udfs\n"));
     server.start();
   }
 
@@ -45,12 +49,7 @@ final class AdminServer implements AutoCloseable {
 
   private static void respond(HttpExchange ex, int status, String type, String body)
       throws IOException {
-    byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
-    ex.getResponseHeaders().set("Content-Type", type);
-    ex.sendResponseHeaders(status, bytes.length);
-    try (OutputStream out = ex.getResponseBody()) {
-      out.write(bytes);
-    }
+    UdfAdmin.respond(ex, status, type, body);
   }
 
   @Override

@@ -3,13 +3,13 @@ package dev.kiln.controlplane;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** The {@code kiln} command line: {@code serve}, {@code apply}, {@code call}. */
+/** The {@code kiln} command line: {@code serve}, {@code apply}, {@code call}, {@code logs}. */
 @Command(
     name = "kiln",
     mixinStandardHelpOptions = true,
     version = "kiln 0.1.0",
     description = "Control plane for sandboxed Python UDFs (Databend server-UDF protocol).",
-    subcommands = {ServeCommand.class, ApplyCommand.class, CallCommand.class})
+    subcommands = {ServeCommand.class, ApplyCommand.class, CallCommand.class, LogsCommand.class})
 public final class Kiln implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;

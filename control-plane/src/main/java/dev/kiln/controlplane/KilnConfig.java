@@ -37,6 +37,19 @@ import java.util.regex.Pattern;
  * @param applyWait how long a cold ApplyUdfResource waits for the sandbox before answering, so
  *     that errors in the UDF code come back on the RPC (never beyond the call's deadline)
  * @param readyWait how long a Flight call waits for a sandbox that is still starting
+ * @param runtimes base image per Python {@code major.minor} ({@code runtime_version} of the spec);
+ *     empty = {@code baseImage} serves every version
+ * @param indexUrls package indexes (PEP 503/691), tried in order; a package comes from the first
+ *     index that has it
+ * @param indexUsername basic-auth user for the indexes (also possible in the URL), or null
+ * @param indexPassword basic-auth password for the indexes, or null
+ * @param cacheMemoryBytes bound of the in-memory blob cache
+ * @param cacheLocalMaxBytes bound of the on-disk blob cache (evicts least recently used)
+ * @param s3Bucket bucket of the shared remote cache tier, or null for none
+ * @param s3Prefix key prefix in that bucket
+ * @param s3Endpoint S3-compatible endpoint (MinIO, GCS interop, …), or null for AWS
+ * @param s3Region region of the bucket
+ * @param s3PathStyle path-style addressing (most non-AWS servers need it)
  */
 public record KilnConfig(
     int grpcPort,
@@ -53,7 +66,28 @@ public record KilnConfig(
     int runnersPerSandbox,
     Duration batchTimeout,
     Duration applyWait,
-    Duration readyWait) {
+    Duration readyWait,
+    Map<String, String> runtimes,
+    List<String> indexUrls,
+    String indexUsername,
+    String indexPassword,
+    long cacheMemoryBytes,
+    long cacheLocalMaxBytes,
+    String s3Bucket,
+    String s3Prefix,
+    String s3Endpoint,
+    String s3Region,
+    boolean s3PathStyle) {
+
+  public KilnConfig {
+    runtimes = Map.copyOf(runtimes);
+    indexUrls = List.copyOf(indexUrls);
+  }
+
+  /** Runner processes per sandbox: the configured number, or one per CPU of the sandbox. */
+  public int effectiveRunnersPerSandbox() {
+    return runnersPerSandbox > 0 ? runnersPerSandbox : (int) Math.max(1, Math.ceil(sandboxCpus));
+  }
 
   /** The base image {@code bin/build-base-image} writes by default. */
   public static String defaultBaseImage() {
@@ -88,6 +122,17 @@ public record KilnConfig(
     b.batchTimeout = batchTimeout;
     b.applyWait = applyWait;
     b.readyWait = readyWait;
+    b.runtimes = new java.util.TreeMap<>(runtimes);
+    b.indexUrls = new ArrayList<>(indexUrls);
+    b.indexUsername = indexUsername;
+    b.indexPassword = indexPassword;
+    b.cacheMemoryBytes = cacheMemoryBytes;
+    b.cacheLocalMaxBytes = cacheLocalMaxBytes;
+    b.s3Bucket = s3Bucket;
+    b.s3Prefix = s3Prefix;
+    b.s3Endpoint = s3Endpoint;
+    b.s3Region = s3Region;
+    b.s3PathStyle = s3PathStyle;
     return b;
   }
 
@@ -104,10 +149,22 @@ public record KilnConfig(
     String runscPlatform = "ptrace";
     long sandboxMemoryBytes = 512L << 20;
     double sandboxCpus = 1.0;
-    int runnersPerSandbox = 1;
+    int runnersPerSandbox = 0;
     Duration batchTimeout = Duration.ofSeconds(300);
     Duration applyWait = Duration.ofSeconds(3);
     Duration readyWait = Duration.ofSeconds(180);
+    Map<String, String> runtimes = new java.util.TreeMap<>();
+    List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
+    boolean indexUrlsFromDefault = true;
+    String indexUsername;
+    String indexPassword;
+    long cacheMemoryBytes = 256L << 20;
+    long cacheLocalMaxBytes = 20L << 30;
+    String s3Bucket;
+    String s3Prefix = "kiln/";
+    String s3Endpoint;
+    String s3Region = "us-east-1";
+    boolean s3PathStyle;
 
     public Builder grpcPort(int v) {
       grpcPort = v;
@@ -184,6 +241,38 @@ public record KilnConfig(
       return this;
     }
 
+    /** Maps a Python {@code major.minor} to a base image. */
+    public Builder runtime(String pythonMinor, String image) {
+      runtimes.put(pythonMinor, image);
+      return this;
+    }
+
+    /** Replaces the package indexes (the default is PyPI). */
+    public Builder indexUrls(List<String> urls) {
+      indexUrls = new ArrayList<>(urls);
+      indexUrlsFromDefault = false;
+      return this;
+    }
+
+    public Builder cacheMemoryBytes(long v) {
+      cacheMemoryBytes = v;
+      return this;
+    }
+
+    public Builder cacheLocalMaxBytes(long v) {
+      cacheLocalMaxBytes = v;
+      return this;
+    }
+
+    /** Turns on the shared remote cache tier (any S3-compatible server). */
+    public Builder s3(String bucket, String endpoint, String region, boolean pathStyle) {
+      s3Bucket = bucket;
+      s3Endpoint = endpoint;
+      s3Region = region;
+      s3PathStyle = pathStyle;
+      return this;
+    }
+
     /**
      * Applies a YAML (or JSON) config file whose keys are the long flag names. Unknown keys are
      * errors, so a typo does not silently fall back to a default.
@@ -205,7 +294,15 @@ public record KilnConfig(
       for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
         Map.Entry<String, JsonNode> e = it.next();
         try {
-          set(e.getKey(), e.getValue().asText());
+          if (e.getValue().isArray()) {
+            for (JsonNode item : e.getValue()) {
+              set(e.getKey(), item.asText());
+            }
+          } else if (e.getValue().isObject() && e.getKey().equals("runtime")) {
+            e.getValue().fields().forEachRemaining(r -> runtime(r.getKey(), r.getValue().asText()));
+          } else {
+            set(e.getKey(), e.getValue().asText());
+          }
         } catch (IllegalArgumentException ex) {
           errors.add(ex.getMessage());
         }
@@ -235,13 +332,41 @@ public record KilnConfig(
         case "batch-timeout" -> batchTimeout = parseDuration(key, value);
         case "apply-wait" -> applyWait = parseDuration(key, value);
         case "ready-wait" -> readyWait = parseDuration(key, value);
+        case "runtime" -> {
+          int eq = value.indexOf('=');
+          if (eq <= 0 || !value.substring(0, eq).trim().matches("3\\.\\d{1,2}")) {
+            throw new IllegalArgumentException(
+                "runtime must look like 3.12=IMAGE (a Python major.minor, '=', a base image), got '"
+                    + value
+                    + "'");
+          }
+          runtimes.put(value.substring(0, eq).trim(), value.substring(eq + 1).trim());
+        }
+        case "index-url" -> {
+          if (indexUrlsFromDefault) {
+            indexUrls.clear();
+            indexUrlsFromDefault = false;
+          }
+          indexUrls.add(value.trim());
+        }
+        case "index-username" -> indexUsername = value;
+        case "index-password" -> indexPassword = value;
+        case "cache-memory" -> cacheMemoryBytes = parseSize(key, value);
+        case "cache-local-max" -> cacheLocalMaxBytes = parseSize(key, value);
+        case "s3-bucket" -> s3Bucket = value;
+        case "s3-prefix" -> s3Prefix = value;
+        case "s3-endpoint" -> s3Endpoint = value;
+        case "s3-region" -> s3Region = value;
+        case "s3-path-style" -> s3PathStyle = Boolean.parseBoolean(value.trim());
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
                     + key
                     + "' (known: grpc-port, flight-port, admin-port, bind-host, advertise-host,"
                     + " data-dir, base-image, runsc, runsc-platform, sandbox-memory, sandbox-cpus,"
-                    + " runners-per-sandbox, batch-timeout, apply-wait, ready-wait)");
+                    + " runners-per-sandbox, batch-timeout, apply-wait, ready-wait, runtime,"
+                    + " index-url, index-username, index-password, cache-memory, cache-local-max,"
+                    + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style)");
       }
       return this;
     }
@@ -266,8 +391,16 @@ public record KilnConfig(
       if (!(sandboxCpus > 0)) {
         errors.add("sandbox-cpus must be positive");
       }
-      if (runnersPerSandbox < 1) {
-        errors.add("runners-per-sandbox must be at least 1");
+      if (runnersPerSandbox < 0) {
+        errors.add("runners-per-sandbox must be 0 (one per sandbox CPU) or more");
+      }
+      for (String url : indexUrls) {
+        if (!url.matches("(?i)(https?|file)://.+")) {
+          errors.add("index-url '" + url + "' must be an http://, https:// or file:// URL");
+        }
+      }
+      if (cacheMemoryBytes < 0 || cacheLocalMaxBytes < (64L << 20)) {
+        errors.add("cache-local-max must be at least 64MiB and cache-memory not negative");
       }
       if (batchTimeout.isNegative() || batchTimeout.isZero()) {
         errors.add("batch-timeout must be positive");
@@ -282,7 +415,9 @@ public record KilnConfig(
       return new KilnConfig(
           grpcPort, flightPort, adminPort, bindHost, advertiseHost, dataDir.toAbsolutePath(),
           baseImage, runsc, runscPlatform, sandboxMemoryBytes, sandboxCpus, runnersPerSandbox,
-          batchTimeout, applyWait, readyWait);
+          batchTimeout, applyWait, readyWait, runtimes, indexUrls, indexUsername, indexPassword,
+          cacheMemoryBytes, cacheLocalMaxBytes, s3Bucket, s3Prefix, s3Endpoint, s3Region,
+          s3PathStyle);
     }
 
     private static void checkPort(List<String> errors, String name, int port) {

@@ -1,7 +1,5 @@
 package dev.kiln.controlplane;
 
-import dev.kiln.image.BaseImage;
-import dev.kiln.image.ImageBuilder;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.worker.FlightEndpoint;
@@ -84,24 +82,9 @@ public final class KilnServer implements AutoCloseable {
 
     Tokens tokens = Tokens.loadOrCreate(data.resolve("token-secret"));
 
-    BaseImage base;
-    try {
-      base = BaseImage.parse(config.baseImage());
-      baseImageDigest = base.digest();
-    } catch (IllegalArgumentException | IOException e) {
-      throw new KilnException(
-          ErrorCode.BASE_IMAGE_UNAVAILABLE,
-          "cannot use base image '"
-              + config.baseImage()
-              + "': "
-              + e.getMessage()
-              + (config.baseImage().equals(KilnConfig.defaultBaseImage())
-                  ? "; build it with bin/build-base-image (bin/kiln serve does this on first use)"
-                  : "; pass --base-image with an image archive or a registry reference"),
-          e);
-    }
-    ImageBuilder images = new ImageBuilder(base, data.resolve("images"));
-    closeables.push(images);
+    Runtimes runtimes = Runtimes.open(config, data.resolve("images"));
+    closeables.push(runtimes);
+    baseImageDigest = runtimes.all().get(0).digest();
 
     Provisioner provisioner =
         RunscProvisioner.builder()
@@ -116,7 +99,7 @@ public final class KilnServer implements AutoCloseable {
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Provisioning provisioning =
         new Provisioning(
-            images, provisioner, config, pipelines, meters, r -> registryRef[0].evict(r));
+            runtimes, provisioner, config, pipelines, meters, r -> registryRef[0].evict(r));
     registry = new UdfRegistry(provisioning::start);
     provisioning.warmUp();
     registryRef[0] = registry;
@@ -138,7 +121,7 @@ public final class KilnServer implements AutoCloseable {
     endpoint = "http://" + config.advertiseHost() + ":" + flight.port();
 
     UdfProvisioningService service =
-        new UdfProvisioningService(registry, tokens, endpoint, baseImageDigest, config, meters);
+        new UdfProvisioningService(registry, tokens, endpoint, runtimes, config, meters);
     grpc =
         NettyServerBuilder.forAddress(new InetSocketAddress(config.bindHost(), config.grpcPort()))
             .addService(ServerInterceptors.intercept(service, new CallMetadata()))
@@ -151,11 +134,14 @@ public final class KilnServer implements AutoCloseable {
             .start();
     closeables.push(() -> shutdown(grpc));
 
-    admin = new AdminServer(config.bindHost(), config.adminPort(), meters, () -> !closed.get());
+    admin =
+        new AdminServer(
+            config.bindHost(), config.adminPort(), meters, () -> !closed.get(),
+            new UdfAdmin(registry));
     closeables.push(admin);
 
     log.info(
-        "Kiln ready in {} ms: grpc={}:{} flight={} admin={}:{} data={} base-image={} ({})",
+        "Kiln ready in {} ms: grpc={}:{} flight={} admin={}:{} data={} base-images={}",
         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0),
         config.bindHost(),
         grpc.getPort(),
@@ -163,8 +149,9 @@ public final class KilnServer implements AutoCloseable {
         config.bindHost(),
         admin.port(),
         data,
-        config.baseImage(),
-        baseImageDigest);
+        runtimes.all().stream()
+            .map(r -> r.name() + "=" + r.base().reference() + " (" + r.digest() + ")")
+            .toList());
   }
 
   private void lockDataDir(Path data) throws IOException, KilnException {

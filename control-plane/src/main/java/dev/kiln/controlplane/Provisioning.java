@@ -48,7 +48,7 @@ import org.slf4j.LoggerFactory;
 final class Provisioning {
   private static final Logger log = LoggerFactory.getLogger(Provisioning.class);
 
-  private final ImageBuilder images;
+  private final Runtimes runtimes;
   private final Provisioner provisioner;
   private final KilnConfig config;
   private final ExecutorService executor;
@@ -61,13 +61,13 @@ final class Provisioning {
   private final Timer coldTimer;
 
   Provisioning(
-      ImageBuilder images,
+      Runtimes runtimes,
       Provisioner provisioner,
       KilnConfig config,
       ExecutorService executor,
       MeterRegistry meters,
       Consumer<UdfResource> onSandboxLost) {
-    this.images = images;
+    this.runtimes = runtimes;
     this.provisioner = provisioner;
     this.config = config;
     this.executor = executor;
@@ -91,8 +91,12 @@ final class Provisioning {
    * start pays for all of that (seconds, mostly extracting the base image).
    */
   void warmUp() {
-    executor.execute(
-        () -> {
+    for (Runtimes.Runtime runtime : runtimes.all()) {
+      executor.execute(() -> warmUp(runtime.images()));
+    }
+  }
+
+  private void warmUp(ImageBuilder images) {
           long t0 = System.nanoTime();
           try {
             String name = "kiln/warmup:" + RunnerFiles.version();
@@ -110,13 +114,15 @@ final class Provisioning {
                             "/",
                             Map.of()));
             provisioner.prepare(sandboxImage(image));
-            log.info("warm-up done in {} ms (image and layers ready)", ms(System.nanoTime() - t0));
+            log.info(
+                "warm-up of {} done in {} ms (image and layers ready)",
+                images.base().reference(),
+                ms(System.nanoTime() - t0));
           } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
           } catch (Exception e) {
             log.warn("warm-up failed (the first UDF will be slower): {}", e.toString());
           }
-        });
   }
 
   /** Starts provisioning in the background; returns at once. */
@@ -209,6 +215,7 @@ final class Provisioning {
 
   private BuiltImage buildOrFind(UdfResource r) throws UdfException, InterruptedException {
     String name = "kiln/udf:" + r.key.hex();
+    ImageBuilder images = r.runtime.images();
     try {
       Optional<BuiltImage> found = images.find(name);
       if (found.isPresent()) {
@@ -300,7 +307,7 @@ final class Provisioning {
             r.signature(),
             launcher,
             new RunnerPool.Options(
-                config.runnersPerSandbox(), Duration.ofSeconds(30), config.batchTimeout(), 50));
+                config.effectiveRunnersPerSandbox(), Duration.ofSeconds(30), config.batchTimeout(), 50));
     r.runnersNanos = System.nanoTime() - t0;
     runnersTimer.record(r.runnersNanos, TimeUnit.NANOSECONDS);
     return pool;

@@ -1,6 +1,8 @@
 package dev.kiln.controlplane;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -69,6 +71,44 @@ final class ServeCommand implements Callable<Integer> {
       description = "gVisor platform: ptrace (default), systrap or kvm.")
   String runscPlatform;
 
+  @Option(names = "--runners-per-sandbox", paramLabel = "N",
+      description = "Python runner processes per sandbox (default: one per sandbox CPU).")
+  String runnersPerSandbox;
+
+  @Option(names = "--runtime", paramLabel = "X.Y=IMAGE",
+      description = "Base image for UDFs whose runtime_version is Python X.Y (repeatable). With"
+          + " none, --base-image serves every version.")
+  List<String> runtimes = new ArrayList<>();
+
+  @Option(names = "--index-url", paramLabel = "URL",
+      description = "Python package index (PEP 503/691; http(s):// or file://), repeatable, tried in"
+          + " order (default https://pypi.org/simple/).")
+  List<String> indexUrls = new ArrayList<>();
+
+  @Option(names = "--cache-memory", paramLabel = "SIZE",
+      description = "In-memory blob cache (default 256MiB).")
+  String cacheMemory;
+
+  @Option(names = "--cache-local-max", paramLabel = "SIZE",
+      description = "On-disk blob cache bound (default 20GiB).")
+  String cacheLocalMax;
+
+  @Option(names = "--s3-bucket", paramLabel = "BUCKET",
+      description = "Shared remote cache tier in this S3 bucket (credentials from the usual AWS"
+          + " environment variables or the config file).")
+  String s3Bucket;
+
+  @Option(names = "--s3-endpoint", paramLabel = "URL",
+      description = "S3-compatible endpoint (MinIO, GCS https://storage.googleapis.com, ...).")
+  String s3Endpoint;
+
+  @Option(names = "--s3-region", paramLabel = "REGION", description = "Bucket region.")
+  String s3Region;
+
+  @Option(names = "--s3-path-style", paramLabel = "BOOL",
+      description = "Path-style S3 addressing (needed by most non-AWS servers).")
+  String s3PathStyle;
+
   @Override
   public Integer call() throws Exception {
     KilnConfig.Builder builder = KilnConfig.builder();
@@ -88,6 +128,13 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("batch-timeout", batchTimeout);
     flags.put("runsc", runsc);
     flags.put("runsc-platform", runscPlatform);
+    flags.put("runners-per-sandbox", runnersPerSandbox);
+    flags.put("cache-memory", cacheMemory);
+    flags.put("cache-local-max", cacheLocalMax);
+    flags.put("s3-bucket", s3Bucket);
+    flags.put("s3-endpoint", s3Endpoint);
+    flags.put("s3-region", s3Region);
+    flags.put("s3-path-style", s3PathStyle);
     KilnConfig config;
     try {
       flags.forEach((k, v) -> {
@@ -95,6 +142,10 @@ final class ServeCommand implements Callable<Integer> {
           builder.set(k, v);
         }
       });
+      runtimes.forEach(r -> builder.set("runtime", r));
+      if (!indexUrls.isEmpty()) {
+        builder.indexUrls(indexUrls);
+      }
       config = builder.build();
     } catch (IllegalArgumentException | KilnException e) {
       System.err.println("kiln serve: " + e.getMessage());

@@ -43,7 +43,7 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
   private final UdfRegistry registry;
   private final Tokens tokens;
   private final String endpoint;
-  private final String baseImageDigest;
+  private final Runtimes runtimes;
   private final KilnConfig config;
   private final Timer applyTimer;
   private final Counter hot;
@@ -54,13 +54,13 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
       UdfRegistry registry,
       Tokens tokens,
       String endpoint,
-      String baseImageDigest,
+      Runtimes runtimes,
       KilnConfig config,
       MeterRegistry meters) {
     this.registry = registry;
     this.tokens = tokens;
     this.endpoint = endpoint;
-    this.baseImageDigest = baseImageDigest;
+    this.runtimes = runtimes;
     this.config = config;
     this.applyTimer =
         Timer.builder("kiln.apply")
@@ -82,10 +82,11 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
     }
     try {
       RuntimeSpec spec = validate(request);
+      Runtimes.Runtime runtime = runtimes.forVersion(spec.runtimeVersion());
       ContentKey key =
-          ContentKeys.compute(spec, importRefs(request), baseImageDigest, RunnerFiles.version(), "");
+          ContentKeys.compute(spec, importRefs(request), runtime.digest(), RunnerFiles.version(), "");
       CallMetadata.RESPONSE_KEY.get().set(key.hex());
-      UdfRegistry.Obtained obtained = registry.obtain(tenant, key, spec);
+      UdfRegistry.Obtained obtained = registry.obtain(tenant, key, spec, runtime);
       UdfResource resource = obtained.resource();
       ApplyUdfResourceResponse response =
           ApplyUdfResourceResponse.newBuilder()

@@ -36,7 +36,8 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
   }
 
   /** The tenant's resource for this key, creating (and provisioning) it when needed. */
-  Obtained obtain(String tenant, ContentKey key, RuntimeSpec spec) throws KilnException {
+  Obtained obtain(String tenant, ContentKey key, RuntimeSpec spec, Runtimes.Runtime runtime)
+      throws KilnException {
     if (closed) {
       throw new KilnException(ErrorCode.SHUTTING_DOWN, "Kiln is shutting down; retry shortly");
     }
@@ -55,7 +56,7 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
                 return old;
               }
               replaced[0] = old;
-              made[0] = new UdfResource(tenant, key, spec);
+              made[0] = new UdfResource(tenant, key, spec, runtime);
               return made[0];
             });
     if (replaced[0] != null) {

@@ -21,6 +21,7 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   final String tenant;
   final ContentKey key;
   final RuntimeSpec spec;
+  final Runtimes.Runtime runtime;
   private final UdfSignature signature;
   private final CompletableFuture<RunnerPool> ready = new CompletableFuture<>();
   private final AtomicBoolean closed = new AtomicBoolean();
@@ -32,10 +33,11 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   volatile long runnersNanos;
   volatile long readyNanos;
 
-  UdfResource(String tenant, ContentKey key, RuntimeSpec spec) {
+  UdfResource(String tenant, ContentKey key, RuntimeSpec spec, Runtimes.Runtime runtime) {
     this.tenant = tenant;
     this.key = key;
     this.spec = spec;
+    this.runtime = runtime;
     this.signature = UdfSignature.of(spec);
   }
 

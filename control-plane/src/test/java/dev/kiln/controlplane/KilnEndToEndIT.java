@@ -245,6 +245,28 @@ class KilnEndToEndIT {
   }
 
   @Test
+  void whatTheUdfPrintsIsKeptAndShownByTheAdminPort() throws Exception {
+    String code =
+        "import sys\ndef chatty(x):\n    print('saw', x)\n    print('to stderr', x,"
+            + " file=sys.stderr)\n    return x\n";
+    DatabendClient.Resource r = api.apply("acme", spec("chatty", List.of("INT"), "INT", code));
+    assertThat(call(allocator, r, "acme", "chatty", List.of("INT"), "[[7]]")).isEqualTo(rows(7));
+    HttpClient http = HttpClient.newHttpClient();
+    String url =
+        "http://127.0.0.1:" + server.adminPort() + "/udfs/" + r.key().substring(0, 12) + "/logs";
+    HttpResponse<String> logs =
+        http.send(HttpRequest.newBuilder(URI.create(url)).build(),
+            HttpResponse.BodyHandlers.ofString());
+    assertThat(logs.statusCode()).isEqualTo(200);
+    assertThat(logs.body()).contains("saw 7").contains("to stderr 7");
+    HttpResponse<String> health =
+        http.send(
+            HttpRequest.newBuilder(URI.create(url.replace("/logs", "/health"))).build(),
+            HttpResponse.BodyHandlers.ofString());
+    assertThat(health.body()).isEqualTo("1\n");
+  }
+
+  @Test
   void adminPortServesHealthAndMetrics() throws Exception {
     HttpClient http = HttpClient.newHttpClient();
     String base = "http://127.0.0.1:" + server.adminPort();

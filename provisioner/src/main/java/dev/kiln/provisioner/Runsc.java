@@ -14,6 +14,7 @@ import java.util.List;
  */
 final class Runsc {
   private static final Duration TIMEOUT = Duration.ofSeconds(30);
+  private static final String SETSID = findSetsid();
 
   private final String binary;
   private final Path root;
@@ -36,13 +37,31 @@ final class Runsc {
     this.globalFlags = List.copyOf(flags);
   }
 
+  private static String findSetsid() {
+    for (String p : List.of("/usr/bin/setsid", "/bin/setsid")) {
+      if (java.nio.file.Files.isExecutable(Path.of(p))) {
+        return p;
+      }
+    }
+    return null;
+  }
+
   Path root() {
     return root;
   }
 
-  /** {@code runsc <global flags> <subcommand...>}. */
+  /**
+   * {@code runsc <global flags> <subcommand...>}. The long-lived {@code run} and {@code exec}
+   * processes start in a session of their own (setsid), so a Ctrl-C in the terminal of {@code kiln
+   * serve} reaches only Kiln, which then stops its sandboxes in order.
+   */
   List<String> command(String... subcommand) {
     List<String> argv = new ArrayList<>();
+    if (SETSID != null
+        && subcommand.length > 0
+        && (subcommand[0].equals("run") || subcommand[0].equals("exec"))) {
+      argv.add(SETSID);
+    }
     argv.add(binary);
     argv.addAll(globalFlags);
     argv.addAll(Arrays.asList(subcommand));

@@ -1,0 +1,78 @@
+package dev.kiln.controlplane;
+
+import java.net.URI;
+import java.net.URLEncoder;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.Base64;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code kiln logs}: what a UDF printed (stdout and stderr, the last lines), from the server. */
+@Command(
+    name = "logs",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Shows the last lines a UDF printed to stdout/stderr, kept per sandbox by the server.",
+      "Name the UDF by its key (or a unique prefix of 6+ hex digits, as `kiln apply` prints it)",
+      "or by the x-kiln-token value ApplyUdfResource returned."
+    })
+final class LogsCommand implements Callable<Integer> {
+
+  @Parameters(paramLabel = "KEY|TOKEN", description = "The UDF's content key (prefix) or token.")
+  String udf;
+
+  @Option(names = "--admin", paramLabel = "URL", defaultValue = "http://127.0.0.1:9090",
+      description = "The server's admin port (default ${DEFAULT-VALUE}).")
+  String admin;
+
+  @Option(names = "--tenant", paramLabel = "TENANT",
+      description = "Only this tenant's sandbox (a token implies its tenant).")
+  String tenant;
+
+  @Override
+  public Integer call() throws Exception {
+    String key = udf.trim();
+    String[] tokenParts = key.split("\\.");
+    if (tokenParts.length == 4 && tokenParts[0].equals("v1")) {
+      key = tokenParts[1];
+      if (tenant == null) {
+        tenant = new String(Base64.getUrlDecoder().decode(tokenParts[2]), StandardCharsets.UTF_8);
+      }
+    }
+    if (!key.matches("[0-9a-f]{6,64}")) {
+      System.err.println(
+          "kiln logs: '" + udf + "' is neither a content key (6 to 64 hex digits) nor a token");
+      return 2;
+    }
+    String url =
+        admin.replaceAll("/+$", "")
+            + "/udfs/"
+            + key
+            + "/logs"
+            + (tenant == null ? "" : "?tenant=" + URLEncoder.encode(tenant, StandardCharsets.UTF_8));
+    HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
+    HttpResponse<String> response;
+    try {
+      response =
+          http.send(
+              HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10)).build(),
+              HttpResponse.BodyHandlers.ofString());
+    } catch (java.io.IOException e) {
+      System.err.println("kiln logs: cannot reach " + admin + " (" + e.getMessage()
+          + "); is kiln serve running there? (--admin)");
+      return 1;
+    }
+    if (response.statusCode() != 200) {
+      System.err.print("kiln logs: " + response.body());
+      return 1;
+    }
+    System.out.print(response.body());
+    return 0;
+  }
+}

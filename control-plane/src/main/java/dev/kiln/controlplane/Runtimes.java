@@ -1,0 +1,110 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.image.BaseImage;
+import dev.kiln.image.ImageBuilder;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The base images UDFs run on, by Python {@code major.minor}. With no mapping, the one default
+ * base image serves every {@code runtime_version} (the embedded default); once a mapping exists,
+ * a version without one is an error that lists the configured versions.
+ */
+final class Runtimes implements AutoCloseable {
+
+  /** One base image, its identity, and the builder that builds images over it. */
+  record Runtime(String name, BaseImage base, String digest, ImageBuilder images) {}
+
+  private final Runtime fallback;
+  private final Map<String, Runtime> byVersion;
+
+  private Runtimes(Runtime fallback, Map<String, Runtime> byVersion) {
+    this.fallback = fallback;
+    this.byVersion = byVersion;
+  }
+
+  /** Opens every configured base image (resolving each digest once). */
+  static Runtimes open(KilnConfig config, Path imagesDir) throws KilnException, IOException {
+    List<Runtime> opened = new ArrayList<>();
+    try {
+      Map<String, Runtime> byVersion = new LinkedHashMap<>();
+      for (Map.Entry<String, String> e : config.runtimes().entrySet()) {
+        Runtime r = open("python " + e.getKey(), e.getValue(), imagesDir, false);
+        opened.add(r);
+        byVersion.put(e.getKey(), r);
+      }
+      Runtime fallback = null;
+      if (byVersion.isEmpty()) {
+        fallback =
+            open(
+                "default",
+                config.baseImage(),
+                imagesDir,
+                config.baseImage().equals(KilnConfig.defaultBaseImage()));
+        opened.add(fallback);
+      }
+      return new Runtimes(fallback, Map.copyOf(byVersion));
+    } catch (KilnException | IOException | RuntimeException e) {
+      opened.forEach(r -> r.images().close());
+      throw e;
+    }
+  }
+
+  private static Runtime open(String name, String reference, Path imagesDir, boolean isDefault)
+      throws KilnException, IOException {
+    try {
+      BaseImage base = BaseImage.parse(reference);
+      String digest = base.digest();
+      return new Runtime(name, base, digest, new ImageBuilder(base, imagesDir));
+    } catch (IllegalArgumentException | IOException e) {
+      throw new KilnException(
+          ErrorCode.BASE_IMAGE_UNAVAILABLE,
+          "cannot use base image '"
+              + reference
+              + "' ("
+              + name
+              + "): "
+              + e.getMessage()
+              + (isDefault
+                  ? "; build it with bin/build-base-image (bin/kiln serve does this on first use)"
+                  : "; pass an image archive or a registry reference"),
+          e);
+    }
+  }
+
+  /** The runtime for a spec's {@code runtime_version} (e.g. {@code 3.12.2}). */
+  Runtime forVersion(String runtimeVersion) throws KilnException {
+    if (fallback != null) {
+      return fallback;
+    }
+    String[] parts = runtimeVersion.split("\\.");
+    String minor = parts.length >= 2 ? parts[0] + "." + parts[1] : runtimeVersion;
+    Runtime r = byVersion.get(minor);
+    if (r == null) {
+      throw new KilnException(
+          ErrorCode.INVALID_SPEC,
+          "invalid UDF spec: field 'runtime_version': Python "
+              + minor
+              + " has no base image on this Kiln server; configured: "
+              + String.join(", ", byVersion.keySet())
+              + " (set RUNTIME_VERSION to one of them, or add --runtime "
+              + minor
+              + "=IMAGE)");
+    }
+    return r;
+  }
+
+  /** Every configured runtime. */
+  List<Runtime> all() {
+    return fallback != null ? List.of(fallback) : List.copyOf(byVersion.values());
+  }
+
+  @Override
+  public void close() {
+    all().forEach(r -> r.images().close());
+  }
+}

@@ -1,0 +1,154 @@
+package dev.kiln.controlplane;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.sun.net.httpserver.HttpExchange;
+import dev.kiln.provisioner.Sandbox;
+import dev.kiln.worker.RunnerPool;
+import dev.kiln.worker.UdfException;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * The admin port's view of UDF resources: {@code /udfs} lists them, {@code /udfs/<key>/logs}
+ * shows what the UDF printed (bounded), {@code /udfs/<key>/health} answers {@code 1} when it can
+ * serve. A key may be given by a unique prefix; {@code ?tenant=} narrows to one tenant.
+ */
+final class UdfAdmin {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private final UdfRegistry registry;
+
+  UdfAdmin(UdfRegistry registry) {
+    this.registry = registry;
+  }
+
+  void handle(HttpExchange ex) throws IOException {
+    URI uri = ex.getRequestURI();
+    String[] parts = uri.getPath().replaceAll("/+$", "").split("/");
+    String tenant = query(uri, "tenant");
+    if (parts.length == 2) {
+      respond(ex, 200, "application/json", list(tenant));
+      return;
+    }
+    if (parts.length != 4) {
+      respond(ex, 404, "text/plain", "try /udfs, /udfs/<key>/logs or /udfs/<key>/health\n");
+      return;
+    }
+    List<UdfResource> matches = find(parts[2], tenant);
+    if (matches.isEmpty()) {
+      respond(ex, 404, "text/plain", "no UDF resource with key " + parts[2] + " on this server\n");
+      return;
+    }
+    switch (parts[3]) {
+      case "logs" -> respond(ex, 200, "text/plain; charset=utf-8", logs(matches));
+      case "health" -> {
+        boolean ok = matches.stream().allMatch(UdfAdmin::healthy);
+        respond(ex, ok ? 200 : 503, "text/plain", ok ? "1\n" : "0\n");
+      }
+      default -> respond(ex, 404, "text/plain", "unknown page " + parts[3] + "\n");
+    }
+  }
+
+  /** Resources whose key starts with {@code keyPrefix} (at least 6 hex digits). */
+  List<UdfResource> find(String keyPrefix, String tenant) {
+    List<UdfResource> out = new ArrayList<>();
+    if (keyPrefix.length() < 6) {
+      return out;
+    }
+    for (UdfResource r : registry.all()) {
+      if (r.key.hex().startsWith(keyPrefix) && (tenant == null || tenant.equals(r.tenant))) {
+        out.add(r);
+      }
+    }
+    return out;
+  }
+
+  private String list(String tenant) throws IOException {
+    ArrayNode arr = JSON.createArrayNode();
+    for (UdfResource r : registry.all()) {
+      if (tenant != null && !tenant.equals(r.tenant)) {
+        continue;
+      }
+      ObjectNode n = arr.addObject();
+      n.put("key", r.key.hex());
+      n.put("tenant", r.tenant);
+      n.put("handler", r.spec.handler());
+      n.put("state", state(r));
+      Sandbox s = r.sandbox;
+      n.put("sandbox", s == null ? null : s.id());
+      UdfException f = r.failure();
+      n.put("error", f == null ? null : f.getMessage());
+    }
+    return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(arr) + "\n";
+  }
+
+  private static String logs(List<UdfResource> matches) {
+    StringBuilder sb = new StringBuilder();
+    for (UdfResource r : matches) {
+      if (matches.size() > 1) {
+        sb.append("== tenant ").append(r.tenant).append(", key ").append(r.key.shortForm())
+            .append('\n');
+      }
+      Optional<RunnerPool> pool = pool(r);
+      if (pool.isEmpty()) {
+        sb.append("(no runners: ").append(state(r)).append(")\n");
+        continue;
+      }
+      for (String line : pool.get().recentOutput()) {
+        sb.append(line).append('\n');
+      }
+    }
+    return sb.toString();
+  }
+
+  static String state(UdfResource r) {
+    if (r.isClosed()) {
+      return "stopped";
+    }
+    if (!r.ready().isDone()) {
+      return "starting";
+    }
+    return r.failure() != null ? "failed" : "ready";
+  }
+
+  private static boolean healthy(UdfResource r) {
+    return pool(r).map(RunnerPool::isHealthy).orElse(false);
+  }
+
+  static Optional<RunnerPool> pool(UdfResource r) {
+    if (!r.ready().isDone() || r.ready().isCompletedExceptionally()) {
+      return Optional.empty();
+    }
+    return Optional.of(r.ready().join());
+  }
+
+  private static String query(URI uri, String name) {
+    String q = uri.getRawQuery();
+    if (q == null) {
+      return null;
+    }
+    for (String kv : q.split("&")) {
+      int eq = kv.indexOf('=');
+      if (eq > 0 && kv.substring(0, eq).equals(name)) {
+        return java.net.URLDecoder.decode(kv.substring(eq + 1), StandardCharsets.UTF_8);
+      }
+    }
+    return null;
+  }
+
+  static void respond(HttpExchange ex, int status, String type, String body) throws IOException {
+    byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+    ex.getResponseHeaders().set("Content-Type", type);
+    ex.sendResponseHeaders(status, bytes.length);
+    try (OutputStream out = ex.getResponseBody()) {
+      out.write(bytes);
+    }
+  }
+}
