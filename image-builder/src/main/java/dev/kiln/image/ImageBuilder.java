@@ -11,12 +11,14 @@ import com.google.cloud.tools.jib.api.LogEvent;
 import com.google.cloud.tools.jib.api.RegistryException;
 import com.google.cloud.tools.jib.api.RegistryImage;
 import com.google.cloud.tools.jib.api.RegistryUnauthorizedException;
-import com.google.cloud.tools.jib.api.TarImage;
 import com.google.cloud.tools.jib.api.buildplan.AbsoluteUnixPath;
 import com.google.cloud.tools.jib.api.buildplan.FileEntriesLayer;
 import com.google.cloud.tools.jib.api.buildplan.FileEntry;
 import com.google.cloud.tools.jib.api.buildplan.FilePermissions;
 import com.google.cloud.tools.jib.api.buildplan.ImageFormat;
+import com.google.common.collect.ImmutableList;
+import dev.kiln.cache.CorruptBlobException;
+import dev.kiln.cache.Digest;
 import java.io.IOException;
 import java.net.ConnectException;
 import java.net.SocketTimeoutException;
@@ -28,9 +30,13 @@ import java.nio.file.Path;
 import java.nio.file.SimpleFileVisitor;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Comparator;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
@@ -38,6 +44,7 @@ import java.util.TreeMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
@@ -47,18 +54,21 @@ import org.slf4j.LoggerFactory;
  * Builds images with Jib Core, without a Docker daemon, over one base image, into a local OCI image
  * layout ({@code workDir/oci}) where they are kept by name.
  *
- * <p>A build hands Jib one {@link FileEntriesLayer} per {@link LayerSpec}, lets it containerize to
- * an OCI image tarball in a scratch directory, and then moves the tarball's blobs into the layout:
- * blobs already there (the base layers, shared package layers) are skipped unread, new ones are
- * written once, atomically, verified against their digest.
+ * <p>A build hands Jib one {@link FileEntriesLayer} per {@link LayerSpec} and lets it containerize
+ * to a "Docker daemon" ({@link LayoutDockerClient}) that streams Jib's OCI image tarball straight
+ * into the layout: blobs already there (the base layers, shared package layers) are skipped as they
+ * stream past, new ones are written once, atomically, verified against their digest. No tarball is
+ * stored, which keeps a warm build of an image with big package layers cheap.
  *
  * <p>The work directory holds {@code oci/} (the layout), {@code jib/} (Jib's base and application
  * layer caches), {@code tmp/} (per-build scratch, deleted after each build) and {@code oci.lock}.
  * An archive base reaches Jib through {@link ArchiveDockerClient}, so it is unpacked into Jib's
  * cache once per work directory, not on every build; a registry base is pinned to its digest, so
  * after the first pull warm builds need no registry. Layers from unchanged {@code source} files
- * are compressed once (Jib's application cache keys them by path and modification time); in-memory
- * files are staged per build and their layers rebuilt, which costs little for small files.
+ * are compressed once (Jib's application cache keys them by path and modification time), by {@link
+ * LayerCompressor} at {@link #setGzipLevel gzip level 1} unless told otherwise, in parallel, and
+ * ahead of the build when a caller {@linkplain #prepare prepares} them; in-memory files are staged
+ * per build and their layers rebuilt by Jib, which costs little for small files.
  *
  * <p>Builds are reproducible: Jib stamps every layer entry and the image with fixed times and sorts
  * layer entries by path; this class sorts environment and labels and uses a fixed tool name. The
@@ -74,8 +84,17 @@ public final class ImageBuilder implements AutoCloseable {
 
   static final String TOOL_VERSION = "1";
 
-  /** Jib's image name for the intermediate tarball; the layout's name comes from the request. */
-  private static final ImageReference TARBALL_NAME =
+  /** What Jib compresses application layers with (java.util.zip's default); not configurable. */
+  static final int JIB_GZIP_LEVEL = 6;
+
+  /**
+   * Package layers are compressed at this level unless {@link #setGzipLevel} says otherwise:
+   * images live on local disk, where level 1 costs a third of the CPU for 15-20% more bytes.
+   */
+  public static final int DEFAULT_GZIP_LEVEL = 1;
+
+  /** Jib's name for the image it hands over; the layout's name comes from the request. */
+  private static final ImageReference TARGET_NAME =
       ImageReference.of(null, "kiln/build", "tarball", null);
 
   private final BaseImage base;
@@ -85,6 +104,22 @@ public final class ImageBuilder implements AutoCloseable {
   private final Path applicationLayersCache;
   private final Path scratchRoot;
   private final ExecutorService executor;
+  private final ExecutorService compressors;
+  private volatile int gzipLevel = DEFAULT_GZIP_LEVEL;
+
+  /**
+   * Layers compressed into Jib's cache, by their files, with the selector file that finds them:
+   * a warm build then skips hashing thousands of file entries twice (Kiln's and Jib's). Files of
+   * such layers never change in place (a changed file would only cost a Jib-compressed layer).
+   */
+  private final Map<List<LayerFile>, Path> prepared =
+      Collections.synchronizedMap(
+          new LinkedHashMap<>(16, 0.75f, true) {
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<List<LayerFile>, Path> eldest) {
+              return size() > 1024; // recently used layers; a miss costs one selector computation
+            }
+          });
 
   /**
    * Opens (creating when needed) the layout and Jib's caches under {@code workDir}. Does not touch
@@ -99,6 +134,9 @@ public final class ImageBuilder implements AutoCloseable {
     this.applicationLayersCache = Files.createDirectories(this.workDir.resolve("jib/application"));
     this.scratchRoot = Files.createDirectories(this.workDir.resolve("tmp"));
     this.executor = Executors.newCachedThreadPool(daemonThreads());
+    // CPU-bound: one compression per core; more would only interleave them.
+    this.compressors =
+        Executors.newFixedThreadPool(Runtime.getRuntime().availableProcessors(), daemonThreads());
   }
 
   /**
@@ -107,6 +145,18 @@ public final class ImageBuilder implements AutoCloseable {
    */
   public void setAllowInsecureRegistries(boolean allow) {
     base.allowInsecureRegistry(allow);
+  }
+
+  /**
+   * The gzip level (0 to 9) of layers whose files outlive the build, such as imported files:
+   * lower is faster, higher is smaller. 6 leaves compression to Jib. Layers already built are not
+   * recompressed (their digests stay), so set this before the first build of a work directory.
+   */
+  public void setGzipLevel(int level) {
+    if (level < 0 || level > 9) {
+      throw new IllegalArgumentException("gzip level must be between 0 and 9, got " + level);
+    }
+    this.gzipLevel = level;
   }
 
   public BaseImage base() {
@@ -121,7 +171,9 @@ public final class ImageBuilder implements AutoCloseable {
   /**
    * Builds the image and records it in the layout under {@code request.name()}, replacing an image
    * of the same name. A {@link LayerSpec} without files adds no layer (Jib skips it). Layer names
-   * end up in the image history, so they are part of the digest.
+   * end up in the image history, so they are part of the digest. {@linkplain LayerSpec#ofBlob
+   * Built layers} (packages) must come first: they go right over the base image, as they are,
+   * and Jib builds the layers of files over them.
    *
    * @throws ImageBuildException when the base image is missing or unreachable, a layer source file
    *     cannot be read, or Jib fails; the message says what to do
@@ -142,21 +194,44 @@ public final class ImageBuilder implements AutoCloseable {
           e);
     }
     try {
-      JibContainerBuilder jib = configure(from(), request, scratch);
-      Path tarball = scratch.resolve("image.tar");
+      // Built layers (packages) sit right over the base; Jib builds the rest over the base and
+      // they are put in between afterwards.
+      List<LayerSpec> built = request.layers().stream().takeWhile(l -> l.blob() != null).toList();
+      List<LayerSpec> rest = request.layers().subList(built.size(), request.layers().size());
+      ImageRequest jibRequest =
+          built.isEmpty()
+              ? request
+              : new ImageRequest(
+                  request.name(),
+                  rest,
+                  request.entrypoint(),
+                  request.cmd(),
+                  request.env(),
+                  request.workingDir(),
+                  request.labels());
+      prepareAll(jibRequest);
+      List<FileEntriesLayer> layers = layers(jibRequest, scratch);
+      JibContainerBuilder jib = configure(from(), jibRequest, layers);
       long configured = System.nanoTime();
-      containerize(jib, tarball, request.name());
-      long containerized = System.nanoTime();
-      BuiltImage image = layout.ingest(tarball, request.name());
+      LayoutDockerClient target = new LayoutDockerClient(layout, scratch);
+      containerize(jib, target, request.name());
+      Digest manifest = target.loaded();
+      if (manifest == null) {
+        throw new IOException("Jib finished without handing over the image");
+      }
+      if (!built.isEmpty()) {
+        int jibLayers = (int) rest.stream().filter(l -> !l.files().isEmpty()).count();
+        manifest = insertBuiltLayers(manifest, jibLayers, built);
+      }
+      BuiltImage image = layout.commit(request.name(), manifest);
       if (log.isDebugEnabled()) {
         log.debug(
-            "built {} ({}) in {} ms: prepare {} ms, jib {} ms, layout {} ms",
+            "built {} ({}) in {} ms: prepare {} ms, jib and layout {} ms",
             request.name(),
             image.manifestDigest(),
             (System.nanoTime() - started) / 1_000_000,
             (configured - started) / 1_000_000,
-            (containerized - configured) / 1_000_000,
-            (System.nanoTime() - containerized) / 1_000_000);
+            (System.nanoTime() - configured) / 1_000_000);
       }
       return image;
     } catch (IOException e) {
@@ -174,6 +249,25 @@ public final class ImageBuilder implements AutoCloseable {
     }
   }
 
+  private Digest insertBuiltLayers(Digest manifest, int jibLayers, List<LayerSpec> built)
+      throws ImageBuildException, IOException {
+    try {
+      return layout.insertLayers(manifest, jibLayers, built);
+    } catch (NoSuchFileException e) {
+      throw new ImageBuildException(
+          "a package layer's file "
+              + e.getFile()
+              + " is gone; it must stay in place until the build is done (rebuild the layer)",
+          e);
+    } catch (CorruptBlobException e) {
+      throw new ImageBuildException(
+          "a package layer's file does not match its digest ("
+              + e.getMessage()
+              + "); delete it so that it is built again",
+          e);
+    }
+  }
+
   /** An image already in the layout, by name (a restarted server reuses what it built before). */
   public Optional<BuiltImage> find(String name) throws IOException {
     return layout.find(name);
@@ -182,6 +276,7 @@ public final class ImageBuilder implements AutoCloseable {
   @Override
   public void close() {
     executor.shutdownNow();
+    compressors.shutdownNow();
   }
 
   private JibContainerBuilder from() throws ImageBuildException {
@@ -217,55 +312,137 @@ public final class ImageBuilder implements AutoCloseable {
     return Jib.from(RegistryImage.named(pinned));
   }
 
-  private static JibContainerBuilder configure(
-      JibContainerBuilder jib, ImageRequest request, Path scratch) throws ImageBuildException {
+  /** Jib's layers for the request, in order; in-memory files are staged under scratch. */
+  private static List<FileEntriesLayer> layers(ImageRequest request, Path scratch)
+      throws ImageBuildException {
     Path staging = scratch.resolve("files");
-    int staged = 0;
+    int[] staged = new int[1];
+    List<FileEntriesLayer> layers = new ArrayList<>();
     for (LayerSpec spec : request.layers()) {
-      FileEntriesLayer.Builder layer = FileEntriesLayer.builder().setName(spec.name());
-      List<LayerFile> files =
-          spec.files().stream().sorted(Comparator.comparing(LayerFile::pathInImage)).toList();
-      for (LayerFile file : files) {
-        Path source = file.source();
-        if (source == null) {
-          // Jib reads layer content from files; small in-memory files are staged once per build.
-          source = staging.resolve(Integer.toString(staged++));
-          try {
-            Files.createDirectories(staging);
-            Files.write(source, file.content());
-          } catch (IOException e) {
-            throw new ImageBuildException(
-                "cannot stage "
-                    + file.pathInImage()
-                    + " for layer "
-                    + spec.name()
-                    + " under "
-                    + staging
-                    + ": "
-                    + e.getMessage()
-                    + "; check the disk",
-                e);
-          }
-        } else if (!Files.isRegularFile(source)) {
-          throw new ImageBuildException(
-              "layer "
-                  + spec.name()
-                  + ": source file "
-                  + source
-                  + " for "
-                  + file.pathInImage()
-                  + " does not exist or is not a regular file; it must stay in place until the"
-                  + " build is done");
-        }
-        layer.addEntry(
-            new FileEntry(
-                source,
-                AbsoluteUnixPath.get(file.pathInImage()),
-                FilePermissions.fromOctalString(String.format("%03o", file.mode())),
-                FileEntriesLayer.DEFAULT_MODIFICATION_TIME));
-      }
-      jib.addFileEntriesLayer(layer.build());
+      layers.add(entries(spec, staging, staged));
     }
+    return layers;
+  }
+
+  /**
+   * The Jib layer of one spec: entries sorted by path, with their modes and Jib's fixed time.
+   * In-memory files are staged under {@code staging} (numbered by {@code staged}).
+   */
+  private static FileEntriesLayer entries(LayerSpec spec, Path staging, int[] staged)
+      throws ImageBuildException {
+    FileEntriesLayer.Builder layer = FileEntriesLayer.builder().setName(spec.name());
+    List<LayerFile> files =
+        spec.files().stream().sorted(Comparator.comparing(LayerFile::pathInImage)).toList();
+    for (LayerFile file : files) {
+      Path source = file.source();
+      if (source == null) {
+        // Jib reads layer content from files; small in-memory files are staged once per build.
+        source = staging.resolve(Integer.toString(staged[0]++));
+        try {
+          Files.createDirectories(staging);
+          Files.write(source, file.content());
+        } catch (IOException e) {
+          throw new ImageBuildException(
+              "cannot stage "
+                  + file.pathInImage()
+                  + " for layer "
+                  + spec.name()
+                  + " under "
+                  + staging
+                  + ": "
+                  + e.getMessage()
+                  + "; check the disk",
+              e);
+        }
+      } else if (!Files.isRegularFile(source)) {
+        throw new ImageBuildException(
+            "layer "
+                + spec.name()
+                + ": source file "
+                + source
+                + " for "
+                + file.pathInImage()
+                + " does not exist or is not a regular file; it must stay in place until the"
+                + " build is done");
+      }
+      layer.addEntry(
+          new FileEntry(
+              source,
+              AbsoluteUnixPath.get(file.pathInImage()),
+              FilePermissions.fromOctalString(String.format("%03o", file.mode())),
+              FileEntriesLayer.DEFAULT_MODIFICATION_TIME));
+    }
+    return layer.build();
+  }
+
+  /**
+   * Compresses a layer of files that outlive the build (such as big imported files) into the
+   * build cache now, at {@link #setGzipLevel the gzip level}, so that builds using it find it
+   * ready. Lets a caller overlap this CPU-bound step with other work (downloads, wheel layers);
+   * {@link #build} does it for layers not prepared. Does nothing for built layers, layers with
+   * in-memory files, layers already prepared, and at level 6 (Jib compresses then). Thread-safe.
+   *
+   * @throws ImageBuildException when a source file cannot be read or the cache not written
+   */
+  public void prepare(LayerSpec layer) throws ImageBuildException {
+    if (layer.files().isEmpty()
+        || layer.files().stream().anyMatch(f -> f.source() == null)
+        || gzipLevel == JIB_GZIP_LEVEL
+        || !LayerCompressor.available()) {
+      return;
+    }
+    List<LayerFile> key = layer.files();
+    Path known = prepared.get(key);
+    if (known != null && Files.exists(known)) {
+      return;
+    }
+    try {
+      FileEntriesLayer entries = entries(layer, null, new int[1]);
+      Path selector =
+          new LayerCompressor(applicationLayersCache, gzipLevel)
+              .ensure(ImmutableList.copyOf(entries.getEntries()));
+      if (selector != null) {
+        prepared.put(key, selector);
+      }
+    } catch (IOException e) {
+      throw new ImageBuildException(
+          "compressing layer "
+              + layer.name()
+              + " into "
+              + applicationLayersCache
+              + " failed: "
+              + e.getMessage()
+              + "; check that its files are readable and the disk is not full",
+          e);
+    }
+  }
+
+  /** Prepares the request's file layers in parallel (one per core), before Jib runs. */
+  private void prepareAll(ImageRequest request) throws ImageBuildException, InterruptedException {
+    List<Future<?>> pending = new ArrayList<>();
+    for (LayerSpec spec : request.layers()) {
+      pending.add(
+          compressors.submit(
+              () -> {
+                prepare(spec);
+                return null;
+              }));
+    }
+    for (Future<?> f : pending) {
+      try {
+        f.get();
+      } catch (ExecutionException e) {
+        if (e.getCause() instanceof ImageBuildException b) {
+          throw b;
+        }
+        throw new ImageBuildException("preparing a layer failed: " + e.getCause(), e.getCause());
+      }
+    }
+  }
+
+  private static JibContainerBuilder configure(
+      JibContainerBuilder jib, ImageRequest request, List<FileEntriesLayer> layers) {
+    layers.forEach(jib::addFileEntriesLayer);
     return jib.setFormat(ImageFormat.OCI)
         .setCreationTime(Instant.EPOCH)
         // An empty entrypoint keeps the base image's; an empty cmd means none (or the base's,
@@ -279,10 +456,10 @@ public final class ImageBuilder implements AutoCloseable {
         .setWorkingDirectory(AbsoluteUnixPath.get(request.workingDir()));
   }
 
-  private void containerize(JibContainerBuilder jib, Path tarball, String name)
+  private void containerize(JibContainerBuilder jib, LayoutDockerClient target, String name)
       throws ImageBuildException, InterruptedException {
     Containerizer containerizer =
-        Containerizer.to(TarImage.at(tarball).named(TARBALL_NAME))
+        Containerizer.to(target, DockerDaemonImage.named(TARGET_NAME))
             .setBaseImageLayersCache(baseLayersCache)
             .setApplicationLayersCache(applicationLayersCache)
             .setExecutorService(executor)
@@ -414,7 +591,18 @@ public final class ImageBuilder implements AutoCloseable {
       throw new IllegalArgumentException(
           "image name is blank; name the image, e.g. kiln/udf:<key>");
     }
+    LayerSpec lastFileLayer = null;
     for (LayerSpec spec : request.layers()) {
+      if (spec.blob() == null) {
+        lastFileLayer = spec;
+      } else if (lastFileLayer != null) {
+        throw new IllegalArgumentException(
+            "built layer "
+                + spec.name()
+                + " comes after layer "
+                + lastFileLayer.name()
+                + "; put built (package) layers first, right over the base image");
+      }
       Set<String> paths = new HashSet<>();
       for (LayerFile file : spec.files()) {
         if (!paths.add(file.pathInImage())) {

@@ -8,6 +8,7 @@ import dev.kiln.cache.Digest;
 import dev.kiln.cache.LocalBlobStore;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
@@ -23,8 +24,6 @@ import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.locks.ReentrantLock;
-import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
-import org.apache.commons.compress.archivers.tar.TarFile;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -43,6 +42,7 @@ final class OciLayout {
   static final String REF_NAME = "org.opencontainers.image.ref.name";
   static final String INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json";
   static final String MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json";
+  static final String LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip";
   private static final String BLOB_PREFIX = "blobs/sha256/";
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final ConcurrentHashMap<Path, ReentrantLock> INDEX_LOCKS =
@@ -80,50 +80,97 @@ final class OciLayout {
     return dir;
   }
 
+  /** Writes an OCI image tarball to a stream, as Jib's {@code ImageTarball.writeTo} does. */
+  interface TarballWriter {
+    void writeTo(OutputStream out) throws IOException;
+  }
+
   /**
-   * Adds the image in an OCI-format image tarball (as Jib's {@code TarImage} writes it) to this
-   * layout under {@code name}, replacing any image of that name. Blobs already present are skipped
-   * without being read.
+   * Stores the blobs of an OCI-format image tarball (as Jib's {@code ImageTarball} writes it) and
+   * returns its manifest's digest; {@link #commit} then names the image. The tarball is never
+   * stored: blobs already present are skipped as they stream past, new ones are written once
+   * through a file in {@code scratch}.
    */
-  BuiltImage ingest(Path imageTar, String name) throws IOException {
-    Digest manifestDigest = null;
-    int written = 0;
-    int skipped = 0;
-    try (TarFile tar = new TarFile(imageTar)) {
-      for (TarArchiveEntry entry : tar.getEntries()) {
-        String entryName = entry.getName();
-        if (entryName.startsWith(BLOB_PREFIX)) {
-          Digest digest = Digest.parse(entryName.substring(BLOB_PREFIX.length()));
-          if (blobs.contains(digest)) {
-            skipped++;
-            continue;
-          }
-          try (InputStream in = tar.getInputStream(entry)) {
-            blobs.put(digest, in);
-          }
-          written++;
-        } else if (entryName.equals("index.json")) {
-          try (InputStream in = tar.getInputStream(entry)) {
-            JsonNode manifests = JSON.readTree(in).path("manifests");
-            if (manifests.size() != 1) {
-              throw new IOException(
-                  "Jib's image tarball lists " + manifests.size() + " manifests, expected one");
-            }
-            manifestDigest = Digest.parse(manifests.get(0).path("digest").asText());
-          }
-        }
-      }
+  Digest receive(TarballWriter tarball, Path scratch) throws IOException {
+    try (OciTarballSink sink = new OciTarballSink(blobs, scratch)) {
+      tarball.writeTo(sink);
+      Digest manifestDigest = sink.finish();
+      log.debug(
+          "image {}: {} blobs written, {} already present",
+          manifestDigest,
+          sink.blobsWritten(),
+          sink.blobsSkipped());
+      return manifestDigest;
     }
-    if (manifestDigest == null) {
-      throw new IOException("Jib's image tarball " + imageTar + " has no index.json");
-    }
-    log.debug("image {}: {} blobs written, {} already present", name, written, skipped);
+  }
+
+  /** Names the image with this manifest {@code name}, replacing any image of that name. */
+  BuiltImage commit(String name, Digest manifestDigest) throws IOException {
     Optional<BuiltImage> image = read(name, manifestDigest);
     if (image.isEmpty()) {
-      throw new IOException("Jib's image tarball " + imageTar + " lacks blobs its manifest names");
+      throw new IOException("image " + manifestDigest + " lacks blobs its manifest names");
     }
     tag(name, manifestDigest);
     return image.get();
+  }
+
+  /**
+   * A new image: the one with this manifest, with built layers inserted below its top {@code
+   * topLayers} layers (those Jib built, over the base), and returns the new manifest's digest. The
+   * built layers' blobs are added to the layout (verified) unless present; each gets a history
+   * entry like Jib's, with its name as the comment.
+   */
+  Digest insertLayers(Digest manifestDigest, int topLayers, List<LayerSpec> built)
+      throws IOException {
+    ObjectNode manifest = object(manifestDigest);
+    Digest configDigest = Digest.parse(manifest.path("config").path("digest").asText());
+    ObjectNode config = object(configDigest);
+    if (!(manifest.get("layers") instanceof ArrayNode layers)
+        || !(config.path("rootfs").get("diff_ids") instanceof ArrayNode diffIds)
+        || !(config.get("history") instanceof ArrayNode history)
+        || layers.size() != diffIds.size()
+        || layers.size() < topLayers
+        || history.size() < topLayers) {
+      throw new IOException(
+          "image " + manifestDigest + " from Jib does not have the layers and history expected");
+    }
+    int at = layers.size() - topLayers;
+    int historyAt = history.size() - topLayers;
+    for (int i = 0; i < built.size(); i++) {
+      LayerSpec spec = built.get(i);
+      LayerBlob blob = spec.blob();
+      if (!blobs.contains(blob.digest())) {
+        try (InputStream in = Files.newInputStream(blob.file())) {
+          blobs.put(blob.digest(), in);
+        }
+      }
+      ObjectNode descriptor = JSON.createObjectNode();
+      descriptor.put("mediaType", LAYER_MEDIA_TYPE);
+      descriptor.put("digest", blob.digest().toString());
+      descriptor.put("size", blob.size());
+      layers.insert(at + i, descriptor);
+      diffIds.insert(at + i, blob.diffId().toString());
+      ObjectNode entry = JSON.createObjectNode();
+      entry.put("created", "1970-01-01T00:00:00Z");
+      entry.put("author", "Kiln");
+      entry.put("created_by", ImageBuilder.TOOL_NAME + ":" + ImageBuilder.TOOL_VERSION);
+      entry.put("comment", spec.name());
+      history.insert(historyAt + i, entry);
+    }
+    byte[] configBytes = JSON.writeValueAsBytes(config);
+    Digest newConfig = blobs.put(configBytes);
+    ObjectNode configDescriptor = (ObjectNode) manifest.get("config");
+    configDescriptor.put("digest", newConfig.toString());
+    configDescriptor.put("size", configBytes.length);
+    return blobs.put(JSON.writeValueAsBytes(manifest));
+  }
+
+  private ObjectNode object(Digest digest) throws IOException {
+    Optional<JsonNode> node = readBlob(digest);
+    if (node.isEmpty() || !(node.get() instanceof ObjectNode object)) {
+      throw new IOException("blob " + digest + " is missing from " + dir + " or not JSON");
+    }
+    return object;
   }
 
   /** The image of this name, if the layout has it and all its blobs. */

@@ -1,0 +1,593 @@
+package dev.kiln.image;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import java.util.zip.GZIPInputStream;
+import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
+import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Wheels built here (zip files with a RECORD, as bdist_wheel writes them) turned into layers;
+ * images are built over a tiny docker-save base, so every case runs in about a second.
+ */
+class WheelLayersTest {
+  @TempDir Path tmp;
+  private BaseImage base;
+
+  @BeforeEach
+  void tinyBase() throws IOException {
+    Path archive =
+        TestImages.tinyBaseArchive(
+            tmp.resolve("base/tiny.tar"),
+            Map.of("usr/bin/python3", "#!/bin/sh\necho python\n"),
+            Map.of("dev.kiln.python.version", "3.11.2"));
+    base = BaseImage.parse(archive.toString());
+  }
+
+  /** A pure-Python package with a little of everything the wheel format has. */
+  private static TestWheels demo() {
+    TestWheels w = new TestWheels("demo_pkg", "1.2.0", true);
+    return w.file("demo_pkg/__init__.py", "from demo_pkg.cli import main\nVALUE = 42\n")
+        .file(
+            "demo_pkg/cli.py",
+            "import sys\n"
+                + "def main():\n"
+                + "    print('demo main', sys.argv[1:])\n"
+                + "    return 3\n"
+                + "class Tool:\n"
+                + "    @staticmethod\n"
+                + "    def run():\n"
+                + "        print('tool run')\n")
+        .file("demo_pkg/tool.sh", "#!/bin/sh\necho tool\n".getBytes(StandardCharsets.UTF_8), 0755)
+        .file("demo_pkg-1.2.0.dist-info/top_level.txt", "demo_pkg\n")
+        .file(
+            "demo_pkg-1.2.0.dist-info/entry_points.txt",
+            "[console_scripts]\n"
+                + "demo = demo_pkg.cli:main\n"
+                + "demo-extra = demo_pkg.cli:main [speedups]\n"
+                + "\n"
+                + "[gui_scripts]\n"
+                + "demo-gui = demo_pkg.cli:Tool.run\n"
+                + "\n"
+                + "[demo.plugins]\n"
+                + "ignored = not a script\n")
+        .file(
+            w.dataDir() + "/scripts/demo-tool",
+            "#!python -u\nimport demo_pkg\nprint(demo_pkg.VALUE)\n"
+                .getBytes(StandardCharsets.UTF_8),
+            0644)
+        .file(w.dataDir() + "/scripts/plain.sh", "#!/bin/sh\necho plain\n")
+        .file(w.dataDir() + "/headers/demo.h", "#define DEMO 1\n")
+        .file(w.dataDir() + "/data/share/demo/README", "data file\n")
+        .file(w.dataDir() + "/platlib/demo_native/__init__.py", "NATIVE = True\n")
+        .file(w.dataDir() + "/purelib/demo_extra/__init__.py", "EXTRA = True\n");
+  }
+
+  @Test
+  void installsEachPartWhereTheWheelSpecSays() throws Exception {
+    Path wheel = demo().write(tmp.resolve("wheels"));
+    LayerSpec layer =
+        new WheelLayers(tmp.resolve("work"))
+            .layerFor(wheel, wheel.getFileName().toString(), TestWheels.SPLIT);
+
+    assertThat(layer.name()).isEqualTo("wheel demo_pkg-1.2.0-py3-none-any.whl");
+    assertThat(layer.files()).isEmpty();
+    assertThat(layer.blob().file()).isRegularFile().hasSize(layer.blob().size());
+    Map<String, LayoutCheck.Entry> files = files(layer);
+    assertThat(files.keySet())
+        .containsExactlyInAnyOrder(
+            "py/pure/demo_pkg/__init__.py",
+            "py/pure/demo_pkg/cli.py",
+            "py/pure/demo_pkg/tool.sh",
+            "py/pure/demo_pkg-1.2.0.dist-info/top_level.txt",
+            "py/pure/demo_pkg-1.2.0.dist-info/entry_points.txt",
+            "py/pure/demo_pkg-1.2.0.dist-info/METADATA",
+            "py/pure/demo_pkg-1.2.0.dist-info/WHEEL",
+            "py/pure/demo_pkg-1.2.0.dist-info/INSTALLER",
+            "py/pure/demo_pkg-1.2.0.dist-info/RECORD",
+            "py/bin/demo-tool",
+            "py/bin/plain.sh",
+            "py/bin/demo",
+            "py/bin/demo-extra",
+            "py/bin/demo-gui",
+            "py/include/demo_pkg/demo.h",
+            "py/data/share/demo/README",
+            "py/plat/demo_native/__init__.py",
+            "py/pure/demo_extra/__init__.py");
+
+    // Modes: scripts and files the wheel marks executable are 0755, the rest 0644.
+    assertThat(mode(files, "py/pure/demo_pkg/tool.sh")).isEqualTo(0755);
+    assertThat(mode(files, "py/bin/demo-tool")).isEqualTo(0755);
+    assertThat(mode(files, "py/bin/plain.sh")).isEqualTo(0755);
+    assertThat(mode(files, "py/bin/demo")).isEqualTo(0755);
+    assertThat(mode(files, "py/pure/demo_pkg/cli.py")).isEqualTo(0644);
+    assertThat(mode(files, "py/include/demo_pkg/demo.h")).isEqualTo(0644);
+
+    // #!python (whatever follows on the line) becomes the layout's interpreter; others stay.
+    assertThat(text(files, "py/bin/demo-tool"))
+        .isEqualTo("#!/opt/python/bin/python3\nimport demo_pkg\nprint(demo_pkg.VALUE)\n");
+    assertThat(text(files, "py/bin/plain.sh")).isEqualTo("#!/bin/sh\necho plain\n");
+    assertThat(text(files, "py/pure/demo_pkg-1.2.0.dist-info/INSTALLER")).isEqualTo("kiln\n");
+    assertThat(text(files, "py/bin/demo"))
+        .startsWith("#!/opt/python/bin/python3\n")
+        .contains("from demo_pkg.cli import main\n", "sys.exit(main())");
+    assertThat(text(files, "py/bin/demo-gui"))
+        .contains("from demo_pkg.cli import Tool\n", "sys.exit(Tool.run())");
+
+    // The new RECORD lists every installed file relative to site-packages, with hash and size.
+    String record = text(files, "py/pure/demo_pkg-1.2.0.dist-info/RECORD");
+    assertThat(record.lines())
+        .contains(
+            "demo_pkg-1.2.0.dist-info/RECORD,,",
+            "../bin/demo-tool,sha256="
+                + TestWheels.sha256(files.get("py/bin/demo-tool").content())
+                + ","
+                + files.get("py/bin/demo-tool").content().length,
+            "../include/demo_pkg/demo.h,sha256="
+                + TestWheels.sha256("#define DEMO 1\n".getBytes(StandardCharsets.UTF_8))
+                + ",15",
+            "../plat/demo_native/__init__.py,sha256="
+                + TestWheels.sha256("NATIVE = True\n".getBytes(StandardCharsets.UTF_8))
+                + ",14")
+        .hasSize(files.size());
+    for (Map.Entry<String, LayoutCheck.Entry> f : files.entrySet()) {
+      if (!f.getKey().endsWith("/RECORD")) {
+        String rel = Path.of("/py/pure").relativize(Path.of("/" + f.getKey())).toString();
+        byte[] content = f.getValue().content();
+        assertThat(record.lines())
+            .as("RECORD row of %s", rel)
+            .contains(rel + ",sha256=" + TestWheels.sha256(content) + "," + content.length);
+      }
+    }
+  }
+
+  @Test
+  void layerTarsAreReproducibleAndListEveryDirectory() throws Exception {
+    Path wheel = demo().write(tmp.resolve("wheels"));
+    LayerSpec layer =
+        new WheelLayers(tmp.resolve("work"))
+            .layerFor(wheel, wheel.getFileName().toString(), TestWheels.SPLIT);
+    List<LayoutCheck.Entry> entries = LayoutCheck.entries(layer.blob().file());
+    List<String> names = entries.stream().map(LayoutCheck.Entry::name).toList();
+    assertThat(names).isSorted().startsWith("py/", "py/bin/").contains("py/pure/demo_pkg/");
+    assertThat(names)
+        .as("every parent directory is listed")
+        .allSatisfy(
+            n -> {
+              String parent = n.substring(0, n.lastIndexOf('/', n.length() - 2) + 1);
+              assertThat(parent.isEmpty() || names.contains(parent)).as(n).isTrue();
+            });
+    assertThat(entries)
+        .allSatisfy(
+            e -> {
+              assertThat(e.uid()).isZero();
+              assertThat(e.gid()).isZero();
+              assertThat(e.mtimeSeconds()).isEqualTo(1);
+              if (e.name().endsWith("/")) {
+                assertThat(e.mode() & 0777).isEqualTo(0755);
+              }
+            });
+    try (InputStream in = new GZIPInputStream(Files.newInputStream(layer.blob().file()))) {
+      assertThat(dev.kiln.cache.Digest.of(in)).isEqualTo(layer.blob().diffId());
+    }
+    try (InputStream in = Files.newInputStream(layer.blob().file())) {
+      assertThat(dev.kiln.cache.Digest.of(in)).isEqualTo(layer.blob().digest());
+    }
+  }
+
+  @Test
+  void installedScriptsAndMetadataWorkWithARealPython() throws Exception {
+    // The host's python3 stands in for the image's: the launchers run, and importlib.metadata
+    // reads the RECORD and entry points that were written.
+    String python = hostPython();
+    InstallLayout layout = new InstallLayout("/site", "/site", "/bin", "/data", "/include", python);
+    Path wheel = demo().write(tmp.resolve("wheels"));
+    LayerSpec layer =
+        new WheelLayers(tmp.resolve("work"))
+            .layerFor(wheel, wheel.getFileName().toString(), layout);
+    Path root = extract(layer, tmp.resolve("root"));
+
+    Run demo = run(root, root.resolve("bin/demo").toString(), "a", "b");
+    assertThat(demo.output()).isEqualTo("demo main ['a', 'b']\n");
+    assertThat(demo.exit()).isEqualTo(3);
+    assertThat(run(root, root.resolve("bin/demo-tool").toString()).output()).isEqualTo("42\n");
+
+    Run metadata =
+        run(
+            root,
+            python,
+            "-c",
+            "import importlib.metadata as m\n"
+                + "d = m.distribution('demo-pkg')\n"
+                + "print(d.version, d.read_text('INSTALLER').strip())\n"
+                + "print(sorted(e.name for e in d.entry_points if e.group == 'console_scripts'))\n"
+                + "bad = [str(f) for f in d.files if f.hash and f.hash.value and"
+                + " __import__('hashlib').sha256(f.read_binary()).digest() !="
+                + " __import__('base64').urlsafe_b64decode(f.hash.value + '==')]\n"
+                + "print(len(d.files), bad)\n");
+    assertThat(metadata.output()).isEqualTo("1.2.0 kiln\n['demo', 'demo-extra']\n18 []\n");
+  }
+
+  @Test
+  void platlibWheelsGoToPlatlib() throws Exception {
+    Path wheel =
+        new TestWheels("native", "0.1", false)
+            .tags("cp311-cp311-linux_x86_64")
+            .file("native/__init__.py", "")
+            .file(
+                "native/_impl.cpython-311-x86_64-linux-gnu.so",
+                new byte[] {0x7f, 'E', 'L', 'F'},
+                0755)
+            .write(tmp.resolve("wheels"));
+    LayerSpec layer =
+        new WheelLayers(tmp.resolve("work"))
+            .layerFor(wheel, wheel.getFileName().toString(), TestWheels.SPLIT);
+    Map<String, LayoutCheck.Entry> files = files(layer);
+    assertThat(files)
+        .containsKeys(
+            "py/plat/native/__init__.py",
+            "py/plat/native/_impl.cpython-311-x86_64-linux-gnu.so",
+            "py/plat/native-0.1.dist-info/RECORD");
+    assertThat(mode(files, "py/plat/native/_impl.cpython-311-x86_64-linux-gnu.so")).isEqualTo(0755);
+  }
+
+  @Test
+  void tamperedWheelsAreRejectedAndLeaveNothingBehind() throws Exception {
+    Path work = tmp.resolve("work");
+    WheelLayers layers = new WheelLayers(work);
+    Map<String, TestWheels> bad = new HashMap<>();
+    bad.put(
+        "does not match the sha256 in RECORD",
+        small("changed").afterRecord("changed/__init__.py", "X=2")); // same size, other bytes
+    bad.put(
+        "changed/evil.py is not listed with a hash in RECORD",
+        small("changed").afterRecord("changed/evil.py", "evil\n"));
+    bad.put(
+        "is 3 bytes but RECORD says 4 bytes",
+        small("changed")
+            .editRecord(
+                r ->
+                    r.replace(
+                        "changed/__init__.py,sha256="
+                            + TestWheels.sha256("X=1".getBytes(StandardCharsets.UTF_8))
+                            + ",3",
+                        "changed/__init__.py,sha256="
+                            + TestWheels.sha256("X=1".getBytes(StandardCharsets.UTF_8))
+                            + ",4")));
+    bad.put(
+        "RECORD lists changed/gone.py, which the wheel does not contain",
+        small("changed")
+            .editRecord(
+                r -> r + "changed/gone.py,sha256=" + TestWheels.sha256(new byte[0]) + ",0\n"));
+    bad.put(
+        "wheels must use sha256 or stronger",
+        small("changed")
+            .editRecord(r -> r.replace("changed/__init__.py,sha256=", "changed/__init__.py,md5=")));
+    bad.put("has no changed-1.0.dist-info/RECORD file", small("changed").editRecord(r -> null));
+    bad.put("has no changed-1.0.dist-info/WHEEL file", small("changed").wheelFile(null));
+    bad.put(
+        "it is in wheel format 2.0",
+        small("changed").wheelFile("Wheel-Version: 2.0\nRoot-Is-Purelib: true\n"));
+    bad.put(
+        "WHEEL file has no Wheel-Version", small("changed").wheelFile("Root-Is-Purelib: true\n"));
+    bad.put(
+        "entry '../escape.py' is not a safe relative path",
+        small("changed").file("../escape.py", "x"));
+    bad.put(
+        "entry '/etc/passwd' is not a safe relative path",
+        small("changed").file("/etc/passwd", "x"));
+    bad.put(
+        "is in changed-1.0.data/lib, which is not one of purelib, platlib, scripts, headers, data",
+        small("changed").file("changed-1.0.data/lib/x.py", "x"));
+    bad.put(
+        "entry point evil = 'os:system(\"rm\")'",
+        small("changed")
+            .file(
+                "changed-1.0.dist-info/entry_points.txt",
+                "[console_scripts]\nevil = os:system(\"rm\")\n"));
+    for (Map.Entry<String, TestWheels> c : bad.entrySet()) {
+      Path wheel = c.getValue().write(tmp.resolve("bad-" + Math.abs(c.getKey().hashCode())));
+      assertThatThrownBy(
+              () -> layers.layerFor(wheel, wheel.getFileName().toString(), TestWheels.DEBIAN))
+          .as(c.getKey())
+          .isInstanceOf(InvalidWheelException.class)
+          .hasMessageContaining("wheel changed-1.0-py3-none-any.whl")
+          .hasMessageContaining(c.getKey());
+    }
+    try (Stream<Path> left = Files.list(work)) {
+      assertThat(left).as("no layers or temporary files").isEmpty();
+    }
+  }
+
+  @Test
+  void namesThatAreNotWheelsOrDoNotMatchTheMetadataAreRejected() throws Exception {
+    WheelLayers layers = new WheelLayers(tmp.resolve("work"));
+    Path wheel = small("changed").write(tmp.resolve("wheels"));
+    assertThatThrownBy(() -> layers.layerFor(wheel, "changed-1.0.tar.gz", TestWheels.DEBIAN))
+        .isInstanceOf(InvalidWheelException.class)
+        .hasMessageContaining("'changed-1.0.tar.gz' is not a wheel file name");
+    assertThatThrownBy(() -> layers.layerFor(wheel, "changed-py3-none-any.whl", TestWheels.DEBIAN))
+        .isInstanceOf(InvalidWheelException.class)
+        .hasMessageContaining("has 4 dash-separated parts");
+    assertThatThrownBy(
+            () -> layers.layerFor(wheel, "other-1.0-py3-none-any.whl", TestWheels.DEBIAN))
+        .isInstanceOf(InvalidWheelException.class)
+        .hasMessageContaining("does not belong to distribution other");
+    Path notZip = Files.writeString(tmp.resolve("junk-1.0-py3-none-any.whl"), "not a zip");
+    assertThatThrownBy(
+            () -> layers.layerFor(notZip, "junk-1.0-py3-none-any.whl", TestWheels.DEBIAN))
+        .isInstanceOf(InvalidWheelException.class)
+        .hasMessageContaining("not a readable zip archive");
+    assertThatThrownBy(
+            () ->
+                layers.layerFor(
+                    tmp.resolve("missing.whl"), "missing-1.0-py3-none-any.whl", TestWheels.DEBIAN))
+        .isInstanceOf(java.nio.file.NoSuchFileException.class);
+    assertThatThrownBy(
+            () -> new InstallLayout("site-packages", "/a", "/b", "/c", "/d", "/usr/bin/python3"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("purelib 'site-packages' is not an absolute, normalised path");
+    // Matching is by normalised name, as pip does: PyYAML's dist-info for pyyaml's file name.
+    Path mixed =
+        new TestWheels("Mixed.Case_Name", "2.0", true)
+            .file("m/__init__.py", "")
+            .write(tmp.resolve("mixed"));
+    assertThat(
+            layers
+                .layerFor(mixed, "mixed_case_name-2.0-py3-none-any.whl", TestWheels.DEBIAN)
+                .blob())
+        .isNotNull();
+  }
+
+  @Test
+  void sameWheelAndLayoutGiveTheSameLayerDigestInFreshWorkDirs() throws Exception {
+    Path wheel = demo().write(tmp.resolve("wheels"));
+    String filename = wheel.getFileName().toString();
+    // Another copy of the same bytes, elsewhere and newer: only the content counts.
+    Path copy = Files.copy(wheel, Files.createDirectories(tmp.resolve("copy")).resolve(filename));
+
+    ImageLayer one = wheelLayer(tmp.resolve("one"), wheel, filename, TestWheels.DEBIAN);
+    ImageLayer two = wheelLayer(tmp.resolve("two"), copy, filename, TestWheels.DEBIAN);
+    ImageLayer split = wheelLayer(tmp.resolve("three"), wheel, filename, TestWheels.SPLIT);
+    InstallLayout otherPython =
+        new InstallLayout(
+            TestWheels.DEBIAN.purelib(),
+            TestWheels.DEBIAN.platlib(),
+            TestWheels.DEBIAN.scripts(),
+            TestWheels.DEBIAN.data(),
+            TestWheels.DEBIAN.headers(),
+            "/usr/local/bin/python3.11");
+    ImageLayer interpreter = wheelLayer(tmp.resolve("four"), wheel, filename, otherPython);
+
+    assertThat(two.digest()).isEqualTo(one.digest());
+    assertThat(two.diffId()).isEqualTo(one.diffId());
+    assertThat(split.digest()).isNotEqualTo(one.digest());
+    assertThat(interpreter.digest()).isNotEqualTo(one.digest()).isNotEqualTo(split.digest());
+
+    // What the layer holds: the paths pip would install, with modes, root-owned, fixed times.
+    Map<String, LayoutCheck.Entry> entries = new HashMap<>();
+    LayoutCheck.entries(one.blob()).forEach(e -> entries.put(e.name(), e));
+    LayoutCheck.Entry script = entries.get("usr/local/bin/demo-tool");
+    assertThat(script.mode() & 0777).isEqualTo(0755);
+    assertThat(new String(script.content(), StandardCharsets.UTF_8))
+        .startsWith("#!/usr/bin/python3\n");
+    assertThat(entries.get("usr/local/lib/python3.11/dist-packages/demo_pkg/cli.py").mode() & 0777)
+        .isEqualTo(0644);
+    assertThat(entries)
+        .containsKeys(
+            "usr/local/include/python3.11/demo_pkg/demo.h", "usr/local/share/demo/README");
+  }
+
+  @Test
+  void layersAreReusedAcrossRestartsAndSharedByImages() throws Exception {
+    Path wheel = demo().write(tmp.resolve("wheels"));
+    String filename = wheel.getFileName().toString();
+    Path work = tmp.resolve("wheels-work");
+    LayerSpec first = new WheelLayers(work).layerFor(wheel, filename, TestWheels.DEBIAN);
+    long modified = Files.getLastModifiedTime(first.blob().file()).to(TimeUnit.NANOSECONDS);
+
+    // A restart: a new instance on the same directory gives the same layer, not built again.
+    LayerSpec again = new WheelLayers(work).layerFor(wheel, filename, TestWheels.DEBIAN);
+    assertThat(again).isEqualTo(first);
+    assertThat(Files.getLastModifiedTime(again.blob().file()).to(TimeUnit.NANOSECONDS))
+        .isEqualTo(modified);
+    try (Stream<Path> files = Files.list(work)) {
+      assertThat(files).hasSize(2); // the layer and the file with its digests
+    }
+
+    // Two images with the wheel: the same layer, right over the base, stored once.
+    try (ImageBuilder builder = new ImageBuilder(base, tmp.resolve("images"))) {
+      BuiltImage a = builder.build(image("kiln/udf:a", first, "def a(): pass\n"));
+      BuiltImage b = builder.build(image("kiln/udf:b", again, "def b(): pass\n"));
+      assertThat(a.layers()).hasSize(3);
+      assertThat(a.layers().get(1).digest()).isEqualTo(first.blob().digest());
+      assertThat(a.layers().get(1).diffId()).isEqualTo(first.blob().diffId());
+      assertThat(b.layers().get(1)).isEqualTo(a.layers().get(1));
+      assertThat(b.layers().get(2)).isNotEqualTo(a.layers().get(2));
+      LayoutCheck.Image image = LayoutCheck.image(builder.layoutDir(), "kiln/udf:a");
+      JsonNode history = image.config().path("history");
+      assertThat(history.get(history.size() - 2).path("comment").asText()).isEqualTo(first.name());
+      assertThat(history.get(history.size() - 1).path("comment").asText()).isEqualTo("code");
+      assertThat(image.config().path("config").path("Entrypoint").get(0).asText())
+          .isEqualTo("/usr/bin/python3");
+    }
+  }
+
+  @Test
+  void builtLayersMustComeFirstAndStayInPlace() throws Exception {
+    Path wheel = demo().write(tmp.resolve("wheels"));
+    LayerSpec layer =
+        new WheelLayers(tmp.resolve("work"))
+            .layerFor(wheel, wheel.getFileName().toString(), TestWheels.DEBIAN);
+    LayerSpec code =
+        new LayerSpec("code", List.of(LayerFile.ofBytes("/kiln/udf/udf.py", new byte[1], 0644)));
+    try (ImageBuilder builder = new ImageBuilder(base, tmp.resolve("images"))) {
+      assertThatThrownBy(
+              () ->
+                  builder.build(
+                      new ImageRequest(
+                          "kiln/udf:x",
+                          List.of(code, layer),
+                          List.of(),
+                          List.of(),
+                          Map.of(),
+                          "/",
+                          Map.of())))
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("comes after layer code; put built (package) layers first");
+      Files.delete(layer.blob().file());
+      assertThatThrownBy(() -> builder.build(image("kiln/udf:y", layer, "pass\n")))
+          .isInstanceOf(ImageBuildException.class)
+          .hasMessageContaining("is gone; it must stay in place");
+    }
+    assertThatThrownBy(() -> new LayerSpec("both", code.files(), layer.blob()))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("both files and a built blob");
+  }
+
+  @Test
+  void concurrentCallsBuildOnce() throws Exception {
+    Path wheel = demo().write(tmp.resolve("wheels"));
+    String filename = wheel.getFileName().toString();
+    WheelLayers layers = new WheelLayers(tmp.resolve("work"));
+    List<LayerSpec> results = new ArrayList<>();
+    ExecutorService pool = Executors.newFixedThreadPool(4);
+    try {
+      List<Future<LayerSpec>> futures = new ArrayList<>();
+      for (int i = 0; i < 8; i++) {
+        futures.add(pool.submit(() -> layers.layerFor(wheel, filename, TestWheels.DEBIAN)));
+      }
+      for (Future<LayerSpec> f : futures) {
+        results.add(f.get());
+      }
+    } finally {
+      pool.shutdownNow();
+    }
+    assertThat(results).allSatisfy(r -> assertThat(r).isEqualTo(results.get(0)));
+    try (Stream<Path> files = Files.list(tmp.resolve("work"))) {
+      assertThat(files).hasSize(2);
+    }
+  }
+
+  private TestWheels small(String name) {
+    return new TestWheels(name, "1.0", true).file(name + "/__init__.py", "X=1");
+  }
+
+  private ImageLayer wheelLayer(Path work, Path wheel, String filename, InstallLayout layout)
+      throws Exception {
+    LayerSpec layer = new WheelLayers(work.resolve("wheels")).layerFor(wheel, filename, layout);
+    try (ImageBuilder builder = new ImageBuilder(base, work.resolve("images"))) {
+      BuiltImage image = builder.build(image("kiln/udf:w", layer, "def f(): pass\n"));
+      LayoutCheck.image(builder.layoutDir(), "kiln/udf:w");
+      assertThat(image.layers()).hasSize(3);
+      assertThat(image.layers().get(1).digest()).isEqualTo(layer.blob().digest());
+      return image.layers().get(1);
+    }
+  }
+
+  private static ImageRequest image(String name, LayerSpec wheel, String code) {
+    return new ImageRequest(
+        name,
+        List.of(
+            wheel,
+            new LayerSpec(
+                "code",
+                List.of(
+                    LayerFile.ofBytes(
+                        "/kiln/udf/udf.py", code.getBytes(StandardCharsets.UTF_8), 0644)))),
+        List.of("/usr/bin/python3"),
+        List.of(),
+        Map.of(),
+        "/",
+        Map.of());
+  }
+
+  /** The regular files of a built layer, by path. */
+  static Map<String, LayoutCheck.Entry> files(LayerSpec layer) throws IOException {
+    Map<String, LayoutCheck.Entry> out = new LinkedHashMap<>();
+    for (LayoutCheck.Entry e : LayoutCheck.entries(layer.blob().file())) {
+      if (!e.name().endsWith("/")) {
+        out.put(e.name(), e);
+      }
+    }
+    return out;
+  }
+
+  private static int mode(Map<String, LayoutCheck.Entry> files, String path) {
+    assertThat(files).containsKey(path);
+    return files.get(path).mode() & 0777;
+  }
+
+  private static String text(Map<String, LayoutCheck.Entry> files, String path) {
+    assertThat(files).containsKey(path);
+    return new String(files.get(path).content(), StandardCharsets.UTF_8);
+  }
+
+  /** Extracts a built layer under {@code root}, with modes, as a container runtime would. */
+  static Path extract(LayerSpec layer, Path root) throws IOException {
+    try (TarArchiveInputStream tar =
+        new TarArchiveInputStream(new GZIPInputStream(Files.newInputStream(layer.blob().file())))) {
+      for (TarArchiveEntry e = tar.getNextEntry(); e != null; e = tar.getNextEntry()) {
+        Path target = root.resolve(e.getName());
+        if (e.isDirectory()) {
+          Files.createDirectories(target);
+        } else {
+          Files.createDirectories(target.getParent());
+          Files.copy(tar, target);
+          if ((e.getMode() & 0111) != 0) {
+            Files.setPosixFilePermissions(target, PosixFilePermissions.fromString("rwxr-xr-x"));
+          }
+        }
+      }
+    }
+    return root;
+  }
+
+  record Run(int exit, String output) {}
+
+  /** Runs a command with the extracted site-packages on PYTHONPATH; fails after 60 s. */
+  private static Run run(Path root, String... command) throws Exception {
+    ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
+    pb.environment().put("PYTHONPATH", root.resolve("site").toString());
+    pb.environment().put("PYTHONDONTWRITEBYTECODE", "1");
+    Process p = pb.start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    if (!p.waitFor(60, TimeUnit.SECONDS)) {
+      p.destroyForcibly();
+      throw new AssertionError(String.join(" ", command) + " did not finish");
+    }
+    return new Run(p.exitValue(), out);
+  }
+
+  /** The host's python3 interpreter, as an absolute path (it goes into #! lines). */
+  static String hostPython() throws Exception {
+    Process p =
+        new ProcessBuilder("python3", "-c", "import sys; print(sys.executable)")
+            .redirectErrorStream(true)
+            .start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
+    assertThat(p.waitFor()).as("python3 on PATH: %s", out).isZero();
+    return out;
+  }
+}

@@ -1,0 +1,555 @@
+package dev.kiln.resolver;
+
+import java.io.IOException;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Deque;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+/**
+ * One backtracking resolution of a set of requirements, in the manner of pip's resolvelib.
+ *
+ * <p>Each round picks one undecided project (exact pins first, then the shallowest, then by name,
+ * so the result is deterministic) and tries its versions newest first. Pinning a version adds its
+ * dependencies as constraints and fails at once if one of them contradicts an earlier choice or
+ * leaves a dependency with no usable version. When no version of a project works, the resolver
+ * jumps back to the most recent choice among the projects that caused the failure (those whose
+ * requirements constrain it, and those behind the failures of its versions), excludes that choice
+ * and goes on; choices in between are undone, not excluded, so no solution is lost. A project that
+ * fails with nothing left to undo is the error reported, with every reason collected on the way.
+ */
+final class Resolution {
+  /** Where a project's data comes from: the index (and caches) in production. */
+  interface Provider {
+    /** All versions of a project and the wheel to use of each; not-found when no index has it. */
+    ProjectInfo project(String name) throws ResolutionException, IOException, InterruptedException;
+
+    /** The core metadata of a candidate's wheel and the wheel's sha256. */
+    Metadata metadata(Candidate c) throws ResolutionException, IOException, InterruptedException;
+
+    /**
+     * A hint that these requirements are about to be looked at, so their pages and likely
+     * metadata can be fetched in parallel; must not fail.
+     */
+    default void prefetch(List<Requirement> requirements) {}
+  }
+
+  /** A wheel's core metadata and its verified sha256. */
+  record Metadata(CoreMetadata core, String sha256) {}
+
+  /** A resolved candidate with its wheel's sha256. */
+  record Resolved(Candidate candidate, String sha256) {}
+
+  /** A requirement on a project, and who asked for it (null parent: the UDF). */
+  private record Edge(Requirement req, String parent, String parentLabel) {
+    String describe() {
+      return "'" + req.canonical() + "' (" + (parent == null ? "requested by the UDF"
+          : "required by " + parentLabel) + ")";
+    }
+  }
+
+  /** Why a version was ruled out, what kind of problem that is, and which decisions it rests on. */
+  private record Exclusion(Set<String> causes, String reason, ResolutionException.Reason kind) {}
+
+  /** Pinning failed: the reason, and the decided projects it depends on. */
+  private record Conflict(Set<String> causes, String reason, ResolutionException.Reason kind) {}
+
+  /** The choices and constraints at one point of the search; copied before each choice. */
+  private static final class State {
+    final LinkedHashMap<String, Candidate> pins = new LinkedHashMap<>();
+    final Map<String, List<Edge>> edges = new TreeMap<>();
+    final Map<String, Set<String>> extras = new HashMap<>();
+    final Map<String, Integer> depth = new HashMap<>();
+    final Map<String, Map<Version, Exclusion>> excluded = new HashMap<>();
+
+    State copy() {
+      State s = new State();
+      s.pins.putAll(pins);
+      edges.forEach((k, v) -> s.edges.put(k, new ArrayList<>(v)));
+      extras.forEach((k, v) -> s.extras.put(k, new TreeSet<>(v)));
+      s.depth.putAll(depth);
+      excluded.forEach((k, v) -> s.excluded.put(k, new LinkedHashMap<>(v)));
+      return s;
+    }
+
+    List<Edge> edges(String name) {
+      return edges.getOrDefault(name, List.of());
+    }
+
+    Map<Version, Exclusion> excluded(String name) {
+      return excluded.getOrDefault(name, Map.of());
+    }
+  }
+
+  /** A choice on the search stack: the state before it, and what was chosen. */
+  private record Frame(State before, String name, Candidate candidate) {}
+
+  private final Provider provider;
+  private final TargetEnvironment target;
+  private final Map<String, String> env;
+  private final Version python;
+  private final int maxAttempts;
+  private final List<String> indexes;
+  private final Map<String, ProjectInfo> projects = new HashMap<>();
+  private final Map<Candidate, Metadata> metadata = new HashMap<>();
+  private final Map<Candidate, Object> dependencies = new HashMap<>();
+  private final Map<String, SpecifierSet> specifiers = new HashMap<>();
+  /** Direct contradictions met on the way, in order: what a conflict error reports. */
+  private final Set<String> contradictions = new LinkedHashSet<>();
+  private int attempts;
+
+  Resolution(Provider provider, TargetEnvironment target, int maxAttempts, List<String> indexes) {
+    this.provider = provider;
+    this.target = target;
+    this.env = target.markerEnvironment();
+    this.maxAttempts = maxAttempts;
+    this.indexes = indexes;
+    Version v = Version.tryParse(target.pythonVersion());
+    if (v == null) {
+      throw new IllegalArgumentException("target python version " + target.pythonVersion());
+    }
+    this.python = v;
+  }
+
+  /** Resolves the requirements (already filtered by their markers) to one wheel per project. */
+  List<Resolved> resolve(List<Requirement> roots)
+      throws ResolutionException, IOException, InterruptedException {
+    State state = new State();
+    provider.prefetch(roots);
+    for (Requirement r : roots) {
+      addEdge(state, r, null, null);
+      state.depth.put(r.name(), 0);
+      state.extras.computeIfAbsent(r.name(), k -> new TreeSet<>()).addAll(r.extras());
+    }
+    Deque<Frame> frames = new ArrayDeque<>();
+    while (true) {
+      if (Thread.interrupted()) {
+        throw new InterruptedException("resolution interrupted");
+      }
+      String name = pickNext(state);
+      if (name == null) {
+        break;
+      }
+      ProjectInfo info = project(name);
+      boolean pinned = false;
+      for (Candidate c : candidates(info, state.edges(name), state.excluded(name))) {
+        if (++attempts > maxAttempts) {
+          throw new ResolutionException(
+              ResolutionException.Reason.TOO_COMPLEX,
+              "gave up after trying " + maxAttempts + " package versions without finding a set"
+                  + " that fits together (last at " + c.label() + "); pin the versions of the"
+                  + " main packages (e.g. '" + name + "==" + c.version() + "') to narrow the"
+                  + " search");
+        }
+        Object result = tryPin(state, name, c);
+        if (result instanceof State next) {
+          frames.push(new Frame(state, name, c));
+          state = next;
+          pinned = true;
+          break;
+        }
+        Conflict conflict = (Conflict) result;
+        state.excluded
+            .computeIfAbsent(name, k -> new LinkedHashMap<>())
+            .put(c.version(),
+                new Exclusion(conflict.causes(), conflict.reason(), conflict.kind()));
+      }
+      if (pinned) {
+        continue;
+      }
+      Set<String> causes = new LinkedHashSet<>();
+      for (Edge e : state.edges(name)) {
+        if (e.parent() != null) {
+          causes.add(e.parent());
+        }
+      }
+      state.excluded(name).values().forEach(x -> causes.addAll(x.causes()));
+      causes.remove(name);
+      Frame back = null;
+      while (!frames.isEmpty()) {
+        Frame f = frames.pop();
+        if (causes.contains(f.name())) {
+          back = f;
+          break;
+        }
+      }
+      ResolutionException why = failure(name, info, state);
+      if (back == null) {
+        throw why;
+      }
+      State restored = back.before().copy();
+      Set<String> carried = new LinkedHashSet<>(causes);
+      carried.remove(back.name());
+      restored.excluded
+          .computeIfAbsent(back.name(), k -> new LinkedHashMap<>())
+          .put(
+              back.candidate().version(),
+              new Exclusion(carried, "leaves no usable version of '" + name + "'", why.reason()));
+      state = restored;
+    }
+    List<Resolved> out = new ArrayList<>();
+    for (Candidate c : state.pins.values()) {
+      out.add(new Resolved(c, metadata(c).sha256()));
+    }
+    out.sort(Comparator.comparing(r -> r.candidate().name()));
+    return out;
+  }
+
+  /** The next undecided project: exact pins first, then the shallowest, then by name. */
+  private String pickNext(State s) {
+    String best = null;
+    int bestPin = 0;
+    int bestDepth = 0;
+    for (Map.Entry<String, List<Edge>> e : s.edges.entrySet()) {
+      String name = e.getKey();
+      if (s.pins.containsKey(name)) {
+        continue;
+      }
+      int pin = 1;
+      for (Edge edge : e.getValue()) {
+        if (spec(edge.req()).exactPin().isPresent()) {
+          pin = 0;
+        }
+      }
+      int depth = s.depth.getOrDefault(name, Integer.MAX_VALUE);
+      // TreeMap order makes the name the final tie-break.
+      if (best == null || pin < bestPin || (pin == bestPin && depth < bestDepth)) {
+        best = name;
+        bestPin = pin;
+        bestDepth = depth;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * The usable versions of a project under its constraints, newest first. Pre-releases only when
+   * a constraint names one, or when nothing else matches; yanked files only when pinned.
+   */
+  private List<Candidate> candidates(
+      ProjectInfo info, List<Edge> edges, Map<Version, Exclusion> excluded) {
+    boolean allowPre = false;
+    for (Edge e : edges) {
+      allowPre |= spec(e.req()).requestsPrereleases();
+    }
+    List<Candidate> finals = new ArrayList<>();
+    List<Candidate> all = new ArrayList<>();
+    for (ProjectInfo.Release r : info.releases()) {
+      if (excluded.containsKey(r.version()) || !matchesAll(edges, r.version())) {
+        continue;
+      }
+      DistFile f = r.best();
+      if (f == null && r.yankedBest() != null && pinnedTo(edges, r.version())) {
+        f = r.yankedBest();
+      }
+      if (f == null) {
+        continue;
+      }
+      Candidate c = new Candidate(info.name(), r.version(), f);
+      all.add(c);
+      if (!r.version().isPrerelease()) {
+        finals.add(c);
+      }
+    }
+    return allowPre || finals.isEmpty() ? all : finals;
+  }
+
+  private boolean matchesAll(List<Edge> edges, Version v) {
+    for (Edge e : edges) {
+      if (!spec(e.req()).contains(v, true)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private boolean pinnedTo(List<Edge> edges, Version v) {
+    for (Edge e : edges) {
+      Optional<Version> pin = spec(e.req()).exactPin();
+      if (pin.isPresent() && pin.get().equals(v)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Pins {@code c} in a copy of the state and adds what it requires; answers the new state, or the
+   * conflict that rules {@code c} out.
+   */
+  private Object tryPin(State s0, String name, Candidate c)
+      throws ResolutionException, IOException, InterruptedException {
+    State s = s0.copy();
+    s.pins.put(name, c);
+    Deque<String> work = new ArrayDeque<>();
+    work.add(name);
+    while (!work.isEmpty()) {
+      String pkg = work.poll();
+      Candidate pc = s.pins.get(pkg);
+      Object deps = dependencies(pc);
+      if (deps instanceof Conflict unusable) {
+        return unusable;
+      }
+      @SuppressWarnings("unchecked")
+      List<Requirement> reqs = (List<Requirement>) deps;
+      Set<String> active = s.extras.getOrDefault(pkg, Set.of());
+      List<Requirement> applicable = new ArrayList<>();
+      for (Requirement d : reqs) {
+        if (d.appliesTo(env, active)) {
+          applicable.add(d);
+        }
+      }
+      provider.prefetch(applicable);
+      for (Requirement d : applicable) {
+        String dn = d.name();
+        addEdge(s, d, pkg, pc.label());
+        s.depth.merge(dn, s.depth.getOrDefault(pkg, 0) + 1, Math::min);
+        boolean newExtras = s.extras.computeIfAbsent(dn, k -> new TreeSet<>()).addAll(d.extras());
+        Candidate chosen = s.pins.get(dn);
+        if (chosen != null) {
+          if (!spec(d).contains(chosen.version(), true)) {
+            Set<String> causes = new LinkedHashSet<>(List.of(dn, pkg));
+            causes.remove(name);
+            String contradiction =
+                pc.label() + " requires '" + d.canonical() + "', but " + chosen.label()
+                    + " was chosen for " + describeEdges(s0.edges(dn));
+            contradictions.add(contradiction);
+            return new Conflict(causes, contradiction, ResolutionException.Reason.CONFLICT);
+          }
+          if (newExtras) {
+            work.add(dn);
+          }
+        } else {
+          ProjectInfo info = project(dn);
+          if (candidates(info, s.edges(dn), s.excluded(dn)).isEmpty()) {
+            Set<String> causes = new LinkedHashSet<>();
+            for (Edge e : s.edges(dn)) {
+              if (e.parent() != null) {
+                causes.add(e.parent());
+              }
+            }
+            s.excluded(dn).values().forEach(x -> causes.addAll(x.causes()));
+            causes.remove(name);
+            ResolutionException why = failure(dn, info, s);
+            if (why.reason() == ResolutionException.Reason.CONFLICT
+                || why.reason() == ResolutionException.Reason.NO_MATCHING_VERSION) {
+              contradictions.add(why.getMessage());
+            }
+            return new Conflict(
+                causes, pc.label() + " requires '" + d.canonical() + "': " + why.getMessage(),
+                why.reason());
+          }
+        }
+      }
+    }
+    return s;
+  }
+
+  /**
+   * The requirements of a candidate (a list), or the {@link Conflict} that says why it cannot be
+   * used (Requires-Python, metadata that does not match its file name, an invalid requirement).
+   */
+  private Object dependencies(Candidate c)
+      throws ResolutionException, IOException, InterruptedException {
+    Object cached = dependencies.get(c);
+    if (cached != null) {
+      return cached;
+    }
+    Object result;
+    Metadata md = metadata(c);
+    CoreMetadata core = md.core();
+    Version declared = Version.tryParse(core.version());
+    if (!Requirement.normalizeName(core.name()).equals(c.name())
+        || declared == null
+        || !declared.equals(c.version())) {
+      result = new Conflict(Set.of(), c.label() + " cannot be used: its metadata names '"
+          + core.name() + " " + core.version() + "', not what its file name "
+          + c.file().filename() + " says", ResolutionException.Reason.INDEX_ERROR);
+    } else if (!core.requiresPython().isEmpty()
+        && !ProjectInfo.requiresPythonAllows(core.requiresPython(), python)) {
+      result = new Conflict(Set.of(), c.label() + " requires Python " + core.requiresPython()
+          + " (the target runs " + target.pythonVersion() + ")",
+          ResolutionException.Reason.NO_COMPATIBLE_WHEEL);
+    } else {
+      List<Requirement> reqs = new ArrayList<>();
+      Conflict problem = null;
+      for (String line : core.requiresDist()) {
+        try {
+          reqs.add(Requirement.parse(line));
+        } catch (SpecException e) {
+          problem = new Conflict(Set.of(), c.label() + " cannot be used: its metadata has "
+              + e.getMessage(), ResolutionException.Reason.INDEX_ERROR);
+          break;
+        }
+      }
+      result = problem != null ? problem : List.copyOf(reqs);
+    }
+    dependencies.put(c, result);
+    return result;
+  }
+
+  private Metadata metadata(Candidate c)
+      throws ResolutionException, IOException, InterruptedException {
+    Metadata m = metadata.get(c);
+    if (m == null) {
+      m = provider.metadata(c);
+      metadata.put(c, m);
+    }
+    return m;
+  }
+
+  private ProjectInfo project(String name)
+      throws ResolutionException, IOException, InterruptedException {
+    ProjectInfo p = projects.get(name);
+    if (p == null) {
+      p = provider.project(name);
+      projects.put(name, p);
+    }
+    return p;
+  }
+
+  private SpecifierSet spec(Requirement r) {
+    return specifiers.computeIfAbsent(r.specifier(), k -> r.specifierSet());
+  }
+
+  private static void addEdge(State s, Requirement r, String parent, String parentLabel) {
+    Edge e = new Edge(r, parent, parentLabel);
+    List<Edge> list = s.edges.computeIfAbsent(r.name(), k -> new ArrayList<>());
+    if (!list.contains(e)) {
+      list.add(e);
+    }
+  }
+
+  private static String describeEdges(List<Edge> edges) {
+    List<String> parts = new ArrayList<>();
+    for (Edge e : edges) {
+      parts.add(e.describe());
+    }
+    return String.join(", ", parts);
+  }
+
+  /** The user-facing error for a project with no usable version in {@code s}. */
+  private ResolutionException failure(String name, ProjectInfo info, State s) {
+    List<Edge> edges = s.edges(name);
+    String who = describeEdges(edges);
+    if (!info.found()) {
+      return new ResolutionException(
+          ResolutionException.Reason.NO_SUCH_PACKAGE,
+          "no package named '" + name + "' on the package index (" + String.join(", ", indexes)
+              + "); needed for " + who + ". Check the spelling, or add the index that has it");
+    }
+    boolean anyUsable = false;
+    for (ProjectInfo.Release r : info.releases()) {
+      anyUsable |= r.best() != null || r.yankedBest() != null;
+    }
+    if (!anyUsable) {
+      return new ResolutionException(
+          ResolutionException.Reason.NO_COMPATIBLE_WHEEL,
+          unusable(name, info.releases()) + "; needed for " + who);
+    }
+    if (candidates(info, edges, Map.of()).isEmpty()) {
+      // Versions that match but cannot be installed say more than "no match".
+      List<ProjectInfo.Release> matching = new ArrayList<>();
+      for (ProjectInfo.Release r : info.releases()) {
+        if (matchesAll(edges, r.version()) && r.best() == null) {
+          matching.add(r);
+        }
+      }
+      if (!matching.isEmpty()) {
+        return new ResolutionException(
+            ResolutionException.Reason.NO_COMPATIBLE_WHEEL,
+            unusable(name, matching) + "; needed for " + who);
+      }
+      if (edges.size() >= 2) {
+        return new ResolutionException(
+            ResolutionException.Reason.CONFLICT,
+            "conflicting requirements for '" + name + "': " + who + " cannot all hold (versions"
+                + " available for the target: " + available(info) + ")");
+      }
+      return new ResolutionException(
+          ResolutionException.Reason.NO_MATCHING_VERSION,
+          "no version of '" + name + "' matches " + who + "; versions available for the target: "
+              + available(info));
+    }
+    Set<ResolutionException.Reason> kinds = new TreeSet<>();
+    List<String> reasons = new ArrayList<>();
+    for (Map.Entry<Version, Exclusion> e : s.excluded(name).entrySet()) {
+      kinds.add(e.getValue().kind());
+      reasons.add(e.getValue().reason());
+    }
+    if (kinds.size() == 1 && !kinds.contains(ResolutionException.Reason.CONFLICT)) {
+      // Every version fails for the same kind of reason (e.g. a dependency without wheels).
+      return new ResolutionException(
+          kinds.iterator().next(),
+          "no version of '" + name + "' can be installed (needed for " + who + "): "
+              + String.join("; ", limit(reasons, 3)));
+    }
+    List<String> found = new ArrayList<>(contradictions);
+    if (found.isEmpty()) {
+      found = reasons;
+    }
+    return new ResolutionException(
+        ResolutionException.Reason.CONFLICT,
+        "the requirements conflict: no version of '" + name + "' (needed for " + who
+            + ") fits with the rest. " + String.join("; ", limit(found, 5)));
+  }
+
+  /** Why none of these releases can be installed: sdists only, Python version, or tags. */
+  private String unusable(String name, List<ProjectInfo.Release> releases) {
+    if (releases.isEmpty()) {
+      return "the index lists no files for '" + name + "'";
+    }
+    boolean allSdist = releases.stream().allMatch(r -> r.unusable().startsWith("only an sdist"));
+    if (allSdist) {
+      return "'" + name + "' has no wheel, only source distributions (sdists, e.g. "
+          + releases.get(0).files().get(0) + "); Kiln installs wheels only: use a version or"
+          + " an index that publishes wheels";
+    }
+    boolean allPython = releases.stream().allMatch(r -> r.unusable().startsWith("requires Python"));
+    List<String> problems = new ArrayList<>();
+    for (ProjectInfo.Release r : releases) {
+      problems.add(name + " " + r.version() + ": " + r.unusable());
+    }
+    if (allPython) {
+      return "no version of '" + name + "' supports the target's Python " + target.pythonVersion()
+          + ": " + String.join("; ", limit(problems, 5));
+    }
+    return "no wheel of '" + name + "' can run on the target (" + target.describe() + "): "
+        + String.join("; ", limit(problems, 5)) + ". " + tagsTried();
+  }
+
+  private String tagsTried() {
+    List<String> tags = target.compatibleTags();
+    return "Tags tried, most preferred first: " + String.join(", ", tags.subList(0, 3))
+        + ", ..., " + tags.get(tags.size() - 1) + " (" + tags.size() + " tags)";
+  }
+
+  private static String available(ProjectInfo info) {
+    List<String> versions = new ArrayList<>();
+    for (ProjectInfo.Release r : info.releases()) {
+      if (r.best() != null) {
+        versions.add(r.version().toString());
+      }
+    }
+    return versions.isEmpty() ? "none" : String.join(", ", limit(versions, 12));
+  }
+
+  private static List<String> limit(List<String> items, int n) {
+    if (items.size() <= n) {
+      return items;
+    }
+    List<String> out = new ArrayList<>(items.subList(0, n));
+    out.add("and " + (items.size() - n) + " more");
+    return out;
+  }
+
+}
