@@ -99,7 +99,13 @@ public final class KilnServer implements AutoCloseable {
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Provisioning provisioning =
         new Provisioning(
-            runtimes, provisioner, config, pipelines, meters, r -> registryRef[0].evict(r));
+            runtimes,
+            provisioner,
+            new RuntimeProbe(provisioner, data.resolve("runtimes")),
+            config,
+            pipelines,
+            meters,
+            r -> registryRef[0].evict(r));
     registry = new UdfRegistry(provisioning::start);
     provisioning.warmUp();
     registryRef[0] = registry;

@@ -50,6 +50,7 @@ final class Provisioning {
 
   private final Runtimes runtimes;
   private final Provisioner provisioner;
+  private final RuntimeProbe probe;
   private final KilnConfig config;
   private final ExecutorService executor;
   private final Consumer<UdfResource> onSandboxLost;
@@ -63,12 +64,14 @@ final class Provisioning {
   Provisioning(
       Runtimes runtimes,
       Provisioner provisioner,
+      RuntimeProbe probe,
       KilnConfig config,
       ExecutorService executor,
       MeterRegistry meters,
       Consumer<UdfResource> onSandboxLost) {
     this.runtimes = runtimes;
     this.provisioner = provisioner;
+    this.probe = probe;
     this.config = config;
     this.executor = executor;
     this.onSandboxLost = onSandboxLost;
@@ -92,37 +95,22 @@ final class Provisioning {
    */
   void warmUp() {
     for (Runtimes.Runtime runtime : runtimes.all()) {
-      executor.execute(() -> warmUp(runtime.images()));
+      executor.execute(
+          () -> {
+            long t0 = System.nanoTime();
+            try {
+              probe.runnerImage(runtime);
+              log.info(
+                  "warm-up of {} done in {} ms (runner image and layers ready)",
+                  runtime.base().reference(),
+                  ms(System.nanoTime() - t0));
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            } catch (Exception e) {
+              log.warn("warm-up failed (the first UDF will be slower): {}", e.toString());
+            }
+          });
     }
-  }
-
-  private void warmUp(ImageBuilder images) {
-          long t0 = System.nanoTime();
-          try {
-            String name = "kiln/warmup:" + RunnerFiles.version();
-            Optional<BuiltImage> found = images.find(name);
-            BuiltImage image =
-                found.isPresent()
-                    ? found.get()
-                    : images.build(
-                        new ImageRequest(
-                            name,
-                            List.of(layer("kiln-runner", RunnerFiles.runtimeFiles())),
-                            RunnerFiles.initCommand(),
-                            List.of(),
-                            RunnerFiles.environment(),
-                            "/",
-                            Map.of()));
-            provisioner.prepare(sandboxImage(image));
-            log.info(
-                "warm-up of {} done in {} ms (image and layers ready)",
-                images.base().reference(),
-                ms(System.nanoTime() - t0));
-          } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-          } catch (Exception e) {
-            log.warn("warm-up failed (the first UDF will be slower): {}", e.toString());
-          }
   }
 
   /** Starts provisioning in the background; returns at once. */
@@ -224,8 +212,8 @@ final class Provisioning {
       ImageRequest request =
           new ImageRequest(
               name,
-              List.of(layer("kiln-runner", RunnerFiles.runtimeFiles()),
-                  layer("udf-code", RunnerFiles.udfFiles(r.spec))),
+              List.of(RuntimeProbe.layer("kiln-runner", RunnerFiles.runtimeFiles()),
+                  RuntimeProbe.layer("udf-code", RunnerFiles.udfFiles(r.spec))),
               RunnerFiles.initCommand(),
               List.of(),
               RunnerFiles.environment(),
@@ -241,13 +229,6 @@ final class Provisioning {
     }
   }
 
-  private static LayerSpec layer(String name, Map<String, byte[]> files) {
-    List<LayerFile> entries = new ArrayList<>();
-    files.entrySet().stream()
-        .sorted(Map.Entry.comparingByKey())
-        .forEach(e -> entries.add(LayerFile.ofBytes(e.getKey(), e.getValue(), 0644)));
-    return new LayerSpec(name, entries);
-  }
 
   /** Starts a gVisor sandbox whose init is the runner's init mode. */
   Sandbox placeSandbox(UdfResource r, BuiltImage image) throws UdfException, InterruptedException {
@@ -255,7 +236,7 @@ final class Provisioning {
     SandboxSpec spec =
         new SandboxSpec(
             r.key.shortForm(),
-            sandboxImage(image),
+            RuntimeProbe.sandboxImage(image),
             new Limits(config.sandboxMemoryBytes(), config.sandboxCpus()),
             List.of());
     try {
@@ -286,28 +267,25 @@ final class Provisioning {
     }
   }
 
-  private static SandboxImage sandboxImage(BuiltImage image) {
-    List<SandboxImage.Layer> layers = new ArrayList<>();
-    for (ImageLayer l : image.layers()) {
-      layers.add(new SandboxImage.Layer(l.digest().toString(), l.mediaType(), l.blob()));
-    }
-    List<String> argv = new ArrayList<>(image.entrypoint());
-    argv.addAll(image.cmd());
-    return new SandboxImage(layers, argv, image.env(), image.workingDir());
-  }
 
   /** Starts the runner processes in the sandbox and waits until they have loaded the UDF. */
   RunnerPool startRunners(UdfResource r, Sandbox sandbox)
       throws UdfException, InterruptedException {
     long t0 = System.nanoTime();
-    RunnerLauncher launcher = () -> new SandboxRunner(sandbox.exec(RunnerFiles.serveCommand(),
-        List.of()));
+    // The pool passes each runner its environment, e.g. its share of the sandbox's memory.
+    RunnerLauncher launcher =
+        env -> new SandboxRunner(sandbox.exec(RunnerFiles.serveCommand(), env));
+    int runners = config.effectiveRunnersPerSandbox();
     RunnerPool pool =
         RunnerPool.start(
             r.signature(),
             launcher,
             new RunnerPool.Options(
-                config.effectiveRunnersPerSandbox(), Duration.ofSeconds(30), config.batchTimeout(), 50));
+                runners,
+                Duration.ofSeconds(30),
+                config.batchTimeout(),
+                50,
+                RunnerPool.Options.memoryPerRunner(config.sandboxMemoryBytes(), runners)));
     r.runnersNanos = System.nanoTime() - t0;
     runnersTimer.record(r.runnersNanos, TimeUnit.NANOSECONDS);
     return pool;

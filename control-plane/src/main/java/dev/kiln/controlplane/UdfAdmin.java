@@ -18,7 +18,7 @@ import java.util.Optional;
 /**
  * The admin port's view of UDF resources: {@code /udfs} lists them, {@code /udfs/<key>/logs}
  * shows what the UDF printed (bounded), {@code /udfs/<key>/health} answers {@code 1} when it can
- * serve. A key may be given by a unique prefix; {@code ?tenant=} narrows to one tenant.
+ * serve and {@code /udfs/<key>/stats} counts its requests (databend-wire.md §5). A key may be given by a unique prefix; {@code ?tenant=} narrows to one tenant.
  */
 final class UdfAdmin {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -38,7 +38,8 @@ final class UdfAdmin {
       return;
     }
     if (parts.length != 4) {
-      respond(ex, 404, "text/plain", "try /udfs, /udfs/<key>/logs or /udfs/<key>/health\n");
+      respond(
+          ex, 404, "text/plain", "try /udfs, /udfs/<key>/logs, /udfs/<key>/stats or /health\n");
       return;
     }
     List<UdfResource> matches = find(parts[2], tenant);
@@ -48,6 +49,7 @@ final class UdfAdmin {
     }
     switch (parts[3]) {
       case "logs" -> respond(ex, 200, "text/plain; charset=utf-8", logs(matches));
+      case "stats" -> respond(ex, 200, "application/json", stats(matches));
       case "health" -> {
         boolean ok = matches.stream().allMatch(UdfAdmin::healthy);
         respond(ex, ok ? 200 : 503, "text/plain", ok ? "1\n" : "0\n");
@@ -89,6 +91,54 @@ final class UdfAdmin {
     return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(arr) + "\n";
   }
 
+  /**
+   * databend-udf's status page ({@code request_count}, {@code first_request_time}, {@code
+   * last_request_time}), summed over the matching sandboxes, plus Kiln's own counters.
+   */
+  private static String stats(List<UdfResource> matches) throws IOException {
+    long requests = 0;
+    long rows = 0;
+    long rowErrors = 0;
+    long failed = 0;
+    long restarts = 0;
+    int runners = 0;
+    int live = 0;
+    java.time.Instant first = null;
+    java.time.Instant last = null;
+    for (UdfResource r : matches) {
+      Optional<RunnerPool> pool = pool(r);
+      if (pool.isEmpty()) {
+        continue;
+      }
+      RunnerPool.Stats s = pool.get().stats();
+      requests += s.requestCount();
+      rows += s.rows();
+      rowErrors += s.rowErrors();
+      failed += s.failedRequests();
+      restarts += s.restarts();
+      runners += s.runners();
+      live += s.liveRunners();
+      if (s.firstRequestTime() != null
+          && (first == null || s.firstRequestTime().isBefore(first))) {
+        first = s.firstRequestTime();
+      }
+      if (s.lastRequestTime() != null && (last == null || s.lastRequestTime().isAfter(last))) {
+        last = s.lastRequestTime();
+      }
+    }
+    ObjectNode n = JSON.createObjectNode();
+    n.put("request_count", requests);
+    n.put("first_request_time", first == null ? null : first.toString());
+    n.put("last_request_time", last == null ? null : last.toString());
+    n.put("rows", rows);
+    n.put("row_errors", rowErrors);
+    n.put("failed_requests", failed);
+    n.put("runners", runners);
+    n.put("live_runners", live);
+    n.put("runner_restarts", restarts);
+    return JSON.writeValueAsString(n) + "\n";
+  }
+
   private static String logs(List<UdfResource> matches) {
     StringBuilder sb = new StringBuilder();
     for (UdfResource r : matches) {
@@ -119,7 +169,7 @@ final class UdfAdmin {
   }
 
   private static boolean healthy(UdfResource r) {
-    return pool(r).map(RunnerPool::isHealthy).orElse(false);
+    return pool(r).map(p -> p.isHealthy() && p.stats().liveRunners() > 0).orElse(false);
   }
 
   static Optional<RunnerPool> pool(UdfResource r) {

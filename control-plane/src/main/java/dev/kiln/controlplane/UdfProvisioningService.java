@@ -96,8 +96,8 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
       if (!obtained.created()) {
         hot.increment();
         UdfException failure = resource.failure();
-        if (failure != null && failure.kind() == UdfException.Kind.LOAD_FAILED) {
-          throw new KilnException(ErrorCode.UDF_LOAD_FAILED, failure.getMessage());
+        if (failure != null) {
+          throw asKilnException(failure);
         }
         finish(out, response, t0);
         return;
@@ -145,10 +145,9 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
         .whenComplete(
             (pool, error) -> {
               UdfException failure = resource.failure();
-              if (failure != null && failure.kind() == UdfException.Kind.LOAD_FAILED) {
+              if (failure != null) {
                 rejected.increment();
-                out.onError(
-                    new KilnException(ErrorCode.UDF_LOAD_FAILED, failure.getMessage()).toStatus());
+                out.onError(asKilnException(failure).toStatus());
               } else {
                 finish(out, response, t0);
               }
@@ -165,6 +164,18 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
       log.debug("ApplyUdfResource answer not delivered: {}", e.toString());
     }
     applyTimer.record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
+  }
+
+  /** A provisioning failure known before the answer, as the error the RPC returns. */
+  static KilnException asKilnException(UdfException failure) {
+    ErrorCode code =
+        switch (failure.kind()) {
+          case LOAD_FAILED -> ErrorCode.UDF_LOAD_FAILED;
+          case BAD_INPUT -> ErrorCode.INVALID_SPEC;
+          case UNAVAILABLE, TIMEOUT, RUNNER_CRASHED -> ErrorCode.SANDBOX_UNAVAILABLE;
+          default -> ErrorCode.INTERNAL;
+        };
+    return new KilnException(code, failure.getMessage());
   }
 
   /** Everything that can be checked without building anything. */

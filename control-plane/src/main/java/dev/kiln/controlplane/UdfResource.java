@@ -10,6 +10,7 @@ import dev.kiln.worker.UdfHandle;
 import dev.kiln.worker.UdfSignature;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -32,6 +33,10 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   volatile long sandboxNanos;
   volatile long runnersNanos;
   volatile long readyNanos;
+  volatile long failedNanos;
+
+  /** How long a failure caused by the UDF itself is remembered before provisioning again. */
+  static final long USER_FAILURE_MEMORY_NANOS = TimeUnit.SECONDS.toNanos(60);
 
   UdfResource(String tenant, ContentKey key, RuntimeSpec spec, Runtimes.Runtime runtime) {
     this.tenant = tenant;
@@ -64,6 +69,7 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   }
 
   void fail(UdfException e) {
+    failedNanos = System.nanoTime();
     ready.completeExceptionally(e);
   }
 
@@ -92,7 +98,10 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     }
     UdfException f = failure();
     if (f != null) {
-      return f.kind() != UdfException.Kind.LOAD_FAILED;
+      // The UDF's own errors (its code does not load, its packages do not resolve) are answered
+      // at once for a while instead of rebuilding on every query; anything else is retried.
+      return f.kind() != UdfException.Kind.LOAD_FAILED
+          || System.nanoTime() - failedNanos > USER_FAILURE_MEMORY_NANOS;
     }
     Sandbox s = sandbox;
     return ready.isDone() && s != null && !s.isRunning();

@@ -264,6 +264,14 @@ class KilnEndToEndIT {
             HttpRequest.newBuilder(URI.create(url.replace("/logs", "/health"))).build(),
             HttpResponse.BodyHandlers.ofString());
     assertThat(health.body()).isEqualTo("1\n");
+    HttpResponse<String> stats =
+        http.send(
+            HttpRequest.newBuilder(URI.create(url.replace("/logs", "/stats"))).build(),
+            HttpResponse.BodyHandlers.ofString());
+    var json = KilnTestSupport.JSON.readTree(stats.body());
+    assertThat(json.get("request_count").asLong()).isEqualTo(1);
+    assertThat(json.get("first_request_time").asText()).isNotBlank();
+    assertThat(json.get("last_request_time").asText()).isNotBlank();
   }
 
   @Test

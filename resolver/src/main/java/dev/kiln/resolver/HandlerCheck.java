@@ -45,6 +45,8 @@ public final class HandlerCheck {
       // import handler / import x as handler / from m import a, handler / from m import (handler)
       "^(?:from[ \\t]+\\S+[ \\t]+)?import[ \\t]+[^#\\n]*\\b" + name + "\\b",
       "^from[ \\t]+\\S+[ \\t]+import[ \\t]*\\([^)]*\\b" + name + "\\b",
+      // databend-udf's @udf(name="handler") registers a function under another name
+      "\\bname\\s*=\\s*['\"]" + name + "['\"]",
       // something we cannot see through: globals()[...] = ..., exec(...), star imports
       "^[ \\t]*globals\\(\\)",
       "^[ \\t]*exec\\(",

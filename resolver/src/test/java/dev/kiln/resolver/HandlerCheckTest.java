@@ -18,6 +18,12 @@ class HandlerCheckTest {
     assertThat(HandlerCheck.isDefined("from math import sqrt as f", "f")).isTrue();
     assertThat(HandlerCheck.isDefined("from math import (floor,\n f)", "f")).isTrue();
     assertThat(HandlerCheck.isDefined("import f", "f")).isTrue();
+    assertThat(
+            HandlerCheck.isDefined(
+                "from databend_udf import udf\n@udf(name='f', input_types=['INT'],"
+                    + " result_type='INT')\ndef impl(x):\n  return x",
+                "f"))
+        .isTrue();
   }
 
   @Test

@@ -1,13 +1,21 @@
 package dev.kiln.worker;
 
+import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
 import io.grpc.netty.NettyServerBuilder;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.Objects;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import org.apache.arrow.flight.FlightGrpcUtils;
 import org.apache.arrow.flight.FlightServer;
+import org.apache.arrow.flight.auth.ServerAuthHandler;
+import org.apache.arrow.flight.auth.ServerAuthInterceptor;
+import org.apache.arrow.flight.grpc.ServerBackpressureThresholdInterceptor;
 import org.apache.arrow.flight.Location;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
@@ -18,6 +26,8 @@ import org.slf4j.LoggerFactory;
  * The Arrow Flight server (plaintext h2c) that Databend calls to compute UDFs: DoExchange and
  * GetFlightInfo of the server-UDF protocol, routed by the {@value Tokens#HEADER} token to a UDF of
  * the {@link UdfDirectory}, plus the {@code builtin_healthy} and {@code builtin_echo} functions.
+ * Schemas with Databend's Decimal64, which Arrow Java cannot read, are rewritten on arrival
+ * ({@link Decimal64Schemas}).
  */
 public final class FlightEndpoint implements AutoCloseable {
 
@@ -58,11 +68,17 @@ public final class FlightEndpoint implements AutoCloseable {
   private final BufferAllocator allocator;
   private final UdfProducer producer;
   private final FlightServer server;
+  private final ExecutorService executor;
 
-  private FlightEndpoint(BufferAllocator allocator, UdfProducer producer, FlightServer server) {
+  private FlightEndpoint(
+      BufferAllocator allocator,
+      UdfProducer producer,
+      FlightServer server,
+      ExecutorService executor) {
     this.allocator = allocator;
     this.producer = producer;
     this.server = server;
+    this.executor = executor;
   }
 
   /** Starts listening; the endpoint serves until {@link #close()}. */
@@ -73,22 +89,39 @@ public final class FlightEndpoint implements AutoCloseable {
     Objects.requireNonNull(directory, "directory");
     Objects.requireNonNull(meters, "meters");
     BufferAllocator allocator = newAllocator();
-    Consumer<NettyServerBuilder> keepalive =
+    UdfProducer producer =
+        new UdfProducer(allocator, tokens, directory, meters, config.readyWait());
+    ExecutorService executor =
+        Executors.newCachedThreadPool(
+            Thread.ofPlatform().daemon().name("kiln-flight-", 0).factory());
+    // Flight's own service, but with Decimal64 schemas rewritten before Flight parses them.
+    // Registered under the same service name, it replaces the one FlightServer added.
+    ServerServiceDefinition service =
+        ServerInterceptors.intercept(
+            ServerInterceptors.useInputStreamMessages(
+                FlightGrpcUtils.createFlightService(
+                        allocator, producer, ServerAuthHandler.NO_OP, executor)
+                    .bindService()),
+            new Decimal64Schemas.Interceptor(),
+            new ServerBackpressureThresholdInterceptor(FlightServer.DEFAULT_BACKPRESSURE_THRESHOLD),
+            new ServerAuthInterceptor(ServerAuthHandler.NO_OP));
+    Consumer<NettyServerBuilder> grpc =
         netty ->
             netty
                 .permitKeepAliveTime(PERMITTED_PING_INTERVAL.toMillis(), TimeUnit.MILLISECONDS)
-                .permitKeepAliveWithoutCalls(true);
-    UdfProducer producer =
-        new UdfProducer(allocator, tokens, directory, meters, config.readyWait());
+                .permitKeepAliveWithoutCalls(true)
+                .addService(service);
     FlightServer server =
         FlightServer.builder(
                 allocator, Location.forGrpcInsecure(config.bindHost(), config.port()), producer)
+            .executor(executor)
             .middleware(CallHeadersMiddleware.KEY, new CallHeadersMiddleware.Factory())
-            .transportHint("grpc.builderConsumer", keepalive)
+            .transportHint("grpc.builderConsumer", grpc)
             .build();
     try {
       server.start();
     } catch (IOException e) {
+      executor.shutdownNow();
       allocator.close();
       throw new IOException(
           "the Flight endpoint cannot listen on "
@@ -101,7 +134,7 @@ public final class FlightEndpoint implements AutoCloseable {
           e);
     }
     log.info("Flight endpoint listening on {}:{}", config.bindHost(), server.getPort());
-    return new FlightEndpoint(allocator, producer, server);
+    return new FlightEndpoint(allocator, producer, server, executor);
   }
 
   private static BufferAllocator newAllocator() throws IOException {
@@ -134,6 +167,7 @@ public final class FlightEndpoint implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
+    executor.shutdown();
     int running = producer.activeCalls();
     if (running > 0) {
       log.warn(

@@ -10,6 +10,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
@@ -34,6 +35,12 @@ final class Runner {
   /** Lines shown in an error message; the full tail is in {@link RunnerPool#recentOutput()}. */
   static final int EXCERPT_LINES = 20;
 
+  /** The mark the runner writes on stderr after flushing the UDF's output (PROTOCOL.md). */
+  static final String OUTPUT_SYNC = "\u001fkiln-sync";
+
+  /** How long an error waits for the UDF's last output to arrive from the pipe. */
+  static final Duration OUTPUT_SYNC_WAIT = Duration.ofMillis(500);
+
   private final int id;
   private final String handler;
   private final RunnerProcess process;
@@ -43,6 +50,10 @@ final class Runner {
   private final OutputTail poolTail;
   private final ScheduledExecutorService timer;
   private final CountDownLatch drained = new CountDownLatch(1);
+  private final LinkedBlockingQueue<WireFormat.Encoded> outbox = new LinkedBlockingQueue<>();
+  private Thread writer; // started by the first send(); only the owning slot thread sends
+  private final Object syncLock = new Object();
+  private long syncs; // guarded by syncLock: output sync marks seen on stderr
   private volatile boolean expired;
   private volatile boolean closing;
 
@@ -75,8 +86,11 @@ final class Runner {
     return process.isAlive();
   }
 
-  /** Waits for READY; anything else (LOAD_ERROR, exit, silence) is a {@link UdfException}. */
-  void awaitReady(Duration timeout) throws UdfException, InterruptedException {
+  /**
+   * Waits for READY and returns its JSON; anything else (LOAD_ERROR, exit, silence) is a {@link
+   * UdfException}.
+   */
+  JsonNode awaitReady(Duration timeout) throws UdfException, InterruptedException {
     long started = System.nanoTime();
     WireFormat.Frame frame = exchange(null, timeout, "starting");
     if (frame == null) {
@@ -102,6 +116,7 @@ final class Runner {
             TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started),
             ready.path("pid").asText("?"),
             ready.path("python").asText("?"));
+        return ready;
       }
       case WireFormat.LOAD_ERROR -> {
         kill();
@@ -116,19 +131,71 @@ final class Runner {
     }
   }
 
+  /** What a runner reported for one batch. */
+  record Reply(WireFormat.Frame frame, String output) {}
+
   /**
    * Sends one BATCH frame and returns the answer (RESULT or BATCH_ERROR). Throws when the process
    * dies, times out or breaks the protocol; the runner is then unusable.
    */
-  WireFormat.Frame call(byte[] batchFrame, int rows, Duration timeout)
+  Reply call(WireFormat.Encoded batchFrame, int rows, Duration timeout)
       throws UdfException, InterruptedException {
-    WireFormat.Frame frame = exchange(batchFrame, timeout, "computing a batch");
+    send(batchFrame);
+    return receive(rows, timeout);
+  }
+
+  /**
+   * Queues a BATCH frame for the runner's stdin and returns at once: a writer thread sends it, so
+   * the next batch can be on its way while the runner computes the current one. Frames are sent
+   * in order; each is answered by one {@link #receive}, in the same order.
+   */
+  void send(WireFormat.Encoded batchFrame) throws InterruptedException {
+    if (writer == null) {
+      writer =
+          Thread.ofPlatform()
+              .daemon()
+              .name("kiln-runner-input-" + handler + "-" + id)
+              .start(this::writeFrames);
+    }
+    outbox.put(batchFrame);
+  }
+
+  /** Writes queued frames to stdin until it fails (the process is gone) or is closed. */
+  private void writeFrames() {
+    try {
+      while (true) {
+        WireFormat.Encoded frame = outbox.take();
+        stdin.write(frame.bytes(), 0, frame.length());
+        stdin.flush();
+      }
+    } catch (IOException e) {
+      // A broken pipe: the process is gone, and the reader side says how.
+      log.debug("UDF {} runner {}: writing a batch: {}", handler, id, e.toString());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /**
+   * Reads the answer (RESULT or BATCH_ERROR) to the oldest batch sent and not yet answered; the
+   * batch timeout runs from now, which is when the runner starts on it. Throws when the process
+   * dies, times out or breaks the protocol; the runner is then unusable.
+   */
+  Reply receive(int rows, Duration timeout) throws UdfException, InterruptedException {
+    long syncBase = syncsSeen();
+    WireFormat.Frame frame = exchange(null, timeout, "computing a batch");
     if (frame != null) {
-      if (frame.type() != WireFormat.RESULT && frame.type() != WireFormat.BATCH_ERROR) {
+      if (frame.type() == WireFormat.RESULT) {
+        return new Reply(frame, "");
+      }
+      if (frame.type() != WireFormat.BATCH_ERROR) {
         kill();
         throw protocolError("a frame of type " + frame.type() + " instead of a result");
       }
-      return frame;
+      // The runner marks the end of its output before an error, so the message can quote it.
+      awaitSync(syncBase, OUTPUT_SYNC_WAIT);
+      String excerpt = tail.excerpt(EXCERPT_LINES);
+      return new Reply(frame, excerpt.isEmpty() ? "" : ". Last output of the UDF process:" + excerpt);
     }
     if (closing) {
       throw new UdfException(
@@ -157,8 +224,28 @@ final class Runner {
             + lastOutput());
   }
 
+  private long syncsSeen() {
+    synchronized (syncLock) {
+      return syncs;
+    }
+  }
+
+  /** Waits until stderr has shown a sync mark after {@code base}, or the wait is over. */
+  private void awaitSync(long base, Duration wait) throws InterruptedException {
+    long deadline = System.nanoTime() + wait.toNanos();
+    synchronized (syncLock) {
+      while (syncs <= base) {
+        long left = deadline - System.nanoTime();
+        if (left <= 0) {
+          return;
+        }
+        TimeUnit.NANOSECONDS.timedWait(syncLock, left);
+      }
+    }
+  }
+
   /** Writes {@code request} (if any) and reads one frame, under a watchdog; null at EOF. */
-  private WireFormat.Frame exchange(byte[] request, Duration timeout, String doing)
+  private WireFormat.Frame exchange(WireFormat.Encoded request, Duration timeout, String doing)
       throws UdfException {
     ScheduledFuture<?> watchdog;
     try {
@@ -170,7 +257,7 @@ final class Runner {
     WireFormat.Frame frame;
     try {
       if (request != null) {
-        stdin.write(request);
+        stdin.write(request.bytes(), 0, request.length());
         stdin.flush();
       }
       frame = WireFormat.readFrame(stdout);
@@ -196,6 +283,9 @@ final class Runner {
   /** Closes stdin, which asks the runner to exit once it is idle. */
   void closeInput() {
     closing = true;
+    if (writer != null) {
+      writer.interrupt();
+    }
     try {
       stdin.close();
     } catch (IOException e) {
@@ -217,6 +307,9 @@ final class Runner {
 
   void kill() {
     process.kill();
+    if (writer != null) {
+      writer.interrupt();
+    }
   }
 
   private String exitDescription() {
@@ -316,6 +409,22 @@ final class Runner {
   private void emit(ByteArrayOutputStream bytes) {
     String text = bytes.toString(StandardCharsets.UTF_8);
     bytes.reset();
+    if (text.endsWith(OUTPUT_SYNC)) {
+      // A partial line the UDF left without a newline ends just before the mark.
+      String before = text.substring(0, text.length() - OUTPUT_SYNC.length());
+      if (!before.isEmpty()) {
+        keep(before);
+      }
+      synchronized (syncLock) {
+        syncs++;
+        syncLock.notifyAll();
+      }
+      return;
+    }
+    keep(text);
+  }
+
+  private void keep(String text) {
     if (text.endsWith("\r")) {
       text = text.substring(0, text.length() - 1);
     }

@@ -26,7 +26,22 @@ public final class RunnerFiles {
   /** Where the code layer puts the UDF; the runner reads it from {@code $KILN_UDF_DIR}. */
   public static final String UDF_DIR = "/kiln/udf";
 
+  /**
+   * Where the runner layer puts Kiln's {@code databend_udf} module, next to the runner: the
+   * runner's directory is first on {@code sys.path}, so UDF code written for the databend-udf
+   * package imports it unchanged (and only such code pays for the import).
+   */
+  public static final String DATABEND_UDF_PATH = "/kiln/runner/databend_udf.py";
+
+  /**
+   * Where the runner layer puts the parts of the runner most UDFs never need (nested and temporal
+   * types, decorator options); the runner imports it on first use, so it costs nothing at start.
+   */
+  public static final String RUNNER_TYPES_PATH = "/kiln/runner/kiln_types.py";
+
   private static final String RESOURCE = "runner/kiln_runner.py";
+  private static final String TYPES_RESOURCE = "runner/kiln_types.py";
+  private static final String DATABEND_UDF_RESOURCE = "runner/databend_udf.py";
 
   private RunnerFiles() {}
 
@@ -34,6 +49,8 @@ public final class RunnerFiles {
   public static Map<String, byte[]> runtimeFiles() {
     Map<String, byte[]> files = new TreeMap<>();
     files.put(RUNNER_PATH, Holder.RUNNER.clone());
+    files.put(RUNNER_TYPES_PATH, Holder.TYPES.clone());
+    files.put(DATABEND_UDF_PATH, Holder.DATABEND_UDF.clone());
     return files;
   }
 
@@ -86,18 +103,22 @@ public final class RunnerFiles {
 
   /** Loaded once: the runner is a class-path resource that cannot change while we run. */
   private static final class Holder {
-    static final byte[] RUNNER = load();
-    static final String VERSION = digest(Map.of(RUNNER_PATH, RUNNER));
+    static final byte[] RUNNER = load(RESOURCE);
+    static final byte[] TYPES = load(TYPES_RESOURCE);
+    static final byte[] DATABEND_UDF = load(DATABEND_UDF_RESOURCE);
+    static final String VERSION =
+        digest(
+            Map.of(RUNNER_PATH, RUNNER, RUNNER_TYPES_PATH, TYPES, DATABEND_UDF_PATH, DATABEND_UDF));
 
-    private static byte[] load() {
-      try (InputStream in = RunnerFiles.class.getResourceAsStream(RESOURCE)) {
+    private static byte[] load(String resource) {
+      try (InputStream in = RunnerFiles.class.getResourceAsStream(resource)) {
         if (in == null) {
           throw new IllegalStateException(
-              "the runner script " + RESOURCE + " is missing from the kiln-worker jar");
+              "the runner file " + resource + " is missing from the kiln-worker jar");
         }
         return in.readAllBytes();
       } catch (IOException e) {
-        throw new UncheckedIOException("cannot read the runner script " + RESOURCE, e);
+        throw new UncheckedIOException("cannot read the runner file " + resource, e);
       }
     }
 

@@ -3,21 +3,29 @@ package dev.kiln.worker;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kiln.resolver.DataType;
+import dev.kiln.resolver.SpecException;
 import java.io.IOException;
 import java.time.Duration;
+import java.time.Instant;
+import java.time.InstantSource;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
 import java.util.Set;
-import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.LinkedBlockingDeque;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.BooleanSupplier;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.vector.FieldVector;
@@ -28,21 +36,41 @@ import org.slf4j.LoggerFactory;
  * The runner processes of one UDF, and the only way to call it: one batch in, one result vector
  * out.
  *
- * <p>Each runner computes one batch at a time. Idle runners wait in a fair queue, so concurrent
- * calls are served in arrival order. A runner that dies, times out or breaks the protocol fails
- * only the call it was serving; it is killed and a replacement is started in the background, and
- * the next call waits for that replacement. When a replacement cannot start, its place in the queue
- * holds the failure, and the next call that takes it tries once more before giving up, so callers
- * fail fast instead of waiting for a runner that will never come.
+ * <p>Each runner has a slot: a thread that owns it, takes slices of batches from one FIFO queue
+ * shared by all calls, and has its runner compute them one at a time. A call encodes its batch as one
+ * slice, or, when runners are idle and the batch is large, as contiguous slices that idle runners
+ * compute in parallel; it waits for them and joins the results in order. The queue is first in,
+ * first out, so concurrent calls are served in arrival order and none starves; a call never takes
+ * more slices than there are idle runners, so under load batches are not split at all.
+ *
+ * <p>While a runner computes a batch, its slot sends it the next queued one if no other runner is
+ * idle, so under load a runner never waits for the worker to encode, send, receive and decode
+ * between two batches (the pipe transfers alone cost milliseconds under gVisor).
+ *
+ * <p>A runner that dies, times out, runs out of memory or breaks the protocol fails only the slice
+ * it was computing (and so only that call; a slice sent ahead to it goes back to the queue); its
+ * slot kills it and starts a replacement before it takes more work, while the other slots carry
+ * on. A slot whose replacement cannot start retries
+ * with backoff while other runners are alive; when none is, it fails queued calls one at a time,
+ * each after one more attempt, so callers fail fast instead of waiting for a runner that will
+ * never come.
  */
 public final class RunnerPool implements AutoCloseable {
 
   /**
-   * How many runners, how long to wait for one to start and for one batch, and how many lines of
-   * the UDF's output to keep.
+   * How many runners, how long to wait for one to start and for one batch, how many lines of the
+   * UDF's output to keep, and each runner's memory limit.
+   *
+   * @param runnerMemoryBytes address-space limit of each runner process (RLIMIT_AS); 0 for none.
+   *     A runner that exceeds it fails its batch with "memory limit N MiB exceeded" and is
+   *     replaced
    */
   public record Options(
-      int runners, Duration startTimeout, Duration batchTimeout, int outputTailLines) {
+      int runners,
+      Duration startTimeout,
+      Duration batchTimeout,
+      int outputTailLines,
+      long runnerMemoryBytes) {
     public Options {
       if (runners < 1) {
         throw new IllegalArgumentException("a pool needs at least one runner, got " + runners);
@@ -52,12 +80,39 @@ public final class RunnerPool implements AutoCloseable {
       if (outputTailLines < 0) {
         throw new IllegalArgumentException("outputTailLines must be >= 0, got " + outputTailLines);
       }
+      if (runnerMemoryBytes != 0 && runnerMemoryBytes < MIN_RUNNER_MEMORY) {
+        throw new IllegalArgumentException(
+            "runnerMemoryBytes must be 0 (no limit) or at least 32 MiB, got " + runnerMemoryBytes);
+      }
     }
 
-    /** One runner, 30 s to start, 300 s per batch, 50 lines of output. */
-    public static Options defaults() {
-      return new Options(1, Duration.ofSeconds(30), Duration.ofSeconds(300), 50);
+    /** Options without a per-runner memory limit. */
+    public Options(int runners, Duration startTimeout, Duration batchTimeout, int outputTailLines) {
+      this(runners, startTimeout, batchTimeout, outputTailLines, 0);
     }
+
+    /** One runner, 30 s to start, 300 s per batch, 50 lines of output, no memory limit. */
+    public static Options defaults() {
+      return new Options(1, Duration.ofSeconds(30), Duration.ofSeconds(300), 50, 0);
+    }
+
+    /** These options with another per-runner memory limit. */
+    public Options withRunnerMemoryBytes(long bytes) {
+      return new Options(runners, startTimeout, batchTimeout, outputTailLines, bytes);
+    }
+
+    /**
+     * Each runner's share of a sandbox's memory: what is left after {@value #SANDBOX_RESERVE_MIB}
+     * MiB for the sandbox itself (its init process and gVisor's own use), split evenly, and at
+     * least 64 MiB. Runners hitting it fail their batch cleanly instead of the whole sandbox being
+     * killed by its memory limit.
+     */
+    public static long memoryPerRunner(long sandboxMemoryBytes, int runners) {
+      long share = (sandboxMemoryBytes - (SANDBOX_RESERVE_MIB << 20)) / Math.max(runners, 1);
+      return Math.max(share, 64L << 20) & ~((1L << 20) - 1);
+    }
+
+    static final long SANDBOX_RESERVE_MIB = 64;
 
     private static void requirePositive(Duration d, String name) {
       Objects.requireNonNull(d, name);
@@ -67,29 +122,67 @@ public final class RunnerPool implements AutoCloseable {
     }
   }
 
+  /**
+   * What a UDF has done so far, for the status endpoints and {@code kiln logs}.
+   *
+   * @param requestCount batches computed or attempted (Databend sends one batch per request)
+   * @param firstRequestTime when the first batch arrived; null before any
+   * @param lastRequestTime when the latest batch arrived; null before any
+   * @param rows rows received
+   * @param rowErrors rows that failed and were returned as NULL ({@code on_error="null"})
+   * @param failedRequests batches that failed
+   * @param runners runner slots of the pool
+   * @param liveRunners runner processes alive now
+   * @param restarts runners replaced after a crash, timeout or memory limit
+   */
+  public record Stats(
+      long requestCount,
+      Instant firstRequestTime,
+      Instant lastRequestTime,
+      long rows,
+      long rowErrors,
+      long failedRequests,
+      int runners,
+      int liveRunners,
+      long restarts) {}
+
+  /** Batches smaller than twice this are never split; slices are at least this many rows. */
+  static final int MIN_SLICE_ROWS = 4096;
+
+  static final long MIN_RUNNER_MEMORY = 32L << 20;
+
   private static final Logger log = LoggerFactory.getLogger(RunnerPool.class);
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final long POLL_MILLIS = 100;
-
-  /** A place in the idle queue: a runner, or the reason no runner could be started for it. */
-  private record Slot(Runner runner, UdfException failure) {}
+  private static final Duration MAX_RESTART_BACKOFF = Duration.ofSeconds(30);
 
   private final UdfSignature signature;
   private final RunnerLauncher launcher;
   private final Options options;
+  private final InstantSource clock;
   private final OutputTail output;
   private final ScheduledThreadPoolExecutor timer;
-  private final ArrayBlockingQueue<Slot> idle;
+  private final LinkedBlockingDeque<Task> queue = new LinkedBlockingDeque<>();
+  private final List<Slot> slots = new CopyOnWriteArrayList<>();
   private final Set<Runner> live = ConcurrentHashMap.newKeySet();
   private final AtomicInteger nextId = new AtomicInteger();
+  private final AtomicInteger idleSlots = new AtomicInteger();
+  private final AtomicLong requests = new AtomicLong();
+  private final AtomicLong rowsSeen = new AtomicLong();
+  private final AtomicLong rowErrors = new AtomicLong();
+  private final AtomicLong failed = new AtomicLong();
+  private final AtomicLong restarts = new AtomicLong();
+  private final AtomicReference<Instant> firstRequest = new AtomicReference<>();
+  private volatile Instant lastRequest;
   private volatile boolean closed;
 
-  private RunnerPool(UdfSignature signature, RunnerLauncher launcher, Options options) {
+  private RunnerPool(
+      UdfSignature signature, RunnerLauncher launcher, Options options, InstantSource clock) {
     this.signature = signature;
     this.launcher = launcher;
     this.options = options;
+    this.clock = clock;
     this.output = new OutputTail(options.outputTailLines());
-    this.idle = new ArrayBlockingQueue<>(options.runners(), true);
     this.timer =
         new ScheduledThreadPoolExecutor(
             1,
@@ -104,19 +197,29 @@ public final class RunnerPool implements AutoCloseable {
   /**
    * Starts {@code options.runners()} runners and waits until every one is ready.
    *
-   * @throws UdfException BAD_INPUT for a type the wire does not carry yet, LOAD_FAILED when the
-   *     code does not load, UNAVAILABLE when a runner cannot be started in time
+   * @throws UdfException BAD_INPUT for a type the wire cannot carry, LOAD_FAILED when the code
+   *     does not load (or its {@code @udf} decorator disagrees with the signature), UNAVAILABLE
+   *     when a runner cannot be started in time
    */
   public static RunnerPool start(UdfSignature signature, RunnerLauncher launcher, Options options)
+      throws UdfException, InterruptedException {
+    return start(signature, launcher, options, InstantSource.system());
+  }
+
+  static RunnerPool start(
+      UdfSignature signature, RunnerLauncher launcher, Options options, InstantSource clock)
       throws UdfException, InterruptedException {
     Objects.requireNonNull(launcher, "launcher");
     for (DataType type : signature.inputTypes()) {
       requireSupported(type);
     }
     requireSupported(signature.resultType());
-    RunnerPool pool = new RunnerPool(signature, launcher, options);
+    RunnerPool pool = new RunnerPool(signature, launcher, options, clock);
     try {
-      pool.launchAll();
+      List<Runner> runners = pool.launchAll();
+      for (Runner runner : runners) {
+        pool.startSlot(runner);
+      }
     } catch (UdfException | InterruptedException | RuntimeException e) {
       pool.close();
       throw e;
@@ -125,20 +228,20 @@ public final class RunnerPool implements AutoCloseable {
   }
 
   /**
-   * Checks that UDFs can take or return {@code type} today; the control plane calls it to reject a
-   * spec before building anything.
+   * Checks that UDFs can take or return {@code type}; the control plane calls it to reject a spec
+   * before building anything. Every Databend type is supported; only absurd shapes are not.
    *
-   * @throws UdfException BAD_INPUT naming the type and what is supported
+   * @throws UdfException BAD_INPUT naming the type and what is wrong with it
    */
   public static void requireSupported(DataType type) throws UdfException {
-    WireFormat.typeCode(type);
+    WireFormat.requireEncodable(type);
   }
 
-  private void launchAll() throws UdfException, InterruptedException {
+  private List<Runner> launchAll() throws UdfException, InterruptedException {
     if (options.runners() == 1) {
-      idle.add(new Slot(launch(), null));
-      return;
+      return List.of(launch());
     }
+    List<Runner> runners = new ArrayList<>();
     try (ExecutorService starters =
         Executors.newThreadPerTaskExecutor(
             Thread.ofPlatform()
@@ -152,7 +255,7 @@ public final class RunnerPool implements AutoCloseable {
       UdfException failure = null;
       for (Future<Runner> future : started) {
         try {
-          idle.add(new Slot(future.get(), null));
+          runners.add(future.get());
         } catch (ExecutionException e) {
           UdfException cause =
               e.getCause() instanceof UdfException u
@@ -171,6 +274,7 @@ public final class RunnerPool implements AutoCloseable {
         throw failure;
       }
     }
+    return runners;
   }
 
   private Runner launch() throws UdfException, InterruptedException {
@@ -179,7 +283,7 @@ public final class RunnerPool implements AutoCloseable {
     }
     RunnerProcess process;
     try {
-      process = launcher.launch();
+      process = launcher.launch(runnerEnvironment());
     } catch (IOException e) {
       throw new UdfException(
           UdfException.Kind.UNAVAILABLE,
@@ -196,7 +300,8 @@ public final class RunnerPool implements AutoCloseable {
             timer);
     live.add(runner);
     try {
-      runner.awaitReady(options.startTimeout());
+      JsonNode ready = runner.awaitReady(options.startTimeout());
+      checkDeclaredTypes(ready.path("declared"));
     } catch (UdfException | InterruptedException | RuntimeException e) {
       live.remove(runner);
       runner.kill();
@@ -210,6 +315,86 @@ public final class RunnerPool implements AutoCloseable {
     return runner;
   }
 
+  private List<String> runnerEnvironment() {
+    if (options.runnerMemoryBytes() == 0) {
+      return List.of();
+    }
+    // Fewer malloc arenas: each one reserves 64 MiB of address space, which the limit counts.
+    return List.of("KILN_MEMORY_LIMIT=" + options.runnerMemoryBytes(), "MALLOC_ARENA_MAX=2");
+  }
+
+  /**
+   * Checks the types a {@code databend_udf} {@code @udf(input_types=…, result_type=…)} decorator
+   * declares against the function's SQL signature (nullability aside: databend-udf reads a bare
+   * type as nullable).
+   */
+  private void checkDeclaredTypes(JsonNode declared) throws UdfException {
+    if (declared.isMissingNode() || declared.isNull()) {
+      return;
+    }
+    List<String> inputs = new ArrayList<>();
+    declared.path("input_types").forEach(n -> inputs.add(n.asText()));
+    String result = declared.path("result_type").asText("");
+    List<DataType> expected = signature.inputTypes();
+    boolean same = inputs.size() == expected.size() && sameShape(result, signature.resultType());
+    for (int i = 0; same && i < inputs.size(); i++) {
+      same = sameShape(inputs.get(i), expected.get(i));
+    }
+    if (!same) {
+      throw new UdfException(
+          UdfException.Kind.LOAD_FAILED,
+          "the @udf decorator of "
+              + signature.handler()
+              + " declares input_types="
+              + inputs
+              + ", result_type="
+              + result
+              + ", but the SQL function takes "
+              + expected
+              + " and returns "
+              + signature.resultType()
+              + "; make the decorator and the CREATE FUNCTION statement agree");
+    }
+  }
+
+  /** True when {@code text} parses to the same type as {@code type}, nullability aside. */
+  private static boolean sameShape(String text, DataType type) {
+    DataType parsed;
+    try {
+      parsed = DataType.parse(text);
+    } catch (SpecException e) {
+      // A pyarrow type object or a spelling Databend does not know: nothing to compare.
+      log.debug("cannot compare the @udf type '{}' with {}: {}", text, type, e.getMessage());
+      return true;
+    }
+    return sameShape(parsed, type);
+  }
+
+  private static boolean sameShape(DataType a, DataType b) {
+    if (a.kind() != b.kind()
+        || a.precision() != b.precision()
+        || a.scale() != b.scale()
+        || a.dimension() != b.dimension()
+        || a.children().size() != b.children().size()) {
+      return false;
+    }
+    for (int i = 0; i < a.children().size(); i++) {
+      if (!sameShape(a.children().get(i), b.children().get(i))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private void startSlot(Runner runner) {
+    Slot slot = new Slot(slots.size(), runner);
+    slots.add(slot);
+    Thread.ofPlatform()
+        .daemon()
+        .name("kiln-runner-slot-" + signature.handler() + "-" + slot.index)
+        .start(slot);
+  }
+
   /**
    * Runs one batch: {@code inputs} holds one vector per argument with at least {@code rowCount}
    * values. Returns a new vector of the declared result type (named {@code output}, declared
@@ -217,47 +402,118 @@ public final class RunnerPool implements AutoCloseable {
    */
   public FieldVector call(List<FieldVector> inputs, int rowCount, BufferAllocator allocator)
       throws UdfException, InterruptedException {
-    return call(inputs, rowCount, allocator, () -> false);
+    return call(inputs, rowCount, allocator, () -> false).vector();
   }
 
-  /** As {@link #call(List, int, BufferAllocator)}, giving up the wait for a runner if cancelled. */
-  FieldVector call(
+  /**
+   * As {@link #call(List, int, BufferAllocator)}, giving up if the caller goes away; the result
+   * also says how many rows failed and were returned as NULL.
+   */
+  WireFormat.Result call(
       List<FieldVector> inputs, int rowCount, BufferAllocator allocator, BooleanSupplier cancelled)
       throws UdfException, InterruptedException {
-    checkInputs(inputs, rowCount);
-    byte[] batch =
-        WireFormat.encodeBatch(inputs, signature.inputTypes(), rowCount, signature.resultType());
-    Runner runner = acquire(cancelled);
-    WireFormat.Frame reply;
+    Instant now = clock.instant();
+    firstRequest.compareAndSet(null, now);
+    lastRequest = now;
+    requests.incrementAndGet();
     try {
-      reply = runner.call(batch, rowCount, options.batchTimeout());
+      checkInputs(inputs, rowCount);
+      rowsSeen.addAndGet(rowCount);
+      WireFormat.Result result = compute(inputs, rowCount, allocator, cancelled);
+      rowErrors.addAndGet(result.rowErrors());
+      return result;
     } catch (UdfException | InterruptedException | RuntimeException e) {
-      retire(runner);
+      failed.incrementAndGet();
       throw e;
     }
+  }
+
+  private WireFormat.Result compute(
+      List<FieldVector> inputs, int rowCount, BufferAllocator allocator, BooleanSupplier cancelled)
+      throws UdfException, InterruptedException {
+    if (closed) {
+      throw shuttingDown();
+    }
+    int slices = sliceCount(rowCount);
+    List<Task> tasks = new ArrayList<>(slices);
     try {
-      if (reply.type() == WireFormat.BATCH_ERROR) {
-        throw batchError(reply);
+      for (int i = 0; i < slices; i++) {
+        int start = (int) ((long) rowCount * i / slices);
+        int end = (int) ((long) rowCount * (i + 1) / slices);
+        WireFormat.Encoded frame =
+            WireFormat.encodeBatch(
+                inputs, signature.inputTypes(), start, end - start, signature.resultType());
+        Task task = new Task(frame, end - start);
+        tasks.add(task);
+        queue.add(task);
       }
-      return WireFormat.decodeResult(reply.payload(), rowCount, signature.resultType(), allocator);
-    } catch (WireFormat.MalformedFrameException e) {
-      log.error(
-          "UDF {}: malformed result from runner {}: {}",
-          signature.handler(),
-          runner.id(),
-          e.getMessage());
-      retire(runner);
-      runner = null;
-      throw new UdfException(
-          UdfException.Kind.INTERNAL,
-          "the Kiln runner for this UDF sent a malformed result ("
-              + e.getMessage()
-              + "); this is a bug in Kiln (the runner was restarted)");
-    } finally {
-      if (runner != null) {
-        release(runner);
+      if (closed) {
+        throw shuttingDown();
+      }
+      List<byte[]> payloads = await(tasks, cancelled);
+      int[] rows = new int[tasks.size()];
+      for (int i = 0; i < rows.length; i++) {
+        rows[i] = tasks.get(i).rows;
+      }
+      try {
+        return WireFormat.decodeResults(payloads, rows, signature.resultType(), allocator);
+      } catch (WireFormat.MalformedFrameException e) {
+        log.error("UDF {}: malformed result from a runner: {}", signature.handler(), e.getMessage());
+        throw new UdfException(
+            UdfException.Kind.INTERNAL,
+            "the Kiln runner for this UDF sent a malformed result ("
+                + e.getMessage()
+                + "); this is a bug in Kiln");
+      }
+    } catch (UdfException | InterruptedException | RuntimeException e) {
+      // The caller is gone or failed: queued slices are dropped, running ones finish unheard.
+      for (Task task : tasks) {
+        queue.remove(task);
+        task.abandon();
+      }
+      throw e;
+    }
+  }
+
+  /** One slice per idle runner, for batches large enough to be worth splitting. */
+  private int sliceCount(int rows) {
+    if (slots.size() < 2 || rows < 2 * MIN_SLICE_ROWS) {
+      return 1;
+    }
+    int free = idleSlots.get() - queue.size();
+    if (free < 2) {
+      return 1;
+    }
+    return Math.min(Math.min(free, slots.size()), rows / MIN_SLICE_ROWS);
+  }
+
+  /** Waits for every slice, in order; throws at the first failure or cancellation. */
+  private List<byte[]> await(List<Task> tasks, BooleanSupplier cancelled)
+      throws UdfException, InterruptedException {
+    List<byte[]> results = new ArrayList<>(tasks.size());
+    for (Task task : tasks) {
+      while (true) {
+        try {
+          results.add(task.done.get(POLL_MILLIS, TimeUnit.MILLISECONDS));
+          break;
+        } catch (TimeoutException e) {
+          if (cancelled.getAsBoolean()) {
+            throw new UdfException(
+                UdfException.Kind.UNAVAILABLE, "the call was cancelled while the UDF was computing");
+          }
+          if (closed && !task.done.isDone()) {
+            // close() fails what is queued; this catches a slice requeued just as it ran.
+            task.done.completeExceptionally(shuttingDown());
+          }
+        } catch (ExecutionException e) {
+          throw e.getCause() instanceof UdfException u
+              ? u
+              : new UdfException(
+                  UdfException.Kind.INTERNAL, "a UDF slice failed: " + e.getCause(), e);
+        }
       }
     }
+    return results;
   }
 
   private void checkInputs(List<FieldVector> inputs, int rowCount) throws UdfException {
@@ -278,7 +534,7 @@ public final class RunnerPool implements AutoCloseable {
     }
     for (int i = 0; i < inputs.size(); i++) {
       FieldVector v = inputs.get(i);
-      if (!ArrowTypes.accepts(types.get(i), v.getField().getType())) {
+      if (!ArrowTypes.accepts(types.get(i), v.getField())) {
         throw new UdfException(
             UdfException.Kind.BAD_INPUT,
             "argument arg"
@@ -286,7 +542,7 @@ public final class RunnerPool implements AutoCloseable {
                 + " is declared "
                 + types.get(i)
                 + " but arrived as Arrow "
-                + ArrowTypes.describe(v.getField().getType()));
+                + ArrowTypes.describe(v.getField()));
       }
       if (v.getValueCount() < rowCount) {
         throw new UdfException(
@@ -302,100 +558,225 @@ public final class RunnerPool implements AutoCloseable {
     }
   }
 
-  private UdfException batchError(WireFormat.Frame reply) {
-    JsonNode error;
-    try {
-      error = JSON.readTree(reply.payload());
-    } catch (IOException e) {
-      return new UdfException(
-          UdfException.Kind.INTERNAL, "the Kiln runner sent an unreadable error; this is a bug");
+  /** A slice of a batch waiting for, or being computed by, a runner. */
+  private static final class Task {
+    final WireFormat.Encoded frame;
+    final int rows;
+    /** Completes with the RESULT payload, or with the UdfException that ended the slice. */
+    final CompletableFuture<byte[]> done = new CompletableFuture<>();
+    private boolean abandoned;
+
+    Task(WireFormat.Encoded frame, int rows) {
+      this.frame = frame;
+      this.rows = rows;
     }
-    String message = error.path("message").asText("the UDF failed without a message");
-    return switch (error.path("kind").asText("user")) {
-      case "input" -> new UdfException(UdfException.Kind.BAD_INPUT, message);
-      case "internal" -> new UdfException(UdfException.Kind.INTERNAL, message);
-      default -> new UdfException(UdfException.Kind.USER_ERROR, message);
-    };
+
+    /** Claims the task for a runner; false when its caller has gone. */
+    synchronized boolean start() {
+      return !abandoned;
+    }
+
+    synchronized void abandon() {
+      abandoned = true;
+    }
   }
 
-  private Runner acquire(BooleanSupplier cancelled) throws UdfException, InterruptedException {
-    while (true) {
-      if (closed) {
-        throw shuttingDown();
-      }
-      if (cancelled.getAsBoolean()) {
-        throw new UdfException(
-            UdfException.Kind.UNAVAILABLE, "the call was cancelled while waiting for the UDF");
-      }
-      Slot slot = idle.poll(POLL_MILLIS, TimeUnit.MILLISECONDS);
-      if (slot == null) {
-        continue;
-      }
-      if (slot.runner() != null) {
-        if (closed) {
-          slot.runner().kill();
-          throw shuttingDown();
-        }
-        return slot.runner();
-      }
-      // No runner could be started for this place; try once more on the caller's time.
+  /** One runner's place: a thread that keeps a runner alive and feeds it slices. */
+  private final class Slot implements Runnable {
+    final int index;
+    volatile Runner runner;
+    private UdfException failure;
+    private Duration backoff = Duration.ofSeconds(1);
+
+    Slot(int index, Runner runner) {
+      this.index = index;
+      this.runner = runner;
+    }
+
+    boolean healthy() {
+      Runner r = runner;
+      return r != null && r.isAlive();
+    }
+
+    @Override
+    public void run() {
       try {
-        return launch();
+        while (!closed) {
+          if (runner == null && !replace()) {
+            continue;
+          }
+          Task task = take();
+          if (task == null || !task.start()) {
+            continue;
+          }
+          serveFrom(task);
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      } finally {
+        Runner r = runner;
+        if (r != null && closed) {
+          r.closeInput();
+        }
+      }
+    }
+
+    /**
+     * Serves {@code first} and whatever is queued behind it, keeping one more batch on its way to
+     * the runner while it computes the current one (when every other runner is busy), so the
+     * runner does not wait for the worker between batches. A batch sent ahead to a runner that
+     * then dies before reaching it was never computed: it goes back to the front of the queue.
+     */
+    private void serveFrom(Task first) throws InterruptedException {
+      Runner r = runner;
+      Task current = first;
+      r.send(current.frame);
+      while (current != null) {
+        // Only when no other runner is idle: an idle one should take it instead.
+        Task next = closed || idleSlots.get() > 0 ? null : queue.poll();
+        if (next != null && next.start()) {
+          r.send(next.frame);
+        } else {
+          next = null;
+        }
+        boolean alive = false;
+        try {
+          alive = serve(r, current);
+        } finally {
+          // Only if serve() did not finish it (an interrupt): a caller must never wait forever.
+          if (!current.done.isDone()) {
+            current.done.completeExceptionally(shuttingDown());
+          }
+          if (!alive && next != null) {
+            queue.addFirst(next);
+            next = null;
+          }
+        }
+        current = next;
+      }
+    }
+
+    /** Starts a replacement runner; false when it failed (and the failure was dealt with). */
+    private boolean replace() throws InterruptedException {
+      try {
+        runner = launch();
+        failure = null;
+        backoff = Duration.ofSeconds(1);
+        return true;
       } catch (UdfException e) {
-        idle.offer(new Slot(null, e));
-        throw new UdfException(
-            e.kind(),
-            "the UDF process stopped earlier and could not be restarted: " + e.getMessage(),
-            e);
-      } catch (InterruptedException | RuntimeException e) {
-        idle.offer(slot);
-        throw e;
+        if (closed) {
+          return false;
+        }
+        failure = e;
+        log.warn(
+            "UDF {}: a replacement runner failed to start: {}", signature.handler(), e.getMessage());
+      }
+      if (slots.stream().anyMatch(Slot::healthy)) {
+        // Others still serve; try again later instead of failing calls they could take.
+        long until = System.nanoTime() + backoff.toNanos();
+        while (!closed && System.nanoTime() < until) {
+          Thread.sleep(Math.min(POLL_MILLIS, Math.max(1, (until - System.nanoTime()) / 1_000_000)));
+        }
+        backoff = backoff.multipliedBy(2).compareTo(MAX_RESTART_BACKOFF) > 0
+            ? MAX_RESTART_BACKOFF
+            : backoff.multipliedBy(2);
+        return false;
+      }
+      // No runner anywhere: the next queued call fails now rather than wait for nothing.
+      Task task = take();
+      if (task != null && task.start()) {
+        task.done.completeExceptionally(
+            new UdfException(
+                failure.kind(),
+                "the UDF process stopped earlier and could not be restarted: "
+                    + failure.getMessage(),
+                failure));
+      }
+      return false;
+    }
+
+    private Task take() throws InterruptedException {
+      idleSlots.incrementAndGet();
+      try {
+        while (!closed) {
+          Task task = queue.poll(POLL_MILLIS, TimeUnit.MILLISECONDS);
+          if (task != null) {
+            return task;
+          }
+        }
+        return null;
+      } finally {
+        idleSlots.decrementAndGet();
+      }
+    }
+
+    /** Reads the answer to {@code task}; returns false when the runner is gone. */
+    private boolean serve(Runner r, Task task) throws InterruptedException {
+      Runner.Reply reply;
+      try {
+        reply = r.receive(task.rows, options.batchTimeout());
+      } catch (UdfException | RuntimeException e) {
+        retire(r);
+        task.done.completeExceptionally(
+            e instanceof UdfException
+                ? e
+                : new UdfException(UdfException.Kind.INTERNAL, "calling the UDF failed: " + e, e));
+        return false;
+      }
+      WireFormat.Frame frame = reply.frame();
+      if (frame.type() == WireFormat.BATCH_ERROR) {
+        task.done.completeExceptionally(batchError(r, frame, reply.output()));
+        return runner == r;
+      }
+      task.done.complete(frame.payload());
+      return true;
+    }
+
+    private UdfException batchError(Runner r, WireFormat.Frame reply, String output) {
+      JsonNode error;
+      try {
+        error = JSON.readTree(reply.payload());
+      } catch (IOException e) {
+        retire(r);
+        return new UdfException(
+            UdfException.Kind.INTERNAL, "the Kiln runner sent an unreadable error; this is a bug");
+      }
+      String message = error.path("message").asText("the UDF failed without a message");
+      return switch (error.path("kind").asText("user")) {
+        case "input" -> new UdfException(UdfException.Kind.BAD_INPUT, message);
+        case "internal" -> new UdfException(UdfException.Kind.INTERNAL, message + output);
+        case "memory" -> {
+          // Memory may be fragmented or half-freed: start afresh.
+          retire(r);
+          log.warn("UDF {} runner {}: {}", signature.handler(), r.id(), message);
+          yield new UdfException(
+              UdfException.Kind.RUNNER_CRASHED,
+              "the UDF process was killed: "
+                  + memoryLimitText()
+                  + " ("
+                  + message
+                  + "); Kiln started a new one, so the next call starts afresh. Use less memory"
+                  + " per batch, or give the sandbox more memory (--sandbox-memory)"
+                  + output);
+        }
+        default -> new UdfException(UdfException.Kind.USER_ERROR, message + output);
+      };
+    }
+
+    /** Kills a runner that can no longer be trusted; the loop starts its replacement. */
+    private void retire(Runner r) {
+      live.remove(r);
+      r.kill();
+      runner = null;
+      if (!closed) {
+        restarts.incrementAndGet();
       }
     }
   }
 
-  private void release(Runner runner) {
-    if (closed || !idle.offer(new Slot(runner, null))) {
-      live.remove(runner);
-      runner.closeInput();
-    }
-  }
-
-  /** Kills a runner that can no longer be trusted and starts its replacement in the background. */
-  private void retire(Runner runner) {
-    live.remove(runner);
-    runner.kill();
-    if (closed) {
-      return;
-    }
-    Thread.ofPlatform()
-        .daemon()
-        .name("kiln-runner-restart-" + signature.handler())
-        .start(
-            () -> {
-              Slot slot;
-              try {
-                slot = new Slot(launch(), null);
-              } catch (UdfException e) {
-                log.warn(
-                    "UDF {}: a replacement runner failed to start: {}",
-                    signature.handler(),
-                    e.getMessage());
-                slot = new Slot(null, e);
-              } catch (InterruptedException | RuntimeException e) {
-                slot =
-                    new Slot(
-                        null,
-                        new UdfException(
-                            UdfException.Kind.UNAVAILABLE, "restarting the UDF process failed", e));
-              }
-              if (closed || !idle.offer(slot)) {
-                if (slot.runner() != null) {
-                  live.remove(slot.runner());
-                  slot.runner().kill();
-                }
-              }
-            });
+  private String memoryLimitText() {
+    long limit = options.runnerMemoryBytes();
+    return limit > 0 ? "memory limit " + (limit >> 20) + " MiB exceeded" : "out of memory";
   }
 
   private static UdfException shuttingDown() {
@@ -411,7 +792,26 @@ public final class RunnerPool implements AutoCloseable {
 
   /** True while the pool is open and at least one runner process is alive. */
   public boolean isHealthy() {
-    return !closed && live.stream().anyMatch(Runner::isAlive);
+    return !closed && slots.stream().anyMatch(Slot::healthy);
+  }
+
+  /** Counters since the pool started; cheap, for status endpoints. */
+  public Stats stats() {
+    return new Stats(
+        requests.get(),
+        firstRequest.get(),
+        lastRequest,
+        rowsSeen.get(),
+        rowErrors.get(),
+        failed.get(),
+        options.runners(),
+        (int) slots.stream().filter(Slot::healthy).count(),
+        restarts.get());
+  }
+
+  /** The signature this pool computes. */
+  public UdfSignature signature() {
+    return signature;
   }
 
   /** Ends every runner: closes its stdin, waits briefly for it to exit, then kills it. */
@@ -420,7 +820,9 @@ public final class RunnerPool implements AutoCloseable {
     closed = true;
     List<Runner> runners = List.copyOf(live);
     live.clear();
-    idle.clear();
+    for (Task task = queue.poll(); task != null; task = queue.poll()) {
+      task.done.completeExceptionally(shuttingDown());
+    }
     runners.forEach(Runner::closeInput);
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
     boolean interrupted = false;

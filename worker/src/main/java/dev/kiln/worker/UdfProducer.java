@@ -7,7 +7,9 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
@@ -56,6 +58,9 @@ final class UdfProducer extends NoOpFlightProducer {
   private final MeterRegistry meters;
   private final Duration readyWait;
   private final AtomicInteger activeCalls = new AtomicInteger();
+  private final Map<String, Long> rowErrorLogged = new ConcurrentHashMap<>();
+
+  static final Duration ROW_ERROR_LOG_INTERVAL = Duration.ofSeconds(10);
 
   /** What a call computes: a builtin (handle null) or a UDF from the directory. */
   private record Target(String name, UdfSignature signature, UdfHandle handle) {
@@ -156,6 +161,11 @@ final class UdfProducer extends NoOpFlightProducer {
     Field resultField = ArrowTypes.field(ArrowTypes.RESULT_FIELD, signature.resultType());
     Counter rowsCounter = counter("kiln.worker.rows", target.name());
     Counter batchCounter = counter("kiln.worker.batches", target.name());
+    Counter rowErrors =
+        Counter.builder("kiln.worker.row.errors")
+            .description("rows whose call failed and that were returned as NULL (on_error='null')")
+            .tag("handler", target.name())
+            .register(meters);
     Timer latency =
         Timer.builder("kiln.worker.batch.latency")
             .description("time to compute one batch, waiting for a free runner included")
@@ -174,10 +184,18 @@ final class UdfProducer extends NoOpFlightProducer {
         VectorSchemaRoot in = reader.getRoot();
         int rows = in.getRowCount();
         long started = System.nanoTime();
-        FieldVector result =
-            pool == null
-                ? Builtins.compute(target.name(), in.getFieldVectors(), rows, allocator)
-                : pool.call(in.getFieldVectors(), rows, allocator, context::isCancelled);
+        FieldVector result;
+        if (pool == null) {
+          result = Builtins.compute(target.name(), in.getFieldVectors(), rows, allocator);
+        } else {
+          WireFormat.Result r =
+              pool.call(in.getFieldVectors(), rows, allocator, context::isCancelled);
+          result = r.vector();
+          if (r.rowErrors() > 0) {
+            rowErrors.increment(r.rowErrors());
+            logRowErrors(target.name(), r.rowErrors(), rows);
+          }
+        }
         try {
           result.makeTransferPair(out.getVector(0)).transfer();
         } finally {
@@ -320,7 +338,7 @@ final class UdfProducer extends NoOpFlightProducer {
               + " column(s)");
     }
     for (int i = 0; i < fields.size(); i++) {
-      if (!ArrowTypes.accepts(types.get(i), fields.get(i).getType())) {
+      if (!ArrowTypes.accepts(types.get(i), fields.get(i))) {
         throw new UdfException(
             UdfException.Kind.BAD_INPUT,
             "argument arg"
@@ -328,7 +346,7 @@ final class UdfProducer extends NoOpFlightProducer {
                 + " is declared "
                 + types.get(i)
                 + ", but the call sends Arrow "
-                + ArrowTypes.describe(fields.get(i).getType())
+                + ArrowTypes.describe(fields.get(i))
                 + "; recreate the function with"
                 + " the argument types the query passes");
       }
@@ -407,6 +425,22 @@ final class UdfProducer extends NoOpFlightProducer {
     return message.substring(0, half)
         + "\n  … (cut) …\n"
         + message.substring(message.length() - half);
+  }
+
+  /** At most one line per handler every {@link #ROW_ERROR_LOG_INTERVAL}: failures can be many. */
+  private void logRowErrors(String handler, int errors, int rows) {
+    long now = System.nanoTime();
+    Long last = rowErrorLogged.get(handler);
+    if (last != null && now - last < ROW_ERROR_LOG_INTERVAL.toNanos()) {
+      return;
+    }
+    rowErrorLogged.put(handler, now);
+    log.info(
+        "UDF {}: {} of {} rows failed and were returned as NULL (on_error='null'); the UDF's"
+            + " output names the first ones",
+        handler,
+        errors,
+        rows);
   }
 
   private Counter counter(String name, String handler) {

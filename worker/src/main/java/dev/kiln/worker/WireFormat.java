@@ -4,8 +4,12 @@ import dev.kiln.resolver.DataType;
 import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import org.apache.arrow.memory.ArrowBuf;
@@ -15,36 +19,35 @@ import org.apache.arrow.vector.BaseLargeVariableWidthVector;
 import org.apache.arrow.vector.BaseVariableWidthVector;
 import org.apache.arrow.vector.BaseVariableWidthViewVector;
 import org.apache.arrow.vector.BitVector;
+import org.apache.arrow.vector.BitVectorHelper;
 import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.complex.FixedSizeListVector;
+import org.apache.arrow.vector.complex.LargeListVector;
+import org.apache.arrow.vector.complex.ListVector;
+import org.apache.arrow.vector.complex.StructVector;
+import org.apache.arrow.vector.ipc.message.ArrowFieldNode;
+import org.apache.arrow.vector.types.pojo.ArrowType;
 
 /**
  * The worker's half of the runner protocol: columnar, little-endian, length-prefixed frames that
- * the Python runner decodes at C speed ({@code memoryview.cast}) without pyarrow. The same text is
- * in {@code runner/PROTOCOL.md} next to the runner.
+ * the Python runner decodes at C speed ({@code memoryview.cast}) without pyarrow. The full text is
+ * {@code runner/PROTOCOL.md} next to the runner; in short:
  *
  * <pre>
- * frame      := length:u32  type:u8  payload[length]      (length counts the payload only)
- *
- * worker → runner
- *   BATCH 0x10    := rows:u32  argc:u16  result_type:u8  result_flags:u8  column × argc
- *                    (result_flags bit 0: the result is nullable)
- * runner → worker
- *   READY 0x01       := UTF-8 JSON {"protocol":1, "handler", "pid", "python"}
- *   LOAD_ERROR 0x02  := UTF-8 JSON {"type", "message", "line", "text", "file"} (null when unknown)
- *   RESULT 0x11      := rows:u32  column
- *   BATCH_ERROR 0x12 := UTF-8 JSON {"message", "kind": "user" | "input" | "internal"}
- *
- * column     := type:u8  flags:u8  [validity: u8 × rows, 1 = value, 0 = NULL; only if flags bit 0]
- *               values
- * values     := fixed width: rows × width bytes (BOOLEAN: one byte, 0 or 1)
- *               STRING, BINARY: offsets: i64 × (rows + 1), from 0, non-decreasing;
- *                               data: offsets[rows] bytes (STRING: UTF-8)
+ * frame      := length:u32  type:u8  payload[length]
+ * BATCH 0x10 := rows:u32  first_row:u32  argc:u16  result:typedesc  column(rows) × argc
+ * RESULT 0x11 := rows:u32  row_errors:u32  column(rows)
+ * typedesc   := code:u8  nullable:u8  [DECIMAL: precision:u8 scale:u8 | ARRAY: typedesc |
+ *               MAP: typedesc typedesc | TUPLE: count:u16 typedesc × count | VECTOR: dim:u32]
+ * column(n)  := code:u8  flags:u8  [params]  [validity: u8 × n if flags bit 0]  body
  * </pre>
  *
- * <p>Type codes: 1 BOOLEAN, 2 INT8, 3 INT16, 4 INT32, 5 INT64, 6 UINT8, 7 UINT16, 8 UINT32, 9
- * UINT64, 10 FLOAT32, 11 FLOAT64, 12 STRING, 13 BINARY, 14 DATE (i32 days since 1970-01-01), 15
- * TIMESTAMP (i64 microseconds since 1970-01-01, no zone). Values under a NULL are unspecified. The
- * runner answers each BATCH with exactly one RESULT or BATCH_ERROR; stdin EOF ends it.
+ * <p>Bodies: fixed width {@code n × width}; strings, binary and VARIANT either joined by a
+ * separator byte none of them contains ({@link #SEPARATED}: {@code sep:u8 length:u64 bytes}) or
+ * {@code offsets:i64 × (n+1)} then the bytes; DECIMAL {@code precision:u8 scale:u8 width:u8} then
+ * {@code n × width} two's complement integers; ARRAY offsets then the item column; MAP offsets then
+ * the key and the value columns; TUPLE {@code count:u16} then one column per field; VECTOR {@code
+ * dim:u32} then {@code n × dim} float32.
  */
 final class WireFormat {
 
@@ -69,21 +72,42 @@ final class WireFormat {
   static final int BINARY = 13;
   static final int DATE = 14;
   static final int TIMESTAMP = 15;
+  static final int DECIMAL = 16;
+  static final int VARIANT = 17;
+  static final int ARRAY = 18;
+  static final int MAP = 19;
+  static final int TUPLE = 20;
+  static final int VECTOR = 21;
 
   static final int HAS_NULLS = 0x01;
-  static final int RESULT_NULLABLE = 0x01;
+  /**
+   * STRING, BINARY, VARIANT column flag: the values are joined by a separator byte that occurs in
+   * none of them ({@code sep:u8 length:u64 bytes}) instead of offsets then bytes; Python splits
+   * them at C speed instead of slicing each one.
+   */
+  static final int SEPARATED = 0x02;
 
   static final int FRAME_HEADER_BYTES = 5;
-  static final int BATCH_HEADER_BYTES = 8;
-  static final int RESULT_HEADER_BYTES = 6;
+  static final int BATCH_HEADER_BYTES = 10;
+  static final int RESULT_HEADER_BYTES = 8;
 
   /** Frames must fit a Java array. */
   static final long MAX_PAYLOAD = Integer.MAX_VALUE - 64;
+
+  private static final VarHandle SHORT =
+      MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
+  private static final VarHandle INT =
+      MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+  private static final VarHandle LONG =
+      MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
 
   private WireFormat() {}
 
   /** One frame as read from the runner. */
   record Frame(int type, byte[] payload) {}
+
+  /** A frame to send: the first {@code length} bytes of {@code bytes}, header included. */
+  record Encoded(byte[] bytes, int length) {}
 
   /** The runner sent bytes that do not follow the protocol. */
   static final class MalformedFrameException extends IOException {
@@ -92,8 +116,8 @@ final class WireFormat {
     }
   }
 
-  /** The wire type code of a type the wire carries today; throws for those it does not yet. */
-  static int typeCode(DataType type) throws UdfException {
+  /** The wire type code of a declared type. */
+  static int typeCode(DataType type) {
     return switch (type.kind()) {
       case BOOLEAN -> BOOLEAN;
       case INT8 -> INT8;
@@ -108,17 +132,30 @@ final class WireFormat {
       case FLOAT64 -> FLOAT64;
       case STRING -> STRING;
       case BINARY -> BINARY;
-      default ->
-          throw new UdfException(
-              UdfException.Kind.BAD_INPUT,
-              type.baseName()
-                  + " is not supported yet by Kiln's Python UDFs (supported: BOOLEAN, TINYINT,"
-                  + " SMALLINT, INT, BIGINT and their UNSIGNED forms, FLOAT, DOUBLE, VARCHAR,"
-                  + " BINARY); change the function's signature");
+      case DATE -> DATE;
+      case TIMESTAMP -> TIMESTAMP;
+      case DECIMAL -> DECIMAL;
+      case VARIANT -> VARIANT;
+      case ARRAY -> ARRAY;
+      case MAP -> MAP;
+      case TUPLE -> TUPLE;
+      case VECTOR -> VECTOR;
     };
   }
 
-  /** Bytes per value of a fixed-width type code, or 0 for variable width. */
+  /** Checks that a type fits the wire's fixed-size fields (it practically always does). */
+  static void requireEncodable(DataType type) throws UdfException {
+    if (type.kind() == DataType.Kind.TUPLE && type.children().size() > 0xffff) {
+      throw new UdfException(
+          UdfException.Kind.BAD_INPUT,
+          "a TUPLE with " + type.children().size() + " fields is too wide (at most 65535)");
+    }
+    for (DataType child : type.children()) {
+      requireEncodable(child);
+    }
+  }
+
+  /** Bytes per value of a fixed-width type code (DECIMAL: see the column), or 0. */
   static int width(int code) {
     return switch (code) {
       case BOOLEAN, INT8, UINT8 -> 1;
@@ -129,172 +166,391 @@ final class WireFormat {
     };
   }
 
+  /** Wire width of a DECIMAL result of this precision: the Arrow type the worker builds. */
+  static int decimalResultWidth(DataType type) {
+    return type.precision() > 38 ? 32 : 16;
+  }
+
   // ------------------------------------------------------------------ BATCH
 
   /**
-   * Encodes a whole BATCH frame (header included). Each vector must already match its declared type
-   * ({@link ArrowTypes#accepts}); the result type goes along so the runner is stateless.
+   * Encodes a BATCH frame (header included) for rows {@code [start, start + rows)} of the inputs.
+   * Each vector must already match its declared type ({@link ArrowTypes#accepts}); {@code start}
+   * goes along as {@code first_row}, so the runner's errors name rows of the whole batch.
    */
-  static byte[] encodeBatch(
-      List<FieldVector> inputs, List<DataType> inputTypes, int rows, DataType resultType)
+  static Encoded encodeBatch(
+      List<FieldVector> inputs, List<DataType> inputTypes, int start, int rows, DataType resultType)
       throws UdfException {
-    long size = FRAME_HEADER_BYTES + BATCH_HEADER_BYTES;
-    int[] codes = new int[inputs.size()];
-    long[] dataBytes = new long[inputs.size()];
-    for (int c = 0; c < inputs.size(); c++) {
-      FieldVector v = inputs.get(c);
-      codes[c] = typeCode(inputTypes.get(c));
-      size += 2;
-      if (v.getNullCount() > 0) {
-        size += rows;
-      }
-      int w = width(codes[c]);
-      if (w > 0) {
-        size += (long) w * rows;
-      } else {
-        dataBytes[c] = varWidthBytes(v, rows);
-        size += 8L * (rows + 1) + dataBytes[c];
-      }
+    long estimate = 64;
+    for (FieldVector v : inputs) {
+      double share = v.getValueCount() == 0 ? 0 : (double) rows / v.getValueCount();
+      estimate += (long) (v.getBufferSize() * share) + 10L * rows + 64;
     }
-    if (size - FRAME_HEADER_BYTES > MAX_PAYLOAD) {
+    Sink s = new Sink(estimate);
+    try {
+      s.u32(0).u8(BATCH); // length patched below
+      s.u32(rows).u32(start).u16(inputs.size());
+      writeTypeDesc(s, resultType);
+      for (int c = 0; c < inputs.size(); c++) {
+        writeColumn(s, inputs.get(c), inputTypes.get(c), start, rows);
+      }
+    } catch (BatchTooLarge e) {
       throw new UdfException(
           UdfException.Kind.BAD_INPUT,
           "this batch of "
               + rows
-              + " rows holds "
-              + size
-              + " bytes, more than the 2 GiB a runner batch can carry; lower"
+              + " rows holds more than the 2 GiB a runner batch can carry; lower"
               + " external_server_request_batch_rows in Databend");
     }
-    byte[] out = new byte[(int) size];
-    ByteBuffer bb = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN);
-    bb.putInt((int) size - FRAME_HEADER_BYTES).put((byte) BATCH);
-    bb.putInt(rows).putShort((short) inputs.size());
-    bb.put((byte) typeCode(resultType)).put((byte) (resultType.nullable() ? RESULT_NULLABLE : 0));
-    for (int c = 0; c < inputs.size(); c++) {
-      writeColumn(bb, inputs.get(c), codes[c], rows, dataBytes[c]);
-    }
-    if (bb.hasRemaining()) {
-      throw new IllegalStateException("batch size mismatch: " + bb.remaining() + " bytes left");
-    }
-    return out;
+    INT.set(s.buf, 0, s.pos - FRAME_HEADER_BYTES);
+    return new Encoded(s.buf, s.pos);
   }
 
-  private static long varWidthBytes(FieldVector v, int rows) {
-    if (rows == 0) {
+  private static void writeTypeDesc(Sink s, DataType t) {
+    s.u8(typeCode(t)).u8(t.nullable() ? 1 : 0);
+    switch (t.kind()) {
+      case DECIMAL -> s.u8(t.precision()).u8(t.scale());
+      case ARRAY -> writeTypeDesc(s, t.children().get(0));
+      case MAP -> {
+        writeTypeDesc(s, t.children().get(0));
+        writeTypeDesc(s, t.children().get(1));
+      }
+      case TUPLE -> {
+        s.u16(t.children().size());
+        for (DataType child : t.children()) {
+          writeTypeDesc(s, child);
+        }
+      }
+      case VECTOR -> s.u32(t.dimension());
+      default -> {}
+    }
+  }
+
+  private static void writeColumn(Sink s, FieldVector v, DataType t, int start, int n) {
+    int code = typeCode(t);
+    boolean nulls = hasNulls(v, start, n);
+    s.u8(code).u8(nulls ? HAS_NULLS : 0);
+    int flagsAt = s.pos - 1;
+    switch (t.kind()) {
+      case DECIMAL -> s.u8(t.precision()).u8(t.scale()).u8(((BaseFixedWidthVector) v).getTypeWidth());
+      case TUPLE -> s.u16(t.children().size());
+      case VECTOR -> s.u32(t.dimension());
+      default -> {}
+    }
+    if (nulls) {
+      expandBits(v.getValidityBuffer(), start, n, s);
+    }
+    switch (t.kind()) {
+      case BOOLEAN -> expandBits(((BitVector) v).getDataBuffer(), start, n, s);
+      case STRING, BINARY, VARIANT -> writeVarWidth(s, v, start, n, flagsAt);
+      case TIMESTAMP -> writeTimestamps(s, (BaseFixedWidthVector) v, start, n);
+      case DECIMAL, DATE, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, FLOAT32,
+          FLOAT64 -> {
+        BaseFixedWidthVector fixed = (BaseFixedWidthVector) v;
+        int w = fixed.getTypeWidth();
+        s.copy(fixed.getDataBuffer(), (long) start * w, (long) n * w);
+      }
+      case ARRAY, MAP -> {
+        long[] range = writeOffsets(s, v, start, n);
+        FieldVector data = v instanceof ListVector l ? l.getDataVector() : ((LargeListVector) v).getDataVector();
+        int from = Math.toIntExact(range[0]);
+        int count = Math.toIntExact(range[1] - range[0]);
+        if (t.kind() == DataType.Kind.ARRAY) {
+          writeColumn(s, data, t.children().get(0), from, count);
+        } else {
+          List<FieldVector> kv = ((StructVector) data).getChildrenFromFields();
+          writeColumn(s, kv.get(0), t.children().get(0), from, count);
+          writeColumn(s, kv.get(1), t.children().get(1), from, count);
+        }
+      }
+      case TUPLE -> {
+        List<FieldVector> fields = ((StructVector) v).getChildrenFromFields();
+        for (int i = 0; i < t.children().size(); i++) {
+          writeColumn(s, fields.get(i), t.children().get(i), start, n);
+        }
+      }
+      case VECTOR -> {
+        FixedSizeListVector list = (FixedSizeListVector) v;
+        BaseFixedWidthVector items = (BaseFixedWidthVector) list.getDataVector();
+        long dim = t.dimension();
+        s.copy(items.getDataBuffer(), start * dim * 4, n * dim * 4);
+      }
+    }
+  }
+
+  private static boolean hasNulls(FieldVector v, int start, int n) {
+    if (n == 0 || v.getNullCount() == 0) {
+      return false;
+    }
+    if (start == 0 && n == v.getValueCount()) {
+      return true;
+    }
+    ArrowBuf validity = v.getValidityBuffer();
+    for (int i = start; i < start + n; i++) {
+      if (BitVectorHelper.get(validity, i) == 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Arrow's bitmap (LSB first) from bit {@code start}: one byte per row, 0 or 1. */
+  private static void expandBits(ArrowBuf bitmap, int start, int n, Sink s) {
+    s.ensure(n);
+    byte[] out = s.buf;
+    int pos = s.pos;
+    if ((start & 7) == 0) {
+      byte[] packed = new byte[(n + 7) / 8];
+      bitmap.getBytes(start >>> 3, packed, 0, packed.length);
+      for (int i = 0; i < n; i++) {
+        out[pos + i] = (byte) ((packed[i >>> 3] >>> (i & 7)) & 1);
+      }
+    } else {
+      for (int i = 0; i < n; i++) {
+        out[pos + i] = (byte) BitVectorHelper.get(bitmap, start + i);
+      }
+    }
+    s.pos = pos + n;
+  }
+
+  private static void writeTimestamps(Sink s, BaseFixedWidthVector v, int start, int n) {
+    ArrowType.Timestamp type = (ArrowType.Timestamp) v.getField().getType();
+    ArrowBuf data = v.getDataBuffer();
+    if (type.getUnit() == org.apache.arrow.vector.types.TimeUnit.MICROSECOND) {
+      s.copy(data, 8L * start, 8L * n);
+      return;
+    }
+    s.ensure(8L * n);
+    for (int i = 0; i < n; i++) {
+      long raw = data.getLong(8L * (start + i));
+      long micros =
+          switch (type.getUnit()) {
+            case SECOND -> raw * 1_000_000L;
+            case MILLISECOND -> raw * 1_000L;
+            case NANOSECOND -> Math.floorDiv(raw, 1_000L);
+            case MICROSECOND -> raw;
+          };
+      LONG.set(s.buf, s.pos, micros);
+      s.pos += 8;
+    }
+  }
+
+  /** Writes {@code n + 1} offsets rebased to 0; returns the child range {from, to}. */
+  private static long[] writeOffsets(Sink s, FieldVector v, int start, int n) {
+    ArrowBuf offsets = v.getOffsetBuffer();
+    boolean large = v instanceof LargeListVector;
+    s.ensure(8L * (n + 1));
+    long base = n == 0 && v.getValueCount() == 0 ? 0 : offset(offsets, large, start);
+    long last = base;
+    for (int i = 0; i <= n; i++) {
+      last = n == 0 && v.getValueCount() == 0 ? 0 : offset(offsets, large, start + i);
+      LONG.set(s.buf, s.pos, last - base);
+      s.pos += 8;
+    }
+    return new long[] {base, last};
+  }
+
+  private static long offset(ArrowBuf offsets, boolean large, int i) {
+    return large ? offsets.getLong(8L * i) : offsets.getInt(4L * i);
+  }
+
+  /** Values of a variable-width column, gathered: value i is {@code data[offsets[i], offsets[i+1])}. */
+  private record Gathered(byte[] data, long[] offsets) {}
+
+  /**
+   * Writes a STRING, BINARY or VARIANT column body: joined by a separator byte when some ASCII byte
+   * occurs in none of the values (almost always: text rarely holds control characters), else as
+   * offsets and bytes.
+   */
+  private static void writeVarWidth(Sink s, FieldVector v, int start, int n, int flagsAt) {
+    Gathered values = gather(v, start, n);
+    byte[] data = values.data();
+    long[] offsets = values.offsets();
+    int length = (int) offsets[n];
+    int sep = absentAsciiByte(data, length);
+    if (sep < 0) {
+      s.ensure(8L * (n + 1) + length);
+      for (int i = 0; i <= n; i++) {
+        LONG.set(s.buf, s.pos + 8 * i, offsets[i]);
+      }
+      s.pos += 8 * (n + 1);
+      System.arraycopy(data, 0, s.buf, s.pos, length);
+      s.pos += length;
+      return;
+    }
+    long total = (long) length + Math.max(n - 1, 0);
+    s.ensure(9 + total);
+    byte[] out = s.buf;
+    out[flagsAt] |= (byte) SEPARATED;
+    out[s.pos] = (byte) sep;
+    LONG.set(out, s.pos + 1, total);
+    int pos = s.pos + 9;
+    for (int i = 0; i < n; i++) {
+      if (i > 0) {
+        out[pos++] = (byte) sep;
+      }
+      int from = (int) offsets[i];
+      int len = (int) (offsets[i + 1] - from);
+      System.arraycopy(data, from, out, pos, len);
+      pos += len;
+    }
+    s.pos = pos;
+  }
+
+  /** The smallest byte 0..127 that occurs nowhere in {@code data[0, length)}, or -1. */
+  static int absentAsciiByte(byte[] data, int length) {
+    // Almost always 0 is absent. A Latin-1 String's indexOf is a vectorised JDK intrinsic,
+    // several times faster than a byte loop even with the copy.
+    if (new String(data, 0, length, StandardCharsets.ISO_8859_1).indexOf(0) < 0) {
       return 0;
     }
+    boolean[] seen = new boolean[128];
+    int distinct = 0;
+    for (int i = 0; i < length; i++) {
+      int b = data[i];
+      if (b >= 0 && !seen[b]) {
+        seen[b] = true;
+        if (++distinct == 128) {
+          return -1;
+        }
+      }
+    }
+    for (int b = 0; b < 128; b++) {
+      if (!seen[b]) {
+        return b;
+      }
+    }
+    return -1;
+  }
+
+  /** Rows {@code [start, start + n)} of a variable-width vector, as one array and offsets. */
+  private static Gathered gather(FieldVector v, int start, int n) {
+    long[] offsets = new long[n + 1];
     if (v instanceof BaseVariableWidthVector vw) {
-      ArrowBuf offsets = vw.getOffsetBuffer();
-      return (long) offsets.getInt(4L * rows) - offsets.getInt(0);
+      ArrowBuf buf = vw.getOffsetBuffer();
+      long base = vw.getValueCount() == 0 ? 0 : buf.getInt(4L * start);
+      for (int i = 0; i <= n; i++) {
+        offsets[i] = (vw.getValueCount() == 0 ? 0 : buf.getInt(4L * (start + i))) - base;
+      }
+      byte[] data = new byte[(int) offsets[n]];
+      vw.getDataBuffer().getBytes(base, data, 0, data.length);
+      return new Gathered(data, offsets);
     }
     if (v instanceof BaseLargeVariableWidthVector lv) {
-      ArrowBuf offsets = lv.getOffsetBuffer();
-      return offsets.getLong(8L * rows) - offsets.getLong(0);
+      ArrowBuf buf = lv.getOffsetBuffer();
+      long base = lv.getValueCount() == 0 ? 0 : buf.getLong(8L * start);
+      for (int i = 0; i <= n; i++) {
+        offsets[i] = (lv.getValueCount() == 0 ? 0 : buf.getLong(8L * (start + i))) - base;
+      }
+      byte[] data = new byte[(int) offsets[n]];
+      lv.getDataBuffer().getBytes(base, data, 0, data.length);
+      return new Gathered(data, offsets);
     }
-    BaseVariableWidthViewVector view = (BaseVariableWidthViewVector) v;
-    ArrowBuf views = view.getDataBuffer();
+    return gatherViews((BaseVariableWidthViewVector) v, start, n, offsets);
+  }
+
+  /**
+   * Utf8View and BinaryView (what Databend sends for strings): short values live inside their
+   * 16-byte view, long ones in a variadic data buffer. The views are copied out once and read
+   * from a Java array, which is much cheaper than a bounds-checked ArrowBuf read per field.
+   */
+  private static Gathered gatherViews(
+      BaseVariableWidthViewVector view, int start, int n, long[] offsets) {
+    int size = BaseVariableWidthViewVector.ELEMENT_SIZE;
+    byte[] views = new byte[n * size];
+    view.getDataBuffer().getBytes((long) start * size, views, 0, views.length);
+    byte[] valid = null;
+    if (hasNulls(view, start, n)) {
+      valid = new byte[n];
+      ArrowBuf bitmap = view.getValidityBuffer();
+      for (int i = 0; i < n; i++) {
+        valid[i] = (byte) BitVectorHelper.get(bitmap, start + i);
+      }
+    }
     long total = 0;
-    for (int i = 0; i < rows; i++) {
-      if (!view.isNull(i)) {
-        total += views.getInt((long) i * BaseVariableWidthViewVector.ELEMENT_SIZE);
+    for (int i = 0; i < n; i++) {
+      if (valid == null || valid[i] != 0) {
+        total += (int) INT.get(views, i * size);
       }
     }
-    return total;
+    if (total > MAX_PAYLOAD) {
+      throw new BatchTooLarge();
+    }
+    byte[] data = new byte[(int) total];
+    List<ArrowBuf> buffers = view.getDataBuffers();
+    int offset = 0;
+    for (int i = 0; i < n; i++) {
+      offsets[i] = offset;
+      if (valid != null && valid[i] == 0) {
+        continue;
+      }
+      int at = i * size;
+      int length = (int) INT.get(views, at);
+      if (length <= BaseVariableWidthViewVector.INLINE_SIZE) {
+        System.arraycopy(views, at + 4, data, offset, length);
+      } else {
+        int bufferIndex = (int) INT.get(views, at + 8);
+        int bufferOffset = (int) INT.get(views, at + 12);
+        buffers.get(bufferIndex).getBytes(bufferOffset, data, offset, length);
+      }
+      offset += length;
+    }
+    offsets[n] = offset;
+    return new Gathered(data, offsets);
   }
 
-  private static void writeColumn(
-      ByteBuffer bb, FieldVector v, int code, int rows, long dataBytes) {
-    boolean hasNulls = v.getNullCount() > 0;
-    bb.put((byte) code).put((byte) (hasNulls ? HAS_NULLS : 0));
-    if (hasNulls) {
-      expandBits(v.getValidityBuffer(), rows, bb);
-    }
-    if (code == BOOLEAN) {
-      expandBits(((BitVector) v).getDataBuffer(), rows, bb);
-    } else if (width(code) > 0) {
-      int bytes = width(code) * rows;
-      ((BaseFixedWidthVector) v).getDataBuffer().getBytes(0, bb.array(), bb.position(), bytes);
-      bb.position(bb.position() + bytes);
-    } else {
-      writeVarWidth(bb, v, rows, (int) dataBytes);
+  /** A batch outgrew what one frame can carry. */
+  private static final class BatchTooLarge extends RuntimeException {
+    BatchTooLarge() {
+      super(null, null, false, false);
     }
   }
 
-  /** Arrow's bitmap (LSB first) to one byte per row, 0 or 1, at the buffer's position. */
-  private static void expandBits(ArrowBuf bitmap, int rows, ByteBuffer bb) {
-    byte[] packed = new byte[(rows + 7) / 8];
-    bitmap.getBytes(0, packed, 0, packed.length);
-    byte[] out = bb.array();
-    int pos = bb.position();
-    for (int i = 0; i < rows; i++) {
-      out[pos + i] = (byte) ((packed[i >>> 3] >>> (i & 7)) & 1);
-    }
-    bb.position(pos + rows);
-  }
+  /** A growable little-endian byte array; frames are written straight from it. */
+  private static final class Sink {
+    byte[] buf;
+    int pos;
 
-  /** One byte per row (non-zero = set) to Arrow's bitmap; all set when {@code bytes} is null. */
-  private static void packBits(byte[] bytes, int at, int rows, ArrowBuf bitmap) {
-    byte[] packed = new byte[(rows + 7) / 8];
-    if (bytes == null) {
-      Arrays.fill(packed, (byte) 0xff);
-      if ((rows & 7) != 0) {
-        packed[packed.length - 1] = (byte) ((1 << (rows & 7)) - 1);
-      }
-    } else {
-      for (int i = 0; i < rows; i++) {
-        if (bytes[at + i] != 0) {
-          packed[i >>> 3] |= (byte) (1 << (i & 7));
-        }
-      }
+    Sink(long estimate) {
+      buf = new byte[(int) Math.min(Math.max(estimate, 64), MAX_PAYLOAD)];
     }
-    bitmap.setBytes(0, packed, 0, packed.length);
-  }
 
-  private static void writeVarWidth(ByteBuffer bb, FieldVector v, int rows, int dataBytes) {
-    byte[] out = bb.array();
-    int offsetsAt = bb.position();
-    int dataAt = offsetsAt + 8 * (rows + 1);
-    if (v instanceof BaseVariableWidthVector vw) {
-      ArrowBuf offsets = vw.getOffsetBuffer();
-      int base = rows == 0 ? 0 : offsets.getInt(0);
-      for (int i = 0; i <= rows; i++) {
-        bb.putLong(offsetsAt + 8 * i, (long) offsets.getInt(4L * i) - base);
+    void ensure(long more) {
+      long need = pos + more;
+      if (need <= buf.length) {
+        return;
       }
-      vw.getDataBuffer().getBytes(base, out, dataAt, dataBytes);
-    } else if (v instanceof BaseLargeVariableWidthVector lv) {
-      ArrowBuf offsets = lv.getOffsetBuffer();
-      long base = rows == 0 ? 0 : offsets.getLong(0);
-      for (int i = 0; i <= rows; i++) {
-        bb.putLong(offsetsAt + 8 * i, offsets.getLong(8L * i) - base);
+      if (need > MAX_PAYLOAD + FRAME_HEADER_BYTES) {
+        throw new BatchTooLarge();
       }
-      lv.getDataBuffer().getBytes(base, out, dataAt, dataBytes);
-    } else {
-      // Views: short values live inside the 16-byte view, long ones in a variadic data buffer.
-      BaseVariableWidthViewVector view = (BaseVariableWidthViewVector) v;
-      ArrowBuf views = view.getDataBuffer();
-      List<ArrowBuf> buffers = view.getDataBuffers();
-      long offset = 0;
-      for (int i = 0; i < rows; i++) {
-        bb.putLong(offsetsAt + 8 * i, offset);
-        if (view.isNull(i)) {
-          continue;
-        }
-        long at = (long) i * BaseVariableWidthViewVector.ELEMENT_SIZE;
-        int length = views.getInt(at);
-        int dst = dataAt + (int) offset;
-        if (length <= BaseVariableWidthViewVector.INLINE_SIZE) {
-          views.getBytes(at + 4, out, dst, length);
-        } else {
-          int bufferIndex = views.getInt(at + 8);
-          int bufferOffset = views.getInt(at + 12);
-          buffers.get(bufferIndex).getBytes(bufferOffset, out, dst, length);
-        }
-        offset += length;
-      }
-      bb.putLong(offsetsAt + 8 * rows, offset);
+      buf = Arrays.copyOf(buf, (int) Math.min(Math.max(need, 2L * buf.length), MAX_PAYLOAD + 64));
     }
-    bb.position(dataAt + dataBytes);
+
+    Sink u8(int v) {
+      ensure(1);
+      buf[pos++] = (byte) v;
+      return this;
+    }
+
+    Sink u16(int v) {
+      ensure(2);
+      SHORT.set(buf, pos, (short) v);
+      pos += 2;
+      return this;
+    }
+
+    Sink u32(int v) {
+      ensure(4);
+      INT.set(buf, pos, v);
+      pos += 4;
+      return this;
+    }
+
+    void copy(ArrowBuf from, long at, long length) {
+      ensure(length);
+      from.getBytes(at, buf, pos, (int) length);
+      pos += (int) length;
+    }
   }
 
   // ------------------------------------------------------------------ frames
@@ -308,9 +564,8 @@ final class WireFormat {
     }
     header[0] = (byte) first;
     readFully(in, header, 1, FRAME_HEADER_BYTES - 1);
-    ByteBuffer bb = ByteBuffer.wrap(header).order(ByteOrder.LITTLE_ENDIAN);
-    long length = Integer.toUnsignedLong(bb.getInt());
-    int type = bb.get() & 0xff;
+    long length = Integer.toUnsignedLong((int) INT.get(header, 0));
+    int type = header[4] & 0xff;
     if (length > MAX_PAYLOAD) {
       throw new MalformedFrameException("frame of type " + type + " claims " + length + " bytes");
     }
@@ -328,43 +583,38 @@ final class WireFormat {
 
   // ------------------------------------------------------------------ RESULT
 
+  /** A decoded RESULT: the column, and how many rows failed and were set to NULL. */
+  record Result(FieldVector vector, int rowErrors) {}
+
   /**
    * Decodes a RESULT payload into a new vector named {@code output} of the declared result type,
    * allocated from {@code allocator}; the caller owns it.
    */
-  static FieldVector decodeResult(
+  static Result decodeResult(
       byte[] payload, int rows, DataType resultType, BufferAllocator allocator)
       throws MalformedFrameException {
-    ByteBuffer bb = ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN);
-    int code;
-    try {
-      code = typeCode(resultType);
-    } catch (UdfException e) {
-      throw new IllegalArgumentException(e.getMessage(), e);
-    }
-    need(bb, RESULT_HEADER_BYTES, "the result header");
-    int gotRows = bb.getInt();
-    int gotCode = bb.get() & 0xff;
-    int flags = bb.get() & 0xff;
-    if (gotRows != rows || gotCode != code) {
-      throw new MalformedFrameException(
-          "the result has "
-              + gotRows
-              + " rows of type code "
-              + gotCode
-              + ", expected "
-              + rows
-              + " rows of type code "
-              + code);
-    }
-    boolean hasNulls = (flags & HAS_NULLS) != 0;
-    if (hasNulls && !resultType.nullable()) {
-      throw new MalformedFrameException("NULLs in a result declared " + resultType);
-    }
-    int validityAt = bb.position();
-    if (hasNulls) {
-      need(bb, rows, "the validity bytes");
-      bb.position(validityAt + rows);
+    return decodeResults(List.of(payload), new int[] {rows}, resultType, allocator);
+  }
+
+  /**
+   * Decodes the RESULT payloads of consecutive slices of one batch into one vector, in order: each
+   * buffer is allocated once at its full size and filled from every slice.
+   */
+  static Result decodeResults(
+      List<byte[]> payloads, int[] rows, DataType resultType, BufferAllocator allocator)
+      throws MalformedFrameException {
+    List<Part> parts = new ArrayList<>(payloads.size());
+    int rowErrors = 0;
+    for (int s = 0; s < payloads.size(); s++) {
+      ByteBuffer bb = ByteBuffer.wrap(payloads.get(s)).order(ByteOrder.LITTLE_ENDIAN);
+      need(bb, RESULT_HEADER_BYTES, "the result header");
+      int gotRows = bb.getInt();
+      rowErrors += bb.getInt();
+      if (gotRows != rows[s]) {
+        throw new MalformedFrameException(
+            "the result has " + gotRows + " rows, expected " + rows[s]);
+      }
+      parts.add(new Part(bb, rows[s]));
     }
     FieldVector vector;
     try {
@@ -373,65 +623,399 @@ final class WireFormat {
       throw new IllegalArgumentException(e.getMessage(), e);
     }
     try {
-      if (code == BOOLEAN) {
-        need(bb, rows, "the BOOLEAN values");
-        BitVector bits = (BitVector) vector;
-        bits.allocateNew(rows);
-        packBits(payload, bb.position(), rows, bits.getDataBuffer());
-        bb.position(bb.position() + rows);
-      } else if (width(code) > 0) {
-        int bytes = width(code) * rows;
-        need(bb, bytes, "the values");
-        BaseFixedWidthVector fixed = (BaseFixedWidthVector) vector;
-        fixed.allocateNew(rows);
-        fixed.getDataBuffer().setBytes(0, payload, bb.position(), bytes);
-        bb.position(bb.position() + bytes);
-      } else {
-        readVarWidth(bb, (BaseLargeVariableWidthVector) vector, rows);
+      new ColumnReader(allocator).read(parts, vector, resultType, "the result");
+      for (Part part : parts) {
+        if (part.bb().hasRemaining()) {
+          throw new MalformedFrameException(
+              part.bb().remaining() + " bytes after the result column");
+        }
       }
-      if (bb.hasRemaining()) {
-        throw new MalformedFrameException(bb.remaining() + " bytes after the result column");
-      }
-      packBits(hasNulls ? payload : null, validityAt, rows, vector.getValidityBuffer());
-      vector.setValueCount(rows);
-      return vector;
+      return new Result(vector, rowErrors);
     } catch (MalformedFrameException | RuntimeException e) {
       vector.close();
       throw e;
     }
   }
 
-  private static void readVarWidth(ByteBuffer bb, BaseLargeVariableWidthVector vector, int rows)
-      throws MalformedFrameException {
-    int offsetsAt = bb.position();
-    need(bb, 8L * (rows + 1), "the offsets");
-    long previous = 0;
-    for (int i = 0; i <= rows; i++) {
-      long offset = bb.getLong(offsetsAt + 8 * i);
-      if ((i == 0 && offset != 0) || offset < previous) {
-        throw new MalformedFrameException("offset " + i + " is " + offset + " after " + previous);
-      }
-      previous = offset;
+  /** One slice's payload, positioned at its next column, and that column's row count. */
+  private record Part(ByteBuffer bb, int rows) {
+    byte[] array() {
+      return bb.array();
     }
-    bb.position(offsetsAt + 8 * (rows + 1));
-    need(bb, previous, "the string data");
-    vector.allocateNew(Math.max(previous, 1), rows);
-    vector.getOffsetBuffer().setBytes(0, bb.array(), offsetsAt, 8L * (rows + 1));
-    vector.getDataBuffer().setBytes(0, bb.array(), bb.position(), previous);
-    vector.setLastSet(rows - 1);
-    bb.position(bb.position() + (int) previous);
+  }
+
+  /**
+   * Loads wire columns into Arrow vectors through {@link FieldVector#loadFieldBuffers}. A column
+   * may come in several parts (slices); each node reads its own section from every part, then its
+   * children from every part, which is the order in which each part lays them out.
+   */
+  private record ColumnReader(BufferAllocator allocator) {
+
+    void read(List<Part> parts, FieldVector v, DataType t, String what)
+        throws MalformedFrameException {
+      int total = totalRows(parts);
+      int[] validityAt = new int[parts.size()];
+      boolean[] separated = new boolean[parts.size()];
+      boolean anyNulls = false;
+      for (int s = 0; s < parts.size(); s++) {
+        long header = readHeader(parts.get(s), t, what);
+        validityAt[s] = (int) header;
+        separated[s] = (header >>> 32) != 0;
+        anyNulls |= validityAt[s] >= 0;
+      }
+      List<ArrowBuf> buffers = new ArrayList<>(3);
+      try {
+        int nullCount = 0;
+        if (anyNulls) {
+          ArrowBuf bitmap = allocator.buffer((total + 7) / 8);
+          buffers.add(bitmap);
+          nullCount = packValidity(parts, validityAt, bitmap);
+        } else {
+          buffers.add(allocator.getEmpty());
+        }
+        ArrowFieldNode node = new ArrowFieldNode(total, nullCount);
+        switch (t.kind()) {
+          case BOOLEAN -> {
+            for (Part p : parts) {
+              need(p.bb(), p.rows(), what + " values");
+            }
+            ArrowBuf bitmap = allocator.buffer((total + 7) / 8);
+            buffers.add(bitmap);
+            packValues(parts, bitmap);
+            v.loadFieldBuffers(node, buffers);
+          }
+          case STRING, BINARY, VARIANT -> {
+            readStrings(parts, separated, total, what, buffers);
+            v.loadFieldBuffers(node, buffers);
+          }
+          case ARRAY -> {
+            long[] counts = readOffsets(parts, what, buffers, true);
+            v.loadFieldBuffers(node, buffers);
+            read(children(parts, counts), ((LargeListVector) v).getDataVector(),
+                t.children().get(0), what);
+          }
+          case MAP -> {
+            long[] counts = readOffsets(parts, what, buffers, false);
+            v.loadFieldBuffers(node, buffers);
+            StructVector kv = (StructVector) ((ListVector) v).getDataVector();
+            List<Part> entries = children(parts, counts);
+            int entryCount = 0;
+            for (Part p : entries) {
+              entryCount += p.rows();
+            }
+            try (ArrowBuf none = allocator.getEmpty()) {
+              kv.loadFieldBuffers(new ArrowFieldNode(entryCount, 0), List.of(none));
+            }
+            List<FieldVector> fields = kv.getChildrenFromFields();
+            read(entries, fields.get(0), t.children().get(0), what + " keys");
+            read(entries, fields.get(1), t.children().get(1), what + " values");
+          }
+          case TUPLE -> {
+            v.loadFieldBuffers(node, buffers);
+            List<FieldVector> fields = ((StructVector) v).getChildrenFromFields();
+            for (int i = 0; i < t.children().size(); i++) {
+              read(parts, fields.get(i), t.children().get(i), what + " field " + (i + 1));
+            }
+          }
+          case VECTOR -> {
+            v.loadFieldBuffers(node, buffers);
+            long dim = t.dimension();
+            try (ArrowBuf none = allocator.getEmpty();
+                ArrowBuf data = copyValues(parts, 4 * dim, what)) {
+              ((FixedSizeListVector) v)
+                  .getDataVector()
+                  .loadFieldBuffers(new ArrowFieldNode(toInt(total * dim), 0), List.of(none, data));
+            }
+          }
+          default -> {
+            long w = t.kind() == DataType.Kind.DECIMAL ? decimalResultWidth(t) : width(typeCode(t));
+            buffers.add(copyValues(parts, w, what));
+            v.loadFieldBuffers(node, buffers);
+          }
+        }
+      } finally {
+        // loadFieldBuffers took its own references.
+        buffers.forEach(ArrowBuf::close);
+      }
+    }
+
+    /**
+     * STRING, BINARY and VARIANT parts, in either layout, as one offsets buffer and one data
+     * buffer (added to {@code buffers}).
+     */
+    private void readStrings(
+        List<Part> parts, boolean[] separated, int total, String what, List<ArrowBuf> buffers)
+        throws MalformedFrameException {
+      long[][] offsets = new long[parts.size()][];
+      int[] dataAt = new int[parts.size()];
+      long bytes = 0;
+      for (int s = 0; s < parts.size(); s++) {
+        Part p = parts.get(s);
+        ByteBuffer bb = p.bb();
+        long[] o = new long[p.rows() + 1];
+        if (separated[s]) {
+          need(bb, 9, what + " separator");
+          byte sep = bb.get();
+          long length = bb.getLong();
+          need(bb, length, what + " data");
+          int at = bb.position();
+          byte[] src = bb.array();
+          // One pass: note where each value starts and squeeze the separators out, in place
+          // (the payload is ours).
+          int rows = p.rows();
+          int row = 0;
+          int w = at;
+          int end = at + (int) length;
+          for (int i = at; i < end; i++) {
+            byte b = src[i];
+            if (b == sep) {
+              if (++row >= rows) {
+                break;
+              }
+              o[row] = w - at;
+            } else {
+              src[w++] = b;
+            }
+          }
+          if (rows == 0 ? length != 0 : row != rows - 1) {
+            throw new MalformedFrameException(
+                what + " holds " + (row + 1) + " separated values, expected " + rows);
+          }
+          o[rows] = w - at;
+          dataAt[s] = at;
+          bb.position(end);
+        } else {
+          need(bb, 8L * (p.rows() + 1), what + " offsets");
+          int at = bb.position();
+          long previous = 0;
+          for (int i = 0; i <= p.rows(); i++) {
+            long offset = (long) LONG.get(p.array(), at + 8 * i);
+            if ((i == 0 && offset != 0) || offset < previous) {
+              throw new MalformedFrameException(
+                  what + ": offset " + i + " is " + offset + " after " + previous);
+            }
+            o[i] = previous = offset;
+          }
+          need(bb, 8L * (p.rows() + 1) + previous, what + " data");
+          dataAt[s] = at + 8 * (p.rows() + 1);
+          bb.position(dataAt[s] + (int) previous);
+        }
+        offsets[s] = o;
+        bytes += o[p.rows()];
+      }
+      ArrowBuf offsetBuf = allocator.buffer(8L * (total + 1));
+      buffers.add(offsetBuf);
+      ArrowBuf data = allocator.buffer(bytes);
+      buffers.add(data);
+      offsetBuf.setLong(0, 0);
+      long base = 0;
+      int row = 0;
+      for (int s = 0; s < parts.size(); s++) {
+        long[] o = offsets[s];
+        int rows = parts.get(s).rows();
+        byte[] src = parts.get(s).array();
+        for (int i = 1; i <= rows; i++) {
+          offsetBuf.setLong(8L * (row + i), base + o[i]);
+        }
+        data.setBytes(base, src, dataAt[s], o[rows]);
+        base += o[rows];
+        row += rows;
+      }
+    }
+
+    /**
+     * Checks a part's column header. Returns where its validity bytes are (or -1 without) in the
+     * low 32 bits, and 1 in the high ones for a SEPARATED string column.
+     */
+    private long readHeader(Part part, DataType t, String what) throws MalformedFrameException {
+      ByteBuffer bb = part.bb();
+      int expected = typeCode(t);
+      need(bb, 2, what + " header");
+      int code = bb.get() & 0xff;
+      int flags = bb.get() & 0xff;
+      if (code != expected) {
+        throw new MalformedFrameException(
+            what + " has type code " + code + ", expected " + expected + " (" + t + ")");
+      }
+      boolean hasNulls = (flags & HAS_NULLS) != 0;
+      if (hasNulls && !t.nullable()) {
+        throw new MalformedFrameException("NULLs in " + what + ", declared " + t);
+      }
+      switch (t.kind()) {
+        case DECIMAL -> {
+          need(bb, 3, what + " decimal parameters");
+          int precision = bb.get() & 0xff;
+          int scale = bb.get() & 0xff;
+          int width = bb.get() & 0xff;
+          if (precision != t.precision() || scale != t.scale() || width != decimalResultWidth(t)) {
+            throw new MalformedFrameException(
+                what + " is DECIMAL(" + precision + ", " + scale + ") of width " + width
+                    + ", expected " + t);
+          }
+        }
+        case TUPLE -> {
+          need(bb, 2, what + " field count");
+          int count = bb.getShort() & 0xffff;
+          if (count != t.children().size()) {
+            throw new MalformedFrameException(what + " has " + count + " fields, expected " + t);
+          }
+        }
+        case VECTOR -> {
+          need(bb, 4, what + " dimension");
+          int dim = bb.getInt();
+          if (dim != t.dimension()) {
+            throw new MalformedFrameException(what + " has dimension " + dim + ", expected " + t);
+          }
+        }
+        default -> {}
+      }
+      long separated = (flags & SEPARATED) != 0 ? 1L << 32 : 0;
+      if (!hasNulls) {
+        return separated | 0xffffffffL;
+      }
+      need(bb, part.rows(), what + " validity");
+      int at = bb.position();
+      bb.position(at + part.rows());
+      return separated | at;
+    }
+
+    /** Fixed-width values of every part, {@code width} bytes a row, in one buffer. */
+    private ArrowBuf copyValues(List<Part> parts, long width, String what)
+        throws MalformedFrameException {
+      long bytes = 0;
+      for (Part p : parts) {
+        need(p.bb(), width * p.rows(), what + " values");
+        bytes += width * p.rows();
+      }
+      ArrowBuf buf = allocator.buffer(bytes);
+      long at = 0;
+      for (Part p : parts) {
+        long n = width * p.rows();
+        buf.setBytes(at, p.array(), p.bb().position(), n);
+        p.bb().position(p.bb().position() + (int) n);
+        at += n;
+      }
+      return buf;
+    }
+
+    /**
+     * Reads each part's {@code rows + 1} i64 offsets, checks them, and adds one offsets buffer for
+     * all parts to {@code buffers} (rebased, i32 when not {@code large}). Returns each part's last
+     * offset: its child row count or data size.
+     */
+    private long[] readOffsets(List<Part> parts, String what, List<ArrowBuf> buffers, boolean large)
+        throws MalformedFrameException {
+      int total = 0;
+      long[] counts = new long[parts.size()];
+      for (int s = 0; s < parts.size(); s++) {
+        Part p = parts.get(s);
+        need(p.bb(), 8L * (p.rows() + 1), what + " offsets");
+        int at = p.bb().position();
+        long previous = 0;
+        for (int i = 0; i <= p.rows(); i++) {
+          long offset = (long) LONG.get(p.array(), at + 8 * i);
+          if ((i == 0 && offset != 0) || offset < previous) {
+            throw new MalformedFrameException(
+                what + ": offset " + i + " is " + offset + " after " + previous);
+          }
+          previous = offset;
+        }
+        counts[s] = previous;
+        total += p.rows();
+      }
+      int width = large ? 8 : 4;
+      ArrowBuf out = allocator.buffer((long) width * (total + 1));
+      buffers.add(out);
+      long base = 0;
+      int row = 0;
+      out.setZero(0, width);
+      for (int s = 0; s < parts.size(); s++) {
+        Part p = parts.get(s);
+        int at = p.bb().position();
+        for (int i = 1; i <= p.rows(); i++) {
+          long offset = base + (long) LONG.get(p.array(), at + 8 * i);
+          if (large) {
+            out.setLong(8L * (row + i), offset);
+          } else {
+            if (offset > Integer.MAX_VALUE) {
+              throw new MalformedFrameException(what + " has more than 2^31 entries");
+            }
+            out.setInt(4L * (row + i), (int) offset);
+          }
+        }
+        p.bb().position(at + 8 * (p.rows() + 1));
+        base += counts[s];
+        row += p.rows();
+      }
+      return counts;
+    }
+
+    private static List<Part> children(List<Part> parts, long[] counts)
+        throws MalformedFrameException {
+      List<Part> children = new ArrayList<>(parts.size());
+      for (int s = 0; s < parts.size(); s++) {
+        children.add(new Part(parts.get(s).bb(), toInt(counts[s])));
+      }
+      return children;
+    }
+
+    private static int totalRows(List<Part> parts) {
+      int total = 0;
+      for (Part p : parts) {
+        total += p.rows();
+      }
+      return total;
+    }
+
+    /** The parts' validity bytes (or all valid) as one bitmap; returns the NULL count. */
+    private static int packValidity(List<Part> parts, int[] validityAt, ArrowBuf bitmap) {
+      int nulls = 0;
+      int row = 0;
+      byte[] packed = new byte[(totalRows(parts) + 7) / 8];
+      for (int s = 0; s < parts.size(); s++) {
+        Part p = parts.get(s);
+        byte[] src = p.array();
+        for (int i = 0; i < p.rows(); i++, row++) {
+          if (validityAt[s] < 0 || src[validityAt[s] + i] != 0) {
+            packed[row >>> 3] |= (byte) (1 << (row & 7));
+          } else {
+            nulls++;
+          }
+        }
+      }
+      bitmap.setBytes(0, packed);
+      return nulls;
+    }
+
+    /** BOOLEAN values, one byte per row in every part, as one bitmap. */
+    private static void packValues(List<Part> parts, ArrowBuf bitmap) {
+      int row = 0;
+      byte[] packed = new byte[(totalRows(parts) + 7) / 8];
+      for (Part p : parts) {
+        byte[] src = p.array();
+        int at = p.bb().position();
+        for (int i = 0; i < p.rows(); i++, row++) {
+          if (src[at + i] != 0) {
+            packed[row >>> 3] |= (byte) (1 << (row & 7));
+          }
+        }
+        p.bb().position(at + p.rows());
+      }
+      bitmap.setBytes(0, packed);
+    }
+  }
+
+  private static int toInt(long value) throws MalformedFrameException {
+    if (value > Integer.MAX_VALUE) {
+      throw new MalformedFrameException("a nested column has more than 2^31 values");
+    }
+    return (int) value;
   }
 
   private static void need(ByteBuffer bb, long bytes, String what) throws MalformedFrameException {
     if (bb.remaining() < bytes) {
       throw new MalformedFrameException(
-          "the result ends early: "
-              + what
-              + " need "
-              + bytes
-              + " bytes, "
-              + bb.remaining()
-              + " left");
+          "the result ends early: " + what + " need " + bytes + " bytes, " + bb.remaining() + " left");
     }
   }
 }

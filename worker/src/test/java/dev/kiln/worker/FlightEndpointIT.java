@@ -25,6 +25,7 @@ import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.types.FloatingPointPrecision;
 import org.apache.arrow.vector.types.pojo.ArrowType;
 import org.apache.arrow.vector.types.pojo.Field;
@@ -490,5 +491,118 @@ class FlightEndpointIT {
     assertThat(meters.counter("kiln.worker.rows", "handler", "ident").count()).isEqualTo(4.0);
     assertThat(meters.counter("kiln.worker.batches", "handler", "ident").count()).isEqualTo(2.0);
     assertThat(meters.timer("kiln.worker.batch.latency", "handler", "ident").count()).isEqualTo(2);
+  }
+
+  // ---------------------------------------------------------------- Query's wire types
+
+  /**
+   * Databend Query sends DECIMAL(p ≤ 18) as Decimal64, which Arrow Java cannot read or write; the
+   * call is written byte by byte (a BigIntVector carries Decimal64's 8-byte values), top-level and
+   * inside an ARRAY, and the endpoint must compute it like any other.
+   */
+  @Test
+  void decimal64FromDatabendQueryIsRead() throws Exception {
+    String code = "def f(d, a):\n    return [d] + (a or [])\n";
+    Udf udf =
+        ready(
+            Udfs.spec(
+                "f",
+                List.of("DECIMAL(15, 2) NULL", "ARRAY(DECIMAL(15, 2)) NULL"),
+                "ARRAY(DECIMAL(15, 2) NULL) NULL",
+                code));
+    Schema declared =
+        new Schema(
+            List.of(
+                new Field("arg1", FieldType.nullable(new ArrowType.Decimal(15, 2, 64)), null),
+                new Field(
+                    "arg2",
+                    FieldType.nullable(ArrowType.LargeList.INSTANCE),
+                    List.of(
+                        new Field(
+                            "_array",
+                            FieldType.notNullable(new ArrowType.Decimal(15, 2, 64)),
+                            null)))));
+    Field bigints =
+        new Field(
+            "arg2",
+            FieldType.nullable(ArrowType.LargeList.INSTANCE),
+            List.of(new Field("_array", FieldType.notNullable(INT64), null)));
+    try (org.apache.arrow.vector.VectorSchemaRoot batch =
+        new org.apache.arrow.vector.VectorSchemaRoot(
+            List.of(
+                Vectors.of(allocator, "arg1", INT64, Arrays.asList(12345L, null, -1L)),
+                Vectors.of(
+                    allocator,
+                    bigints,
+                    Arrays.asList(List.of(1L, 999999999999999L), null, List.of()))))) {
+      batch.setRowCount(3);
+
+      RawFlightExchange.Outcome out =
+          RawFlightExchange.exchange(
+              allocator, endpoint.port(), "f", headers(udf), declared, batch);
+
+      assertThat(out.error()).isEqualTo(Status.OK);
+      try (org.apache.arrow.vector.VectorSchemaRoot root = out.root()) {
+        assertThat(root.getRowCount()).isEqualTo(3);
+        assertThat(Vectors.values(root.getVector(0)))
+            .containsExactly(
+                List.of(
+                    new java.math.BigDecimal("123.45"),
+                    new java.math.BigDecimal("0.01"),
+                    new java.math.BigDecimal("9999999999999.99")),
+                Arrays.asList((Object) null),
+                List.of(new java.math.BigDecimal("-0.01")));
+      }
+    }
+  }
+
+  @Test
+  void decimal64OfAnotherScaleIsRefusedByName() throws Exception {
+    Udf udf =
+        ready(Udfs.spec("f", List.of("DECIMAL(15, 2)"), "INT", "def f(d):\n    return 1\n"));
+    Schema declared =
+        new Schema(
+            List.of(new Field("arg1", FieldType.nullable(new ArrowType.Decimal(15, 3, 64)), null)));
+    try (org.apache.arrow.vector.VectorSchemaRoot batch =
+        new org.apache.arrow.vector.VectorSchemaRoot(
+            List.of(Vectors.of(allocator, "arg1", INT64, List.of(1L))))) {
+      batch.setRowCount(1);
+
+      RawFlightExchange.Outcome out =
+          RawFlightExchange.exchange(
+              allocator, endpoint.port(), "f", headers(udf), declared, batch);
+
+      assertThat(out.error().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+      assertThat(out.error().getDescription())
+          .contains("argument arg1 is declared DECIMAL(15, 2) NULL")
+          .contains("the call sends Arrow Decimal64(15, 3)");
+    }
+  }
+
+  @Test
+  void nestedTypesTravelThroughFlight() throws Exception {
+    String type = "TUPLE(1 MAP(STRING, ARRAY(INT64 NULL)), 2 VECTOR(2)) NULL";
+    Udf udf = ready(Udfs.spec("ident", List.of(type), type, RunnerPoolIT.IDENTITY));
+    Field field = ArrowTypes.queryArgumentField("arg1", Udfs.type(type));
+    List<Object> values =
+        Arrays.asList(
+            List.of(RunnerTypesIT.map("a", Arrays.asList(1L, null), "b", List.of()), List.of(1f, 2f)),
+            null);
+    try (org.apache.arrow.vector.VectorSchemaRoot batch =
+        new org.apache.arrow.vector.VectorSchemaRoot(
+            List.of(Vectors.of(allocator, field, values)))) {
+      batch.setRowCount(2);
+
+      RawFlightExchange.Outcome out =
+          RawFlightExchange.exchange(
+              allocator, endpoint.port(), "ident", headers(udf), batch.getSchema(), batch);
+
+      assertThat(out.error()).isEqualTo(Status.OK);
+      try (org.apache.arrow.vector.VectorSchemaRoot root = out.root()) {
+        assertThat(root.getSchema().getFields().get(0))
+            .isEqualTo(ArrowTypes.field("output", Udfs.type(type)));
+        assertThat(Vectors.values(root.getVector(0))).isEqualTo(values);
+      }
+    }
   }
 }

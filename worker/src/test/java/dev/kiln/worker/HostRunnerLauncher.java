@@ -22,6 +22,7 @@ final class HostRunnerLauncher implements RunnerLauncher {
 
   private final Path root;
   private final List<Process> started = new CopyOnWriteArrayList<>();
+  private final List<List<String>> environments = new CopyOnWriteArrayList<>();
 
   HostRunnerLauncher(Path dir, RuntimeSpec spec) throws IOException {
     this.root = dir;
@@ -43,15 +44,25 @@ final class HostRunnerLauncher implements RunnerLauncher {
   }
 
   @Override
-  public RunnerProcess launch() throws IOException {
+  public RunnerProcess launch(List<String> env) throws IOException {
     List<String> command = new ArrayList<>(RunnerFiles.serveCommand());
     command.set(1, inRoot(command.get(1)).toString());
     ProcessBuilder builder = new ProcessBuilder(command);
     builder.environment().putAll(RunnerFiles.environment());
     builder.environment().put("KILN_UDF_DIR", inRoot(RunnerFiles.UDF_DIR).toString());
+    for (String e : env) {
+      int eq = e.indexOf('=');
+      builder.environment().put(e.substring(0, eq), e.substring(eq + 1));
+    }
+    environments.add(List.copyOf(env));
     Process process = builder.start();
     started.add(process);
     return new HostProcess(process);
+  }
+
+  /** The extra environment of every launch, in order. */
+  List<List<String>> environments() {
+    return List.copyOf(environments);
   }
 
   /** Every process this launcher started, in order. */

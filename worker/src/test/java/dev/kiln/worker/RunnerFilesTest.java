@@ -23,9 +23,15 @@ class RunnerFilesTest {
   void theRunnerLayerHoldsTheRunnerScript() {
     Map<String, byte[]> files = RunnerFiles.runtimeFiles();
 
-    assertThat(files).containsOnlyKeys("/kiln/runner/kiln_runner.py");
+    assertThat(files)
+        .containsOnlyKeys(
+            "/kiln/runner/kiln_runner.py",
+            "/kiln/runner/kiln_types.py",
+            "/kiln/runner/databend_udf.py");
     assertThat(new String(files.get("/kiln/runner/kiln_runner.py"), StandardCharsets.UTF_8))
         .contains("def serve():");
+    assertThat(new String(files.get("/kiln/runner/databend_udf.py"), StandardCharsets.UTF_8))
+        .contains("def udf(");
   }
 
   @Test

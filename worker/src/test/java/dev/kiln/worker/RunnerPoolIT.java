@@ -7,6 +7,7 @@ import dev.kiln.resolver.RuntimeSpec;
 import java.math.BigInteger;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -436,30 +437,6 @@ class RunnerPoolIT {
   }
 
   @Test
-  void unsupportedTypesAreRejectedBeforeAnythingStarts() throws Exception {
-    assertThatThrownBy(() -> RunnerPool.requireSupported(Udfs.type("DATE NULL")))
-        .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.BAD_INPUT))
-        .hasMessageContaining("DATE is not supported yet");
-    RuntimeSpec spec = Udfs.spec("f", List.of("DECIMAL(10, 2)"), "INT", IDENTITY);
-    AtomicInteger launches = new AtomicInteger();
-    assertThatThrownBy(
-            () ->
-                RunnerPool.start(
-                    UdfSignature.of(spec),
-                    () -> {
-                      launches.incrementAndGet();
-                      throw new AssertionError("must not launch");
-                    },
-                    RunnerPool.Options.defaults()))
-        .hasMessageContaining("DECIMAL(10, 2) is not supported yet");
-    assertThat(launches).hasValue(0);
-    for (String ok : List.of("BOOLEAN", "UINT64 NOT NULL", "FLOAT", "VARCHAR", "BINARY NOT NULL")) {
-      RunnerPool.requireSupported(Udfs.type(ok));
-    }
-  }
-
-  @Test
   void inputsThatDoNotMatchTheSignatureAreBadInput() throws Exception {
     RunnerPool pool = start(Udfs.spec("ident", List.of("BIGINT"), "BIGINT", IDENTITY));
 
@@ -532,5 +509,222 @@ class RunnerPoolIT {
       a.forEach(x -> expected.add(x + 1));
       assertThat(call(pool, List.of(INT64, INT64), a, b)).isEqualTo(expected);
     }
+  }
+
+  // ---------------------------------------------------------------- isolation and observability
+
+  @Test
+  void aSegfaultFailsOnlyThatCallAndNamesTheSignal() throws Exception {
+    String code =
+        "import ctypes\n\ndef f(x):\n    if x == 13:\n        ctypes.string_at(0)\n    return x\n";
+    RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), "BIGINT", code));
+
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L, 13L)))
+        .isInstanceOfSatisfying(
+            UdfException.class,
+            e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.RUNNER_CRASHED))
+        .hasMessageContaining("(killed by SIGSEGV)")
+        .hasMessageContaining("Fatal Python error: Segmentation fault");
+    assertThat(call(pool, List.of(INT64), List.of(2L))).containsExactly(2L);
+    assertThat(pool.stats().restarts()).isEqualTo(1);
+  }
+
+  @Test
+  void aRunnerOverItsMemoryLimitFailsOnlyThatCallAndIsReplaced() throws Exception {
+    String code = "def grow(mib):\n    block = bytearray(mib << 20)\n    return len(block) >> 20\n";
+    RunnerPool pool =
+        start(
+            Udfs.spec("grow", List.of("BIGINT"), "BIGINT", code),
+            RunnerPool.Options.defaults().withRunnerMemoryBytes(256L << 20));
+
+    assertThat(call(pool, List.of(INT64), List.of(16L))).containsExactly(16L);
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1024L)))
+        .isInstanceOfSatisfying(
+            UdfException.class,
+            e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.RUNNER_CRASHED))
+        .hasMessageContaining("the UDF process was killed: memory limit 256 MiB exceeded")
+        .hasMessageContaining("MemoryError in udf.py line 2, in grow");
+    assertThat(call(pool, List.of(INT64), List.of(16L))).containsExactly(16L);
+    assertThat(launcher.started()).hasSize(2);
+    assertThat(launcher.environments())
+        .allSatisfy(env -> assertThat(env).contains("KILN_MEMORY_LIMIT=" + (256L << 20)));
+  }
+
+  @Test
+  void memoryIsSharedOutAmongRunners() {
+    assertThat(RunnerPool.Options.memoryPerRunner(512L << 20, 2)).isEqualTo(224L << 20);
+    assertThat(RunnerPool.Options.memoryPerRunner(512L << 20, 16)).isEqualTo(64L << 20);
+    assertThatThrownBy(() -> RunnerPool.Options.defaults().withRunnerMemoryBytes(1 << 20))
+        .hasMessageContaining("at least 32 MiB");
+  }
+
+  @Test
+  void aUserErrorQuotesWhatTheUdfPrinted() throws Exception {
+    String code =
+        "def f(x):\n    print('looking at', x)\n    print('no newline', end='')\n"
+            + "    return 10 // (x - 3)\n";
+    RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), "BIGINT", code));
+
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L, 3L)))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.USER_ERROR))
+        .hasMessageContaining("ZeroDivisionError")
+        .hasMessageContaining("row 1 of the batch")
+        .hasMessageContaining("Last output of the UDF process:")
+        .hasMessageContaining("looking at 3")
+        .hasMessageContaining("no newline");
+  }
+
+  @Test
+  void aCrashFailsOnlyTheCallItWasServingWhileOthersSucceed() throws Exception {
+    String code =
+        "import os, time\n\ndef f(x):\n    time.sleep(0.5)\n    if x == 13:\n"
+            + "        os.abort()\n    return x\n";
+    RunnerPool pool =
+        start(
+            Udfs.spec("f", List.of("BIGINT"), "BIGINT", code),
+            new RunnerPool.Options(2, Duration.ofSeconds(30), Duration.ofSeconds(30), 50));
+
+    try (ExecutorService threads = Executors.newFixedThreadPool(2)) {
+      Future<List<Object>> crashing = threads.submit(() -> call(pool, List.of(INT64), List.of(13L)));
+      Future<List<Object>> fine = threads.submit(() -> call(pool, List.of(INT64), List.of(7L)));
+      assertThat(fine.get()).containsExactly(7L);
+      assertThatThrownBy(crashing::get).hasMessageContaining("killed by SIGABRT");
+    }
+    assertThat(call(pool, List.of(INT64), List.of(8L))).containsExactly(8L);
+    assertThat(pool.stats().restarts()).isEqualTo(1);
+    assertThat(pool.stats().failedRequests()).isEqualTo(1);
+  }
+
+  @Test
+  void manyConcurrentCallsAllComplete() throws Exception {
+    String code = "def f(x, y):\n    return x * 1000 + y\n";
+    RunnerPool pool =
+        start(
+            Udfs.spec("f", List.of("BIGINT", "BIGINT"), "BIGINT", code),
+            new RunnerPool.Options(2, Duration.ofSeconds(30), Duration.ofSeconds(30), 50));
+    int calls = 24;
+    List<Callable<Boolean>> work = new ArrayList<>();
+    for (int c = 0; c < calls; c++) {
+      long id = c;
+      work.add(
+          () -> {
+            int rows = 9_000 + (int) id;
+            List<Long> xs = Collections.nCopies(rows, id);
+            List<Long> ys = IntStream.range(0, rows).mapToObj(i -> (long) i).toList();
+            List<Object> out = call(pool, List.of(INT64, INT64), xs, ys);
+            for (int i = 0; i < rows; i++) {
+              if ((long) out.get(i) != id * 1000 + i) {
+                return false;
+              }
+            }
+            return true;
+          });
+    }
+    try (ExecutorService threads = Executors.newFixedThreadPool(calls)) {
+      for (Future<Boolean> f : threads.invokeAll(work)) {
+        assertThat(f.get()).isTrue();
+      }
+    }
+    assertThat(pool.stats().requestCount()).isEqualTo(calls);
+  }
+
+  @Test
+  void aCancelledCallGivesUpAndTheRunnerCarriesOn() throws Exception {
+    String code = "import time\n\ndef f(x):\n    time.sleep(x)\n    return x\n";
+    RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), "BIGINT", code));
+    List<FieldVector> inputs = List.of(Vectors.of(allocator, "arg1", INT64, List.of(1L)));
+    long started = System.nanoTime();
+    try {
+      assertThatThrownBy(
+              () ->
+                  pool.call(
+                      inputs,
+                      1,
+                      allocator,
+                      () -> System.nanoTime() - started > TimeUnit.MILLISECONDS.toNanos(200)))
+          .isInstanceOfSatisfying(
+              UdfException.class,
+              e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.UNAVAILABLE))
+          .hasMessageContaining("cancelled");
+    } finally {
+      inputs.forEach(FieldVector::close);
+    }
+    assertThat(call(pool, List.of(INT64), List.of(0L))).containsExactly(0L);
+    assertThat(launcher.started()).hasSize(1);
+  }
+
+  @Test
+  void aReplacementThatCannotStartFailsTheNextCallFast() throws Exception {
+    String code =
+        """
+        import os
+        marker = os.path.join(os.path.dirname(__file__), 'started-once')
+        if os.path.exists(marker):
+            raise RuntimeError('refusing a second start')
+        open(marker, 'w').close()
+
+        def f(x):
+            if x == 13:
+                os.abort()
+            return x
+        """;
+    RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), "BIGINT", code));
+
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(13L)))
+        .hasMessageContaining("SIGABRT");
+    assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L)))
+        .isInstanceOfSatisfying(
+            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.LOAD_FAILED))
+        .hasMessageContaining("the UDF process stopped earlier and could not be restarted")
+        .hasMessageContaining("RuntimeError: refusing a second start");
+    assertThat(pool.isHealthy()).isFalse();
+  }
+
+  @Test
+  void statsCountRequestsRowsAndTimes() throws Exception {
+    Instant[] now = {Instant.parse("2025-01-02T03:04:05Z")};
+    RuntimeSpec spec = Udfs.spec("ident", List.of("BIGINT"), "BIGINT", IDENTITY);
+    launcher = new HostRunnerLauncher(dir.resolve("stats"), spec);
+    RunnerPool pool =
+        RunnerPool.start(
+            UdfSignature.of(spec), launcher, RunnerPool.Options.defaults(), () -> now[0]);
+    pools.add(pool);
+    assertThat(pool.stats().requestCount()).isZero();
+    assertThat(pool.stats().firstRequestTime()).isNull();
+
+    call(pool, List.of(INT64), List.of(1L, 2L));
+    now[0] = now[0].plusSeconds(60);
+    call(pool, List.of(INT64), List.of(3L));
+
+    RunnerPool.Stats stats = pool.stats();
+    assertThat(stats.requestCount()).isEqualTo(2);
+    assertThat(stats.rows()).isEqualTo(3);
+    assertThat(stats.firstRequestTime()).isEqualTo(Instant.parse("2025-01-02T03:04:05Z"));
+    assertThat(stats.lastRequestTime()).isEqualTo(Instant.parse("2025-01-02T03:05:05Z"));
+    assertThat(stats.runners()).isEqualTo(1);
+    assertThat(stats.liveRunners()).isEqualTo(1);
+    assertThat(stats.failedRequests()).isZero();
+  }
+
+  @Test
+  void aBatchSentAheadToARunnerThatDiesIsComputedByItsReplacement() throws Exception {
+    String code =
+        "import os, time\n\ndef f(x):\n    if x == 13:\n        time.sleep(0.5)\n"
+            + "        os.abort()\n    return x\n";
+    RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), "BIGINT", code));
+
+    try (ExecutorService threads = Executors.newFixedThreadPool(2)) {
+      Future<List<Object>> crashing = threads.submit(() -> call(pool, List.of(INT64), List.of(13L)));
+      // Queued behind the crashing batch on the only runner, so sent ahead to it.
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      while (pool.stats().requestCount() < 1 && System.nanoTime() < deadline) {
+        LockSupport.parkNanos(1_000_000);
+      }
+      Future<List<Object>> behind = threads.submit(() -> call(pool, List.of(INT64), List.of(5L)));
+      assertThatThrownBy(crashing::get).hasMessageContaining("killed by SIGABRT");
+      assertThat(behind.get()).containsExactly(5L);
+    }
+    assertThat(launcher.started()).hasSize(2);
   }
 }

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.io.ByteArrayInputStream;
 import java.io.EOFException;
+import java.math.BigDecimal;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -33,30 +34,32 @@ class WireFormatTest {
     allocator.close();
   }
 
-  private static ByteBuffer le(byte[] bytes) {
-    return ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+  private static ByteBuffer le(WireFormat.Encoded frame) {
+    return ByteBuffer.wrap(frame.bytes(), 0, frame.length()).order(ByteOrder.LITTLE_ENDIAN);
   }
 
   @Test
-  void aBatchFrameIsHeaderThenColumns() throws Exception {
+  void aBatchFrameIsHeaderResultTypeThenColumns() throws Exception {
     try (FieldVector ints =
             Vectors.of(allocator, "arg1", new ArrowType.Int(32, true), Arrays.asList(7L, null));
         FieldVector flags =
             Vectors.of(allocator, "arg2", ArrowType.Bool.INSTANCE, List.of(true, false))) {
-      byte[] frame =
+      WireFormat.Encoded frame =
           WireFormat.encodeBatch(
               List.of(ints, flags),
               List.of(Udfs.type("INT"), Udfs.type("BOOLEAN")),
+              0,
               2,
               Udfs.type("BIGINT NOT NULL"));
 
       ByteBuffer bb = le(frame);
-      assertThat(bb.getInt()).isEqualTo(frame.length - 5);
+      assertThat(bb.getInt()).isEqualTo(frame.length() - 5);
       assertThat(bb.get()).isEqualTo((byte) WireFormat.BATCH);
       assertThat(bb.getInt()).as("rows").isEqualTo(2);
+      assertThat(bb.getInt()).as("first row").isZero();
       assertThat(bb.getShort()).as("argc").isEqualTo((short) 2);
       assertThat(bb.get()).as("result type").isEqualTo((byte) WireFormat.INT64);
-      assertThat(bb.get()).as("result flags: not nullable").isZero();
+      assertThat(bb.get()).as("result not nullable").isZero();
       // INT32 column with a NULL: type, flags, validity, values
       assertThat(bb.get()).isEqualTo((byte) WireFormat.INT32);
       assertThat(bb.get()).isEqualTo((byte) WireFormat.HAS_NULLS);
@@ -72,6 +75,51 @@ class WireFormatTest {
   }
 
   @Test
+  void aSliceCarriesItsRowsAndItsFirstRow() throws Exception {
+    List<Object> values = Arrays.asList("a", null, "bb", "a string longer than twelve", "ü");
+    try (FieldVector v = Vectors.of(allocator, "arg1", ArrowType.Utf8View.INSTANCE, values)) {
+      WireFormat.Encoded frame =
+          WireFormat.encodeBatch(List.of(v), List.of(Udfs.type("VARCHAR")), 2, 3, Udfs.type("INT"));
+      ByteBuffer bb = le(frame);
+      bb.position(5);
+      assertThat(bb.getInt()).isEqualTo(3);
+      assertThat(bb.getInt()).isEqualTo(2);
+      bb.position(bb.position() + 2 + 2);
+      assertThat(bb.get()).isEqualTo((byte) WireFormat.STRING);
+      assertThat(bb.get())
+          .as("no NULL among rows 2..4; joined by a separator")
+          .isEqualTo((byte) WireFormat.SEPARATED);
+      assertThat(bb.get()).as("separator: the first ASCII byte in no value").isZero();
+      assertThat(bb.getLong()).isEqualTo(33);
+      byte[] data = new byte[bb.remaining()];
+      bb.get(data);
+      assertThat(new String(data, StandardCharsets.UTF_8))
+          .isEqualTo("bb\0a string longer than twelve\0ü");
+    }
+  }
+
+  @Test
+  void stringsHoldingEveryAsciiByteTravelWithOffsets() throws Exception {
+    StringBuilder all = new StringBuilder();
+    for (char c = 0; c < 128; c++) {
+      all.append(c);
+    }
+    List<Object> values = Arrays.asList(all.toString(), null, "x");
+    try (FieldVector v = Vectors.of(allocator, "arg1", ArrowType.LargeUtf8.INSTANCE, values)) {
+      WireFormat.Encoded frame =
+          WireFormat.encodeBatch(List.of(v), List.of(Udfs.type("VARCHAR")), 0, 3, Udfs.type("INT"));
+      ByteBuffer bb = le(frame);
+      bb.position(5 + 10 + 2);
+      assertThat(bb.get()).isEqualTo((byte) WireFormat.STRING);
+      assertThat(bb.get()).isEqualTo((byte) WireFormat.HAS_NULLS);
+      bb.position(bb.position() + 3);
+      assertThat(new long[] {bb.getLong(), bb.getLong(), bb.getLong(), bb.getLong()})
+          .containsExactly(0, 128, 128, 129);
+    }
+    assertThat(WireFormat.absentAsciiByte(new byte[] {0, 1, 3, (byte) 0xc3}, 4)).isEqualTo(2);
+  }
+
+  @Test
   void stringsOfEveryArrowKindEncodeAlike() throws Exception {
     List<Object> values = Arrays.asList("a", null, "a string longer than twelve", "ü");
     byte[] expected = null;
@@ -79,38 +127,64 @@ class WireFormatTest {
         List.of(
             ArrowType.Utf8.INSTANCE, ArrowType.LargeUtf8.INSTANCE, ArrowType.Utf8View.INSTANCE)) {
       try (FieldVector v = Vectors.of(allocator, "arg1", kind, values)) {
-        byte[] frame =
-            WireFormat.encodeBatch(List.of(v), List.of(Udfs.type("VARCHAR")), 4, Udfs.type("INT"));
+        WireFormat.Encoded frame =
+            WireFormat.encodeBatch(
+                List.of(v), List.of(Udfs.type("VARCHAR")), 0, 4, Udfs.type("INT"));
+        byte[] bytes = Arrays.copyOf(frame.bytes(), frame.length());
         if (expected == null) {
-          expected = frame;
-          ByteBuffer bb = le(frame);
-          bb.position(5 + 8);
-          assertThat(bb.get()).isEqualTo((byte) WireFormat.STRING);
-          assertThat(bb.get()).isEqualTo((byte) WireFormat.HAS_NULLS);
-          bb.position(bb.position() + 4);
-          long[] offsets = new long[5];
-          for (int i = 0; i < 5; i++) {
-            offsets[i] = bb.getLong();
-          }
-          assertThat(offsets).containsExactly(0, 1, 1, 28, 30);
-          byte[] data = new byte[bb.remaining()];
-          bb.get(data);
-          assertThat(new String(data, StandardCharsets.UTF_8))
-              .isEqualTo("aa string longer than twelveü");
+          expected = bytes;
         } else {
-          assertThat(frame).as("%s", kind).isEqualTo(expected);
+          assertThat(bytes).as("%s", kind).isEqualTo(expected);
         }
       }
     }
   }
 
-  private static byte[] result(int rows, int type, int flags, byte[]... parts) {
-    int size = 6;
+  @Test
+  void nestedColumnsAreOffsetsThenChildren() throws Exception {
+    try (FieldVector v =
+        Vectors.of(
+            allocator,
+            RunnerTypesIT.query("ARRAY(INT32 NULL) NULL"),
+            Arrays.asList(List.of(1L), null, Arrays.asList(2L, null)))) {
+      WireFormat.Encoded frame =
+          WireFormat.encodeBatch(
+              List.of(v),
+              List.of(Udfs.type("ARRAY(INT32 NULL) NULL")),
+              0,
+              3,
+              Udfs.type("TUPLE(a DECIMAL(10, 2), b VECTOR(4)) NOT NULL"));
+      ByteBuffer bb = le(frame);
+      bb.position(5 + 10);
+      // result: TUPLE not null, 2 fields: DECIMAL(10, 2), VECTOR(4) (bare nested: NOT NULL)
+      assertThat(new byte[] {bb.get(), bb.get()}).containsExactly(WireFormat.TUPLE, 0);
+      assertThat(bb.getShort()).isEqualTo((short) 2);
+      assertThat(new byte[] {bb.get(), bb.get(), bb.get(), bb.get()})
+          .containsExactly(WireFormat.DECIMAL, 0, 10, 2);
+      assertThat(new byte[] {bb.get(), bb.get()}).containsExactly(WireFormat.VECTOR, 0);
+      assertThat(bb.getInt()).isEqualTo(4);
+      // the ARRAY column: flags, validity, offsets, then the INT32 item column
+      assertThat(new byte[] {bb.get(), bb.get()})
+          .containsExactly(WireFormat.ARRAY, WireFormat.HAS_NULLS);
+      assertThat(new byte[] {bb.get(), bb.get(), bb.get()}).containsExactly(1, 0, 1);
+      assertThat(new long[] {bb.getLong(), bb.getLong(), bb.getLong(), bb.getLong()})
+          .containsExactly(0, 1, 1, 3);
+      assertThat(new byte[] {bb.get(), bb.get()})
+          .containsExactly(WireFormat.INT32, WireFormat.HAS_NULLS);
+      assertThat(new byte[] {bb.get(), bb.get(), bb.get()}).containsExactly(1, 1, 0);
+      assertThat(new int[] {bb.getInt(), bb.getInt()}).containsExactly(1, 2);
+      bb.getInt();
+      assertThat(bb.hasRemaining()).isFalse();
+    }
+  }
+
+  private static byte[] result(int rows, byte[]... parts) {
+    int size = 8;
     for (byte[] p : parts) {
       size += p.length;
     }
     ByteBuffer bb = ByteBuffer.allocate(size).order(ByteOrder.LITTLE_ENDIAN);
-    bb.putInt(rows).put((byte) type).put((byte) flags);
+    bb.putInt(rows).putInt(0);
     for (byte[] p : parts) {
       bb.put(p);
     }
@@ -125,31 +199,92 @@ class WireFormatTest {
     return bb.array();
   }
 
+  private static byte[] bytes(int... values) {
+    byte[] out = new byte[values.length];
+    for (int i = 0; i < values.length; i++) {
+      out[i] = (byte) values[i];
+    }
+    return out;
+  }
+
   @Test
   void resultsDecodeIntoTheDeclaredType() throws Exception {
-    byte[] payload =
+    byte[] strings =
         result(
             3,
-            WireFormat.STRING,
-            WireFormat.HAS_NULLS,
-            new byte[] {1, 0, 1},
+            bytes(WireFormat.STRING, WireFormat.HAS_NULLS, 1, 0, 1),
             longs(0, 2, 2, 5),
             "hiyou".getBytes(StandardCharsets.UTF_8));
-
-    try (FieldVector v = WireFormat.decodeResult(payload, 3, Udfs.type("VARCHAR"), allocator)) {
+    try (FieldVector v =
+        WireFormat.decodeResult(strings, 3, Udfs.type("VARCHAR"), allocator).vector()) {
       assertThat(v.getField().getName()).isEqualTo("output");
       assertThat(v.getField().getType()).isEqualTo(ArrowType.LargeUtf8.INSTANCE);
       assertThat(Vectors.values(v)).containsExactly("hi", null, "you");
     }
     try (FieldVector v =
         WireFormat.decodeResult(
-            result(2, WireFormat.INT64, 0, longs(-1, 5)),
-            2,
-            Udfs.type("BIGINT NOT NULL"),
-            allocator)) {
+                result(2, bytes(WireFormat.INT64, 0), longs(-1, 5)),
+                2,
+                Udfs.type("BIGINT NOT NULL"),
+                allocator)
+            .vector()) {
       assertThat(v.getField().isNullable()).isFalse();
       assertThat(Vectors.values(v)).containsExactly(-1L, 5L);
     }
+    byte[] decimal = new byte[16];
+    decimal[0] = (byte) 0x85; // -123 as a 128-bit two's complement integer
+    Arrays.fill(decimal, 1, 16, (byte) 0xff);
+    byte[] map =
+        result(
+            2,
+            bytes(WireFormat.MAP, 0),
+            longs(0, 2, 2),
+            bytes(WireFormat.STRING, 0),
+            longs(0, 1, 2),
+            "ab".getBytes(StandardCharsets.UTF_8),
+            bytes(WireFormat.DECIMAL, WireFormat.HAS_NULLS, 5, 2, 16, 1, 0),
+            decimal,
+            new byte[16]);
+    try (FieldVector v =
+        WireFormat.decodeResult(map, 2, Udfs.type("MAP(STRING, DECIMAL(5, 2) NULL)"), allocator)
+            .vector()) {
+      assertThat(Vectors.values(v))
+          .containsExactly(
+              RunnerTypesIT.map("a", new BigDecimal("-1.23"), "b", null), RunnerTypesIT.map());
+    }
+  }
+
+  @Test
+  void separatedResultsAndSlicesJoinInOrder() throws Exception {
+    byte[] first =
+        result(
+            3,
+            bytes(WireFormat.STRING, WireFormat.SEPARATED | WireFormat.HAS_NULLS, 1, 0, 1, 0),
+            longs(7),
+            "ab\0\0cde".getBytes(StandardCharsets.UTF_8));
+    byte[] second =
+        result(
+            2, bytes(WireFormat.STRING, 0), longs(0, 1, 4), "füx".getBytes(StandardCharsets.UTF_8));
+    try (FieldVector v =
+        WireFormat.decodeResults(
+                List.of(first, second), new int[] {3, 2}, Udfs.type("VARCHAR"), allocator)
+            .vector()) {
+      assertThat(Vectors.values(v)).containsExactly("ab", null, "cde", "f", "üx");
+    }
+    assertThatThrownBy(
+            () ->
+                WireFormat.decodeResults(
+                    List.of(
+                        result(
+                            3,
+                            bytes(WireFormat.STRING, WireFormat.SEPARATED, 0),
+                            longs(3),
+                            "a\0b".getBytes(StandardCharsets.UTF_8))),
+                    new int[] {3},
+                    Udfs.type("VARCHAR"),
+                    allocator))
+        .isInstanceOf(WireFormat.MalformedFrameException.class)
+        .hasMessageContaining("holds 2 separated values, expected 3");
   }
 
   @Test
@@ -157,26 +292,32 @@ class WireFormatTest {
     assertThatThrownBy(
             () ->
                 WireFormat.decodeResult(
-                    result(2, WireFormat.INT64, 0, longs(1)), 2, Udfs.type("BIGINT"), allocator))
+                    result(2, bytes(WireFormat.INT64, 0), longs(1)),
+                    2,
+                    Udfs.type("BIGINT"),
+                    allocator))
         .isInstanceOf(WireFormat.MalformedFrameException.class)
         .hasMessageContaining("ends early");
     assertThatThrownBy(
             () ->
                 WireFormat.decodeResult(
-                    result(1, WireFormat.INT32, 0, new byte[4]), 1, Udfs.type("BIGINT"), allocator))
-        .hasMessageContaining("expected 1 rows of type code 5");
+                    result(1, bytes(WireFormat.INT32, 0), new byte[4]),
+                    1,
+                    Udfs.type("BIGINT"),
+                    allocator))
+        .hasMessageContaining("has type code 4, expected 5");
     assertThatThrownBy(
             () ->
                 WireFormat.decodeResult(
-                    result(1, WireFormat.INT64, WireFormat.HAS_NULLS, new byte[] {0}, longs(0)),
+                    result(1, bytes(WireFormat.INT64, WireFormat.HAS_NULLS, 0), longs(0)),
                     1,
                     Udfs.type("BIGINT NOT NULL"),
                     allocator))
-        .hasMessageContaining("NULLs in a result declared INT64 NOT NULL");
+        .hasMessageContaining("NULLs in the result, declared INT64 NOT NULL");
     assertThatThrownBy(
             () ->
                 WireFormat.decodeResult(
-                    result(2, WireFormat.STRING, 0, longs(0, 3, 1), new byte[3]),
+                    result(2, bytes(WireFormat.STRING, 0), longs(0, 3, 1), new byte[3]),
                     2,
                     Udfs.type("VARCHAR"),
                     allocator))
@@ -184,8 +325,19 @@ class WireFormatTest {
     assertThatThrownBy(
             () ->
                 WireFormat.decodeResult(
-                    result(1, WireFormat.INT64, 0, longs(1, 2)), 1, Udfs.type("BIGINT"), allocator))
+                    result(1, bytes(WireFormat.INT64, 0), longs(1, 2)),
+                    1,
+                    Udfs.type("BIGINT"),
+                    allocator))
         .hasMessageContaining("8 bytes after the result column");
+    assertThatThrownBy(
+            () ->
+                WireFormat.decodeResult(
+                    result(1, bytes(WireFormat.ARRAY, 0), longs(0, 2), bytes(WireFormat.INT32, 0)),
+                    1,
+                    Udfs.type("ARRAY(INT32)"),
+                    allocator))
+        .hasMessageContaining("ends early");
   }
 
   @Test

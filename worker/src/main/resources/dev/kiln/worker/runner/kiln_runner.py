@@ -13,8 +13,10 @@ so the per-row cost is the UDF's own call and little else.
 """
 
 # Only cheap modules at the top: under gVisor every import costs file-system round trips, and
-# both init mode and a runner's start are on the cold-start path. Modules needed only on error
-# paths (json, traceback, reprlib, inspect) are imported where they are used.
+# both init mode and a runner's start are on the cold-start path. Modules needed only for some
+# types, options or error paths (json, reprlib, traceback, inspect, resource, and kiln_types.py
+# with datetime, decimal and the rest) are imported where they are used. This file is compiled at
+# every start (a sandbox caches no bytecode), so what most UDFs never run lives in kiln_types.py.
 import faulthandler
 import io
 import itertools
@@ -24,7 +26,7 @@ import sys
 
 array = None  # imported by serve(): it pulls in collections.abc, which init does not need
 
-RUNNER_PROTOCOL = 1
+RUNNER_PROTOCOL = 2
 
 # Frame types (PROTOCOL.md, "Frames").
 READY = 0x01
@@ -49,12 +51,19 @@ STRING = 12
 BINARY = 13
 DATE = 14
 TIMESTAMP = 15
+DECIMAL = 16
+VARIANT = 17
+ARRAY = 18
+MAP = 19
+TUPLE = 20
+VECTOR = 21
 
 TYPE_NAMES = {
     BOOLEAN: "BOOLEAN", INT8: "INT8", INT16: "INT16", INT32: "INT32", INT64: "INT64",
     UINT8: "UINT8", UINT16: "UINT16", UINT32: "UINT32", UINT64: "UINT64",
     FLOAT32: "FLOAT32", FLOAT64: "FLOAT64", STRING: "STRING", BINARY: "BINARY",
-    DATE: "DATE", TIMESTAMP: "TIMESTAMP",
+    DATE: "DATE", TIMESTAMP: "TIMESTAMP", DECIMAL: "DECIMAL", VARIANT: "VARIANT",
+    ARRAY: "ARRAY", MAP: "MAP", TUPLE: "TUPLE", VECTOR: "VECTOR",
 }
 
 # array / memoryview format of each fixed-width type; sizes are checked at start.
@@ -65,17 +74,31 @@ FIXED = {
 }
 WIDTHS = {INT8: 1, INT16: 2, INT32: 4, INT64: 8, UINT8: 1, UINT16: 2, UINT32: 4, UINT64: 8,
           FLOAT32: 4, FLOAT64: 8}
-PYTHON_TYPE = {BOOLEAN: "bool", STRING: "str", BINARY: "bytes", FLOAT32: "float", FLOAT64: "float"}
 
-HAS_NULLS = 0x01        # column flags
-RESULT_NULLABLE = 0x01  # BATCH result flags
+HAS_NULLS = 0x01  # column flags
+SEPARATED = 0x02  # STRING, BINARY, VARIANT: sep:u8 length:u64 values joined by sep
+SEP = "\x00"     # the separator results are joined with when no value contains it
 
 FRAME_HEAD = struct.Struct("<IB")
-BATCH_HEAD = struct.Struct("<IHBB")
-RESULT_HEAD = struct.Struct("<IBB")
+BATCH_HEAD = struct.Struct("<IIH")   # rows, first_row, argc
+RESULT_HEAD = struct.Struct("<II")   # rows, row_errors
+U16 = struct.Struct("<H")
+U32 = struct.Struct("<I")
 BOOLS = (False, True)
 
+# The worker waits for this line on stderr before it quotes the UDF's output in an error.
+OUTPUT_SYNC = b"\x1fkiln-sync\n"
+
+# Days from 0001-01-01 (ordinal 1) to 1970-01-01.
+EPOCH_ORDINAL = 719163
+# Rows whose errors are written to stderr per batch when on_error="null".
+LOGGED_ROW_ERRORS = 3
+
+# Codes whose result descriptor is more than (code, nullable).
+PARAMETERISED = (DECIMAL, ARRAY, MAP, TUPLE, VECTOR)
+
 _REPR = []
+_LAZY = {}
 
 
 def short_repr(value):
@@ -87,8 +110,31 @@ def short_repr(value):
         r.maxother = 60
         r.maxlist = 8
         r.maxtuple = 8
+        r.maxdict = 8
         _REPR.append(r)
     return _REPR[0].repr(value)
+
+
+def lazy(name):
+    """Imports a module on first use (most UDFs never need it)."""
+    module = _LAZY.get(name)
+    if module is None:
+        module = _LAZY[name] = __import__(name)
+    return module
+
+
+def types():
+    """kiln_types.py: DATE, TIMESTAMP, DECIMAL, VARIANT results, nested types, decorator options."""
+    module = _LAZY.get("kiln_types")
+    if module is None:
+        # From the runner's own directory, whatever the UDF's imports put first on sys.path.
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        try:
+            import kiln_types as module
+        finally:
+            del sys.path[0]
+        _LAZY["kiln_types"] = module
+    return module
 
 
 class LoadError(Exception):
@@ -109,6 +155,51 @@ class BatchError(Exception):
         Exception.__init__(self, message)
         self.message = message
         self.kind = kind
+
+
+class Bad(Exception):
+    """A result value the result type cannot hold: its index, and where inside it the problem is."""
+
+    def __init__(self, index, value, t, extra=None, path=""):
+        Exception.__init__(self, index)
+        self.index = index
+        self.value = value
+        self.t = t
+        self.extra = extra
+        self.path = path
+
+
+# ---------------------------------------------------------------- types
+
+
+class T:
+    """A type as the BATCH frame describes it (PROTOCOL.md, "Type descriptors")."""
+
+    __slots__ = ("code", "nullable", "precision", "scale", "children", "dim")
+
+    def __init__(self, code, nullable, precision=0, scale=0, children=(), dim=0):
+        self.code = code
+        self.nullable = nullable
+        self.precision = precision
+        self.scale = scale
+        self.children = children
+        self.dim = dim
+
+_TYPE_CACHE = {}
+
+
+def result_type(view, pos):
+    """The result descriptor of a BATCH; a plain type costs a dict lookup."""
+    code = view[pos]
+    if code in PARAMETERISED:
+        return types().result_type(view, pos)
+    key = (code, view[pos + 1])
+    t = _TYPE_CACHE.get(key)
+    if t is None:
+        if code not in TYPE_NAMES:
+            raise BatchError("unknown result type code %d" % code, "input")
+        t = _TYPE_CACHE[key] = T(code, bool(view[pos + 1]))
+    return t, pos + 2
 
 
 # ---------------------------------------------------------------- I/O
@@ -149,15 +240,46 @@ class Channel:
             data = data[os.write(self.write_fd, data):]
 
     def write_json(self, frame_type, obj):
-        import json
-        self.write_frame(frame_type, json.dumps(obj).encode("utf-8"))
+        self.write_frame(frame_type, lazy("json").dumps(obj).encode("utf-8"))
 
 
 def _truncated(got, n):
     raise EOFError("the worker closed the stream in the middle of a frame (%d of %d bytes)" % (got, n))
 
 
+def sync_output():
+    """Flushes the UDF's output and marks its end, so an error can quote all of it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    try:
+        os.write(2, OUTPUT_SYNC)
+    except OSError:
+        pass
+
+
 # ---------------------------------------------------------------- loading
+
+
+class Udf:
+    """The handler and how to call it: plain, or with the options of a databend_udf decorator."""
+
+    def __init__(self, handler, func, arity, path, options):
+        self.handler = handler
+        self.func = func
+        self.arity = arity
+        self.path = path
+        self.skip_null = bool(options.get("skip_null"))
+        self.batch_mode = bool(options.get("batch_mode"))
+        self.io_threads = int(options.get("io_threads") or 0)
+        self.on_error_null = options.get("on_error") == "null"
+        self.declared = options.get("declared")
+        self.plain = not (self.skip_null or self.batch_mode or self.io_threads > 1
+                          or self.on_error_null)
+        self.executor = None
+
 
 
 def udf_file_name(path):
@@ -165,10 +287,11 @@ def udf_file_name(path):
 
 
 def load_udf(udf_dir):
-    """Executes udf.py as module "udf" and returns (handler name, handler, arity)."""
+    """Executes udf.py as module "udf" and returns the Udf to call."""
     meta = read_meta(os.path.join(udf_dir, "udf.meta"))
     handler = meta["handler"][0]
     arity = len(meta.get("input_type", []))
+    result = meta.get("result_type", ["NULL"])[0]
     path = os.path.join(udf_dir, "udf.py")
     with open(path, "rb") as f:
         source = f.read()
@@ -189,13 +312,36 @@ def load_udf(udf_dir):
 
     func = module.__dict__.get(handler)
     if func is None:
+        func = decorated_named(module, handler)
+    if func is None:
         raise LoadError(None, "udf.py defines no top-level function named %r; define it, "
                               "or change the handler of the function" % handler)
+    options = getattr(func, "_kiln_options", None)
+    if options is not None:
+        func = options["func"]
+    else:
+        options = {}
     if not callable(func):
         raise LoadError(None, "%r in udf.py is a %s, not a function; the handler must be a "
                               "top-level function" % (handler, type(func).__name__))
     check_arity(handler, func, arity)
-    return handler, func, arity
+    not_null = result.endswith(" NOT NULL")
+    if options.get("skip_null") and not_null:
+        raise LoadError(None, "skip_null=True needs a nullable result, but the function returns "
+                              "%s; declare the result type NULL" % result)
+    if options.get("on_error") == "null" and not_null:
+        raise LoadError(None, "on_error='null' needs a nullable result, but the function returns "
+                              "%s; declare the result type NULL" % result)
+    return Udf(handler, func, arity, path, options)
+
+
+def decorated_named(module, name):
+    """A databend_udf-decorated function whose name= option is the handler, as databend-udf finds it."""
+    for value in list(module.__dict__.values()):
+        options = getattr(value, "_kiln_options", None)
+        if isinstance(options, dict) and options.get("name") == name:
+            return value
+    return None
 
 
 def read_meta(path):
@@ -246,6 +392,15 @@ def setup_import_dir():
             sys.path.insert(0, os.path.join(import_dir, name))
 
 
+def limit_memory():
+    """Caps the address space at $KILN_MEMORY_LIMIT bytes: allocations beyond it raise MemoryError."""
+    limit = os.environ.get("KILN_MEMORY_LIMIT")
+    if not limit:
+        return
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+
+
 # ---------------------------------------------------------------- errors
 
 
@@ -270,31 +425,24 @@ def last_udf_frame(tb, path):
     return frames[-1] if frames else None
 
 
-def describe_call_error(e, path, row, args):
-    text = exception_name(e)
-    message = exception_text(e)
-    if message:
-        text += ": " + message
-    frame = last_udf_frame(e.__traceback__, path)
-    if frame is not None:
-        where = "%s line %d, in %s" % (udf_file_name(path), frame.lineno, frame.name)
-        if frame.line:
-            where += ": " + frame.line.strip()
-        text += " (" + where + ")"
-    text += " [row %d of the batch" % row
-    if args is not None:
-        text += ", arguments %s" % short_repr(tuple(args))
-    return text + "]"
-
-
 # ---------------------------------------------------------------- decoding
 
 
 def decode_column(view, pos, rows):
-    """Decodes one column at view[pos:]; returns (list of Python values, next position)."""
+    """Decodes one column at view[pos:]; returns (values, validity bytes or None, next position)."""
     ctype = view[pos]
     flags = view[pos + 1]
     pos += 2
+    params = None
+    if ctype == DECIMAL:
+        params = (view[pos], view[pos + 1], view[pos + 2])
+        pos += 3
+    elif ctype == TUPLE:
+        params = U16.unpack_from(view, pos)[0]
+        pos += 2
+    elif ctype == VECTOR:
+        params = U32.unpack_from(view, pos)[0]
+        pos += 4
     validity = None
     if flags & HAS_NULLS:
         validity = view[pos:pos + rows].tobytes()
@@ -307,33 +455,75 @@ def decode_column(view, pos, rows):
     elif ctype == BOOLEAN:
         values = list(map(BOOLS.__getitem__, view[pos:pos + rows]))
         pos += rows
-    elif ctype == STRING or ctype == BINARY:
-        end = pos + (rows + 1) * 8
-        offsets = view[pos:end].cast("q").tolist()
-        pos = end
-        total = offsets[rows] if rows else 0
-        data = view[pos:pos + total].tobytes()
-        pos += total
-        slices = map(slice, offsets[:-1], offsets[1:])
-        if ctype == BINARY:
-            values = list(map(data.__getitem__, slices))
-        elif data.isascii():
-            # ASCII: byte offsets are character offsets, so slice one decoded str.
-            text = data.decode("ascii")
-            values = list(map(text.__getitem__, slices))
+    elif ctype == STRING or ctype == BINARY or ctype == VARIANT:
+        if flags & SEPARATED:
+            values, pos = decode_separated(view, pos, rows, ctype, validity)
         else:
-            try:
-                values = list(map(bytes.decode, map(data.__getitem__, slices)))
-            except UnicodeDecodeError as e:
-                raise BatchError("a STRING argument is not valid UTF-8: %s" % e, "input")
-    elif ctype in TYPE_NAMES:
-        raise BatchError("arguments of type %s are not supported yet by this runner"
-                         % TYPE_NAMES[ctype], "input")
+            values, pos = decode_varwidth(view, pos, rows, ctype, validity)
     else:
-        raise BatchError("unknown column type code %d" % ctype, "input")
+        values, pos = types().decode_other(view, pos, rows, ctype, params, validity)
     if validity is not None:
         set_nulls(values, validity)
+    return values, validity, pos
+
+
+def decode_separated(view, pos, rows, ctype, validity):
+    """Values joined by a separator byte none of them contains: one C-level split."""
+    sep = view[pos]
+    length = struct.unpack_from("<Q", view, pos + 1)[0]
+    pos += 9
+    data = view[pos:pos + length].tobytes()
+    pos += length
+    if ctype == BINARY:
+        values = data.split(bytes((sep,))) if rows else []
+    else:
+        try:
+            text = data.decode("ascii") if data.isascii() else data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BatchError("a STRING argument is not valid UTF-8: %s" % e, "input")
+        values = text.split(chr(sep)) if rows else []
+        if ctype == VARIANT:
+            loads = lazy("json").loads
+            try:
+                if validity is None:
+                    values = list(map(loads, values))
+                else:
+                    values = [loads(b) if ok else None for b, ok in zip(values, validity)]
+            except ValueError as e:
+                raise BatchError("a VARIANT argument is not valid JSON: %s" % e, "input")
+    if len(values) != rows:
+        raise BatchError("malformed batch frame: %d separated values for %d rows"
+                         % (len(values), rows), "input")
     return values, pos
+
+
+def decode_varwidth(view, pos, rows, ctype, validity):
+    end = pos + (rows + 1) * 8
+    offsets = view[pos:end].cast("q").tolist()
+    pos = end
+    total = offsets[rows] if rows else 0
+    data = view[pos:pos + total].tobytes()
+    pos += total
+    slices = map(slice, offsets[:-1], offsets[1:])
+    if ctype == BINARY:
+        return list(map(data.__getitem__, slices)), pos
+    if ctype == VARIANT:
+        raw = list(map(data.__getitem__, slices))
+        loads = lazy("json").loads
+        try:
+            if validity is None:
+                return list(map(loads, raw)), pos
+            return [loads(b) if ok else None for b, ok in zip(raw, validity)], pos
+        except ValueError as e:
+            raise BatchError("a VARIANT argument is not valid JSON: %s" % e, "input")
+    if data.isascii():
+        # ASCII: byte offsets are character offsets, so slice one decoded str.
+        text = data.decode("ascii")
+        return list(map(text.__getitem__, slices)), pos
+    try:
+        return list(map(bytes.decode, map(data.__getitem__, slices))), pos
+    except UnicodeDecodeError as e:
+        raise BatchError("a STRING argument is not valid UTF-8: %s" % e, "input")
 
 
 def set_nulls(values, validity):
@@ -352,182 +542,220 @@ def set_nulls(values, validity):
 # ---------------------------------------------------------------- calling
 
 
-def apply(func, columns, rows, path):
-    """Calls func once per row; a failure names the row, its arguments and the udf.py line."""
+def compute(udf, columns, rows, first_row):
+    """Calls the function once per row; a failure names the row, its arguments and the udf.py line."""
+    func = udf.func
     if columns:
         iterators = [iter(c) for c in columns]
         try:
             return list(map(func, *iterators))
+        except MemoryError:
+            raise
         except BaseException as e:
             # map() has taken row+1 items from every iterator when func raised on row.
             row = rows - 1 - iterators[0].__length_hint__()
             args = [c[row] for c in columns] if 0 <= row < rows else None
-            raise BatchError(describe_call_error(e, path, row, args))
+            raise BatchError(types().describe_call_error(e, udf.path, first_row + row, args))
     counter = iter(range(rows))
     try:
         return [func() for _ in counter]
+    except MemoryError:
+        raise
     except BaseException as e:
         row = rows - 1 - counter.__length_hint__()
-        raise BatchError(describe_call_error(e, path, row, None))
+        raise BatchError(types().describe_call_error(e, udf.path, first_row + row, None))
 
 
 # ---------------------------------------------------------------- encoding
 
 
-def type_label(rtype, nullable):
-    return "%s %s" % (TYPE_NAMES[rtype], "NULL" if nullable else "NOT NULL")
+def encode_column(values, t):
+    """Returns the parts of a wire column holding values of type t; raises Bad for a bad value."""
+    code = t.code
+    fmt = FIXED.get(code)
+    if fmt is not None:
+        validity, body = encode_fixed(values, t, fmt)
+        parts = [body]
+    elif code == STRING or code == BINARY:
+        parts = encode_separated(values, t)
+        if parts is not None:
+            return [bytes((code, SEPARATED))] + parts
+        validity, (offsets, data) = encode_varwidth(values, t)
+        parts = [offsets, data]
+    elif code == BOOLEAN:
+        validity, body = encode_bool(values, t)
+        parts = [body]
+    else:
+        return types().encode_other(values, t)
+    head = bytes((code, HAS_NULLS if validity is not None else 0))
+    return [head] + ([validity] if validity is not None else []) + parts
 
 
-def expected_python(rtype):
-    return PYTHON_TYPE.get(rtype, "int")
+def check_none(values, t, i):
+    """Called for a None at index i: fine when t is nullable, else a Bad value."""
+    if not t.nullable:
+        raise Bad(i, None, t)
 
 
-def none_error(row, rtype):
-    return BatchError("the function returned None for row %d, but the result type is %s; return a "
-                      "value, or declare the result type NULL" % (row, type_label(rtype, False)))
-
-
-def value_error(row, value, rtype, nullable, detail=None):
-    text = "the function returned %s %s for row %d, but the result type is %s (expected %s)" % (
-        type(value).__name__, short_repr(value), row, type_label(rtype, nullable),
-        expected_python(rtype))
-    if detail:
-        text += ": " + detail
-    return BatchError(text)
-
-
-def encode_fixed(results, rtype, nullable):
-    fmt = FIXED[rtype]
+def encode_fixed(results, t, fmt):
     try:
         return None, array.array(fmt, results)
     except (TypeError, OverflowError):
         pass
     # Slow path: NULLs, or a bad value that must be found and named.
-    values = array.array(fmt, bytes(len(results) * WIDTHS[rtype]))
+    values = array.array(fmt, bytes(len(results) * WIDTHS[t.code]))
     validity = bytearray(len(results))
     for i, v in enumerate(results):
         if v is None:
-            if not nullable:
-                raise none_error(i, rtype)
+            check_none(results, t, i)
             continue
         if isinstance(v, (str, bytes)) or (fmt in "bhiqBHIQ" and isinstance(v, float)):
-            raise value_error(i, v, rtype, nullable)
+            raise Bad(i, v, t)
         try:
             values[i] = v
         except OverflowError:
-            raise value_error(i, v, rtype, nullable, "out of range for %s" % TYPE_NAMES[rtype])
+            raise Bad(i, v, t, "out of range for %s" % TYPE_NAMES[t.code])
         except TypeError:
-            raise value_error(i, v, rtype, nullable)
+            raise Bad(i, v, t)
         validity[i] = 1
     return (validity if 0 in validity else None), values
 
 
-def encode_bool(results, rtype, nullable):
+def encode_bool(results, t):
     if set(map(type, results)) <= {bool}:
         return None, bytes(results)
     values = bytearray(len(results))
     validity = bytearray(len(results))
     for i, v in enumerate(results):
         if v is None:
-            if not nullable:
-                raise none_error(i, rtype)
+            check_none(results, t, i)
             continue
         if type(v) is not bool and type(v).__name__ != "bool_":  # numpy.bool_ is fine
-            raise value_error(i, v, rtype, nullable)
+            raise Bad(i, v, t)
         values[i] = 1 if v else 0
         validity[i] = 1
     return (validity if 0 in validity else None), values
 
 
-def encode_varwidth(results, rtype, nullable):
+def offsets_of(encoded):
+    return array.array("q", itertools.accumulate(map(len, encoded), initial=0))
+
+
+def encode_separated(results, t):
+    """Joined by SEP when every value is a str (bytes) without it: (None, parts) or None."""
+    n = len(results)
+    try:
+        if t.code == STRING:
+            joined = SEP.join(results)
+            if joined.count(SEP) != n - 1 and n:
+                return None
+            data = joined.encode("utf-8")
+        else:
+            joined = b"\x00".join(results)
+            if joined.count(0) != n - 1 and n:
+                return None
+            data = joined
+    except (TypeError, UnicodeEncodeError):
+        return None  # NULLs, other types or unencodable text: the slow path finds and names them
+    return [struct.pack("<BQ", 0, len(data)), data]
+
+
+def encode_varwidth(results, t):
     validity = None
-    if rtype == STRING:
+    if t.code == STRING:
         try:
             encoded = list(map(str.encode, results))
         except (TypeError, UnicodeEncodeError):
-            validity, encoded = encode_varwidth_slow(results, rtype, nullable)
+            validity, encoded = encode_varwidth_slow(results, t)
     elif set(map(type, results)) <= {bytes}:
         encoded = results
     else:
-        validity, encoded = encode_varwidth_slow(results, rtype, nullable)
-    offsets = array.array("q", itertools.accumulate(map(len, encoded), initial=0))
-    return validity, (offsets, b"".join(encoded))
+        validity, encoded = encode_varwidth_slow(results, t)
+    return validity, (offsets_of(encoded), b"".join(encoded))
 
 
-def encode_varwidth_slow(results, rtype, nullable):
+def encode_varwidth_slow(results, t):
     encoded = [b""] * len(results)
     validity = bytearray(len(results))
     for i, v in enumerate(results):
         if v is None:
-            if not nullable:
-                raise none_error(i, rtype)
+            check_none(results, t, i)
             continue
-        if rtype == STRING:
+        if t.code == STRING:
             if not isinstance(v, str):
-                raise value_error(i, v, rtype, nullable)
+                raise Bad(i, v, t)
             try:
                 encoded[i] = v.encode("utf-8")
             except UnicodeEncodeError as e:
-                raise value_error(i, v, rtype, nullable, "it cannot be encoded as UTF-8 (%s)" % e.reason)
+                raise Bad(i, v, t, "it cannot be encoded as UTF-8 (%s)" % e.reason)
         else:
             if not isinstance(v, (bytes, bytearray, memoryview)):
-                raise value_error(i, v, rtype, nullable)
+                raise Bad(i, v, t)
             encoded[i] = bytes(v)
         validity[i] = 1
     return (validity if 0 in validity else None), encoded
 
 
-def encode_result(results, rtype, nullable, rows):
-    """Returns the RESULT payload parts for the function's results."""
-    if rtype in FIXED:
-        validity, values = encode_fixed(results, rtype, nullable)
-        parts = [values]
-    elif rtype == BOOLEAN:
-        validity, values = encode_bool(results, rtype, nullable)
-        parts = [values]
-    elif rtype == STRING or rtype == BINARY:
-        validity, (offsets, data) = encode_varwidth(results, rtype, nullable)
-        parts = [offsets, data]
-    elif rtype in TYPE_NAMES:
-        raise BatchError("results of type %s are not supported yet by this runner"
-                         % TYPE_NAMES[rtype], "input")
-    else:
-        raise BatchError("unknown result type code %d" % rtype, "input")
-    head = RESULT_HEAD.pack(rows, rtype, HAS_NULLS if validity is not None else 0)
-    return [head] + ([validity] if validity is not None else []) + parts
+def encode_result(results, t, first_row, udf, errors):
+    """Returns the column parts for the results; with on_error="null" bad values become NULL."""
+    attempts = 0
+    while True:
+        try:
+            return encode_column(results, t)
+        except Bad as b:
+            types().bad_result(b, results, t, first_row, udf, errors)
+            attempts += 1
+            if attempts == 16:
+                types().null_every_bad_result(results, t, first_row, errors)
 
 
 # ---------------------------------------------------------------- serving
 
 
 def decode_batch(payload):
-    """Returns (rows, result type, result nullable, columns) of a BATCH payload."""
+    """Returns (rows, first_row, result type, columns, validities) of a BATCH payload."""
     view = memoryview(payload)
     try:
-        rows, argc, rtype, rflags = BATCH_HEAD.unpack_from(view, 0)
-        pos = BATCH_HEAD.size
+        rows, first_row, argc = BATCH_HEAD.unpack_from(view, 0)
+        rtype, pos = result_type(view, BATCH_HEAD.size)
         columns = []
+        validities = []
         for _ in range(argc):
-            column, pos = decode_column(view, pos, rows)
+            column, validity, pos = decode_column(view, pos, rows)
             columns.append(column)
+            validities.append(validity)
     except (struct.error, IndexError, TypeError, ValueError) as e:
         raise BatchError("malformed batch frame: %s: %s" % (exception_name(e), e), "input")
     if pos != len(view):
         raise BatchError("malformed batch frame: %d bytes after its last column" % (len(view) - pos),
                          "input")
-    return rows, rtype, bool(rflags & RESULT_NULLABLE), columns
+    return rows, first_row, rtype, columns, validities
 
 
-def handle_batch(payload, func, path, keep):
-    rows, rtype, nullable, columns = decode_batch(payload)
+def handle_batch(payload, udf, keep):
+    rows, first_row, rtype, columns, validities = decode_batch(payload)
     del payload
-    results = apply(func, columns, rows, path)
-    parts = encode_result(results, rtype, nullable, rows)
+    if udf.plain:
+        errors = None
+        results = compute(udf, columns, rows, first_row)
+    else:
+        errors = types().RowErrors(first_row) if udf.on_error_null else None
+        results = types().compute(udf, columns, validities, rows, first_row, errors)
+    parts = encode_result(results, rtype, first_row, udf, errors)
+    if errors is not None:
+        errors.finish()
     # Holding this batch's objects until the next batch is done keeps the allocator's arenas
     # mapped: freed at once, they go back to the OS and the next batch page-faults fresh memory
     # (measured: add(BIGINT, BIGINT) 25% slower per batch).
     keep[:] = [columns, results]
-    return parts
+    return [RESULT_HEAD.pack(rows, errors.count if errors is not None else 0)] + parts
+
+
+def memory_error_detail(e, path):
+    frame = last_udf_frame(e.__traceback__, path)
+    if frame is None:
+        return "MemoryError while Kiln's runner decoded or encoded the batch"
+    return "MemoryError in %s line %d, in %s" % (udf_file_name(path), frame.lineno, frame.name)
 
 
 def serve():
@@ -553,11 +781,11 @@ def serve():
     channel = Channel(proto_in, proto_out)
 
     udf_dir = os.environ.get("KILN_UDF_DIR", "/kiln/udf")
-    path = os.path.join(udf_dir, "udf.py")
     try:
         check_platform()
+        limit_memory()
         setup_import_dir()
-        handler, func, _ = load_udf(udf_dir)
+        udf = load_udf(udf_dir)
     except LoadError as e:
         channel.write_json(LOAD_ERROR, {"type": e.type_name, "message": e.message,
                                         "line": e.line, "text": e.text, "file": "udf.py"})
@@ -566,10 +794,15 @@ def serve():
         channel.write_json(LOAD_ERROR, {"type": exception_name(e), "message": str(e),
                                         "line": None, "text": None, "file": "udf.meta"})
         return 1
-    # Written by hand: every value is a number or an identifier, and json is slow to import.
-    channel.write_frame(READY, ('{"protocol": %d, "handler": "%s", "pid": %d, "python": "%d.%d.%d"}'
-                                % ((RUNNER_PROTOCOL, handler, os.getpid()) + tuple(sys.version_info[:3]))
-                                ).encode("ascii"))
+    if udf.declared is None:
+        # Written by hand: every value is a number or an identifier, and json is slow to import.
+        channel.write_frame(READY, ('{"protocol": %d, "handler": "%s", "pid": %d, "python": "%d.%d.%d"}'
+                                    % ((RUNNER_PROTOCOL, udf.handler, os.getpid())
+                                       + tuple(sys.version_info[:3]))).encode("ascii"))
+    else:
+        channel.write_json(READY, {"protocol": RUNNER_PROTOCOL, "handler": udf.handler,
+                                   "pid": os.getpid(), "python": "%d.%d.%d" % sys.version_info[:3],
+                                   "declared": udf.declared})
     keep = []
 
     while True:
@@ -580,13 +813,22 @@ def serve():
             sys.stderr.write("kiln_runner: unexpected frame type 0x%02x; stopping\n" % frame_type)
             return 2
         try:
-            parts = handle_batch(payload, func, path, keep)
+            parts = handle_batch(payload, udf, keep)
         except BatchError as e:
+            sync_output()
             channel.write_json(BATCH_ERROR, {"message": e.message, "kind": e.kind})
+            continue
+        except MemoryError as e:
+            keep[:] = []
+            detail = memory_error_detail(e, udf.path)
+            e = None
+            sync_output()
+            channel.write_json(BATCH_ERROR, {"message": detail, "kind": "memory"})
             continue
         except Exception as e:  # a bug in this runner; report it rather than die
             import traceback
             traceback.print_exc()
+            sync_output()
             channel.write_json(BATCH_ERROR, {"message": "the Kiln runner failed: %s: %s"
                                              % (exception_name(e), e), "kind": "internal"})
             continue
@@ -638,9 +880,11 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # kiln_types imports this script as kiln_runner: hand it the running one, not a second copy.
+    sys.modules.setdefault("kiln_runner", sys.modules[__name__])
     try:
         sys.exit(main(sys.argv))
     except (BrokenPipeError, EOFError) as e:
         # The worker went away; nothing is left to answer.
-        sys.stderr.write("kiln_runner: %s\n" % (e or "the worker closed the connection"))
+        sys.stderr.write("kiln_runner: %s\n" % (e or "the worker closed the stream"))
         sys.exit(3)
