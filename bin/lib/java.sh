@@ -38,6 +38,8 @@ kiln_find_java() {
 # JVM flags Kiln needs on the chosen JDK (call after kiln_find_java), one per line.
 kiln_java_flags() {
   echo "--add-opens=java.base/java.nio=ALL-UNNAMED"
+  # RocksDB loads its native library through JNI.
+  echo "--enable-native-access=ALL-UNNAMED"
   # Netty 4.2 turns sun.misc.Unsafe off on JDK 25+, and Arrow's Netty allocator needs it.
   echo "-Dio.netty.noUnsafe=false"
   if [[ "$(kiln_java_version "$JAVA_HOME/bin/java")" -ge 23 ]]; then
