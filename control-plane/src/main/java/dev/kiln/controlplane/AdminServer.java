@@ -1,6 +1,7 @@
 package dev.kiln.controlplane;
 
 import com.sun.net.httpserver.HttpExchange;
+import dev.kiln.cache.ArtifactCache;
 import com.sun.net.httpserver.HttpServer;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
@@ -8,8 +9,13 @@ import java.net.InetSocketAddress;
 import java.util.concurrent.Executors;
 import java.util.function.BooleanSupplier;
 
-/** The admin HTTP port: {@code /healthz} for probes and {@code /metrics} for Prometheus. */
+/**
+ * The admin HTTP port: {@code /healthz} for probes, {@code /metrics} for Prometheus, {@code
+ * /cache/stats} for {@code kiln cache stats}, and {@code /udfs} (see {@link UdfAdmin}).
+ */
 final class AdminServer implements AutoCloseable {
+  private static final com.fasterxml.jackson.databind.ObjectMapper JSON =
+      new com.fasterxml.jackson.databind.ObjectMapper();
   private final HttpServer server;
 
   AdminServer(
@@ -17,7 +23,8 @@ final class AdminServer implements AutoCloseable {
       int port,
       PrometheusMeterRegistry meters,
       BooleanSupplier healthy,
-      UdfAdmin udfs)
+      UdfAdmin udfs,
+      ArtifactCache cache)
       throws IOException {
     server = HttpServer.create(new InetSocketAddress(host, port), 0);
     server.setExecutor(Executors.newFixedThreadPool(2, Thread.ofPlatform().daemon().name(
@@ -37,6 +44,14 @@ final class AdminServer implements AutoCloseable {
                 "text/plain; version=0.0.4; charset=utf-8",
                 meters.scrape()));
     server.createContext("/udfs", udfs::handle);
+    server.createContext(
+        "/cache/stats",
+        ex ->
+            respond(
+                ex,
+                200,
+                "application/json",
+                JSON.writerWithDefaultPrettyPrinter().writeValueAsString(cache.stats()) + "\n"));
     server.createContext(
         "/",
         ex -> respond(ex, 404, "text/plain", "not found; try /healthz, /metrics or /udfs\n"));

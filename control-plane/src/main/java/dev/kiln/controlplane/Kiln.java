@@ -3,13 +3,19 @@ package dev.kiln.controlplane;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** The {@code kiln} command line: {@code serve}, {@code apply}, {@code call}, {@code logs}. */
+/** The {@code kiln} command line: {@code serve}, {@code apply}, {@code call}, {@code logs}, {@code cache stats}. */
 @Command(
     name = "kiln",
     mixinStandardHelpOptions = true,
     version = "kiln 0.1.0",
     description = "Control plane for sandboxed Python UDFs (Databend server-UDF protocol).",
-    subcommands = {ServeCommand.class, ApplyCommand.class, CallCommand.class, LogsCommand.class})
+    subcommands = {
+      ServeCommand.class,
+      ApplyCommand.class,
+      CallCommand.class,
+      LogsCommand.class,
+      CacheCommand.class
+    })
 public final class Kiln implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;

@@ -1,6 +1,17 @@
 package dev.kiln.controlplane;
 
+import dev.kiln.cache.ArtifactCache;
+import dev.kiln.cache.CacheConfig;
+import dev.kiln.cache.S3Settings;
+import dev.kiln.image.WheelLayers;
 import dev.kiln.provisioner.Provisioner;
+import dev.kiln.resolver.IndexConfig;
+import dev.kiln.resolver.PackageResolver;
+import java.net.URI;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
 import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.worker.FlightEndpoint;
 import dev.kiln.worker.Tokens;
@@ -94,14 +105,29 @@ public final class KilnServer implements AutoCloseable {
             .build();
     closeables.push(provisioner);
 
+    ArtifactCache cache = ArtifactCache.open(cacheConfig(config, data.resolve("cache")), meters);
+    closeables.push(cache);
+    PackageResolver packages = new PackageResolver(indexConfig(config), data.resolve("packages"));
+    closeables.push(packages);
+
     ExecutorService pipelines = Executors.newVirtualThreadPerTaskExecutor();
     closeables.push(() -> shutdown(pipelines));
+    RuntimeProbe probe = new RuntimeProbe(provisioner, data.resolve("runtimes"));
+    ImageInputs inputs =
+        new ImageInputs(
+            cache,
+            packages,
+            new WheelLayers(data.resolve("wheel-layers")),
+            probe,
+            pipelines,
+            data.resolve("tmp"));
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Provisioning provisioning =
         new Provisioning(
             runtimes,
             provisioner,
-            new RuntimeProbe(provisioner, data.resolve("runtimes")),
+            probe,
+            inputs,
             config,
             pipelines,
             meters,
@@ -143,7 +169,8 @@ public final class KilnServer implements AutoCloseable {
     admin =
         new AdminServer(
             config.bindHost(), config.adminPort(), meters, () -> !closed.get(),
-            new UdfAdmin(registry));
+            new UdfAdmin(registry),
+            cache);
     closeables.push(admin);
 
     log.info(
@@ -158,6 +185,40 @@ public final class KilnServer implements AutoCloseable {
         runtimes.all().stream()
             .map(r -> r.name() + "=" + r.base().reference() + " (" + r.digest() + ")")
             .toList());
+  }
+
+  static CacheConfig cacheConfig(KilnConfig config, Path dir) {
+    CacheConfig c =
+        new CacheConfig(
+            dir,
+            config.cacheMemoryBytes(),
+            CacheConfig.DEFAULT_MEMORY_MAX_BLOB_BYTES,
+            config.cacheLocalMaxBytes(),
+            Optional.empty());
+    if (config.s3Bucket() == null || config.s3Bucket().isBlank()) {
+      return c;
+    }
+    return c.withRemote(
+        new S3Settings(
+            config.s3Bucket(),
+            config.s3Prefix(),
+            Optional.ofNullable(config.s3Endpoint()).filter(s -> !s.isBlank()).map(URI::create),
+            config.s3Region(),
+            config.s3PathStyle(),
+            Optional.empty(),
+            Optional.empty()));
+  }
+
+  static IndexConfig indexConfig(KilnConfig config) {
+    List<URI> urls = new ArrayList<>();
+    for (String u : config.indexUrls()) {
+      urls.add(URI.create(u));
+    }
+    return new IndexConfig(
+        urls,
+        Optional.ofNullable(config.indexUsername()),
+        Optional.ofNullable(config.indexPassword()),
+        Duration.ofSeconds(30));
   }
 
   private void lockDataDir(Path data) throws IOException, KilnException {

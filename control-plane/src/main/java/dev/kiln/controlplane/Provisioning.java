@@ -51,6 +51,7 @@ final class Provisioning {
   private final Runtimes runtimes;
   private final Provisioner provisioner;
   private final RuntimeProbe probe;
+  private final ImageInputs inputs;
   private final KilnConfig config;
   private final ExecutorService executor;
   private final Consumer<UdfResource> onSandboxLost;
@@ -65,6 +66,7 @@ final class Provisioning {
       Runtimes runtimes,
       Provisioner provisioner,
       RuntimeProbe probe,
+      ImageInputs inputs,
       KilnConfig config,
       ExecutorService executor,
       MeterRegistry meters,
@@ -72,6 +74,7 @@ final class Provisioning {
     this.runtimes = runtimes;
     this.provisioner = provisioner;
     this.probe = probe;
+    this.inputs = inputs;
     this.config = config;
     this.executor = executor;
     this.onSandboxLost = onSandboxLost;
@@ -120,18 +123,30 @@ final class Provisioning {
 
   private void run(UdfResource r) {
     try {
-      BuiltImage image = buildImage(r);
+      long t0 = System.nanoTime();
+      ImageInputs.Prepared prepared;
+      try {
+        prepared = inputs.prepare(r);
+      } catch (StepFailure e) {
+        log.warn("udf {} tenant={} failed: {}", r.key.shortForm(), r.tenant, e.getMessage());
+        r.fail(e.toUdfException(), e.code());
+        return;
+      }
+      r.inputsNanos = System.nanoTime() - t0;
+      BuiltImage image = buildImage(r, prepared);
       Sandbox sandbox = placeSandbox(r, image);
       RunnerPool pool = startRunners(r, sandbox);
       r.markReady(pool);
       long total = System.nanoTime() - r.createdNanos;
       coldTimer.record(total, TimeUnit.NANOSECONDS);
       log.info(
-          "udf {} tenant={} handler={} ready in {} ms (image {} ms, sandbox {} ms, runners {} ms)",
+          "udf {} tenant={} handler={} ready in {} ms (imports and packages {} ms, image {} ms,"
+              + " sandbox {} ms, runners {} ms)",
           r.key.shortForm(),
           r.tenant,
           r.spec.handler(),
           ms(total),
+          ms(r.inputsNanos),
           ms(r.buildNanos),
           ms(r.sandboxNanos),
           ms(r.runnersNanos));
@@ -168,20 +183,22 @@ final class Provisioning {
     return TimeUnit.NANOSECONDS.toMillis(nanos);
   }
 
-  /** Builds the UDF's image once per content key, or finds it in the layout from an earlier run. */
-  BuiltImage buildImage(UdfResource r) throws UdfException, InterruptedException {
+  /** Builds the UDF's image once per image key, or finds it in the layout from an earlier run. */
+  BuiltImage buildImage(UdfResource r, ImageInputs.Prepared prepared)
+      throws UdfException, InterruptedException {
     long t0 = System.nanoTime();
+    ContentKey imageKey = prepared.imageKey();
     CompletableFuture<BuiltImage> mine = new CompletableFuture<>();
-    CompletableFuture<BuiltImage> build = builds.putIfAbsent(r.key, mine);
+    CompletableFuture<BuiltImage> build = builds.putIfAbsent(imageKey, mine);
     if (build == null) {
       build = mine;
       try {
-        mine.complete(buildOrFind(r));
+        mine.complete(buildOrFind(r, prepared));
       } catch (UdfException | RuntimeException e) {
-        builds.remove(r.key, mine);
+        builds.remove(imageKey, mine);
         mine.completeExceptionally(e);
       } catch (InterruptedException e) {
-        builds.remove(r.key, mine);
+        builds.remove(imageKey, mine);
         mine.completeExceptionally(e);
         throw e;
       }
@@ -201,24 +218,37 @@ final class Provisioning {
     }
   }
 
-  private BuiltImage buildOrFind(UdfResource r) throws UdfException, InterruptedException {
-    String name = "kiln/udf:" + r.key.hex();
+  private BuiltImage buildOrFind(UdfResource r, ImageInputs.Prepared prepared)
+      throws UdfException, InterruptedException {
+    String name = "kiln/udf:" + prepared.imageKey().hex();
     ImageBuilder images = r.runtime.images();
     try {
       Optional<BuiltImage> found = images.find(name);
       if (found.isPresent()) {
         return found.get();
       }
+      // Package layers first (pre-built blobs, shared by every image that uses the wheel), then
+      // the runner, the imports and the code: what changes most often sits on top.
+      List<LayerSpec> layers = new ArrayList<>(prepared.packageLayers());
+      layers.add(RuntimeProbe.layer("kiln-runner", RunnerFiles.runtimeFiles()));
+      if (prepared.importsLayer() != null) {
+        layers.add(prepared.importsLayer());
+      }
+      layers.add(RuntimeProbe.layer("udf-code", RunnerFiles.udfFiles(r.spec)));
+      Map<String, String> env = new java.util.TreeMap<>(RunnerFiles.environment());
+      env.put("KILN_IMPORT_DIR", ImageInputs.IMPORT_DIR);
       ImageRequest request =
           new ImageRequest(
               name,
-              List.of(RuntimeProbe.layer("kiln-runner", RunnerFiles.runtimeFiles()),
-                  RuntimeProbe.layer("udf-code", RunnerFiles.udfFiles(r.spec))),
+              layers,
               RunnerFiles.initCommand(),
               List.of(),
-              RunnerFiles.environment(),
+              env,
               "/",
-              Map.of("dev.kiln.content-key", r.key.hex(), "dev.kiln.handler", r.spec.handler()));
+              Map.of(
+                  "dev.kiln.content-key", r.key.hex(),
+                  "dev.kiln.image-key", prepared.imageKey().hex(),
+                  "dev.kiln.handler", r.spec.handler()));
       return images.build(request);
     } catch (ImageBuildException e) {
       throw new UdfException(

@@ -8,7 +8,8 @@ import dev.kiln.resolver.ContentKey;
 import dev.kiln.resolver.ContentKeys;
 import dev.kiln.resolver.DataType;
 import dev.kiln.resolver.HandlerCheck;
-import dev.kiln.resolver.ImportRef;
+import dev.kiln.resolver.Pep723;
+import dev.kiln.resolver.Requirement;
 import dev.kiln.resolver.RuntimeSpec;
 import dev.kiln.resolver.SpecException;
 import dev.kiln.worker.RunnerFiles;
@@ -22,10 +23,9 @@ import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.util.ArrayList;
-import java.util.HashSet;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -81,12 +81,16 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
       tenant = DEFAULT_TENANT;
     }
     try {
-      RuntimeSpec spec = validate(request);
-      Runtimes.Runtime runtime = runtimes.forVersion(spec.runtimeVersion());
+      UdfRequest udf = validate(request);
+      RuntimeSpec spec = udf.spec();
+      // The request key: what Databend asked for. The package lock and the imports' content
+      // are resolved by the pipeline and go into the image's key, so the hot path never waits
+      // on an index or a download.
       ContentKey key =
-          ContentKeys.compute(spec, importRefs(request), runtime.digest(), RunnerFiles.version(), "");
+          ContentKeys.compute(
+              spec, udf.importRefs(), udf.runtime().digest(), RunnerFiles.version(), "");
       CallMetadata.RESPONSE_KEY.get().set(key.hex());
-      UdfRegistry.Obtained obtained = registry.obtain(tenant, key, spec, runtime);
+      UdfRegistry.Obtained obtained = registry.obtain(tenant, key, udf);
       UdfResource resource = obtained.resource();
       ApplyUdfResourceResponse response =
           ApplyUdfResourceResponse.newBuilder()
@@ -97,7 +101,7 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
         hot.increment();
         UdfException failure = resource.failure();
         if (failure != null) {
-          throw asKilnException(failure);
+          throw asKilnException(resource, failure);
         }
         finish(out, response, t0);
         return;
@@ -147,7 +151,7 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
               UdfException failure = resource.failure();
               if (failure != null) {
                 rejected.increment();
-                out.onError(asKilnException(failure).toStatus());
+                out.onError(asKilnException(resource, failure).toStatus());
               } else {
                 finish(out, response, t0);
               }
@@ -167,7 +171,10 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
   }
 
   /** A provisioning failure known before the answer, as the error the RPC returns. */
-  static KilnException asKilnException(UdfException failure) {
+  static KilnException asKilnException(UdfResource resource, UdfException failure) {
+    if (resource.failureCode != null) {
+      return new KilnException(resource.failureCode, failure.getMessage());
+    }
     ErrorCode code =
         switch (failure.kind()) {
           case LOAD_FAILED -> ErrorCode.UDF_LOAD_FAILED;
@@ -179,7 +186,7 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
   }
 
   /** Everything that can be checked without building anything. */
-  static RuntimeSpec validate(ApplyUdfResourceRequest request) throws KilnException {
+  UdfRequest validate(ApplyUdfResourceRequest request) throws KilnException {
     RuntimeSpec spec;
     try {
       spec = RuntimeSpec.parse(request.getSpec());
@@ -202,41 +209,64 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
             ErrorCode.UNSUPPORTED_TYPE, "invalid UDF spec: field '" + field + "': " + e.getMessage());
       }
     }
-    if (!spec.packages().isEmpty()) {
+    Runtimes.Runtime runtime = runtimes.forVersion(spec.runtimeVersion());
+    return new UdfRequest(spec, requirements(spec), stagedImports(spec, request), runtime);
+  }
+
+  /** {@code packages} then the code's PEP 723 dependencies, each checked as PEP 508. */
+  private static List<String> requirements(RuntimeSpec spec) throws KilnException {
+    List<String> out = new ArrayList<>();
+    for (int i = 0; i < spec.packages().size(); i++) {
+      String raw = spec.packages().get(i);
+      try {
+        Requirement.parse(raw);
+      } catch (SpecException e) {
+        throw new KilnException(
+            ErrorCode.INVALID_SPEC,
+            "invalid UDF spec: " + e.inField("packages[" + i + "]").getMessage());
+      }
+      out.add(raw);
+    }
+    List<String> inline;
+    try {
+      inline = Pep723.dependencies(spec.code());
+    } catch (SpecException e) {
       throw new KilnException(
-          ErrorCode.UNSUPPORTED_FEATURE,
-          "this Kiln build does not install Python packages yet (the spec asks for "
-              + spec.packages()
-              + "); remove PACKAGES or use a base image that already contains them");
+          ErrorCode.INVALID_SPEC,
+          "invalid UDF spec: the code's PEP 723 block (# /// script): " + e.getMessage());
     }
-    Set<String> given = new HashSet<>();
+    for (String raw : inline) {
+      try {
+        Requirement.parse(raw);
+      } catch (SpecException e) {
+        throw new KilnException(
+            ErrorCode.INVALID_SPEC,
+            "invalid UDF spec: a dependency in the code's PEP 723 block: " + e.getMessage());
+      }
+      out.add(raw);
+    }
+    return out;
+  }
+
+  /** Each import the spec names, with the URL and tag the request carries for it. */
+  private static List<UdfRequest.StagedImport> stagedImports(
+      RuntimeSpec spec, ApplyUdfResourceRequest request) throws KilnException {
+    Map<String, UdfImport> given = new HashMap<>();
     for (UdfImport imp : request.getImportsList()) {
-      given.add(imp.getLocation());
+      given.put(imp.getLocation(), imp);
     }
+    List<UdfRequest.StagedImport> out = new ArrayList<>();
     for (String location : spec.imports()) {
-      if (!given.contains(location)) {
+      UdfImport imp = given.get(location);
+      if (imp == null || imp.getUrl().isBlank()) {
         throw new KilnException(
             ErrorCode.IMPORT_MISMATCH,
             "the spec imports "
                 + location
                 + " but the request carries no UdfImport (URL and tag) for it");
       }
+      out.add(new UdfRequest.StagedImport(location, imp.getUrl(), imp.getTag()));
     }
-    if (!spec.imports().isEmpty()) {
-      throw new KilnException(
-          ErrorCode.UNSUPPORTED_FEATURE,
-          "this Kiln build does not fetch staged imports yet (the spec imports "
-              + spec.imports()
-              + "); remove IMPORTS or inline the code");
-    }
-    return spec;
-  }
-
-  private static List<ImportRef> importRefs(ApplyUdfResourceRequest request) {
-    List<ImportRef> refs = new ArrayList<>();
-    for (UdfImport imp : request.getImportsList()) {
-      refs.add(new ImportRef(imp.getLocation(), imp.getTag()));
-    }
-    return refs;
+    return out;
   }
 }

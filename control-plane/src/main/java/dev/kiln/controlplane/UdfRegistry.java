@@ -1,7 +1,6 @@
 package dev.kiln.controlplane;
 
 import dev.kiln.resolver.ContentKey;
-import dev.kiln.resolver.RuntimeSpec;
 import dev.kiln.worker.UdfDirectory;
 import dev.kiln.worker.UdfHandle;
 import java.util.ArrayList;
@@ -36,8 +35,7 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
   }
 
   /** The tenant's resource for this key, creating (and provisioning) it when needed. */
-  Obtained obtain(String tenant, ContentKey key, RuntimeSpec spec, Runtimes.Runtime runtime)
-      throws KilnException {
+  Obtained obtain(String tenant, ContentKey key, UdfRequest request) throws KilnException {
     if (closed) {
       throw new KilnException(ErrorCode.SHUTTING_DOWN, "Kiln is shutting down; retry shortly");
     }
@@ -56,7 +54,7 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
                 return old;
               }
               replaced[0] = old;
-              made[0] = new UdfResource(tenant, key, spec, runtime);
+              made[0] = new UdfResource(tenant, key, request);
               return made[0];
             });
     if (replaced[0] != null) {

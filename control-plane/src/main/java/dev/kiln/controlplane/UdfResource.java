@@ -21,6 +21,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 final class UdfResource implements UdfHandle, AutoCloseable {
   final String tenant;
   final ContentKey key;
+  final UdfRequest request;
   final RuntimeSpec spec;
   final Runtimes.Runtime runtime;
   private final UdfSignature signature;
@@ -29,20 +30,24 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   final long createdNanos = System.nanoTime();
   volatile BuiltImage image;
   volatile Sandbox sandbox;
+  volatile long inputsNanos;
   volatile long buildNanos;
   volatile long sandboxNanos;
   volatile long runnersNanos;
   volatile long readyNanos;
   volatile long failedNanos;
+  /** The error code to answer ApplyUdfResource with, when the pipeline knows a precise one. */
+  volatile ErrorCode failureCode;
 
   /** How long a failure caused by the UDF itself is remembered before provisioning again. */
   static final long USER_FAILURE_MEMORY_NANOS = TimeUnit.SECONDS.toNanos(60);
 
-  UdfResource(String tenant, ContentKey key, RuntimeSpec spec, Runtimes.Runtime runtime) {
+  UdfResource(String tenant, ContentKey key, UdfRequest request) {
     this.tenant = tenant;
     this.key = key;
-    this.spec = spec;
-    this.runtime = runtime;
+    this.request = request;
+    this.spec = request.spec();
+    this.runtime = request.runtime();
     this.signature = UdfSignature.of(spec);
   }
 
@@ -69,6 +74,11 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   }
 
   void fail(UdfException e) {
+    fail(e, null);
+  }
+
+  void fail(UdfException e, ErrorCode code) {
+    failureCode = code;
     failedNanos = System.nanoTime();
     ready.completeExceptionally(e);
   }
