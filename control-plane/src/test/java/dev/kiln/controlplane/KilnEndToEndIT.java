@@ -287,6 +287,15 @@ class KilnEndToEndIT {
         http.send(HttpRequest.newBuilder(URI.create(base + "/metrics")).build(),
             HttpResponse.BodyHandlers.ofString());
     assertThat(metrics.statusCode()).isEqualTo(200);
-    assertThat(metrics.body()).contains("kiln_apply_requests_total").contains("kiln_apply_seconds");
+    assertThat(metrics.body())
+        .contains("kiln_apply_requests_total")
+        .contains("kiln_apply_seconds")
+        .contains("kiln_cache_hits_total");
+    HttpResponse<String> cache =
+        http.send(HttpRequest.newBuilder(URI.create(base + "/cache/stats")).build(),
+            HttpResponse.BodyHandlers.ofString());
+    assertThat(cache.statusCode()).isEqualTo(200);
+    var tiers = KilnTestSupport.JSON.readTree(cache.body()).get("tiers");
+    assertThat(tiers).extracting(t -> t.get("tier").asText()).contains("memory", "local");
   }
 }

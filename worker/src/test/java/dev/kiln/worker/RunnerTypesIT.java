@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import dev.kiln.resolver.DataType;
 import dev.kiln.resolver.RuntimeSpec;
 import java.math.BigDecimal;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.LocalDate;
@@ -362,12 +363,26 @@ class RunnerTypesIT {
 
   @Test
   void nestedBatchesSplitAcrossRunnersJoinInOrder() throws Exception {
+    // Each runner, on its first row, waits (bounded) until the other runner has a row too, so
+    // the test does not depend on which runner thread wakes first: if the pool sliced the batch,
+    // the second slice must go to the idle runner while the first one waits.
+    Path meet = Files.createTempDirectory("kiln-meet");
     String code =
         """
-        import os
+        import os, time
+        MEET = %s
+        met = False
         def f(x):
-            return None if x is None else (os.getpid(), [str(x)] * (x % 3), {'k': x} if x % 5 else None)
-        """;
+            global met
+            if not met:
+                open(os.path.join(MEET, str(os.getpid())), 'w').close()
+                deadline = time.time() + 10
+                while len(os.listdir(MEET)) < 2 and time.time() < deadline:
+                    time.sleep(0.005)
+                met = True
+            return None if x is None else (os.getpid(), [str(x)] * (x %% 3), {'k': x} if x %% 5 else None)
+        """
+            .formatted("'" + meet + "'");
     String result = "TUPLE(pid INT64, s ARRAY(STRING), m MAP(STRING, INT64) NULL) NULL";
     RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), result, code), 2);
     int rows = 3 * RunnerPool.MIN_SLICE_ROWS;
