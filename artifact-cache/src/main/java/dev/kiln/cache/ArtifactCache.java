@@ -26,8 +26,8 @@ import org.slf4j.LoggerFactory;
  * (single flight per digest).
  *
  * <p><b>Writes</b> ({@link #put}) hash while writing to the local tier, move the file into place
- * atomically, and queue the remote write durably; they return without waiting for the remote
- * tier, and keep working while it is down ({@link RemoteWriter}).
+ * atomically, and queue the remote write durably; they return without waiting for the remote tier,
+ * and keep working while it is down ({@link RemoteWriter}).
  *
  * <p><b>Remote outages</b> cost the request path one failed call: after it the remote tier is
  * skipped by reads until the background writer's probe finds it back ({@link RemoteHealth}), and
@@ -222,8 +222,8 @@ public final class ArtifactCache implements AutoCloseable {
 
   private void remoteFailed(IOException e) {
     if (health.failed() == 1) {
-      log.warn("remote cache tier unavailable; serving from local tiers meanwhile: {}",
-          e.getMessage());
+      log.warn(
+          "remote cache tier unavailable; serving from local tiers meanwhile: {}", e.getMessage());
     }
   }
 
@@ -245,7 +245,9 @@ public final class ArtifactCache implements AutoCloseable {
     }
   }
 
-  /** Stores a stream (hashing while writing, atomic), queues the remote write; returns its digest. */
+  /**
+   * Stores a stream (hashing while writing, atomic), queues the remote write; returns its digest.
+   */
   public Digest put(InputStream content) throws IOException {
     Digest d = local.write(null, content);
     enqueueRemote(d);

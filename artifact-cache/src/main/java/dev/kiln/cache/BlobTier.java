@@ -6,8 +6,8 @@ import java.util.Optional;
 
 /**
  * One tier of the cache. Every tier passes the same contract ({@code BlobTierContract} in the
- * tests): a blob is stored under its sha256 or not at all, and a stored copy whose bytes no
- * longer match its digest is never handed out — it is discarded, and the tier reports it absent.
+ * tests): a blob is stored under its sha256 or not at all, and a stored copy whose bytes no longer
+ * match its digest is never handed out — it is discarded, and the tier reports it absent.
  */
 interface BlobTier extends AutoCloseable {
 
@@ -19,8 +19,8 @@ interface BlobTier extends AutoCloseable {
 
   /**
    * The blob's bytes, or empty when the tier does not have it. Tiers that cannot check the bytes
-   * before handing out the stream return one that checks them while they are read and throws
-   * {@link CorruptBlobException} at the end (after discarding the bad copy) when they do not match.
+   * before handing out the stream return one that checks them while they are read and throws {@link
+   * CorruptBlobException} at the end (after discarding the bad copy) when they do not match.
    */
   Optional<InputStream> open(Digest digest) throws IOException;
 

@@ -140,7 +140,9 @@ final class CacheIndex implements AutoCloseable {
     return v == null ? Optional.empty() : Optional.of(BlobEntry.decode(v));
   }
 
-  /** Writes the entry and moves the blob in the LRU order from {@code oldSeq} (-1: new) to its seq. */
+  /**
+   * Writes the entry and moves the blob in the LRU order from {@code oldSeq} (-1: new) to its seq.
+   */
   void putBlob(Digest d, BlobEntry entry, long oldSeq) throws IOException {
     try (WriteBatch batch = new WriteBatch()) {
       byte[] key = raw(d);

@@ -4,8 +4,8 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * A snapshot of the cache's counters, for {@code kiln cache stats} (records, so Jackson writes
- * them as JSON as they are).
+ * A snapshot of the cache's counters, for {@code kiln cache stats} (records, so Jackson writes them
+ * as JSON as they are).
  *
  * @param tiers one entry per tier, fastest first
  * @param remoteQueueDepth blobs waiting to be written to the remote tier
@@ -13,7 +13,9 @@ import java.util.Locale;
  * @param importDownloadsAvoided import fetches answered from the cache without a download
  */
 public record CacheStats(
-    List<TierStats> tiers, long remoteQueueDepth, long importDownloads,
+    List<TierStats> tiers,
+    long remoteQueueDepth,
+    long importDownloads,
     long importDownloadsAvoided) {
 
   public CacheStats {
@@ -26,8 +28,18 @@ public record CacheStats(
     String row = "%-7s %10s %10s %7s %11s %11s %9s %9s %11s %10s%n";
     sb.append(
         String.format(
-            Locale.ROOT, row, "tier", "hits", "misses", "hit %", "read", "written", "evicted",
-            "entries", "size", "hit ms"));
+            Locale.ROOT,
+            row,
+            "tier",
+            "hits",
+            "misses",
+            "hit %",
+            "read",
+            "written",
+            "evicted",
+            "entries",
+            "size",
+            "hit ms"));
     for (TierStats t : tiers) {
       double ratio = t.hitRatio();
       sb.append(

@@ -10,10 +10,10 @@ import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 
 /**
- * Hashes chunks and writes them to a file on a second thread, so that receiving a download,
- * hashing it and writing it to disk overlap instead of taking turns (measured on a 2-core machine:
- * a 1 GiB import in about 60% of the single-threaded time). Memory stays bounded: a fixed set of
- * chunk buffers circulates between the reader ({@link #take}, {@link #put}) and the writer.
+ * Hashes chunks and writes them to a file on a second thread, so that receiving a download, hashing
+ * it and writing it to disk overlap instead of taking turns (measured on a 2-core machine: a 1 GiB
+ * import in about 60% of the single-threaded time). Memory stays bounded: a fixed set of chunk
+ * buffers circulates between the reader ({@link #take}, {@link #put}) and the writer.
  *
  * <p>A failed write is remembered and surfaces on the reader's next {@link #take} or on {@link
  * #finish}; the writer keeps returning buffers meanwhile, so the reader never blocks on it.
@@ -34,8 +34,7 @@ final class HashingWriter implements AutoCloseable {
   private boolean finished;
 
   HashingWriter(Path file, int chunkBytes) throws IOException {
-    out =
-        FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+    out = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
     for (int i = 0; i < SLOTS; i++) {
       free.add(new byte[chunkBytes]);
     }

@@ -1,9 +1,9 @@
 package dev.kiln.cache;
 
 /**
- * An import could not be fetched. The message names the import's location and, for HTTP errors,
- * the status, and says what to do, e.g. {@code import @s/a.py: the presigned URL answered 403
- * Forbidden (expired or revoked?); ...}. It never contains the URL, which is a credential.
+ * An import could not be fetched. The message names the import's location and, for HTTP errors, the
+ * status, and says what to do, e.g. {@code import @s/a.py: the presigned URL answered 403 Forbidden
+ * (expired or revoked?); ...}. It never contains the URL, which is a credential.
  */
 public final class ImportException extends Exception {
   private static final long serialVersionUID = 1L;
@@ -12,8 +12,8 @@ public final class ImportException extends Exception {
   private final int httpStatus;
   private final boolean permanent;
 
-  ImportException(String location, int httpStatus, boolean permanent, String message,
-      Throwable cause) {
+  ImportException(
+      String location, int httpStatus, boolean permanent, String message, Throwable cause) {
     super(message, cause);
     this.location = location;
     this.httpStatus = httpStatus;
@@ -31,8 +31,8 @@ public final class ImportException extends Exception {
   }
 
   /**
-   * True when asking again with the same URL cannot succeed (a 4xx answer, a malformed URL);
-   * false for failures that may pass (5xx answers, network errors, a full disk).
+   * True when asking again with the same URL cannot succeed (a 4xx answer, a malformed URL); false
+   * for failures that may pass (5xx answers, network errors, a full disk).
    */
   public boolean isPermanent() {
     return permanent;

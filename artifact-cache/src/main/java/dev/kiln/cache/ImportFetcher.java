@@ -32,8 +32,8 @@ import org.slf4j.LoggerFactory;
  * <p>The URL changes on every call Databend makes, so it is never part of the key; the tag (the
  * object's ETag, or its length) is, and a changed tag downloads again. The tenant is part of the
  * key too: two tenants' {@code @stage/helper.py} with the same tag are different files. A known key
- * whose blob is still in some tier answers without any HTTP request — even when the URL has
- * expired meanwhile.
+ * whose blob is still in some tier answers without any HTTP request — even when the URL has expired
+ * meanwhile.
  *
  * <p>A download streams to a temporary file in the local tier while it is hashed (a 2 GiB import
  * never touches the heap), is checked against the Content-Length when the server sends one, and is
@@ -75,7 +75,10 @@ public final class ImportFetcher {
   private final List<Meter> meters;
 
   ImportFetcher(
-      ArtifactCache cache, CacheIndex index, LocalTier local, Tuning tuning,
+      ArtifactCache cache,
+      CacheIndex index,
+      LocalTier local,
+      Tuning tuning,
       MeterRegistry registry) {
     this.cache = cache;
     this.index = index;
@@ -161,8 +164,11 @@ public final class ImportFetcher {
       return Optional.empty();
     } catch (IOException e) {
       throw new ImportException(
-          key.location(), 0, false,
-          "import " + key.location() + ": the local cache failed: " + e.getMessage(), e);
+          key.location(),
+          0,
+          false,
+          "import " + key.location() + ": the local cache failed: " + e.getMessage(),
+          e);
     }
   }
 
@@ -172,9 +178,14 @@ public final class ImportFetcher {
     HttpUrl parsed = url == null ? null : HttpUrl.parse(url);
     if (parsed == null) {
       throw new ImportException(
-          location, 0, true,
-          "import " + location + ": the URL for it is empty or not an http(s) URL; Databend sends"
-              + " a presigned URL for every import, so check the caller", null);
+          location,
+          0,
+          true,
+          "import "
+              + location
+              + ": the URL for it is empty or not an http(s) URL; Databend sends"
+              + " a presigned URL for every import, so check the caller",
+          null);
     }
     String host = parsed.host() + ":" + parsed.port();
     int attempts = Math.max(1, tuning.importAttempts());
@@ -222,24 +233,38 @@ public final class ImportFetcher {
         String reason = reason(response);
         String detail = s3Error(response.body());
         if (code >= 400 && code < 500) {
-          throw new ImportException(location, code, true, clientError(location, code, reason,
-              detail), null);
+          throw new ImportException(
+              location, code, true, clientError(location, code, reason, detail), null);
         }
         lastStatus = code;
         lastFailure = code + " " + reason + detail;
         lastCause = null;
         if (code < 500) {
           // 1xx or 3xx that OkHttp did not follow: nothing a retry would change.
-          throw new ImportException(location, code, true,
-              "import " + location + ": the presigned URL answered " + lastFailure
-                  + ", which is not a download; check the stage's storage", null);
+          throw new ImportException(
+              location,
+              code,
+              true,
+              "import "
+                  + location
+                  + ": the presigned URL answered "
+                  + lastFailure
+                  + ", which is not a download; check the stage's storage",
+              null);
         }
         log.debug("import {}: attempt {} answered {}", location, attempt, lastFailure);
       } catch (LocalDiskException e) {
         throw new ImportException(
-            location, 0, false,
-            "import " + location + ": could not store the download in the local cache at "
-                + temp.getParent() + " (" + e.getMessage() + "); free disk space there and try"
+            location,
+            0,
+            false,
+            "import "
+                + location
+                + ": could not store the download in the local cache at "
+                + temp.getParent()
+                + " ("
+                + e.getMessage()
+                + "); free disk space there and try"
                 + " again",
             e.getCause());
       } catch (InterruptedIOException e) {
@@ -261,14 +286,31 @@ public final class ImportFetcher {
     }
     if (lastStatus > 0) {
       throw new ImportException(
-          location, lastStatus, false,
-          "import " + location + ": the presigned URL answered " + lastFailure + " on all "
-              + attempts + " attempts; the stage's storage is failing, try again later", null);
+          location,
+          lastStatus,
+          false,
+          "import "
+              + location
+              + ": the presigned URL answered "
+              + lastFailure
+              + " on all "
+              + attempts
+              + " attempts; the stage's storage is failing, try again later",
+          null);
     }
     throw new ImportException(
-        location, 0, false,
-        "import " + location + ": could not download it from " + host + " in " + attempts
-            + " attempts (" + lastFailure + "); check that Kiln can reach the stage's storage",
+        location,
+        0,
+        false,
+        "import "
+            + location
+            + ": could not download it from "
+            + host
+            + " in "
+            + attempts
+            + " attempts ("
+            + lastFailure
+            + "); check that Kiln can reach the stage's storage",
         lastCause);
   }
 
@@ -334,14 +376,16 @@ public final class ImportFetcher {
   }
 
   private static String clientError(String location, int code, String reason, String detail) {
-    String what = "import " + location + ": the presigned URL answered " + code + " " + reason
-        + detail;
+    String what =
+        "import " + location + ": the presigned URL answered " + code + " " + reason + detail;
     return switch (code) {
       case 403 ->
-          what + " (expired or revoked?); run the query again so that Databend signs a fresh URL,"
+          what
+              + " (expired or revoked?); run the query again so that Databend signs a fresh URL,"
               + " and check that the stage's credentials may read the file";
       case 404, 410 ->
-          what + "; the file is no longer in the stage: upload it again, or remove it from the"
+          what
+              + "; the file is no longer in the stage: upload it again, or remove it from the"
               + " function's IMPORTS";
       default -> what + "; the stage's storage refused the download, so check the stage";
     };

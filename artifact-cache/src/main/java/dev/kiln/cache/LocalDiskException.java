@@ -5,8 +5,8 @@ import java.io.IOException;
 import java.io.OutputStream;
 
 /**
- * Writing to the local cache directory failed (disk full, permissions): a local problem, which
- * must not be blamed on the remote tier or the network, nor retried over it.
+ * Writing to the local cache directory failed (disk full, permissions): a local problem, which must
+ * not be blamed on the remote tier or the network, nor retried over it.
  */
 final class LocalDiskException extends IOException {
   private static final long serialVersionUID = 1L;

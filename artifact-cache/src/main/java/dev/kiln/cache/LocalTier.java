@@ -35,9 +35,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p><b>Why files, not RocksDB values.</b> Blobs run from a few bytes to multi-GB imports and
  * layers. As files they stream in and out with a fixed buffer (a 2 GiB import never touches the
- * heap), live in the page cache, can be handed to the image builder and the sandbox as paths
- * (hard links, tar entries) without a copy, and are deleted in O(1) on eviction. As RocksDB values
- * every read would copy the whole blob into a Java array, and large values would churn through
+ * heap), live in the page cache, can be handed to the image builder and the sandbox as paths (hard
+ * links, tar entries) without a copy, and are deleted in O(1) on eviction. As RocksDB values every
+ * read would copy the whole blob into a Java array, and large values would churn through
  * compaction, rewriting gigabytes to reclaim space. RocksDB does what it is good at: small,
  * ordered, crash-safe metadata.
  *
@@ -46,12 +46,12 @@ import org.slf4j.LoggerFactory;
  * reader sees the whole blob or none, and a process killed mid-write leaves only a temporary file,
  * removed at the next open.
  *
- * <p><b>Verified reads.</b> A file is hashed when written and its {@link Fingerprint} (size,
- * inode, mtime, ctime) recorded. A read trusts the file while the fingerprint is unchanged and
- * hashes it again otherwise; any write to the file (a flipped byte, a truncation) changes its
- * ctime. A file that no longer matches its digest is deleted and reported absent, so the caller
- * fetches it again. After an unclean stop every file is hashed again on its first read, because
- * its data may not have reached the disk.
+ * <p><b>Verified reads.</b> A file is hashed when written and its {@link Fingerprint} (size, inode,
+ * mtime, ctime) recorded. A read trusts the file while the fingerprint is unchanged and hashes it
+ * again otherwise; any write to the file (a flipped byte, a truncation) changes its ctime. A file
+ * that no longer matches its digest is deleted and reported absent, so the caller fetches it again.
+ * After an unclean stop every file is hashed again on its first read, because its data may not have
+ * reached the disk.
  *
  * <p><b>Eviction.</b> Above {@code maxBytes} the least recently used blobs are deleted, except
  * pinned ones (still waiting for their remote write: the local file is their only copy) and the
@@ -75,8 +75,10 @@ final class LocalTier implements BlobTier {
   private final AtomicLong count = new AtomicLong();
   private final ReentrantLock[] stripes = new ReentrantLock[STRIPES];
   private final ReentrantLock evicting = new ReentrantLock();
+
   /** Files written since open, forced to disk on a clean close. */
   private final Set<Digest> written = ConcurrentHashMap.newKeySet();
+
   private volatile Predicate<Digest> pinned = d -> false;
   private volatile boolean warnedFull;
 
@@ -122,10 +124,10 @@ final class LocalTier implements BlobTier {
   // ------------------------------------------------------------------ recovery
 
   /**
-   * Brings index and files back in step after any kind of stop: removes temporary files of
-   * writers that died, drops entries whose file is gone, indexes blob files that have no entry (a
-   * process killed between the rename and the index write) as unverified, and after an unclean
-   * stop marks every blob unverified so it is hashed again on its first read.
+   * Brings index and files back in step after any kind of stop: removes temporary files of writers
+   * that died, drops entries whose file is gone, indexes blob files that have no entry (a process
+   * killed between the rename and the index write) as unverified, and after an unclean stop marks
+   * every blob unverified so it is hashed again on its first read.
    */
   private void recover() throws IOException {
     boolean clean = Files.deleteIfExists(dir.resolve(CLEAN_MARKER));
@@ -204,8 +206,8 @@ final class LocalTier implements BlobTier {
   }
 
   /**
-   * The blob's file, verified (hashed again if it changed since it was last verified), or empty.
-   * A file that does not match its digest is deleted and reported absent.
+   * The blob's file, verified (hashed again if it changed since it was last verified), or empty. A
+   * file that does not match its digest is deleted and reported absent.
    */
   Optional<Path> file(Digest d) throws IOException {
     return hit(d).map(Hit::path);
@@ -329,11 +331,18 @@ final class LocalTier implements BlobTier {
       Files.createDirectories(target.getParent());
       try {
         // Replaces an unverified or damaged copy in one step.
-        Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        Files.move(
+            temp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
       } catch (AtomicMoveNotSupportedException e) {
         throw new IOException(
-            "cannot move " + temp + " to " + target + " atomically; the cache directory " + dir
-                + " must be on one file system", e);
+            "cannot move "
+                + temp
+                + " to "
+                + target
+                + " atomically; the cache directory "
+                + dir
+                + " must be on one file system",
+            e);
       }
       Fingerprint fp = Fingerprint.of(target);
       index.putBlob(
@@ -433,8 +442,8 @@ final class LocalTier implements BlobTier {
   }
 
   /**
-   * Forces the files written since open to disk and leaves the marker that lets the next open
-   * trust the recorded fingerprints.
+   * Forces the files written since open to disk and leaves the marker that lets the next open trust
+   * the recorded fingerprints.
    */
   @Override
   public void close() {
@@ -448,7 +457,9 @@ final class LocalTier implements BlobTier {
       }
       Files.createFile(dir.resolve(CLEAN_MARKER));
     } catch (IOException e) {
-      log.warn("local cache {} not marked clean ({}); it re-verifies blobs at the next open", dir,
+      log.warn(
+          "local cache {} not marked clean ({}); it re-verifies blobs at the next open",
+          dir,
           e.toString());
     }
   }

@@ -15,9 +15,9 @@ import java.util.Optional;
 /**
  * The memory tier: small blobs as byte arrays in a Caffeine cache bounded by their total size.
  * Blobs above {@code maxBlobBytes} never enter it, so one large blob cannot flush many small hot
- * ones. Bytes are verified when they enter (they come from a verified read or are hashed on
- * {@link #put}), and not again on each hit: memory is not where bytes rot, and hashing on every
- * hit would cost more than the hit.
+ * ones. Bytes are verified when they enter (they come from a verified read or are hashed on {@link
+ * #put}), and not again on each hit: memory is not where bytes rot, and hashing on every hit would
+ * cost more than the hit.
  */
 final class MemoryTier implements BlobTier {
   /** Accounted per entry on top of its bytes (key, array header, map node), roughly. */

@@ -4,10 +4,10 @@ import java.time.Duration;
 
 /**
  * Whether the remote tier is up. After a failure, reads on the request path skip it until it is
- * known to be back, so an S3 outage (even one where connections hang until they time out) costs
- * the request path one failed call, not one per request. Only the background writer probes it,
- * after a backoff that doubles with each failure up to a bound; the first success marks it up and
- * wakes the writer.
+ * known to be back, so an S3 outage (even one where connections hang until they time out) costs the
+ * request path one failed call, not one per request. Only the background writer probes it, after a
+ * backoff that doubles with each failure up to a bound; the first success marks it up and wakes the
+ * writer.
  */
 final class RemoteHealth {
   private final Duration min;

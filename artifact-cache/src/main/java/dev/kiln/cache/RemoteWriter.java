@@ -21,9 +21,9 @@ import org.slf4j.LoggerFactory;
  * order (of this run; entries recovered at open come first). When a remote call fails the remote
  * tier is marked down ({@link RemoteHealth}); the worker then waits out a backoff that doubles up
  * to {@link Tuning#remoteBackoffMax} and tries again — an upload, or a probe of the bucket when
- * nothing is queued — and the first success marks the tier up for reads again. Queued
- * blobs are pinned in the local tier — their local file is the only copy — so eviction skips them.
- * A blob already in the bucket (another node uploaded it) costs one HEAD request.
+ * nothing is queued — and the first success marks the tier up for reads again. Queued blobs are
+ * pinned in the local tier — their local file is the only copy — so eviction skips them. A blob
+ * already in the bucket (another node uploaded it) costs one HEAD request.
  */
 final class RemoteWriter implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(RemoteWriter.class);

@@ -14,9 +14,8 @@ import java.util.Optional;
  * <p><b>Google Cloud Storage</b> works through its S3-compatible XML API, no separate SDK needed:
  * {@code endpoint = https://storage.googleapis.com}, {@code region = auto} (any value is accepted),
  * {@code pathStyle = true}, and an HMAC key of a service account (Cloud Console → Cloud Storage →
- * Settings → Interoperability) as access key id and secret. The client sends no flexible
- * checksums, which GCS does not understand; blobs are verified against their sha256 on every read
- * instead.
+ * Settings → Interoperability) as access key id and secret. The client sends no flexible checksums,
+ * which GCS does not understand; blobs are verified against their sha256 on every read instead.
  *
  * @param bucket the bucket, which must exist
  * @param prefix key prefix, e.g. {@code kiln/}; empty for the bucket root

@@ -36,8 +36,8 @@ import software.amazon.awssdk.services.s3.model.NoSuchKeyException;
 import software.amazon.awssdk.services.s3.model.S3Exception;
 
 /**
- * The remote tier: blobs as objects {@code <prefix>sha256/<hex>} in an S3-compatible bucket,
- * shared by every Kiln node, so each byte is fetched from its origin once per fleet.
+ * The remote tier: blobs as objects {@code <prefix>sha256/<hex>} in an S3-compatible bucket, shared
+ * by every Kiln node, so each byte is fetched from its origin once per fleet.
  *
  * <p>Reads stream to a file while hashing, and a copy that does not match its digest is deleted
  * from the bucket (it is useless to every node; the next writer uploads a good one). Writes come
@@ -156,9 +156,9 @@ final class S3Tier implements BlobTier {
   }
 
   /**
-   * Streams the blob into {@code target} while hashing it; returns its size, or -1 when the
-   * bucket does not have it. Throws {@link CorruptBlobException} (after deleting the bad object)
-   * when the bytes do not match; {@code target} then holds garbage for the caller to delete.
+   * Streams the blob into {@code target} while hashing it; returns its size, or -1 when the bucket
+   * does not have it. Throws {@link CorruptBlobException} (after deleting the bad object) when the
+   * bytes do not match; {@code target} then holds garbage for the caller to delete.
    */
   long download(Digest d, Path target) throws IOException {
     Optional<InputStream> in = open(d);
@@ -187,7 +187,8 @@ final class S3Tier implements BlobTier {
       if (size >= tuning.multipartThreshold()) {
         uploadMultipart(d, file, size);
       } else {
-        s3.putObject(r -> r.bucket(bucket).key(key(d)).contentLength(size), RequestBody.fromFile(file));
+        s3.putObject(
+            r -> r.bucket(bucket).key(key(d)).contentLength(size), RequestBody.fromFile(file));
       }
       meters.wrote(size);
     } catch (SdkException e) {
@@ -208,7 +209,12 @@ final class S3Tier implements BlobTier {
         int n = number;
         String etag =
             s3.uploadPart(
-                    r -> r.bucket(bucket).key(key).uploadId(uploadId).partNumber(n).contentLength(len),
+                    r ->
+                        r.bucket(bucket)
+                            .key(key)
+                            .uploadId(uploadId)
+                            .partNumber(n)
+                            .contentLength(len),
                     // A fresh stream over the same slice of the file for each (re)try.
                     RequestBody.fromContentProvider(
                         () -> slice(file, offset, len), len, "application/octet-stream"))

@@ -10,8 +10,8 @@ import java.time.Duration;
  * @param remoteBackoffMin first wait after the remote tier failed (reads skip it meanwhile; the
  *     write queue waits)
  * @param remoteBackoffMax longest wait between attempts while the remote tier stays down
- * @param s3ConnectTimeout connect timeout of the S3 client; short, so an unreachable endpoint
- *     costs little on the request path
+ * @param s3ConnectTimeout connect timeout of the S3 client; short, so an unreachable endpoint costs
+ *     little on the request path
  * @param s3SocketTimeout read timeout between bytes of the S3 client
  * @param s3Attempts attempts per S3 call (the queue retries uploads on top of this)
  * @param multipartThreshold uploads of at least this size use multipart upload
@@ -50,21 +50,47 @@ record Tuning(
 
   Tuning withRemoteBackoff(Duration min, Duration max) {
     return new Tuning(
-        min, max, s3ConnectTimeout, s3SocketTimeout, s3Attempts, multipartThreshold, partSize,
-        importConnectTimeout, importReadTimeout, importAttempts, importBackoffMin);
+        min,
+        max,
+        s3ConnectTimeout,
+        s3SocketTimeout,
+        s3Attempts,
+        multipartThreshold,
+        partSize,
+        importConnectTimeout,
+        importReadTimeout,
+        importAttempts,
+        importBackoffMin);
   }
 
   Tuning withMultipart(long threshold, long part) {
     return new Tuning(
-        remoteBackoffMin, remoteBackoffMax, s3ConnectTimeout, s3SocketTimeout, s3Attempts,
-        threshold, part, importConnectTimeout, importReadTimeout, importAttempts,
+        remoteBackoffMin,
+        remoteBackoffMax,
+        s3ConnectTimeout,
+        s3SocketTimeout,
+        s3Attempts,
+        threshold,
+        part,
+        importConnectTimeout,
+        importReadTimeout,
+        importAttempts,
         importBackoffMin);
   }
 
   Tuning withImports(Duration readTimeout, int attempts, Duration backoffMin) {
     return new Tuning(
-        remoteBackoffMin, remoteBackoffMax, s3ConnectTimeout, s3SocketTimeout, s3Attempts,
-        multipartThreshold, partSize, importConnectTimeout, readTimeout, attempts, backoffMin);
+        remoteBackoffMin,
+        remoteBackoffMax,
+        s3ConnectTimeout,
+        s3SocketTimeout,
+        s3Attempts,
+        multipartThreshold,
+        partSize,
+        importConnectTimeout,
+        readTimeout,
+        attempts,
+        backoffMin);
   }
 
   /** Exponential backoff: {@code min × 2^(failures-1)}, at most {@code max}. */

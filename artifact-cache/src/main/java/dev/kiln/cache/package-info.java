@@ -8,8 +8,8 @@
  * dev.kiln.cache.ImportFetcher} and {@link dev.kiln.cache.ImportException}, the stats records
  * {@link dev.kiln.cache.CacheStats} and {@link dev.kiln.cache.TierStats}, and the older single-tier
  * pieces {@link dev.kiln.cache.Digest}, {@link dev.kiln.cache.BlobStore}, {@link
- * dev.kiln.cache.LocalBlobStore} and {@link dev.kiln.cache.CorruptBlobException}. Everything else is
- * package-private.
+ * dev.kiln.cache.LocalBlobStore} and {@link dev.kiln.cache.CorruptBlobException}. Everything else
+ * is package-private.
  *
  * <p>Allowed dependencies: the JDK, Caffeine, RocksDB, the AWS SDK v2 (S3), OkHttp, Micrometer,
  * SLF4J. Nothing here knows what a blob means (a wheel, a layer, an import).

@@ -34,9 +34,7 @@ class ArtifactCacheProcessIT {
     cmd.add(System.getProperty("java.class.path"));
     cmd.add(CacheChild.class.getName());
     cmd.addAll(List.of(args));
-    return new ProcessBuilder(cmd)
-        .redirectError(dir.resolve("child-stderr.txt").toFile())
-        .start();
+    return new ProcessBuilder(cmd).redirectError(dir.resolve("child-stderr.txt").toFile()).start();
   }
 
   private String stderr() throws IOException {
@@ -109,7 +107,9 @@ class ArtifactCacheProcessIT {
       assertThat(p.exitValue()).as("child stderr: %s", stderr()).isZero();
       assertThat(out).isEqualTo("imported " + expected);
       Path blob =
-          cacheDir.resolve("blobs/sha256").resolve(expected.hex().substring(0, 2))
+          cacheDir
+              .resolve("blobs/sha256")
+              .resolve(expected.hex().substring(0, 2))
               .resolve(expected.hex());
       assertThat(Files.size(blob)).isEqualTo((long) blocks << 20);
     } finally {

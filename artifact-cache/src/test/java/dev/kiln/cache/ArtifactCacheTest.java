@@ -34,7 +34,6 @@ class ArtifactCacheTest {
     s3 = S3ProxyServer.shared();
   }
 
-
   static CacheConfig config(Path dir, S3Settings remote) {
     return new CacheConfig(dir, 32 << 20, 1 << 20, 1L << 30, Optional.ofNullable(remote));
   }
@@ -223,7 +222,8 @@ class ArtifactCacheTest {
       assertThat(cache.file(d)).isPresent();
       assertThat(cache.file(Digest.of("x"))).isEmpty();
       assertThat(cache.awaitRemoteWrites(Duration.ZERO)).isTrue();
-      assertThat(cache.stats().tiers()).extracting(TierStats::tier)
+      assertThat(cache.stats().tiers())
+          .extracting(TierStats::tier)
           .containsExactly("memory", "local");
     }
   }

@@ -51,7 +51,6 @@ class ImportFetcherTest {
     s3.createBucket("other-stage");
   }
 
-
   @BeforeEach
   void openCache() throws Exception {
     cache = ArtifactCache.open(CacheConfig.defaults(dir), new SimpleMeterRegistry(), QUICK);
@@ -114,8 +113,7 @@ class ImportFetcherTest {
     // And each keeps getting its own, without downloading again.
     assertThat(imports.fetch("globex", "@s/imports/conf.txt", "same-tag", acmeUrl))
         .isEqualTo(globex);
-    assertThat(imports.fetch("acme", "@s/imports/conf.txt", "same-tag", globexUrl))
-        .isEqualTo(acme);
+    assertThat(imports.fetch("acme", "@s/imports/conf.txt", "same-tag", globexUrl)).isEqualTo(acme);
     assertThat(cache.stats().importDownloads()).isEqualTo(2);
   }
 
@@ -172,13 +170,15 @@ class ImportFetcherTest {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
     while (true) {
       int got =
-          http.send(HttpRequest.newBuilder(URI.create(url)).build(),
+          http.send(
+                  HttpRequest.newBuilder(URI.create(url)).build(),
                   HttpResponse.BodyHandlers.discarding())
               .statusCode();
       if (got == status) {
         return;
       }
-      assertThat(System.nanoTime()).as("URL answers %d before the deadline", status)
+      assertThat(System.nanoTime())
+          .as("URL answers %d before the deadline", status)
           .isLessThan(deadline);
       LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(100));
     }

@@ -16,8 +16,8 @@ import software.amazon.awssdk.services.s3.S3Configuration;
 import software.amazon.awssdk.services.s3.presigner.S3Presigner;
 
 /**
- * A real S3 server in the test JVM: s3proxy on a free port, with an in-memory store that outlives
- * a {@link #stop()} so that {@link #restart()} (on the same port) brings the same objects back.
+ * A real S3 server in the test JVM: s3proxy on a free port, with an in-memory store that outlives a
+ * {@link #stop()} so that {@link #restart()} (on the same port) brings the same objects back.
  */
 final class S3ProxyServer implements AutoCloseable {
   static final String ACCESS_KEY = "kiln-test-access";
@@ -93,7 +93,12 @@ final class S3ProxyServer implements AutoCloseable {
   S3Settings settings(String bucket, String prefix) {
     createBucket(bucket);
     return new S3Settings(
-        bucket, prefix, Optional.of(endpoint()), REGION, true, Optional.of(ACCESS_KEY),
+        bucket,
+        prefix,
+        Optional.of(endpoint()),
+        REGION,
+        true,
+        Optional.of(ACCESS_KEY),
         Optional.of(SECRET_KEY));
   }
 
@@ -139,8 +144,7 @@ final class S3ProxyServer implements AutoCloseable {
               .credentialsProvider(
                   StaticCredentialsProvider.create(
                       AwsBasicCredentials.create(ACCESS_KEY, SECRET_KEY)))
-              .httpClient(
-                  software.amazon.awssdk.http.apache5.Apache5HttpClient.builder().build())
+              .httpClient(software.amazon.awssdk.http.apache5.Apache5HttpClient.builder().build())
               .build();
     }
     return client;

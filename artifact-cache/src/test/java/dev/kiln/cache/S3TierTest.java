@@ -23,7 +23,6 @@ class S3TierTest extends BlobTierContract {
     s3 = S3ProxyServer.shared();
   }
 
-
   @Override
   protected BlobTier newTier() throws Exception {
     return newTier(Tuning.DEFAULT);

@@ -72,10 +72,10 @@ import java.util.stream.Stream;
  *
  * <ol>
  *   <li><b>5 packages, cold</b>: numpy, pandas, humanize, six, requests (10 wheels with their
- *       dependencies). Cold means empty package, lock and layer caches: a fresh Kiln work
- *       directory and fresh buildah storage. The base image is already imported on both sides
- *       (Kiln: one build without packages; buildah: {@code buildah pull}), as on a server that has
- *       been running; neither is timed.
+ *       dependencies). Cold means empty package, lock and layer caches: a fresh Kiln work directory
+ *       and fresh buildah storage. The base image is already imported on both sides (Kiln: one
+ *       build without packages; buildah: {@code buildah pull}), as on a server that has been
+ *       running; neither is timed.
  *   <li><b>one package added</b> to the built set (tabulate): buildah's pip layer is keyed on the
  *       whole list, Kiln only adds a layer.
  *   <li><b>only the code changed</b>, same 6 packages.
@@ -620,8 +620,8 @@ public final class BuildBenchmark {
   }
 
   /**
-   * The install layout the probe found. Headers go where pip puts them outside a virtualenv,
-   * {@code <data>/include/pythonX.Y/<dist>} ({@code sysconfig}'s include is the system's own).
+   * The install layout the probe found. Headers go where pip puts them outside a virtualenv, {@code
+   * <data>/include/pythonX.Y/<dist>} ({@code sysconfig}'s include is the system's own).
    */
   static InstallLayout layout(TargetEnvironment t) {
     return new InstallLayout(

@@ -48,9 +48,9 @@ import software.amazon.awssdk.services.s3.S3Client;
  *   <li>import: an N MiB file served by a JDK HTTP server from disk, fetched by {@code
  *       ImportFetcher} (stream to disk while hashing, move into the cache) and by {@code curl -sS
  *       -o FILE} (stream to disk), alternating, after one unrecorded warm-up run each (a server's
- *       JIT is warm; curl is native), several runs each ({@code sha256sum} of curl's
- *       file is timed separately: what verifying it would add); then the same import again with
- *       a new URL and the same tag (answered from the cache).
+ *       JIT is warm; curl is native), several runs each ({@code sha256sum} of curl's file is timed
+ *       separately: what verifying it would add); then the same import again with a new URL and the
+ *       same tag (answered from the cache).
  * </ul>
  *
  * <p>Run: {@code bin/bench cache [import-MiB=1024] [runs=3]}. Writes {@code
@@ -116,7 +116,12 @@ public final class CacheBenchmark {
     }
     S3Settings remote =
         new S3Settings(
-            "bench", "", Optional.of(endpoint), "us-east-1", true, Optional.of(ACCESS),
+            "bench",
+            "",
+            Optional.of(endpoint),
+            "us-east-1",
+            true,
+            Optional.of(ACCESS),
             Optional.of(SECRET));
     int remoteBlobs = size >= 1 << 20 ? 100 : 300;
     int warm = size >= 1 << 20 ? 2_000 : 20_000;
@@ -192,8 +197,11 @@ public final class CacheBenchmark {
 
   private static CacheConfig config(Path dir, S3Settings remote) {
     return new CacheConfig(
-        dir, CacheConfig.DEFAULT_MEMORY_MAX_BYTES, CacheConfig.DEFAULT_MEMORY_MAX_BLOB_BYTES,
-        CacheConfig.DEFAULT_LOCAL_MAX_BYTES, Optional.of(remote));
+        dir,
+        CacheConfig.DEFAULT_MEMORY_MAX_BYTES,
+        CacheConfig.DEFAULT_MEMORY_MAX_BLOB_BYTES,
+        CacheConfig.DEFAULT_LOCAL_MAX_BYTES,
+        Optional.of(remote));
   }
 
   // ------------------------------------------------------------------ import vs curl
@@ -242,7 +250,9 @@ public final class CacheBenchmark {
                 ArtifactCache.open(CacheConfig.defaults(target), new SimpleMeterRegistry())) {
               long t0 = System.nanoTime();
               Digest d =
-                  cache.imports().fetch("bench", "@stage/big.bin", "run-" + run, base + "?r=" + run);
+                  cache
+                      .imports()
+                      .fetch("bench", "@stage/big.bin", "run-" + run, base + "?r=" + run);
               if (run >= 0) {
                 kilnMs.add(ms(System.nanoTime() - t0));
               }
@@ -281,7 +291,8 @@ public final class CacheBenchmark {
       }
       // Asking again with a new URL and the same tag: no download at all.
       try (ArtifactCache cache =
-          ArtifactCache.open(CacheConfig.defaults(dir.resolve("known")), new SimpleMeterRegistry())) {
+          ArtifactCache.open(
+              CacheConfig.defaults(dir.resolve("known")), new SimpleMeterRegistry())) {
         cache.imports().fetch("bench", "@stage/big.bin", "known", base);
         long t0 = System.nanoTime();
         int n = 1000;
@@ -322,8 +333,8 @@ public final class CacheBenchmark {
   private static void print(ObjectNode report) {
     System.out.println();
     System.out.println("Cache hit latency per tier (this machine, one thread)");
-    System.out.printf("%-8s %10s %10s %10s %10s  %s%n", "tier", "blob", "p50", "p99", "mean",
-        "operation");
+    System.out.printf(
+        "%-8s %10s %10s %10s %10s  %s%n", "tier", "blob", "p50", "p99", "mean", "operation");
     for (var r : report.get("hit_latency")) {
       System.out.printf(
           "%-8s %10s %8.1fus %8.1fus %8.1fus  %s%n",
@@ -339,8 +350,7 @@ public final class CacheBenchmark {
     var imp = report.get("import");
     System.out.printf(
         "%nImport of %d MiB over loopback HTTP, %d runs each (median, best):%n",
-        imp.get("bytes").asLong() >> 20,
-        imp.get("runs").asInt());
+        imp.get("bytes").asLong() >> 20, imp.get("runs").asInt());
     System.out.printf(
         "  Kiln ImportFetcher (stream + sha256 + atomic move): %.0f ms, %.0f ms  = %.0f MiB/s%n",
         imp.get("kiln_median_ms").asDouble(),

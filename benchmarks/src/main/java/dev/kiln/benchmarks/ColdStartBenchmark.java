@@ -16,14 +16,13 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
-
 import java.util.concurrent.TimeUnit;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 
 /**
- * End-to-end cold start and hot path of a Kiln server on this machine, with gVisor's own start
- * time ({@code runsc do true}) measured in the same run as the peer.
+ * End-to-end cold start and hot path of a Kiln server on this machine, with gVisor's own start time
+ * ({@code runsc do true}) measured in the same run as the peer.
  *
  * <ul>
  *   <li>cold: ApplyUdfResource for a never-seen spec until the first correct DoExchange result,
@@ -75,7 +74,13 @@ public final class ColdStartBenchmark {
         long t1 = System.nanoTime();
         ArrayNode result =
             DatabendClient.call(
-                allocator, r.endpoint(), r.headers(), "bench", "add_" + i, types, rows,
+                allocator,
+                r.endpoint(),
+                r.headers(),
+                "bench",
+                "add_" + i,
+                types,
+                rows,
                 Duration.ofSeconds(180));
         long t2 = System.nanoTime();
         if (result.get(0).get(0).asLong() != 1 + i) {
@@ -106,7 +111,13 @@ public final class ColdStartBenchmark {
       for (int i = 0; i < 200; i++) {
         long t0 = System.nanoTime();
         DatabendClient.call(
-            allocator, r.endpoint(), r.headers(), "bench", "add_0", types, rows,
+            allocator,
+            r.endpoint(),
+            r.headers(),
+            "bench",
+            "add_0",
+            types,
+            rows,
             Duration.ofSeconds(30));
         hotCall.add(ms(System.nanoTime() - t0));
       }
@@ -134,8 +145,8 @@ public final class ColdStartBenchmark {
 
     System.out.println();
     System.out.println("Cold start: ApplyUdfResource -> first correct DoExchange result");
-    System.out.printf("%-22s %9s %9s %9s %9s %9s%n", "run", "total", "apply", "image",
-        "sandbox", "runners");
+    System.out.printf(
+        "%-22s %9s %9s %9s %9s %9s%n", "run", "total", "apply", "image", "sandbox", "runners");
     for (ObjectNode n : cold) {
       System.out.printf(
           "%-22s %7.0fms %7.0fms %7.0fms %7.0fms %7.0fms%n",
@@ -216,5 +227,4 @@ public final class ColdStartBenchmark {
       paths.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     }
   }
-
 }

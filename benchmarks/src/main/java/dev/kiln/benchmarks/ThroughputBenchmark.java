@@ -43,21 +43,21 @@ import org.apache.arrow.vector.ViewVarCharVector;
 /**
  * Rows per second of UDFs through the whole data path, against the CPython limit measured in the
  * same run: a real Kiln server, gVisor sandboxes with {@code sandbox-cpus} = this machine's cores,
- * Databend's calls (65,536-row batches, Utf8View strings, each call on a new connection, several
- * in flight so no runner waits) for {@code add(BIGINT, BIGINT)} and {@code concat(VARCHAR,
- * VARCHAR)}, with one runner per sandbox and then one per core.
+ * Databend's calls (65,536-row batches, Utf8View strings, each call on a new connection, several in
+ * flight so no runner waits) for {@code add(BIGINT, BIGINT)} and {@code concat(VARCHAR, VARCHAR)},
+ * with one runner per sandbox and then one per core.
  *
  * <p>The peer is the same function over the same rows in a plain Python loop ({@code for a, b in
  * zip(xs, ys): out.append(f(a, b))}) in one process with no I/O: the most one CPython process can
  * do. It runs inside a sandbox of the same image, so it is the same Python (the base image's
  * python3) under the same gVisor, measured as a UDF that times the loop and returns rows/s (the
- * median of 21 runs; the best run is reported too). Ratios use the median, since the worker's
- * rate is an average over the whole measurement and both see the same load.
+ * median of 21 runs; the best run is reported too). Ratios use the median, since the worker's rate
+ * is an average over the whole measurement and both see the same load.
  *
  * <p>Run: {@code bin/bench throughput [seconds per measurement, default 15] [calls in flight per
- * runner, default 2]}. Writes {@code benchmarks/target/results/throughput.json}. The client runs
- * in this JVM and shares the machine's cores with the sandboxes, so on a small machine the
- * figures are a lower bound.
+ * runner, default 2]}. Writes {@code benchmarks/target/results/throughput.json}. The client runs in
+ * this JVM and shares the machine's cores with the sandboxes, so on a small machine the figures are
+ * a lower bound.
  */
 public final class ThroughputBenchmark {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -224,8 +224,7 @@ public final class ThroughputBenchmark {
    * with {@code best} the best of them.
    */
   private static double plainLoop(
-      DatabendClient client, BufferAllocator allocator, Function f, boolean best)
-      throws Exception {
+      DatabendClient client, BufferAllocator allocator, Function f, boolean best) throws Exception {
     String handler = f.handler + "_loop";
     DatabendClient.Resource r =
         client.apply(
@@ -249,8 +248,8 @@ public final class ThroughputBenchmark {
       double rowsPerSecond, double workerCpuMs, double sandboxCpuMs, double clientCpuMs) {}
 
   /**
-   * Runs the load in its own JVM (as Databend would be another process), so that this JVM's CPU
-   * is the worker's; the sandboxes' CPU is that of the runsc processes under this JVM.
+   * Runs the load in its own JVM (as Databend would be another process), so that this JVM's CPU is
+   * the worker's; the sandboxes' CPU is that of the runsc processes under this JVM.
    */
   private static Load load(
       DatabendClient.Resource r, Function f, int inFlight, Duration warmup, Duration measure)
@@ -324,15 +323,14 @@ public final class ThroughputBenchmark {
   }
 
   private static long workerCpuNanos() {
-    return ((com.sun.management.OperatingSystemMXBean)
-            ManagementFactory.getOperatingSystemMXBean())
+    return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
         .getProcessCpuTime();
   }
 
   /**
    * CPU of the sandboxes: every process whose command line names the data directory (runsc and
-   * gVisor's sandbox processes) and their descendants (gVisor's ptrace stubs, which run the
-   * Python code).
+   * gVisor's sandbox processes) and their descendants (gVisor's ptrace stubs, which run the Python
+   * code).
    */
   private static long sandboxCpuNanos() {
     String dir = dataDir.toString();
@@ -375,8 +373,7 @@ public final class ThroughputBenchmark {
       long cpu = workerCpuNanos();
       long[] batches = new long[1];
       double rate = run(allocator, r, f, inFlight, measure, batches);
-      System.out.println(
-          "result " + batches[0] + " " + rate + " " + (workerCpuNanos() - cpu));
+      System.out.println("result " + batches[0] + " " + rate + " " + (workerCpuNanos() - cpu));
     }
   }
 

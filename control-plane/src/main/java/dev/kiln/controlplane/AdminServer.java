@@ -1,8 +1,8 @@
 package dev.kiln.controlplane;
 
 import com.sun.net.httpserver.HttpExchange;
-import dev.kiln.cache.ArtifactCache;
 import com.sun.net.httpserver.HttpServer;
+import dev.kiln.cache.ArtifactCache;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -27,8 +27,9 @@ final class AdminServer implements AutoCloseable {
       ArtifactCache cache)
       throws IOException {
     server = HttpServer.create(new InetSocketAddress(host, port), 0);
-    server.setExecutor(Executors.newFixedThreadPool(2, Thread.ofPlatform().daemon().name(
-        "kiln-admin-", 0).factory()));
+    server.setExecutor(
+        Executors.newFixedThreadPool(
+            2, Thread.ofPlatform().daemon().name("kiln-admin-", 0).factory()));
     server.createContext(
         "/healthz",
         ex -> {
@@ -37,12 +38,7 @@ final class AdminServer implements AutoCloseable {
         });
     server.createContext(
         "/metrics",
-        ex ->
-            respond(
-                ex,
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                meters.scrape()));
+        ex -> respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", meters.scrape()));
     server.createContext("/udfs", udfs::handle);
     server.createContext(
         "/cache/stats",
@@ -53,8 +49,7 @@ final class AdminServer implements AutoCloseable {
                 "application/json",
                 JSON.writerWithDefaultPrettyPrinter().writeValueAsString(cache.stats()) + "\n"));
     server.createContext(
-        "/",
-        ex -> respond(ex, 404, "text/plain", "not found; try /healthz, /metrics or /udfs\n"));
+        "/", ex -> respond(ex, 404, "text/plain", "not found; try /healthz, /metrics or /udfs\n"));
     server.start();
   }
 

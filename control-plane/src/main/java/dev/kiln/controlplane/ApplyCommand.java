@@ -23,19 +23,31 @@ import picocli.CommandLine.Option;
     })
 final class ApplyCommand implements Callable<Integer> {
 
-  @Option(names = "--server", paramLabel = "HOST:PORT", defaultValue = "127.0.0.1:50051",
+  @Option(
+      names = "--server",
+      paramLabel = "HOST:PORT",
+      defaultValue = "127.0.0.1:50051",
       description = "Kiln's provisioning API (default ${DEFAULT-VALUE}).")
   String server;
 
-  @Option(names = "--spec", paramLabel = "FILE", required = true,
+  @Option(
+      names = "--spec",
+      paramLabel = "FILE",
+      required = true,
       description = "The JSON runtime spec (what Databend sends), or - for stdin.")
   String specFile;
 
-  @Option(names = "--tenant", paramLabel = "TENANT", defaultValue = "default",
+  @Option(
+      names = "--tenant",
+      paramLabel = "TENANT",
+      defaultValue = "default",
       description = "Tenant sent as x-databend-tenant (default ${DEFAULT-VALUE}).")
   String tenant;
 
-  @Option(names = "--timeout", paramLabel = "SECONDS", defaultValue = "5",
+  @Option(
+      names = "--timeout",
+      paramLabel = "SECONDS",
+      defaultValue = "5",
       description = "RPC deadline in seconds (Databend uses ${DEFAULT-VALUE}).")
   long timeoutSeconds;
 

@@ -143,10 +143,11 @@ final class ArrowRows {
           }
         }
         case Long n ->
-            row.add(column instanceof UInt8Vector && n < 0
-                ? JSON.getNodeFactory().numberNode(
-                    BigInteger.valueOf(n).add(BigInteger.ONE.shiftLeft(64)))
-                : JSON.getNodeFactory().numberNode(n));
+            row.add(
+                column instanceof UInt8Vector && n < 0
+                    ? JSON.getNodeFactory()
+                        .numberNode(BigInteger.valueOf(n).add(BigInteger.ONE.shiftLeft(64)))
+                    : JSON.getNodeFactory().numberNode(n));
         case Character c -> row.add((int) c);
         case Float f -> row.add(f);
         case Double d -> row.add(d);

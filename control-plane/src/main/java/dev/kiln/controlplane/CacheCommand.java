@@ -35,7 +35,10 @@ final class CacheCommand implements Runnable {
         "local, remote), the remote write queue, and import downloads done and avoided."
       })
   static final class Stats implements Callable<Integer> {
-    @Option(names = "--admin", paramLabel = "URL", defaultValue = "http://127.0.0.1:9090",
+    @Option(
+        names = "--admin",
+        paramLabel = "URL",
+        defaultValue = "http://127.0.0.1:9090",
         description = "The server's admin port (default ${DEFAULT-VALUE}).")
     String admin;
 
@@ -54,8 +57,12 @@ final class CacheCommand implements Runnable {
                     .build(),
                 HttpResponse.BodyHandlers.ofString());
       } catch (java.io.IOException e) {
-        System.err.println("kiln cache stats: cannot reach " + admin + " (" + e.getMessage()
-            + "); is kiln serve running there? (--admin)");
+        System.err.println(
+            "kiln cache stats: cannot reach "
+                + admin
+                + " ("
+                + e.getMessage()
+                + "); is kiln serve running there? (--admin)");
         return 1;
       }
       if (response.statusCode() != 200) {

@@ -27,35 +27,58 @@ import picocli.CommandLine.Option;
     })
 final class CallCommand implements Callable<Integer> {
 
-  @Option(names = "--endpoint", paramLabel = "URL", required = true,
+  @Option(
+      names = "--endpoint",
+      paramLabel = "URL",
+      required = true,
       description = "The endpoint ApplyUdfResource returned, e.g. http://127.0.0.1:8815.")
   String endpoint;
 
-  @Option(names = {"-H", "--header"}, paramLabel = "NAME=VALUE",
+  @Option(
+      names = {"-H", "--header"},
+      paramLabel = "NAME=VALUE",
       description = "A call header; pass every header ApplyUdfResource returned.")
   List<String> headers = new ArrayList<>();
 
-  @Option(names = "--tenant", paramLabel = "TENANT", defaultValue = "default",
+  @Option(
+      names = "--tenant",
+      paramLabel = "TENANT",
+      defaultValue = "default",
       description = "Sent as x-databend-tenant unless -H sets it (default ${DEFAULT-VALUE}).")
   String tenant;
 
-  @Option(names = "--handler", paramLabel = "NAME", required = true,
+  @Option(
+      names = "--handler",
+      paramLabel = "NAME",
+      required = true,
       description = "The handler (the Flight path).")
   String handler;
 
-  @Option(names = "--input-types", paramLabel = "TYPES", defaultValue = "",
+  @Option(
+      names = "--input-types",
+      paramLabel = "TYPES",
+      defaultValue = "",
       description = "Comma-separated argument types, e.g. 'INT NULL,VARCHAR NULL'.")
   String inputTypes;
 
-  @Option(names = "--result-type", paramLabel = "TYPE", required = true,
+  @Option(
+      names = "--result-type",
+      paramLabel = "TYPE",
+      required = true,
       description = "The declared result type, e.g. 'INT NULL'.")
   String resultType;
 
-  @Option(names = "--rows", paramLabel = "JSON", defaultValue = "[]",
+  @Option(
+      names = "--rows",
+      paramLabel = "JSON",
+      defaultValue = "[]",
       description = "Input rows as a JSON array of arrays, e.g. '[[1],[2]]'.")
   String rows;
 
-  @Option(names = "--timeout", paramLabel = "SECONDS", defaultValue = "180",
+  @Option(
+      names = "--timeout",
+      paramLabel = "SECONDS",
+      defaultValue = "180",
       description = "Call timeout in seconds (Databend uses ${DEFAULT-VALUE}).")
   long timeoutSeconds;
 

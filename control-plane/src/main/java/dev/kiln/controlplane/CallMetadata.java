@@ -25,8 +25,10 @@ final class CallMetadata implements ServerInterceptor {
   public <Q, R> ServerCall.Listener<Q> interceptCall(
       ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
     AtomicReference<String> key = new AtomicReference<>();
-    Context ctx = Context.current().withValue(TENANT, headers.get(TENANT_HEADER))
-        .withValue(RESPONSE_KEY, key);
+    Context ctx =
+        Context.current()
+            .withValue(TENANT, headers.get(TENANT_HEADER))
+            .withValue(RESPONSE_KEY, key);
     ServerCall<Q, R> wrapped =
         new ForwardingServerCall.SimpleForwardingServerCall<>(call) {
           @Override

@@ -32,8 +32,8 @@ import org.apache.arrow.vector.VectorSchemaRoot;
 
 /**
  * A client that talks to Kiln the way Databend Query does: ApplyUdfResource with tenant metadata
- * and a 5 s deadline, then DoExchange on a new connection with the returned headers. Used by
- * {@code kiln apply}/{@code kiln call}, the tests and the benchmarks.
+ * and a 5 s deadline, then DoExchange on a new connection with the returned headers. Used by {@code
+ * kiln apply}/{@code kiln call}, the tests and the benchmarks.
  */
 public final class DatabendClient implements AutoCloseable {
   private static final ObjectMapper JSON = new ObjectMapper();

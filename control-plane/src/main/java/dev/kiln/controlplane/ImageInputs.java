@@ -37,9 +37,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * What a UDF's image holds beyond its code: its staged imports (fetched through their presigned
- * URLs into the artifact cache, one layer flattened by basename) and its Python packages
- * (resolved to a lock for the base's Python, wheels fetched by sha256 into the artifact cache,
- * one layer per wheel). The image key covers the request key, the lock and the imports' bytes.
+ * URLs into the artifact cache, one layer flattened by basename) and its Python packages (resolved
+ * to a lock for the base's Python, wheels fetched by sha256 into the artifact cache, one layer per
+ * wheel). The image key covers the request key, the lock and the imports' bytes.
  */
 final class ImageInputs {
   private static final Logger log = LoggerFactory.getLogger(ImageInputs.class);
@@ -58,7 +58,8 @@ final class ImageInputs {
   private final ExecutorService executor;
   private final Path tmp;
   // Layer compression is CPU-bound: one at a time per core.
-  private final Semaphore cpu = new Semaphore(Math.max(1, Runtime.getRuntime().availableProcessors()));
+  private final Semaphore cpu =
+      new Semaphore(Math.max(1, Runtime.getRuntime().availableProcessors()));
 
   ImageInputs(
       ArtifactCache cache,
@@ -152,7 +153,9 @@ final class ImageInputs {
       throw new StepFailure(
           UdfException.Kind.UNAVAILABLE,
           ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
-          "the package index could not be read (" + e.getMessage() + "); retry, or check"
+          "the package index could not be read ("
+              + e.getMessage()
+              + "); retry, or check"
               + " --index-url",
           e);
     }
@@ -167,8 +170,10 @@ final class ImageInputs {
       throw new StepFailure(
           UdfException.Kind.UNAVAILABLE,
           ErrorCode.BASE_IMAGE_UNAVAILABLE,
-          "cannot tell which Python the base image " + r.runtime.base().reference()
-              + " runs: " + e.getMessage(),
+          "cannot tell which Python the base image "
+              + r.runtime.base().reference()
+              + " runs: "
+              + e.getMessage(),
           e);
     }
   }
@@ -272,7 +277,9 @@ final class ImageInputs {
 
   private Path cachedFile(Digest digest, String what) throws StepFailure, InterruptedException {
     try {
-      return cache.file(digest).orElseThrow(() -> new IOException(what + " vanished from the cache"));
+      return cache
+          .file(digest)
+          .orElseThrow(() -> new IOException(what + " vanished from the cache"));
     } catch (IOException e) {
       throw new StepFailure(
           UdfException.Kind.UNAVAILABLE,

@@ -3,7 +3,10 @@ package dev.kiln.controlplane;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** The {@code kiln} command line: {@code serve}, {@code apply}, {@code call}, {@code logs}, {@code cache stats}. */
+/**
+ * The {@code kiln} command line: {@code serve}, {@code apply}, {@code call}, {@code logs}, {@code
+ * cache stats}.
+ */
 @Command(
     name = "kiln",
     mixinStandardHelpOptions = true,

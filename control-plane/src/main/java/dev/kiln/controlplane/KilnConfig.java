@@ -34,8 +34,8 @@ import java.util.regex.Pattern;
  * @param sandboxCpus CPU limit of each sandbox, in cores
  * @param runnersPerSandbox Python runner processes per sandbox
  * @param batchTimeout longest a UDF may take on one batch
- * @param applyWait how long a cold ApplyUdfResource waits for the sandbox before answering, so
- *     that errors in the UDF code come back on the RPC (never beyond the call's deadline)
+ * @param applyWait how long a cold ApplyUdfResource waits for the sandbox before answering, so that
+ *     errors in the UDF code come back on the RPC (never beyond the call's deadline)
  * @param readyWait how long a Flight call waits for a sandbox that is still starting
  * @param runtimes base image per Python {@code major.minor} ({@code runtime_version} of the spec);
  *     empty = {@code baseImage} serves every version
@@ -413,10 +413,31 @@ public record KilnConfig(
             ErrorCode.INVALID_SPEC, "invalid configuration: " + String.join("; ", errors));
       }
       return new KilnConfig(
-          grpcPort, flightPort, adminPort, bindHost, advertiseHost, dataDir.toAbsolutePath(),
-          baseImage, runsc, runscPlatform, sandboxMemoryBytes, sandboxCpus, runnersPerSandbox,
-          batchTimeout, applyWait, readyWait, runtimes, indexUrls, indexUsername, indexPassword,
-          cacheMemoryBytes, cacheLocalMaxBytes, s3Bucket, s3Prefix, s3Endpoint, s3Region,
+          grpcPort,
+          flightPort,
+          adminPort,
+          bindHost,
+          advertiseHost,
+          dataDir.toAbsolutePath(),
+          baseImage,
+          runsc,
+          runscPlatform,
+          sandboxMemoryBytes,
+          sandboxCpus,
+          runnersPerSandbox,
+          batchTimeout,
+          applyWait,
+          readyWait,
+          runtimes,
+          indexUrls,
+          indexUsername,
+          indexPassword,
+          cacheMemoryBytes,
+          cacheLocalMaxBytes,
+          s3Bucket,
+          s3Prefix,
+          s3Endpoint,
+          s3Region,
           s3PathStyle);
     }
 

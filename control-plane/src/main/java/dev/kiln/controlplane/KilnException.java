@@ -3,7 +3,9 @@ package dev.kiln.controlplane;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 
-/** An error with a code and a message meant for the user; converted to a gRPC status at the edge. */
+/**
+ * An error with a code and a message meant for the user; converted to a gRPC status at the edge.
+ */
 public final class KilnException extends Exception {
   private static final long serialVersionUID = 1L;
   private final ErrorCode code;

@@ -5,14 +5,9 @@ import dev.kiln.cache.CacheConfig;
 import dev.kiln.cache.S3Settings;
 import dev.kiln.image.WheelLayers;
 import dev.kiln.provisioner.Provisioner;
+import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.resolver.IndexConfig;
 import dev.kiln.resolver.PackageResolver;
-import java.net.URI;
-import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.Optional;
-import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.worker.FlightEndpoint;
 import dev.kiln.worker.Tokens;
 import io.grpc.Server;
@@ -27,14 +22,19 @@ import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.net.URI;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.time.Duration;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.Deque;
+import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -168,7 +168,10 @@ public final class KilnServer implements AutoCloseable {
 
     admin =
         new AdminServer(
-            config.bindHost(), config.adminPort(), meters, () -> !closed.get(),
+            config.bindHost(),
+            config.adminPort(),
+            meters,
+            () -> !closed.get(),
             new UdfAdmin(registry),
             cache);
     closeables.push(admin);
@@ -224,8 +227,8 @@ public final class KilnServer implements AutoCloseable {
   private void lockDataDir(Path data) throws IOException, KilnException {
     Path lockFile = data.resolve("kiln.lock");
     FileChannel channel =
-        FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-            StandardOpenOption.READ);
+        FileChannel.open(
+            lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.READ);
     FileLock lock = channel.tryLock();
     if (lock == null) {
       String holder = Files.readString(lockFile, StandardCharsets.UTF_8).trim();

@@ -27,11 +27,16 @@ final class LogsCommand implements Callable<Integer> {
   @Parameters(paramLabel = "KEY|TOKEN", description = "The UDF's content key (prefix) or token.")
   String udf;
 
-  @Option(names = "--admin", paramLabel = "URL", defaultValue = "http://127.0.0.1:9090",
+  @Option(
+      names = "--admin",
+      paramLabel = "URL",
+      defaultValue = "http://127.0.0.1:9090",
       description = "The server's admin port (default ${DEFAULT-VALUE}).")
   String admin;
 
-  @Option(names = "--tenant", paramLabel = "TENANT",
+  @Option(
+      names = "--tenant",
+      paramLabel = "TENANT",
       description = "Only this tenant's sandbox (a token implies its tenant).")
   String tenant;
 
@@ -55,7 +60,9 @@ final class LogsCommand implements Callable<Integer> {
             + "/udfs/"
             + key
             + "/logs"
-            + (tenant == null ? "" : "?tenant=" + URLEncoder.encode(tenant, StandardCharsets.UTF_8));
+            + (tenant == null
+                ? ""
+                : "?tenant=" + URLEncoder.encode(tenant, StandardCharsets.UTF_8));
     HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
     HttpResponse<String> response;
     try {
@@ -64,8 +71,12 @@ final class LogsCommand implements Callable<Integer> {
               HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10)).build(),
               HttpResponse.BodyHandlers.ofString());
     } catch (java.io.IOException e) {
-      System.err.println("kiln logs: cannot reach " + admin + " (" + e.getMessage()
-          + "); is kiln serve running there? (--admin)");
+      System.err.println(
+          "kiln logs: cannot reach "
+              + admin
+              + " ("
+              + e.getMessage()
+              + "); is kiln serve running there? (--admin)");
       return 1;
     }
     if (response.statusCode() != 200) {

@@ -3,14 +3,11 @@ package dev.kiln.controlplane;
 import dev.kiln.image.BuiltImage;
 import dev.kiln.image.ImageBuildException;
 import dev.kiln.image.ImageBuilder;
-import dev.kiln.image.ImageLayer;
 import dev.kiln.image.ImageRequest;
-import dev.kiln.image.LayerFile;
 import dev.kiln.image.LayerSpec;
 import dev.kiln.provisioner.Limits;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.Sandbox;
-import dev.kiln.provisioner.SandboxImage;
 import dev.kiln.provisioner.SandboxProcess;
 import dev.kiln.provisioner.SandboxSpec;
 import dev.kiln.resolver.ContentKey;
@@ -93,8 +90,8 @@ final class Provisioning {
 
   /**
    * Gets the parts every UDF shares ready in the background: Jib's caches, the base and runner
-   * layers in the layout, and their extracted file systems. Without it, the first UDF after a
-   * start pays for all of that (seconds, mostly extracting the base image).
+   * layers in the layout, and their extracted file systems. Without it, the first UDF after a start
+   * pays for all of that (seconds, mostly extracting the base image).
    */
   void warmUp() {
     for (Runtimes.Runtime runtime : runtimes.all()) {
@@ -259,7 +256,6 @@ final class Provisioning {
     }
   }
 
-
   /** Starts a gVisor sandbox whose init is the runner's init mode. */
   Sandbox placeSandbox(UdfResource r, BuiltImage image) throws UdfException, InterruptedException {
     long t0 = System.nanoTime();
@@ -281,7 +277,10 @@ final class Provisioning {
           .thenRun(
               () -> {
                 if (!r.isClosed()) {
-                  log.warn("udf {} tenant={}: sandbox {} stopped", r.key.shortForm(), r.tenant,
+                  log.warn(
+                      "udf {} tenant={}: sandbox {} stopped",
+                      r.key.shortForm(),
+                      r.tenant,
                       sandbox.id());
                   onSandboxLost.accept(r);
                 }
@@ -296,7 +295,6 @@ final class Provisioning {
           e);
     }
   }
-
 
   /** Starts the runner processes in the sandbox and waits until they have loaded the UDF. */
   RunnerPool startRunners(UdfResource r, Sandbox sandbox)

@@ -77,7 +77,9 @@ final class RuntimeProbe {
   private static BuiltImage buildRunnerImage(ImageBuilder images, String baseDigest)
       throws IOException, ImageBuildException, InterruptedException {
     String name =
-        "kiln/runner:" + RunnerFiles.version().substring(0, 16) + "-"
+        "kiln/runner:"
+            + RunnerFiles.version().substring(0, 16)
+            + "-"
             + baseDigest.replace("sha256:", "").substring(0, 16);
     Optional<BuiltImage> found = images.find(name);
     if (found.isPresent()) {
@@ -137,13 +139,13 @@ final class RuntimeProbe {
   private String probe(Runtimes.Runtime runtime) throws Exception {
     BuiltImage image = runnerImage(runtime);
     try (Sandbox sandbox =
-        provisioner.start(
-            new SandboxSpec("probe", sandboxImage(image), new Limits(256L << 20, 1.0), List.of()));
+            provisioner.start(
+                new SandboxSpec(
+                    "probe", sandboxImage(image), new Limits(256L << 20, 1.0), List.of()));
         SandboxProcess p =
             sandbox.exec(List.of("python3", "-c", TargetEnvironment.probeScript()), List.of())) {
       p.stdin().close();
-      CompletableFuture<byte[]> err =
-          CompletableFuture.supplyAsync(() -> readAll(p.stderr()));
+      CompletableFuture<byte[]> err = CompletableFuture.supplyAsync(() -> readAll(p.stderr()));
       byte[] out = p.stdout().readAllBytes();
       int status;
       try {

@@ -10,9 +10,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The base images UDFs run on, by Python {@code major.minor}. With no mapping, the one default
- * base image serves every {@code runtime_version} (the embedded default); once a mapping exists,
- * a version without one is an error that lists the configured versions.
+ * The base images UDFs run on, by Python {@code major.minor}. With no mapping, the one default base
+ * image serves every {@code runtime_version} (the embedded default); once a mapping exists, a
+ * version without one is an error that lists the configured versions.
  */
 final class Runtimes implements AutoCloseable {
 

@@ -2,8 +2,8 @@ package dev.kiln.controlplane;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.List;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -20,92 +20,137 @@ import picocli.CommandLine.Option;
     })
 final class ServeCommand implements Callable<Integer> {
 
-  @Option(names = "--config", paramLabel = "FILE",
+  @Option(
+      names = "--config",
+      paramLabel = "FILE",
       description = "YAML file whose keys are these flags' long names (e.g. grpc-port: 50051).")
   Path configFile;
 
-  @Option(names = "--grpc-port", paramLabel = "PORT",
+  @Option(
+      names = "--grpc-port",
+      paramLabel = "PORT",
       description = "Provisioning API port (default 50051).")
   String grpcPort;
 
-  @Option(names = "--flight-port", paramLabel = "PORT",
+  @Option(
+      names = "--flight-port",
+      paramLabel = "PORT",
       description = "Arrow Flight endpoint port (default 8815).")
   String flightPort;
 
-  @Option(names = "--admin-port", paramLabel = "PORT",
+  @Option(
+      names = "--admin-port",
+      paramLabel = "PORT",
       description = "Port of /healthz and /metrics (default 9090).")
   String adminPort;
 
-  @Option(names = "--data-dir", paramLabel = "DIR", description = "Data directory (default ./.kiln).")
+  @Option(
+      names = "--data-dir",
+      paramLabel = "DIR",
+      description = "Data directory (default ./.kiln).")
   String dataDir;
 
-  @Option(names = "--base-image", paramLabel = "IMAGE",
-      description = "Python base image: an image archive (bin/build-base-image writes one) or a"
-          + " registry reference such as python:3.12-slim.")
+  @Option(
+      names = "--base-image",
+      paramLabel = "IMAGE",
+      description =
+          "Python base image: an image archive (bin/build-base-image writes one) or a"
+              + " registry reference such as python:3.12-slim.")
   String baseImage;
 
-  @Option(names = "--bind-host", paramLabel = "HOST",
+  @Option(
+      names = "--bind-host",
+      paramLabel = "HOST",
       description = "Address to listen on (default 0.0.0.0).")
   String bindHost;
 
-  @Option(names = "--advertise-host", paramLabel = "HOST",
+  @Option(
+      names = "--advertise-host",
+      paramLabel = "HOST",
       description = "Host name put in the endpoint given to Databend (default 127.0.0.1).")
   String advertiseHost;
 
-  @Option(names = "--sandbox-memory", paramLabel = "SIZE",
+  @Option(
+      names = "--sandbox-memory",
+      paramLabel = "SIZE",
       description = "Memory limit of each sandbox (default 512MiB).")
   String sandboxMemory;
 
-  @Option(names = "--sandbox-cpus", paramLabel = "N",
+  @Option(
+      names = "--sandbox-cpus",
+      paramLabel = "N",
       description = "CPU limit of each sandbox in cores (default 1).")
   String sandboxCpus;
 
-  @Option(names = "--batch-timeout", paramLabel = "DURATION",
+  @Option(
+      names = "--batch-timeout",
+      paramLabel = "DURATION",
       description = "Longest a UDF may take on one batch (default 300s).")
   String batchTimeout;
 
   @Option(names = "--runsc", paramLabel = "PATH", description = "The runsc binary (default runsc).")
   String runsc;
 
-  @Option(names = "--runsc-platform", paramLabel = "NAME",
+  @Option(
+      names = "--runsc-platform",
+      paramLabel = "NAME",
       description = "gVisor platform: ptrace (default), systrap or kvm.")
   String runscPlatform;
 
-  @Option(names = "--runners-per-sandbox", paramLabel = "N",
+  @Option(
+      names = "--runners-per-sandbox",
+      paramLabel = "N",
       description = "Python runner processes per sandbox (default: one per sandbox CPU).")
   String runnersPerSandbox;
 
-  @Option(names = "--runtime", paramLabel = "X.Y=IMAGE",
-      description = "Base image for UDFs whose runtime_version is Python X.Y (repeatable). With"
-          + " none, --base-image serves every version.")
+  @Option(
+      names = "--runtime",
+      paramLabel = "X.Y=IMAGE",
+      description =
+          "Base image for UDFs whose runtime_version is Python X.Y (repeatable). With"
+              + " none, --base-image serves every version.")
   List<String> runtimes = new ArrayList<>();
 
-  @Option(names = "--index-url", paramLabel = "URL",
-      description = "Python package index (PEP 503/691; http(s):// or file://), repeatable, tried in"
-          + " order (default https://pypi.org/simple/).")
+  @Option(
+      names = "--index-url",
+      paramLabel = "URL",
+      description =
+          "Python package index (PEP 503/691; http(s):// or file://), repeatable, tried in"
+              + " order (default https://pypi.org/simple/).")
   List<String> indexUrls = new ArrayList<>();
 
-  @Option(names = "--cache-memory", paramLabel = "SIZE",
+  @Option(
+      names = "--cache-memory",
+      paramLabel = "SIZE",
       description = "In-memory blob cache (default 256MiB).")
   String cacheMemory;
 
-  @Option(names = "--cache-local-max", paramLabel = "SIZE",
+  @Option(
+      names = "--cache-local-max",
+      paramLabel = "SIZE",
       description = "On-disk blob cache bound (default 20GiB).")
   String cacheLocalMax;
 
-  @Option(names = "--s3-bucket", paramLabel = "BUCKET",
-      description = "Shared remote cache tier in this S3 bucket (credentials from the usual AWS"
-          + " environment variables or the config file).")
+  @Option(
+      names = "--s3-bucket",
+      paramLabel = "BUCKET",
+      description =
+          "Shared remote cache tier in this S3 bucket (credentials from the usual AWS"
+              + " environment variables or the config file).")
   String s3Bucket;
 
-  @Option(names = "--s3-endpoint", paramLabel = "URL",
+  @Option(
+      names = "--s3-endpoint",
+      paramLabel = "URL",
       description = "S3-compatible endpoint (MinIO, GCS https://storage.googleapis.com, ...).")
   String s3Endpoint;
 
   @Option(names = "--s3-region", paramLabel = "REGION", description = "Bucket region.")
   String s3Region;
 
-  @Option(names = "--s3-path-style", paramLabel = "BOOL",
+  @Option(
+      names = "--s3-path-style",
+      paramLabel = "BOOL",
       description = "Path-style S3 addressing (needed by most non-AWS servers).")
   String s3PathStyle;
 
@@ -137,11 +182,12 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("s3-path-style", s3PathStyle);
     KilnConfig config;
     try {
-      flags.forEach((k, v) -> {
-        if (v != null) {
-          builder.set(k, v);
-        }
-      });
+      flags.forEach(
+          (k, v) -> {
+            if (v != null) {
+              builder.set(k, v);
+            }
+          });
       runtimes.forEach(r -> builder.set("runtime", r));
       if (!indexUrls.isEmpty()) {
         builder.indexUrls(indexUrls);

@@ -16,9 +16,10 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * The admin port's view of UDF resources: {@code /udfs} lists them, {@code /udfs/<key>/logs}
- * shows what the UDF printed (bounded), {@code /udfs/<key>/health} answers {@code 1} when it can
- * serve and {@code /udfs/<key>/stats} counts its requests (databend-wire.md §5). A key may be given by a unique prefix; {@code ?tenant=} narrows to one tenant.
+ * The admin port's view of UDF resources: {@code /udfs} lists them, {@code /udfs/<key>/logs} shows
+ * what the UDF printed (bounded), {@code /udfs/<key>/health} answers {@code 1} when it can serve
+ * and {@code /udfs/<key>/stats} counts its requests (databend-wire.md §5). A key may be given by a
+ * unique prefix; {@code ?tenant=} narrows to one tenant.
  */
 final class UdfAdmin {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -38,8 +39,7 @@ final class UdfAdmin {
       return;
     }
     if (parts.length != 4) {
-      respond(
-          ex, 404, "text/plain", "try /udfs, /udfs/<key>/logs, /udfs/<key>/stats or /health\n");
+      respond(ex, 404, "text/plain", "try /udfs, /udfs/<key>/logs, /udfs/<key>/stats or /health\n");
       return;
     }
     List<UdfResource> matches = find(parts[2], tenant);
@@ -118,8 +118,7 @@ final class UdfAdmin {
       restarts += s.restarts();
       runners += s.runners();
       live += s.liveRunners();
-      if (s.firstRequestTime() != null
-          && (first == null || s.firstRequestTime().isBefore(first))) {
+      if (s.firstRequestTime() != null && (first == null || s.firstRequestTime().isBefore(first))) {
         first = s.firstRequestTime();
       }
       if (s.lastRequestTime() != null && (last == null || s.lastRequestTime().isAfter(last))) {
@@ -143,7 +142,10 @@ final class UdfAdmin {
     StringBuilder sb = new StringBuilder();
     for (UdfResource r : matches) {
       if (matches.size() > 1) {
-        sb.append("== tenant ").append(r.tenant).append(", key ").append(r.key.shortForm())
+        sb.append("== tenant ")
+            .append(r.tenant)
+            .append(", key ")
+            .append(r.key.shortForm())
             .append('\n');
       }
       Optional<RunnerPool> pool = pool(r);

@@ -107,7 +107,10 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
         return;
       }
       cold.increment();
-      log.info("udf {} tenant={} handler={}: new, provisioning", key.shortForm(), tenant,
+      log.info(
+          "udf {} tenant={} handler={}: new, provisioning",
+          key.shortForm(),
+          tenant,
           spec.handler());
       awaitBriefly(resource, out, response, t0);
     } catch (KilnException e) {
@@ -124,8 +127,8 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
   }
 
   /**
-   * Waits up to apply-wait for a cold resource so a UDF that fails to load is reported on this
-   * RPC; otherwise answers with the endpoint, whose calls wait for the sandbox.
+   * Waits up to apply-wait for a cold resource so a UDF that fails to load is reported on this RPC;
+   * otherwise answers with the endpoint, whose calls wait for the sandbox.
    */
   private void awaitBriefly(
       UdfResource resource,
@@ -206,7 +209,8 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
       } catch (UdfException e) {
         String field = i < spec.inputTypes().size() ? "input_types[" + i + "]" : "result_type";
         throw new KilnException(
-            ErrorCode.UNSUPPORTED_TYPE, "invalid UDF spec: field '" + field + "': " + e.getMessage());
+            ErrorCode.UNSUPPORTED_TYPE,
+            "invalid UDF spec: field '" + field + "': " + e.getMessage());
       }
     }
     Runtimes.Runtime runtime = runtimes.forVersion(spec.runtimeVersion());

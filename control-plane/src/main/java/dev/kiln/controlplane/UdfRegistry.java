@@ -11,9 +11,9 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Consumer;
 
 /**
- * The UDF resources this server knows, by (tenant, content key). Obtaining a resource that does
- * not exist yet creates it and starts its provisioning exactly once, however many requests arrive
- * at the same time (single flight per key and tenant).
+ * The UDF resources this server knows, by (tenant, content key). Obtaining a resource that does not
+ * exist yet creates it and starts its provisioning exactly once, however many requests arrive at
+ * the same time (single flight per key and tenant).
  */
 final class UdfRegistry implements UdfDirectory, AutoCloseable {
   private record Id(String tenant, ContentKey key) {}

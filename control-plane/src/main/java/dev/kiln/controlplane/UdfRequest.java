@@ -11,12 +11,14 @@ import java.util.Objects;
  * @param spec the parsed spec
  * @param requirements package requirements: the spec's {@code packages} followed by the
  *     dependencies of the code's PEP 723 block, each already parsed once
- * @param imports the staged imports in the spec's order (later ones win on name clashes), each
- *     with the presigned URL of this request
+ * @param imports the staged imports in the spec's order (later ones win on name clashes), each with
+ *     the presigned URL of this request
  * @param runtime the base image the spec's runtime_version maps to
  */
 record UdfRequest(
-    RuntimeSpec spec, List<String> requirements, List<StagedImport> imports,
+    RuntimeSpec spec,
+    List<String> requirements,
+    List<StagedImport> imports,
     Runtimes.Runtime runtime) {
 
   /** One staged import: stage location, presigned URL (changes on every call) and tag. */

@@ -36,6 +36,7 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   volatile long runnersNanos;
   volatile long readyNanos;
   volatile long failedNanos;
+
   /** The error code to answer ApplyUdfResource with, when the pipeline knows a precise one. */
   volatile ErrorCode failureCode;
 
@@ -63,7 +64,10 @@ final class UdfResource implements UdfHandle, AutoCloseable {
 
   ProvisioningTimings timings() {
     return new ProvisioningTimings(
-        buildNanos / 1e6, sandboxNanos / 1e6, runnersNanos / 1e6, (readyNanos - createdNanos) / 1e6);
+        buildNanos / 1e6,
+        sandboxNanos / 1e6,
+        runnersNanos / 1e6,
+        (readyNanos - createdNanos) / 1e6);
   }
 
   void markReady(RunnerPool pool) {

@@ -42,11 +42,11 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The data path under load and under failure, through real gVisor sandboxes with two runners
- * each: Databend's pattern of many 65,536-row calls at once, each on a new connection; and every
- * way a runner can die (segfault, abort, {@code os._exit}, its memory limit, a batch that never
- * returns) failing only the call it was serving, while a call on the other runner succeeds and
- * the next call works.
+ * The data path under load and under failure, through real gVisor sandboxes with two runners each:
+ * Databend's pattern of many 65,536-row calls at once, each on a new connection; and every way a
+ * runner can die (segfault, abort, {@code os._exit}, its memory limit, a batch that never returns)
+ * failing only the call it was serving, while a call on the other runner succeeds and the next call
+ * works.
  */
 class ConcurrencyEndToEndIT {
   static final String TENANT = "acme";
@@ -123,8 +123,8 @@ class ConcurrencyEndToEndIT {
         api.apply(
             TENANT, spec("mix", List.of("BIGINT NULL", "VARCHAR NULL"), "VARCHAR NULL", code));
     // Wait for the sandbox once, so the 64 calls measure the data path, not the cold start.
-    KilnTestSupport.call(allocator, r, TENANT, "mix", List.of("BIGINT NULL", "VARCHAR NULL"),
-        "[[1,\"warm\"]]");
+    KilnTestSupport.call(
+        allocator, r, TENANT, "mix", List.of("BIGINT NULL", "VARCHAR NULL"), "[[1,\"warm\"]]");
 
     List<Callable<Integer>> calls = new ArrayList<>();
     CountDownLatch go = new CountDownLatch(1);
@@ -182,7 +182,8 @@ class ConcurrencyEndToEndIT {
           String actual =
               result.isNull(i) ? null : new String(result.get(i), StandardCharsets.UTF_8);
           if (expected == null ? actual != null : !expected.equals(actual)) {
-            throw new AssertionError("call " + id + " row " + i + ": " + actual + " != " + expected);
+            throw new AssertionError(
+                "call " + id + " row " + i + ": " + actual + " != " + expected);
           }
         }
         assertThat(x.getReader().next()).isFalse();
@@ -223,7 +224,9 @@ class ConcurrencyEndToEndIT {
     expectFailure(
         r,
         "memory",
-        "the UDF process was killed: memory limit " + perRunnerMiB + " MiB exceeded"
+        "the UDF process was killed: memory limit "
+            + perRunnerMiB
+            + " MiB exceeded"
             + " (MemoryError in udf.py line 11, in crash)");
     assertThat(crash(r, "ok", 41)).isEqualTo(42L);
   }

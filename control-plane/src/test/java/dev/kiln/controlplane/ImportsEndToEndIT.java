@@ -84,8 +84,7 @@ class ImportsEndToEndIT {
       LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5));
     }
     URI endpoint = URI.create("http://127.0.0.1:" + s3proxy.getPort());
-    var credentials =
-        StaticCredentialsProvider.create(AwsBasicCredentials.create(ACCESS, SECRET));
+    var credentials = StaticCredentialsProvider.create(AwsBasicCredentials.create(ACCESS, SECRET));
     s3 =
         S3Client.builder()
             .endpointOverride(endpoint)
@@ -206,15 +205,14 @@ class ImportsEndToEndIT {
                            ",".join(words), config, ",".join(files)])
       """;
 
-  private static final String[] ALL =
-      {
-        "udf/imports/greeting.txt",
-        "udf/imports/plain_mod.py",
-        "udf/imports/helpers.zip",
-        "udf/imports/data.tar.gz",
-        "a/config.txt",
-        "b/config.txt"
-      };
+  private static final String[] ALL = {
+    "udf/imports/greeting.txt",
+    "udf/imports/plain_mod.py",
+    "udf/imports/helpers.zip",
+    "udf/imports/data.tar.gz",
+    "a/config.txt",
+    "b/config.txt"
+  };
 
   private String callOne(DatabendClient.Resource r, String handler, String arg) throws Exception {
     ArrayNode rows =
@@ -236,7 +234,9 @@ class ImportsEndToEndIT {
     String handler = "describe";
     DatabendClient.Resource r =
         api.apply(
-            "acme", spec(handler, CODE.replace("HANDLER", handler), imports), imports,
+            "acme",
+            spec(handler, CODE.replace("HANDLER", handler), imports),
+            imports,
             Duration.ofSeconds(5));
     assertThat(callOne(r, handler, "kiln"))
         .isEqualTo(
@@ -249,7 +249,9 @@ class ImportsEndToEndIT {
     List<DatabendClient.Import> first = imports(Duration.ofDays(7), ALL);
     DatabendClient.Resource warm =
         api.apply(
-            "acme", spec("warm", CODE.replace("HANDLER", "warm"), first), first,
+            "acme",
+            spec("warm", CODE.replace("HANDLER", "warm"), first),
+            first,
             Duration.ofSeconds(5));
     assertThat(callOne(warm, "warm", "a")).startsWith("hello from the stage|A!");
     double downloads = meter("kiln.cache.import.downloads");
@@ -269,7 +271,9 @@ class ImportsEndToEndIT {
     assertThat(again.get(0).url()).isNotEqualTo(first.get(0).url());
     DatabendClient.Resource r =
         api.apply(
-            "acme", spec("again", CODE.replace("HANDLER", "again"), again), again,
+            "acme",
+            spec("again", CODE.replace("HANDLER", "again"), again),
+            again,
             Duration.ofSeconds(5));
     assertThat(callOne(r, "again", "b")).contains("|B!|").contains("|from a|");
     assertThat(meter("kiln.cache.import.downloads")).as("downloads").isEqualTo(downloads);
@@ -295,7 +299,9 @@ class ImportsEndToEndIT {
     assertThatThrownBy(
             () ->
                 api.apply(
-                    "acme", spec("m", "def m(x):\n    return x\n", imports), imports,
+                    "acme",
+                    spec("m", "def m(x):\n    return x\n", imports),
+                    imports,
                     Duration.ofSeconds(5)))
         .isInstanceOfSatisfying(
             StatusRuntimeException.class,
@@ -314,7 +320,9 @@ class ImportsEndToEndIT {
     assertThatThrownBy(
             () ->
                 api.apply(
-                    "acme", spec("l", "def l(x):\n    return x\n", imports), imports,
+                    "acme",
+                    spec("l", "def l(x):\n    return x\n", imports),
+                    imports,
                     Duration.ofSeconds(5)))
         .isInstanceOfSatisfying(
             StatusRuntimeException.class,
@@ -341,7 +349,8 @@ class ImportsEndToEndIT {
   private static void awaitStatus(String url, int status) throws Exception {
     HttpClient http = HttpClient.newHttpClient();
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
-    while (http.send(HttpRequest.newBuilder(URI.create(url)).build(),
+    while (http.send(
+                HttpRequest.newBuilder(URI.create(url)).build(),
                 HttpResponse.BodyHandlers.discarding())
             .statusCode()
         != status) {

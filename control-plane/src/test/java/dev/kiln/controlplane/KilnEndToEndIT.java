@@ -86,8 +86,7 @@ class KilnEndToEndIT {
     String code = "def twice(x):\n    return x * 2\n";
     assertThat(
             roundTrip(
-                "twice", "BIGINT NOT NULL", "BIGINT NOT NULL", code,
-                "[[1],[4000000000],[-3]]"))
+                "twice", "BIGINT NOT NULL", "BIGINT NOT NULL", code, "[[1],[4000000000],[-3]]"))
         .isEqualTo(rows(2L, 8000000000L, -6L));
   }
 
@@ -109,8 +108,7 @@ class KilnEndToEndIT {
   void varcharWithNullsArrivesAsUtf8View() throws Exception {
     String code = "def shout(s):\n    return None if s is None else s.upper() + '!'\n";
     assertThat(
-            roundTrip(
-                "shout", "VARCHAR NULL", "VARCHAR NULL", code, "[[\"héllo\"],[null],[\"\"]]"))
+            roundTrip("shout", "VARCHAR NULL", "VARCHAR NULL", code, "[[\"héllo\"],[null],[\"\"]]"))
         .isEqualTo(rows("HÉLLO!", null, "!"));
   }
 
@@ -120,10 +118,15 @@ class KilnEndToEndIT {
     DatabendClient.Resource r =
         api.apply(
             "acme",
-            spec("join", List.of("VARCHAR NOT NULL", "VARCHAR NOT NULL"), "VARCHAR NOT NULL",
-                code));
+            spec(
+                "join", List.of("VARCHAR NOT NULL", "VARCHAR NOT NULL"), "VARCHAR NOT NULL", code));
     assertThat(
-            call(allocator, r, "acme", "join", List.of("VARCHAR NOT NULL", "VARCHAR NOT NULL"),
+            call(
+                allocator,
+                r,
+                "acme",
+                "join",
+                List.of("VARCHAR NOT NULL", "VARCHAR NOT NULL"),
                 "[[\"a\",\"b\"],[\"x\",\"\"]]"))
         .isEqualTo(rows("a-b", "x-"));
   }
@@ -214,8 +217,7 @@ class KilnEndToEndIT {
 
   @Test
   void aCrashingRunnerFailsThatCallAndTheNextCallWorks() throws Exception {
-    String code =
-        "import os\ndef crash(x):\n    if x == 13:\n        os.abort()\n    return x\n";
+    String code = "import os\ndef crash(x):\n    if x == 13:\n        os.abort()\n    return x\n";
     DatabendClient.Resource r = api.apply("acme", spec("crash", List.of("INT"), "INT", code));
     assertThat(call(allocator, r, "acme", "crash", List.of("INT"), "[[1]]")).isEqualTo(rows(1));
     assertThatThrownBy(() -> call(allocator, r, "acme", "crash", List.of("INT"), "[[13]]"))
@@ -255,8 +257,8 @@ class KilnEndToEndIT {
     String url =
         "http://127.0.0.1:" + server.adminPort() + "/udfs/" + r.key().substring(0, 12) + "/logs";
     HttpResponse<String> logs =
-        http.send(HttpRequest.newBuilder(URI.create(url)).build(),
-            HttpResponse.BodyHandlers.ofString());
+        http.send(
+            HttpRequest.newBuilder(URI.create(url)).build(), HttpResponse.BodyHandlers.ofString());
     assertThat(logs.statusCode()).isEqualTo(200);
     assertThat(logs.body()).contains("saw 7").contains("to stderr 7");
     HttpResponse<String> health =
@@ -279,12 +281,14 @@ class KilnEndToEndIT {
     HttpClient http = HttpClient.newHttpClient();
     String base = "http://127.0.0.1:" + server.adminPort();
     HttpResponse<String> health =
-        http.send(HttpRequest.newBuilder(URI.create(base + "/healthz")).build(),
+        http.send(
+            HttpRequest.newBuilder(URI.create(base + "/healthz")).build(),
             HttpResponse.BodyHandlers.ofString());
     assertThat(health.statusCode()).isEqualTo(200);
     api.apply("acme", spec("m", List.of("INT"), "INT", "def m(x):\n    return x\n"));
     HttpResponse<String> metrics =
-        http.send(HttpRequest.newBuilder(URI.create(base + "/metrics")).build(),
+        http.send(
+            HttpRequest.newBuilder(URI.create(base + "/metrics")).build(),
             HttpResponse.BodyHandlers.ofString());
     assertThat(metrics.statusCode()).isEqualTo(200);
     assertThat(metrics.body())
@@ -292,7 +296,8 @@ class KilnEndToEndIT {
         .contains("kiln_apply_seconds")
         .contains("kiln_cache_hits_total");
     HttpResponse<String> cache =
-        http.send(HttpRequest.newBuilder(URI.create(base + "/cache/stats")).build(),
+        http.send(
+            HttpRequest.newBuilder(URI.create(base + "/cache/stats")).build(),
             HttpResponse.BodyHandlers.ofString());
     assertThat(cache.statusCode()).isEqualTo(200);
     var tiers = KilnTestSupport.JSON.readTree(cache.body()).get("tiers");

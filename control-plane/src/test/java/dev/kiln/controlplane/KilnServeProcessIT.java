@@ -43,9 +43,19 @@ class KilnServeProcessIT {
     cmd.add(Kiln.class.getName());
     cmd.addAll(
         List.of(
-            "serve", "--grpc-port", "0", "--flight-port", "0", "--admin-port", "0",
-            "--bind-host", "127.0.0.1", "--data-dir", dataDir.toString(),
-            "--base-image", KilnTestSupport.baseImage()));
+            "serve",
+            "--grpc-port",
+            "0",
+            "--flight-port",
+            "0",
+            "--admin-port",
+            "0",
+            "--bind-host",
+            "127.0.0.1",
+            "--data-dir",
+            dataDir.toString(),
+            "--base-image",
+            KilnTestSupport.baseImage()));
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     LinkedBlockingQueue<String> log = new LinkedBlockingQueue<>();
     Thread.ofVirtual()
@@ -79,7 +89,8 @@ class KilnServeProcessIT {
       }
     }
     p.destroyForcibly();
-    throw new AssertionError("kiln serve did not become ready; output:\n" + String.join("\n", seen));
+    throw new AssertionError(
+        "kiln serve did not become ready; output:\n" + String.join("\n", seen));
   }
 
   private void provisionOneUdf(int grpcPort) throws Exception {

@@ -36,8 +36,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * UDFs that import real packages, end to end: requirements from {@code packages} and from a PEP
- * 723 block, resolved against the local mirror of real cp311 manylinux wheels that pip on these
+ * UDFs that import real packages, end to end: requirements from {@code packages} and from a PEP 723
+ * block, resolved against the local mirror of real cp311 manylinux wheels that pip on these
  * machines is configured with (served over HTTP by the test), one layer per wheel, a gVisor
  * sandbox, and values computed by numpy, pandas and humanize coming back over Flight.
  */
@@ -126,10 +126,14 @@ class PackagesEndToEndIT {
             + "    return None if s is None else pd.Timestamp(s).day_name()\n";
     DatabendClient.Resource r =
         api.apply(
-            "acme",
-            spec("day_name", "VARCHAR NULL", "VARCHAR NULL", List.of("pandas>=2"), code));
+            "acme", spec("day_name", "VARCHAR NULL", "VARCHAR NULL", List.of("pandas>=2"), code));
     assertThat(
-            call(allocator, r, "acme", "day_name", List.of("VARCHAR NULL"),
+            call(
+                allocator,
+                r,
+                "acme",
+                "day_name",
+                List.of("VARCHAR NULL"),
                 "[[\"2024-03-01\"],[null],[\"2000-01-01\"]]"))
         .isEqualTo(rows("Friday", null, "Saturday"));
   }
@@ -206,7 +210,8 @@ class PackagesEndToEndIT {
           "pip is not configured with a local file:// package index ('pip config list' shows"
               + " none); this test installs real wheels (numpy, pandas, humanize) from such a"
               + " PEP 503 mirror, e.g. 'pip config set global.extra-index-url"
-              + " file:///opt/pypi/simple'. pip config list said:\n" + out);
+              + " file:///opt/pypi/simple'. pip config list said:\n"
+              + out);
     }
     return indexes;
   }
@@ -227,8 +232,14 @@ class PackagesEndToEndIT {
       for (URI u : fileIndexes) {
         Path simple = Path.of(u).toAbsolutePath().normalize();
         urls.add(
-            URI.create("http://127.0.0.1:" + http.getAddress().getPort() + "/i" + roots.size()
-                + "/" + simple.getFileName() + "/"));
+            URI.create(
+                "http://127.0.0.1:"
+                    + http.getAddress().getPort()
+                    + "/i"
+                    + roots.size()
+                    + "/"
+                    + simple.getFileName()
+                    + "/"));
         roots.add(simple.getParent());
       }
       http.createContext("/", this::handle);

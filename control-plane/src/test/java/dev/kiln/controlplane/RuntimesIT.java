@@ -26,8 +26,8 @@ class RuntimesIT {
         DatabendClient api = KilnTestSupport.client(server);
         BufferAllocator allocator = new RootAllocator()) {
       String code = "import sys\ndef ver(x):\n    return '%d.%d' % sys.version_info[:2]\n";
-      ObjectNode s = (ObjectNode) KilnTestSupport.JSON.readTree(
-          spec("ver", List.of("INT"), "VARCHAR", code));
+      ObjectNode s =
+          (ObjectNode) KilnTestSupport.JSON.readTree(spec("ver", List.of("INT"), "VARCHAR", code));
       s.put("runtime_version", "3.11.4");
       DatabendClient.Resource r = api.apply("t", s.toString());
       assertThat(KilnTestSupport.call(allocator, r, "t", "ver", List.of("INT"), "[[1]]"))

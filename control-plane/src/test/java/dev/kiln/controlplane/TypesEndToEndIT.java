@@ -62,10 +62,10 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Every Databend type through a real gVisor sandbox, NULLs included, with as few sandboxes as
- * possible: one UDF takes and returns a TUPLE holding a field of every type. The first call
- * makes Python build the values (Python → Arrow), the second sends them back in (Arrow → Python,
- * where the UDF checks their Python types) and must get them back unchanged. Plus code written
- * for databend-udf (Kiln's {@code databend_udf} module must be in the image).
+ * possible: one UDF takes and returns a TUPLE holding a field of every type. The first call makes
+ * Python build the values (Python → Arrow), the second sends them back in (Arrow → Python, where
+ * the UDF checks their Python types) and must get them back unchanged. Plus code written for
+ * databend-udf (Kiln's {@code databend_udf} module must be in the image).
  *
  * <p>Query's own Arrow shapes for arguments (Utf8View strings, Decimal64) are tested where the
  * conversion happens, in the worker (RunnerTypesIT, FlightEndpointIT); here the arguments are
@@ -161,7 +161,8 @@ class TypesEndToEndIT {
     List<Object> built;
     List<Object> echoed;
     try (FieldVector rows = ints(List.of(0, 1, 2, 3));
-        FieldVector noTuples = ArrowTypes.queryArgumentField("arg2", type).createVector(allocator)) {
+        FieldVector noTuples =
+            ArrowTypes.queryArgumentField("arg2", type).createVector(allocator)) {
       noTuples.allocateNew();
       noTuples.setValueCount(4); // every row NULL: Python builds the values
       try (FieldVector first = exchange(r, "rt", rows, noTuples)) {
@@ -178,7 +179,17 @@ class TypesEndToEndIT {
     assertThat(built.get(0))
         .isEqualTo(
             List.of(
-                true, -8L, -16L, -32L, -64L, 8L, 16L, 32L, BigInteger.valueOf(64), 1.5f, 2.25,
+                true,
+                -8L,
+                -16L,
+                -32L,
+                -64L,
+                8L,
+                16L,
+                32L,
+                BigInteger.valueOf(64),
+                1.5f,
+                2.25,
                 new BigDecimal("123.45"),
                 new BigDecimal("-1234567890123456789012345678.0123456789"),
                 new BigDecimal("12345678901234567890123456789012345678901234567890.12345"),

@@ -6,8 +6,8 @@ import java.util.zip.GZIPOutputStream;
 
 /**
  * gzip at a chosen deflate level ({@link GZIPOutputStream} only offers the default, 6). Level 1
- * costs about a third of the CPU of level 6 for 15-20% more bytes, the better trade for layers
- * that are written once per wheel and read from local disk.
+ * costs about a third of the CPU of level 6 for 15-20% more bytes, the better trade for layers that
+ * are written once per wheel and read from local disk.
  */
 final class Gzip extends GZIPOutputStream {
   Gzip(OutputStream out, int level) throws IOException {

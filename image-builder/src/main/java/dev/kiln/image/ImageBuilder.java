@@ -64,8 +64,8 @@ import org.slf4j.LoggerFactory;
  * layer caches), {@code tmp/} (per-build scratch, deleted after each build) and {@code oci.lock}.
  * An archive base reaches Jib through {@link ArchiveDockerClient}, so it is unpacked into Jib's
  * cache once per work directory, not on every build; a registry base is pinned to its digest, so
- * after the first pull warm builds need no registry. Layers from unchanged {@code source} files
- * are compressed once (Jib's application cache keys them by path and modification time), by {@link
+ * after the first pull warm builds need no registry. Layers from unchanged {@code source} files are
+ * compressed once (Jib's application cache keys them by path and modification time), by {@link
  * LayerCompressor} at {@link #setGzipLevel gzip level 1} unless told otherwise, in parallel, and
  * ahead of the build when a caller {@linkplain #prepare prepares} them; in-memory files are staged
  * per build and their layers rebuilt by Jib, which costs little for small files.
@@ -88,8 +88,8 @@ public final class ImageBuilder implements AutoCloseable {
   static final int JIB_GZIP_LEVEL = 6;
 
   /**
-   * Package layers are compressed at this level unless {@link #setGzipLevel} says otherwise:
-   * images live on local disk, where level 1 costs a third of the CPU for 15-20% more bytes.
+   * Package layers are compressed at this level unless {@link #setGzipLevel} says otherwise: images
+   * live on local disk, where level 1 costs a third of the CPU for 15-20% more bytes.
    */
   public static final int DEFAULT_GZIP_LEVEL = 1;
 
@@ -108,9 +108,9 @@ public final class ImageBuilder implements AutoCloseable {
   private volatile int gzipLevel = DEFAULT_GZIP_LEVEL;
 
   /**
-   * Layers compressed into Jib's cache, by their files, with the selector file that finds them:
-   * a warm build then skips hashing thousands of file entries twice (Kiln's and Jib's). Files of
-   * such layers never change in place (a changed file would only cost a Jib-compressed layer).
+   * Layers compressed into Jib's cache, by their files, with the selector file that finds them: a
+   * warm build then skips hashing thousands of file entries twice (Kiln's and Jib's). Files of such
+   * layers never change in place (a changed file would only cost a Jib-compressed layer).
    */
   private final Map<List<LayerFile>, Path> prepared =
       Collections.synchronizedMap(
@@ -148,8 +148,8 @@ public final class ImageBuilder implements AutoCloseable {
   }
 
   /**
-   * The gzip level (0 to 9) of layers whose files outlive the build, such as imported files:
-   * lower is faster, higher is smaller. 6 leaves compression to Jib. Layers already built are not
+   * The gzip level (0 to 9) of layers whose files outlive the build, such as imported files: lower
+   * is faster, higher is smaller. 6 leaves compression to Jib. Layers already built are not
    * recompressed (their digests stay), so set this before the first build of a work directory.
    */
   public void setGzipLevel(int level) {
@@ -171,9 +171,9 @@ public final class ImageBuilder implements AutoCloseable {
   /**
    * Builds the image and records it in the layout under {@code request.name()}, replacing an image
    * of the same name. A {@link LayerSpec} without files adds no layer (Jib skips it). Layer names
-   * end up in the image history, so they are part of the digest. {@linkplain LayerSpec#ofBlob
-   * Built layers} (packages) must come first: they go right over the base image, as they are,
-   * and Jib builds the layers of files over them.
+   * end up in the image history, so they are part of the digest. {@linkplain LayerSpec#ofBlob Built
+   * layers} (packages) must come first: they go right over the base image, as they are, and Jib
+   * builds the layers of files over them.
    *
    * @throws ImageBuildException when the base image is missing or unreachable, a layer source file
    *     cannot be read, or Jib fails; the message says what to do
@@ -376,11 +376,11 @@ public final class ImageBuilder implements AutoCloseable {
   }
 
   /**
-   * Compresses a layer of files that outlive the build (such as big imported files) into the
-   * build cache now, at {@link #setGzipLevel the gzip level}, so that builds using it find it
-   * ready. Lets a caller overlap this CPU-bound step with other work (downloads, wheel layers);
-   * {@link #build} does it for layers not prepared. Does nothing for built layers, layers with
-   * in-memory files, layers already prepared, and at level 6 (Jib compresses then). Thread-safe.
+   * Compresses a layer of files that outlive the build (such as big imported files) into the build
+   * cache now, at {@link #setGzipLevel the gzip level}, so that builds using it find it ready. Lets
+   * a caller overlap this CPU-bound step with other work (downloads, wheel layers); {@link #build}
+   * does it for layers not prepared. Does nothing for built layers, layers with in-memory files,
+   * layers already prepared, and at level 6 (Jib compresses then). Thread-safe.
    *
    * @throws ImageBuildException when a source file cannot be read or the cache not written
    */

@@ -11,8 +11,8 @@ import java.util.Objects;
  * processed), scripts {@code /usr/local/bin}, data {@code /usr/local}, interpreter {@code
  * /usr/bin/python3}.
  *
- * @param purelib site-packages directory for pure-Python files ({@code Root-Is-Purelib: true}
- *     roots and {@code .data/purelib})
+ * @param purelib site-packages directory for pure-Python files ({@code Root-Is-Purelib: true} roots
+ *     and {@code .data/purelib})
  * @param platlib site-packages directory for platform-specific files
  * @param scripts directory for {@code .data/scripts} and generated entry-point scripts
  * @param data prefix for {@code .data/data}

@@ -36,11 +36,11 @@ import org.slf4j.LoggerFactory;
  * image never leaves the local disk.
  *
  * <p>How: the layer tar is made by Jib's own {@link ReproducibleLayerBuilder}, so it is byte for
- * byte the tar Jib would make; only the compression differs. The cache entry is written the way
- * Jib writes it ({@code layers/<digest>/<diffId>}, then {@code selectors/<selector>} naming the
- * digest, each moved into place atomically), under the selector Jib computes for the same entries.
- * That selector comes from Jib's package-private {@code LayerEntriesSelector}, through reflection:
- * if a Jib version no longer has it, this class does nothing and Jib compresses the layers itself
+ * byte the tar Jib would make; only the compression differs. The cache entry is written the way Jib
+ * writes it ({@code layers/<digest>/<diffId>}, then {@code selectors/<selector>} naming the digest,
+ * each moved into place atomically), under the selector Jib computes for the same entries. That
+ * selector comes from Jib's package-private {@code LayerEntriesSelector}, through reflection: if a
+ * Jib version no longer has it, this class does nothing and Jib compresses the layers itself
  * (correct images, level 6, slower). At level 6 the result is exactly Jib's.
  */
 final class LayerCompressor {
@@ -68,9 +68,9 @@ final class LayerCompressor {
   }
 
   /**
-   * Makes sure Jib's cache holds the layer of these entries (exactly as they will be given to
-   * Jib). Returns the selector file that finds it, or null, doing nothing, when the cache cannot
-   * be filled from outside.
+   * Makes sure Jib's cache holds the layer of these entries (exactly as they will be given to Jib).
+   * Returns the selector file that finds it, or null, doing nothing, when the cache cannot be
+   * filled from outside.
    */
   Path ensure(ImmutableList<FileEntry> entries) throws IOException {
     if (SELECTOR == null) {

@@ -28,9 +28,9 @@ import org.apache.commons.compress.archivers.zip.ZipArchiveEntry;
 import org.apache.commons.compress.archivers.zip.ZipFile;
 
 /**
- * Installs one wheel into an image layer: a gzip-compressed tar of the files pip would install,
- * at their paths in the image, written straight from the wheel with nothing unpacked to disk.
- * Follows the binary distribution format (PEP 427/491) as pip does on POSIX:
+ * Installs one wheel into an image layer: a gzip-compressed tar of the files pip would install, at
+ * their paths in the image, written straight from the wheel with nothing unpacked to disk. Follows
+ * the binary distribution format (PEP 427/491) as pip does on POSIX:
  *
  * <ul>
  *   <li>the root goes to purelib or platlib ({@code Root-Is-Purelib}); {@code
@@ -45,11 +45,11 @@ import org.apache.commons.compress.archivers.zip.ZipFile;
  *
  * <p>Every file is checked against the wheel's {@code RECORD} as it streams into the layer (hash
  * and size), so a damaged or tampered wheel is rejected (the caller discards the half-written
- * layer). Nothing is placed outside the layout's directories: paths with {@code ..}, absolute
- * paths and links are refused. No {@code .pyc} files are compiled: that needs the target's Python.
+ * layer). Nothing is placed outside the layout's directories: paths with {@code ..}, absolute paths
+ * and links are refused. No {@code .pyc} files are compiled: that needs the target's Python.
  *
- * <p>The layer is reproducible, in the form Jib gives its own layers: entries sorted by path,
- * every parent directory listed (0755), owner root (uid and gid 0, no names), modification time one
+ * <p>The layer is reproducible, in the form Jib gives its own layers: entries sorted by path, every
+ * parent directory listed (0755), owner root (uid and gid 0, no names), modification time one
  * second after the epoch, PAX headers for long names. Its bytes depend only on the wheel, the
  * layout and the gzip level.
  *

@@ -72,8 +72,8 @@ public final class WheelLayers {
   }
 
   /**
-   * The gzip level (0 to 9) of layers made from now on; level 1 unless set. It is part of a
-   * layer's key, so layers made at another level are not reused.
+   * The gzip level (0 to 9) of layers made from now on; level 1 unless set. It is part of a layer's
+   * key, so layers made at another level are not reused.
    */
   public void setGzipLevel(int level) {
     if (level < 0 || level > 9) {

@@ -6,8 +6,8 @@
  * and result records ({@link dev.kiln.image.ImageRequest}, {@link dev.kiln.image.LayerSpec}, {@link
  * dev.kiln.image.LayerFile}, {@link dev.kiln.image.BuiltImage}, {@link dev.kiln.image.ImageLayer}),
  * {@link dev.kiln.image.ImageBuildException}, and for packages {@link dev.kiln.image.WheelLayers},
- * {@link dev.kiln.image.InstallLayout} and {@link dev.kiln.image.InvalidWheelException}.
- * Everything else is package-private.
+ * {@link dev.kiln.image.InstallLayout} and {@link dev.kiln.image.InvalidWheelException}. Everything
+ * else is package-private.
  *
  * <p>Allowed dependencies: {@code dev.kiln.cache} (digests, the blob store under the layout), Jib
  * Core (and Guava, for the lists Jib's layer cache takes), Jackson, Commons Compress, SLF4J.

@@ -125,8 +125,8 @@ class WheelLayersIT {
   }
 
   /**
-   * A platlib wheel with a C extension compiled now: {@code fastmath._speedups.add(a, b)}, a
-   * Python package around it and a console script.
+   * A platlib wheel with a C extension compiled now: {@code fastmath._speedups.add(a, b)}, a Python
+   * package around it and a console script.
    */
   private static Path compiledExtensionWheel(Path dir) throws Exception {
     Files.createDirectories(dir);

@@ -10,7 +10,8 @@ package dev.kiln.provisioner;
 public record Limits(long memoryBytes, double cpus) {
   public Limits {
     if (memoryBytes < 16L << 20) {
-      throw new IllegalArgumentException("memory limit must be at least 16 MiB, got " + memoryBytes);
+      throw new IllegalArgumentException(
+          "memory limit must be at least 16 MiB, got " + memoryBytes);
     }
     if (!(cpus > 0)) {
       throw new IllegalArgumentException("cpus must be positive, got " + cpus);

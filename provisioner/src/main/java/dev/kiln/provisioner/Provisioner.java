@@ -16,8 +16,8 @@ public interface Provisioner extends AutoCloseable {
   Sandbox start(SandboxSpec spec) throws IOException, InterruptedException;
 
   /**
-   * Gets an image ready to start fast (e.g. extracts its layers) without starting it, so the
-   * first sandbox of a new image does not pay for it. Optional; the default does nothing.
+   * Gets an image ready to start fast (e.g. extracts its layers) without starting it, so the first
+   * sandbox of a new image does not pay for it. Optional; the default does nothing.
    */
   default void prepare(SandboxImage image) throws IOException, InterruptedException {}
 

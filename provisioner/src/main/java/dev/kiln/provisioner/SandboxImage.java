@@ -13,7 +13,8 @@ import java.util.Objects;
  * @param env {@code KEY=value} pairs from the image config
  * @param workingDir the init process's working directory ({@code /} when empty)
  */
-public record SandboxImage(List<Layer> layers, List<String> argv, List<String> env, String workingDir) {
+public record SandboxImage(
+    List<Layer> layers, List<String> argv, List<String> env, String workingDir) {
 
   /**
    * One layer blob.

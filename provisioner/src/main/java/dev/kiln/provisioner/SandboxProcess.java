@@ -6,8 +6,8 @@ import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * A process running inside a sandbox, connected to the host by pipes. Closing {@link #stdin()}
- * is how the host tells it to finish.
+ * A process running inside a sandbox, connected to the host by pipes. Closing {@link #stdin()} is
+ * how the host tells it to finish.
  */
 public interface SandboxProcess extends AutoCloseable {
 

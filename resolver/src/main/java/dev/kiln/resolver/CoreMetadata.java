@@ -36,7 +36,8 @@ record CoreMetadata(String name, String version, String requiresPython, List<Str
       }
       int colon = line.indexOf(':');
       if (colon > 0) {
-        headers.add(new String[] {line.substring(0, colon).strip(), line.substring(colon + 1).strip()});
+        headers.add(
+            new String[] {line.substring(0, colon).strip(), line.substring(colon + 1).strip()});
       }
     }
     for (String[] h : headers) {

@@ -4,8 +4,8 @@ import java.util.List;
 import java.util.Objects;
 
 /**
- * A Databend SQL type as it appears in a runtime spec ({@code "INT NULL"}, {@code
- * "TUPLE(1 INT32, 2 STRING) NULL"}), parsed into a tree.
+ * A Databend SQL type as it appears in a runtime spec ({@code "INT NULL"}, {@code "TUPLE(1 INT32, 2
+ * STRING) NULL"}), parsed into a tree.
  *
  * <p>{@link #toString()} is the canonical spelling (Databend's internal names, explicit
  * nullability), so two spellings of the same type compare and hash equal.
@@ -88,7 +88,8 @@ public record DataType(
 
   private void appendBase(StringBuilder sb) {
     switch (kind) {
-      case DECIMAL -> sb.append("DECIMAL(").append(precision).append(", ").append(scale).append(')');
+      case DECIMAL ->
+          sb.append("DECIMAL(").append(precision).append(", ").append(scale).append(')');
       case VECTOR -> sb.append("VECTOR(").append(dimension).append(')');
       case ARRAY -> {
         sb.append("ARRAY(");

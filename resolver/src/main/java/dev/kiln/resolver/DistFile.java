@@ -10,8 +10,8 @@ import java.net.URI;
  * @param sha256 its sha256 as the index states it, or null when the index gives none
  * @param requiresPython the {@code Requires-Python} the index states, or null
  * @param yanked whether the file is yanked (PEP 592)
- * @param hasMetadata whether the index serves its core metadata at {@code url + ".metadata"}
- *     (PEP 658 / 714)
+ * @param hasMetadata whether the index serves its core metadata at {@code url + ".metadata"} (PEP
+ *     658 / 714)
  * @param metadataSha256 the sha256 of that metadata file, or null
  */
 record DistFile(

@@ -77,8 +77,8 @@ final class IndexClient implements AutoCloseable {
   }
 
   /**
-   * The project's files from the first index that has the project (later indexes are not asked
-   * once one has it); empty when no index has it.
+   * The project's files from the first index that has the project (later indexes are not asked once
+   * one has it); empty when no index has it.
    */
   Optional<ProjectPage> project(String name)
       throws IOException, InterruptedException, ResolutionException {
@@ -106,7 +106,12 @@ final class IndexClient implements AutoCloseable {
       if (status == 401 || status == 403) {
         throw new ResolutionException(
             ResolutionException.Reason.INDEX_ERROR,
-            "package index " + index.url() + " refused access to '" + name + "' (HTTP " + status
+            "package index "
+                + index.url()
+                + " refused access to '"
+                + name
+                + "' (HTTP "
+                + status
                 + "); check the index credentials (user:password in the --index-url, or the"
                 + " index username/password settings)");
       }
@@ -142,7 +147,9 @@ final class IndexClient implements AutoCloseable {
     if (!Files.isDirectory(base)) {
       throw new ResolutionException(
           ResolutionException.Reason.INDEX_ERROR,
-          "package index " + index + " is not a directory; a file:// index is a directory with"
+          "package index "
+              + index
+              + " is not a directory; a file:// index is a directory with"
               + " one sub-directory per project (PEP 503) or a flat directory of wheels");
     }
     // A flat directory of distribution files (pip's --find-links layout) works too.
@@ -181,7 +188,10 @@ final class IndexClient implements AutoCloseable {
     if (apiVersion.isTextual() && !apiVersion.textValue().startsWith("1.")) {
       throw new ResolutionException(
           ResolutionException.Reason.INDEX_ERROR,
-          "package index " + index + " speaks simple API version " + apiVersion.textValue()
+          "package index "
+              + index
+              + " speaks simple API version "
+              + apiVersion.textValue()
               + "; Kiln reads version 1.x");
     }
     List<DistFile> files = new ArrayList<>();
@@ -199,7 +209,8 @@ final class IndexClient implements AutoCloseable {
       String rp = f.path("requires-python").isTextual() ? f.path("requires-python").asText() : null;
       JsonNode y = f.path("yanked");
       boolean yanked = y.isTextual() || (y.isBoolean() && y.booleanValue());
-      JsonNode meta = f.has("core-metadata") ? f.get("core-metadata") : f.path("dist-info-metadata");
+      JsonNode meta =
+          f.has("core-metadata") ? f.get("core-metadata") : f.path("dist-info-metadata");
       boolean hasMeta = meta.isObject() || (meta.isBoolean() && meta.booleanValue());
       String metaSha = meta.isObject() ? lowerHex(meta.path("sha256").asText(null)) : null;
       files.add(new DistFile(filename, withoutFragment(url), sha, rp, yanked, hasMeta, metaSha));
@@ -285,9 +296,14 @@ final class IndexClient implements AutoCloseable {
             "package index request to " + current + " timed out after " + config.timeout(), e);
       } catch (ConnectException e) {
         throw new IOException(
-            "package index at " + current.getScheme() + "://" + current.getAuthority()
-                + " is unreachable (" + Objects.toString(e.getMessage(), "connection refused")
-                + ")", e);
+            "package index at "
+                + current.getScheme()
+                + "://"
+                + current.getAuthority()
+                + " is unreachable ("
+                + Objects.toString(e.getMessage(), "connection refused")
+                + ")",
+            e);
       }
       int status = r.statusCode();
       Optional<String> location = r.headers().firstValue("Location");
@@ -337,7 +353,13 @@ final class IndexClient implements AutoCloseable {
       return u;
     }
     try {
-      return new URI(u.getScheme(), null, u.getHost(), u.getPort(), u.getPath(), u.getQuery(),
+      return new URI(
+          u.getScheme(),
+          null,
+          u.getHost(),
+          u.getPort(),
+          u.getPath(),
+          u.getQuery(),
           u.getFragment());
     } catch (URISyntaxException e) {
       throw new IllegalArgumentException("cannot remove credentials from an index URL", e);

@@ -45,8 +45,8 @@ public record IndexConfig(
   }
 
   /**
-   * Index URLs as text (a plain directory path is taken as a file:// URL), no explicit
-   * credentials, 30 s timeout.
+   * Index URLs as text (a plain directory path is taken as a file:// URL), no explicit credentials,
+   * 30 s timeout.
    */
   public static IndexConfig of(List<String> urls) {
     List<URI> out = new ArrayList<>();
@@ -68,7 +68,10 @@ public record IndexConfig(
 
   @Override
   public String toString() {
-    return "IndexConfig" + redactedUrls() + (username.isPresent() ? " (user " + username.get()
-        + ")" : "") + " timeout " + timeout;
+    return "IndexConfig"
+        + redactedUrls()
+        + (username.isPresent() ? " (user " + username.get() + ")" : "")
+        + " timeout "
+        + timeout;
   }
 }

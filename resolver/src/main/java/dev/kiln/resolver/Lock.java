@@ -11,8 +11,8 @@ public record Lock(List<LockedPackage> packages) {
     sorted.sort(Comparator.comparing(LockedPackage::name));
     for (int i = 1; i < sorted.size(); i++) {
       if (sorted.get(i).name().equals(sorted.get(i - 1).name())) {
-        throw new IllegalArgumentException("a lock has one version per package, "
-            + sorted.get(i).name() + " twice");
+        throw new IllegalArgumentException(
+            "a lock has one version per package, " + sorted.get(i).name() + " twice");
       }
     }
     packages = List.copyOf(sorted);
@@ -31,8 +31,14 @@ public record Lock(List<LockedPackage> packages) {
   public String canonical() {
     StringBuilder sb = new StringBuilder();
     for (LockedPackage p : packages) {
-      sb.append(p.name()).append("==").append(p.version()).append(' ').append(p.filename())
-          .append(" sha256=").append(p.sha256()).append('\n');
+      sb.append(p.name())
+          .append("==")
+          .append(p.version())
+          .append(' ')
+          .append(p.filename())
+          .append(" sha256=")
+          .append(p.sha256())
+          .append('\n');
     }
     return sb.toString();
   }

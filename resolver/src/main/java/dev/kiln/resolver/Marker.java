@@ -6,8 +6,8 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * A PEP 508 environment marker ({@code python_version >= "3.8" and extra == "test"}), parsed into
- * a small tree and evaluated against a marker environment.
+ * A PEP 508 environment marker ({@code python_version >= "3.8" and extra == "test"}), parsed into a
+ * small tree and evaluated against a marker environment.
  */
 final class Marker {
   /** The variables PEP 508 defines, and the legacy dotted spellings that mean the same. */
@@ -32,7 +32,8 @@ final class Marker {
           Map.entry("platform.python_implementation", "platform_python_implementation"),
           Map.entry("python_implementation", "platform_python_implementation"));
 
-  private static final Set<String> VERSION_OPS = Set.of("===", "==", "!=", "<=", ">=", "~=", "<", ">");
+  private static final Set<String> VERSION_OPS =
+      Set.of("===", "==", "!=", "<=", ">=", "~=", "<", ">");
 
   private sealed interface Node permits Or, And, Compare {}
 
@@ -153,7 +154,9 @@ final class Marker {
     };
   }
 
-  /** Normalised text: canonical variable names, double quotes, single spaces, needed parentheses. */
+  /**
+   * Normalised text: canonical variable names, double quotes, single spaces, needed parentheses.
+   */
   @Override
   public String toString() {
     return canonical;
@@ -251,7 +254,9 @@ final class Marker {
       if (canonical == null) {
         pos = start;
         throw error(
-            "unknown marker variable '" + name + "' (known: python_version, python_full_version,"
+            "unknown marker variable '"
+                + name
+                + "' (known: python_version, python_full_version,"
                 + " sys_platform, platform_machine, platform_system, os_name,"
                 + " platform_python_implementation, implementation_name, extra, ...)");
       }
@@ -276,8 +281,8 @@ final class Marker {
         }
         pos = save;
       }
-      throw error("expected a comparison operator (" + String.join(", ", VERSION_OPS)
-          + ", in, not in)");
+      throw error(
+          "expected a comparison operator (" + String.join(", ", VERSION_OPS) + ", in, not in)");
     }
 
     boolean keyword(String word) {
@@ -303,7 +308,13 @@ final class Marker {
 
     SpecException error(String problem) {
       return new SpecException(
-          "invalid marker '" + text.strip() + "': " + problem + " (at character " + (pos + 1) + ")");
+          "invalid marker '"
+              + text.strip()
+              + "': "
+              + problem
+              + " (at character "
+              + (pos + 1)
+              + ")");
     }
   }
 }

@@ -44,8 +44,8 @@ import java.util.zip.ZipFile;
  * <p>Locks are cached in memory and on disk, keyed by the normalised requirements, the index URLs
  * and the target's Python (version, ABI, platform). A set of requirements that are all exact pins
  * ({@code ==1.2.3}) always resolves from that cache once resolved, with no network at all. Other
- * locks are fresh for {@code unpinnedLockTtl}; after that the cached lock is still answered at
- * once (resolution sits on the ApplyUdfResource path, which must not wait for an index) while a
+ * locks are fresh for {@code unpinnedLockTtl}; after that the cached lock is still answered at once
+ * (resolution sits on the ApplyUdfResource path, which must not wait for an index) while a
  * background resolution replaces it, so new releases are picked up by the next call, and an index
  * outage keeps the last lock. Core metadata is cached on disk by the wheel's sha256, so a wheel's
  * metadata is read once; wheels downloaded only to read their metadata (indexes without PEP 658)
@@ -211,8 +211,11 @@ public final class PackageResolver implements AutoCloseable {
             } catch (InterruptedException e) {
               Thread.currentThread().interrupt();
             } catch (Exception e) {
-              LOG.log(System.Logger.Level.WARNING,
-                  "re-resolving {0} failed, keeping the last lock: {1}", parsed, e.getMessage());
+              LOG.log(
+                  System.Logger.Level.WARNING,
+                  "re-resolving {0} failed, keeping the last lock: {1}",
+                  parsed,
+                  e.getMessage());
             } finally {
               refreshing.remove(key);
             }
@@ -223,9 +226,9 @@ public final class PackageResolver implements AutoCloseable {
   }
 
   /**
-   * Deletes wheels that were downloaded only to read their metadata (now cached) and that this
-   * lock does not use, e.g. a newest version fetched ahead that backtracking passed over. A
-   * concurrent resolution that wanted one of them downloads it again; nothing breaks.
+   * Deletes wheels that were downloaded only to read their metadata (now cached) and that this lock
+   * does not use, e.g. a newest version fetched ahead that backtracking passed over. A concurrent
+   * resolution that wanted one of them downloads it again; nothing breaks.
    */
   private void dropUnlockedWheels(Lock lock) {
     Set<String> used = new java.util.HashSet<>();
@@ -249,8 +252,8 @@ public final class PackageResolver implements AutoCloseable {
   }
 
   /**
-   * Streams a locked wheel to {@code out}, checking its sha256. On a mismatch it throws, naming
-   * the file; what was written by then must be discarded (it is not the locked wheel).
+   * Streams a locked wheel to {@code out}, checking its sha256. On a mismatch it throws, naming the
+   * file; what was written by then must be discarded (it is not the locked wheel).
    */
   public void download(LockedPackage pkg, OutputStream out)
       throws ResolutionException, IOException, InterruptedException {
@@ -334,8 +337,8 @@ public final class PackageResolver implements AutoCloseable {
     for (Resolution.Resolved r : resolved) {
       Candidate c = r.candidate();
       packages.add(
-          new LockedPackage(c.name(), c.version().toString(), c.file().filename(), c.file().url(),
-              r.sha256()));
+          new LockedPackage(
+              c.name(), c.version().toString(), c.file().filename(), c.file().url(), r.sha256()));
     }
     return new Lock(packages);
   }
@@ -374,15 +377,16 @@ public final class PackageResolver implements AutoCloseable {
     }
     try {
       return pagesInFlight.computeIfAbsent(
-          name, n -> CompletableFuture.supplyAsync(() -> unchecked(() -> fetchPage(n)), prefetcher));
+          name,
+          n -> CompletableFuture.supplyAsync(() -> unchecked(() -> fetchPage(n)), prefetcher));
     } catch (RejectedExecutionException closed) {
       return CompletableFuture.completedFuture(null);
     }
   }
 
   /**
-   * Starts reading the metadata of the version a requirement will most likely get (the newest
-   * final release that matches it), so the resolver rarely waits for a download.
+   * Starts reading the metadata of the version a requirement will most likely get (the newest final
+   * release that matches it), so the resolver rarely waits for a download.
    */
   private void prefetchLikelyMetadata(ProjectInfo info, SpecifierSet spec) {
     for (ProjectInfo.Release r : info.releases()) {
@@ -396,7 +400,8 @@ public final class PackageResolver implements AutoCloseable {
       try {
         metadataInFlight.computeIfAbsent(
             f.url(),
-            u -> CompletableFuture.supplyAsync(() -> unchecked(() -> fetchMetadata(f)), prefetcher));
+            u ->
+                CompletableFuture.supplyAsync(() -> unchecked(() -> fetchMetadata(f)), prefetcher));
       } catch (RejectedExecutionException closed) {
         // closing: nothing to prefetch for
       }
@@ -464,8 +469,7 @@ public final class PackageResolver implements AutoCloseable {
       try (InputStream in = Files.newInputStream(wheel)) {
         actual = copyHashing(in, OutputStream.nullOutputStream());
       } catch (java.nio.file.NoSuchFileException e) {
-        throw new IOException("the index lists " + file.url() + " but the file does not exist",
-            e);
+        throw new IOException("the index lists " + file.url() + " but the file does not exist", e);
       }
       if (sha != null && !actual.equals(sha)) {
         throw mismatch(file.filename(), file.url(), sha, actual);
@@ -512,7 +516,8 @@ public final class PackageResolver implements AutoCloseable {
       for (ZipEntry z : found) {
         String dir = z.getName().substring(0, z.getName().indexOf(".dist-info/"));
         int dash = dir.lastIndexOf('-');
-        if (name != null && dash > 0
+        if (name != null
+            && dash > 0
             && Requirement.normalizeName(dir.substring(0, dash)).equals(name.name())) {
           chosen = z;
         }
@@ -520,7 +525,10 @@ public final class PackageResolver implements AutoCloseable {
       if (chosen == null) {
         throw new ResolutionException(
             ResolutionException.Reason.INDEX_ERROR,
-            file.filename() + " from " + file.url() + " is not a valid wheel: it has no single"
+            file.filename()
+                + " from "
+                + file.url()
+                + " is not a valid wheel: it has no single"
                 + " *.dist-info/METADATA");
       }
       try (InputStream in = zip.getInputStream(chosen)) {
@@ -529,7 +537,10 @@ public final class PackageResolver implements AutoCloseable {
     } catch (java.util.zip.ZipException e) {
       throw new ResolutionException(
           ResolutionException.Reason.INDEX_ERROR,
-          file.filename() + " from " + file.url() + " is not a valid wheel (zip): "
+          file.filename()
+              + " from "
+              + file.url()
+              + " is not a valid wheel (zip): "
               + e.getMessage());
     }
   }
@@ -580,8 +591,11 @@ public final class PackageResolver implements AutoCloseable {
       for (JsonNode n : root.path("packages")) {
         packages.add(
             new LockedPackage(
-                n.get("name").asText(), n.get("version").asText(), n.get("filename").asText(),
-                URI.create(n.get("url").asText()), n.get("sha256").asText()));
+                n.get("name").asText(),
+                n.get("version").asText(),
+                n.get("filename").asText(),
+                URI.create(n.get("url").asText()),
+                n.get("sha256").asText()));
       }
       c = new CachedLock(new Lock(packages), Instant.parse(root.get("created").asText()));
     } catch (RuntimeException | IOException e) {
@@ -616,8 +630,8 @@ public final class PackageResolver implements AutoCloseable {
   }
 
   /**
-   * The lock cache key: the requirements (canonical, sorted, de-duplicated), the index URLs and
-   * the parts of the target that decide which wheels fit.
+   * The lock cache key: the requirements (canonical, sorted, de-duplicated), the index URLs and the
+   * parts of the target that decide which wheels fit.
    */
   private String cacheKey(List<Requirement> requirements, TargetEnvironment t) {
     TreeSet<String> reqs = new TreeSet<>();
@@ -627,11 +641,18 @@ public final class PackageResolver implements AutoCloseable {
     sb.append("--\n");
     index.redactedUrls().forEach(u -> sb.append(u).append('\n'));
     sb.append("--\n")
-        .append(t.pythonVersion()).append('\n')
-        .append(t.implementation()).append('\n')
-        .append(t.soabi()).append('\n')
-        .append(t.machine()).append('\n')
-        .append(t.libc()).append(' ').append(t.libcVersion()).append('\n');
+        .append(t.pythonVersion())
+        .append('\n')
+        .append(t.implementation())
+        .append('\n')
+        .append(t.soabi())
+        .append('\n')
+        .append(t.machine())
+        .append('\n')
+        .append(t.libc())
+        .append(' ')
+        .append(t.libcVersion())
+        .append('\n');
     return sha256(sb.toString().getBytes(StandardCharsets.UTF_8));
   }
 
@@ -650,8 +671,15 @@ public final class PackageResolver implements AutoCloseable {
       String filename, URI url, String expected, String actual) {
     return new ResolutionException(
         ResolutionException.Reason.HASH_MISMATCH,
-        "sha256 mismatch for " + filename + " from " + IndexClient.withoutUserInfo(url)
-            + ": expected " + expected + ", got " + actual + "; the file is not the one the index"
+        "sha256 mismatch for "
+            + filename
+            + " from "
+            + IndexClient.withoutUserInfo(url)
+            + ": expected "
+            + expected
+            + ", got "
+            + actual
+            + "; the file is not the one the index"
             + " (or the lock) promises, so it is not used");
   }
 

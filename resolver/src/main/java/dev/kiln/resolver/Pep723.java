@@ -10,8 +10,8 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * PEP 723 inline script metadata: the {@code # /// script} comment block in the UDF code whose
- * TOML lists {@code dependencies} (and optionally {@code requires-python}).
+ * PEP 723 inline script metadata: the {@code # /// script} comment block in the UDF code whose TOML
+ * lists {@code dependencies} (and optionally {@code requires-python}).
  */
 public final class Pep723 {
   private static final TomlMapper TOML = new TomlMapper();
@@ -40,14 +40,18 @@ public final class Pep723 {
     int line = block.get().firstLine();
     if (!deps.isArray()) {
       throw new SpecException(
-          "PEP 723 block at line " + line + ": 'dependencies' must be an array of strings, e.g."
+          "PEP 723 block at line "
+              + line
+              + ": 'dependencies' must be an array of strings, e.g."
               + " dependencies = [\"humanize\"]");
     }
     List<String> out = new ArrayList<>();
     for (JsonNode d : deps) {
       if (!d.isTextual()) {
         throw new SpecException(
-            "PEP 723 block at line " + line + ": 'dependencies' must contain only strings, got "
+            "PEP 723 block at line "
+                + line
+                + ": 'dependencies' must contain only strings, got "
                 + d);
       }
       try {
@@ -72,14 +76,18 @@ public final class Pep723 {
     }
     if (!rp.isTextual()) {
       throw new SpecException(
-          "PEP 723 block at line " + block.get().firstLine() + ": 'requires-python' must be a"
+          "PEP 723 block at line "
+              + block.get().firstLine()
+              + ": 'requires-python' must be a"
               + " string such as \">=3.11\"");
     }
     try {
       SpecifierSet.parse(rp.textValue());
     } catch (SpecException e) {
       throw new SpecException(
-          "PEP 723 block at line " + block.get().firstLine() + ": requires-python: "
+          "PEP 723 block at line "
+              + block.get().firstLine()
+              + ": requires-python: "
               + e.getMessage());
     }
     return Optional.of(rp.textValue());
@@ -107,14 +115,22 @@ public final class Pep723 {
       }
       if (close < 0) {
         throw new SpecException(
-            "PEP 723 block '# /// " + open.group(1) + "' at line " + (i + 1) + " is not closed;"
+            "PEP 723 block '# /// "
+                + open.group(1)
+                + "' at line "
+                + (i + 1)
+                + " is not closed;"
                 + " end it with a line '# ///' directly after its last '#' line");
       }
       if (open.group(1).equals("script")) {
         if (found != null) {
           throw new SpecException(
-              "PEP 723: a second '# /// script' block at line " + (i + 1) + " (the first is at"
-                  + " line " + found.firstLine() + "); keep one block");
+              "PEP 723: a second '# /// script' block at line "
+                  + (i + 1)
+                  + " (the first is at"
+                  + " line "
+                  + found.firstLine()
+                  + "); keep one block");
         }
         found = new Block(parseToml(lines, i, close), i + 1);
       }
@@ -142,7 +158,11 @@ public final class Pep723 {
         }
       }
       throw new SpecException(
-          "PEP 723 block at line " + (open + 1) + " is not valid TOML (line " + line + "): "
+          "PEP 723 block at line "
+              + (open + 1)
+              + " is not valid TOML (line "
+              + line
+              + "): "
               + e.getOriginalMessage());
     }
   }

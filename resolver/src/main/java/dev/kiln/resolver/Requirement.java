@@ -23,8 +23,7 @@ import java.util.regex.Pattern;
 public record Requirement(
     String name, Set<String> extras, String specifier, Optional<String> marker, String raw) {
 
-  private static final Pattern NAME =
-      Pattern.compile("[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?");
+  private static final Pattern NAME = Pattern.compile("[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?");
   private static final Pattern SEPARATORS = Pattern.compile("[-_.]+");
 
   public Requirement {
@@ -94,7 +93,9 @@ public record Requirement(
     if (pos < s.length() && s.charAt(pos) == '@') {
       throw new SpecException(
           "direct URL requirements are not supported ('name @ url'); name a version from the"
-              + " package index instead, e.g. '" + name + "==1.2.3'");
+              + " package index instead, e.g. '"
+              + name
+              + "==1.2.3'");
     }
 
     String specText;
@@ -109,7 +110,9 @@ public record Requirement(
     }
     if (!versionPart.isEmpty() && "<>=!~".indexOf(versionPart.charAt(0)) < 0) {
       throw new SpecException(
-          "unexpected '" + versionPart + "' after the package name; expected a version"
+          "unexpected '"
+              + versionPart
+              + "' after the package name; expected a version"
               + " specifier such as '>=1.2' or '==1.2.3', or '; marker'");
     }
     specText = SpecifierSet.parse(versionPart).toString();
@@ -118,8 +121,8 @@ public record Requirement(
     if (semicolon >= 0) {
       String markerText = s.substring(semicolon + 1);
       if (markerText.isBlank()) {
-        throw new SpecException("nothing follows ';'; expected a marker such as"
-            + " python_version >= \"3.8\"");
+        throw new SpecException(
+            "nothing follows ';'; expected a marker such as" + " python_version >= \"3.8\"");
       }
       marker = Optional.of(Marker.parse(markerText).toString());
     }
@@ -186,8 +189,8 @@ public record Requirement(
   }
 
   /**
-   * The requirement in canonical form ({@code name[extra1,extra2]spec; marker}): what two
-   * spellings of the same requirement have in common.
+   * The requirement in canonical form ({@code name[extra1,extra2]spec; marker}): what two spellings
+   * of the same requirement have in common.
    */
   public String canonical() {
     StringBuilder sb = new StringBuilder(name);

@@ -37,8 +37,8 @@ final class Resolution {
     Metadata metadata(Candidate c) throws ResolutionException, IOException, InterruptedException;
 
     /**
-     * A hint that these requirements are about to be looked at, so their pages and likely
-     * metadata can be fetched in parallel; must not fail.
+     * A hint that these requirements are about to be looked at, so their pages and likely metadata
+     * can be fetched in parallel; must not fail.
      */
     default void prefetch(List<Requirement> requirements) {}
   }
@@ -52,8 +52,11 @@ final class Resolution {
   /** A requirement on a project, and who asked for it (null parent: the UDF). */
   private record Edge(Requirement req, String parent, String parentLabel) {
     String describe() {
-      return "'" + req.canonical() + "' (" + (parent == null ? "requested by the UDF"
-          : "required by " + parentLabel) + ")";
+      return "'"
+          + req.canonical()
+          + "' ("
+          + (parent == null ? "requested by the UDF" : "required by " + parentLabel)
+          + ")";
     }
   }
 
@@ -103,8 +106,10 @@ final class Resolution {
   private final Map<Candidate, Metadata> metadata = new HashMap<>();
   private final Map<Candidate, Object> dependencies = new HashMap<>();
   private final Map<String, SpecifierSet> specifiers = new HashMap<>();
+
   /** Direct contradictions met on the way, in order: what a conflict error reports. */
   private final Set<String> contradictions = new LinkedHashSet<>();
+
   private int attempts;
 
   Resolution(Provider provider, TargetEnvironment target, int maxAttempts, List<String> indexes) {
@@ -145,9 +150,17 @@ final class Resolution {
         if (++attempts > maxAttempts) {
           throw new ResolutionException(
               ResolutionException.Reason.TOO_COMPLEX,
-              "gave up after trying " + maxAttempts + " package versions without finding a set"
-                  + " that fits together (last at " + c.label() + "); pin the versions of the"
-                  + " main packages (e.g. '" + name + "==" + c.version() + "') to narrow the"
+              "gave up after trying "
+                  + maxAttempts
+                  + " package versions without finding a set"
+                  + " that fits together (last at "
+                  + c.label()
+                  + "); pin the versions of the"
+                  + " main packages (e.g. '"
+                  + name
+                  + "=="
+                  + c.version()
+                  + "') to narrow the"
                   + " search");
         }
         Object result = tryPin(state, name, c);
@@ -158,10 +171,10 @@ final class Resolution {
           break;
         }
         Conflict conflict = (Conflict) result;
-        state.excluded
+        state
+            .excluded
             .computeIfAbsent(name, k -> new LinkedHashMap<>())
-            .put(c.version(),
-                new Exclusion(conflict.causes(), conflict.reason(), conflict.kind()));
+            .put(c.version(), new Exclusion(conflict.causes(), conflict.reason(), conflict.kind()));
       }
       if (pinned) {
         continue;
@@ -189,7 +202,8 @@ final class Resolution {
       State restored = back.before().copy();
       Set<String> carried = new LinkedHashSet<>(causes);
       carried.remove(back.name());
-      restored.excluded
+      restored
+          .excluded
           .computeIfAbsent(back.name(), k -> new LinkedHashMap<>())
           .put(
               back.candidate().version(),
@@ -232,8 +246,8 @@ final class Resolution {
   }
 
   /**
-   * The usable versions of a project under its constraints, newest first. Pre-releases only when
-   * a constraint names one, or when nothing else matches; yanked files only when pinned.
+   * The usable versions of a project under its constraints, newest first. Pre-releases only when a
+   * constraint names one, or when nothing else matches; yanked files only when pinned.
    */
   private List<Candidate> candidates(
       ProjectInfo info, List<Edge> edges, Map<Version, Exclusion> excluded) {
@@ -320,8 +334,13 @@ final class Resolution {
             Set<String> causes = new LinkedHashSet<>(List.of(dn, pkg));
             causes.remove(name);
             String contradiction =
-                pc.label() + " requires '" + d.canonical() + "', but " + chosen.label()
-                    + " was chosen for " + describeEdges(s0.edges(dn));
+                pc.label()
+                    + " requires '"
+                    + d.canonical()
+                    + "', but "
+                    + chosen.label()
+                    + " was chosen for "
+                    + describeEdges(s0.edges(dn));
             contradictions.add(contradiction);
             return new Conflict(causes, contradiction, ResolutionException.Reason.CONFLICT);
           }
@@ -345,7 +364,8 @@ final class Resolution {
               contradictions.add(why.getMessage());
             }
             return new Conflict(
-                causes, pc.label() + " requires '" + d.canonical() + "': " + why.getMessage(),
+                causes,
+                pc.label() + " requires '" + d.canonical() + "': " + why.getMessage(),
                 why.reason());
           }
         }
@@ -371,14 +391,30 @@ final class Resolution {
     if (!Requirement.normalizeName(core.name()).equals(c.name())
         || declared == null
         || !declared.equals(c.version())) {
-      result = new Conflict(Set.of(), c.label() + " cannot be used: its metadata names '"
-          + core.name() + " " + core.version() + "', not what its file name "
-          + c.file().filename() + " says", ResolutionException.Reason.INDEX_ERROR);
+      result =
+          new Conflict(
+              Set.of(),
+              c.label()
+                  + " cannot be used: its metadata names '"
+                  + core.name()
+                  + " "
+                  + core.version()
+                  + "', not what its file name "
+                  + c.file().filename()
+                  + " says",
+              ResolutionException.Reason.INDEX_ERROR);
     } else if (!core.requiresPython().isEmpty()
         && !ProjectInfo.requiresPythonAllows(core.requiresPython(), python)) {
-      result = new Conflict(Set.of(), c.label() + " requires Python " + core.requiresPython()
-          + " (the target runs " + target.pythonVersion() + ")",
-          ResolutionException.Reason.NO_COMPATIBLE_WHEEL);
+      result =
+          new Conflict(
+              Set.of(),
+              c.label()
+                  + " requires Python "
+                  + core.requiresPython()
+                  + " (the target runs "
+                  + target.pythonVersion()
+                  + ")",
+              ResolutionException.Reason.NO_COMPATIBLE_WHEEL);
     } else {
       List<Requirement> reqs = new ArrayList<>();
       Conflict problem = null;
@@ -386,8 +422,11 @@ final class Resolution {
         try {
           reqs.add(Requirement.parse(line));
         } catch (SpecException e) {
-          problem = new Conflict(Set.of(), c.label() + " cannot be used: its metadata has "
-              + e.getMessage(), ResolutionException.Reason.INDEX_ERROR);
+          problem =
+              new Conflict(
+                  Set.of(),
+                  c.label() + " cannot be used: its metadata has " + e.getMessage(),
+                  ResolutionException.Reason.INDEX_ERROR);
           break;
         }
       }
@@ -444,8 +483,13 @@ final class Resolution {
     if (!info.found()) {
       return new ResolutionException(
           ResolutionException.Reason.NO_SUCH_PACKAGE,
-          "no package named '" + name + "' on the package index (" + String.join(", ", indexes)
-              + "); needed for " + who + ". Check the spelling, or add the index that has it");
+          "no package named '"
+              + name
+              + "' on the package index ("
+              + String.join(", ", indexes)
+              + "); needed for "
+              + who
+              + ". Check the spelling, or add the index that has it");
     }
     boolean anyUsable = false;
     for (ProjectInfo.Release r : info.releases()) {
@@ -472,12 +516,22 @@ final class Resolution {
       if (edges.size() >= 2) {
         return new ResolutionException(
             ResolutionException.Reason.CONFLICT,
-            "conflicting requirements for '" + name + "': " + who + " cannot all hold (versions"
-                + " available for the target: " + available(info) + ")");
+            "conflicting requirements for '"
+                + name
+                + "': "
+                + who
+                + " cannot all hold (versions"
+                + " available for the target: "
+                + available(info)
+                + ")");
       }
       return new ResolutionException(
           ResolutionException.Reason.NO_MATCHING_VERSION,
-          "no version of '" + name + "' matches " + who + "; versions available for the target: "
+          "no version of '"
+              + name
+              + "' matches "
+              + who
+              + "; versions available for the target: "
               + available(info));
     }
     Set<ResolutionException.Reason> kinds = new TreeSet<>();
@@ -490,7 +544,11 @@ final class Resolution {
       // Every version fails for the same kind of reason (e.g. a dependency without wheels).
       return new ResolutionException(
           kinds.iterator().next(),
-          "no version of '" + name + "' can be installed (needed for " + who + "): "
+          "no version of '"
+              + name
+              + "' can be installed (needed for "
+              + who
+              + "): "
               + String.join("; ", limit(reasons, 3)));
     }
     List<String> found = new ArrayList<>(contradictions);
@@ -499,8 +557,12 @@ final class Resolution {
     }
     return new ResolutionException(
         ResolutionException.Reason.CONFLICT,
-        "the requirements conflict: no version of '" + name + "' (needed for " + who
-            + ") fits with the rest. " + String.join("; ", limit(found, 5)));
+        "the requirements conflict: no version of '"
+            + name
+            + "' (needed for "
+            + who
+            + ") fits with the rest. "
+            + String.join("; ", limit(found, 5)));
   }
 
   /** Why none of these releases can be installed: sdists only, Python version, or tags. */
@@ -510,8 +572,11 @@ final class Resolution {
     }
     boolean allSdist = releases.stream().allMatch(r -> r.unusable().startsWith("only an sdist"));
     if (allSdist) {
-      return "'" + name + "' has no wheel, only source distributions (sdists, e.g. "
-          + releases.get(0).files().get(0) + "); Kiln installs wheels only: use a version or"
+      return "'"
+          + name
+          + "' has no wheel, only source distributions (sdists, e.g. "
+          + releases.get(0).files().get(0)
+          + "); Kiln installs wheels only: use a version or"
           + " an index that publishes wheels";
     }
     boolean allPython = releases.stream().allMatch(r -> r.unusable().startsWith("requires Python"));
@@ -520,17 +585,32 @@ final class Resolution {
       problems.add(name + " " + r.version() + ": " + r.unusable());
     }
     if (allPython) {
-      return "no version of '" + name + "' supports the target's Python " + target.pythonVersion()
-          + ": " + String.join("; ", limit(problems, 5));
+      return "no version of '"
+          + name
+          + "' supports the target's Python "
+          + target.pythonVersion()
+          + ": "
+          + String.join("; ", limit(problems, 5));
     }
-    return "no wheel of '" + name + "' can run on the target (" + target.describe() + "): "
-        + String.join("; ", limit(problems, 5)) + ". " + tagsTried();
+    return "no wheel of '"
+        + name
+        + "' can run on the target ("
+        + target.describe()
+        + "): "
+        + String.join("; ", limit(problems, 5))
+        + ". "
+        + tagsTried();
   }
 
   private String tagsTried() {
     List<String> tags = target.compatibleTags();
-    return "Tags tried, most preferred first: " + String.join(", ", tags.subList(0, 3))
-        + ", ..., " + tags.get(tags.size() - 1) + " (" + tags.size() + " tags)";
+    return "Tags tried, most preferred first: "
+        + String.join(", ", tags.subList(0, 3))
+        + ", ..., "
+        + tags.get(tags.size() - 1)
+        + " ("
+        + tags.size()
+        + " tags)";
   }
 
   private static String available(ProjectInfo info) {
@@ -551,5 +631,4 @@ final class Resolution {
     out.add("and " + (items.size() - n) + " more");
     return out;
   }
-
 }

@@ -50,8 +50,8 @@ public record RuntimeSpec(
   }
 
   /**
-   * A canonical JSON form: keys sorted, compact, types in canonical spelling. Key order,
-   * whitespace and type aliases in the original do not change it.
+   * A canonical JSON form: keys sorted, compact, types in canonical spelling. Key order, whitespace
+   * and type aliases in the original do not change it.
    */
   public String canonicalJson() {
     return SpecParser.canonicalJson(this);

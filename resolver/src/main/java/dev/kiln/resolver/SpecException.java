@@ -1,8 +1,8 @@
 package dev.kiln.resolver;
 
 /**
- * A runtime spec (or one of its parts) is invalid. The message names the field, says what was
- * wrong and what is allowed; it is safe to show to the user as is.
+ * A runtime spec (or one of its parts) is invalid. The message names the field, says what was wrong
+ * and what is allowed; it is safe to show to the user as is.
  */
 public final class SpecException extends Exception {
   private static final long serialVersionUID = 1L;

@@ -26,16 +26,22 @@ final class SpecParser {
 
   static RuntimeSpec parse(String json) throws SpecException {
     if (json == null || json.isBlank()) {
-      throw new SpecException("the spec is empty; expected a JSON object such as"
-          + " {\"version\":1,\"kind\":\"udf\",\"language\":\"python\",\"handler\":\"f\",...}");
+      throw new SpecException(
+          "the spec is empty; expected a JSON object such as"
+              + " {\"version\":1,\"kind\":\"udf\",\"language\":\"python\",\"handler\":\"f\",...}");
     }
     JsonNode root;
     try {
       root = MAPPER.readTree(json);
     } catch (JsonProcessingException e) {
-      throw new SpecException("the spec is not valid JSON: " + e.getOriginalMessage()
-          + " (line " + e.getLocation().getLineNr() + ", column "
-          + e.getLocation().getColumnNr() + ")");
+      throw new SpecException(
+          "the spec is not valid JSON: "
+              + e.getOriginalMessage()
+              + " (line "
+              + e.getLocation().getLineNr()
+              + ", column "
+              + e.getLocation().getColumnNr()
+              + ")");
     }
     if (root == null || !root.isObject()) {
       throw new SpecException("the spec must be a JSON object, got " + describe(root));
@@ -65,8 +71,12 @@ final class SpecParser {
     }
     String handler = requiredString(root, "handler");
     if (!IDENTIFIER.matcher(handler).matches()) {
-      throw new SpecException("'" + handler + "' is not a Python identifier; name the function"
-          + " to call, e.g. \"add_one\"").inField("handler");
+      throw new SpecException(
+              "'"
+                  + handler
+                  + "' is not a Python identifier; name the function"
+                  + " to call, e.g. \"add_one\"")
+          .inField("handler");
     }
     List<DataType> inputTypes = new ArrayList<>();
     List<String> rawInputs = stringList(root, "input_types", true);
@@ -86,30 +96,47 @@ final class SpecParser {
     List<String> imports = stringList(root, "imports", false);
     for (int i = 0; i < imports.size(); i++) {
       if (imports.get(i).isBlank()) {
-        throw new SpecException("an import location is empty; expected a stage path such as"
-            + " \"@stage/imports/helper.py\"").inField("imports[" + i + "]");
+        throw new SpecException(
+                "an import location is empty; expected a stage path such as"
+                    + " \"@stage/imports/helper.py\"")
+            .inField("imports[" + i + "]");
       }
     }
     List<String> packages = stringList(root, "packages", false);
     for (int i = 0; i < packages.size(); i++) {
       if (packages.get(i).isBlank()) {
-        throw new SpecException("a package requirement is empty; expected e.g. \"numpy\" or"
-            + " \"humanize==4.9.0\"").inField("packages[" + i + "]");
+        throw new SpecException(
+                "a package requirement is empty; expected e.g. \"numpy\" or"
+                    + " \"humanize==4.9.0\"")
+            .inField("packages[" + i + "]");
       }
     }
     String runtimeVersion =
         optionalString(root, "runtime_version", RuntimeSpec.DEFAULT_RUNTIME_VERSION);
     if (!RUNTIME_VERSION.matcher(runtimeVersion).matches()) {
-      throw new SpecException("'" + runtimeVersion + "' is not a Python 3 version; expected"
-          + " MAJOR.MINOR[.PATCH] such as \"3.12.2\"").inField("runtime_version");
+      throw new SpecException(
+              "'"
+                  + runtimeVersion
+                  + "' is not a Python 3 version; expected"
+                  + " MAJOR.MINOR[.PATCH] such as \"3.12.2\"")
+          .inField("runtime_version");
     }
     String code = requiredString(root, "code");
     if (code.isBlank()) {
       throw new SpecException("the UDF body is empty; put the Python code between $$ ... $$")
           .inField("code");
     }
-    return new RuntimeSpec(version, kind, "python", handler, inputTypes, resultType, imports,
-        packages, runtimeVersion, code);
+    return new RuntimeSpec(
+        version,
+        kind,
+        "python",
+        handler,
+        inputTypes,
+        resultType,
+        imports,
+        packages,
+        runtimeVersion,
+        code);
   }
 
   static String canonicalJson(RuntimeSpec spec) {
@@ -162,8 +189,9 @@ final class SpecParser {
     JsonNode n = root.get(field);
     if (n == null || n.isNull()) {
       if (required) {
-        throw new SpecException("is missing; it is required (use [] for a function with no"
-            + " arguments)").inField(field);
+        throw new SpecException(
+                "is missing; it is required (use [] for a function with no" + " arguments)")
+            .inField(field);
       }
       return List.of();
     }

@@ -15,13 +15,16 @@ import java.util.regex.Pattern;
  * @param text the operand as written (what {@code ===} compares)
  */
 record Specifier(String op, Version version, boolean wildcard, String text) {
-  private static final Pattern CLAUSE = Pattern.compile("\\s*(~=|===|==|!=|<=|>=|<|>)\\s*(\\S.*?)\\s*");
+  private static final Pattern CLAUSE =
+      Pattern.compile("\\s*(~=|===|==|!=|<=|>=|<|>)\\s*(\\S.*?)\\s*");
 
   static Specifier parse(String clause) throws SpecException {
     Matcher m = CLAUSE.matcher(clause);
     if (!m.matches()) {
       throw new SpecException(
-          "'" + clause.strip() + "' is not a version clause; expected an operator (==, !=, >=, <=,"
+          "'"
+              + clause.strip()
+              + "' is not a version clause; expected an operator (==, !=, >=, <=,"
               + " >, <, ~=, ===) followed by a version, e.g. '>=1.2'");
     }
     String op = m.group(1);
@@ -45,7 +48,11 @@ record Specifier(String op, Version version, boolean wildcard, String text) {
     }
     if (v.hasLocal() && (wildcard || !(op.equals("==") || op.equals("!=")))) {
       throw new SpecException(
-          "'" + clause.strip() + "': a local version label (+" + v.local() + ") is only allowed"
+          "'"
+              + clause.strip()
+              + "': a local version label (+"
+              + v.local()
+              + ") is only allowed"
               + " with == and != and no '.*'");
     }
     if (op.equals("~=") && v.release().size() < 2) {

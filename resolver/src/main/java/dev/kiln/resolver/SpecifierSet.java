@@ -28,7 +28,9 @@ public final class SpecifierSet {
     for (String clause : text.split(",", -1)) {
       if (clause.isBlank()) {
         throw new SpecException(
-            "'" + text.strip() + "' has an empty clause; separate clauses with single commas,"
+            "'"
+                + text.strip()
+                + "' has an empty clause; separate clauses with single commas,"
                 + " e.g. '>=1.2,<2'");
       }
       out.add(Specifier.parse(clause));

@@ -52,8 +52,18 @@ public record TargetEnvironment(
   private static final Pattern LIBC_VERSION = Pattern.compile("(\\d+)\\.(\\d+).*");
   private static final List<String> FIELDS =
       List.of(
-          "python_version", "implementation", "soabi", "machine", "libc", "libc_version",
-          "purelib", "platlib", "scripts", "data", "include", "interpreter");
+          "python_version",
+          "implementation",
+          "soabi",
+          "machine",
+          "libc",
+          "libc_version",
+          "purelib",
+          "platlib",
+          "scripts",
+          "data",
+          "include",
+          "interpreter");
 
   public TargetEnvironment {
     Objects.requireNonNull(pythonVersion, "pythonVersion");
@@ -69,14 +79,14 @@ public record TargetEnvironment(
     Objects.requireNonNull(include, "include");
     Objects.requireNonNull(interpreter, "interpreter");
     if (!PYTHON_VERSION.matcher(pythonVersion).matches()) {
-      throw new IllegalArgumentException("python version must be MAJOR.MINOR[.PATCH]: "
-          + pythonVersion);
+      throw new IllegalArgumentException(
+          "python version must be MAJOR.MINOR[.PATCH]: " + pythonVersion);
     }
   }
 
   /**
-   * Standard-library-only Python source that prints this record as one JSON object. Run it with
-   * the base image's {@code python3} (the one that will run the UDF).
+   * Standard-library-only Python source that prints this record as one JSON object. Run it with the
+   * base image's {@code python3} (the one that will run the UDF).
    */
   public static String probeScript() {
     return """
@@ -129,12 +139,14 @@ public record TargetEnvironment(
       root = JSON.readTree(json == null ? "" : json.strip());
     } catch (JsonProcessingException e) {
       throw new SpecException(
-          "the Python probe did not print JSON (" + e.getOriginalMessage() + "); output was: "
+          "the Python probe did not print JSON ("
+              + e.getOriginalMessage()
+              + "); output was: "
               + abbreviate(json));
     }
     if (root == null || !root.isObject()) {
-      throw new SpecException("the Python probe printed no JSON object; output was: "
-          + abbreviate(json));
+      throw new SpecException(
+          "the Python probe printed no JSON object; output was: " + abbreviate(json));
     }
     List<String> missing = new ArrayList<>();
     Map<String, String> v = new LinkedHashMap<>();
@@ -148,16 +160,28 @@ public record TargetEnvironment(
     }
     if (!missing.isEmpty()) {
       throw new SpecException(
-          "the Python probe's output lacks " + String.join(", ", missing) + ": " + abbreviate(json));
+          "the Python probe's output lacks "
+              + String.join(", ", missing)
+              + ": "
+              + abbreviate(json));
     }
     if (!PYTHON_VERSION.matcher(v.get("python_version")).matches()) {
       throw new SpecException(
           "the Python probe reported version '" + v.get("python_version") + "'; expected X.Y.Z");
     }
     return new TargetEnvironment(
-        v.get("python_version"), v.get("implementation"), v.get("soabi"), v.get("machine"),
-        v.get("libc"), v.get("libc_version"), v.get("purelib"), v.get("platlib"),
-        v.get("scripts"), v.get("data"), v.get("include"), v.get("interpreter"));
+        v.get("python_version"),
+        v.get("implementation"),
+        v.get("soabi"),
+        v.get("machine"),
+        v.get("libc"),
+        v.get("libc_version"),
+        v.get("purelib"),
+        v.get("platlib"),
+        v.get("scripts"),
+        v.get("data"),
+        v.get("include"),
+        v.get("interpreter"));
   }
 
   /** This record in the probe's JSON form (keys sorted): the inverse of {@link #fromProbeJson}. */
@@ -286,8 +310,8 @@ public record TargetEnvironment(
         tags.add(py + "-none-" + p);
       }
     }
-    tags.add((implementation.equals("cpython") ? "cp" : interpreterShortName()) + nodot
-        + "-none-any");
+    tags.add(
+        (implementation.equals("cpython") ? "cp" : interpreterShortName()) + nodot + "-none-any");
     for (String py : pyVersions) {
       tags.add(py + "-none-any");
     }

@@ -288,9 +288,6 @@ final class TypeParser {
       return false;
     }
     String s = second.toUpperCase(Locale.ROOT);
-    return !s.equals("NULL")
-        && !s.equals("NOT")
-        && !s.equals("UNSIGNED")
-        && !s.equals("PRECISION");
+    return !s.equals("NULL") && !s.equals("NOT") && !s.equals("UNSIGNED") && !s.equals("PRECISION");
   }
 }

@@ -175,8 +175,8 @@ public record Version(
   }
 
   /**
-   * Where the pre-release part sorts: a bare dev release before any pre-release (1.0.dev0 <
-   * 1.0a0), then a, b, rc, then no pre-release at all.
+   * Where the pre-release part sorts: a bare dev release before any pre-release (1.0.dev0 < 1.0a0),
+   * then a, b, rc, then no pre-release at all.
    */
   private int preRank() {
     if (preLabel.isEmpty()) {
@@ -261,8 +261,8 @@ public record Version(
   }
 
   /**
-   * The normalised spelling without trailing zero release segments ({@code 2.0.0} gives {@code
-   * 2}): one text for all spellings of an equal version.
+   * The normalised spelling without trailing zero release segments ({@code 2.0.0} gives {@code 2}):
+   * one text for all spellings of an equal version.
    */
   public String canonicalString() {
     int end = release.size();

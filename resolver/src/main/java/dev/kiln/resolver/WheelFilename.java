@@ -4,8 +4,8 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The parts of a wheel's file name ({@code name-version[-build]-python-abi-platform.whl}, PEP 427
- * / the binary distribution format), with compressed tag sets expanded.
+ * The parts of a wheel's file name ({@code name-version[-build]-python-abi-platform.whl}, PEP 427 /
+ * the binary distribution format), with compressed tag sets expanded.
  *
  * @param name the normalised project name
  * @param version the version

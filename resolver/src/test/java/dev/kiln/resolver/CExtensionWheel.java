@@ -62,14 +62,15 @@ public final class CExtensionWheel {
   public static Host host() throws IOException, InterruptedException {
     List<String> facts =
         run(
-            List.of(
-                "python3", "-c",
-                "import sysconfig, sys, platform\n"
-                    + "print(sysconfig.get_config_var('EXT_SUFFIX'))\n"
-                    + "print('cp%d%d' % sys.version_info[:2])\n"
-                    + "print(platform.machine())\n"
-                    + "print(sysconfig.get_paths()['include'])\n"),
-            null)
+                List.of(
+                    "python3",
+                    "-c",
+                    "import sysconfig, sys, platform\n"
+                        + "print(sysconfig.get_config_var('EXT_SUFFIX'))\n"
+                        + "print('cp%d%d' % sys.version_info[:2])\n"
+                        + "print(platform.machine())\n"
+                        + "print(sysconfig.get_paths()['include'])\n"),
+                null)
             .lines()
             .toList();
     List<String> includes = new ArrayList<>();
@@ -86,8 +87,8 @@ public final class CExtensionWheel {
   }
 
   /**
-   * Compiles the extension in {@code workDir} and returns a wheel of project {@code kiln-cext}
-   * at {@code version} holding it, tagged for the host.
+   * Compiles the extension in {@code workDir} and returns a wheel of project {@code kiln-cext} at
+   * {@code version} holding it, tagged for the host.
    */
   public static WheelBuilder build(Path workDir, String version)
       throws IOException, InterruptedException {
@@ -98,7 +99,10 @@ public final class CExtensionWheel {
     List<String> gcc = new ArrayList<>(List.of("gcc", "-shared", "-fPIC", "-O2"));
     gcc.addAll(host.includes());
     gcc.addAll(
-        List.of("-DKILN_CEXT_VERSION=\"" + version + "\"", "-o", library.toString(),
+        List.of(
+            "-DKILN_CEXT_VERSION=\"" + version + "\"",
+            "-o",
+            library.toString(),
             source.toString()));
     run(gcc, workDir);
     return WheelBuilder.wheel("kiln-cext", version)

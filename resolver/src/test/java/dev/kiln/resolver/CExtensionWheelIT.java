@@ -32,7 +32,8 @@ class CExtensionWheelIT {
     Path unpacked = unzip(cext.bytes(), dir.resolve("unpacked"));
     Process p =
         new ProcessBuilder(
-                "python3", "-c",
+                "python3",
+                "-c",
                 "import kiln_cext; print(kiln_cext.add(40, 2), kiln_cext.version())")
             .directory(unpacked.toFile())
             .redirectErrorStream(true)
@@ -45,9 +46,11 @@ class CExtensionWheelIT {
     try (TestPackageIndex index = TestPackageIndex.start()) {
       index.add(cext).add(WheelBuilder.wheel("uses-cext", "0.1").requires("kiln-cext>=1"));
       try (PackageResolver resolver =
-          new PackageResolver(IndexConfig.of(List.of(index.url().toString())), dir.resolve("cache"))) {
+          new PackageResolver(
+              IndexConfig.of(List.of(index.url().toString())), dir.resolve("cache"))) {
         Lock lock = resolver.resolve(List.of("uses-cext"), hostTarget);
-        assertThat(lock.packages()).extracting(LockedPackage::filename)
+        assertThat(lock.packages())
+            .extracting(LockedPackage::filename)
             .containsExactly(cext.filename(), "uses_cext-0.1-py3-none-any.whl");
         ByteArrayOutputStream wheel = new ByteArrayOutputStream();
         resolver.download(lock.packages().get(0), wheel);
@@ -56,16 +59,26 @@ class CExtensionWheelIT {
         int minor = Integer.parseInt(hostTarget.pythonMinor().split("\\.")[1]);
         TargetEnvironment otherPython =
             new TargetEnvironment(
-                "3." + (minor + 1) + ".0", "cpython", "cpython-3" + (minor + 1) + "-x86_64-linux-gnu",
-                hostTarget.machine(), "glibc", hostTarget.libcVersion(), "/p", "/p", "/b", "/d",
-                "/i", "/usr/bin/python3");
+                "3." + (minor + 1) + ".0",
+                "cpython",
+                "cpython-3" + (minor + 1) + "-x86_64-linux-gnu",
+                hostTarget.machine(),
+                "glibc",
+                hostTarget.libcVersion(),
+                "/p",
+                "/p",
+                "/b",
+                "/d",
+                "/i",
+                "/usr/bin/python3");
         TargetEnvironment otherMachine = Targets.aarch64();
         for (TargetEnvironment incompatible : List.of(otherPython, otherMachine)) {
           assertThatThrownBy(() -> resolver.resolve(List.of("uses-cext"), incompatible))
               .isInstanceOfSatisfying(
                   ResolutionException.class,
-                  e -> assertThat(e.reason())
-                      .isEqualTo(ResolutionException.Reason.NO_COMPATIBLE_WHEEL))
+                  e ->
+                      assertThat(e.reason())
+                          .isEqualTo(ResolutionException.Reason.NO_COMPATIBLE_WHEEL))
               .hasMessageContaining("no wheel of 'kiln-cext' can run on the target")
               .hasMessageContaining(cext.filename())
               .hasMessageContaining("Tags tried")
@@ -76,8 +89,7 @@ class CExtensionWheelIT {
   }
 
   private static TargetEnvironment probeHost() throws Exception {
-    Process p =
-        new ProcessBuilder("python3", "-I", "-c", TargetEnvironment.probeScript()).start();
+    Process p = new ProcessBuilder("python3", "-I", "-c", TargetEnvironment.probeScript()).start();
     String json = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
     return TargetEnvironment.fromProbeJson(json);

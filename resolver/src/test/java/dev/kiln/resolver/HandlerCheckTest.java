@@ -36,7 +36,8 @@ class HandlerCheckTest {
 
   @Test
   void errorListsTheFunctionsTheCodeDefines() {
-    assertThatThrownBy(() -> HandlerCheck.requireDefined("def add(x):\n  pass\ndef sub(x): pass", "addd"))
+    assertThatThrownBy(
+            () -> HandlerCheck.requireDefined("def add(x):\n  pass\ndef sub(x): pass", "addd"))
         .hasMessageContaining("does not define 'addd'")
         .hasMessageContaining("add, sub");
   }

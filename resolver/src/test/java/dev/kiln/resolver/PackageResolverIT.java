@@ -52,7 +52,8 @@ class PackageResolverIT {
   }
 
   private static IndexConfig config(URI... urls) {
-    return new IndexConfig(List.of(urls), Optional.empty(), Optional.empty(), Duration.ofSeconds(10));
+    return new IndexConfig(
+        List.of(urls), Optional.empty(), Optional.empty(), Duration.ofSeconds(10));
   }
 
   private static List<String> pins(Lock lock) {
@@ -90,11 +91,15 @@ class PackageResolverIT {
     LockedPackage lib = lock.packages().get(2);
     assertThat(lib.filename()).isEqualTo("lib-2.0-py3-none-any.whl");
     assertThat(lib.sha256()).isEqualTo(index.sha256("lib-2.0-py3-none-any.whl"));
-    assertThat(lib.url()).isEqualTo(URI.create(index.url() + "../files/lib-2.0-py3-none-any.whl").normalize());
+    assertThat(lib.url())
+        .isEqualTo(URI.create(index.url() + "../files/lib-2.0-py3-none-any.whl").normalize());
     assertThat(lock.canonical())
         .startsWith("app==1.0 app-1.0-py3-none-any.whl sha256=")
         .contains("\nlib==2.0 lib-2.0-py3-none-any.whl sha256=" + lib.sha256() + "\n");
-    assertThat(index.accepts()).first().asString().startsWith("application/vnd.pypi.simple.v1+json");
+    assertThat(index.accepts())
+        .first()
+        .asString()
+        .startsWith("application/vnd.pypi.simple.v1+json");
 
     // Without the extra, its dependency is not needed; on 3.12 the marker adds newpy.
     assertThat(pins(resolver.resolve(List.of("app"), PY311)))
@@ -118,7 +123,8 @@ class PackageResolverIT {
     Lock lock = resolver().resolve(List.of("lib==2.0"), PY311);
     assertThat(index.requests()).contains("/files/lib-2.0-py3-none-any.whl");
     index.clearRequests();
-    LockedPackage lib = lock.packages().stream().filter(p -> p.name().equals("lib")).findFirst().orElseThrow();
+    LockedPackage lib =
+        lock.packages().stream().filter(p -> p.name().equals("lib")).findFirst().orElseThrow();
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     resolver.download(lib, out);
     assertThat(TestPackageIndex.hex(out.toByteArray())).isEqualTo(lib.sha256());
@@ -169,10 +175,7 @@ class PackageResolverIT {
 
   @Test
   void conflictingRequirementsAreNamed() throws Exception {
-    index
-        .add(wheel("p", "1.0"))
-        .add(wheel("p", "2.0"))
-        .add(wheel("q", "1.0").requires("p<2"));
+    index.add(wheel("p", "1.0")).add(wheel("p", "2.0")).add(wheel("q", "1.0").requires("p<2"));
     assertThatThrownBy(() -> resolver().resolve(List.of("p>=2", "q"), PY311))
         .isInstanceOfSatisfying(
             ResolutionException.class,
@@ -242,7 +245,8 @@ class PackageResolverIT {
     index.add(wheel("honest", "1.0"));
     Lock lock = resolver.resolve(List.of("honest"), PY311);
     LockedPackage p = lock.packages().get(0);
-    LockedPackage wrong = new LockedPackage(p.name(), p.version(), p.filename(), p.url(), "0".repeat(64));
+    LockedPackage wrong =
+        new LockedPackage(p.name(), p.version(), p.filename(), p.url(), "0".repeat(64));
     assertThatThrownBy(() -> resolver.download(wrong, new ByteArrayOutputStream()))
         .isInstanceOfSatisfying(
             ResolutionException.class,
@@ -288,8 +292,7 @@ class PackageResolverIT {
   }
 
   @Test
-  void unpinnedLocksAreRefreshedInTheBackgroundOnceStaleAndSurviveAnIndexOutage()
-      throws Exception {
+  void unpinnedLocksAreRefreshedInTheBackgroundOnceStaleAndSurviveAnIndexOutage() throws Exception {
     index.add(wheel("lib", "1.0"));
     MutableClock clock = new MutableClock();
     resolver = new PackageResolver(config(index.url()), cache, Duration.ofMinutes(10), clock);
@@ -357,7 +360,10 @@ class PackageResolverIT {
     resolver.close();
     resolver =
         new PackageResolver(
-            new IndexConfig(List.of(index.url()), Optional.of("kiln"), Optional.of("s3cr3t"),
+            new IndexConfig(
+                List.of(index.url()),
+                Optional.of("kiln"),
+                Optional.of("s3cr3t"),
                 Duration.ofSeconds(10)),
             cache.resolve("c"));
     assertThat(pins(resolver.resolve(List.of("secret"), PY311))).containsExactly("secret==1.0");
@@ -369,7 +375,8 @@ class PackageResolverIT {
     Lock overHttp = resolver().resolve(List.of("app[fancy]"), PY311);
     Path simple = index.writeTree(tree);
     try (PackageResolver files =
-        new PackageResolver(IndexConfig.of(List.of(simple.toUri().toString())), tree.resolve("cache"))) {
+        new PackageResolver(
+            IndexConfig.of(List.of(simple.toUri().toString())), tree.resolve("cache"))) {
       Lock fromFiles = files.resolve(List.of("app[fancy]"), PY311);
       assertThat(fromFiles.canonical()).isEqualTo(overHttp.canonical());
       LockedPackage app = fromFiles.packages().get(0);
@@ -395,10 +402,13 @@ class PackageResolverIT {
     // Every version of 'wide' needs its own 'leaf' version, but 'leaf==0' is pinned: only the
     // oldest 'wide' fits, and the resolver is allowed 10 attempts.
     for (int i = 0; i <= 20; i++) {
-      index.add(wheel("wide", "1." + i).requires("leaf==" + i)).add(wheel("leaf", String.valueOf(i)));
+      index
+          .add(wheel("wide", "1." + i).requires("leaf==" + i))
+          .add(wheel("leaf", String.valueOf(i)));
     }
-    resolver = new PackageResolver(config(index.url()), cache, Duration.ofMinutes(10),
-        Clock.systemUTC(), 10);
+    resolver =
+        new PackageResolver(
+            config(index.url()), cache, Duration.ofMinutes(10), Clock.systemUTC(), 10);
     assertThatThrownBy(() -> resolver.resolve(List.of("wide", "leaf==0"), PY311))
         .isInstanceOfSatisfying(
             ResolutionException.class,

@@ -41,9 +41,9 @@ class Pep723Test {
             + "# /// script\n# dependencies = [\"six\"]\n# ///\n# # /// not the end\n# ///\n"
             + "x = 1\n";
     // The block runs to the last '# ///' before the first non-comment line.
-    assertThatThrownBy(() -> Pep723.dependencies(code))
-        .hasMessageContaining("not valid TOML");
-    String ok = "# /// other\n# x = 1\n# ///\n\n# /// script\n# dependencies = [\"six\"]\n# ///\n\nx = 1\n";
+    assertThatThrownBy(() -> Pep723.dependencies(code)).hasMessageContaining("not valid TOML");
+    String ok =
+        "# /// other\n# x = 1\n# ///\n\n# /// script\n# dependencies = [\"six\"]\n# ///\n\nx = 1\n";
     assertThat(Pep723.dependencies(ok)).containsExactly("six");
     // Without a non-comment line between them, the first block runs on to the last '# ///'.
     String swallowed = "# /// other\n# ///\n# /// script\n# dependencies = [\"six\"]\n# ///\n";
@@ -52,18 +52,17 @@ class Pep723Test {
 
   @Test
   void errorsNameTheProblemAndTheLine() {
-    assertThatThrownBy(() -> Pep723.dependencies("x = 1\n# /// script\n# dependencies = [\"six\"]\nx = 2\n"))
-        .hasMessageContaining("at line 2 is not closed");
     assertThatThrownBy(
-            () -> Pep723.dependencies("# /// script\n# dependencies = \"six\"\n# ///\n"))
+            () -> Pep723.dependencies("x = 1\n# /// script\n# dependencies = [\"six\"]\nx = 2\n"))
+        .hasMessageContaining("at line 2 is not closed");
+    assertThatThrownBy(() -> Pep723.dependencies("# /// script\n# dependencies = \"six\"\n# ///\n"))
         .hasMessageContaining("line 1")
         .hasMessageContaining("'dependencies' must be an array");
     assertThatThrownBy(
             () -> Pep723.dependencies("\n\n# /// script\n# dependencies = [\"six>>1\"]\n# ///\n"))
         .hasMessageContaining("PEP 723 block at line 3")
         .hasMessageContaining("invalid requirement 'six>>1'");
-    assertThatThrownBy(
-            () -> Pep723.dependencies("# /// script\n# dependencies = [\n# ///\n"))
+    assertThatThrownBy(() -> Pep723.dependencies("# /// script\n# dependencies = [\n# ///\n"))
         .hasMessageContaining("not valid TOML");
     assertThatThrownBy(
             () ->

@@ -27,7 +27,9 @@ public final class PipMirror {
    */
   public static List<URI> fileIndexes() throws IOException, InterruptedException {
     Process p =
-        new ProcessBuilder("python3", "-m", "pip", "config", "list").redirectErrorStream(true).start();
+        new ProcessBuilder("python3", "-m", "pip", "config", "list")
+            .redirectErrorStream(true)
+            .start();
     String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
       throw new IllegalStateException("'python3 -m pip config list' failed: " + out);
@@ -39,7 +41,8 @@ public final class PipMirror {
         continue;
       }
       for (String url : m.group(2).split("\\s+")) {
-        if (url.startsWith("file:") && Files.isDirectory(Path.of(URI.create(url)))
+        if (url.startsWith("file:")
+            && Files.isDirectory(Path.of(URI.create(url)))
             && !indexes.contains(URI.create(url))) {
           indexes.add(URI.create(url));
         }
@@ -50,7 +53,8 @@ public final class PipMirror {
           "pip is not configured with a local file:// package index ('pip config list' shows"
               + " none). These tests resolve real wheels (numpy, pandas, humanize) from such a"
               + " PEP 503 mirror, e.g. 'pip config set global.extra-index-url"
-              + " file:///opt/pypi/simple'. pip config list said:\n" + out);
+              + " file:///opt/pypi/simple'. pip config list said:\n"
+              + out);
     }
     return List.copyOf(indexes);
   }

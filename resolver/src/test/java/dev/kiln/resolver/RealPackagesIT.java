@@ -44,15 +44,14 @@ class RealPackagesIT {
         # ///
         import humanize
         """;
-    List<String> requirements =
-        new java.util.ArrayList<>(List.of("numpy", "pandas"));
+    List<String> requirements = new java.util.ArrayList<>(List.of("numpy", "pandas"));
     requirements.addAll(Pep723.dependencies(code));
     Lock overHttp;
     try (StaticIndexServer http = new StaticIndexServer(mirror);
         PackageResolver resolver =
             new PackageResolver(
-                new IndexConfig(http.indexUrls(), Optional.empty(), Optional.empty(),
-                    Duration.ofSeconds(60)),
+                new IndexConfig(
+                    http.indexUrls(), Optional.empty(), Optional.empty(), Duration.ofSeconds(60)),
                 cache.resolve("http"))) {
       overHttp = resolver.resolve(requirements, BASE);
       // pandas' tree: numpy, python-dateutil and six; tzdata only on Windows/emscripten.
@@ -70,11 +69,14 @@ class RealPackagesIT {
         }
         assertThat(HexFormat.of().formatHex(sha.digest())).isEqualTo(p.sha256());
       }
-      assertThat(overHttp.packages().get(1).filename()).contains("-cp311-cp311-").contains("manylinux");
+      assertThat(overHttp.packages().get(1).filename())
+          .contains("-cp311-cp311-")
+          .contains("manylinux");
     }
-    try (PackageResolver files = new PackageResolver(
-        new IndexConfig(mirror, Optional.empty(), Optional.empty(), Duration.ofSeconds(60)),
-        cache.resolve("files"))) {
+    try (PackageResolver files =
+        new PackageResolver(
+            new IndexConfig(mirror, Optional.empty(), Optional.empty(), Duration.ofSeconds(60)),
+            cache.resolve("files"))) {
       Lock fromFiles = files.resolve(requirements, BASE);
       assertThat(fromFiles.canonical()).isEqualTo(overHttp.canonical());
       assertThat(fromFiles.packages().get(0).url().getScheme()).isEqualTo("file");
@@ -86,14 +88,16 @@ class RealPackagesIT {
     Lock first;
     List<String> pins = List.of("humanize==4.16.0", "six==1.17.0");
     try (StaticIndexServer http = new StaticIndexServer(mirror);
-        PackageResolver resolver = new PackageResolver(IndexConfig.of(
-            http.indexUrls().stream().map(URI::toString).toList()), cache)) {
+        PackageResolver resolver =
+            new PackageResolver(
+                IndexConfig.of(http.indexUrls().stream().map(URI::toString).toList()), cache)) {
       first = resolver.resolve(pins, BASE);
       assertThat(names(first)).containsExactly("humanize", "six");
       // The server stops here; a new resolver (a restart) still has the lock.
       http.close();
-      try (PackageResolver again = new PackageResolver(IndexConfig.of(
-          http.indexUrls().stream().map(URI::toString).toList()), cache)) {
+      try (PackageResolver again =
+          new PackageResolver(
+              IndexConfig.of(http.indexUrls().stream().map(URI::toString).toList()), cache)) {
         assertThat(again.resolve(pins, BASE)).isEqualTo(first);
       }
     }

@@ -61,13 +61,13 @@ class RequirementTest {
         .hasMessageContaining("unexpected '1.2' after the package name");
     assertThatThrownBy(() -> Requirement.parse("-numpy"))
         .hasMessageContaining("expected a package name");
-    assertThatThrownBy(() -> Requirement.parse("numpy[fast"))
-        .hasMessageContaining("closing ']'");
+    assertThatThrownBy(() -> Requirement.parse("numpy[fast")).hasMessageContaining("closing ']'");
     assertThatThrownBy(() -> Requirement.parse("numpy; python_verison > '3'"))
         .hasMessageContaining("unknown marker variable 'python_verison'");
     assertThatThrownBy(() -> Requirement.parse("numpy; python_version > '3' and"))
         .hasMessageContaining("invalid marker");
-    assertThatThrownBy(() -> Requirement.parse("numpy;")).hasMessageContaining("nothing follows ';'");
+    assertThatThrownBy(() -> Requirement.parse("numpy;"))
+        .hasMessageContaining("nothing follows ';'");
     assertThatThrownBy(() -> Requirement.parse("  ")).hasMessageContaining("empty");
   }
 
@@ -110,7 +110,8 @@ class RequirementTest {
     assertThat(r.appliesTo(PY311, Set.of("test-suite"))).isTrue();
     assertThat(r.appliesTo(PY311, Set.of("docs"))).isFalse();
     Requirement both =
-        Requirement.parse("tzdata; extra == 'tz' and (sys_platform == 'win32' or python_version >= '3.11')");
+        Requirement.parse(
+            "tzdata; extra == 'tz' and (sys_platform == 'win32' or python_version >= '3.11')");
     assertThat(both.appliesTo(PY311, Set.of("tz"))).isTrue();
     assertThat(both.appliesTo(PY311, Set.of())).isFalse();
     assertThat(Requirement.parse("six").appliesTo(PY311, Set.of("any"))).isTrue();
@@ -118,11 +119,13 @@ class RequirementTest {
 
   @Test
   void markerCanonicalFormKeepsMeaning() throws Exception {
-    Requirement r = Requirement.parse("a; (os_name=='posix' and (extra=='x')) or python_version<\"3\"");
+    Requirement r =
+        Requirement.parse("a; (os_name=='posix' and (extra=='x')) or python_version<\"3\"");
     assertThat(r.marker())
-        .isEqualTo(Optional.of("(os_name == \"posix\" and extra == \"x\") or python_version < \"3\""));
-    assertThat(Requirement.parse(r.canonical())).isEqualTo(
-        new Requirement(r.name(), r.extras(), r.specifier(), r.marker(), r.canonical()));
+        .isEqualTo(
+            Optional.of("(os_name == \"posix\" and extra == \"x\") or python_version < \"3\""));
+    assertThat(Requirement.parse(r.canonical()))
+        .isEqualTo(new Requirement(r.name(), r.extras(), r.specifier(), r.marker(), r.canonical()));
   }
 
   private static boolean applies(String text, Map<String, String> env) throws SpecException {

@@ -49,8 +49,7 @@ class SpecParserTest {
 
   @Test
   void errorsNameTheFieldAndWhatIsAllowed() {
-    assertThatThrownBy(() -> RuntimeSpec.parse("{not json"))
-        .hasMessageContaining("not valid JSON");
+    assertThatThrownBy(() -> RuntimeSpec.parse("{not json")).hasMessageContaining("not valid JSON");
     assertThatThrownBy(() -> RuntimeSpec.parse("[1]"))
         .hasMessageContaining("must be a JSON object");
     assertThatThrownBy(() -> RuntimeSpec.parse(SPEC.replace("\"INT NULL\"]", "\"INTEGRAL\"]")))
@@ -78,8 +77,11 @@ class SpecParserTest {
     assertThat(ContentKeys.compute(spec, imports, "sha256:base", "r1", "")).isEqualTo(a);
     assertThat(
             ContentKeys.compute(
-                spec, List.of(new ImportRef("@s/imports/helper.py", "etag-2")), "sha256:base",
-                "r1", ""))
+                spec,
+                List.of(new ImportRef("@s/imports/helper.py", "etag-2")),
+                "sha256:base",
+                "r1",
+                ""))
         .isNotEqualTo(a);
     assertThat(ContentKeys.compute(spec, imports, "sha256:other", "r1", "")).isNotEqualTo(a);
     assertThat(ContentKeys.compute(spec, imports, "sha256:base", "r2", "")).isNotEqualTo(a);

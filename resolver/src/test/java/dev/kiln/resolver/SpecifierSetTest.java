@@ -34,7 +34,8 @@ class SpecifierSetTest {
     assertThat(in("1.4.9", "~=1.4.5")).isTrue();
     assertThat(in("1.5.0", "~=1.4.5")).isFalse();
     assertThat(in("1.4.4", "~=1.4.5")).isFalse();
-    assertThatThrownBy(() -> SpecifierSet.parse("~=1")).hasMessageContaining("two release segments");
+    assertThatThrownBy(() -> SpecifierSet.parse("~=1"))
+        .hasMessageContaining("two release segments");
   }
 
   @Test
@@ -45,7 +46,8 @@ class SpecifierSetTest {
     assertThat(in("1.1.post1", "==1.1.*")).isTrue();
     assertThat(in("1.1.7", "!=1.1.*")).isFalse();
     assertThat(in("1.1+local", "==1.1.*")).isTrue();
-    assertThatThrownBy(() -> SpecifierSet.parse(">=1.*")).hasMessageContaining("only allowed with == and !=");
+    assertThatThrownBy(() -> SpecifierSet.parse(">=1.*"))
+        .hasMessageContaining("only allowed with == and !=");
   }
 
   @Test
@@ -96,7 +98,9 @@ class SpecifierSetTest {
   @Test
   void rejectsBadClausesNamingThem() {
     assertThatThrownBy(() -> SpecifierSet.parse(">=1.0,,<2")).hasMessageContaining("empty clause");
-    assertThatThrownBy(() -> SpecifierSet.parse("=>1.0")).hasMessageContaining("'=>1.0' is not a version clause");
-    assertThatThrownBy(() -> SpecifierSet.parse("==one")).hasMessageContaining("'one' is not a valid version");
+    assertThatThrownBy(() -> SpecifierSet.parse("=>1.0"))
+        .hasMessageContaining("'=>1.0' is not a version clause");
+    assertThatThrownBy(() -> SpecifierSet.parse("==one"))
+        .hasMessageContaining("'one' is not a valid version");
   }
 }

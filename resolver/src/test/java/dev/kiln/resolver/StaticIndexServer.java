@@ -17,8 +17,8 @@ import java.util.concurrent.Executors;
 
 /**
  * Serves file:// package indexes (PEP 503 directory trees, e.g. the local mirror pip is configured
- * with) over real HTTP: each index's parent directory under its own prefix, a directory answered
- * by its {@code index.html}, so relative links such as {@code ../../files/x.whl} keep working.
+ * with) over real HTTP: each index's parent directory under its own prefix, a directory answered by
+ * its {@code index.html}, so relative links such as {@code ../../files/x.whl} keep working.
  */
 public final class StaticIndexServer implements AutoCloseable {
   private final HttpServer server;
@@ -36,8 +36,14 @@ public final class StaticIndexServer implements AutoCloseable {
       int n = roots.size();
       roots.add(simple.getParent());
       indexUrls.add(
-          URI.create("http://127.0.0.1:" + server.getAddress().getPort() + "/i" + n + "/"
-              + simple.getFileName() + "/"));
+          URI.create(
+              "http://127.0.0.1:"
+                  + server.getAddress().getPort()
+                  + "/i"
+                  + n
+                  + "/"
+                  + simple.getFileName()
+                  + "/"));
     }
     server.createContext("/", this::handle);
     server.start();

@@ -52,9 +52,13 @@ class TargetEnvironmentTest {
             "py311-none-any",
             "py3-none-any",
             "py30-none-any");
-    assertThat(tags).doesNotContain("cp312-cp312-manylinux_2_36_x86_64",
-        "cp311-cp311-manylinux_2_37_x86_64", "cp311-cp311-musllinux_1_2_x86_64",
-        "cp311-cp311-manylinux_2_17_aarch64", "py2-none-any");
+    assertThat(tags)
+        .doesNotContain(
+            "cp312-cp312-manylinux_2_36_x86_64",
+            "cp311-cp311-manylinux_2_37_x86_64",
+            "cp311-cp311-musllinux_1_2_x86_64",
+            "cp311-cp311-manylinux_2_17_aarch64",
+            "py2-none-any");
     assertThat(tags).doesNotHaveDuplicates();
   }
 
@@ -62,16 +66,33 @@ class TargetEnvironmentTest {
   void tagsForOtherPlatforms() {
     List<String> arm = Targets.aarch64().compatibleTags();
     assertThat(arm.get(0)).isEqualTo("cp311-cp311-manylinux_2_36_aarch64");
-    assertThat(arm).contains("cp311-cp311-manylinux2014_aarch64", "cp311-cp311-manylinux_2_17_aarch64")
+    assertThat(arm)
+        .contains("cp311-cp311-manylinux2014_aarch64", "cp311-cp311-manylinux_2_17_aarch64")
         .doesNotContain("cp311-cp311-manylinux_2_16_aarch64", "cp311-cp311-manylinux1_aarch64");
     List<String> musl = Targets.musl().compatibleTags();
-    assertThat(musl).startsWith("cp311-cp311-musllinux_1_2_x86_64", "cp311-cp311-musllinux_1_1_x86_64",
-        "cp311-cp311-musllinux_1_0_x86_64", "cp311-cp311-linux_x86_64");
+    assertThat(musl)
+        .startsWith(
+            "cp311-cp311-musllinux_1_2_x86_64",
+            "cp311-cp311-musllinux_1_1_x86_64",
+            "cp311-cp311-musllinux_1_0_x86_64",
+            "cp311-cp311-linux_x86_64");
     assertThat(musl).noneMatch(t -> t.contains("manylinux"));
     TargetEnvironment freeThreaded =
-        new TargetEnvironment("3.13.1", "cpython", "cpython-313t-x86_64-linux-gnu", "x86_64",
-            "glibc", "2.36", "/p", "/p", "/b", "/d", "/i", "/usr/bin/python3");
-    assertThat(freeThreaded.compatibleTags()).startsWith("cp313-cp313t-manylinux_2_36_x86_64")
+        new TargetEnvironment(
+            "3.13.1",
+            "cpython",
+            "cpython-313t-x86_64-linux-gnu",
+            "x86_64",
+            "glibc",
+            "2.36",
+            "/p",
+            "/p",
+            "/b",
+            "/d",
+            "/i",
+            "/usr/bin/python3");
+    assertThat(freeThreaded.compatibleTags())
+        .startsWith("cp313-cp313t-manylinux_2_36_x86_64")
         .noneMatch(t -> t.contains("abi3"));
   }
 

@@ -67,8 +67,11 @@ public final class TestPackageIndex implements AutoCloseable {
     files.put(
         w.filename(),
         new Entry(
-            Requirement.normalizeName(w.name()), w.filename(), w.bytes(),
-            w.declaredRequiresPython(), w.metadata().getBytes(StandardCharsets.UTF_8)));
+            Requirement.normalizeName(w.name()),
+            w.filename(),
+            w.bytes(),
+            w.declaredRequiresPython(),
+            w.metadata().getBytes(StandardCharsets.UTF_8)));
     return this;
   }
 
@@ -104,7 +107,9 @@ public final class TestPackageIndex implements AutoCloseable {
   /** Answer 401 unless requests carry these basic-auth credentials. */
   public TestPackageIndex requireBasicAuth(String user, String password) {
     authorization =
-        "Basic " + Base64.getEncoder().encodeToString((user + ":" + password).getBytes(StandardCharsets.UTF_8));
+        "Basic "
+            + Base64.getEncoder()
+                .encodeToString((user + ":" + password).getBytes(StandardCharsets.UTF_8));
     return this;
   }
 
@@ -186,7 +191,10 @@ public final class TestPackageIndex implements AutoCloseable {
         }
         String accept = String.valueOf(ex.getRequestHeaders().getFirst("Accept"));
         if (json && accept.contains("application/vnd.pypi.simple.v1+json")) {
-          send(ex, 200, "application/vnd.pypi.simple.v1+json",
+          send(
+              ex,
+              200,
+              "application/vnd.pypi.simple.v1+json",
               jsonPage(project).getBytes(StandardCharsets.UTF_8));
         } else {
           send(ex, 200, "text/html; charset=utf-8", html(project).getBytes(StandardCharsets.UTF_8));
@@ -218,14 +226,20 @@ public final class TestPackageIndex implements AutoCloseable {
   }
 
   private String html(String project) {
-    StringBuilder sb = new StringBuilder("<!DOCTYPE html>\n<html><head><title>Links for ")
-        .append(project).append("</title></head><body>\n");
+    StringBuilder sb =
+        new StringBuilder("<!DOCTYPE html>\n<html><head><title>Links for ")
+            .append(project)
+            .append("</title></head><body>\n");
     for (Entry e : sortedFiles(project)) {
-      sb.append("<a href=\"../../files/").append(e.filename()).append("#sha256=")
-          .append(hex(e.bytes())).append('"');
+      sb.append("<a href=\"../../files/")
+          .append(e.filename())
+          .append("#sha256=")
+          .append(hex(e.bytes()))
+          .append('"');
       if (e.requiresPython() != null) {
-        sb.append(" data-requires-python=\"").append(e.requiresPython().replace(">", "&gt;")
-            .replace("<", "&lt;")).append('"');
+        sb.append(" data-requires-python=\"")
+            .append(e.requiresPython().replace(">", "&gt;").replace("<", "&lt;"))
+            .append('"');
       }
       if (yanked.contains(e.filename())) {
         sb.append(" data-yanked=\"test\"");

@@ -46,7 +46,9 @@ public final class WheelBuilder {
     return new WheelBuilder(name, version);
   }
 
-  /** The compressed tag set, e.g. {@code cp311-cp311-manylinux_2_17_x86_64}; default py3-none-any. */
+  /**
+   * The compressed tag set, e.g. {@code cp311-cp311-manylinux_2_17_x86_64}; default py3-none-any.
+   */
   public WheelBuilder tag(String tag) {
     this.tag = tag;
     this.purelib = tag.contains("-none-any");
@@ -83,7 +85,10 @@ public final class WheelBuilder {
     return this;
   }
 
-  /** Adds a file under {@code <name>-<version>.data/<scheme>/} (scheme: scripts, data, headers, purelib, platlib). */
+  /**
+   * Adds a file under {@code <name>-<version>.data/<scheme>/} (scheme: scripts, data, headers,
+   * purelib, platlib).
+   */
   public WheelBuilder dataFile(String scheme, String path, String content) {
     return file(distName() + "-" + version + ".data/" + scheme + "/" + path, content);
   }
@@ -143,7 +148,8 @@ public final class WheelBuilder {
   public byte[] bytes() {
     Map<String, byte[]> content = new LinkedHashMap<>(files);
     if (content.isEmpty()) {
-      content.put(module() + "/__init__.py",
+      content.put(
+          module() + "/__init__.py",
           ("VERSION = \"" + version + "\"\n").getBytes(StandardCharsets.UTF_8));
     }
     String distInfo = distName() + "-" + version + ".dist-info/";
@@ -154,7 +160,13 @@ public final class WheelBuilder {
     for (String py : tag.split("-")[0].split("\\.")) {
       for (String abi : tag.split("-")[1].split("\\.")) {
         for (String plat : tag.split("-")[2].split("\\.")) {
-          wheel.append("Tag: ").append(py).append('-').append(abi).append('-').append(plat)
+          wheel
+              .append("Tag: ")
+              .append(py)
+              .append('-')
+              .append(abi)
+              .append('-')
+              .append(plat)
               .append('\n');
         }
       }
@@ -171,8 +183,13 @@ public final class WheelBuilder {
     StringBuilder record = new StringBuilder();
     content.forEach(
         (path, data) ->
-            record.append(path).append(",sha256=").append(recordHash(data)).append(',')
-                .append(data.length).append('\n'));
+            record
+                .append(path)
+                .append(",sha256=")
+                .append(recordHash(data))
+                .append(',')
+                .append(data.length)
+                .append('\n'));
     record.append(distInfo).append("RECORD,,\n");
     content.put(distInfo + "RECORD", record.toString().getBytes(StandardCharsets.UTF_8));
 
@@ -199,7 +216,8 @@ public final class WheelBuilder {
 
   private static String recordHash(byte[] data) {
     try {
-      return Base64.getUrlEncoder().withoutPadding()
+      return Base64.getUrlEncoder()
+          .withoutPadding()
           .encodeToString(MessageDigest.getInstance("SHA-256").digest(data));
     } catch (NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);

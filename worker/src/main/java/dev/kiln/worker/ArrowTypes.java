@@ -37,8 +37,8 @@ public final class ArrowTypes {
   static final String ARRAY_ITEM = "_array";
 
   /**
-   * Metadata the endpoint puts on a Decimal64 field ({@link Decimal64Schemas}) after turning it into
-   * FixedSizeBinary(8), which Arrow Java can read: {@code "precision,scale"}.
+   * Metadata the endpoint puts on a Decimal64 field ({@link Decimal64Schemas}) after turning it
+   * into FixedSizeBinary(8), which Arrow Java can read: {@code "precision,scale"}.
    */
   static final String DECIMAL64_KEY = "kiln.decimal64";
 
@@ -72,8 +72,8 @@ public final class ArrowTypes {
   }
 
   /**
-   * The field Databend Query sends for an argument: as {@link #field}, but strings as Utf8View
-   * and MAP entries named {@code 1} and {@code 2} (also inside nested types). DECIMAL(p ≤ 18) is
+   * The field Databend Query sends for an argument: as {@link #field}, but strings as Utf8View and
+   * MAP entries named {@code 1} and {@code 2} (also inside nested types). DECIMAL(p ≤ 18) is
    * Decimal128 here: Query sends Decimal64 since late 2025, which Arrow Java cannot write (the
    * endpoint reads both).
    */
@@ -86,8 +86,7 @@ public final class ArrowTypes {
     return build(name, type, false);
   }
 
-  private static Field build(String name, DataType type, boolean asQuery)
-      throws UdfException {
+  private static Field build(String name, DataType type, boolean asQuery) throws UdfException {
     Map<String, String> metadata = null;
     ArrowType arrow = arrowType(type);
     List<Field> children = new ArrayList<>();
@@ -110,12 +109,14 @@ public final class ArrowTypes {
       }
       case ARRAY -> children.add(build(ARRAY_ITEM, type.children().get(0), asQuery));
       case MAP -> {
-        // Query names the entries' fields after its internal tuple ("1", "2"); Arrow says key/value.
+        // Query names the entries' fields after its internal tuple ("1", "2"); Arrow says
+        // key/value.
         Field key =
             build(asQuery ? "1" : "key", type.children().get(0).withNullable(false), asQuery);
         Field value = build(asQuery ? "2" : "value", type.children().get(1), asQuery);
         children.add(
-            new Field("entries", FieldType.notNullable(ArrowType.Struct.INSTANCE), List.of(key, value)));
+            new Field(
+                "entries", FieldType.notNullable(ArrowType.Struct.INSTANCE), List.of(key, value)));
       }
       case TUPLE -> {
         for (int i = 0; i < type.children().size(); i++) {
@@ -161,7 +162,8 @@ public final class ArrowTypes {
       case TIMESTAMP -> t instanceof ArrowType.Timestamp;
       case DECIMAL -> {
         if (t instanceof ArrowType.Decimal d) {
-          yield d.getScale() == declared.scale() && (d.getBitWidth() == 128 || d.getBitWidth() == 256);
+          yield d.getScale() == declared.scale()
+              && (d.getBitWidth() == 128 || d.getBitWidth() == 256);
         }
         int[] ps = decimal64(actual);
         yield ps != null && ps[1] == declared.scale();
@@ -194,7 +196,9 @@ public final class ArrowTypes {
           t instanceof ArrowType.FixedSizeList f
               && f.getListSize() == declared.dimension()
               && children.size() == 1
-              && children.get(0).getType()
+              && children
+                  .get(0)
+                  .getType()
                   .equals(new ArrowType.FloatingPoint(FloatingPointPrecision.SINGLE));
       default -> {
         try {

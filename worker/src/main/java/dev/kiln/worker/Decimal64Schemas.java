@@ -30,16 +30,16 @@ import org.apache.arrow.vector.types.pojo.Schema;
 
 /**
  * Lets Arrow Java read what Databend Query sends for DECIMAL(p ≤ 18): Decimal64, which Arrow Java
- * 19 rejects while parsing the schema ("Library only supports 128-bit and 256-bit decimal
- * values"), so no producer code would ever see the call.
+ * 19 rejects while parsing the schema ("Library only supports 128-bit and 256-bit decimal values"),
+ * so no producer code would ever see the call.
  *
- * <p>A gRPC interceptor sees each incoming FlightData message of DoExchange and DoPut as raw
- * bytes, before Flight parses it. A schema message with a Decimal64 field is rewritten: the field
- * becomes FixedSizeBinary(8) with {@value ArrowTypes#DECIMAL64_KEY} = "precision,scale" in its
- * metadata. FixedSizeBinary(8) has exactly Decimal64's buffers (validity, then 8 bytes a value),
- * so the record batches that follow load unchanged and the 8-byte values reach the runner as they
- * are ({@link ArrowTypes#accepts}, {@link WireFormat}). Every other message passes through
- * untouched and uncopied: the interceptor only peeks at its small header.
+ * <p>A gRPC interceptor sees each incoming FlightData message of DoExchange and DoPut as raw bytes,
+ * before Flight parses it. A schema message with a Decimal64 field is rewritten: the field becomes
+ * FixedSizeBinary(8) with {@value ArrowTypes#DECIMAL64_KEY} = "precision,scale" in its metadata.
+ * FixedSizeBinary(8) has exactly Decimal64's buffers (validity, then 8 bytes a value), so the
+ * record batches that follow load unchanged and the 8-byte values reach the runner as they are
+ * ({@link ArrowTypes#accepts}, {@link WireFormat}). Every other message passes through untouched
+ * and uncopied: the interceptor only peeks at its small header.
  */
 final class Decimal64Schemas {
 
@@ -154,7 +154,8 @@ final class Decimal64Schemas {
       KeyValue kv = schema.customMetadata(i);
       metadata.put(kv.key() == null ? "" : kv.key(), kv.value() == null ? "" : kv.value());
     }
-    ByteBuffer out = MessageSerializer.serializeMetadata(new Schema(fields, metadata), IpcOption.DEFAULT);
+    ByteBuffer out =
+        MessageSerializer.serializeMetadata(new Schema(fields, metadata), IpcOption.DEFAULT);
     byte[] bytes = new byte[out.remaining()];
     out.get(bytes);
     return bytes;

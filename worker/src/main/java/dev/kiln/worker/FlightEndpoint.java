@@ -13,10 +13,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import org.apache.arrow.flight.FlightGrpcUtils;
 import org.apache.arrow.flight.FlightServer;
+import org.apache.arrow.flight.Location;
 import org.apache.arrow.flight.auth.ServerAuthHandler;
 import org.apache.arrow.flight.auth.ServerAuthInterceptor;
 import org.apache.arrow.flight.grpc.ServerBackpressureThresholdInterceptor;
-import org.apache.arrow.flight.Location;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.slf4j.Logger;
@@ -26,8 +26,8 @@ import org.slf4j.LoggerFactory;
  * The Arrow Flight server (plaintext h2c) that Databend calls to compute UDFs: DoExchange and
  * GetFlightInfo of the server-UDF protocol, routed by the {@value Tokens#HEADER} token to a UDF of
  * the {@link UdfDirectory}, plus the {@code builtin_healthy} and {@code builtin_echo} functions.
- * Schemas with Databend's Decimal64, which Arrow Java cannot read, are rewritten on arrival
- * ({@link Decimal64Schemas}).
+ * Schemas with Databend's Decimal64, which Arrow Java cannot read, are rewritten on arrival ({@link
+ * Decimal64Schemas}).
  */
 public final class FlightEndpoint implements AutoCloseable {
 

@@ -146,8 +146,8 @@ final class Runner {
 
   /**
    * Queues a BATCH frame for the runner's stdin and returns at once: a writer thread sends it, so
-   * the next batch can be on its way while the runner computes the current one. Frames are sent
-   * in order; each is answered by one {@link #receive}, in the same order.
+   * the next batch can be on its way while the runner computes the current one. Frames are sent in
+   * order; each is answered by one {@link #receive}, in the same order.
    */
   void send(WireFormat.Encoded batchFrame) throws InterruptedException {
     if (writer == null) {
@@ -195,7 +195,8 @@ final class Runner {
       // The runner marks the end of its output before an error, so the message can quote it.
       awaitSync(syncBase, OUTPUT_SYNC_WAIT);
       String excerpt = tail.excerpt(EXCERPT_LINES);
-      return new Reply(frame, excerpt.isEmpty() ? "" : ". Last output of the UDF process:" + excerpt);
+      return new Reply(
+          frame, excerpt.isEmpty() ? "" : ". Last output of the UDF process:" + excerpt);
     }
     if (closing) {
       throw new UdfException(

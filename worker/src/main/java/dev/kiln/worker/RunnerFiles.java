@@ -74,8 +74,8 @@ public final class RunnerFiles {
 
   /**
    * The code layer: {@code udf.py} (the code, verbatim) and {@code udf.meta} (handler and canonical
-   * type strings as {@code key=value} lines, which the runner reads without importing json),
-   * under {@link #UDF_DIR}.
+   * type strings as {@code key=value} lines, which the runner reads without importing json), under
+   * {@link #UDF_DIR}.
    */
   public static Map<String, byte[]> udfFiles(RuntimeSpec spec) {
     StringBuilder meta = new StringBuilder();

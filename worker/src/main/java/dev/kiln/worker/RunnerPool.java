@@ -37,11 +37,11 @@ import org.slf4j.LoggerFactory;
  * out.
  *
  * <p>Each runner has a slot: a thread that owns it, takes slices of batches from one FIFO queue
- * shared by all calls, and has its runner compute them one at a time. A call encodes its batch as one
- * slice, or, when runners are idle and the batch is large, as contiguous slices that idle runners
- * compute in parallel; it waits for them and joins the results in order. The queue is first in,
- * first out, so concurrent calls are served in arrival order and none starves; a call never takes
- * more slices than there are idle runners, so under load batches are not split at all.
+ * shared by all calls, and has its runner compute them one at a time. A call encodes its batch as
+ * one slice, or, when runners are idle and the batch is large, as contiguous slices that idle
+ * runners compute in parallel; it waits for them and joins the results in order. The queue is first
+ * in, first out, so concurrent calls are served in arrival order and none starves; a call never
+ * takes more slices than there are idle runners, so under load batches are not split at all.
  *
  * <p>While a runner computes a batch, its slot sends it the next queued one if no other runner is
  * idle, so under load a runner never waits for the worker to encode, send, receive and decode
@@ -49,11 +49,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>A runner that dies, times out, runs out of memory or breaks the protocol fails only the slice
  * it was computing (and so only that call; a slice sent ahead to it goes back to the queue); its
- * slot kills it and starts a replacement before it takes more work, while the other slots carry
- * on. A slot whose replacement cannot start retries
- * with backoff while other runners are alive; when none is, it fails queued calls one at a time,
- * each after one more attempt, so callers fail fast instead of waiting for a runner that will
- * never come.
+ * slot kills it and starts a replacement before it takes more work, while the other slots carry on.
+ * A slot whose replacement cannot start retries with backoff while other runners are alive; when
+ * none is, it fails queued calls one at a time, each after one more attempt, so callers fail fast
+ * instead of waiting for a runner that will never come.
  */
 public final class RunnerPool implements AutoCloseable {
 
@@ -61,9 +60,8 @@ public final class RunnerPool implements AutoCloseable {
    * How many runners, how long to wait for one to start and for one batch, how many lines of the
    * UDF's output to keep, and each runner's memory limit.
    *
-   * @param runnerMemoryBytes address-space limit of each runner process (RLIMIT_AS); 0 for none.
-   *     A runner that exceeds it fails its batch with "memory limit N MiB exceeded" and is
-   *     replaced
+   * @param runnerMemoryBytes address-space limit of each runner process (RLIMIT_AS); 0 for none. A
+   *     runner that exceeds it fails its batch with "memory limit N MiB exceeded" and is replaced
    */
   public record Options(
       int runners,
@@ -197,9 +195,9 @@ public final class RunnerPool implements AutoCloseable {
   /**
    * Starts {@code options.runners()} runners and waits until every one is ready.
    *
-   * @throws UdfException BAD_INPUT for a type the wire cannot carry, LOAD_FAILED when the code
-   *     does not load (or its {@code @udf} decorator disagrees with the signature), UNAVAILABLE
-   *     when a runner cannot be started in time
+   * @throws UdfException BAD_INPUT for a type the wire cannot carry, LOAD_FAILED when the code does
+   *     not load (or its {@code @udf} decorator disagrees with the signature), UNAVAILABLE when a
+   *     runner cannot be started in time
    */
   public static RunnerPool start(UdfSignature signature, RunnerLauncher launcher, Options options)
       throws UdfException, InterruptedException {
@@ -458,7 +456,8 @@ public final class RunnerPool implements AutoCloseable {
       try {
         return WireFormat.decodeResults(payloads, rows, signature.resultType(), allocator);
       } catch (WireFormat.MalformedFrameException e) {
-        log.error("UDF {}: malformed result from a runner: {}", signature.handler(), e.getMessage());
+        log.error(
+            "UDF {}: malformed result from a runner: {}", signature.handler(), e.getMessage());
         throw new UdfException(
             UdfException.Kind.INTERNAL,
             "the Kiln runner for this UDF sent a malformed result ("
@@ -499,7 +498,8 @@ public final class RunnerPool implements AutoCloseable {
         } catch (TimeoutException e) {
           if (cancelled.getAsBoolean()) {
             throw new UdfException(
-                UdfException.Kind.UNAVAILABLE, "the call was cancelled while the UDF was computing");
+                UdfException.Kind.UNAVAILABLE,
+                "the call was cancelled while the UDF was computing");
           }
           if (closed && !task.done.isDone()) {
             // close() fails what is queued; this catches a slice requeued just as it ran.
@@ -562,8 +562,10 @@ public final class RunnerPool implements AutoCloseable {
   private static final class Task {
     final WireFormat.Encoded frame;
     final int rows;
+
     /** Completes with the RESULT payload, or with the UdfException that ended the slice. */
     final CompletableFuture<byte[]> done = new CompletableFuture<>();
+
     private boolean abandoned;
 
     Task(WireFormat.Encoded frame, int rows) {
@@ -623,9 +625,9 @@ public final class RunnerPool implements AutoCloseable {
 
     /**
      * Serves {@code first} and whatever is queued behind it, keeping one more batch on its way to
-     * the runner while it computes the current one (when every other runner is busy), so the
-     * runner does not wait for the worker between batches. A batch sent ahead to a runner that
-     * then dies before reaching it was never computed: it goes back to the front of the queue.
+     * the runner while it computes the current one (when every other runner is busy), so the runner
+     * does not wait for the worker between batches. A batch sent ahead to a runner that then dies
+     * before reaching it was never computed: it goes back to the front of the queue.
      */
     private void serveFrom(Task first) throws InterruptedException {
       Runner r = runner;
@@ -669,7 +671,9 @@ public final class RunnerPool implements AutoCloseable {
         }
         failure = e;
         log.warn(
-            "UDF {}: a replacement runner failed to start: {}", signature.handler(), e.getMessage());
+            "UDF {}: a replacement runner failed to start: {}",
+            signature.handler(),
+            e.getMessage());
       }
       if (slots.stream().anyMatch(Slot::healthy)) {
         // Others still serve; try again later instead of failing calls they could take.
@@ -677,9 +681,10 @@ public final class RunnerPool implements AutoCloseable {
         while (!closed && System.nanoTime() < until) {
           Thread.sleep(Math.min(POLL_MILLIS, Math.max(1, (until - System.nanoTime()) / 1_000_000)));
         }
-        backoff = backoff.multipliedBy(2).compareTo(MAX_RESTART_BACKOFF) > 0
-            ? MAX_RESTART_BACKOFF
-            : backoff.multipliedBy(2);
+        backoff =
+            backoff.multipliedBy(2).compareTo(MAX_RESTART_BACKOFF) > 0
+                ? MAX_RESTART_BACKOFF
+                : backoff.multipliedBy(2);
         return false;
       }
       // No runner anywhere: the next queued call fails now rather than wait for nothing.

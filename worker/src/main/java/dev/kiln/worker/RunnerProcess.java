@@ -5,8 +5,8 @@ import java.io.OutputStream;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * One runner process (in a sandbox, or on the host in tests), connected by pipes. The worker
- * speaks its binary protocol over stdin/stdout; stderr carries the UDF's own output.
+ * One runner process (in a sandbox, or on the host in tests), connected by pipes. The worker speaks
+ * its binary protocol over stdin/stdout; stderr carries the UDF's own output.
  */
 public interface RunnerProcess {
 

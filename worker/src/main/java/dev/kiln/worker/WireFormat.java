@@ -80,6 +80,7 @@ final class WireFormat {
   static final int VECTOR = 21;
 
   static final int HAS_NULLS = 0x01;
+
   /**
    * STRING, BINARY, VARIANT column flag: the values are joined by a separator byte that occurs in
    * none of them ({@code sep:u8 length:u64 bytes}) instead of offsets then bytes; Python splits
@@ -232,7 +233,8 @@ final class WireFormat {
     s.u8(code).u8(nulls ? HAS_NULLS : 0);
     int flagsAt = s.pos - 1;
     switch (t.kind()) {
-      case DECIMAL -> s.u8(t.precision()).u8(t.scale()).u8(((BaseFixedWidthVector) v).getTypeWidth());
+      case DECIMAL ->
+          s.u8(t.precision()).u8(t.scale()).u8(((BaseFixedWidthVector) v).getTypeWidth());
       case TUPLE -> s.u16(t.children().size());
       case VECTOR -> s.u32(t.dimension());
       default -> {}
@@ -244,7 +246,17 @@ final class WireFormat {
       case BOOLEAN -> expandBits(((BitVector) v).getDataBuffer(), start, n, s);
       case STRING, BINARY, VARIANT -> writeVarWidth(s, v, start, n, flagsAt);
       case TIMESTAMP -> writeTimestamps(s, (BaseFixedWidthVector) v, start, n);
-      case DECIMAL, DATE, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, FLOAT32,
+      case DECIMAL,
+          DATE,
+          INT8,
+          INT16,
+          INT32,
+          INT64,
+          UINT8,
+          UINT16,
+          UINT32,
+          UINT64,
+          FLOAT32,
           FLOAT64 -> {
         BaseFixedWidthVector fixed = (BaseFixedWidthVector) v;
         int w = fixed.getTypeWidth();
@@ -252,7 +264,8 @@ final class WireFormat {
       }
       case ARRAY, MAP -> {
         long[] range = writeOffsets(s, v, start, n);
-        FieldVector data = v instanceof ListVector l ? l.getDataVector() : ((LargeListVector) v).getDataVector();
+        FieldVector data =
+            v instanceof ListVector l ? l.getDataVector() : ((LargeListVector) v).getDataVector();
         int from = Math.toIntExact(range[0]);
         int count = Math.toIntExact(range[1] - range[0]);
         if (t.kind() == DataType.Kind.ARRAY) {
@@ -354,7 +367,9 @@ final class WireFormat {
     return large ? offsets.getLong(8L * i) : offsets.getInt(4L * i);
   }
 
-  /** Values of a variable-width column, gathered: value i is {@code data[offsets[i], offsets[i+1])}. */
+  /**
+   * Values of a variable-width column, gathered: value i is {@code data[offsets[i], offsets[i+1])}.
+   */
   private record Gathered(byte[] data, long[] offsets) {}
 
   /**
@@ -451,8 +466,8 @@ final class WireFormat {
 
   /**
    * Utf8View and BinaryView (what Databend sends for strings): short values live inside their
-   * 16-byte view, long ones in a variadic data buffer. The views are copied out once and read
-   * from a Java array, which is much cheaper than a bounds-checked ArrowBuf read per field.
+   * 16-byte view, long ones in a variadic data buffer. The views are copied out once and read from
+   * a Java array, which is much cheaper than a bounds-checked ArrowBuf read per field.
    */
   private static Gathered gatherViews(
       BaseVariableWidthViewVector view, int start, int n, long[] offsets) {
@@ -691,8 +706,11 @@ final class WireFormat {
           case ARRAY -> {
             long[] counts = readOffsets(parts, what, buffers, true);
             v.loadFieldBuffers(node, buffers);
-            read(children(parts, counts), ((LargeListVector) v).getDataVector(),
-                t.children().get(0), what);
+            read(
+                children(parts, counts),
+                ((LargeListVector) v).getDataVector(),
+                t.children().get(0),
+                what);
           }
           case MAP -> {
             long[] counts = readOffsets(parts, what, buffers, false);
@@ -740,8 +758,8 @@ final class WireFormat {
     }
 
     /**
-     * STRING, BINARY and VARIANT parts, in either layout, as one offsets buffer and one data
-     * buffer (added to {@code buffers}).
+     * STRING, BINARY and VARIANT parts, in either layout, as one offsets buffer and one data buffer
+     * (added to {@code buffers}).
      */
     private void readStrings(
         List<Part> parts, boolean[] separated, int total, String what, List<ArrowBuf> buffers)
@@ -849,8 +867,15 @@ final class WireFormat {
           int width = bb.get() & 0xff;
           if (precision != t.precision() || scale != t.scale() || width != decimalResultWidth(t)) {
             throw new MalformedFrameException(
-                what + " is DECIMAL(" + precision + ", " + scale + ") of width " + width
-                    + ", expected " + t);
+                what
+                    + " is DECIMAL("
+                    + precision
+                    + ", "
+                    + scale
+                    + ") of width "
+                    + width
+                    + ", expected "
+                    + t);
           }
         }
         case TUPLE -> {
@@ -1015,7 +1040,13 @@ final class WireFormat {
   private static void need(ByteBuffer bb, long bytes, String what) throws MalformedFrameException {
     if (bb.remaining() < bytes) {
       throw new MalformedFrameException(
-          "the result ends early: " + what + " need " + bytes + " bytes, " + bb.remaining() + " left");
+          "the result ends early: "
+              + what
+              + " need "
+              + bytes
+              + " bytes, "
+              + bb.remaining()
+              + " left");
     }
   }
 }

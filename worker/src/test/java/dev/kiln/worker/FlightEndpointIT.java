@@ -25,7 +25,6 @@ import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
-import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.types.FloatingPointPrecision;
 import org.apache.arrow.vector.types.pojo.ArrowType;
 import org.apache.arrow.vector.types.pojo.Field;
@@ -558,8 +557,7 @@ class FlightEndpointIT {
 
   @Test
   void decimal64OfAnotherScaleIsRefusedByName() throws Exception {
-    Udf udf =
-        ready(Udfs.spec("f", List.of("DECIMAL(15, 2)"), "INT", "def f(d):\n    return 1\n"));
+    Udf udf = ready(Udfs.spec("f", List.of("DECIMAL(15, 2)"), "INT", "def f(d):\n    return 1\n"));
     Schema declared =
         new Schema(
             List.of(new Field("arg1", FieldType.nullable(new ArrowType.Decimal(15, 3, 64)), null)));
@@ -586,7 +584,8 @@ class FlightEndpointIT {
     Field field = ArrowTypes.queryArgumentField("arg1", Udfs.type(type));
     List<Object> values =
         Arrays.asList(
-            List.of(RunnerTypesIT.map("a", Arrays.asList(1L, null), "b", List.of()), List.of(1f, 2f)),
+            List.of(
+                RunnerTypesIT.map("a", Arrays.asList(1L, null), "b", List.of()), List.of(1f, 2f)),
             null);
     try (org.apache.arrow.vector.VectorSchemaRoot batch =
         new org.apache.arrow.vector.VectorSchemaRoot(

@@ -21,8 +21,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Code written for the databend-udf package, unchanged, through real Python runners: Kiln's
- * {@code databend_udf} module and the options of its {@code @udf} decorator.
+ * Code written for the databend-udf package, unchanged, through real Python runners: Kiln's {@code
+ * databend_udf} module and the options of its {@code @udf} decorator.
  */
 class RunnerOptionsIT {
 
@@ -47,7 +47,8 @@ class RunnerOptionsIT {
   private RunnerPool start(RuntimeSpec spec) throws Exception {
     HostRunnerLauncher launcher =
         new HostRunnerLauncher(dir.resolve("udf" + dirs.incrementAndGet()), spec);
-    RunnerPool pool = RunnerPool.start(UdfSignature.of(spec), launcher, RunnerPool.Options.defaults());
+    RunnerPool pool =
+        RunnerPool.start(UdfSignature.of(spec), launcher, RunnerPool.Options.defaults());
     pools.add(pool);
     return pool;
   }

@@ -586,7 +586,8 @@ class RunnerPoolIT {
             new RunnerPool.Options(2, Duration.ofSeconds(30), Duration.ofSeconds(30), 50));
 
     try (ExecutorService threads = Executors.newFixedThreadPool(2)) {
-      Future<List<Object>> crashing = threads.submit(() -> call(pool, List.of(INT64), List.of(13L)));
+      Future<List<Object>> crashing =
+          threads.submit(() -> call(pool, List.of(INT64), List.of(13L)));
       Future<List<Object>> fine = threads.submit(() -> call(pool, List.of(INT64), List.of(7L)));
       assertThat(fine.get()).containsExactly(7L);
       assertThatThrownBy(crashing::get).hasMessageContaining("killed by SIGABRT");
@@ -715,7 +716,8 @@ class RunnerPoolIT {
     RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), "BIGINT", code));
 
     try (ExecutorService threads = Executors.newFixedThreadPool(2)) {
-      Future<List<Object>> crashing = threads.submit(() -> call(pool, List.of(INT64), List.of(13L)));
+      Future<List<Object>> crashing =
+          threads.submit(() -> call(pool, List.of(INT64), List.of(13L)));
       // Queued behind the crashing batch on the only runner, so sent ahead to it.
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
       while (pool.stats().requestCount() < 1 && System.nanoTime() < deadline) {

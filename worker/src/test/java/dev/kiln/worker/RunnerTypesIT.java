@@ -180,13 +180,17 @@ class RunnerTypesIT {
             "ARRAY(ARRAY(INT64 NULL)) NULL",
             query("ARRAY(ARRAY(INT64 NULL)) NULL"),
             Arrays.asList(
-                List.of(Arrays.asList(1L, null), List.of()), List.of(), null, List.of(List.of(7L)))),
+                List.of(Arrays.asList(1L, null), List.of()),
+                List.of(),
+                null,
+                List.of(List.of(7L)))),
         Arguments.of(
             "ARRAY(INT32) NULL as a 32-bit List",
             new Field(
                 "arg1",
                 FieldType.nullable(ArrowType.List.INSTANCE),
-                List.of(new Field("item", FieldType.notNullable(new ArrowType.Int(32, true)), null))),
+                List.of(
+                    new Field("item", FieldType.notNullable(new ArrowType.Int(32, true)), null))),
             Arrays.asList(List.of(5L, 6L), null, List.of())),
         Arguments.of(
             "MAP(STRING, INT32 NULL) NULL",
@@ -336,21 +340,24 @@ class RunnerTypesIT {
     RunnerPool tuples =
         start(
             Udfs.spec(
-                "g", List.of("INT"), "TUPLE(a INT32, b STRING) NULL", "def g(i):\n    return (1,)\n"),
+                "g",
+                List.of("INT"),
+                "TUPLE(a INT32, b STRING) NULL",
+                "def g(i):\n    return (1,)\n"),
             1);
     assertThatThrownBy(() -> call(tuples, List.of(query("INT NULL")), List.of(0L)))
         .hasMessageContaining("it has 1 fields, the TUPLE has 2");
 
     RunnerPool decimals =
-        start(
-            Udfs.spec("h", List.of("INT"), "DECIMAL(4, 2)", "def h(i):\n    return 100\n"), 1);
+        start(Udfs.spec("h", List.of("INT"), "DECIMAL(4, 2)", "def h(i):\n    return 100\n"), 1);
     assertThatThrownBy(() -> call(decimals, List.of(query("INT NULL")), List.of(0L)))
         .hasMessageContaining("returned int 100 for row 0")
         .hasMessageContaining("it does not fit 4 digits");
 
     RunnerPool json =
         start(
-            Udfs.spec("j", List.of("INT"), "VARIANT", "def j(i):\n    return {'n': float('nan')}\n"),
+            Udfs.spec(
+                "j", List.of("INT"), "VARIANT", "def j(i):\n    return {'n': float('nan')}\n"),
             1);
     assertThatThrownBy(() -> call(json, List.of(query("INT NULL")), List.of(0L)))
         .hasMessageContaining("it cannot be written as JSON");
@@ -410,8 +417,10 @@ class RunnerTypesIT {
 
   @Test
   void typesOfArgumentsAreCheckedRecursively() throws Exception {
-    RunnerPool pool = start(Udfs.spec("ident", List.of("ARRAY(INT64)"), "ARRAY(INT64)", IDENTITY), 1);
-    assertThatThrownBy(() -> call(pool, List.of(query("ARRAY(STRING) NULL")), List.of(List.of("x"))))
+    RunnerPool pool =
+        start(Udfs.spec("ident", List.of("ARRAY(INT64)"), "ARRAY(INT64)", IDENTITY), 1);
+    assertThatThrownBy(
+            () -> call(pool, List.of(query("ARRAY(STRING) NULL")), List.of(List.of("x"))))
         .isInstanceOfSatisfying(
             UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.BAD_INPUT))
         .hasMessageContaining("argument arg1 is declared ARRAY(INT64 NOT NULL) NULL")
@@ -422,7 +431,11 @@ class RunnerTypesIT {
   void everyTypeIsSupported() throws Exception {
     for (String t :
         List.of(
-            "DATE", "TIMESTAMP", "DECIMAL(76, 10)", "VARIANT", "ARRAY(MAP(STRING, VECTOR(4)))",
+            "DATE",
+            "TIMESTAMP",
+            "DECIMAL(76, 10)",
+            "VARIANT",
+            "ARRAY(MAP(STRING, VECTOR(4)))",
             "TUPLE(a BINARY, b TUPLE(c BOOLEAN))")) {
       DataType type = Udfs.type(t);
       RunnerPool.requireSupported(type);

@@ -110,7 +110,8 @@ final class Vectors {
       case Decimal256Vector t -> t.setSafe(i, (BigDecimal) value);
       case FixedSizeBinaryVector t -> t.setSafe(i, bytes(value));
       case DateDayVector t -> t.setSafe(i, (int) ((LocalDate) value).toEpochDay());
-      case TimeStampVector t -> t.setSafe(i, timestamp((ArrowType.Timestamp) t.getField().getType(), value));
+      case TimeStampVector t ->
+          t.setSafe(i, timestamp((ArrowType.Timestamp) t.getField().getType(), value));
       case MapVector m -> {
         Map<Object, Object> map = (Map<Object, Object>) value;
         long at = m.startNewValue(i);
@@ -201,9 +202,7 @@ final class Vectors {
       case ViewVarCharVector t -> new String(t.get(i), StandardCharsets.UTF_8);
       case VarBinaryVector t -> boxed(t.get(i));
       case LargeVarBinaryVector t ->
-          isVariant(t.getField())
-              ? new String(t.get(i), StandardCharsets.UTF_8)
-              : boxed(t.get(i));
+          isVariant(t.getField()) ? new String(t.get(i), StandardCharsets.UTF_8) : boxed(t.get(i));
       case ViewVarBinaryVector t -> boxed(t.get(i));
       case DecimalVector t -> t.getObject(i);
       case Decimal256Vector t -> t.getObject(i);
