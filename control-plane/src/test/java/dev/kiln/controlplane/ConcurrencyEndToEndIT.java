@@ -20,25 +20,22 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
+import java.util.function.Consumer;
 import org.apache.arrow.flight.CallOptions;
-import org.apache.arrow.flight.FlightCallHeaders;
 import org.apache.arrow.flight.FlightClient;
 import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightGrpcUtils;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
-import org.apache.arrow.flight.HeaderCallOption;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.BigIntVector;
 import org.apache.arrow.vector.LargeVarCharVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.ViewVarCharVector;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -78,50 +75,31 @@ class ConcurrencyEndToEndIT {
       """;
 
   @TempDir static Path dataDir;
-  static KilnServer server;
-  static DatabendClient api;
-  BufferAllocator allocator;
+  static RunningKiln kiln;
+  @RegisterExtension final TestAllocator allocator = new TestAllocator();
 
   @BeforeAll
   static void startKiln() throws Exception {
-    server =
-        KilnServer.start(
-            KilnTestSupport.testConfig(dataDir)
-                .runnersPerSandbox(2)
-                .sandboxCpus(2)
-                .batchTimeout(BATCH_TIMEOUT)
-                .build());
-    api = KilnTestSupport.client(server);
+    kiln =
+        RunningKiln.start(
+            dataDir,
+            config -> config.runnersPerSandbox(2).sandboxCpus(2).batchTimeout(BATCH_TIMEOUT));
   }
 
   @AfterAll
   static void stopKiln() throws Exception {
-    if (api != null) {
-      api.close();
+    if (kiln != null) {
+      kiln.close();
     }
-    if (server != null) {
-      server.close();
-      assertThat(KilnTestSupport.runscContainers(dataDir)).as("sandboxes left running").isEmpty();
-      assertThat(KilnTestSupport.mountsUnder(dataDir)).as("mounts left behind").isEmpty();
-    }
-  }
-
-  @BeforeEach
-  void allocator() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void closeAllocator() {
-    allocator.close(); // fails the test if a buffer leaked
   }
 
   @Test
   void sixtyFourConcurrentCallsOfAFullBatchOnNewConnectionsAreAllRight() throws Exception {
     String code = "def mix(a, s):\n    return None if s is None else '%s:%d' % (s, a * 2)\n";
     DatabendClient.Resource r =
-        api.apply(
-            TENANT, spec("mix", List.of("BIGINT NULL", "VARCHAR NULL"), "VARCHAR NULL", code));
+        kiln.api()
+            .apply(
+                TENANT, spec("mix", List.of("BIGINT NULL", "VARCHAR NULL"), "VARCHAR NULL", code));
     // Wait for the sandbox once, so the 64 calls measure the data path, not the cold start.
     KilnTestSupport.call(
         allocator, r, TENANT, "mix", List.of("BIGINT NULL", "VARCHAR NULL"), "[[1,\"warm\"]]");
@@ -163,7 +141,7 @@ class ConcurrencyEndToEndIT {
           FlightClient.ExchangeReaderWriter x =
               client.doExchange(
                   FlightDescriptor.path("mix"),
-                  headers(r, "mix"),
+                  KilnTestSupport.databendHeaders(r, TENANT, "mix", "concurrency-it"),
                   CallOptions.timeout(300, TimeUnit.SECONDS))) {
         x.getWriter().start(in);
         // Flight's client spins in putNext until the stream is ready; wait politely instead.
@@ -234,33 +212,37 @@ class ConcurrencyEndToEndIT {
   @Test
   void aBatchThatNeverReturnsIsStoppedAfterTheBatchTimeout() throws Exception {
     DatabendClient.Resource r = crashUdf();
-    assertThatThrownBy(() -> crash(r, "hang", 1))
-        .isInstanceOfSatisfying(
-            FlightRuntimeException.class,
-            e -> {
-              assertThat(e.status().code()).isEqualTo(FlightStatusCode.TIMED_OUT);
-              assertThat(e.status().description())
-                  .contains("the UDF did not return within 3 s for a batch of 1 rows");
-            });
+    assertCrashFails(
+        r,
+        "hang",
+        1,
+        e -> {
+          assertThat(e.status().code()).isEqualTo(FlightStatusCode.TIMED_OUT);
+          assertThat(e.status().description())
+              .contains("the UDF did not return within 3 s for a batch of 1 rows");
+        });
     assertThat(crash(r, "ok", 1)).isEqualTo(2L);
   }
 
   @Test
   void aPythonErrorQuotesTheUdfsOutput() throws Exception {
     DatabendClient.Resource r = crashUdf();
-    assertThatThrownBy(() -> crash(r, "raise", 5))
-        .isInstanceOfSatisfying(
-            FlightRuntimeException.class,
-            e ->
-                assertThat(e.status().description())
-                    .contains("ValueError: bad row 5 (udf.py line 18, in crash")
-                    .contains("Last output of the UDF process:")
-                    .contains("looking at row 5"));
+    assertCrashFails(
+        r,
+        "raise",
+        5,
+        e ->
+            assertThat(e.status().description())
+                .contains("ValueError: bad row 5 (udf.py line 18, in crash")
+                .contains("Last output of the UDF process:")
+                .contains("looking at row 5"));
   }
 
   private DatabendClient.Resource crashUdf() {
-    return api.apply(
-        TENANT, spec("crash", List.of("VARCHAR NULL", "BIGINT NULL"), "BIGINT NULL", CRASH_CODE));
+    return kiln.api()
+        .apply(
+            TENANT,
+            spec("crash", List.of("VARCHAR NULL", "BIGINT NULL"), "BIGINT NULL", CRASH_CODE));
   }
 
   /**
@@ -271,14 +253,18 @@ class ConcurrencyEndToEndIT {
       throws Exception {
     try (ExecutorService threads = Executors.newSingleThreadExecutor()) {
       Future<Long> slow = threads.submit(() -> crash(r, "slow", 10));
-      assertThatThrownBy(() -> crash(r, kind, 1))
-          .as(kind)
-          .isInstanceOfSatisfying(
-              FlightRuntimeException.class,
-              e -> assertThat(e.status().description()).contains(message));
+      assertCrashFails(r, kind, 1, e -> assertThat(e.status().description()).contains(message));
       assertThat(slow.get(60, TimeUnit.SECONDS)).as("the call on the other runner").isEqualTo(11L);
     }
     assertThat(crash(r, "ok", 1)).as("the next call after " + kind).isEqualTo(2L);
+  }
+
+  /** Asserts that the crash UDF fails on this row with a Flight error that passes {@code check}. */
+  private void assertCrashFails(
+      DatabendClient.Resource r, String kind, long x, Consumer<FlightRuntimeException> check) {
+    assertThatThrownBy(() -> crash(r, kind, x))
+        .as(kind)
+        .isInstanceOfSatisfying(FlightRuntimeException.class, check);
   }
 
   private long crash(DatabendClient.Resource r, String kind, long x) throws Exception {
@@ -291,15 +277,6 @@ class ConcurrencyEndToEndIT {
             List.of("VARCHAR NULL", "BIGINT NULL"),
             "[[\"" + kind + "\"," + x + "]]");
     return ((Number) out.get(0).get(0)).longValue();
-  }
-
-  private static HeaderCallOption headers(DatabendClient.Resource r, String handler) {
-    FlightCallHeaders h = new FlightCallHeaders();
-    h.insert("x-databend-tenant", TENANT);
-    h.insert("x-databend-function", handler);
-    h.insert("x-databend-query-id", "concurrency-it");
-    r.headers().forEach(h::insert);
-    return new HeaderCallOption(h);
   }
 
   private static void awaitConnected(ManagedChannel channel) throws InterruptedException {

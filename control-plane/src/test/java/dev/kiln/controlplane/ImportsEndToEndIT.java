@@ -1,12 +1,8 @@
 package dev.kiln.controlplane;
 
-import static dev.kiln.controlplane.KilnTestSupport.JSON;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.kiln.resolver.DataType;
 import io.grpc.StatusRuntimeException;
 import io.micrometer.core.instrument.Measurement;
 import io.micrometer.core.instrument.Meter;
@@ -26,8 +22,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
 import java.util.zip.ZipEntry;
 import java.util.zip.ZipOutputStream;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
 import org.apache.commons.compress.compressors.gzip.GzipCompressorOutputStream;
@@ -35,10 +29,9 @@ import org.gaul.s3proxy.S3Proxy;
 import org.gaul.s3proxy.auth.AuthenticationType;
 import org.gaul.s3proxy.nio2blob.TransientNio2BlobStore;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import software.amazon.awssdk.auth.credentials.AwsBasicCredentials;
 import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;
@@ -65,9 +58,8 @@ class ImportsEndToEndIT {
   static S3Proxy s3proxy;
   static S3Client s3;
   static S3Presigner presigner;
-  static KilnServer server;
-  static DatabendClient api;
-  BufferAllocator allocator;
+  static RunningKiln kiln;
+  @RegisterExtension final TestAllocator allocator = new TestAllocator();
 
   @BeforeAll
   static void start() throws Exception {
@@ -110,19 +102,13 @@ class ImportsEndToEndIT {
     put("a/config.txt", "from a".getBytes(StandardCharsets.UTF_8));
     put("b/config.txt", "from b".getBytes(StandardCharsets.UTF_8));
 
-    server = KilnServer.start(KilnTestSupport.testConfig(dataDir).build());
-    api = KilnTestSupport.client(server);
+    kiln = RunningKiln.start(dataDir);
   }
 
   @AfterAll
   static void stop() throws Exception {
-    if (api != null) {
-      api.close();
-    }
-    if (server != null) {
-      server.close();
-      assertThat(KilnTestSupport.runscContainers(dataDir)).as("sandboxes left running").isEmpty();
-      assertThat(KilnTestSupport.mountsUnder(dataDir)).as("mounts left behind").isEmpty();
+    if (kiln != null) {
+      kiln.close();
     }
     if (presigner != null) {
       presigner.close();
@@ -135,16 +121,6 @@ class ImportsEndToEndIT {
     }
   }
 
-  @BeforeEach
-  void allocator() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void closeAllocator() {
-    allocator.close(); // fails the test if a buffer leaked
-  }
-
   private static void put(String key, byte[] bytes) {
     s3.putObject(b -> b.bucket(BUCKET).key(key), RequestBody.fromBytes(bytes));
   }
@@ -152,13 +128,16 @@ class ImportsEndToEndIT {
   /** An import as Databend sends it: a fresh presigned URL, the object's ETag as the tag. */
   private static DatabendClient.Import stageImport(String key, Duration validFor) {
     String etag = s3.headObject(b -> b.bucket(BUCKET).key(key)).eTag();
-    String url =
-        presigner
-            .presignGetObject(
-                r -> r.signatureDuration(validFor).getObjectRequest(g -> g.bucket(BUCKET).key(key)))
-            .url()
-            .toString();
-    return new DatabendClient.Import("@" + BUCKET + "/" + key, url, etag);
+    return new DatabendClient.Import("@" + BUCKET + "/" + key, presign(key, validFor), etag);
+  }
+
+  /** A presigned GET URL of the staged file {@code key}, valid for {@code validFor}. */
+  private static String presign(String key, Duration validFor) {
+    return presigner
+        .presignGetObject(
+            r -> r.signatureDuration(validFor).getObjectRequest(g -> g.bucket(BUCKET).key(key)))
+        .url()
+        .toString();
   }
 
   private static List<DatabendClient.Import> imports(Duration validFor, String... keys) {
@@ -169,21 +148,29 @@ class ImportsEndToEndIT {
     return out;
   }
 
-  /** A spec as Databend writes it, with its import locations. */
-  private static String spec(String handler, String code, List<DatabendClient.Import> imports) {
-    ObjectNode n = JSON.createObjectNode();
-    n.put("version", 1);
-    n.put("kind", "udf");
-    n.put("language", "python");
-    n.put("handler", handler);
-    n.putArray("input_types").add("VARCHAR NULL");
-    n.put("result_type", "VARCHAR NULL");
-    ArrayNode locations = n.putArray("imports");
-    imports.forEach(i -> locations.add(i.location()));
-    n.putArray("packages");
-    n.put("runtime_version", "3.12.2");
-    n.put("code", code);
-    return n.toString();
+  /** Applies a UDF of one VARCHAR NULL argument with these imports, as Databend does. */
+  private static DatabendClient.Resource apply(
+      String handler, String code, List<DatabendClient.Import> imports) {
+    String spec =
+        KilnTestSupport.spec(
+            handler,
+            List.of("VARCHAR NULL"),
+            "VARCHAR NULL",
+            imports.stream().map(DatabendClient.Import::location).toList(),
+            List.of(),
+            code);
+    return kiln.api().apply("acme", spec, imports, Duration.ofSeconds(5));
+  }
+
+  /** Asserts that applying a UDF with this one import fails naming its location and status. */
+  private static void assertImportFails(String handler, DatabendClient.Import i, String status) {
+    List<DatabendClient.Import> imports = List.of(i);
+    String code = "def " + handler + "(x):\n    return x\n";
+    assertThatThrownBy(() -> apply(handler, code, imports))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e ->
+                assertThat(e.getStatus().getDescription()).contains(i.location()).contains(status));
   }
 
   private static final String CODE =
@@ -215,29 +202,17 @@ class ImportsEndToEndIT {
   };
 
   private String callOne(DatabendClient.Resource r, String handler, String arg) throws Exception {
-    ArrayNode rows =
-        DatabendClient.call(
-            allocator,
-            r.endpoint(),
-            r.headers(),
-            "acme",
-            handler,
-            List.of(DataType.parse("VARCHAR NULL")),
-            JSON.readTree("[[\"" + arg + "\"]]"),
-            Duration.ofSeconds(180));
-    return rows.get(0).get(0).asText();
+    List<List<Object>> rows =
+        KilnTestSupport.call(
+            allocator, r, "acme", handler, List.of("VARCHAR NULL"), "[[\"" + arg + "\"]]");
+    return String.valueOf(rows.get(0).get(0));
   }
 
   @Test
   void aUdfReadsImportedFilesAModuleFromAZipAndAnArchive() throws Exception {
     List<DatabendClient.Import> imports = imports(Duration.ofDays(7), ALL);
     String handler = "describe";
-    DatabendClient.Resource r =
-        api.apply(
-            "acme",
-            spec(handler, CODE.replace("HANDLER", handler), imports),
-            imports,
-            Duration.ofSeconds(5));
+    DatabendClient.Resource r = apply(handler, CODE.replace("HANDLER", handler), imports);
     assertThat(callOne(r, handler, "kiln"))
         .isEqualTo(
             "hello from the stage|KILN!|7|alpha,beta,gamma|from b|"
@@ -247,12 +222,7 @@ class ImportsEndToEndIT {
   @Test
   void anotherApplyWithNewUrlsAndTheSameTagsDownloadsNothing() throws Exception {
     List<DatabendClient.Import> first = imports(Duration.ofDays(7), ALL);
-    DatabendClient.Resource warm =
-        api.apply(
-            "acme",
-            spec("warm", CODE.replace("HANDLER", "warm"), first),
-            first,
-            Duration.ofSeconds(5));
+    DatabendClient.Resource warm = apply("warm", CODE.replace("HANDLER", "warm"), first);
     assertThat(callOne(warm, "warm", "a")).startsWith("hello from the stage|A!");
     double downloads = meter("kiln.cache.import.downloads");
     double avoided = meter("kiln.cache.import.avoided");
@@ -269,12 +239,7 @@ class ImportsEndToEndIT {
             "b/config.txt",
             "a/config.txt");
     assertThat(again.get(0).url()).isNotEqualTo(first.get(0).url());
-    DatabendClient.Resource r =
-        api.apply(
-            "acme",
-            spec("again", CODE.replace("HANDLER", "again"), again),
-            again,
-            Duration.ofSeconds(5));
+    DatabendClient.Resource r = apply("again", CODE.replace("HANDLER", "again"), again);
     assertThat(callOne(r, "again", "b")).contains("|B!|").contains("|from a|");
     assertThat(meter("kiln.cache.import.downloads")).as("downloads").isEqualTo(downloads);
     assertThat(meter("kiln.cache.import.avoided") - avoided)
@@ -284,31 +249,12 @@ class ImportsEndToEndIT {
 
   @Test
   void aMissingFileFailsApplyWithItsLocationAndStatus() {
-    DatabendClient.Import missing =
+    String key = "udf/imports/missing.py";
+    assertImportFails(
+        "m",
         new DatabendClient.Import(
-            "@stage/udf/imports/missing.py",
-            presigner
-                .presignGetObject(
-                    r ->
-                        r.signatureDuration(Duration.ofDays(1))
-                            .getObjectRequest(g -> g.bucket(BUCKET).key("udf/imports/missing.py")))
-                .url()
-                .toString(),
-            "\"0123456789abcdef\"");
-    List<DatabendClient.Import> imports = List.of(missing);
-    assertThatThrownBy(
-            () ->
-                api.apply(
-                    "acme",
-                    spec("m", "def m(x):\n    return x\n", imports),
-                    imports,
-                    Duration.ofSeconds(5)))
-        .isInstanceOfSatisfying(
-            StatusRuntimeException.class,
-            e ->
-                assertThat(e.getStatus().getDescription())
-                    .contains("@stage/udf/imports/missing.py")
-                    .contains("404"));
+            "@stage/" + key, presign(key, Duration.ofDays(1)), "\"0123456789abcdef\""),
+        "404");
   }
 
   @Test
@@ -316,25 +262,12 @@ class ImportsEndToEndIT {
     put("udf/imports/late.py", "LATE = 1\n".getBytes(StandardCharsets.UTF_8));
     DatabendClient.Import late = stageImport("udf/imports/late.py", Duration.ofSeconds(1));
     awaitStatus(late.url(), 403);
-    List<DatabendClient.Import> imports = List.of(late);
-    assertThatThrownBy(
-            () ->
-                api.apply(
-                    "acme",
-                    spec("l", "def l(x):\n    return x\n", imports),
-                    imports,
-                    Duration.ofSeconds(5)))
-        .isInstanceOfSatisfying(
-            StatusRuntimeException.class,
-            e ->
-                assertThat(e.getStatus().getDescription())
-                    .contains("@stage/udf/imports/late.py")
-                    .contains("403"));
+    assertImportFails("l", late, "403");
   }
 
   /** The sum of a meter's measurements on the server's registry; fails when it is missing. */
   private static double meter(String name) {
-    Collection<Meter> meters = server.meters().find(name).meters();
+    Collection<Meter> meters = kiln.server().meters().find(name).meters();
     assertThat(meters).as("meter %s registered", name).isNotEmpty();
     double sum = 0;
     for (Meter m : meters) {

@@ -1,29 +1,26 @@
 package dev.kiln.controlplane;
 
+import static dev.kiln.controlplane.KilnTestSupport.assertFailsWithStatus;
 import static dev.kiln.controlplane.KilnTestSupport.call;
+import static dev.kiln.controlplane.KilnTestSupport.rows;
 import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.grpc.Status;
-import io.grpc.StatusRuntimeException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Arrays;
 import java.util.List;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -31,47 +28,29 @@ import org.junit.jupiter.api.io.TempDir;
  * (runsc) sandbox, the in-sandbox Python runner, and Arrow Flight DoExchange as Databend calls it.
  */
 class KilnEndToEndIT {
+  private static final HttpClient HTTP = HttpClient.newHttpClient();
+
   @TempDir static Path dataDir;
-  static KilnServer server;
-  static DatabendClient api;
-  BufferAllocator allocator;
+  static RunningKiln kiln;
+  @RegisterExtension final TestAllocator allocator = new TestAllocator();
 
   @BeforeAll
   static void startKiln() throws Exception {
-    server = KilnServer.start(KilnTestSupport.testConfig(dataDir).build());
-    api = KilnTestSupport.client(server);
+    kiln = RunningKiln.start(dataDir);
   }
 
   @AfterAll
   static void stopKiln() throws Exception {
-    if (api != null) {
-      api.close();
+    if (kiln != null) {
+      kiln.close();
     }
-    if (server != null) {
-      server.close();
-      assertThat(KilnTestSupport.runscContainers(dataDir)).as("sandboxes left running").isEmpty();
-      assertThat(KilnTestSupport.mountsUnder(dataDir)).as("mounts left behind").isEmpty();
-    }
-  }
-
-  @BeforeEach
-  void allocator() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void closeAllocator() {
-    allocator.close(); // fails the test if a buffer leaked
   }
 
   private List<List<Object>> roundTrip(
       String handler, String type, String resultType, String code, String rows) throws Exception {
-    DatabendClient.Resource r = api.apply("acme", spec(handler, List.of(type), resultType, code));
+    DatabendClient.Resource r =
+        kiln.api().apply("acme", spec(handler, List.of(type), resultType, code));
     return call(allocator, r, "acme", handler, List.of(type), rows);
-  }
-
-  private static List<List<Object>> rows(Object... values) {
-    return Arrays.stream(values).map(v -> Arrays.asList(v)).toList();
   }
 
   @Test
@@ -116,10 +95,14 @@ class KilnEndToEndIT {
   void varcharNotNullTwoArguments() throws Exception {
     String code = "def join(a, b):\n    return a + '-' + b\n";
     DatabendClient.Resource r =
-        api.apply(
-            "acme",
-            spec(
-                "join", List.of("VARCHAR NOT NULL", "VARCHAR NOT NULL"), "VARCHAR NOT NULL", code));
+        kiln.api()
+            .apply(
+                "acme",
+                spec(
+                    "join",
+                    List.of("VARCHAR NOT NULL", "VARCHAR NOT NULL"),
+                    "VARCHAR NOT NULL",
+                    code));
     assertThat(
             call(
                 allocator,
@@ -134,11 +117,11 @@ class KilnEndToEndIT {
   @Test
   void repeatedApplyReturnsTheSameAnswerAndTenantsGetTheirOwnToken() {
     String s = spec("ident", List.of("INT NULL"), "INT NULL", "def ident(x):\n    return x\n");
-    DatabendClient.Resource first = api.apply("acme", s);
-    DatabendClient.Resource again = api.apply("acme", s);
+    DatabendClient.Resource first = kiln.api().apply("acme", s);
+    DatabendClient.Resource again = kiln.api().apply("acme", s);
     assertThat(again).isEqualTo(first);
-    assertThat(first.endpoint()).isEqualTo(server.endpoint());
-    DatabendClient.Resource other = api.apply("globex", s);
+    assertThat(first.endpoint()).isEqualTo(kiln.server().endpoint());
+    DatabendClient.Resource other = kiln.api().apply("globex", s);
     assertThat(other.endpoint()).isEqualTo(first.endpoint());
     assertThat(other.headers()).isNotEqualTo(first.headers());
     assertThat(first.key()).isEqualTo(other.key()).hasSize(64);
@@ -147,7 +130,7 @@ class KilnEndToEndIT {
   @Test
   void anotherTenantsTokenIsRefused() throws Exception {
     String s = spec("ident2", List.of("INT NULL"), "INT NULL", "def ident2(x):\n    return x\n");
-    DatabendClient.Resource acme = api.apply("acme", s);
+    DatabendClient.Resource acme = kiln.api().apply("acme", s);
     assertThatThrownBy(
             () -> call(allocator, acme, "globex", "ident2", List.of("INT NULL"), "[[1]]"))
         .isInstanceOfSatisfying(
@@ -157,53 +140,42 @@ class KilnEndToEndIT {
 
   @Test
   void badRequestsFailFastWithClearErrors() {
-    assertThatThrownBy(() -> api.apply("acme", "{not json"))
-        .isInstanceOfSatisfying(
-            StatusRuntimeException.class,
-            e -> {
-              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
-              assertThat(e.getStatus().getDescription()).contains("not valid JSON");
-            });
-    assertThatThrownBy(
-            () -> api.apply("acme", spec("f", List.of("INTEGRAL NULL"), "INT", "def f(x): pass")))
-        .isInstanceOfSatisfying(
-            StatusRuntimeException.class,
-            e -> {
-              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
-              assertThat(e.getStatus().getDescription())
-                  .contains("input_types[0]")
-                  .contains("'INTEGRAL' is not a type name");
-            });
-    assertThatThrownBy(
-            () -> api.apply("acme", spec("missing", List.of("INT"), "INT", "def present(x): pass")))
-        .isInstanceOfSatisfying(
-            StatusRuntimeException.class,
-            e -> {
-              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
-              assertThat(e.getStatus().getDescription())
-                  .contains("does not define 'missing'")
-                  .contains("present");
-            });
+    assertFailsWithStatus(
+        () -> kiln.api().apply("acme", "{not json"),
+        Status.Code.INVALID_ARGUMENT,
+        "not valid JSON");
+    assertFailsWithStatus(
+        () ->
+            kiln.api().apply("acme", spec("f", List.of("INTEGRAL NULL"), "INT", "def f(x): pass")),
+        Status.Code.INVALID_ARGUMENT,
+        "input_types[0]",
+        "'INTEGRAL' is not a type name");
+    assertFailsWithStatus(
+        () ->
+            kiln.api()
+                .apply("acme", spec("missing", List.of("INT"), "INT", "def present(x): pass")),
+        Status.Code.INVALID_ARGUMENT,
+        "does not define 'missing'",
+        "present");
   }
 
   @Test
   void codeThatFailsToLoadIsReportedOnApply() {
     String s = spec("broken", List.of("INT"), "INT", "def broken(x):\n    return x +\n");
-    assertThatThrownBy(() -> api.apply("acme", s))
-        .isInstanceOfSatisfying(
-            StatusRuntimeException.class,
-            e -> {
-              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.FAILED_PRECONDITION);
-              assertThat(e.getStatus().getDescription()).contains("SyntaxError").contains("line 2");
-            });
+    assertFailsWithStatus(
+        () -> kiln.api().apply("acme", s),
+        Status.Code.FAILED_PRECONDITION,
+        "SyntaxError",
+        "line 2");
     // Asking again gives the same answer at once, without building again.
-    assertThatThrownBy(() -> api.apply("acme", s)).hasMessageContaining("SyntaxError");
+    assertThatThrownBy(() -> kiln.api().apply("acme", s)).hasMessageContaining("SyntaxError");
   }
 
   @Test
   void pythonExceptionReachesTheCallerWithTypeAndMessage() throws Exception {
     String code = "def inverse(x):\n    return 1 // x\n";
-    DatabendClient.Resource r = api.apply("acme", spec("inverse", List.of("INT"), "INT", code));
+    DatabendClient.Resource r =
+        kiln.api().apply("acme", spec("inverse", List.of("INT"), "INT", code));
     assertThatThrownBy(() -> call(allocator, r, "acme", "inverse", List.of("INT"), "[[1],[0]]"))
         .isInstanceOfSatisfying(
             FlightRuntimeException.class,
@@ -218,7 +190,8 @@ class KilnEndToEndIT {
   @Test
   void aCrashingRunnerFailsThatCallAndTheNextCallWorks() throws Exception {
     String code = "import os\ndef crash(x):\n    if x == 13:\n        os.abort()\n    return x\n";
-    DatabendClient.Resource r = api.apply("acme", spec("crash", List.of("INT"), "INT", code));
+    DatabendClient.Resource r =
+        kiln.api().apply("acme", spec("crash", List.of("INT"), "INT", code));
     assertThat(call(allocator, r, "acme", "crash", List.of("INT"), "[[1]]")).isEqualTo(rows(1));
     assertThatThrownBy(() -> call(allocator, r, "acme", "crash", List.of("INT"), "[[13]]"))
         .isInstanceOfSatisfying(
@@ -251,25 +224,16 @@ class KilnEndToEndIT {
     String code =
         "import sys\ndef chatty(x):\n    print('saw', x)\n    print('to stderr', x,"
             + " file=sys.stderr)\n    return x\n";
-    DatabendClient.Resource r = api.apply("acme", spec("chatty", List.of("INT"), "INT", code));
+    DatabendClient.Resource r =
+        kiln.api().apply("acme", spec("chatty", List.of("INT"), "INT", code));
     assertThat(call(allocator, r, "acme", "chatty", List.of("INT"), "[[7]]")).isEqualTo(rows(7));
-    HttpClient http = HttpClient.newHttpClient();
-    String url =
-        "http://127.0.0.1:" + server.adminPort() + "/udfs/" + r.key().substring(0, 12) + "/logs";
-    HttpResponse<String> logs =
-        http.send(
-            HttpRequest.newBuilder(URI.create(url)).build(), HttpResponse.BodyHandlers.ofString());
+    String udf = "/udfs/" + r.key().substring(0, 12);
+    HttpResponse<String> logs = adminGet(udf + "/logs");
     assertThat(logs.statusCode()).isEqualTo(200);
     assertThat(logs.body()).contains("saw 7").contains("to stderr 7");
-    HttpResponse<String> health =
-        http.send(
-            HttpRequest.newBuilder(URI.create(url.replace("/logs", "/health"))).build(),
-            HttpResponse.BodyHandlers.ofString());
+    HttpResponse<String> health = adminGet(udf + "/health");
     assertThat(health.body()).isEqualTo("1\n");
-    HttpResponse<String> stats =
-        http.send(
-            HttpRequest.newBuilder(URI.create(url.replace("/logs", "/stats"))).build(),
-            HttpResponse.BodyHandlers.ofString());
+    HttpResponse<String> stats = adminGet(udf + "/stats");
     var json = KilnTestSupport.JSON.readTree(stats.body());
     assertThat(json.get("request_count").asLong()).isEqualTo(1);
     assertThat(json.get("first_request_time").asText()).isNotBlank();
@@ -278,29 +242,25 @@ class KilnEndToEndIT {
 
   @Test
   void adminPortServesHealthAndMetrics() throws Exception {
-    HttpClient http = HttpClient.newHttpClient();
-    String base = "http://127.0.0.1:" + server.adminPort();
-    HttpResponse<String> health =
-        http.send(
-            HttpRequest.newBuilder(URI.create(base + "/healthz")).build(),
-            HttpResponse.BodyHandlers.ofString());
+    HttpResponse<String> health = adminGet("/healthz");
     assertThat(health.statusCode()).isEqualTo(200);
-    api.apply("acme", spec("m", List.of("INT"), "INT", "def m(x):\n    return x\n"));
-    HttpResponse<String> metrics =
-        http.send(
-            HttpRequest.newBuilder(URI.create(base + "/metrics")).build(),
-            HttpResponse.BodyHandlers.ofString());
+    kiln.api().apply("acme", spec("m", List.of("INT"), "INT", "def m(x):\n    return x\n"));
+    HttpResponse<String> metrics = adminGet("/metrics");
     assertThat(metrics.statusCode()).isEqualTo(200);
     assertThat(metrics.body())
         .contains("kiln_apply_requests_total")
         .contains("kiln_apply_seconds")
         .contains("kiln_cache_hits_total");
-    HttpResponse<String> cache =
-        http.send(
-            HttpRequest.newBuilder(URI.create(base + "/cache/stats")).build(),
-            HttpResponse.BodyHandlers.ofString());
+    HttpResponse<String> cache = adminGet("/cache/stats");
     assertThat(cache.statusCode()).isEqualTo(200);
     var tiers = KilnTestSupport.JSON.readTree(cache.body()).get("tiers");
     assertThat(tiers).extracting(t -> t.get("tier").asText()).contains("memory", "local");
+  }
+
+  /** GETs {@code path} from the server's admin port. */
+  private static HttpResponse<String> adminGet(String path) throws Exception {
+    String url = "http://127.0.0.1:" + kiln.server().adminPort() + path;
+    return HTTP.send(
+        HttpRequest.newBuilder(URI.create(url)).build(), HttpResponse.BodyHandlers.ofString());
   }
 }

@@ -94,7 +94,7 @@ class KilnServeProcessIT {
   }
 
   private void provisionOneUdf(int grpcPort) throws Exception {
-    try (DatabendClient api = new DatabendClient("127.0.0.1:" + grpcPort);
+    try (DatabendClient api = KilnTestSupport.client(grpcPort);
         BufferAllocator allocator = new RootAllocator()) {
       String code = "def inc(x):\n    return x + 1\n";
       DatabendClient.Resource r = api.apply("t1", spec("inc", List.of("INT"), "INT", code));
@@ -111,8 +111,7 @@ class KilnServeProcessIT {
 
     serve.process().destroy(); // SIGTERM
     assertThat(serve.process().waitFor(60, TimeUnit.SECONDS)).as("exited after SIGTERM").isTrue();
-    assertThat(KilnTestSupport.runscContainers(dataDir)).isEmpty();
-    assertThat(KilnTestSupport.mountsUnder(dataDir)).isEmpty();
+    KilnTestSupport.assertNothingLeftBehind(dataDir);
   }
 
   @Test
@@ -124,14 +123,12 @@ class KilnServeProcessIT {
 
     Serve second = startServe();
     try {
-      assertThat(KilnTestSupport.runscContainers(dataDir)).isEmpty();
-      assertThat(KilnTestSupport.mountsUnder(dataDir)).isEmpty();
+      KilnTestSupport.assertNothingLeftBehind(dataDir);
       provisionOneUdf(second.grpcPort());
     } finally {
       second.process().destroy();
       second.process().waitFor(60, TimeUnit.SECONDS);
     }
-    assertThat(KilnTestSupport.runscContainers(dataDir)).isEmpty();
-    assertThat(KilnTestSupport.mountsUnder(dataDir)).isEmpty();
+    KilnTestSupport.assertNothingLeftBehind(dataDir);
   }
 }

@@ -1,16 +1,25 @@
 package dev.kiln.controlplane;
 
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.resolver.DataType;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import org.apache.arrow.flight.FlightCallHeaders;
+import org.apache.arrow.flight.HeaderCallOption;
 import org.apache.arrow.memory.BufferAllocator;
+import org.assertj.core.api.ThrowableAssert.ThrowingCallable;
 
 /** Shared plumbing for tests that talk to a real Kiln server like Databend does. */
 final class KilnTestSupport {
@@ -42,6 +51,17 @@ final class KilnTestSupport {
 
   /** A spec as Databend writes it (compact JSON, keys in Databend's order). */
   static String spec(String handler, List<String> inputTypes, String resultType, String code) {
+    return spec(handler, inputTypes, resultType, List.of(), List.of(), code);
+  }
+
+  /** A spec as Databend writes it, with its import locations and {@code packages}. */
+  static String spec(
+      String handler,
+      List<String> inputTypes,
+      String resultType,
+      List<String> imports,
+      List<String> packages,
+      String code) {
     ObjectNode n = JSON.createObjectNode();
     n.put("version", 1);
     n.put("kind", "udf");
@@ -50,8 +70,10 @@ final class KilnTestSupport {
     ArrayNode in = n.putArray("input_types");
     inputTypes.forEach(in::add);
     n.put("result_type", resultType);
-    n.putArray("imports");
-    n.putArray("packages");
+    ArrayNode i = n.putArray("imports");
+    imports.forEach(i::add);
+    ArrayNode p = n.putArray("packages");
+    packages.forEach(p::add);
     n.put("runtime_version", "3.12.2");
     n.put("code", code);
     return n.toString();
@@ -59,7 +81,12 @@ final class KilnTestSupport {
 
   /** A Databend-like client of a test server. */
   static DatabendClient client(KilnServer server) {
-    return new DatabendClient("127.0.0.1:" + server.grpcPort());
+    return client(server.grpcPort());
+  }
+
+  /** A Databend-like client of the server listening on {@code grpcPort} on this machine. */
+  static DatabendClient client(int grpcPort) {
+    return new DatabendClient("127.0.0.1:" + grpcPort);
   }
 
   /** Calls a UDF as Databend does and returns the result rows as plain Java values. */
@@ -92,6 +119,43 @@ final class KilnTestSupport {
       out.add(r);
     }
     return out;
+  }
+
+  /** The headers Databend sends with a DoExchange of {@code handler}, the resource's included. */
+  static HeaderCallOption databendHeaders(
+      DatabendClient.Resource resource, String tenant, String handler, String queryId) {
+    FlightCallHeaders headers = new FlightCallHeaders();
+    headers.insert("x-databend-tenant", tenant);
+    headers.insert("x-databend-function", handler);
+    headers.insert("x-databend-query-id", queryId);
+    resource.headers().forEach(headers::insert);
+    return new HeaderCallOption(headers);
+  }
+
+  /** Result rows of one column each, as {@link #call} returns them. */
+  static List<List<Object>> rows(Object... values) {
+    return Arrays.stream(values).map(v -> Arrays.asList(v)).toList();
+  }
+
+  /**
+   * Asserts that {@code call} (an ApplyUdfResource) fails with gRPC status {@code code} and a
+   * description that contains each of {@code description}.
+   */
+  static void assertFailsWithStatus(
+      ThrowingCallable call, Status.Code code, String... description) {
+    assertThatThrownBy(call)
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> {
+              assertThat(e.getStatus().getCode()).isEqualTo(code);
+              assertThat(e.getStatus().getDescription()).contains(description);
+            });
+  }
+
+  /** Fails when a server on {@code dataDir} left a sandbox running or something mounted. */
+  static void assertNothingLeftBehind(Path dataDir) throws IOException, InterruptedException {
+    assertThat(runscContainers(dataDir)).as("sandboxes left running").isEmpty();
+    assertThat(mountsUnder(dataDir)).as("mounts left behind").isEmpty();
   }
 
   /** Containers runsc still knows under the server's data directory. */

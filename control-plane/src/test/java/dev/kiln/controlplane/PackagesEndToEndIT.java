@@ -1,11 +1,11 @@
 package dev.kiln.controlplane;
 
+import static dev.kiln.controlplane.KilnTestSupport.assertFailsWithStatus;
 import static dev.kiln.controlplane.KilnTestSupport.call;
+import static dev.kiln.controlplane.KilnTestSupport.rows;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import io.grpc.Status;
@@ -19,20 +19,16 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -44,66 +40,32 @@ import org.junit.jupiter.api.io.TempDir;
 class PackagesEndToEndIT {
   @TempDir static Path dataDir;
   static MirrorServer mirror;
-  static KilnServer server;
-  static DatabendClient api;
-  BufferAllocator allocator;
+  static RunningKiln kiln;
+  @RegisterExtension final TestAllocator allocator = new TestAllocator();
 
   @BeforeAll
   static void startKiln() throws Exception {
     mirror = new MirrorServer(pipFileIndexes());
-    server =
-        KilnServer.start(
-            KilnTestSupport.testConfig(dataDir)
-                .indexUrls(mirror.indexUrls().stream().map(URI::toString).toList())
-                .build());
-    api = KilnTestSupport.client(server);
+    kiln =
+        RunningKiln.start(
+            dataDir,
+            config -> config.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList()));
   }
 
   @AfterAll
   static void stopKiln() throws Exception {
-    if (api != null) {
-      api.close();
-    }
-    if (server != null) {
-      server.close();
-      assertThat(KilnTestSupport.runscContainers(dataDir)).as("sandboxes left running").isEmpty();
-      assertThat(KilnTestSupport.mountsUnder(dataDir)).as("mounts left behind").isEmpty();
+    if (kiln != null) {
+      kiln.close();
     }
     if (mirror != null) {
       mirror.close();
     }
   }
 
-  @BeforeEach
-  void allocator() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void closeAllocator() {
-    allocator.close(); // fails the test if a buffer leaked
-  }
-
   /** A spec as Databend writes it, with {@code packages}. */
   static String spec(
       String handler, String inputType, String resultType, List<String> packages, String code) {
-    ObjectNode n = KilnTestSupport.JSON.createObjectNode();
-    n.put("version", 1);
-    n.put("kind", "udf");
-    n.put("language", "python");
-    n.put("handler", handler);
-    n.putArray("input_types").add(inputType);
-    n.put("result_type", resultType);
-    n.putArray("imports");
-    ArrayNode p = n.putArray("packages");
-    packages.forEach(p::add);
-    n.put("runtime_version", "3.12.2");
-    n.put("code", code);
-    return n.toString();
-  }
-
-  private static List<List<Object>> rows(Object... values) {
-    return Arrays.stream(values).map(v -> Arrays.asList(v)).toList();
+    return KilnTestSupport.spec(handler, List.of(inputType), resultType, List.of(), packages, code);
   }
 
   @Test
@@ -113,7 +75,7 @@ class PackagesEndToEndIT {
             + "def np_triangle(n):\n"
             + "    return int(np.cumsum(np.arange(n + 1, dtype=np.int64))[-1])\n";
     DatabendClient.Resource r =
-        api.apply("acme", spec("np_triangle", "BIGINT", "BIGINT", List.of("numpy"), code));
+        kiln.api().apply("acme", spec("np_triangle", "BIGINT", "BIGINT", List.of("numpy"), code));
     assertThat(call(allocator, r, "acme", "np_triangle", List.of("BIGINT"), "[[4],[100],[0]]"))
         .isEqualTo(rows(10L, 5050L, 0L));
   }
@@ -125,8 +87,10 @@ class PackagesEndToEndIT {
             + "def day_name(s):\n"
             + "    return None if s is None else pd.Timestamp(s).day_name()\n";
     DatabendClient.Resource r =
-        api.apply(
-            "acme", spec("day_name", "VARCHAR NULL", "VARCHAR NULL", List.of("pandas>=2"), code));
+        kiln.api()
+            .apply(
+                "acme",
+                spec("day_name", "VARCHAR NULL", "VARCHAR NULL", List.of("pandas>=2"), code));
     assertThat(
             call(
                 allocator,
@@ -148,7 +112,7 @@ class PackagesEndToEndIT {
             + "def commas(x):\n"
             + "    return humanize.intcomma(x)\n";
     DatabendClient.Resource r =
-        api.apply("acme", spec("commas", "BIGINT", "VARCHAR", List.of(), code));
+        kiln.api().apply("acme", spec("commas", "BIGINT", "VARCHAR", List.of(), code));
     assertThat(call(allocator, r, "acme", "commas", List.of("BIGINT"), "[[1234567],[12]]"))
         .isEqualTo(rows("1,234,567", "12"));
   }
@@ -156,17 +120,16 @@ class PackagesEndToEndIT {
   @Test
   void badRequirementsAndUnknownPackagesAreClearErrors() {
     String code = "def f(x):\n    return x\n";
-    assertThatThrownBy(() -> api.apply("acme", spec("f", "INT", "INT", List.of("numpy>=>1"), code)))
-        .isInstanceOfSatisfying(
-            StatusRuntimeException.class,
-            e -> {
-              assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
-              assertThat(e.getStatus().getDescription()).contains("numpy>=>1");
-            });
+    assertFailsWithStatus(
+        () -> kiln.api().apply("acme", spec("f", "INT", "INT", List.of("numpy>=>1"), code)),
+        Status.Code.INVALID_ARGUMENT,
+        "numpy>=>1");
     assertThatThrownBy(
             () ->
-                api.apply(
-                    "acme", spec("f", "INT", "INT", List.of("surely-not-a-real-package"), code)))
+                kiln.api()
+                    .apply(
+                        "acme",
+                        spec("f", "INT", "INT", List.of("surely-not-a-real-package"), code)))
         .isInstanceOfSatisfying(
             StatusRuntimeException.class,
             e -> {

@@ -1,12 +1,11 @@
 package dev.kiln.controlplane;
 
+import static dev.kiln.controlplane.KilnTestSupport.assertFailsWithStatus;
 import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.grpc.Status;
-import io.grpc.StatusRuntimeException;
 import java.nio.file.Path;
 import java.util.List;
 import org.apache.arrow.memory.BufferAllocator;
@@ -34,16 +33,12 @@ class RuntimesIT {
           .isEqualTo(List.of(List.of("3.11")));
 
       s.put("runtime_version", "3.12.2");
-      assertThatThrownBy(() -> api.apply("t", s.toString()))
-          .isInstanceOfSatisfying(
-              StatusRuntimeException.class,
-              e -> {
-                assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
-                assertThat(e.getStatus().getDescription())
-                    .contains("runtime_version")
-                    .contains("Python 3.12 has no base image")
-                    .contains("configured: 3.11");
-              });
+      assertFailsWithStatus(
+          () -> api.apply("t", s.toString()),
+          Status.Code.INVALID_ARGUMENT,
+          "runtime_version",
+          "Python 3.12 has no base image",
+          "configured: 3.11");
     }
   }
 }

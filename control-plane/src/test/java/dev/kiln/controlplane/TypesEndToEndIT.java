@@ -20,14 +20,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.apache.arrow.flight.CallOptions;
-import org.apache.arrow.flight.FlightCallHeaders;
 import org.apache.arrow.flight.FlightClient;
 import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightRuntimeException;
-import org.apache.arrow.flight.HeaderCallOption;
 import org.apache.arrow.flight.Location;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.BaseFixedWidthVector;
 import org.apache.arrow.vector.BigIntVector;
 import org.apache.arrow.vector.BitVector;
@@ -54,10 +50,9 @@ import org.apache.arrow.vector.complex.MapVector;
 import org.apache.arrow.vector.complex.StructVector;
 import org.apache.arrow.vector.util.TransferPair;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -120,42 +115,25 @@ class TypesEndToEndIT {
       """;
 
   @TempDir static Path dataDir;
-  static KilnServer server;
-  static DatabendClient api;
-  BufferAllocator allocator;
+  static RunningKiln kiln;
+  @RegisterExtension final TestAllocator allocator = new TestAllocator();
 
   @BeforeAll
   static void startKiln() throws Exception {
-    server = KilnServer.start(KilnTestSupport.testConfig(dataDir).runnersPerSandbox(1).build());
-    api = KilnTestSupport.client(server);
+    kiln = RunningKiln.start(dataDir, config -> config.runnersPerSandbox(1));
   }
 
   @AfterAll
   static void stopKiln() throws Exception {
-    if (api != null) {
-      api.close();
+    if (kiln != null) {
+      kiln.close();
     }
-    if (server != null) {
-      server.close();
-      assertThat(KilnTestSupport.runscContainers(dataDir)).as("sandboxes left running").isEmpty();
-      assertThat(KilnTestSupport.mountsUnder(dataDir)).as("mounts left behind").isEmpty();
-    }
-  }
-
-  @BeforeEach
-  void allocator() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void closeAllocator() {
-    allocator.close(); // fails the test if a buffer leaked
   }
 
   @Test
   void everyTypeRoundTripsThroughTheSandboxNullsIncluded() throws Exception {
     DatabendClient.Resource r =
-        api.apply(TENANT, spec("rt", List.of("INT NULL", EVERY_TYPE), EVERY_TYPE, CODE));
+        kiln.api().apply(TENANT, spec("rt", List.of("INT NULL", EVERY_TYPE), EVERY_TYPE, CODE));
     DataType type = DataType.parse(EVERY_TYPE);
 
     List<Object> built;
@@ -245,7 +223,8 @@ class TypesEndToEndIT {
             return a // b
         """;
     DatabendClient.Resource r =
-        api.apply(TENANT, spec("safe_div", List.of("INT NULL", "INT NULL"), "INT NULL", code));
+        kiln.api()
+            .apply(TENANT, spec("safe_div", List.of("INT NULL", "INT NULL"), "INT NULL", code));
 
     List<List<Object>> out =
         KilnTestSupport.call(
@@ -273,7 +252,7 @@ class TypesEndToEndIT {
     Throwable error;
     try {
       DatabendClient.Resource r =
-          api.apply(TENANT, spec("wrong", List.of("INT NULL"), "INT NULL", code));
+          kiln.api().apply(TENANT, spec("wrong", List.of("INT NULL"), "INT NULL", code));
       error =
           org.assertj.core.api.Assertions.catchThrowable(
               () ->
@@ -316,11 +295,6 @@ class TypesEndToEndIT {
    */
   private FieldVector exchange(DatabendClient.Resource r, String handler, FieldVector... args)
       throws Exception {
-    FlightCallHeaders headers = new FlightCallHeaders();
-    headers.insert("x-databend-tenant", TENANT);
-    headers.insert("x-databend-function", handler);
-    headers.insert("x-databend-query-id", "types-it");
-    r.headers().forEach(headers::insert);
     URI uri = URI.create(r.endpoint());
     int rows = args[0].getValueCount();
     List<FieldVector> columns = new ArrayList<>();
@@ -337,7 +311,7 @@ class TypesEndToEndIT {
         FlightClient.ExchangeReaderWriter x =
             client.doExchange(
                 FlightDescriptor.path(handler),
-                new HeaderCallOption(headers),
+                KilnTestSupport.databendHeaders(r, TENANT, handler, "types-it"),
                 CallOptions.timeout(120, TimeUnit.SECONDS))) {
       batch.setRowCount(rows);
       x.getWriter().start(batch);
