@@ -3,11 +3,6 @@ package dev.kiln.controlplane;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kiln.cache.CacheStats;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.time.Duration;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -47,36 +42,21 @@ final class CacheCommand implements Runnable {
 
     @Override
     public Integer call() throws Exception {
-      HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
-      HttpResponse<String> response;
+      String body;
       try {
-        response =
-            http.send(
-                HttpRequest.newBuilder(URI.create(admin.replaceAll("/+$", "") + "/cache/stats"))
-                    .timeout(Duration.ofSeconds(10))
-                    .build(),
-                HttpResponse.BodyHandlers.ofString());
-      } catch (java.io.IOException e) {
-        System.err.println(
-            "kiln cache stats: cannot reach "
-                + admin
-                + " ("
-                + e.getMessage()
-                + "); is kiln serve running there? (--admin)");
-        return 1;
-      }
-      if (response.statusCode() != 200) {
-        System.err.println("kiln cache stats: " + admin + " answered " + response.statusCode());
+        body = AdminClient.get("kiln cache stats", admin, "/cache/stats");
+      } catch (AdminClient.CommandFailure e) {
+        System.err.println(e.getMessage());
         return 1;
       }
       if (json) {
-        System.out.print(response.body());
+        System.out.print(body);
         return 0;
       }
       CacheStats stats =
           new ObjectMapper()
               .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false)
-              .readValue(response.body(), CacheStats.class);
+              .readValue(body, CacheStats.class);
       System.out.print(stats.table());
       return 0;
     }

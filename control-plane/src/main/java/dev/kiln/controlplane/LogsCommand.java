@@ -1,12 +1,7 @@
 package dev.kiln.controlplane;
 
-import java.net.URI;
 import java.net.URLEncoder;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.Base64;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -55,35 +50,19 @@ final class LogsCommand implements Callable<Integer> {
           "kiln logs: '" + udf + "' is neither a content key (6 to 64 hex digits) nor a token");
       return 2;
     }
-    String url =
-        admin.replaceAll("/+$", "")
-            + "/udfs/"
+    String path =
+        "/udfs/"
             + key
             + "/logs"
             + (tenant == null
                 ? ""
                 : "?tenant=" + URLEncoder.encode(tenant, StandardCharsets.UTF_8));
-    HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
-    HttpResponse<String> response;
     try {
-      response =
-          http.send(
-              HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10)).build(),
-              HttpResponse.BodyHandlers.ofString());
-    } catch (java.io.IOException e) {
-      System.err.println(
-          "kiln logs: cannot reach "
-              + admin
-              + " ("
-              + e.getMessage()
-              + "); is kiln serve running there? (--admin)");
+      System.out.print(AdminClient.get("kiln logs", admin, path));
+      return 0;
+    } catch (AdminClient.CommandFailure e) {
+      System.err.println(e.getMessage());
       return 1;
     }
-    if (response.statusCode() != 200) {
-      System.err.print("kiln logs: " + response.body());
-      return 1;
-    }
-    System.out.print(response.body());
-    return 0;
   }
 }

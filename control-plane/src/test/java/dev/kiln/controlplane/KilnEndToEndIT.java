@@ -238,6 +238,32 @@ class KilnEndToEndIT {
     assertThat(json.get("request_count").asLong()).isEqualTo(1);
     assertThat(json.get("first_request_time").asText()).isNotBlank();
     assertThat(json.get("last_request_time").asText()).isNotBlank();
+
+    // The same through the CLI, as an SRE would ask: by key prefix and by token.
+    String admin = "http://127.0.0.1:" + kiln.server().adminPort();
+    assertThat(cli("logs", "--admin", admin, r.key().substring(0, 8))).contains("saw 7");
+    assertThat(cli("logs", "--admin", admin, r.headers().get("x-kiln-token")))
+        .contains("to stderr 7");
+    assertThat(cli("cache", "stats", "--admin", admin))
+        .contains("memory")
+        .contains("local")
+        .contains("hits");
+    assertThat(KilnTestSupport.JSON.readTree(cli("cache", "stats", "--json", "--admin", admin)))
+        .isNotNull();
+  }
+
+  /** Runs a {@code kiln} CLI command in this JVM and returns what it printed on stdout. */
+  private static String cli(String... args) {
+    java.io.PrintStream saved = System.out;
+    java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+    System.setOut(new java.io.PrintStream(bytes, true, java.nio.charset.StandardCharsets.UTF_8));
+    try {
+      int code = new picocli.CommandLine(new Kiln()).execute(args);
+      assertThat(code).as("exit status of kiln %s", String.join(" ", args)).isZero();
+    } finally {
+      System.setOut(saved);
+    }
+    return bytes.toString(java.nio.charset.StandardCharsets.UTF_8);
   }
 
   @Test
