@@ -6,7 +6,21 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.controlplane.DatabendClient;
 import dev.kiln.controlplane.KilnConfig;
 import dev.kiln.controlplane.KilnServer;
+import dev.kiln.controlplane.SandboxRunners;
+import dev.kiln.image.BaseImage;
+import dev.kiln.image.BuiltImage;
+import dev.kiln.image.ImageBuilder;
+import dev.kiln.image.ImageRequest;
+import dev.kiln.provisioner.Limits;
+import dev.kiln.provisioner.RunscProvisioner;
+import dev.kiln.provisioner.Sandbox;
+import dev.kiln.provisioner.SandboxSpec;
 import dev.kiln.resolver.DataType;
+import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.worker.RunnerFiles;
+import dev.kiln.worker.RunnerLauncher;
+import dev.kiln.worker.RunnerPool;
+import dev.kiln.worker.UdfSignature;
 import io.grpc.ConnectivityState;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.NettyChannelBuilder;
@@ -19,6 +33,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -36,6 +52,8 @@ import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.BigIntVector;
 import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.Float8Vector;
+import org.apache.arrow.vector.IntVector;
 import org.apache.arrow.vector.LargeVarCharVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.ViewVarCharVector;
@@ -54,10 +72,18 @@ import org.apache.arrow.vector.ViewVarCharVector;
  * median of 21 runs; the best run is reported too). Ratios use the median, since the worker's rate
  * is an average over the whole measurement and both see the same load.
  *
- * <p>Run: {@code bin/bench throughput [seconds per measurement, default 15] [calls in flight per
- * runner, default 2]}. Writes {@code benchmarks/target/results/throughput.json}. The client runs in
- * this JVM and shares the machine's cores with the sandboxes, so on a small machine the figures are
- * a lower bound.
+ * <p>Two modes, both by default. {@code flight} is the whole data path as above: the client runs in
+ * its own JVM and shares the machine's cores with the worker and the sandboxes, so on a small
+ * machine the figures are a lower bound. {@code pool} is the worker level: the worker's {@link
+ * RunnerPool} exactly as the control plane starts it (runners in a gVisor sandbox of the UDF's
+ * image, same limits), fed pre-built batches in this JVM with no Flight and no client; its peer is
+ * the same plain-loop UDF, run by a runner in the same sandbox.
+ *
+ * <p>Run: {@code bin/bench throughput [--mode pool|flight|both] [seconds per measurement, default
+ * 15] [calls in flight per runner, default 2]}. Writes {@code
+ * benchmarks/target/results/throughput.json}: the end-to-end figures at the top level ({@code
+ * results}), the worker-level ones under {@code worker_pool}; a mode not run keeps what an earlier
+ * run wrote.
  */
 public final class ThroughputBenchmark {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -117,13 +143,75 @@ public final class ThroughputBenchmark {
       client(args);
       return;
     }
-    Duration measure = Duration.ofSeconds(args.length > 0 ? Long.parseLong(args[0]) : 15);
-    int inFlightPerRunner = args.length > 1 ? Integer.parseInt(args[1]) : 2;
+    String mode = "both";
+    List<String> positional = new ArrayList<>();
+    for (int i = 0; i < args.length; i++) {
+      if (args[i].equals("--mode") && i + 1 < args.length) {
+        mode = args[++i];
+      } else if (args[i].startsWith("--mode=")) {
+        mode = args[i].substring("--mode=".length());
+      } else {
+        positional.add(args[i]);
+      }
+    }
+    if (!List.of("pool", "flight", "both").contains(mode)) {
+      System.err.println(
+          "usage: ThroughputBenchmark [--mode pool|flight|both] [seconds per measurement]"
+              + " [calls in flight per runner]");
+      System.exit(2);
+    }
+    Duration measure =
+        Duration.ofSeconds(positional.size() > 0 ? Long.parseLong(positional.get(0)) : 15);
+    int inFlightPerRunner = positional.size() > 1 ? Integer.parseInt(positional.get(1)) : 2;
+
+    // Whatever an earlier run wrote for the mode not run now stays in the file.
+    Path out = Path.of("benchmarks/target/results/throughput.json");
+    ObjectNode report = JSON.createObjectNode();
+    if (Files.isRegularFile(out)) {
+      try {
+        if (JSON.readTree(out.toFile()) instanceof ObjectNode old) {
+          report = old;
+        }
+      } catch (java.io.IOException e) {
+        System.err.println("ignoring unreadable " + out + ": " + e.getMessage());
+      }
+    }
+    ArrayNode poolRows = null;
+    ArrayNode flightRows = null;
+    if (!mode.equals("flight")) {
+      poolRows = pool(measure, inFlightPerRunner, report);
+    }
+    if (!mode.equals("pool")) {
+      flightRows = flight(measure, inFlightPerRunner, report);
+    }
+    if (poolRows != null) {
+      System.out.println();
+      System.out.println(
+          "Worker level: the worker's RunnerPool fed pre-built batches in this JVM"
+              + " (no Flight, no client JVM)");
+      printPoolTable(poolRows);
+    }
+    if (flightRows != null) {
+      System.out.println();
+      System.out.println(
+          "End to end: a Kiln server, DoExchange on a new connection per batch from a client JVM");
+      printTable(flightRows);
+    }
+    Files.createDirectories(out.getParent());
+    JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
+    System.out.println("wrote " + out.toAbsolutePath());
+  }
+
+  /**
+   * The end-to-end measurement: a real Kiln server, Databend's calls from a client JVM. Fills the
+   * report's top-level fields and {@code results}; returns the rows.
+   */
+  private static ArrayNode flight(Duration measure, int inFlightPerRunner, ObjectNode report)
+      throws Exception {
     int cores = Runtime.getRuntime().availableProcessors();
     Path data = Files.createTempDirectory("kiln-bench-throughput-");
     dataDir = data;
 
-    ObjectNode report = JSON.createObjectNode();
     report.put("machine_cpus", cores);
     report.put("batch_rows", ROWS);
     report.put("measure_seconds", measure.toSeconds());
@@ -212,11 +300,287 @@ public final class ThroughputBenchmark {
       deleteTree(data);
     }
     addScaling(rows);
-    printTable(rows);
-    Path out = Path.of("benchmarks/target/results/throughput.json");
-    Files.createDirectories(out.getParent());
-    JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
-    System.out.println("wrote " + out.toAbsolutePath());
+    return rows;
+  }
+
+  /**
+   * The worker-level measurement: the worker's {@link RunnerPool}, as the control plane starts it
+   * (runners in a gVisor sandbox of the UDF's image: the default base image, the runner layer and
+   * the code layer; the same sandbox limits, per-runner memory and timeouts), called directly from
+   * this JVM with pre-built 65,536-row batches (strings as Utf8View), {@code inFlightPerRunner}
+   * calls per runner in flight. No Flight, no client JVM: this JVM's CPU is the worker's (encoding
+   * batches for the runners, decoding their results), the sandbox's is the runners'. The peer is
+   * the same plain-loop UDF as {@code flight}'s, run by a runner in the same sandbox just before
+   * the pool starts. Writes the report's {@code worker_pool}; returns its rows.
+   */
+  private static ArrayNode pool(Duration measure, int inFlightPerRunner, ObjectNode report)
+      throws Exception {
+    int cores = Runtime.getRuntime().availableProcessors();
+    Path data = Files.createTempDirectory("kiln-bench-pool-");
+    dataDir = data;
+    ObjectNode section = report.putObject("worker_pool");
+    section.put(
+        "what",
+        "dev.kiln.worker.RunnerPool with its runners in a gVisor sandbox of the UDF's image, called"
+            + " in the benchmark JVM with pre-built batches (Utf8View strings); no Flight, no"
+            + " client JVM");
+    section.put("machine_cpus", cores);
+    section.put("batch_rows", ROWS);
+    section.put("measure_seconds", measure.toSeconds());
+    section.put("in_flight_per_runner", inFlightPerRunner);
+    section.put(
+        "peer",
+        "the same function over the same rows in a plain Python loop in one process, no I/O,"
+            + " run as a UDF in a runner of the same sandbox (same python3, same gVisor) before the"
+            + " pool starts");
+    ArrayNode rows = section.putArray("results");
+    List<Integer> runnerCounts = cores > 1 ? List.of(1, cores) : List.of(1);
+    KilnConfig defaults = KilnConfig.builder().sandboxCpus(cores).build();
+    try (ImageBuilder images =
+            new ImageBuilder(BaseImage.parse(defaults.baseImage()), data.resolve("images"));
+        RunscProvisioner provisioner =
+            RunscProvisioner.builder()
+                .runsc(defaults.runsc())
+                .platform(defaults.runscPlatform())
+                .workDir(data.resolve("provisioner"))
+                .build();
+        BufferAllocator allocator = new RootAllocator()) {
+      List<BuiltImage> built = new ArrayList<>();
+      for (Function f : Function.values()) {
+        built.add(udfImage(images, f));
+      }
+      for (int runners : runnerCounts) {
+        KilnConfig config = defaults.toBuilder().runnersPerSandbox(runners).build();
+        for (Function f : Function.values()) {
+          SandboxSpec spec =
+              new SandboxSpec(
+                  "bench-" + f.handler,
+                  SandboxRunners.sandboxImage(built.get(f.ordinal())),
+                  new Limits(config.sandboxMemoryBytes(), config.sandboxCpus()),
+                  List.of());
+          try (Sandbox sandbox = provisioner.start(spec)) {
+            double[] loop = plainLoop(sandbox, f, config, allocator);
+            RunnerLauncher launcher = SandboxRunners.launcher(sandbox);
+            int n = config.effectiveRunnersPerSandbox();
+            try (RunnerPool pool =
+                RunnerPool.start(
+                    UdfSignature.of(RuntimeSpec.parse(udfSpec(f))),
+                    launcher,
+                    new RunnerPool.Options(
+                        n,
+                        Duration.ofSeconds(30),
+                        config.batchTimeout(),
+                        50,
+                        RunnerPool.Options.memoryPerRunner(config.sandboxMemoryBytes(), n)))) {
+              int inFlight = inFlightPerRunner * n;
+              callPool(pool, allocator, f, 1, Duration.ZERO, new long[1]);
+              awaitQuiet();
+              PoolLoad load =
+                  poolLoad(pool, allocator, f, inFlight, Duration.ofSeconds(10), measure);
+              double rate = load.rowsPerSecond();
+              ObjectNode r = rows.addObject();
+              r.put("function", f.title());
+              r.put("runners", n);
+              r.put("sandbox_cpus", cores);
+              r.put("in_flight", inFlight);
+              r.put("rows_per_second", Math.round(rate));
+              r.put("plain_loop_rows_per_second", Math.round(loop[0]));
+              r.put("plain_loop_best_rows_per_second", Math.round(loop[1]));
+              r.put("ratio_to_plain_loop", rate / loop[0]);
+              r.put("ratio_per_runner", rate / loop[0] / n);
+              double perCore = ROWS / (load.sandboxCpuMs() / 1000.0);
+              r.put("sandbox_rows_per_cpu_second", Math.round(perCore));
+              r.put("ratio_per_sandbox_core", perCore / loop[0]);
+              r.put("cpu_ms_per_batch_worker_jvm", load.workerCpuMs());
+              r.put("cpu_ms_per_batch_sandbox", load.sandboxCpuMs());
+              System.out.printf(
+                  "pool: %-24s %d runner(s): %,12.0f rows/s   plain loop %,12.0f rows/s   %5.1f%%"
+                      + "   CPU ms/batch: worker %.1f, sandbox %.1f%n",
+                  f.title(),
+                  n,
+                  rate,
+                  loop[0],
+                  100 * rate / loop[0],
+                  load.workerCpuMs(),
+                  load.sandboxCpuMs());
+            }
+          }
+        }
+      }
+    } finally {
+      deleteTree(data);
+    }
+    addScaling(rows);
+    return rows;
+  }
+
+  /** Where the UDF images of the {@code pool} mode hold the plain-loop UDF. */
+  private static final String LOOP_DIR = "/kiln/bench-loop";
+
+  /**
+   * The plain-loop UDF: {@code f}'s code and a loop over its rows, as {@code flight} applies it.
+   */
+  private static String loopSpec(Function f) {
+    return spec(
+        f.handler + "_loop",
+        List.of("INT NULL"),
+        "DOUBLE NULL",
+        f.code + LOOP.formatted(f.handler));
+  }
+
+  /** The UDF's spec, as Databend sends it for the function. */
+  private static String udfSpec(Function f) {
+    return spec(f.handler, List.of(f.type + " NULL", f.type + " NULL"), f.type + " NULL", f.code);
+  }
+
+  /**
+   * The UDF's image as the control plane builds it for a UDF without packages or imports (the base
+   * image, the runner layer, the code layer, the runner's environment and its init as entrypoint),
+   * plus a layer with the plain-loop peer under {@link #LOOP_DIR}.
+   */
+  private static BuiltImage udfImage(ImageBuilder images, Function f) throws Exception {
+    RuntimeSpec spec = RuntimeSpec.parse(udfSpec(f));
+    Map<String, String> env = new TreeMap<>(RunnerFiles.environment());
+    env.put("KILN_IMPORT_DIR", "/kiln/imports");
+    // The plain-loop peer, loaded by a runner started with KILN_UDF_DIR pointing here.
+    Map<String, byte[]> loopFiles = new TreeMap<>();
+    RunnerFiles.udfFiles(RuntimeSpec.parse(loopSpec(f)))
+        .forEach(
+            (path, bytes) ->
+                loopFiles.put(LOOP_DIR + path.substring(RunnerFiles.UDF_DIR.length()), bytes));
+    return images.build(
+        new ImageRequest(
+            "kiln/bench-" + f.handler + ":latest",
+            List.of(
+                SandboxRunners.layer("kiln-runner", RunnerFiles.runtimeFiles()),
+                SandboxRunners.layer("bench-loop", loopFiles),
+                SandboxRunners.layer("udf-code", RunnerFiles.udfFiles(spec))),
+            RunnerFiles.initCommand(),
+            List.of(),
+            env,
+            "/",
+            Map.of()));
+  }
+
+  /**
+   * The plain loop as a UDF in a runner of this sandbox, as {@code flight} measures it: the median
+   * and the best of 21 runs, in rows/s. The runner loads the loop UDF from its own directory of the
+   * image; it ends before the pool under test starts.
+   */
+  private static double[] plainLoop(
+      Sandbox sandbox, Function f, KilnConfig config, BufferAllocator allocator) throws Exception {
+    RunnerLauncher launcher =
+        env -> {
+          List<String> withLoop = new ArrayList<>(env);
+          withLoop.add("KILN_UDF_DIR=" + LOOP_DIR);
+          return SandboxRunners.runner(sandbox.exec(RunnerFiles.serveCommand(), withLoop));
+        };
+    try (RunnerPool loop =
+            RunnerPool.start(
+                UdfSignature.of(RuntimeSpec.parse(loopSpec(f))),
+                launcher,
+                new RunnerPool.Options(
+                    1,
+                    Duration.ofSeconds(30),
+                    config.batchTimeout(),
+                    50,
+                    RunnerPool.Options.memoryPerRunner(config.sandboxMemoryBytes(), 1)));
+        BufferAllocator mine = allocator.newChildAllocator("loop", 0, Long.MAX_VALUE)) {
+      return new double[] {loopCall(loop, mine, 21), loopCall(loop, mine, -21)};
+    }
+  }
+
+  private static double loopCall(RunnerPool loop, BufferAllocator allocator, int reps)
+      throws Exception {
+    try (IntVector in = new IntVector("arg1", allocator)) {
+      in.allocateNew(1);
+      in.set(0, reps);
+      in.setValueCount(1);
+      try (FieldVector out = loop.call(List.of(in), 1, allocator)) {
+        return ((Float8Vector) out).get(0);
+      }
+    }
+  }
+
+  /** What one worker-level measurement saw: rows/s, and CPU per batch of the worker and sandbox. */
+  private record PoolLoad(double rowsPerSecond, double workerCpuMs, double sandboxCpuMs) {}
+
+  private static PoolLoad poolLoad(
+      RunnerPool pool,
+      BufferAllocator allocator,
+      Function f,
+      int inFlight,
+      Duration warmup,
+      Duration measure)
+      throws Exception {
+    callPool(pool, allocator, f, inFlight, warmup, new long[1]);
+    long sandboxBefore = sandboxCpuNanos();
+    long workerBefore = workerCpuNanos();
+    long[] batches = new long[1];
+    double rate = callPool(pool, allocator, f, inFlight, measure, batches);
+    long workerAfter = workerCpuNanos();
+    long sandboxAfter = sandboxCpuNanos();
+    return new PoolLoad(
+        rate,
+        (workerAfter - workerBefore) / 1e6 / batches[0],
+        (sandboxAfter - sandboxBefore) / 1e6 / batches[0]);
+  }
+
+  /**
+   * Keeps {@code inFlight} calls of the pool going for {@code duration} (at least one call each),
+   * each thread with its own pre-built input; checks a sample of every result. Returns rows/s of
+   * completed calls.
+   */
+  private static double callPool(
+      RunnerPool pool,
+      BufferAllocator allocator,
+      Function f,
+      int inFlight,
+      Duration duration,
+      long[] batches)
+      throws Exception {
+    AtomicLong rows = new AtomicLong();
+    long start = System.nanoTime();
+    long end = start + duration.toNanos();
+    long[] finished = new long[inFlight];
+    try (ExecutorService threads = Executors.newFixedThreadPool(inFlight)) {
+      List<Future<?>> workers = new ArrayList<>();
+      for (int w = 0; w < inFlight; w++) {
+        int worker = w;
+        workers.add(
+            threads.submit(
+                () -> {
+                  try (BufferAllocator mine =
+                          allocator.newChildAllocator("caller-" + worker, 0, Long.MAX_VALUE);
+                      VectorSchemaRoot in = input(mine, f)) {
+                    List<FieldVector> columns = in.getFieldVectors();
+                    do {
+                      try (FieldVector out = pool.call(columns, ROWS, mine)) {
+                        if (out.getValueCount() != ROWS) {
+                          throw new IllegalStateException(
+                              "result has " + out.getValueCount() + " rows");
+                        }
+                        for (int i = 0; i < ROWS; i += 4099) {
+                          check(f, out, i);
+                        }
+                      }
+                      rows.addAndGet(ROWS);
+                    } while (System.nanoTime() < end);
+                    finished[worker] = System.nanoTime();
+                  }
+                  return null;
+                }));
+      }
+      for (Future<?> w : workers) {
+        w.get();
+      }
+    }
+    long last = start;
+    for (long t : finished) {
+      last = Math.max(last, t);
+    }
+    batches[0] = rows.get() / ROWS;
+    return rows.get() / ((last - start) / 1e9);
   }
 
   /**
@@ -578,6 +942,31 @@ public final class ThroughputBenchmark {
           n.get("cpu_ms_per_batch_worker_jvm").asDouble(),
           n.get("cpu_ms_per_batch_sandbox").asDouble(),
           n.get("cpu_ms_per_batch_client_jvm").asDouble());
+    }
+    System.out.println();
+  }
+
+  private static void printPoolTable(ArrayNode rows) {
+    System.out.println();
+    System.out.println(
+        "| function | runners | rows/s | plain Python loop, rows/s (median / best) |"
+            + " per runner vs loop | speed-up vs 1 runner | sandbox rows per CPU-second vs loop |"
+            + " CPU ms per batch: worker / sandbox |");
+    System.out.println("|---|---|---|---|---|---|---|---|");
+    for (var n : rows) {
+      System.out.printf(
+          "| `%s` | %d | %,d | %,d / %,d | %.0f%% | %.2f× | %,d (%.0f%%) | %.1f / %.1f |%n",
+          n.get("function").asText(),
+          n.get("runners").asInt(),
+          n.get("rows_per_second").asLong(),
+          n.get("plain_loop_rows_per_second").asLong(),
+          n.get("plain_loop_best_rows_per_second").asLong(),
+          100 * n.get("ratio_per_runner").asDouble(),
+          n.get("speedup_over_one_runner").asDouble(),
+          n.get("sandbox_rows_per_cpu_second").asLong(),
+          100 * n.get("ratio_per_sandbox_core").asDouble(),
+          n.get("cpu_ms_per_batch_worker_jvm").asDouble(),
+          n.get("cpu_ms_per_batch_sandbox").asDouble());
     }
     System.out.println();
   }

@@ -8,19 +8,15 @@ import dev.kiln.image.LayerSpec;
 import dev.kiln.provisioner.Limits;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.Sandbox;
-import dev.kiln.provisioner.SandboxProcess;
 import dev.kiln.provisioner.SandboxSpec;
 import dev.kiln.resolver.ContentKey;
 import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerLauncher;
 import dev.kiln.worker.RunnerPool;
-import dev.kiln.worker.RunnerProcess;
 import dev.kiln.worker.UdfException;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -227,11 +223,11 @@ final class Provisioning {
       // Package layers first (pre-built blobs, shared by every image that uses the wheel), then
       // the runner, the imports and the code: what changes most often sits on top.
       List<LayerSpec> layers = new ArrayList<>(prepared.packageLayers());
-      layers.add(RuntimeProbe.layer("kiln-runner", RunnerFiles.runtimeFiles()));
+      layers.add(SandboxRunners.layer("kiln-runner", RunnerFiles.runtimeFiles()));
       if (prepared.importsLayer() != null) {
         layers.add(prepared.importsLayer());
       }
-      layers.add(RuntimeProbe.layer("udf-code", RunnerFiles.udfFiles(r.spec)));
+      layers.add(SandboxRunners.layer("udf-code", RunnerFiles.udfFiles(r.spec)));
       Map<String, String> env = new java.util.TreeMap<>(RunnerFiles.environment());
       env.put("KILN_IMPORT_DIR", ImageInputs.IMPORT_DIR);
       ImageRequest request =
@@ -262,7 +258,7 @@ final class Provisioning {
     SandboxSpec spec =
         new SandboxSpec(
             r.key.shortForm(),
-            RuntimeProbe.sandboxImage(image),
+            SandboxRunners.sandboxImage(image),
             new Limits(config.sandboxMemoryBytes(), config.sandboxCpus()),
             List.of());
     try {
@@ -301,8 +297,7 @@ final class Provisioning {
       throws UdfException, InterruptedException {
     long t0 = System.nanoTime();
     // The pool passes each runner its environment, e.g. its share of the sandbox's memory.
-    RunnerLauncher launcher =
-        env -> new SandboxRunner(sandbox.exec(RunnerFiles.serveCommand(), env));
+    RunnerLauncher launcher = SandboxRunners.launcher(sandbox);
     int runners = config.effectiveRunnersPerSandbox();
     RunnerPool pool =
         RunnerPool.start(
@@ -317,38 +312,5 @@ final class Provisioning {
     r.runnersNanos = System.nanoTime() - t0;
     runnersTimer.record(r.runnersNanos, TimeUnit.NANOSECONDS);
     return pool;
-  }
-
-  /** A runner process in a sandbox, as the worker sees it. */
-  private record SandboxRunner(SandboxProcess process) implements RunnerProcess {
-    @Override
-    public OutputStream stdin() {
-      return process.stdin();
-    }
-
-    @Override
-    public InputStream stdout() {
-      return process.stdout();
-    }
-
-    @Override
-    public InputStream stderr() {
-      return process.stderr();
-    }
-
-    @Override
-    public boolean isAlive() {
-      return process.isAlive();
-    }
-
-    @Override
-    public CompletableFuture<Integer> exited() {
-      return process.exited();
-    }
-
-    @Override
-    public void kill() {
-      CompletableFuture.runAsync(() -> process.kill(Duration.ofSeconds(5)));
-    }
   }
 }

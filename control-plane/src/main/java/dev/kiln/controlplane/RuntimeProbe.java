@@ -3,14 +3,10 @@ package dev.kiln.controlplane;
 import dev.kiln.image.BuiltImage;
 import dev.kiln.image.ImageBuildException;
 import dev.kiln.image.ImageBuilder;
-import dev.kiln.image.ImageLayer;
 import dev.kiln.image.ImageRequest;
-import dev.kiln.image.LayerFile;
-import dev.kiln.image.LayerSpec;
 import dev.kiln.provisioner.Limits;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.Sandbox;
-import dev.kiln.provisioner.SandboxImage;
 import dev.kiln.provisioner.SandboxProcess;
 import dev.kiln.provisioner.SandboxSpec;
 import dev.kiln.resolver.SpecException;
@@ -21,7 +17,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -64,7 +59,7 @@ final class RuntimeProbe {
       f = mine;
       try {
         BuiltImage image = buildRunnerImage(runtime.images(), runtime.digest());
-        provisioner.prepare(sandboxImage(image));
+        provisioner.prepare(SandboxRunners.sandboxImage(image));
         mine.complete(image);
       } catch (Exception e) {
         runnerImages.remove(runtime.digest(), mine);
@@ -88,7 +83,7 @@ final class RuntimeProbe {
     return images.build(
         new ImageRequest(
             name,
-            List.of(layer("kiln-runner", RunnerFiles.runtimeFiles())),
+            List.of(SandboxRunners.layer("kiln-runner", RunnerFiles.runtimeFiles())),
             RunnerFiles.initCommand(),
             List.of(),
             RunnerFiles.environment(),
@@ -141,7 +136,10 @@ final class RuntimeProbe {
     try (Sandbox sandbox =
             provisioner.start(
                 new SandboxSpec(
-                    "probe", sandboxImage(image), new Limits(256L << 20, 1.0), List.of()));
+                    "probe",
+                    SandboxRunners.sandboxImage(image),
+                    new Limits(256L << 20, 1.0),
+                    List.of()));
         SandboxProcess p =
             sandbox.exec(List.of("python3", "-c", TargetEnvironment.probeScript()), List.of())) {
       p.stdin().close();
@@ -172,24 +170,6 @@ final class RuntimeProbe {
     } catch (IOException e) {
       return new byte[0];
     }
-  }
-
-  static LayerSpec layer(String name, Map<String, byte[]> files) {
-    List<LayerFile> entries = new ArrayList<>();
-    files.entrySet().stream()
-        .sorted(Map.Entry.comparingByKey())
-        .forEach(e -> entries.add(LayerFile.ofBytes(e.getKey(), e.getValue(), 0644)));
-    return new LayerSpec(name, entries);
-  }
-
-  static SandboxImage sandboxImage(BuiltImage image) {
-    List<SandboxImage.Layer> layers = new ArrayList<>();
-    for (ImageLayer l : image.layers()) {
-      layers.add(new SandboxImage.Layer(l.digest().toString(), l.mediaType(), l.blob()));
-    }
-    List<String> argv = new ArrayList<>(image.entrypoint());
-    argv.addAll(image.cmd());
-    return new SandboxImage(layers, argv, image.env(), image.workingDir());
   }
 
   private static <T> T join(CompletableFuture<T> f) throws Exception {
