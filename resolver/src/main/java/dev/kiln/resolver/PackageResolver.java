@@ -346,10 +346,12 @@ public final class PackageResolver implements AutoCloseable {
   private ProjectPage page(String name)
       throws ResolutionException, IOException, InterruptedException {
     CachedPage c = pageCache.get(name);
-    if (c != null && c.fetched().plus(unpinnedLockTtl).isAfter(clock.instant())) {
+    if (isFresh(c)) {
       return c.page();
     }
-    CompletableFuture<ProjectPage> inFlight = pagesInFlight.get(name);
+    // Registered while this thread fetches it, so a prefetch that starts meanwhile waits for it.
+    CompletableFuture<ProjectPage> mine = new CompletableFuture<>();
+    CompletableFuture<ProjectPage> inFlight = pagesInFlight.putIfAbsent(name, mine);
     if (inFlight != null) {
       try {
         return inFlight.get();
@@ -358,8 +360,22 @@ public final class PackageResolver implements AutoCloseable {
       } finally {
         pagesInFlight.remove(name, inFlight);
       }
+      return fetchPage(name);
     }
-    return fetchPage(name);
+    try {
+      ProjectPage p = fetchPage(name);
+      mine.complete(p);
+      return p;
+    } catch (Throwable t) {
+      mine.completeExceptionally(t);
+      throw t;
+    } finally {
+      pagesInFlight.remove(name, mine);
+    }
+  }
+
+  private boolean isFresh(CachedPage c) {
+    return c != null && c.fetched().plus(unpinnedLockTtl).isAfter(clock.instant());
   }
 
   private ProjectPage fetchPage(String name)
@@ -372,13 +388,20 @@ public final class PackageResolver implements AutoCloseable {
   /** Starts fetching a project page in the background unless it is cached or on its way. */
   private CompletableFuture<ProjectPage> prefetchPage(String name) {
     CachedPage c = pageCache.get(name);
-    if (c != null && c.fetched().plus(unpinnedLockTtl).isAfter(clock.instant())) {
+    if (isFresh(c)) {
       return CompletableFuture.completedFuture(c.page());
     }
     try {
-      return pagesInFlight.computeIfAbsent(
-          name,
-          n -> CompletableFuture.supplyAsync(() -> unchecked(() -> fetchPage(n)), prefetcher));
+      // Checked again inside: the page may have been fetched (and its entry removed) since.
+      CompletableFuture<ProjectPage> f =
+          pagesInFlight.computeIfAbsent(
+              name,
+              n ->
+                  isFresh(pageCache.get(n))
+                      ? null
+                      : CompletableFuture.supplyAsync(
+                          () -> unchecked(() -> fetchPage(n)), prefetcher));
+      return f != null ? f : CompletableFuture.completedFuture(pageCache.get(name).page());
     } catch (RejectedExecutionException closed) {
       return CompletableFuture.completedFuture(null);
     }
@@ -398,10 +421,14 @@ public final class PackageResolver implements AutoCloseable {
         return;
       }
       try {
+        // Checked again inside: it may have been read (and its entry removed) since.
         metadataInFlight.computeIfAbsent(
             f.url(),
             u ->
-                CompletableFuture.supplyAsync(() -> unchecked(() -> fetchMetadata(f)), prefetcher));
+                f.sha256() != null && metadataCache.containsKey(f.sha256())
+                    ? null
+                    : CompletableFuture.supplyAsync(
+                        () -> unchecked(() -> fetchMetadata(f)), prefetcher));
       } catch (RejectedExecutionException closed) {
         // closing: nothing to prefetch for
       }
@@ -428,7 +455,11 @@ public final class PackageResolver implements AutoCloseable {
    */
   private Resolution.Metadata metadata(DistFile file)
       throws ResolutionException, IOException, InterruptedException {
-    CompletableFuture<Resolution.Metadata> inFlight = metadataInFlight.get(file.url());
+    // Registered while this thread reads it, so a prefetch that starts meanwhile (its project page
+    // arrived late) waits for this read instead of downloading the same file again.
+    CompletableFuture<Resolution.Metadata> mine = new CompletableFuture<>();
+    CompletableFuture<Resolution.Metadata> inFlight =
+        metadataInFlight.putIfAbsent(file.url(), mine);
     if (inFlight != null) {
       try {
         return inFlight.get();
@@ -437,8 +468,18 @@ public final class PackageResolver implements AutoCloseable {
       } finally {
         metadataInFlight.remove(file.url(), inFlight);
       }
+      return fetchMetadata(file);
     }
-    return fetchMetadata(file);
+    try {
+      Resolution.Metadata m = fetchMetadata(file);
+      mine.complete(m);
+      return m;
+    } catch (Throwable t) {
+      mine.completeExceptionally(t);
+      throw t;
+    } finally {
+      metadataInFlight.remove(file.url(), mine);
+    }
   }
 
   private Resolution.Metadata fetchMetadata(DistFile file)
