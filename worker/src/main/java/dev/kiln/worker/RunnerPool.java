@@ -386,6 +386,10 @@ public final class RunnerPool implements AutoCloseable {
 
   private void startSlot(Runner runner) {
     Slot slot = new Slot(slots.size(), runner);
+    // Idle from now, not from when its thread first runs: a call made right after start() must
+    // see every ready runner (and be sliced across them) however late the threads are scheduled.
+    idleSlots.incrementAndGet();
+    slot.countedIdle = true;
     slots.add(slot);
     Thread.ofPlatform()
         .daemon()
@@ -590,6 +594,9 @@ public final class RunnerPool implements AutoCloseable {
     private UdfException failure;
     private Duration backoff = Duration.ofSeconds(1);
 
+    /** Counted in {@code idleSlots} already by {@link #startSlot}, before its first take. */
+    boolean countedIdle;
+
     Slot(int index, Runner runner) {
       this.index = index;
       this.runner = runner;
@@ -701,7 +708,11 @@ public final class RunnerPool implements AutoCloseable {
     }
 
     private Task take() throws InterruptedException {
-      idleSlots.incrementAndGet();
+      if (countedIdle) {
+        countedIdle = false;
+      } else {
+        idleSlots.incrementAndGet();
+      }
       try {
         while (!closed) {
           Task task = queue.poll(POLL_MILLIS, TimeUnit.MILLISECONDS);
