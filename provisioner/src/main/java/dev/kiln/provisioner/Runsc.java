@@ -15,6 +15,19 @@ import java.util.List;
 final class Runsc {
   private static final Duration TIMEOUT = Duration.ofSeconds(30);
   private static final String SETSID = findSetsid();
+  private static final String PERL = findExecutable("/usr/bin/perl", "/bin/perl");
+
+  /**
+   * Makes the process's stdin and stdout pipes 1 MiB (F_SETPIPE_SZ = 1031), then execs the rest of
+   * the command line. A runner's batches cross these host pipes; at the default 64 KiB, gVisor
+   * reads a 1 MiB batch in many small pieces, each a trapped system call (measured: add(BIGINT,
+   * BIGINT) 15-20% more rows/s per runner with 1 MiB). Failures (a pipe-size limit) are ignored:
+   * the default size works, only slower. Perl because it is on every Debian system (perl-base is
+   * essential) and starts in a few milliseconds; Java itself cannot fcntl a Process's pipes.
+   */
+  private static final String LARGE_PIPES =
+      "fcntl(STDIN, 1031, 1048576); fcntl(STDOUT, 1031, 1048576);"
+          + " exec {$ARGV[0]} @ARGV or die \"exec $ARGV[0]: $!\\n\";";
 
   private final String binary;
   private final Path root;
@@ -38,7 +51,11 @@ final class Runsc {
   }
 
   private static String findSetsid() {
-    for (String p : List.of("/usr/bin/setsid", "/bin/setsid")) {
+    return findExecutable("/usr/bin/setsid", "/bin/setsid");
+  }
+
+  private static String findExecutable(String... candidates) {
+    for (String p : candidates) {
       if (java.nio.file.Files.isExecutable(Path.of(p))) {
         return p;
       }
@@ -53,7 +70,8 @@ final class Runsc {
   /**
    * {@code runsc <global flags> <subcommand...>}. The long-lived {@code run} and {@code exec}
    * processes start in a session of their own (setsid), so a Ctrl-C in the terminal of {@code kiln
-   * serve} reaches only Kiln, which then stops its sandboxes in order.
+   * serve} reaches only Kiln, which then stops its sandboxes in order. {@code exec} processes get 1
+   * MiB stdin and stdout pipes (see {@link #LARGE_PIPES}).
    */
   List<String> command(String... subcommand) {
     List<String> argv = new ArrayList<>();
@@ -61,6 +79,9 @@ final class Runsc {
         && subcommand.length > 0
         && (subcommand[0].equals("run") || subcommand[0].equals("exec"))) {
       argv.add(SETSID);
+    }
+    if (PERL != null && subcommand.length > 0 && subcommand[0].equals("exec")) {
+      argv.addAll(List.of(PERL, "-e", LARGE_PIPES));
     }
     argv.add(binary);
     argv.addAll(globalFlags);

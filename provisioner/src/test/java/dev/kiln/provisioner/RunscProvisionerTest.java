@@ -3,11 +3,16 @@ package dev.kiln.provisioner;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class RunscProvisionerTest {
   @Test
@@ -38,6 +43,28 @@ class RunscProvisionerTest {
         .hasMessageContaining("runsc must name the runsc binary")
         .hasMessageContaining("startTimeout must be positive")
         .hasMessageContaining("runAsUser needs a uid and gid >= 0");
+  }
+
+  @Test
+  void execProcessesTalkOverOneMebibytePipes(@TempDir Path dir) throws Exception {
+    // Stands in for runsc: what matters is the pipes the command line hands to it.
+    Path fake = dir.resolve("runsc");
+    Files.writeString(
+        fake,
+        "#!/bin/sh\nexec python3 -c 'import fcntl; print(fcntl.fcntl(0, 1032), fcntl.fcntl(1,"
+            + " 1032))'\n");
+    Files.setPosixFilePermissions(fake, PosixFilePermissions.fromString("rwx------"));
+    Runsc runsc = new Runsc(fake.toString(), dir, "ptrace", "none", List.of());
+
+    Process exec = new ProcessBuilder(runsc.command("exec", "some-sandbox")).start();
+    String execPipes = new String(exec.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    Process list = new ProcessBuilder(runsc.command("list")).start();
+    String listPipes = new String(list.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+
+    assertThat(exec.waitFor()).isZero();
+    assertThat(execPipes.strip()).isEqualTo("1048576 1048576");
+    assertThat(list.waitFor()).isZero();
+    assertThat(listPipes.strip()).as("other commands keep the default").isEqualTo("65536 65536");
   }
 
   @Test

@@ -235,7 +235,22 @@ class Channel:
 
     def write_frame(self, frame_type, *parts):
         length = sum(memoryview(p).nbytes for p in parts)
-        data = memoryview(b"".join((FRAME_HEAD.pack(length, frame_type),) + parts))
+        # Small parts are joined into one write; a large one (a column body) is written from where
+        # it is rather than copied into a joined frame first. (os.writev measured slower under
+        # gVisor.)
+        small = [FRAME_HEAD.pack(length, frame_type)]
+        for p in parts:
+            if memoryview(p).nbytes < 65536:
+                small.append(p)
+                continue
+            self._write(b"".join(small))
+            small = []
+            self._write(p)
+        if small:
+            self._write(b"".join(small))
+
+    def _write(self, data):
+        data = memoryview(data).cast("B")
         while data:
             data = data[os.write(self.write_fd, data):]
 
@@ -428,8 +443,13 @@ def last_udf_frame(tb, path):
 # ---------------------------------------------------------------- decoding
 
 
-def decode_column(view, pos, rows):
-    """Decodes one column at view[pos:]; returns (values, validity bytes or None, next position)."""
+def decode_column(view, pos, rows, lazy=False):
+    """Decodes one column at view[pos:]; returns (values, validity bytes or None, next position).
+
+    With lazy, a fixed-width column without NULLs stays a typed memoryview over the payload: map()
+    then makes each int or float as the function takes it, and drops it right after, instead of
+    building a list of them all first (measured: add(BIGINT, BIGINT) 15-25% faster per runner).
+    """
     ctype = view[pos]
     flags = view[pos + 1]
     pos += 2
@@ -450,7 +470,9 @@ def decode_column(view, pos, rows):
     fmt = FIXED.get(ctype)
     if fmt is not None:
         end = pos + rows * WIDTHS[ctype]
-        values = view[pos:end].cast(fmt).tolist()
+        values = view[pos:end].cast(fmt)
+        if validity is not None or not lazy:
+            values = values.tolist()
         pos = end
     elif ctype == BOOLEAN:
         values = list(map(BOOLS.__getitem__, view[pos:pos + rows]))
@@ -472,13 +494,15 @@ def decode_separated(view, pos, rows, ctype, validity):
     sep = view[pos]
     length = struct.unpack_from("<Q", view, pos + 1)[0]
     pos += 9
-    data = view[pos:pos + length].tobytes()
-    pos += length
     if ctype == BINARY:
+        data = view[pos:pos + length].tobytes()
+        pos += length
         values = data.split(bytes((sep,))) if rows else []
     else:
+        data = view[pos:pos + length]
+        pos += length
         try:
-            text = data.decode("ascii") if data.isascii() else data.decode("utf-8")
+            text = str(data, "utf-8")  # straight from the payload; ASCII takes a fast path
         except UnicodeDecodeError as e:
             raise BatchError("a STRING argument is not valid UTF-8: %s" % e, "input")
         values = text.split(chr(sep)) if rows else []
@@ -546,14 +570,16 @@ def compute(udf, columns, rows, first_row):
     """Calls the function once per row; a failure names the row, its arguments and the udf.py line."""
     func = udf.func
     if columns:
-        iterators = [iter(c) for c in columns]
+        # extend() keeps what it appended before func raised, so len(results) is the failing row
+        # (columns may be memoryviews, whose iterators have no __length_hint__).
+        results = []
         try:
-            return list(map(func, *iterators))
+            results.extend(map(func, *columns))
+            return results
         except MemoryError:
             raise
         except BaseException as e:
-            # map() has taken row+1 items from every iterator when func raised on row.
-            row = rows - 1 - iterators[0].__length_hint__()
+            row = len(results)
             args = [c[row] for c in columns] if 0 <= row < rows else None
             raise BatchError(types().describe_call_error(e, udf.path, first_row + row, args))
     counter = iter(range(rows))
@@ -712,8 +738,11 @@ def encode_result(results, t, first_row, udf, errors):
 # ---------------------------------------------------------------- serving
 
 
-def decode_batch(payload):
-    """Returns (rows, first_row, result type, columns, validities) of a BATCH payload."""
+def decode_batch(payload, lazy=False):
+    """Returns (rows, first_row, result type, columns, validities) of a BATCH payload.
+
+    With lazy, columns are sequences (see decode_column), else lists.
+    """
     view = memoryview(payload)
     try:
         rows, first_row, argc = BATCH_HEAD.unpack_from(view, 0)
@@ -721,7 +750,7 @@ def decode_batch(payload):
         columns = []
         validities = []
         for _ in range(argc):
-            column, validity, pos = decode_column(view, pos, rows)
+            column, validity, pos = decode_column(view, pos, rows, lazy)
             columns.append(column)
             validities.append(validity)
     except (struct.error, IndexError, TypeError, ValueError) as e:
@@ -733,7 +762,8 @@ def decode_batch(payload):
 
 
 def handle_batch(payload, udf, keep):
-    rows, first_row, rtype, columns, validities = decode_batch(payload)
+    # Only plain functions take lazy columns: batch mode hands the columns to the UDF as lists.
+    rows, first_row, rtype, columns, validities = decode_batch(payload, udf.plain)
     del payload
     if udf.plain:
         errors = None
