@@ -349,28 +349,42 @@ public final class PackageResolver implements AutoCloseable {
     if (isFresh(c)) {
       return c.page();
     }
-    // Registered while this thread fetches it, so a prefetch that starts meanwhile waits for it.
-    CompletableFuture<ProjectPage> mine = new CompletableFuture<>();
-    CompletableFuture<ProjectPage> inFlight = pagesInFlight.putIfAbsent(name, mine);
-    if (inFlight != null) {
+    return joinOrRead(pagesInFlight, name, () -> fetchPage(name));
+  }
+
+  /** A read the resolution needs now (a page or metadata), for {@link #joinOrRead}. */
+  private interface Read<V> {
+    V call() throws ResolutionException, IOException, InterruptedException;
+  }
+
+  /**
+   * Joins the read of {@code key} already on its way (a prefetch), or reads it on this thread,
+   * registered in {@code inFlight} meanwhile so that a prefetch starting late joins it instead of
+   * downloading the same thing again. A failed prefetch is read again here, which reports the
+   * failure with its own exception.
+   */
+  private static <K, V> V joinOrRead(Map<K, CompletableFuture<V>> inFlight, K key, Read<V> read)
+      throws ResolutionException, IOException, InterruptedException {
+    CompletableFuture<V> mine = new CompletableFuture<>();
+    CompletableFuture<V> theirs = inFlight.putIfAbsent(key, mine);
+    if (theirs != null) {
       try {
-        return inFlight.get();
+        return theirs.get();
       } catch (ExecutionException failed) {
-        // fetch again below, which reports the failure with its own exception
+        return read.call();
       } finally {
-        pagesInFlight.remove(name, inFlight);
+        inFlight.remove(key, theirs);
       }
-      return fetchPage(name);
     }
     try {
-      ProjectPage p = fetchPage(name);
-      mine.complete(p);
-      return p;
+      V v = read.call();
+      mine.complete(v);
+      return v;
     } catch (Throwable t) {
       mine.completeExceptionally(t);
       throw t;
     } finally {
-      pagesInFlight.remove(name, mine);
+      inFlight.remove(key, mine);
     }
   }
 
@@ -455,31 +469,7 @@ public final class PackageResolver implements AutoCloseable {
    */
   private Resolution.Metadata metadata(DistFile file)
       throws ResolutionException, IOException, InterruptedException {
-    // Registered while this thread reads it, so a prefetch that starts meanwhile (its project page
-    // arrived late) waits for this read instead of downloading the same file again.
-    CompletableFuture<Resolution.Metadata> mine = new CompletableFuture<>();
-    CompletableFuture<Resolution.Metadata> inFlight =
-        metadataInFlight.putIfAbsent(file.url(), mine);
-    if (inFlight != null) {
-      try {
-        return inFlight.get();
-      } catch (ExecutionException failed) {
-        // read it again below, which reports the failure with its own exception
-      } finally {
-        metadataInFlight.remove(file.url(), inFlight);
-      }
-      return fetchMetadata(file);
-    }
-    try {
-      Resolution.Metadata m = fetchMetadata(file);
-      mine.complete(m);
-      return m;
-    } catch (Throwable t) {
-      mine.completeExceptionally(t);
-      throw t;
-    } finally {
-      metadataInFlight.remove(file.url(), mine);
-    }
+    return joinOrRead(metadataInFlight, file.url(), () -> fetchMetadata(file));
   }
 
   private Resolution.Metadata fetchMetadata(DistFile file)
