@@ -341,6 +341,53 @@ class WireFormatTest {
   }
 
   @Test
+  void separatedValuesAreSplitExactlyAtEverySeparator() {
+    java.util.Random random = new java.util.Random(42);
+    for (int round = 0; round < 2000; round++) {
+      byte sep = (byte) (round % 3 == 0 ? 0 : random.nextInt(128));
+      int rows = random.nextInt(40);
+      // Values of 0-20 bytes avoiding sep, many of them one bit away from it (sep ^ 1): the near
+      // misses of the 8-byte search.
+      List<byte[]> values = new java.util.ArrayList<>();
+      java.io.ByteArrayOutputStream joined = new java.io.ByteArrayOutputStream();
+      int offset = 3; // the data does not start at index 0 of the array
+      joined.write(new byte[offset], 0, offset);
+      for (int r = 0; r < rows; r++) {
+        byte[] v = new byte[random.nextInt(21)];
+        for (int k = 0; k < v.length; k++) {
+          do {
+            v[k] = (byte) (random.nextBoolean() ? sep ^ 1 : random.nextInt(256));
+          } while (v[k] == sep);
+        }
+        values.add(v);
+        if (r > 0) {
+          joined.write(sep);
+        }
+        joined.write(v, 0, v.length);
+      }
+      int extra = rows > 0 && round % 5 == 0 ? 1 : 0; // a separator too many: malformed
+      if (extra == 1) {
+        joined.write(sep);
+        joined.write('x');
+      }
+      byte[] src = joined.toByteArray();
+      long[] o = new long[rows + 1];
+
+      int separators = WireFormat.squeezeSeparated(src, offset, src.length, sep, rows, o);
+
+      if (extra == 1) {
+        assertThat(separators).as("round %d", round).isEqualTo(rows);
+        continue;
+      }
+      assertThat(separators).as("round %d", round).isEqualTo(Math.max(rows - 1, 0));
+      for (int r = 0; r < rows; r++) {
+        byte[] got = Arrays.copyOfRange(src, offset + (int) o[r], offset + (int) o[r + 1]);
+        assertThat(got).as("round %d row %d", round, r).isEqualTo(values.get(r));
+      }
+    }
+  }
+
+  @Test
   void framesAreReadWholeOrNotAtAll() throws Exception {
     byte[] twoFrames = {2, 0, 0, 0, 0x11, 'h', 'i', 0, 0, 0, 0, 0x01};
     ByteArrayInputStream in = new ByteArrayInputStream(twoFrames);
