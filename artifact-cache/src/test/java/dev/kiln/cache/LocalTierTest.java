@@ -15,7 +15,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The local tier (RocksDB index + blob files) passes the tier contract; eviction and recovery. */
-class LocalTierTest extends BlobTierContract {
+class LocalTierTest extends StoredBlobTierContract {
   @TempDir Path dir;
   private CacheIndex index;
 
@@ -51,9 +51,8 @@ class LocalTierTest extends BlobTierContract {
   }
 
   @Override
-  protected boolean corrupt(BlobTier tier, Digest d) throws Exception {
+  protected void corrupt(BlobTier tier, Digest d) throws Exception {
     flipByte(((LocalTier) tier).path(d), 1234);
-    return true;
   }
 
   static void flipByte(Path file, long at) throws Exception {

@@ -14,12 +14,6 @@ class MemoryTierTest extends BlobTierContract {
     return new MemoryTier(16 << 20, 8 << 20, new SimpleMeterRegistry());
   }
 
-  /** Memory is trusted once bytes are verified on entry; there is no stored copy to damage. */
-  @Override
-  protected boolean corrupt(BlobTier tier, Digest d) {
-    return false;
-  }
-
   @Test
   void isBoundedByBytesAndCountsEvictions() throws Exception {
     MemoryTier m = new MemoryTier(1 << 20, 512 << 10, new SimpleMeterRegistry());
