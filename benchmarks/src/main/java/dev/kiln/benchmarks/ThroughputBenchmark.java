@@ -189,13 +189,13 @@ public final class ThroughputBenchmark {
       System.out.println(
           "Worker level: the worker's RunnerPool fed pre-built batches in this JVM"
               + " (no Flight, no client JVM)");
-      printPoolTable(poolRows);
+      printTable(poolRows, false);
     }
     if (flightRows != null) {
       System.out.println();
       System.out.println(
           "End to end: a Kiln server, DoExchange on a new connection per batch from a client JVM");
-      printTable(flightRows);
+      printTable(flightRows, true);
     }
     Files.createDirectories(out.getParent());
     JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
@@ -934,16 +934,19 @@ public final class ThroughputBenchmark {
     }
   }
 
-  private static void printTable(ArrayNode rows) {
+  /** The measurements as a Markdown table; {@code client}: the rows have a client JVM's CPU. */
+  private static void printTable(ArrayNode rows, boolean client) {
     System.out.println();
     System.out.println(
         "| function | runners | rows/s | plain Python loop, rows/s (median / best) |"
             + " per runner vs loop | speed-up vs 1 runner | sandbox rows per CPU-second vs loop |"
-            + " CPU ms per batch: worker / sandbox / client |");
+            + (client
+                ? " CPU ms per batch: worker / sandbox / client |"
+                : " CPU ms per batch: worker / sandbox |"));
     System.out.println("|---|---|---|---|---|---|---|---|");
     for (var n : rows) {
       System.out.printf(
-          "| `%s` | %d | %,d | %,d / %,d | %.0f%% | %.2f× | %,d (%.0f%%) | %.1f / %.1f / %.1f |%n",
+          "| `%s` | %d | %,d | %,d / %,d | %.0f%% | %.2f× | %,d (%.0f%%) | %.1f / %.1f%s |%n",
           n.get("function").asText(),
           n.get("runners").asInt(),
           n.get("rows_per_second").asLong(),
@@ -955,32 +958,7 @@ public final class ThroughputBenchmark {
           100 * n.get("ratio_per_sandbox_core").asDouble(),
           n.get("cpu_ms_per_batch_worker_jvm").asDouble(),
           n.get("cpu_ms_per_batch_sandbox").asDouble(),
-          n.get("cpu_ms_per_batch_client_jvm").asDouble());
-    }
-    System.out.println();
-  }
-
-  private static void printPoolTable(ArrayNode rows) {
-    System.out.println();
-    System.out.println(
-        "| function | runners | rows/s | plain Python loop, rows/s (median / best) |"
-            + " per runner vs loop | speed-up vs 1 runner | sandbox rows per CPU-second vs loop |"
-            + " CPU ms per batch: worker / sandbox |");
-    System.out.println("|---|---|---|---|---|---|---|---|");
-    for (var n : rows) {
-      System.out.printf(
-          "| `%s` | %d | %,d | %,d / %,d | %.0f%% | %.2f× | %,d (%.0f%%) | %.1f / %.1f |%n",
-          n.get("function").asText(),
-          n.get("runners").asInt(),
-          n.get("rows_per_second").asLong(),
-          n.get("plain_loop_rows_per_second").asLong(),
-          n.get("plain_loop_best_rows_per_second").asLong(),
-          100 * n.get("ratio_per_runner").asDouble(),
-          n.get("speedup_over_one_runner").asDouble(),
-          n.get("sandbox_rows_per_cpu_second").asLong(),
-          100 * n.get("ratio_per_sandbox_core").asDouble(),
-          n.get("cpu_ms_per_batch_worker_jvm").asDouble(),
-          n.get("cpu_ms_per_batch_sandbox").asDouble());
+          client ? String.format(" / %.1f", n.get("cpu_ms_per_batch_client_jvm").asDouble()) : "");
     }
     System.out.println();
   }

@@ -6,25 +6,13 @@ import static dev.kiln.controlplane.KilnTestSupport.rows;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
+import dev.kiln.resolver.PipMirror;
+import dev.kiln.resolver.StaticIndexServer;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import java.io.IOException;
-import java.io.OutputStream;
-import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.net.URI;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -39,13 +27,13 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class PackagesEndToEndIT {
   @TempDir static Path dataDir;
-  static MirrorServer mirror;
+  static StaticIndexServer mirror;
   static RunningKiln kiln;
   @RegisterExtension final TestAllocator allocator = new TestAllocator();
 
   @BeforeAll
   static void startKiln() throws Exception {
-    mirror = new MirrorServer(pipFileIndexes());
+    mirror = new StaticIndexServer(PipMirror.fileIndexes());
     kiln =
         RunningKiln.start(
             dataDir,
@@ -138,115 +126,5 @@ class PackagesEndToEndIT {
               assertThat(e.getStatus().getDescription())
                   .contains("no package named 'surely-not-a-real-package'");
             });
-  }
-
-  /**
-   * The file:// indexes pip is configured with ({@code pip config list}); fails with what to do
-   * when there are none, since this test needs the mirror of real wheels.
-   */
-  static List<URI> pipFileIndexes() throws IOException, InterruptedException {
-    Process p =
-        new ProcessBuilder("python3", "-m", "pip", "config", "list")
-            .redirectErrorStream(true)
-            .start();
-    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
-      throw new IllegalStateException("'python3 -m pip config list' failed: " + out);
-    }
-    Pattern setting = Pattern.compile("^[^.]*\\.(index-url|extra-index-url)='(.*)'$");
-    List<URI> indexes = new ArrayList<>();
-    for (String line : out.split("\n")) {
-      Matcher m = setting.matcher(line.strip());
-      if (!m.matches()) {
-        continue;
-      }
-      for (String url : m.group(2).split("\\s+")) {
-        if (url.startsWith("file:")
-            && Files.isDirectory(Path.of(URI.create(url)))
-            && !indexes.contains(URI.create(url))) {
-          indexes.add(URI.create(url));
-        }
-      }
-    }
-    if (indexes.isEmpty()) {
-      throw new IllegalStateException(
-          "pip is not configured with a local file:// package index ('pip config list' shows"
-              + " none); this test installs real wheels (numpy, pandas, humanize) from such a"
-              + " PEP 503 mirror, e.g. 'pip config set global.extra-index-url"
-              + " file:///opt/pypi/simple'. pip config list said:\n"
-              + out);
-    }
-    return indexes;
-  }
-
-  /**
-   * Serves PEP 503 directory trees over HTTP: each index's parent directory under its own prefix
-   * (so links like {@code ../../files/x.whl} resolve), a directory answered by its index.html.
-   */
-  static final class MirrorServer implements AutoCloseable {
-    private final HttpServer http;
-    private final ExecutorService executor = Executors.newFixedThreadPool(4);
-    private final List<Path> roots = new ArrayList<>();
-    private final List<URI> urls = new ArrayList<>();
-
-    MirrorServer(List<URI> fileIndexes) throws IOException {
-      http = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0);
-      http.setExecutor(executor);
-      for (URI u : fileIndexes) {
-        Path simple = Path.of(u).toAbsolutePath().normalize();
-        urls.add(
-            URI.create(
-                "http://127.0.0.1:"
-                    + http.getAddress().getPort()
-                    + "/i"
-                    + roots.size()
-                    + "/"
-                    + simple.getFileName()
-                    + "/"));
-        roots.add(simple.getParent());
-      }
-      http.createContext("/", this::handle);
-      http.start();
-    }
-
-    List<URI> indexUrls() {
-      return List.copyOf(urls);
-    }
-
-    private void handle(HttpExchange ex) throws IOException {
-      try (ex) {
-        String[] parts = ex.getRequestURI().getPath().split("/", 3);
-        Path file = null;
-        if (parts.length == 3 && parts[1].matches("i\\d+")) {
-          int n = Integer.parseInt(parts[1].substring(1));
-          if (n < roots.size()) {
-            Path p = roots.get(n).resolve(parts[2]).normalize();
-            if (p.startsWith(roots.get(n))) {
-              file = Files.isDirectory(p) ? p.resolve("index.html") : p;
-            }
-          }
-        }
-        if (file == null || !Files.isRegularFile(file)) {
-          ex.sendResponseHeaders(404, -1);
-          return;
-        }
-        ex.getResponseHeaders()
-            .add(
-                "Content-Type",
-                file.toString().endsWith(".html")
-                    ? "text/html; charset=utf-8"
-                    : "application/octet-stream");
-        ex.sendResponseHeaders(200, Files.size(file));
-        try (OutputStream out = ex.getResponseBody()) {
-          Files.copy(file, out);
-        }
-      }
-    }
-
-    @Override
-    public void close() {
-      http.stop(0);
-      executor.shutdownNow();
-    }
   }
 }
