@@ -1,6 +1,7 @@
 package dev.kiln.controlplane;
 
 import static dev.kiln.controlplane.KilnTestSupport.spec;
+import static dev.kiln.worker.Vectors.values;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kiln.resolver.DataType;
@@ -8,11 +9,9 @@ import dev.kiln.worker.ArrowTypes;
 import java.math.BigDecimal;
 import java.math.BigInteger;
 import java.net.URI;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.LocalDate;
 import java.time.LocalDateTime;
-import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -24,30 +23,9 @@ import org.apache.arrow.flight.FlightClient;
 import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.Location;
-import org.apache.arrow.vector.BaseFixedWidthVector;
-import org.apache.arrow.vector.BigIntVector;
-import org.apache.arrow.vector.BitVector;
-import org.apache.arrow.vector.DateDayVector;
-import org.apache.arrow.vector.Decimal256Vector;
-import org.apache.arrow.vector.DecimalVector;
 import org.apache.arrow.vector.FieldVector;
-import org.apache.arrow.vector.Float4Vector;
-import org.apache.arrow.vector.Float8Vector;
 import org.apache.arrow.vector.IntVector;
-import org.apache.arrow.vector.LargeVarBinaryVector;
-import org.apache.arrow.vector.LargeVarCharVector;
-import org.apache.arrow.vector.SmallIntVector;
-import org.apache.arrow.vector.TimeStampMicroVector;
-import org.apache.arrow.vector.TinyIntVector;
-import org.apache.arrow.vector.UInt1Vector;
-import org.apache.arrow.vector.UInt2Vector;
-import org.apache.arrow.vector.UInt4Vector;
-import org.apache.arrow.vector.UInt8Vector;
 import org.apache.arrow.vector.VectorSchemaRoot;
-import org.apache.arrow.vector.complex.FixedSizeListVector;
-import org.apache.arrow.vector.complex.LargeListVector;
-import org.apache.arrow.vector.complex.MapVector;
-import org.apache.arrow.vector.complex.StructVector;
 import org.apache.arrow.vector.util.TransferPair;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -330,89 +308,5 @@ class TypesEndToEndIT {
     } catch (FlightRuntimeException e) {
       throw e;
     }
-  }
-
-  /** Values normalised as the worker's tests do: Long for integers, lists, maps, and so on. */
-  static List<Object> values(FieldVector v) {
-    List<Object> out = new ArrayList<>();
-    for (int i = 0; i < v.getValueCount(); i++) {
-      out.add(value(v, i));
-    }
-    return out;
-  }
-
-  static Object value(FieldVector v, int i) {
-    if (v.isNull(i)) {
-      return null;
-    }
-    return switch (v) {
-      case BitVector b -> b.get(i) == 1;
-      case TinyIntVector t -> (long) t.get(i);
-      case SmallIntVector t -> (long) t.get(i);
-      case IntVector t -> (long) t.get(i);
-      case BigIntVector t -> t.get(i);
-      case UInt1Vector t -> (long) Byte.toUnsignedInt(t.get(i));
-      case UInt2Vector t -> (long) t.get(i);
-      case UInt4Vector t -> Integer.toUnsignedLong(t.get(i));
-      case UInt8Vector t -> new BigInteger(Long.toUnsignedString(t.get(i)));
-      case Float4Vector t -> t.get(i);
-      case Float8Vector t -> t.get(i);
-      case LargeVarCharVector t -> new String(t.get(i), StandardCharsets.UTF_8);
-      case LargeVarBinaryVector t ->
-          "Variant".equals(t.getField().getMetadata().get("Extension"))
-              ? new String(t.get(i), StandardCharsets.UTF_8)
-              : boxed(t.get(i));
-      case DecimalVector t -> t.getObject(i);
-      case Decimal256Vector t -> t.getObject(i);
-      case DateDayVector t -> LocalDate.ofEpochDay(t.get(i));
-      case TimeStampMicroVector t -> {
-        long micros = t.get(i);
-        yield LocalDateTime.ofEpochSecond(
-            Math.floorDiv(micros, 1_000_000L),
-            (int) Math.floorMod(micros, 1_000_000L) * 1000,
-            ZoneOffset.UTC);
-      }
-      case MapVector m -> {
-        Map<Object, Object> map = new LinkedHashMap<>();
-        StructVector entries = (StructVector) m.getDataVector();
-        for (int j = m.getElementStartIndex(i); j < m.getElementEndIndex(i); j++) {
-          map.put(
-              value(entries.getChildrenFromFields().get(0), j),
-              value(entries.getChildrenFromFields().get(1), j));
-        }
-        yield map;
-      }
-      case LargeListVector l -> {
-        List<Object> items = new ArrayList<>();
-        for (long j = l.getElementStartIndex(i); j < l.getElementEndIndex(i); j++) {
-          items.add(value(l.getDataVector(), (int) j));
-        }
-        yield items;
-      }
-      case FixedSizeListVector l -> {
-        List<Object> items = new ArrayList<>();
-        for (int k = 0; k < l.getListSize(); k++) {
-          items.add(value(l.getDataVector(), i * l.getListSize() + k));
-        }
-        yield items;
-      }
-      case StructVector s -> {
-        List<Object> fields = new ArrayList<>();
-        for (FieldVector child : s.getChildrenFromFields()) {
-          fields.add(value(child, i));
-        }
-        yield fields;
-      }
-      case BaseFixedWidthVector other -> other.getObject(i);
-      default -> v.getObject(i);
-    };
-  }
-
-  private static List<Byte> boxed(byte[] bytes) {
-    List<Byte> out = new ArrayList<>();
-    for (byte b : bytes) {
-      out.add(b);
-    }
-    return out;
   }
 }

@@ -54,17 +54,18 @@ import org.apache.arrow.vector.types.pojo.FieldType;
  * fields, NULL as null. Nested vectors are written value by value, which is slow but obviously
  * right.
  */
-final class Vectors {
+public final class Vectors {
 
   private Vectors() {}
 
   /** A nullable vector of a leaf type. */
-  static FieldVector of(BufferAllocator allocator, String name, ArrowType type, List<?> values) {
+  public static FieldVector of(
+      BufferAllocator allocator, String name, ArrowType type, List<?> values) {
     return of(allocator, new Field(name, FieldType.nullable(type), null), values);
   }
 
   /** A vector of any field, nested included. */
-  static FieldVector of(BufferAllocator allocator, Field field, List<?> values) {
+  public static FieldVector of(BufferAllocator allocator, Field field, List<?> values) {
     FieldVector v = field.createVector(allocator);
     try {
       v.allocateNew();
@@ -173,7 +174,7 @@ final class Vectors {
     };
   }
 
-  static List<Object> values(FieldVector v) {
+  public static List<Object> values(FieldVector v) {
     List<Object> out = new ArrayList<>();
     for (int i = 0; i < v.getValueCount(); i++) {
       out.add(value(v, i));
@@ -181,7 +182,7 @@ final class Vectors {
     return out;
   }
 
-  static Object value(FieldVector v, int i) {
+  public static Object value(FieldVector v, int i) {
     if (v.isNull(i)) {
       return null;
     }
@@ -274,7 +275,7 @@ final class Vectors {
     return ArrowTypes.VARIANT_EXTENSION.equals(field.getMetadata().get(ArrowTypes.EXTENSION_KEY));
   }
 
-  static List<Byte> boxed(byte[] bytes) {
+  public static List<Byte> boxed(byte[] bytes) {
     List<Byte> out = new ArrayList<>(bytes.length);
     for (byte b : bytes) {
       out.add(b);
