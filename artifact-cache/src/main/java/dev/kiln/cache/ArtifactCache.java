@@ -1,5 +1,6 @@
 package dev.kiln.cache;
 
+import dev.kiln.base.SingleFlight;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -47,7 +48,7 @@ public final class ArtifactCache implements AutoCloseable {
   private final RemoteHealth health;
   private final RemoteWriter writer;
   private final ImportFetcher imports;
-  private final SingleFlight<Digest, Optional<Path>> fetches = new SingleFlight<>();
+  private final SingleFlight<Digest, Optional<Path>> fetches = SingleFlight.forgetting();
   private final List<Meter> meters = new ArrayList<>();
   private boolean closed;
 
@@ -132,13 +133,7 @@ public final class ArtifactCache implements AutoCloseable {
       return Optional.of(hit.get().path());
     }
     local.meters().miss();
-    try {
-      return fetches.run(digest, () -> fetchIntoLocal(digest));
-    } catch (IOException | InterruptedException | RuntimeException e) {
-      throw e;
-    } catch (Exception e) {
-      throw new IOException(e);
-    }
+    return fetches.run(digest, () -> fetchIntoLocal(digest));
   }
 
   /**

@@ -1,5 +1,8 @@
 package dev.kiln.cache;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.base.SingleFlight;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -69,7 +72,7 @@ public final class ImportFetcher {
   private final LocalTier local;
   private final Tuning tuning;
   private final OkHttpClient http;
-  private final SingleFlight<Key, Digest> downloads = new SingleFlight<>();
+  private final SingleFlight<Key, Digest> downloads = SingleFlight.forgetting();
   private final LongAdder downloaded = new LongAdder();
   private final LongAdder avoided = new LongAdder();
   private final List<Meter> meters;
@@ -107,11 +110,11 @@ public final class ImportFetcher {
    * ArtifactCache#file(Digest)} finds it). An empty tag cannot identify content, so such an import
    * is downloaded every time.
    *
-   * @throws ImportException when the download fails; its message names the location and the HTTP
+   * @throws KilnException when the download fails; its message names the location and the HTTP
    *     status
    */
   public Digest fetch(String tenant, String location, String tag, String url)
-      throws ImportException, InterruptedException {
+      throws KilnException, InterruptedException {
     require(tenant, "tenant");
     require(location, "location");
     Key key = new Key(tenant, location, tag == null ? "" : tag);
@@ -123,26 +126,19 @@ public final class ImportFetcher {
         return known.get();
       }
     }
-    try {
-      return downloads.run(
-          key,
-          () -> {
-            if (cacheable) {
-              // Someone may have finished the same download between our lookup and now.
-              Optional<Digest> again = known(key);
-              if (again.isPresent()) {
-                avoided.increment();
-                return again.get();
-              }
+    return downloads.run(
+        key,
+        () -> {
+          if (cacheable) {
+            // Someone may have finished the same download between our lookup and now.
+            Optional<Digest> again = known(key);
+            if (again.isPresent()) {
+              avoided.increment();
+              return again.get();
             }
-            return download(key, url, cacheable);
-          });
-    } catch (ImportException | InterruptedException | RuntimeException e) {
-      throw e;
-    } catch (Exception e) {
-      throw new ImportException(
-          location, 0, false, "import " + location + ": " + e.getMessage(), e);
-    }
+          }
+          return download(key, url, cacheable);
+        });
   }
 
   /** Imports downloaded through their URL since the cache was opened. */
@@ -155,7 +151,7 @@ public final class ImportFetcher {
     return avoided.sum();
   }
 
-  private Optional<Digest> known(Key key) throws ImportException, InterruptedException {
+  private Optional<Digest> known(Key key) throws KilnException, InterruptedException {
     try {
       Optional<Digest> d = index.importDigest(key.tenant(), key.location(), key.tag());
       if (d.isPresent() && cache.file(d.get()).isPresent()) {
@@ -163,24 +159,20 @@ public final class ImportFetcher {
       }
       return Optional.empty();
     } catch (IOException e) {
-      throw new ImportException(
-          key.location(),
-          0,
-          false,
+      throw new KilnException(
+          ErrorCode.IMPORT_UNAVAILABLE,
           "import " + key.location() + ": the local cache failed: " + e.getMessage(),
           e);
     }
   }
 
   private Digest download(Key key, String url, boolean cacheable)
-      throws ImportException, InterruptedException {
+      throws KilnException, InterruptedException {
     String location = key.location();
     HttpUrl parsed = url == null ? null : HttpUrl.parse(url);
     if (parsed == null) {
-      throw new ImportException(
-          location,
-          0,
-          true,
+      throw new KilnException(
+          ErrorCode.IMPORT_FAILED,
           "import "
               + location
               + ": the URL for it is empty or not an http(s) URL; Databend sends"
@@ -233,18 +225,16 @@ public final class ImportFetcher {
         String reason = reason(response);
         String detail = s3Error(response.body());
         if (code >= 400 && code < 500) {
-          throw new ImportException(
-              location, code, true, clientError(location, code, reason, detail), null);
+          throw new KilnException(
+              ErrorCode.IMPORT_FAILED, clientError(location, code, reason, detail), null);
         }
         lastStatus = code;
         lastFailure = code + " " + reason + detail;
         lastCause = null;
         if (code < 500) {
           // 1xx or 3xx that OkHttp did not follow: nothing a retry would change.
-          throw new ImportException(
-              location,
-              code,
-              true,
+          throw new KilnException(
+              ErrorCode.IMPORT_FAILED,
               "import "
                   + location
                   + ": the presigned URL answered "
@@ -254,10 +244,8 @@ public final class ImportFetcher {
         }
         log.debug("import {}: attempt {} answered {}", location, attempt, lastFailure);
       } catch (LocalDiskException e) {
-        throw new ImportException(
-            location,
-            0,
-            false,
+        throw new KilnException(
+            ErrorCode.IMPORT_UNAVAILABLE,
             "import "
                 + location
                 + ": could not store the download in the local cache at "
@@ -285,10 +273,8 @@ public final class ImportFetcher {
       }
     }
     if (lastStatus > 0) {
-      throw new ImportException(
-          location,
-          lastStatus,
-          false,
+      throw new KilnException(
+          ErrorCode.IMPORT_UNAVAILABLE,
           "import "
               + location
               + ": the presigned URL answered "
@@ -298,10 +284,8 @@ public final class ImportFetcher {
               + " attempts; the stage's storage is failing, try again later",
           null);
     }
-    throw new ImportException(
-        location,
-        0,
-        false,
+    throw new KilnException(
+        ErrorCode.IMPORT_UNAVAILABLE,
         "import "
             + location
             + ": could not download it from "

@@ -5,13 +5,13 @@
  *
  * <p>Public API: {@link dev.kiln.cache.ArtifactCache} (opened from a {@link
  * dev.kiln.cache.CacheConfig} with optional {@link dev.kiln.cache.S3Settings}), {@link
- * dev.kiln.cache.ImportFetcher} and {@link dev.kiln.cache.ImportException}, the stats records
- * {@link dev.kiln.cache.CacheStats} and {@link dev.kiln.cache.TierStats}, and the older single-tier
- * pieces {@link dev.kiln.cache.Digest}, {@link dev.kiln.cache.BlobStore}, {@link
- * dev.kiln.cache.LocalBlobStore} and {@link dev.kiln.cache.CorruptBlobException}. Everything else
- * is package-private.
+ * dev.kiln.cache.ImportFetcher} and {@link dev.kiln.base.KilnException} (codes IMPORT_FAILED,
+ * IMPORT_UNAVAILABLE), the stats records {@link dev.kiln.cache.CacheStats} and {@link
+ * dev.kiln.cache.TierStats}, and the older single-tier pieces {@link dev.kiln.cache.Digest}, {@link
+ * dev.kiln.cache.BlobStore}, {@link dev.kiln.cache.LocalBlobStore} and {@link
+ * dev.kiln.cache.CorruptBlobException}. Everything else is package-private.
  *
- * <p>Allowed dependencies: the JDK, Caffeine, RocksDB, the AWS SDK v2 (S3), OkHttp, Micrometer,
- * SLF4J. Nothing here knows what a blob means (a wheel, a layer, an import).
+ * <p>Allowed dependencies: {@code dev.kiln.base}, the JDK, Caffeine, RocksDB, the AWS SDK v2 (S3),
+ * OkHttp, Micrometer, SLF4J. Nothing here knows what a blob means (a wheel, a layer, an import).
  */
 package dev.kiln.cache;

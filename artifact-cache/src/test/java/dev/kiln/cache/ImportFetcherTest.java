@@ -3,6 +3,8 @@ package dev.kiln.cache;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -124,11 +126,11 @@ class ImportFetcherTest {
     awaitStatus(url, 403);
     assertThatThrownBy(() -> imports.fetch("acme", "@stage/imports/old.py", "etag-9", url))
         .isInstanceOfSatisfying(
-            ImportException.class,
+            KilnException.class,
             e -> {
-              assertThat(e.httpStatus()).isEqualTo(403);
-              assertThat(e.isPermanent()).isTrue();
-              assertThat(e.location()).isEqualTo("@stage/imports/old.py");
+              assertThat(e.getMessage()).contains("answered 403");
+              assertThat(e.code()).isEqualTo(ErrorCode.IMPORT_FAILED);
+              assertThat(e.getMessage()).startsWith("import @stage/imports/old.py:");
               assertThat(e.getMessage())
                   .startsWith("import @stage/imports/old.py: the presigned URL answered 403")
                   .contains("expired or revoked?")
@@ -142,10 +144,10 @@ class ImportFetcherTest {
     String url = s3.presignGet("stage", "imports/deleted.py", Duration.ofDays(1));
     assertThatThrownBy(() -> imports.fetch("acme", "@stage/imports/deleted.py", "e", url))
         .isInstanceOfSatisfying(
-            ImportException.class,
+            KilnException.class,
             e -> {
-              assertThat(e.httpStatus()).isEqualTo(404);
-              assertThat(e.isPermanent()).isTrue();
+              assertThat(e.getMessage()).contains("answered 404");
+              assertThat(e.code()).isEqualTo(ErrorCode.IMPORT_FAILED);
               assertThat(e.getMessage())
                   .contains("@stage/imports/deleted.py")
                   .contains("404")
@@ -214,9 +216,9 @@ class ImportFetcherTest {
       assertThatThrownBy(
               () -> imports.fetch("acme", "@s/a.py", "t", server.url("/a.py").toString()))
           .isInstanceOfSatisfying(
-              ImportException.class,
+              KilnException.class,
               e -> {
-                assertThat(e.httpStatus()).isEqualTo(403);
+                assertThat(e.getMessage()).contains("answered 403");
                 assertThat(e.getMessage())
                     .startsWith("import @s/a.py: the presigned URL answered 403 Forbidden")
                     .contains("(expired or revoked?)");
@@ -235,10 +237,10 @@ class ImportFetcherTest {
       assertThatThrownBy(
               () -> imports.fetch("acme", "@s/b.py", "t", server.url("/b.py").toString()))
           .isInstanceOfSatisfying(
-              ImportException.class,
+              KilnException.class,
               e -> {
-                assertThat(e.httpStatus()).isEqualTo(503);
-                assertThat(e.isPermanent()).isFalse();
+                assertThat(e.getMessage()).contains("answered 503");
+                assertThat(e.code()).isEqualTo(ErrorCode.IMPORT_UNAVAILABLE);
                 assertThat(e.getMessage())
                     .contains("@s/b.py")
                     .contains("503 Service Unavailable on all 4 attempts");
@@ -256,10 +258,10 @@ class ImportFetcherTest {
     String url = "http://127.0.0.1:" + port + "/c.py?X-Amz-Signature=secret";
     assertThatThrownBy(() -> imports.fetch("acme", "@s/c.py", "t", url))
         .isInstanceOfSatisfying(
-            ImportException.class,
+            KilnException.class,
             e -> {
-              assertThat(e.httpStatus()).isZero();
-              assertThat(e.isPermanent()).isFalse();
+              assertThat(e.getMessage()).doesNotContain("answered");
+              assertThat(e.code()).isEqualTo(ErrorCode.IMPORT_UNAVAILABLE);
               assertThat(e.getMessage())
                   .contains("import @s/c.py: could not download it from 127.0.0.1:" + port)
                   .contains("in 4 attempts")
@@ -271,9 +273,9 @@ class ImportFetcherTest {
   void aMalformedUrlIsAPermanentError() {
     assertThatThrownBy(() -> imports.fetch("acme", "@s/d.py", "t", "not a url"))
         .isInstanceOfSatisfying(
-            ImportException.class,
+            KilnException.class,
             e -> {
-              assertThat(e.isPermanent()).isTrue();
+              assertThat(e.code()).isEqualTo(ErrorCode.IMPORT_FAILED);
               assertThat(e.getMessage()).contains("@s/d.py").contains("not an http(s) URL");
             });
   }

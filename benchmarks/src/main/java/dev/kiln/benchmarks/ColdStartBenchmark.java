@@ -8,7 +8,7 @@ import dev.kiln.controlplane.DatabendClient;
 import dev.kiln.controlplane.KilnConfig;
 import dev.kiln.controlplane.KilnServer;
 import dev.kiln.controlplane.ProvisioningTimings;
-import dev.kiln.resolver.DataType;
+import dev.kiln.definition.DataType;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,11 +1,11 @@
 package dev.kiln.benchmarks;
 
-import dev.kiln.resolver.ContentKey;
-import dev.kiln.resolver.ContentKeys;
-import dev.kiln.resolver.HandlerCheck;
-import dev.kiln.resolver.ImportRef;
-import dev.kiln.resolver.RuntimeSpec;
-import dev.kiln.resolver.SpecException;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.ContentKeys;
+import dev.kiln.definition.HandlerCheck;
+import dev.kiln.definition.ImportRef;
+import dev.kiln.definition.RuntimeSpec;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -48,7 +48,7 @@ public class SpecKeyBenchmark {
   }
 
   @Benchmark
-  public ContentKey parseValidateAndKey() throws SpecException {
+  public ContentKey parseValidateAndKey() throws KilnException {
     RuntimeSpec s = RuntimeSpec.parse(spec);
     HandlerCheck.requireDefined(s.code(), s.handler());
     return ContentKeys.compute(

@@ -7,19 +7,22 @@ import dev.kiln.controlplane.DatabendClient;
 import dev.kiln.controlplane.KilnConfig;
 import dev.kiln.controlplane.KilnServer;
 import dev.kiln.controlplane.SandboxRunners;
-import dev.kiln.image.BaseImage;
+import dev.kiln.definition.DataType;
+import dev.kiln.definition.RuntimeSpec;
+import dev.kiln.definition.UdfDefinition;
+import dev.kiln.image.BuildImage;
 import dev.kiln.image.BuiltImage;
-import dev.kiln.image.ImageBuilder;
-import dev.kiln.image.ImageRequest;
+import dev.kiln.image.Runtimes;
+import dev.kiln.image.WheelLayers;
 import dev.kiln.provisioner.Limits;
 import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxSpec;
-import dev.kiln.resolver.DataType;
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.resolver.Lock;
 import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerLauncher;
 import dev.kiln.worker.RunnerPool;
+import dev.kiln.worker.StartRunners;
 import dev.kiln.worker.UdfSignature;
 import io.grpc.ConnectivityState;
 import io.grpc.ManagedChannel;
@@ -336,8 +339,9 @@ public final class ThroughputBenchmark {
     ArrayNode rows = section.putArray("results");
     List<Integer> runnerCounts = cores > 1 ? List.of(1, cores) : List.of(1);
     KilnConfig defaults = KilnConfig.builder().sandboxCpus(cores).build();
-    try (ImageBuilder images =
-            new ImageBuilder(BaseImage.parse(defaults.baseImage()), data.resolve("images"));
+    try (Runtimes runtimes =
+            Runtimes.open(Map.of(), defaults.baseImage(), "", data.resolve("images"));
+        ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
         RunscProvisioner provisioner =
             RunscProvisioner.builder()
                 .runsc(defaults.runsc())
@@ -345,9 +349,14 @@ public final class ThroughputBenchmark {
                 .workDir(data.resolve("provisioner"))
                 .build();
         BufferAllocator allocator = new RootAllocator()) {
+      BuildImage images =
+          new BuildImage(
+              new WheelLayers(data.resolve("wheel-layers")),
+              SandboxRunners.runnerLayer(),
+              executor);
       List<BuiltImage> built = new ArrayList<>();
       for (Function f : Function.values()) {
-        built.add(udfImage(images, f));
+        built.add(udfImage(images, runtimes.all().get(0), f));
       }
       for (int runners : runnerCounts) {
         KilnConfig config = defaults.toBuilder().runnersPerSandbox(runners).build();
@@ -366,15 +375,8 @@ public final class ThroughputBenchmark {
             RunnerLauncher launcher = SandboxRunners.launcher(sandbox);
             int n = config.effectiveRunnersPerSandbox();
             try (RunnerPool pool =
-                RunnerPool.start(
-                    UdfSignature.of(RuntimeSpec.parse(udfSpec(f))),
-                    launcher,
-                    new RunnerPool.Options(
-                        n,
-                        Duration.ofSeconds(30),
-                        config.batchTimeout(),
-                        50,
-                        RunnerPool.Options.memoryPerRunner(config.sandboxMemoryBytes(), n)))) {
+                new StartRunners(n, config.batchTimeout(), config.sandboxMemoryBytes())
+                    .start(UdfSignature.of(RuntimeSpec.parse(udfSpec(f))), launcher)) {
               int inFlight = inFlightPerRunner * n;
               callPool(pool, allocator, f, 1, Duration.ZERO, new long[1]);
               awaitQuiet();
@@ -444,32 +446,30 @@ public final class ThroughputBenchmark {
   }
 
   /**
-   * The UDF's image as the control plane builds it for a UDF without packages or imports (the base
-   * image, the runner layer, the code layer, the runner's environment and its init as entrypoint),
-   * plus a layer with the plain-loop peer under {@link #LOOP_DIR}.
+   * The UDF's image, built with the image builder's own recipe for a UDF without packages or
+   * imports, with the plain-loop peer's files under {@link #LOOP_DIR} added to the code layer.
    */
-  private static BuiltImage udfImage(ImageBuilder images, Function f) throws Exception {
-    RuntimeSpec spec = RuntimeSpec.parse(udfSpec(f));
-    Map<String, String> env = new TreeMap<>(RunnerFiles.environment());
-    env.put("KILN_IMPORT_DIR", "/kiln/imports");
+  private static BuiltImage udfImage(BuildImage images, Runtimes.Runtime runtime, Function f)
+      throws Exception {
+    UdfDefinition definition = UdfDefinition.fromSpec(udfSpec(f), List.of());
     // The plain-loop peer, loaded by a runner started with KILN_UDF_DIR pointing here.
-    Map<String, byte[]> loopFiles = new TreeMap<>();
+    Map<String, byte[]> codeFiles = new TreeMap<>(RunnerFiles.udfFiles(definition.spec()));
     RunnerFiles.udfFiles(RuntimeSpec.parse(loopSpec(f)))
         .forEach(
             (path, bytes) ->
-                loopFiles.put(LOOP_DIR + path.substring(RunnerFiles.UDF_DIR.length()), bytes));
-    return images.build(
-        new ImageRequest(
-            "kiln/bench-" + f.handler + ":latest",
-            List.of(
-                SandboxRunners.layer("kiln-runner", RunnerFiles.runtimeFiles()),
-                SandboxRunners.layer("bench-loop", loopFiles),
-                SandboxRunners.layer("udf-code", RunnerFiles.udfFiles(spec))),
-            RunnerFiles.initCommand(),
-            List.of(),
-            env,
-            "/",
-            Map.of()));
+                codeFiles.put(LOOP_DIR + path.substring(RunnerFiles.UDF_DIR.length()), bytes));
+    return images
+        .build(
+            new BuildImage.Recipe(
+                runtime,
+                null,
+                definition.key(runtime.digest(), RunnerFiles.version()),
+                definition.handler(),
+                codeFiles,
+                Lock.empty(),
+                List.of(),
+                List.of()))
+        .image();
   }
 
   /**
@@ -486,15 +486,8 @@ public final class ThroughputBenchmark {
           withLoop.add("KILN_UDF_DIR=" + LOOP_DIR);
           return SandboxRunners.runner(sandbox.exec(RunnerFiles.serveCommand(), withLoop));
         };
-    return RunnerPool.start(
-        UdfSignature.of(RuntimeSpec.parse(loopSpec(f))),
-        launcher,
-        new RunnerPool.Options(
-            1,
-            Duration.ofSeconds(30),
-            config.batchTimeout(),
-            50,
-            RunnerPool.Options.memoryPerRunner(config.sandboxMemoryBytes(), 1)));
+    return new StartRunners(1, config.batchTimeout(), config.sandboxMemoryBytes())
+        .start(UdfSignature.of(RuntimeSpec.parse(loopSpec(f))), launcher);
   }
 
   /** The plain loop's rows/s: the median and the best of 21 runs. */

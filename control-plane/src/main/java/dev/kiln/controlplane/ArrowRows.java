@@ -3,9 +3,9 @@ package dev.kiln.controlplane;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
-import dev.kiln.resolver.DataType;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
 import dev.kiln.worker.ArrowTypes;
-import dev.kiln.worker.UdfException;
 import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
 import java.time.LocalDate;
@@ -51,7 +51,7 @@ final class ArrowRows {
   static Field inputField(String name, DataType type) {
     try {
       return ArrowTypes.queryArgumentField(name, type);
-    } catch (UdfException e) {
+    } catch (KilnException e) {
       throw new IllegalArgumentException(e.getMessage());
     }
   }

@@ -1,8 +1,8 @@
 package dev.kiln.controlplane;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
-import dev.kiln.resolver.DataType;
-import dev.kiln.resolver.SpecException;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -88,7 +88,7 @@ final class CallCommand implements Callable<Integer> {
     try {
       types = parseTypes(inputTypes);
       DataType.parse(resultType);
-    } catch (SpecException e) {
+    } catch (KilnException e) {
       System.err.println("kiln call: " + e.getMessage());
       return 2;
     }
@@ -125,7 +125,7 @@ final class CallCommand implements Callable<Integer> {
   }
 
   /** Splits at commas outside parentheses, so DECIMAL(10, 2) stays one type. */
-  static List<DataType> parseTypes(String text) throws SpecException {
+  static List<DataType> parseTypes(String text) throws KilnException {
     List<DataType> types = new ArrayList<>();
     if (text.isBlank()) {
       return types;

@@ -7,7 +7,7 @@ import dev.kiln.controlplane.proto.udf.ApplyUdfResourceRequest;
 import dev.kiln.controlplane.proto.udf.ApplyUdfResourceResponse;
 import dev.kiln.controlplane.proto.udf.UdfImport;
 import dev.kiln.controlplane.proto.udf.UdfServiceGrpc;
-import dev.kiln.resolver.DataType;
+import dev.kiln.definition.DataType;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.netty.NettyChannelBuilder;

@@ -3,6 +3,8 @@ package dev.kiln.controlplane;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -280,7 +282,8 @@ public record KilnConfig(
     public Builder load(Path file) throws IOException, KilnException {
       if (!Files.isRegularFile(file)) {
         throw new KilnException(
-            ErrorCode.INVALID_SPEC, "config file " + file + " does not exist or is not a file");
+            ErrorCode.INVALID_CONFIGURATION,
+            "config file " + file + " does not exist or is not a file");
       }
       JsonNode root = new ObjectMapper(new YAMLFactory()).readTree(file.toFile());
       if (root == null || root.isMissingNode() || root.isNull()) {
@@ -288,7 +291,8 @@ public record KilnConfig(
       }
       if (!root.isObject()) {
         throw new KilnException(
-            ErrorCode.INVALID_SPEC, "config file " + file + " must be a mapping of flag: value");
+            ErrorCode.INVALID_CONFIGURATION,
+            "config file " + file + " must be a mapping of flag: value");
       }
       List<String> errors = new ArrayList<>();
       for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
@@ -309,7 +313,8 @@ public record KilnConfig(
       }
       if (!errors.isEmpty()) {
         throw new KilnException(
-            ErrorCode.INVALID_SPEC, "config file " + file + ": " + String.join("; ", errors));
+            ErrorCode.INVALID_CONFIGURATION,
+            "config file " + file + ": " + String.join("; ", errors));
       }
       return this;
     }
@@ -410,7 +415,7 @@ public record KilnConfig(
       }
       if (!errors.isEmpty()) {
         throw new KilnException(
-            ErrorCode.INVALID_SPEC, "invalid configuration: " + String.join("; ", errors));
+            ErrorCode.INVALID_CONFIGURATION, "invalid configuration: " + String.join("; ", errors));
       }
       return new KilnConfig(
           grpcPort,

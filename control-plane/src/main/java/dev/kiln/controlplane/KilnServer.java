@@ -1,14 +1,25 @@
 package dev.kiln.controlplane;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import dev.kiln.cache.ArtifactCache;
 import dev.kiln.cache.CacheConfig;
+import dev.kiln.cache.FetchInputs;
 import dev.kiln.cache.S3Settings;
+import dev.kiln.image.BaseFacts;
+import dev.kiln.image.BuildImage;
+import dev.kiln.image.RunnerLayer;
+import dev.kiln.image.Runtimes;
 import dev.kiln.image.WheelLayers;
+import dev.kiln.provisioner.Limits;
+import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.resolver.IndexConfig;
 import dev.kiln.resolver.PackageResolver;
+import dev.kiln.resolver.ResolvePackages;
 import dev.kiln.worker.FlightEndpoint;
+import dev.kiln.worker.StartRunners;
 import dev.kiln.worker.Tokens;
 import io.grpc.Server;
 import io.grpc.ServerInterceptors;
@@ -30,6 +41,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.time.Duration;
+import java.time.InstantSource;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
@@ -93,7 +105,14 @@ public final class KilnServer implements AutoCloseable {
 
     Tokens tokens = Tokens.loadOrCreate(data.resolve("token-secret"));
 
-    Runtimes runtimes = Runtimes.open(config, data.resolve("images"));
+    Runtimes runtimes =
+        Runtimes.open(
+            config.runtimes(),
+            config.baseImage(),
+            config.baseImage().equals(KilnConfig.defaultBaseImage())
+                ? "build it with bin/build-base-image (bin/kiln serve does this on first use)"
+                : "pass an image archive or a registry reference",
+            data.resolve("images"));
     closeables.push(runtimes);
     baseImageDigest = runtimes.all().get(0).digest();
 
@@ -112,28 +131,25 @@ public final class KilnServer implements AutoCloseable {
 
     ExecutorService pipelines = Executors.newVirtualThreadPerTaskExecutor();
     closeables.push(() -> shutdown(pipelines));
-    RuntimeProbe probe = new RuntimeProbe(provisioner, data.resolve("runtimes"));
-    ImageInputs inputs =
-        new ImageInputs(
-            cache,
-            packages,
-            new WheelLayers(data.resolve("wheel-layers")),
-            probe,
-            pipelines,
-            data.resolve("tmp"));
-    UdfRegistry[] registryRef = new UdfRegistry[1];
-    Provisioning provisioning =
-        new Provisioning(
+    RunnerLayer runner = SandboxRunners.runnerLayer();
+    PlaceSandbox sandboxes = new PlaceSandbox(provisioner);
+    ModuleSteps steps =
+        new ModuleSteps(
             runtimes,
-            provisioner,
-            probe,
-            inputs,
-            config,
-            pipelines,
-            meters,
-            r -> registryRef[0].evict(r));
-    registry = new UdfRegistry(provisioning::start);
-    provisioning.warmUp();
+            new BaseFacts(runner, SandboxRunners.host(sandboxes), data.resolve("runtimes")),
+            new ResolvePackages(packages),
+            new FetchInputs(cache, data.resolve("tmp")),
+            new BuildImage(new WheelLayers(data.resolve("wheel-layers")), runner, pipelines),
+            sandboxes,
+            new Limits(config.sandboxMemoryBytes(), config.sandboxCpus()),
+            new StartRunners(
+                config.effectiveRunnersPerSandbox(),
+                config.batchTimeout(),
+                config.sandboxMemoryBytes()));
+    UdfRegistry[] registryRef = new UdfRegistry[1];
+    Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
+    registry = new UdfRegistry(pipeline::start);
+    steps.warmUp(pipelines);
     registryRef[0] = registry;
     closeables.push(registry);
     Gauge.builder("kiln.udf.resources", registry, UdfRegistry::size)
@@ -153,7 +169,14 @@ public final class KilnServer implements AutoCloseable {
     endpoint = "http://" + config.advertiseHost() + ":" + flight.port();
 
     UdfProvisioningService service =
-        new UdfProvisioningService(registry, tokens, endpoint, runtimes, config, meters);
+        new UdfProvisioningService(
+            registry,
+            pipeline,
+            tokens,
+            endpoint,
+            config.applyWait(),
+            InstantSource.system(),
+            meters);
     grpc =
         NettyServerBuilder.forAddress(new InetSocketAddress(config.bindHost(), config.grpcPort()))
             .addService(ServerInterceptors.intercept(service, new CallMetadata()))
@@ -234,7 +257,7 @@ public final class KilnServer implements AutoCloseable {
       String holder = Files.readString(lockFile, StandardCharsets.UTF_8).trim();
       channel.close();
       throw new KilnException(
-          ErrorCode.SANDBOX_UNAVAILABLE,
+          ErrorCode.INVALID_CONFIGURATION,
           "another Kiln server (pid "
               + (holder.isEmpty() ? "unknown" : holder)
               + ") uses data directory "
@@ -294,12 +317,12 @@ public final class KilnServer implements AutoCloseable {
   }
 
   /** How long each step took for a tenant's resource, once it is ready. */
-  public java.util.Optional<ProvisioningTimings> timings(String tenant, String keyHex) {
+  public Optional<ProvisioningTimings> timings(String tenant, String keyHex) {
     return registry.all().stream()
-        .filter(r -> r.tenant.equals(tenant) && r.key.hex().equals(keyHex))
-        .filter(r -> r.ready().isDone() && !r.ready().isCompletedExceptionally())
+        .filter(r -> r.tenant.name().equals(tenant) && r.key.hex().equals(keyHex))
+        .flatMap(r -> r.provisioned().stream())
         .findFirst()
-        .map(UdfResource::timings);
+        .map(Provisioned::timings);
   }
 
   UdfRegistry registryForTests() {

@@ -1,30 +1,45 @@
 package dev.kiln.controlplane;
 
 import dev.kiln.image.BuiltImage;
+import dev.kiln.image.ImageHost;
 import dev.kiln.image.ImageLayer;
-import dev.kiln.image.LayerFile;
-import dev.kiln.image.LayerSpec;
+import dev.kiln.image.RunnerLayer;
+import dev.kiln.provisioner.Limits;
+import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxImage;
 import dev.kiln.provisioner.SandboxProcess;
+import dev.kiln.provisioner.SandboxSpec;
 import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerLauncher;
 import dev.kiln.worker.RunnerProcess;
+import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
-import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * The glue between modules that must not know each other: a built image as the provisioner runs it,
- * in-memory files as an image layer, and a sandbox process as the worker's runner.
+ * The glue between modules that must not know each other, and nothing else: a built image as the
+ * provisioner runs it, the provisioner as the image builder's host, the worker's runner as the
+ * image builder's runner layer, and a sandbox process as the worker's runner.
  */
 public final class SandboxRunners {
+  private static final Limits PROBE_LIMITS = new Limits(256L << 20, 1.0);
+  private static final Duration PROBE_TIMEOUT = Duration.ofSeconds(30);
+
   private SandboxRunners() {}
+
+  /** The worker's runner, as the layer every image carries. */
+  public static RunnerLayer runnerLayer() {
+    return new RunnerLayer(
+        RunnerFiles.runtimeFiles(),
+        RunnerFiles.initCommand(),
+        RunnerFiles.environment(),
+        RunnerFiles.version());
+  }
 
   /** Launches runners ({@link RunnerFiles#serveCommand()}) in the sandbox. */
   public static RunnerLauncher launcher(Sandbox sandbox) {
@@ -47,12 +62,23 @@ public final class SandboxRunners {
     return new SandboxImage(layers, argv, image.env(), image.workingDir());
   }
 
-  /** A layer of small files held in memory (path in the image → bytes), mode 0644, sorted. */
-  public static LayerSpec layer(String name, Map<String, byte[]> files) {
-    List<LayerFile> entries = new ArrayList<>();
-    new TreeMap<>(files)
-        .forEach((path, bytes) -> entries.add(LayerFile.ofBytes(path, bytes, 0644)));
-    return new LayerSpec(name, entries);
+  /** The provisioner, as the host the image builder runs base images on. */
+  static ImageHost host(PlaceSandbox sandboxes) {
+    return new ImageHost() {
+      @Override
+      public void prepare(BuiltImage image) throws IOException, InterruptedException {
+        sandboxes.prepare(sandboxImage(image));
+      }
+
+      @Override
+      public String run(BuiltImage image, List<String> argv)
+          throws IOException, InterruptedException {
+        return sandboxes.runOnce(
+            new SandboxSpec("probe", sandboxImage(image), PROBE_LIMITS, List.of()),
+            argv,
+            PROBE_TIMEOUT);
+      }
+    };
   }
 
   private record SandboxRunner(SandboxProcess process) implements RunnerProcess {

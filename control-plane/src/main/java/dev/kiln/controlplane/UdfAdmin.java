@@ -4,9 +4,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
+import dev.kiln.base.KilnException;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.worker.RunnerPool;
-import dev.kiln.worker.UdfException;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.net.URI;
@@ -65,7 +65,7 @@ final class UdfAdmin {
       return out;
     }
     for (UdfResource r : registry.all()) {
-      if (r.key.hex().startsWith(keyPrefix) && (tenant == null || tenant.equals(r.tenant))) {
+      if (r.key.hex().startsWith(keyPrefix) && (tenant == null || tenant.equals(r.tenant.name()))) {
         out.add(r);
       }
     }
@@ -75,17 +75,16 @@ final class UdfAdmin {
   private String list(String tenant) throws IOException {
     ArrayNode arr = JSON.createArrayNode();
     for (UdfResource r : registry.all()) {
-      if (tenant != null && !tenant.equals(r.tenant)) {
+      if (tenant != null && !tenant.equals(r.tenant.name())) {
         continue;
       }
       ObjectNode n = arr.addObject();
       n.put("key", r.key.hex());
-      n.put("tenant", r.tenant);
-      n.put("handler", r.spec.handler());
+      n.put("tenant", r.tenant.name());
+      n.put("handler", r.definition.handler());
       n.put("state", state(r));
-      Sandbox s = r.sandbox;
-      n.put("sandbox", s == null ? null : s.id());
-      UdfException f = r.failure();
+      n.put("sandbox", r.sandbox().map(Sandbox::id).orElse(null));
+      KilnException f = r.failure();
       n.put("error", f == null ? null : f.getMessage());
     }
     return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(arr) + "\n";
@@ -143,7 +142,7 @@ final class UdfAdmin {
     for (UdfResource r : matches) {
       if (matches.size() > 1) {
         sb.append("== tenant ")
-            .append(r.tenant)
+            .append(r.tenant.name())
             .append(", key ")
             .append(r.key.shortForm())
             .append('\n');

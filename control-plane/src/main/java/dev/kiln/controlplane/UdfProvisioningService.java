@@ -1,29 +1,26 @@
 package dev.kiln.controlplane;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import dev.kiln.controlplane.proto.udf.ApplyUdfResourceRequest;
 import dev.kiln.controlplane.proto.udf.ApplyUdfResourceResponse;
 import dev.kiln.controlplane.proto.udf.UdfImport;
 import dev.kiln.controlplane.proto.udf.UdfServiceGrpc;
-import dev.kiln.resolver.ContentKey;
-import dev.kiln.resolver.ContentKeys;
-import dev.kiln.resolver.DataType;
-import dev.kiln.resolver.HandlerCheck;
-import dev.kiln.resolver.Pep723;
-import dev.kiln.resolver.Requirement;
-import dev.kiln.resolver.RuntimeSpec;
-import dev.kiln.resolver.SpecException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.StagedImport;
+import dev.kiln.definition.Tenant;
+import dev.kiln.definition.UdfDefinition;
+import dev.kiln.image.Runtimes;
 import dev.kiln.worker.RunnerFiles;
-import dev.kiln.worker.RunnerPool;
 import dev.kiln.worker.Tokens;
-import dev.kiln.worker.UdfException;
 import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.stub.StreamObserver;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
-import java.util.ArrayList;
-import java.util.HashMap;
+import java.time.Duration;
+import java.time.InstantSource;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -31,20 +28,21 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * {@code udfproto.UdfService/ApplyUdfResource}: validates the spec, computes its content key and
- * answers with the stable Flight endpoint and a token, at once on the hot path. A never-seen spec
- * starts the provisioning pipeline; the answer then waits at most {@code apply-wait} (and never
- * past the call's deadline) so that errors in the UDF code come back on this RPC.
+ * {@code udfproto.UdfService/ApplyUdfResource}: turns the request into a {@link UdfDefinition},
+ * checks it, computes its content key and answers with the stable Flight endpoint and a token, at
+ * once on the hot path. A never-seen UDF starts the provisioning pipeline; the answer then waits at
+ * most {@code apply-wait} (and never past the call's deadline) so that errors in the UDF code come
+ * back on this RPC.
  */
 final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
   private static final Logger log = LoggerFactory.getLogger(UdfProvisioningService.class);
-  static final String DEFAULT_TENANT = "default";
 
   private final UdfRegistry registry;
+  private final Pipeline pipeline;
   private final Tokens tokens;
   private final String endpoint;
-  private final Runtimes runtimes;
-  private final KilnConfig config;
+  private final Duration applyWait;
+  private final InstantSource clock;
   private final Timer applyTimer;
   private final Counter hot;
   private final Counter cold;
@@ -52,16 +50,18 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
 
   UdfProvisioningService(
       UdfRegistry registry,
+      Pipeline pipeline,
       Tokens tokens,
       String endpoint,
-      Runtimes runtimes,
-      KilnConfig config,
+      Duration applyWait,
+      InstantSource clock,
       MeterRegistry meters) {
     this.registry = registry;
+    this.pipeline = pipeline;
     this.tokens = tokens;
     this.endpoint = endpoint;
-    this.runtimes = runtimes;
-    this.config = config;
+    this.applyWait = applyWait;
+    this.clock = clock;
     this.applyTimer =
         Timer.builder("kiln.apply")
             .description("ApplyUdfResource latency")
@@ -76,21 +76,19 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
   public void applyUdfResource(
       ApplyUdfResourceRequest request, StreamObserver<ApplyUdfResourceResponse> out) {
     long t0 = System.nanoTime();
-    String tenant = CallMetadata.TENANT.get();
-    if (tenant == null || tenant.isBlank()) {
-      tenant = DEFAULT_TENANT;
-    }
+    String tenantHeader = CallMetadata.TENANT.get();
     try {
-      UdfRequest udf = validate(request);
-      RuntimeSpec spec = udf.spec();
-      // The request key: what Databend asked for. The package lock and the imports' content
-      // are resolved by the pipeline and go into the image's key, so the hot path never waits
-      // on an index or a download.
-      ContentKey key =
-          ContentKeys.compute(
-              spec, udf.importRefs(), udf.runtime().digest(), RunnerFiles.version(), "");
+      Tenant tenant = Tenant.fromHeader(tenantHeader);
+      UdfDefinition definition = UdfDefinition.fromSpec(request.getSpec(), imports(request));
+      Runtimes.Runtime runtime = pipeline.check(definition);
+      // The request key: what Databend asked for. The package lock and the imports' content are
+      // resolved by the pipeline and go into the image's key, so the hot path never waits on an
+      // index or a download.
+      ContentKey key = definition.key(runtime.digest(), RunnerFiles.version());
       CallMetadata.RESPONSE_KEY.get().set(key.hex());
-      UdfRegistry.Obtained obtained = registry.obtain(tenant, key, udf);
+      UdfRegistry.Obtained obtained =
+          registry.obtain(
+              tenant, key, () -> new UdfResource(tenant, key, definition, runtime, clock));
       UdfResource resource = obtained.resource();
       ApplyUdfResourceResponse response =
           ApplyUdfResourceResponse.newBuilder()
@@ -99,9 +97,9 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
               .build();
       if (!obtained.created()) {
         hot.increment();
-        UdfException failure = resource.failure();
+        KilnException failure = resource.failure();
         if (failure != null) {
-          throw asKilnException(resource, failure);
+          throw failure;
         }
         finish(out, response, t0);
         return;
@@ -111,18 +109,19 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
           "udf {} tenant={} handler={}: new, provisioning",
           key.shortForm(),
           tenant,
-          spec.handler());
+          definition.handler());
       awaitBriefly(resource, out, response, t0);
     } catch (KilnException e) {
       rejected.increment();
-      log.info("ApplyUdfResource rejected for tenant={}: {}", tenant, e.getMessage());
-      out.onError(e.toStatus());
+      log.info("ApplyUdfResource rejected for tenant={}: {}", tenantHeader, e.getMessage());
+      out.onError(GrpcErrors.toStatus(e));
     } catch (RuntimeException e) {
       rejected.increment();
-      log.error("ApplyUdfResource failed for tenant={}", tenant, e);
+      log.error("ApplyUdfResource failed for tenant={}", tenantHeader, e);
       out.onError(
-          new KilnException(ErrorCode.INTERNAL, "internal error in Kiln (logged on the server)")
-              .toStatus());
+          GrpcErrors.toStatus(
+              new KilnException(
+                  ErrorCode.INTERNAL, "internal error in Kiln (logged on the server)")));
     }
   }
 
@@ -135,7 +134,7 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
       StreamObserver<ApplyUdfResourceResponse> out,
       ApplyUdfResourceResponse response,
       long t0) {
-    long waitNanos = config.applyWait().toNanos();
+    long waitNanos = applyWait.toNanos();
     Deadline deadline = Context.current().getDeadline();
     if (deadline != null) {
       // Leave half a second for the answer to travel back.
@@ -151,10 +150,10 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
         .completeOnTimeout(null, waitNanos, TimeUnit.NANOSECONDS)
         .whenComplete(
             (pool, error) -> {
-              UdfException failure = resource.failure();
+              KilnException failure = resource.failure();
               if (failure != null) {
                 rejected.increment();
-                out.onError(asKilnException(resource, failure).toStatus());
+                out.onError(GrpcErrors.toStatus(failure));
               } else {
                 finish(out, response, t0);
               }
@@ -173,104 +172,10 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
     applyTimer.record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
   }
 
-  /** A provisioning failure known before the answer, as the error the RPC returns. */
-  static KilnException asKilnException(UdfResource resource, UdfException failure) {
-    if (resource.failureCode != null) {
-      return new KilnException(resource.failureCode, failure.getMessage());
-    }
-    ErrorCode code =
-        switch (failure.kind()) {
-          case LOAD_FAILED -> ErrorCode.UDF_LOAD_FAILED;
-          case BAD_INPUT -> ErrorCode.INVALID_SPEC;
-          case UNAVAILABLE, TIMEOUT, RUNNER_CRASHED -> ErrorCode.SANDBOX_UNAVAILABLE;
-          default -> ErrorCode.INTERNAL;
-        };
-    return new KilnException(code, failure.getMessage());
-  }
-
-  /** Everything that can be checked without building anything. */
-  UdfRequest validate(ApplyUdfResourceRequest request) throws KilnException {
-    RuntimeSpec spec;
-    try {
-      spec = RuntimeSpec.parse(request.getSpec());
-      HandlerCheck.requireDefined(spec.code(), spec.handler());
-    } catch (SpecException e) {
-      ErrorCode code =
-          e.getMessage().contains("does not define")
-              ? ErrorCode.HANDLER_NOT_DEFINED
-              : ErrorCode.INVALID_SPEC;
-      throw new KilnException(code, "invalid UDF spec: " + e.getMessage());
-    }
-    List<DataType> types = new ArrayList<>(spec.inputTypes());
-    types.add(spec.resultType());
-    for (int i = 0; i < types.size(); i++) {
-      try {
-        RunnerPool.requireSupported(types.get(i));
-      } catch (UdfException e) {
-        String field = i < spec.inputTypes().size() ? "input_types[" + i + "]" : "result_type";
-        throw new KilnException(
-            ErrorCode.UNSUPPORTED_TYPE,
-            "invalid UDF spec: field '" + field + "': " + e.getMessage());
-      }
-    }
-    Runtimes.Runtime runtime = runtimes.forVersion(spec.runtimeVersion());
-    return new UdfRequest(spec, requirements(spec), stagedImports(spec, request), runtime);
-  }
-
-  /** {@code packages} then the code's PEP 723 dependencies, each checked as PEP 508. */
-  private static List<String> requirements(RuntimeSpec spec) throws KilnException {
-    List<String> out = new ArrayList<>();
-    for (int i = 0; i < spec.packages().size(); i++) {
-      String raw = spec.packages().get(i);
-      try {
-        Requirement.parse(raw);
-      } catch (SpecException e) {
-        throw new KilnException(
-            ErrorCode.INVALID_SPEC,
-            "invalid UDF spec: " + e.inField("packages[" + i + "]").getMessage());
-      }
-      out.add(raw);
-    }
-    List<String> inline;
-    try {
-      inline = Pep723.dependencies(spec.code());
-    } catch (SpecException e) {
-      throw new KilnException(
-          ErrorCode.INVALID_SPEC,
-          "invalid UDF spec: the code's PEP 723 block (# /// script): " + e.getMessage());
-    }
-    for (String raw : inline) {
-      try {
-        Requirement.parse(raw);
-      } catch (SpecException e) {
-        throw new KilnException(
-            ErrorCode.INVALID_SPEC,
-            "invalid UDF spec: a dependency in the code's PEP 723 block: " + e.getMessage());
-      }
-      out.add(raw);
-    }
-    return out;
-  }
-
-  /** Each import the spec names, with the URL and tag the request carries for it. */
-  private static List<UdfRequest.StagedImport> stagedImports(
-      RuntimeSpec spec, ApplyUdfResourceRequest request) throws KilnException {
-    Map<String, UdfImport> given = new HashMap<>();
-    for (UdfImport imp : request.getImportsList()) {
-      given.put(imp.getLocation(), imp);
-    }
-    List<UdfRequest.StagedImport> out = new ArrayList<>();
-    for (String location : spec.imports()) {
-      UdfImport imp = given.get(location);
-      if (imp == null || imp.getUrl().isBlank()) {
-        throw new KilnException(
-            ErrorCode.IMPORT_MISMATCH,
-            "the spec imports "
-                + location
-                + " but the request carries no UdfImport (URL and tag) for it");
-      }
-      out.add(new UdfRequest.StagedImport(location, imp.getUrl(), imp.getTag()));
-    }
-    return out;
+  /** The request's imports: stage location, presigned URL and tag of each. */
+  private static List<StagedImport> imports(ApplyUdfResourceRequest request) {
+    return request.getImportsList().stream()
+        .map((UdfImport imp) -> new StagedImport(imp.getLocation(), imp.getUrl(), imp.getTag()))
+        .toList();
   }
 }

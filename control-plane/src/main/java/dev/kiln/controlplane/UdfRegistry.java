@@ -1,6 +1,9 @@
 package dev.kiln.controlplane;
 
-import dev.kiln.resolver.ContentKey;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import dev.kiln.worker.UdfDirectory;
 import dev.kiln.worker.UdfHandle;
 import java.util.ArrayList;
@@ -9,6 +12,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Consumer;
+import java.util.function.Supplier;
 
 /**
  * The UDF resources this server knows, by (tenant, content key). Obtaining a resource that does not
@@ -16,7 +20,7 @@ import java.util.function.Consumer;
  * the same time (single flight per key and tenant).
  */
 final class UdfRegistry implements UdfDirectory, AutoCloseable {
-  private record Id(String tenant, ContentKey key) {}
+  private record Id(Tenant tenant, ContentKey key) {}
 
   /** What {@link #obtain} found or made. */
   record Obtained(UdfResource resource, boolean created) {}
@@ -30,12 +34,15 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
   }
 
   @Override
-  public Optional<UdfHandle> find(String tenant, ContentKey key) {
+  public Optional<UdfHandle> find(Tenant tenant, ContentKey key) {
     return Optional.ofNullable(resources.get(new Id(tenant, key)));
   }
 
-  /** The tenant's resource for this key, creating (and provisioning) it when needed. */
-  Obtained obtain(String tenant, ContentKey key, UdfRequest request) throws KilnException {
+  /**
+   * The tenant's resource for this key, made by {@code make} (and provisioned) when there is none
+   * or the one there is stale.
+   */
+  Obtained obtain(Tenant tenant, ContentKey key, Supplier<UdfResource> make) throws KilnException {
     if (closed) {
       throw new KilnException(ErrorCode.SHUTTING_DOWN, "Kiln is shutting down; retry shortly");
     }
@@ -54,7 +61,7 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
                 return old;
               }
               replaced[0] = old;
-              made[0] = new UdfResource(tenant, key, request);
+              made[0] = make.get();
               return made[0];
             });
     if (replaced[0] != null) {

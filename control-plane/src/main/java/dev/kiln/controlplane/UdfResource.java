@@ -1,55 +1,58 @@
 package dev.kiln.controlplane;
 
-import dev.kiln.image.BuiltImage;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
+import dev.kiln.definition.UdfDefinition;
+import dev.kiln.image.Runtimes;
 import dev.kiln.provisioner.Sandbox;
-import dev.kiln.resolver.ContentKey;
-import dev.kiln.resolver.RuntimeSpec;
 import dev.kiln.worker.RunnerPool;
-import dev.kiln.worker.UdfException;
 import dev.kiln.worker.UdfHandle;
 import dev.kiln.worker.UdfSignature;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.InstantSource;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
- * One tenant's UDF resource: its spec, and the image, sandbox and runners that serve it once the
- * provisioning pipeline has placed them. Sandboxes are per tenant (never shared across tenants);
- * images are shared by content key.
+ * One tenant's UDF resource: its definition and runtime, and once the provisioning pipeline is
+ * done, what it made ({@link Provisioned}) or why it failed. Sandboxes are per tenant (never shared
+ * across tenants); images are shared by key.
  */
 final class UdfResource implements UdfHandle, AutoCloseable {
-  final String tenant;
+
+  /** How long a failure caused by the UDF itself is remembered before provisioning again. */
+  static final Duration USER_FAILURE_MEMORY = Duration.ofSeconds(60);
+
+  final Tenant tenant;
   final ContentKey key;
-  final UdfRequest request;
-  final RuntimeSpec spec;
+  final UdfDefinition definition;
   final Runtimes.Runtime runtime;
+  final Instant created;
+  private final InstantSource clock;
   private final UdfSignature signature;
   private final CompletableFuture<RunnerPool> ready = new CompletableFuture<>();
   private final AtomicBoolean closed = new AtomicBoolean();
-  final long createdNanos = System.nanoTime();
-  volatile BuiltImage image;
-  volatile Sandbox sandbox;
-  volatile long inputsNanos;
-  volatile long buildNanos;
-  volatile long sandboxNanos;
-  volatile long runnersNanos;
-  volatile long readyNanos;
-  volatile long failedNanos;
+  private volatile Provisioned provisioned;
+  private volatile Instant failedAt;
 
-  /** The error code to answer ApplyUdfResource with, when the pipeline knows a precise one. */
-  volatile ErrorCode failureCode;
-
-  /** How long a failure caused by the UDF itself is remembered before provisioning again. */
-  static final long USER_FAILURE_MEMORY_NANOS = TimeUnit.SECONDS.toNanos(60);
-
-  UdfResource(String tenant, ContentKey key, UdfRequest request) {
+  UdfResource(
+      Tenant tenant,
+      ContentKey key,
+      UdfDefinition definition,
+      Runtimes.Runtime runtime,
+      InstantSource clock) {
     this.tenant = tenant;
     this.key = key;
-    this.request = request;
-    this.spec = request.spec();
-    this.runtime = request.runtime();
-    this.signature = UdfSignature.of(spec);
+    this.definition = definition;
+    this.runtime = runtime;
+    this.clock = clock;
+    this.created = clock.instant();
+    this.signature = UdfSignature.of(definition);
   }
 
   @Override
@@ -62,33 +65,38 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     return ready;
   }
 
-  ProvisioningTimings timings() {
-    return new ProvisioningTimings(
-        buildNanos / 1e6,
-        sandboxNanos / 1e6,
-        runnersNanos / 1e6,
-        (readyNanos - createdNanos) / 1e6);
+  /** How long ago the resource was first asked for. */
+  Duration age() {
+    return Duration.between(created, clock.instant());
   }
 
-  void markReady(RunnerPool pool) {
-    readyNanos = System.nanoTime();
-    if (closed.get() || !ready.complete(pool)) {
-      pool.close();
+  /** What the pipeline made, once it is done. */
+  Optional<Provisioned> provisioned() {
+    return Optional.ofNullable(provisioned);
+  }
+
+  /** The sandbox, once the pipeline is done. */
+  Optional<Sandbox> sandbox() {
+    return provisioned().map(Provisioned::sandbox);
+  }
+
+  /** The pipeline is done: calls go to its runners (or, when closed meanwhile, it is stopped). */
+  void complete(Provisioned p) {
+    provisioned = p;
+    if (closed.get() || !ready.complete(p.pool())) {
+      p.pool().close();
+      p.sandbox().close();
     }
   }
 
-  void fail(UdfException e) {
-    fail(e, null);
-  }
-
-  void fail(UdfException e, ErrorCode code) {
-    failureCode = code;
-    failedNanos = System.nanoTime();
+  /** The pipeline failed; calls and Apply answer with this error. */
+  void fail(KilnException e) {
+    failedAt = clock.instant();
     ready.completeExceptionally(e);
   }
 
   /** The failure, when provisioning failed. */
-  UdfException failure() {
+  KilnException failure() {
     if (!ready.isCompletedExceptionally()) {
       return null;
     }
@@ -96,29 +104,36 @@ final class UdfResource implements UdfHandle, AutoCloseable {
       ready.join();
       return null;
     } catch (CompletionException e) {
-      return e.getCause() instanceof UdfException u
-          ? u
-          : new UdfException(UdfException.Kind.INTERNAL, String.valueOf(e.getCause()));
+      return e.getCause() instanceof KilnException k
+          ? k
+          : new KilnException(ErrorCode.INTERNAL, String.valueOf(e.getCause()));
     }
   }
 
   /**
    * True when this resource cannot serve and should be provisioned again: it failed for a reason
-   * other than the UDF's own code, or its sandbox stopped.
+   * other than the UDF's own definition or code (those are answered at once for {@link
+   * #USER_FAILURE_MEMORY} instead of rebuilding on every query), or its sandbox stopped.
    */
   boolean isStale() {
     if (closed.get()) {
       return true;
     }
-    UdfException f = failure();
+    KilnException f = failure();
     if (f != null) {
-      // The UDF's own errors (its code does not load, its packages do not resolve) are answered
-      // at once for a while instead of rebuilding on every query; anything else is retried.
-      return f.kind() != UdfException.Kind.LOAD_FAILED
-          || System.nanoTime() - failedNanos > USER_FAILURE_MEMORY_NANOS;
+      return !remembered(f.code())
+          || Duration.between(failedAt, clock.instant()).compareTo(USER_FAILURE_MEMORY) > 0;
     }
-    Sandbox s = sandbox;
-    return ready.isDone() && s != null && !s.isRunning();
+    Provisioned p = provisioned;
+    return p != null && !p.sandbox().isRunning();
+  }
+
+  /**
+   * Failures caused by the UDF itself, which asking again cannot change: its code, its packages.
+   * Anything else (a stage that failed, an index that was down, a sandbox that died) is retried.
+   */
+  static boolean remembered(ErrorCode code) {
+    return code.isUserError() && code != ErrorCode.IMPORT_FAILED;
   }
 
   boolean isClosed() {
@@ -132,15 +147,13 @@ final class UdfResource implements UdfHandle, AutoCloseable {
       return;
     }
     ready.completeExceptionally(
-        new UdfException(
-            UdfException.Kind.UNAVAILABLE,
+        new KilnException(
+            ErrorCode.SANDBOX_UNAVAILABLE,
             "the UDF's sandbox was stopped; run the query again to get a new one"));
-    if (ready.isDone() && !ready.isCompletedExceptionally()) {
-      ready.join().close();
-    }
-    Sandbox s = sandbox;
-    if (s != null) {
-      s.close();
+    Provisioned p = provisioned;
+    if (p != null) {
+      p.pool().close();
+      p.sandbox().close();
     }
   }
 }

@@ -6,7 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.kiln.resolver.DataType;
+import dev.kiln.definition.DataType;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.io.IOException;

@@ -1,5 +1,6 @@
 package dev.kiln.controlplane;
 
+import dev.kiln.base.KilnException;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.function.UnaryOperator;

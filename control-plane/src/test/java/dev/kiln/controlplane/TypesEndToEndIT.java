@@ -4,7 +4,7 @@ import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static dev.kiln.worker.Vectors.values;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.kiln.resolver.DataType;
+import dev.kiln.definition.DataType;
 import dev.kiln.worker.ArrowTypes;
 import java.math.BigDecimal;
 import java.math.BigInteger;

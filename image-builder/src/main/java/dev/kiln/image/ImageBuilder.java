@@ -19,6 +19,8 @@ import com.google.cloud.tools.jib.api.buildplan.ImageFormat;
 import com.google.common.collect.ImmutableList;
 import com.google.common.io.MoreFiles;
 import com.google.common.io.RecursiveDeleteOption;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import dev.kiln.cache.CorruptBlobException;
 import dev.kiln.cache.Digest;
 import java.io.IOException;
@@ -174,17 +176,18 @@ public final class ImageBuilder implements AutoCloseable {
    * layers} (packages) must come first: they go right over the base image, as they are, and Jib
    * builds the layers of files over them.
    *
-   * @throws ImageBuildException when the base image is missing or unreachable, a layer source file
-   *     cannot be read, or Jib fails; the message says what to do
+   * @throws KilnException when the base image is missing or unreachable, a layer source file cannot
+   *     be read, or Jib fails; the message says what to do
    */
-  public BuiltImage build(ImageRequest request) throws ImageBuildException, InterruptedException {
+  public BuiltImage build(ImageRequest request) throws KilnException, InterruptedException {
     long started = System.nanoTime();
     checkLayers(request);
     Path scratch;
     try {
       scratch = Files.createTempDirectory(scratchRoot, "build-");
     } catch (IOException e) {
-      throw new ImageBuildException(
+      throw new KilnException(
+          ErrorCode.IMAGE_BUILD_FAILED,
           "cannot create a scratch directory under "
               + scratchRoot
               + ": "
@@ -234,7 +237,8 @@ public final class ImageBuilder implements AutoCloseable {
       }
       return image;
     } catch (IOException e) {
-      throw new ImageBuildException(
+      throw new KilnException(
+          ErrorCode.IMAGE_BUILD_FAILED,
           "storing image "
               + request.name()
               + " in "
@@ -249,17 +253,19 @@ public final class ImageBuilder implements AutoCloseable {
   }
 
   private Digest insertBuiltLayers(Digest manifest, int jibLayers, List<LayerSpec> built)
-      throws ImageBuildException, IOException {
+      throws KilnException, IOException {
     try {
       return layout.insertLayers(manifest, jibLayers, built);
     } catch (NoSuchFileException e) {
-      throw new ImageBuildException(
+      throw new KilnException(
+          ErrorCode.IMAGE_BUILD_FAILED,
           "a package layer's file "
               + e.getFile()
               + " is gone; it must stay in place until the build is done (rebuild the layer)",
           e);
     } catch (CorruptBlobException e) {
-      throw new ImageBuildException(
+      throw new KilnException(
+          ErrorCode.IMAGE_BUILD_FAILED,
           "a package layer's file does not match its digest ("
               + e.getMessage()
               + "); delete it so that it is built again",
@@ -278,20 +284,22 @@ public final class ImageBuilder implements AutoCloseable {
     compressors.shutdownNow();
   }
 
-  private JibContainerBuilder from() throws ImageBuildException {
+  private JibContainerBuilder from() throws KilnException {
     if (base.isArchive()) {
       DockerArchive archive;
       try {
         archive = base.archiveIndex();
       } catch (NoSuchFileException e) {
-        throw new ImageBuildException(
+        throw new KilnException(
+            ErrorCode.BASE_IMAGE_UNAVAILABLE,
             "base image archive "
                 + base.archivePath()
                 + " does not exist; run"
                 + " bin/build-base-image to create it, or configure another base image",
             e);
       } catch (IOException e) {
-        throw new ImageBuildException(
+        throw new KilnException(
+            ErrorCode.BASE_IMAGE_UNAVAILABLE,
             "base image archive "
                 + base.archivePath()
                 + " cannot be used: "
@@ -313,7 +321,7 @@ public final class ImageBuilder implements AutoCloseable {
 
   /** Jib's layers for the request, in order; in-memory files are staged under scratch. */
   private static List<FileEntriesLayer> layers(ImageRequest request, Path scratch)
-      throws ImageBuildException {
+      throws KilnException {
     Path staging = scratch.resolve("files");
     int[] staged = new int[1];
     List<FileEntriesLayer> layers = new ArrayList<>();
@@ -328,7 +336,7 @@ public final class ImageBuilder implements AutoCloseable {
    * In-memory files are staged under {@code staging} (numbered by {@code staged}).
    */
   private static FileEntriesLayer entries(LayerSpec spec, Path staging, int[] staged)
-      throws ImageBuildException {
+      throws KilnException {
     FileEntriesLayer.Builder layer = FileEntriesLayer.builder().setName(spec.name());
     List<LayerFile> files =
         spec.files().stream().sorted(Comparator.comparing(LayerFile::pathInImage)).toList();
@@ -341,7 +349,8 @@ public final class ImageBuilder implements AutoCloseable {
           Files.createDirectories(staging);
           Files.write(source, file.content());
         } catch (IOException e) {
-          throw new ImageBuildException(
+          throw new KilnException(
+              ErrorCode.IMAGE_BUILD_FAILED,
               "cannot stage "
                   + file.pathInImage()
                   + " for layer "
@@ -354,7 +363,8 @@ public final class ImageBuilder implements AutoCloseable {
               e);
         }
       } else if (!Files.isRegularFile(source)) {
-        throw new ImageBuildException(
+        throw new KilnException(
+            ErrorCode.IMAGE_BUILD_FAILED,
             "layer "
                 + spec.name()
                 + ": source file "
@@ -381,9 +391,9 @@ public final class ImageBuilder implements AutoCloseable {
    * does it for layers not prepared. Does nothing for built layers, layers with in-memory files,
    * layers already prepared, and at level 6 (Jib compresses then). Thread-safe.
    *
-   * @throws ImageBuildException when a source file cannot be read or the cache not written
+   * @throws KilnException when a source file cannot be read or the cache not written
    */
-  public void prepare(LayerSpec layer) throws ImageBuildException {
+  public void prepare(LayerSpec layer) throws KilnException {
     if (layer.files().isEmpty()
         || layer.files().stream().anyMatch(f -> f.source() == null)
         || gzipLevel == JIB_GZIP_LEVEL
@@ -404,7 +414,8 @@ public final class ImageBuilder implements AutoCloseable {
         prepared.put(key, selector);
       }
     } catch (IOException e) {
-      throw new ImageBuildException(
+      throw new KilnException(
+          ErrorCode.IMAGE_BUILD_FAILED,
           "compressing layer "
               + layer.name()
               + " into "
@@ -417,7 +428,7 @@ public final class ImageBuilder implements AutoCloseable {
   }
 
   /** Prepares the request's file layers in parallel (one per core), before Jib runs. */
-  private void prepareAll(ImageRequest request) throws ImageBuildException, InterruptedException {
+  private void prepareAll(ImageRequest request) throws KilnException, InterruptedException {
     List<Future<?>> pending = new ArrayList<>();
     for (LayerSpec spec : request.layers()) {
       pending.add(
@@ -431,10 +442,13 @@ public final class ImageBuilder implements AutoCloseable {
       try {
         f.get();
       } catch (ExecutionException e) {
-        if (e.getCause() instanceof ImageBuildException b) {
+        if (e.getCause() instanceof KilnException b) {
           throw b;
         }
-        throw new ImageBuildException("preparing a layer failed: " + e.getCause(), e.getCause());
+        throw new KilnException(
+            ErrorCode.IMAGE_BUILD_FAILED,
+            "preparing a layer failed: " + e.getCause(),
+            e.getCause());
       }
     }
   }
@@ -456,7 +470,7 @@ public final class ImageBuilder implements AutoCloseable {
   }
 
   private void containerize(JibContainerBuilder jib, LayoutDockerClient target, String name)
-      throws ImageBuildException, InterruptedException {
+      throws KilnException, InterruptedException {
     Containerizer containerizer =
         Containerizer.to(target, DockerDaemonImage.named(TARGET_NAME))
             .setBaseImageLayersCache(baseLayersCache)
@@ -484,12 +498,13 @@ public final class ImageBuilder implements AutoCloseable {
     }
   }
 
-  private ImageBuildException failure(String name, Throwable e) {
+  private KilnException failure(String name, Throwable e) {
     if (!base.isArchive() && isRegistryProblem(e)) {
       return baseImageFailure(e);
     }
     if (e instanceof CacheDirectoryCreationException) {
-      return new ImageBuildException(
+      return new KilnException(
+          ErrorCode.IMAGE_BUILD_FAILED,
           "Jib cannot create its cache under "
               + workDir.resolve("jib")
               + ": "
@@ -498,7 +513,8 @@ public final class ImageBuilder implements AutoCloseable {
           e);
     }
     if (base.isArchive() && e instanceof IOException && mentions(e, base.archivePath())) {
-      return new ImageBuildException(
+      return new KilnException(
+          ErrorCode.BASE_IMAGE_UNAVAILABLE,
           "base image archive "
               + base.archivePath()
               + " cannot be read ("
@@ -506,7 +522,8 @@ public final class ImageBuilder implements AutoCloseable {
               + "); rebuild it with bin/build-base-image",
           e);
     }
-    return new ImageBuildException(
+    return new KilnException(
+        ErrorCode.IMAGE_BUILD_FAILED,
         "building image "
             + name
             + " over "
@@ -518,7 +535,7 @@ public final class ImageBuilder implements AutoCloseable {
         e);
   }
 
-  private ImageBuildException baseImageFailure(Throwable e) {
+  private KilnException baseImageFailure(Throwable e) {
     ImageReference image = base.registryImage();
     String registry = image.getRegistry();
     Throwable root = e;
@@ -558,7 +575,8 @@ public final class ImageBuilder implements AutoCloseable {
               + registry
               + " serves it";
     }
-    return new ImageBuildException("cannot get base image " + image + ": " + what, e);
+    return new KilnException(
+        ErrorCode.BASE_IMAGE_UNAVAILABLE, "cannot get base image " + image + ": " + what, e);
   }
 
   private static boolean isRegistryProblem(Throwable e) {

@@ -1,5 +1,6 @@
 package dev.kiln.image;
 
+import dev.kiln.resolver.TargetEnvironment;
 import java.util.Objects;
 
 /**
@@ -41,6 +42,17 @@ public record InstallLayout(
               + "' cannot be a #! line; give the absolute path of the base image's python, without"
               + " spaces");
     }
+  }
+
+  /** Where {@code target}'s Python installs things (as its {@code sysconfig} reports). */
+  public static InstallLayout of(TargetEnvironment target) {
+    return new InstallLayout(
+        target.purelib(),
+        target.platlib(),
+        target.scripts(),
+        target.data(),
+        target.data() + "/include/python" + target.pythonMinor(),
+        target.interpreter());
   }
 
   /** Checks an absolute, normalised POSIX path, and drops a trailing slash. */

@@ -8,14 +8,14 @@ import java.io.IOException;
  * or a path that would escape its install directory. The message names the wheel and the problem
  * and is fit to show to the user; retrying will not help, the wheel must be replaced.
  */
-public final class InvalidWheelException extends IOException {
+final class InvalidWheelException extends IOException {
   private static final long serialVersionUID = 1L;
 
-  public InvalidWheelException(String message) {
+  InvalidWheelException(String message) {
     super(message);
   }
 
-  public InvalidWheelException(String message, Throwable cause) {
+  InvalidWheelException(String message, Throwable cause) {
     super(message, cause);
   }
 }

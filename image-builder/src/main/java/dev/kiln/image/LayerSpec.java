@@ -1,7 +1,10 @@
 package dev.kiln.image;
 
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
+import java.util.TreeMap;
 
 /**
  * A layer to add on top of the base image: a name (for logs and the image history) and either its
@@ -24,6 +27,14 @@ public record LayerSpec(String name, List<LayerFile> files, LayerBlob blob) {
   /** A layer of files, built by Jib. */
   public LayerSpec(String name, List<LayerFile> files) {
     this(name, files, null);
+  }
+
+  /** A layer of small files held in memory (path in the image to bytes), mode 0644, sorted. */
+  public static LayerSpec ofFiles(String name, Map<String, byte[]> files) {
+    List<LayerFile> entries = new ArrayList<>();
+    new TreeMap<>(files)
+        .forEach((path, bytes) -> entries.add(LayerFile.ofBytes(path, bytes, 0644)));
+    return new LayerSpec(name, entries);
   }
 
   /** A layer already built. */

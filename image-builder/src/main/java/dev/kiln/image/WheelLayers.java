@@ -1,5 +1,7 @@
 package dev.kiln.image;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import dev.kiln.cache.Digest;
 import java.io.IOException;
 import java.io.InputStream;
@@ -90,10 +92,20 @@ public final class WheelLayers {
    * @param wheelFile the wheel's bytes; must stay unchanged (files are recognised by path, size and
    *     modification time, as in a content-addressed cache)
    * @param wheelFilename the wheel's file name, which says its distribution and tags
-   * @throws InvalidWheelException when the wheel is malformed, damaged or tampered with
+   * @throws KilnException {@link ErrorCode#PACKAGES_UNRESOLVABLE} when the wheel is malformed,
+   *     damaged or tampered with (the message names the wheel and the problem)
    * @throws IOException when the wheel cannot be read or the work directory cannot be written
    */
   public LayerSpec layerFor(Path wheelFile, String wheelFilename, InstallLayout layout)
+      throws KilnException, IOException {
+    try {
+      return layer(wheelFile, wheelFilename, layout);
+    } catch (InvalidWheelException e) {
+      throw new KilnException(ErrorCode.PACKAGES_UNRESOLVABLE, e.getMessage(), e);
+    }
+  }
+
+  private LayerSpec layer(Path wheelFile, String wheelFilename, InstallLayout layout)
       throws IOException {
     WheelName name = WheelName.parse(wheelFilename);
     int level = gzipLevel;

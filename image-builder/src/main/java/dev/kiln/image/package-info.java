@@ -5,12 +5,12 @@
  * <p>Public API: {@link dev.kiln.image.BaseImage}, {@link dev.kiln.image.ImageBuilder}, the request
  * and result records ({@link dev.kiln.image.ImageRequest}, {@link dev.kiln.image.LayerSpec}, {@link
  * dev.kiln.image.LayerFile}, {@link dev.kiln.image.BuiltImage}, {@link dev.kiln.image.ImageLayer}),
- * {@link dev.kiln.image.ImageBuildException}, and for packages {@link dev.kiln.image.WheelLayers},
- * {@link dev.kiln.image.InstallLayout} and {@link dev.kiln.image.InvalidWheelException}. Everything
+ * and for packages {@link dev.kiln.image.WheelLayers} and {@link dev.kiln.image.InstallLayout}.
+ * Errors are {@link dev.kiln.base.KilnException}s (base image, build, invalid wheel). Everything
  * else is package-private.
  *
- * <p>Allowed dependencies: {@code dev.kiln.cache} (digests, the blob store under the layout), Jib
- * Core (and Guava, for the lists Jib's layer cache takes), Jackson, Commons Compress, SLF4J.
- * Nothing here knows how images are run or where wheels come from.
+ * <p>Allowed dependencies: {@code dev.kiln.base}, {@code dev.kiln.cache} (digests, the blob store
+ * under the layout), Jib Core (and Guava, for the lists Jib's layer cache takes), Jackson, Commons
+ * Compress, SLF4J. Nothing here knows how images are run or where wheels come from.
  */
 package dev.kiln.image;

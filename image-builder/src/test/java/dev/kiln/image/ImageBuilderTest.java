@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kiln.base.KilnException;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
@@ -324,7 +325,7 @@ class ImageBuilderTest {
     BaseImage missing = BaseImage.parse("docker-archive:" + tmp.resolve("nowhere/base.tar"));
     try (ImageBuilder builder = new ImageBuilder(missing, tmp.resolve("work"))) {
       assertThatThrownBy(() -> builder.build(TestImages.udf("kiln/udf:m", library, "")))
-          .isInstanceOf(ImageBuildException.class)
+          .isInstanceOf(KilnException.class)
           .hasMessageContaining("nowhere/base.tar")
           .hasMessageContaining("does not exist")
           .hasMessageContaining("bin/build-base-image");
@@ -338,7 +339,7 @@ class ImageBuilderTest {
     try (ImageBuilder builder =
         new ImageBuilder(BaseImage.parse(damaged.toString()), tmp.resolve("work"))) {
       assertThatThrownBy(() -> builder.build(TestImages.udf("kiln/udf:d", library, "")))
-          .isInstanceOf(ImageBuildException.class)
+          .isInstanceOf(KilnException.class)
           .hasMessageContaining(damaged.toString())
           .hasMessageContaining("bin/build-base-image");
     }
@@ -352,7 +353,7 @@ class ImageBuilderTest {
           archive, Map.of("usr/bin/python3", "#!/bin/sh\necho other python\n"), Map.of());
       assertThat(base.digest()).isEqualTo(digest); // the identity handed out stays put
       assertThatThrownBy(() -> builder.build(TestImages.udf("kiln/udf:r", library, "")))
-          .isInstanceOf(ImageBuildException.class)
+          .isInstanceOf(KilnException.class)
           .hasMessageContaining("was replaced")
           .hasMessageContaining("restart");
     }
@@ -367,7 +368,7 @@ class ImageBuilderTest {
     BaseImage unreachable = BaseImage.parse("localhost:" + closedPort + "/kiln/base:1");
     try (ImageBuilder builder = new ImageBuilder(unreachable, tmp.resolve("work"))) {
       assertThatThrownBy(() -> builder.build(TestImages.udf("kiln/udf:u", library, "")))
-          .isInstanceOf(ImageBuildException.class)
+          .isInstanceOf(KilnException.class)
           .hasMessageContaining("localhost:" + closedPort)
           .hasMessageContaining("cannot be reached");
     }
@@ -388,7 +389,7 @@ class ImageBuilderTest {
             Map.of());
     try (ImageBuilder builder = new ImageBuilder(base, tmp.resolve("work"))) {
       assertThatThrownBy(() -> builder.build(request))
-          .isInstanceOf(ImageBuildException.class)
+          .isInstanceOf(KilnException.class)
           .hasMessageContaining(gone.toString())
           .hasMessageContaining("does not exist");
     }

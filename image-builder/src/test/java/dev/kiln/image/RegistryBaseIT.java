@@ -9,6 +9,7 @@ import com.google.cloud.tools.jib.api.DockerDaemonImage;
 import com.google.cloud.tools.jib.api.Jib;
 import com.google.cloud.tools.jib.api.JibContainer;
 import com.google.cloud.tools.jib.api.RegistryImage;
+import dev.kiln.base.KilnException;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -68,7 +69,7 @@ class RegistryBaseIT {
         BaseImage missingTag = BaseImage.parse("localhost:" + registry.port() + "/kiln/base:nope");
         try (ImageBuilder wrong = new ImageBuilder(missingTag, tmp.resolve("wrong"))) {
           assertThatThrownBy(() -> wrong.build(request))
-              .isInstanceOf(ImageBuildException.class)
+              .isInstanceOf(KilnException.class)
               .hasMessageContaining("kiln/base:nope")
               .hasMessageContaining("check the");
         }
@@ -92,7 +93,7 @@ class RegistryBaseIT {
           new ImageBuilder(BaseImage.parse(reference), tmp.resolve("fresh"))) {
         fresh.setAllowInsecureRegistries(true);
         assertThatThrownBy(() -> fresh.build(request))
-            .isInstanceOf(ImageBuildException.class)
+            .isInstanceOf(KilnException.class)
             .hasMessageContaining("localhost:" + registry.port())
             .hasMessageContaining("cannot be reached");
       }

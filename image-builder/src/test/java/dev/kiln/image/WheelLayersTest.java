@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -311,7 +313,9 @@ class WheelLayersTest {
       assertThatThrownBy(
               () -> layers.layerFor(wheel, wheel.getFileName().toString(), TestWheels.DEBIAN))
           .as(c.getKey())
-          .isInstanceOf(InvalidWheelException.class)
+          .isInstanceOfSatisfying(
+              KilnException.class,
+              e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGES_UNRESOLVABLE))
           .hasMessageContaining("wheel changed-1.0-py3-none-any.whl")
           .hasMessageContaining(c.getKey());
     }
@@ -325,19 +329,27 @@ class WheelLayersTest {
     WheelLayers layers = new WheelLayers(tmp.resolve("work"));
     Path wheel = small("changed").write(tmp.resolve("wheels"));
     assertThatThrownBy(() -> layers.layerFor(wheel, "changed-1.0.tar.gz", TestWheels.DEBIAN))
-        .isInstanceOf(InvalidWheelException.class)
+        .isInstanceOfSatisfying(
+            KilnException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGES_UNRESOLVABLE))
         .hasMessageContaining("'changed-1.0.tar.gz' is not a wheel file name");
     assertThatThrownBy(() -> layers.layerFor(wheel, "changed-py3-none-any.whl", TestWheels.DEBIAN))
-        .isInstanceOf(InvalidWheelException.class)
+        .isInstanceOfSatisfying(
+            KilnException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGES_UNRESOLVABLE))
         .hasMessageContaining("has 4 dash-separated parts");
     assertThatThrownBy(
             () -> layers.layerFor(wheel, "other-1.0-py3-none-any.whl", TestWheels.DEBIAN))
-        .isInstanceOf(InvalidWheelException.class)
+        .isInstanceOfSatisfying(
+            KilnException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGES_UNRESOLVABLE))
         .hasMessageContaining("does not belong to distribution other");
     Path notZip = Files.writeString(tmp.resolve("junk-1.0-py3-none-any.whl"), "not a zip");
     assertThatThrownBy(
             () -> layers.layerFor(notZip, "junk-1.0-py3-none-any.whl", TestWheels.DEBIAN))
-        .isInstanceOf(InvalidWheelException.class)
+        .isInstanceOfSatisfying(
+            KilnException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGES_UNRESOLVABLE))
         .hasMessageContaining("not a readable zip archive");
     assertThatThrownBy(
             () ->
@@ -458,7 +470,7 @@ class WheelLayersTest {
           .hasMessageContaining("comes after layer code; put built (package) layers first");
       Files.delete(layer.blob().file());
       assertThatThrownBy(() -> builder.build(image("kiln/udf:y", layer, "pass\n")))
-          .isInstanceOf(ImageBuildException.class)
+          .isInstanceOf(KilnException.class)
           .hasMessageContaining("is gone; it must stay in place");
     }
     assertThatThrownBy(() -> new LayerSpec("both", code.files(), layer.blob()))

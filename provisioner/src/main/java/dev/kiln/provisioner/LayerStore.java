@@ -1,5 +1,6 @@
 package dev.kiln.provisioner;
 
+import dev.kiln.base.SingleFlight;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.AtomicMoveNotSupportedException;
@@ -13,7 +14,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Pattern;
@@ -36,8 +36,7 @@ final class LayerStore {
 
   private final Path dir;
   private final String tar;
-  private final ConcurrentHashMap<String, CompletableFuture<Path>> inFlight =
-      new ConcurrentHashMap<>();
+  private final SingleFlight<String, Path> extracting = SingleFlight.forgetting();
   private final AtomicInteger extractions = new AtomicInteger();
 
   LayerStore(Path dir, String tar) throws IOException {
@@ -89,26 +88,20 @@ final class LayerStore {
     if (Files.isDirectory(target)) {
       return CompletableFuture.completedFuture(target);
     }
-    CompletableFuture<Path> mine = new CompletableFuture<>();
-    CompletableFuture<Path> existing = inFlight.putIfAbsent(hex, mine);
-    if (existing != null) {
-      return existing;
-    }
-    // Runs on its own thread so the layers of one image extract in parallel, and so an
-    // interrupted caller does not abandon an extraction that other callers wait for.
+    // Each layer on its own thread so the layers of one image extract in parallel; one extraction
+    // per layer, which an interrupted caller does not abandon for the others waiting on it.
+    CompletableFuture<Path> done = new CompletableFuture<>();
     Thread.ofVirtual()
         .name("kiln-layer-" + hex.substring(0, 12))
         .start(
             () -> {
               try {
-                mine.complete(extract(layer, hex, target));
+                done.complete(extracting.run(hex, () -> extract(layer, hex, target)));
               } catch (Throwable t) {
-                mine.completeExceptionally(t);
-              } finally {
-                inFlight.remove(hex, mine);
+                done.completeExceptionally(t);
               }
             });
-    return mine;
+    return done;
   }
 
   private Path extract(SandboxImage.Layer layer, String hex, Path target) throws IOException {

@@ -2,6 +2,8 @@ package dev.kiln.resolver;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -81,7 +83,7 @@ final class IndexClient implements AutoCloseable {
    * one has it); empty when no index has it.
    */
   Optional<ProjectPage> project(String name)
-      throws IOException, InterruptedException, ResolutionException {
+      throws IOException, InterruptedException, KilnException {
     for (Index index : indexes) {
       Optional<ProjectPage> page =
           index.url().getScheme().equalsIgnoreCase("file")
@@ -95,7 +97,7 @@ final class IndexClient implements AutoCloseable {
   }
 
   private Optional<ProjectPage> httpProject(Index index, String name)
-      throws IOException, InterruptedException, ResolutionException {
+      throws IOException, InterruptedException, KilnException {
     URI page = index.url().resolve(name + "/");
     HttpResponse<InputStream> response = get(page, ACCEPT);
     int status = response.statusCode();
@@ -104,8 +106,8 @@ final class IndexClient implements AutoCloseable {
         return Optional.empty();
       }
       if (status == 401 || status == 403) {
-        throw new ResolutionException(
-            ResolutionException.Reason.INDEX_ERROR,
+        throw new KilnException(
+            ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
             "package index "
                 + index.url()
                 + " refused access to '"
@@ -133,7 +135,7 @@ final class IndexClient implements AutoCloseable {
   }
 
   private static Optional<ProjectPage> fileProject(URI index, String name)
-      throws IOException, ResolutionException {
+      throws IOException, KilnException {
     Path base = Path.of(index);
     Path dir = base.resolve(name);
     if (Files.isDirectory(dir)) {
@@ -145,8 +147,8 @@ final class IndexClient implements AutoCloseable {
       return Optional.of(new ProjectPage(name, index, listDirectory(dir, name)));
     }
     if (!Files.isDirectory(base)) {
-      throw new ResolutionException(
-          ResolutionException.Reason.INDEX_ERROR,
+      throw new KilnException(
+          ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
           "package index "
               + index
               + " is not a directory; a file:// index is a directory with"
@@ -175,19 +177,19 @@ final class IndexClient implements AutoCloseable {
 
   /** PEP 691: {@code {"files": [{"filename", "url", "hashes", "requires-python", ...}]}}. */
   static List<DistFile> parseJson(String text, URI pageUrl, URI index, String name)
-      throws ResolutionException {
+      throws KilnException {
     JsonNode root;
     try {
       root = JSON.readTree(text);
     } catch (IOException e) {
-      throw new ResolutionException(
-          ResolutionException.Reason.INDEX_ERROR,
+      throw new KilnException(
+          ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
           "package index " + index + " sent invalid JSON for '" + name + "': " + e.getMessage());
     }
     JsonNode apiVersion = root.path("meta").path("api-version");
     if (apiVersion.isTextual() && !apiVersion.textValue().startsWith("1.")) {
-      throw new ResolutionException(
-          ResolutionException.Reason.INDEX_ERROR,
+      throw new KilnException(
+          ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
           "package index "
               + index
               + " speaks simple API version "

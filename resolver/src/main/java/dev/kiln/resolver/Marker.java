@@ -1,5 +1,7 @@
 package dev.kiln.resolver;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -67,7 +69,7 @@ final class Marker {
   }
 
   /** Parses a marker expression; the message says what is wrong and where. */
-  static Marker parse(String text) throws SpecException {
+  static Marker parse(String text) throws KilnException {
     Parser p = new Parser(text);
     Node n = p.or();
     p.skipSpace();
@@ -119,7 +121,7 @@ final class Marker {
         try {
           Specifier s = Specifier.parse(c.op() + r);
           return s.contains(lv);
-        } catch (SpecException notAVersion) {
+        } catch (KilnException notAVersion) {
           // fall through to the string comparison
         }
       }
@@ -171,7 +173,7 @@ final class Marker {
       this.text = text;
     }
 
-    Node or() throws SpecException {
+    Node or() throws KilnException {
       List<Node> parts = new ArrayList<>();
       parts.add(and());
       while (keyword("or")) {
@@ -180,7 +182,7 @@ final class Marker {
       return parts.size() == 1 ? parts.get(0) : new Or(flatten(parts, true));
     }
 
-    Node and() throws SpecException {
+    Node and() throws KilnException {
       List<Node> parts = new ArrayList<>();
       parts.add(atom());
       while (keyword("and")) {
@@ -203,7 +205,7 @@ final class Marker {
       return out;
     }
 
-    Node atom() throws SpecException {
+    Node atom() throws KilnException {
       skipSpace();
       if (pos < text.length() && text.charAt(pos) == '(') {
         pos++;
@@ -224,7 +226,7 @@ final class Marker {
       return new Compare(left, op, right);
     }
 
-    Value value() throws SpecException {
+    Value value() throws KilnException {
       skipSpace();
       if (pos >= text.length()) {
         throw error("expected a variable or a quoted string at the end");
@@ -263,7 +265,7 @@ final class Marker {
       return new Value(canonical, null);
     }
 
-    String operator() throws SpecException {
+    String operator() throws KilnException {
       skipSpace();
       for (String op : List.of("===", "==", "!=", "<=", ">=", "~=", "<", ">")) {
         if (text.startsWith(op, pos)) {
@@ -306,8 +308,9 @@ final class Marker {
       }
     }
 
-    SpecException error(String problem) {
-      return new SpecException(
+    KilnException error(String problem) {
+      return new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "invalid marker '"
               + text.strip()
               + "': "

@@ -4,6 +4,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -144,13 +146,15 @@ public final class PackageResolver implements AutoCloseable {
    * Requirements whose markers do not hold on the target are dropped; none left gives the empty
    * lock.
    *
-   * @throws SpecException a requirement string is invalid (the message names it)
-   * @throws ResolutionException no lock exists: no such package, no compatible wheel, conflicting
-   *     requirements (the message says which)
+   * @throws KilnException {@code INVALID_REQUIREMENT} when a requirement string is invalid (the
+   *     message names it); {@code PACKAGE_NOT_FOUND}, {@code NO_COMPATIBLE_WHEEL}, {@code
+   *     NO_MATCHING_VERSION}, {@code PACKAGE_CONFLICT} or {@code RESOLUTION_TOO_COMPLEX} when no
+   *     lock exists (the message says why); {@code PACKAGE_INDEX_UNAVAILABLE} or {@code
+   *     PACKAGE_HASH_MISMATCH} when an index answers wrongly
    * @throws IOException the index cannot be reached and no earlier lock exists
    */
   public Lock resolve(List<String> requirements, TargetEnvironment target)
-      throws ResolutionException, SpecException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     List<Requirement> parsed = new ArrayList<>();
     Map<String, String> env = target.markerEnvironment();
     boolean allPinned = true;
@@ -186,7 +190,7 @@ public final class PackageResolver implements AutoCloseable {
   }
 
   private Lock resolveAndStore(String key, List<Requirement> parsed, TargetEnvironment target)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     Lock lock = resolveNow(parsed, target);
     storeLock(key, new CachedLock(lock, clock.instant()));
     dropUnlockedWheels(lock);
@@ -256,7 +260,7 @@ public final class PackageResolver implements AutoCloseable {
    * file; what was written by then must be discarded (it is not the locked wheel).
    */
   public void download(LockedPackage pkg, OutputStream out)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     Path cached = wheels.resolve(pkg.sha256()).resolve(pkg.filename());
     InputStream kept = null;
     try {
@@ -295,7 +299,7 @@ public final class PackageResolver implements AutoCloseable {
   }
 
   private Lock resolveNow(List<Requirement> requirements, TargetEnvironment target)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     Map<String, Integer> rank = new HashMap<>();
     List<String> tags = target.compatibleTags();
     for (int i = 0; i < tags.size(); i++) {
@@ -306,14 +310,14 @@ public final class PackageResolver implements AutoCloseable {
         new Resolution.Provider() {
           @Override
           public ProjectInfo project(String name)
-              throws ResolutionException, IOException, InterruptedException {
+              throws KilnException, IOException, InterruptedException {
             ProjectPage page = page(name);
             return page == null ? ProjectInfo.notFound(name) : ProjectInfo.of(page, rank, python);
           }
 
           @Override
           public Resolution.Metadata metadata(Candidate c)
-              throws ResolutionException, IOException, InterruptedException {
+              throws KilnException, IOException, InterruptedException {
             return PackageResolver.this.metadata(c.file());
           }
 
@@ -343,8 +347,7 @@ public final class PackageResolver implements AutoCloseable {
     return new Lock(packages);
   }
 
-  private ProjectPage page(String name)
-      throws ResolutionException, IOException, InterruptedException {
+  private ProjectPage page(String name) throws KilnException, IOException, InterruptedException {
     CachedPage c = pageCache.get(name);
     if (isFresh(c)) {
       return c.page();
@@ -354,7 +357,7 @@ public final class PackageResolver implements AutoCloseable {
 
   /** A read the resolution needs now (a page or metadata), for {@link #joinOrRead}. */
   private interface Read<V> {
-    V call() throws ResolutionException, IOException, InterruptedException;
+    V call() throws KilnException, IOException, InterruptedException;
   }
 
   /**
@@ -364,7 +367,7 @@ public final class PackageResolver implements AutoCloseable {
    * failure with its own exception.
    */
   private static <K, V> V joinOrRead(Map<K, CompletableFuture<V>> inFlight, K key, Read<V> read)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     CompletableFuture<V> mine = new CompletableFuture<>();
     CompletableFuture<V> theirs = inFlight.putIfAbsent(key, mine);
     if (theirs != null) {
@@ -393,7 +396,7 @@ public final class PackageResolver implements AutoCloseable {
   }
 
   private ProjectPage fetchPage(String name)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     ProjectPage page = client.project(name).orElse(null);
     pageCache.put(name, new CachedPage(page, clock.instant()));
     return page;
@@ -468,12 +471,12 @@ public final class PackageResolver implements AutoCloseable {
    * from the (verified) wheel itself.
    */
   private Resolution.Metadata metadata(DistFile file)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     return joinOrRead(metadataInFlight, file.url(), () -> fetchMetadata(file));
   }
 
   private Resolution.Metadata fetchMetadata(DistFile file)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     String sha = file.sha256();
     if (sha != null) {
       CoreMetadata known = cachedMetadata(sha);
@@ -532,8 +535,7 @@ public final class PackageResolver implements AutoCloseable {
     return new Resolution.Metadata(storeMetadata(actual, readMetadata(wheel, file)), actual);
   }
 
-  private static byte[] readMetadata(Path wheel, DistFile file)
-      throws IOException, ResolutionException {
+  private static byte[] readMetadata(Path wheel, DistFile file) throws IOException, KilnException {
     WheelFilename name = WheelFilename.parse(file.filename());
     try (ZipFile zip = new ZipFile(wheel.toFile())) {
       List<ZipEntry> found = new ArrayList<>();
@@ -554,8 +556,8 @@ public final class PackageResolver implements AutoCloseable {
         }
       }
       if (chosen == null) {
-        throw new ResolutionException(
-            ResolutionException.Reason.INDEX_ERROR,
+        throw new KilnException(
+            ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
             file.filename()
                 + " from "
                 + file.url()
@@ -566,8 +568,8 @@ public final class PackageResolver implements AutoCloseable {
         return in.readNBytes((int) MAX_METADATA_BYTES);
       }
     } catch (java.util.zip.ZipException e) {
-      throw new ResolutionException(
-          ResolutionException.Reason.INDEX_ERROR,
+      throw new KilnException(
+          ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
           file.filename()
               + " from "
               + file.url()
@@ -698,10 +700,9 @@ public final class PackageResolver implements AutoCloseable {
     return HexFormat.of().formatHex(md.digest());
   }
 
-  private static ResolutionException mismatch(
-      String filename, URI url, String expected, String actual) {
-    return new ResolutionException(
-        ResolutionException.Reason.HASH_MISMATCH,
+  private static KilnException mismatch(String filename, URI url, String expected, String actual) {
+    return new KilnException(
+        ErrorCode.PACKAGE_HASH_MISMATCH,
         "sha256 mismatch for "
             + filename
             + " from "

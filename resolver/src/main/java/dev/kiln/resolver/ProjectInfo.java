@@ -1,5 +1,6 @@
 package dev.kiln.resolver;
 
+import dev.kiln.base.KilnException;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
@@ -120,7 +121,7 @@ record ProjectInfo(String name, boolean found, List<Release> releases) {
   static boolean requiresPythonAllows(String requiresPython, Version python) {
     try {
       return SpecifierSet.parse(requiresPython).contains(python, true);
-    } catch (SpecException e) {
+    } catch (KilnException e) {
       return true; // pip ignores an unparseable Requires-Python rather than failing
     }
   }

@@ -1,5 +1,7 @@
 package dev.kiln.resolver;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.Locale;
@@ -43,27 +45,33 @@ public record Requirement(
    * Parses one PEP 508 requirement such as {@code pandas[performance]>=2.1; python_version >=
    * "3.10"}. The message names the string and the problem; direct URL requirements are refused.
    */
-  public static Requirement parse(String text) throws SpecException {
+  public static Requirement parse(String text) throws KilnException {
     if (text == null || text.isBlank()) {
-      throw new SpecException("a requirement is empty; expected e.g. 'numpy' or 'humanize==4.9.0'");
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
+          "a requirement is empty; expected e.g. 'numpy' or 'humanize==4.9.0'");
     }
     try {
       return parseOrThrow(text);
-    } catch (SpecException e) {
-      throw new SpecException("invalid requirement '" + text.strip() + "': " + e.getMessage());
+    } catch (KilnException e) {
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
+          "invalid requirement '" + text.strip() + "': " + e.getMessage());
     }
   }
 
-  private static Requirement parseOrThrow(String text) throws SpecException {
+  private static Requirement parseOrThrow(String text) throws KilnException {
     String s = text.strip();
     Matcher m = NAME.matcher(s);
     if (!s.contains("@") && looksLikeUrlOrPath(s)) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "direct URL and file requirements are not supported; name a package from the index,"
               + " e.g. 'numpy==2.1.3'");
     }
     if (!m.lookingAt()) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "expected a package name at the start (letters, digits, '-', '_', '.'), e.g. 'numpy'");
     }
     String name = normalizeName(m.group());
@@ -74,14 +82,16 @@ public record Requirement(
     if (pos < s.length() && s.charAt(pos) == '[') {
       int close = s.indexOf(']', pos);
       if (close < 0) {
-        throw new SpecException("the extras list is missing its closing ']'");
+        throw new KilnException(
+            ErrorCode.INVALID_REQUIREMENT, "the extras list is missing its closing ']'");
       }
       String inner = s.substring(pos + 1, close);
       if (!inner.isBlank()) {
         for (String extra : inner.split(",", -1)) {
           String e = extra.strip();
           if (!NAME.matcher(e).matches()) {
-            throw new SpecException(
+            throw new KilnException(
+                ErrorCode.INVALID_REQUIREMENT,
                 "'" + e + "' is not a valid extra name; write extras as [name1,name2]");
           }
           extras.add(normalizeName(e));
@@ -91,7 +101,8 @@ public record Requirement(
     }
 
     if (pos < s.length() && s.charAt(pos) == '@') {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "direct URL requirements are not supported ('name @ url'); name a version from the"
               + " package index instead, e.g. '"
               + name
@@ -104,12 +115,14 @@ public record Requirement(
     String versionPart = rest.strip();
     if (versionPart.startsWith("(")) {
       if (!versionPart.endsWith(")")) {
-        throw new SpecException("the version specifier is missing its closing ')'");
+        throw new KilnException(
+            ErrorCode.INVALID_REQUIREMENT, "the version specifier is missing its closing ')'");
       }
       versionPart = versionPart.substring(1, versionPart.length() - 1);
     }
     if (!versionPart.isEmpty() && "<>=!~".indexOf(versionPart.charAt(0)) < 0) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "unexpected '"
               + versionPart
               + "' after the package name; expected a version"
@@ -121,7 +134,8 @@ public record Requirement(
     if (semicolon >= 0) {
       String markerText = s.substring(semicolon + 1);
       if (markerText.isBlank()) {
-        throw new SpecException(
+        throw new KilnException(
+            ErrorCode.INVALID_REQUIREMENT,
             "nothing follows ';'; expected a marker such as" + " python_version >= \"3.8\"");
       }
       marker = Optional.of(Marker.parse(markerText).toString());
@@ -162,7 +176,7 @@ public record Requirement(
     Marker m;
     try {
       m = Marker.parse(marker.get());
-    } catch (SpecException e) {
+    } catch (KilnException e) {
       throw new IllegalStateException("a canonical marker always parses: " + marker.get(), e);
     }
     Map<String, String> env = new HashMap<>(markerEnvironment);
@@ -183,7 +197,7 @@ public record Requirement(
   public SpecifierSet specifierSet() {
     try {
       return SpecifierSet.parse(specifier);
-    } catch (SpecException e) {
+    } catch (KilnException e) {
       throw new IllegalStateException("a canonical specifier always parses: " + specifier, e);
     }
   }

@@ -1,5 +1,7 @@
 package dev.kiln.resolver;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.io.IOException;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -31,10 +33,10 @@ final class Resolution {
   /** Where a project's data comes from: the index (and caches) in production. */
   interface Provider {
     /** All versions of a project and the wheel to use of each; not-found when no index has it. */
-    ProjectInfo project(String name) throws ResolutionException, IOException, InterruptedException;
+    ProjectInfo project(String name) throws KilnException, IOException, InterruptedException;
 
     /** The core metadata of a candidate's wheel and the wheel's sha256. */
-    Metadata metadata(Candidate c) throws ResolutionException, IOException, InterruptedException;
+    Metadata metadata(Candidate c) throws KilnException, IOException, InterruptedException;
 
     /**
      * A hint that these requirements are about to be looked at, so their pages and likely metadata
@@ -61,10 +63,10 @@ final class Resolution {
   }
 
   /** Why a version was ruled out, what kind of problem that is, and which decisions it rests on. */
-  private record Exclusion(Set<String> causes, String reason, ResolutionException.Reason kind) {}
+  private record Exclusion(Set<String> causes, String reason, ErrorCode kind) {}
 
   /** Pinning failed: the reason, and the decided projects it depends on. */
-  private record Conflict(Set<String> causes, String reason, ResolutionException.Reason kind) {}
+  private record Conflict(Set<String> causes, String reason, ErrorCode kind) {}
 
   /** The choices and constraints at one point of the search; copied before each choice. */
   private static final class State {
@@ -127,7 +129,7 @@ final class Resolution {
 
   /** Resolves the requirements (already filtered by their markers) to one wheel per project. */
   List<Resolved> resolve(List<Requirement> roots)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     State state = new State();
     provider.prefetch(roots);
     for (Requirement r : roots) {
@@ -148,8 +150,8 @@ final class Resolution {
       boolean pinned = false;
       for (Candidate c : candidates(info, state.edges(name), state.excluded(name))) {
         if (++attempts > maxAttempts) {
-          throw new ResolutionException(
-              ResolutionException.Reason.TOO_COMPLEX,
+          throw new KilnException(
+              ErrorCode.RESOLUTION_TOO_COMPLEX,
               "gave up after trying "
                   + maxAttempts
                   + " package versions without finding a set"
@@ -195,7 +197,7 @@ final class Resolution {
           break;
         }
       }
-      ResolutionException why = failure(name, info, state);
+      KilnException why = failure(name, info, state);
       if (back == null) {
         throw why;
       }
@@ -207,7 +209,7 @@ final class Resolution {
           .computeIfAbsent(back.name(), k -> new LinkedHashMap<>())
           .put(
               back.candidate().version(),
-              new Exclusion(carried, "leaves no usable version of '" + name + "'", why.reason()));
+              new Exclusion(carried, "leaves no usable version of '" + name + "'", why.code()));
       state = restored;
     }
     List<Resolved> out = new ArrayList<>();
@@ -301,7 +303,7 @@ final class Resolution {
    * conflict that rules {@code c} out.
    */
   private Object tryPin(State s0, String name, Candidate c)
-      throws ResolutionException, IOException, InterruptedException {
+      throws KilnException, IOException, InterruptedException {
     State s = s0.copy();
     s.pins.put(name, c);
     Deque<String> work = new ArrayDeque<>();
@@ -342,7 +344,7 @@ final class Resolution {
                     + " was chosen for "
                     + describeEdges(s0.edges(dn));
             contradictions.add(contradiction);
-            return new Conflict(causes, contradiction, ResolutionException.Reason.CONFLICT);
+            return new Conflict(causes, contradiction, ErrorCode.PACKAGE_CONFLICT);
           }
           if (newExtras) {
             work.add(dn);
@@ -358,15 +360,15 @@ final class Resolution {
             }
             s.excluded(dn).values().forEach(x -> causes.addAll(x.causes()));
             causes.remove(name);
-            ResolutionException why = failure(dn, info, s);
-            if (why.reason() == ResolutionException.Reason.CONFLICT
-                || why.reason() == ResolutionException.Reason.NO_MATCHING_VERSION) {
+            KilnException why = failure(dn, info, s);
+            if (why.code() == ErrorCode.PACKAGE_CONFLICT
+                || why.code() == ErrorCode.NO_MATCHING_VERSION) {
               contradictions.add(why.getMessage());
             }
             return new Conflict(
                 causes,
                 pc.label() + " requires '" + d.canonical() + "': " + why.getMessage(),
-                why.reason());
+                why.code());
           }
         }
       }
@@ -378,8 +380,7 @@ final class Resolution {
    * The requirements of a candidate (a list), or the {@link Conflict} that says why it cannot be
    * used (Requires-Python, metadata that does not match its file name, an invalid requirement).
    */
-  private Object dependencies(Candidate c)
-      throws ResolutionException, IOException, InterruptedException {
+  private Object dependencies(Candidate c) throws KilnException, IOException, InterruptedException {
     Object cached = dependencies.get(c);
     if (cached != null) {
       return cached;
@@ -402,7 +403,7 @@ final class Resolution {
                   + "', not what its file name "
                   + c.file().filename()
                   + " says",
-              ResolutionException.Reason.INDEX_ERROR);
+              ErrorCode.PACKAGE_INDEX_UNAVAILABLE);
     } else if (!core.requiresPython().isEmpty()
         && !ProjectInfo.requiresPythonAllows(core.requiresPython(), python)) {
       result =
@@ -414,19 +415,19 @@ final class Resolution {
                   + " (the target runs "
                   + target.pythonVersion()
                   + ")",
-              ResolutionException.Reason.NO_COMPATIBLE_WHEEL);
+              ErrorCode.NO_COMPATIBLE_WHEEL);
     } else {
       List<Requirement> reqs = new ArrayList<>();
       Conflict problem = null;
       for (String line : core.requiresDist()) {
         try {
           reqs.add(Requirement.parse(line));
-        } catch (SpecException e) {
+        } catch (KilnException e) {
           problem =
               new Conflict(
                   Set.of(),
                   c.label() + " cannot be used: its metadata has " + e.getMessage(),
-                  ResolutionException.Reason.INDEX_ERROR);
+                  ErrorCode.PACKAGE_INDEX_UNAVAILABLE);
           break;
         }
       }
@@ -436,8 +437,7 @@ final class Resolution {
     return result;
   }
 
-  private Metadata metadata(Candidate c)
-      throws ResolutionException, IOException, InterruptedException {
+  private Metadata metadata(Candidate c) throws KilnException, IOException, InterruptedException {
     Metadata m = metadata.get(c);
     if (m == null) {
       m = provider.metadata(c);
@@ -446,8 +446,7 @@ final class Resolution {
     return m;
   }
 
-  private ProjectInfo project(String name)
-      throws ResolutionException, IOException, InterruptedException {
+  private ProjectInfo project(String name) throws KilnException, IOException, InterruptedException {
     ProjectInfo p = projects.get(name);
     if (p == null) {
       p = provider.project(name);
@@ -477,12 +476,12 @@ final class Resolution {
   }
 
   /** The user-facing error for a project with no usable version in {@code s}. */
-  private ResolutionException failure(String name, ProjectInfo info, State s) {
+  private KilnException failure(String name, ProjectInfo info, State s) {
     List<Edge> edges = s.edges(name);
     String who = describeEdges(edges);
     if (!info.found()) {
-      return new ResolutionException(
-          ResolutionException.Reason.NO_SUCH_PACKAGE,
+      return new KilnException(
+          ErrorCode.PACKAGE_NOT_FOUND,
           "no package named '"
               + name
               + "' on the package index ("
@@ -496,9 +495,8 @@ final class Resolution {
       anyUsable |= r.best() != null || r.yankedBest() != null;
     }
     if (!anyUsable) {
-      return new ResolutionException(
-          ResolutionException.Reason.NO_COMPATIBLE_WHEEL,
-          unusable(name, info.releases()) + "; needed for " + who);
+      return new KilnException(
+          ErrorCode.NO_COMPATIBLE_WHEEL, unusable(name, info.releases()) + "; needed for " + who);
     }
     if (candidates(info, edges, Map.of()).isEmpty()) {
       // Versions that match but cannot be installed say more than "no match".
@@ -509,13 +507,12 @@ final class Resolution {
         }
       }
       if (!matching.isEmpty()) {
-        return new ResolutionException(
-            ResolutionException.Reason.NO_COMPATIBLE_WHEEL,
-            unusable(name, matching) + "; needed for " + who);
+        return new KilnException(
+            ErrorCode.NO_COMPATIBLE_WHEEL, unusable(name, matching) + "; needed for " + who);
       }
       if (edges.size() >= 2) {
-        return new ResolutionException(
-            ResolutionException.Reason.CONFLICT,
+        return new KilnException(
+            ErrorCode.PACKAGE_CONFLICT,
             "conflicting requirements for '"
                 + name
                 + "': "
@@ -525,8 +522,8 @@ final class Resolution {
                 + available(info)
                 + ")");
       }
-      return new ResolutionException(
-          ResolutionException.Reason.NO_MATCHING_VERSION,
+      return new KilnException(
+          ErrorCode.NO_MATCHING_VERSION,
           "no version of '"
               + name
               + "' matches "
@@ -534,15 +531,15 @@ final class Resolution {
               + "; versions available for the target: "
               + available(info));
     }
-    Set<ResolutionException.Reason> kinds = new TreeSet<>();
+    Set<ErrorCode> kinds = new TreeSet<>();
     List<String> reasons = new ArrayList<>();
     for (Map.Entry<Version, Exclusion> e : s.excluded(name).entrySet()) {
       kinds.add(e.getValue().kind());
       reasons.add(e.getValue().reason());
     }
-    if (kinds.size() == 1 && !kinds.contains(ResolutionException.Reason.CONFLICT)) {
+    if (kinds.size() == 1 && !kinds.contains(ErrorCode.PACKAGE_CONFLICT)) {
       // Every version fails for the same kind of reason (e.g. a dependency without wheels).
-      return new ResolutionException(
+      return new KilnException(
           kinds.iterator().next(),
           "no version of '"
               + name
@@ -555,8 +552,8 @@ final class Resolution {
     if (found.isEmpty()) {
       found = reasons;
     }
-    return new ResolutionException(
-        ResolutionException.Reason.CONFLICT,
+    return new KilnException(
+        ErrorCode.PACKAGE_CONFLICT,
         "the requirements conflict: no version of '"
             + name
             + "' (needed for "

@@ -1,5 +1,7 @@
 package dev.kiln.resolver;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -18,10 +20,11 @@ record Specifier(String op, Version version, boolean wildcard, String text) {
   private static final Pattern CLAUSE =
       Pattern.compile("\\s*(~=|===|==|!=|<=|>=|<|>)\\s*(\\S.*?)\\s*");
 
-  static Specifier parse(String clause) throws SpecException {
+  static Specifier parse(String clause) throws KilnException {
     Matcher m = CLAUSE.matcher(clause);
     if (!m.matches()) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "'"
               + clause.strip()
               + "' is not a version clause; expected an operator (==, !=, >=, <=,"
@@ -31,23 +34,27 @@ record Specifier(String op, Version version, boolean wildcard, String text) {
     String operand = m.group(2);
     if (op.equals("===")) {
       if (operand.contains(" ")) {
-        throw new SpecException("'" + clause.strip() + "': '===' takes one word");
+        throw new KilnException(
+            ErrorCode.INVALID_REQUIREMENT, "'" + clause.strip() + "': '===' takes one word");
       }
       return new Specifier(op, Version.tryParse(operand), false, operand);
     }
     boolean wildcard = operand.endsWith(".*");
     if (wildcard && !(op.equals("==") || op.equals("!="))) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "'" + clause.strip() + "': a '.*' suffix is only allowed with == and !=");
     }
     String versionText = wildcard ? operand.substring(0, operand.length() - 2) : operand;
     Version v = Version.tryParse(versionText);
     if (v == null) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "'" + clause.strip() + "': '" + operand + "' is not a valid version (PEP 440)");
     }
     if (v.hasLocal() && (wildcard || !(op.equals("==") || op.equals("!=")))) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "'"
               + clause.strip()
               + "': a local version label (+"
@@ -56,7 +63,8 @@ record Specifier(String op, Version version, boolean wildcard, String text) {
               + " with == and != and no '.*'");
     }
     if (op.equals("~=") && v.release().size() < 2) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "'" + clause.strip() + "': ~= needs at least two release segments, e.g. '~=1.4'");
     }
     return new Specifier(op, v, wildcard, operand);

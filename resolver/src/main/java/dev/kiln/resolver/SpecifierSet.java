@@ -1,5 +1,7 @@
 package dev.kiln.resolver;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -20,14 +22,15 @@ public final class SpecifierSet {
   }
 
   /** Parses a comma-separated list of clauses; blank text is the set that matches everything. */
-  public static SpecifierSet parse(String text) throws SpecException {
+  public static SpecifierSet parse(String text) throws KilnException {
     if (text == null || text.isBlank()) {
       return ANY;
     }
     List<Specifier> out = new ArrayList<>();
     for (String clause : text.split(",", -1)) {
       if (clause.isBlank()) {
-        throw new SpecException(
+        throw new KilnException(
+            ErrorCode.INVALID_REQUIREMENT,
             "'"
                 + text.strip()
                 + "' has an empty clause; separate clauses with single commas,"

@@ -6,6 +6,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -133,19 +135,21 @@ public record TargetEnvironment(
   }
 
   /** Reads the JSON {@link #probeScript()} printed; the message says what is missing. */
-  public static TargetEnvironment fromProbeJson(String json) throws SpecException {
+  public static TargetEnvironment fromProbeJson(String json) throws KilnException {
     JsonNode root;
     try {
       root = JSON.readTree(json == null ? "" : json.strip());
     } catch (JsonProcessingException e) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.BASE_IMAGE_UNAVAILABLE,
           "the Python probe did not print JSON ("
               + e.getOriginalMessage()
               + "); output was: "
               + abbreviate(json));
     }
     if (root == null || !root.isObject()) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.BASE_IMAGE_UNAVAILABLE,
           "the Python probe printed no JSON object; output was: " + abbreviate(json));
     }
     List<String> missing = new ArrayList<>();
@@ -159,14 +163,16 @@ public record TargetEnvironment(
       }
     }
     if (!missing.isEmpty()) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.BASE_IMAGE_UNAVAILABLE,
           "the Python probe's output lacks "
               + String.join(", ", missing)
               + ": "
               + abbreviate(json));
     }
     if (!PYTHON_VERSION.matcher(v.get("python_version")).matches()) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.BASE_IMAGE_UNAVAILABLE,
           "the Python probe reported version '" + v.get("python_version") + "'; expected X.Y.Z");
     }
     return new TargetEnvironment(

@@ -1,5 +1,7 @@
 package dev.kiln.resolver;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -58,10 +60,11 @@ public record Version(
   }
 
   /** Parses and normalises a PEP 440 version; the message names the text when it is not one. */
-  public static Version parse(String text) throws SpecException {
+  public static Version parse(String text) throws KilnException {
     Version v = tryParse(text);
     if (v == null) {
-      throw new SpecException(
+      throw new KilnException(
+          ErrorCode.INVALID_REQUIREMENT,
           "'" + text + "' is not a valid version (PEP 440), e.g. 1.2, 2.0.1, 1.0rc1, 2024.1.post2");
     }
     return v;

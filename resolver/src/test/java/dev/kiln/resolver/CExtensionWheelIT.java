@@ -3,6 +3,8 @@ package dev.kiln.resolver;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
@@ -75,10 +77,8 @@ class CExtensionWheelIT {
         for (TargetEnvironment incompatible : List.of(otherPython, otherMachine)) {
           assertThatThrownBy(() -> resolver.resolve(List.of("uses-cext"), incompatible))
               .isInstanceOfSatisfying(
-                  ResolutionException.class,
-                  e ->
-                      assertThat(e.reason())
-                          .isEqualTo(ResolutionException.Reason.NO_COMPATIBLE_WHEEL))
+                  KilnException.class,
+                  e -> assertThat(e.code()).isEqualTo(ErrorCode.NO_COMPATIBLE_WHEEL))
               .hasMessageContaining("no wheel of 'kiln-cext' can run on the target")
               .hasMessageContaining(cext.filename())
               .hasMessageContaining("Tags tried")

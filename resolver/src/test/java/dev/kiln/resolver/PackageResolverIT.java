@@ -4,6 +4,8 @@ import static dev.kiln.resolver.WheelBuilder.wheel;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.net.URI;
@@ -178,22 +180,19 @@ class PackageResolverIT {
     index.add(wheel("p", "1.0")).add(wheel("p", "2.0")).add(wheel("q", "1.0").requires("p<2"));
     assertThatThrownBy(() -> resolver().resolve(List.of("p>=2", "q"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.CONFLICT))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGE_CONFLICT))
         .hasMessageContaining("'p>=2'")
         .hasMessageContaining("requires 'p<2'")
         .hasMessageContaining("q 1.0");
     assertThatThrownBy(() -> resolver.resolve(List.of("p>=2", "p<2"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.CONFLICT))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGE_CONFLICT))
         .hasMessageContaining("conflicting requirements for 'p'")
         .hasMessageContaining("'p>=2' (requested by the UDF)")
         .hasMessageContaining("'p<2' (requested by the UDF)");
     assertThatThrownBy(() -> resolver.resolve(List.of("p>=5"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.NO_MATCHING_VERSION))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.NO_MATCHING_VERSION))
         .hasMessageContaining("no version of 'p' matches 'p>=5'")
         .hasMessageContaining("2.0, 1.0");
   }
@@ -207,21 +206,18 @@ class PackageResolverIT {
     resolver();
     assertThatThrownBy(() -> resolver.resolve(List.of("no-such-thing"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.NO_SUCH_PACKAGE))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGE_NOT_FOUND))
         .hasMessageContaining("no package named 'no-such-thing'")
         .hasMessageContaining(index.url().toString());
     assertThatThrownBy(() -> resolver.resolve(List.of("sdistonly"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.NO_COMPATIBLE_WHEEL))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.NO_COMPATIBLE_WHEEL))
         .hasMessageContaining("'sdistonly'")
         .hasMessageContaining("only source distributions")
         .hasMessageContaining("sdistonly-1.0.tar.gz");
     assertThatThrownBy(() -> resolver.resolve(List.of("winpkg"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.NO_COMPATIBLE_WHEEL))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.NO_COMPATIBLE_WHEEL))
         .hasMessageContaining("no wheel of 'winpkg'")
         .hasMessageContaining("winpkg-1.0-cp311-cp311-win_amd64.whl")
         .hasMessageContaining("Tags tried")
@@ -236,8 +232,8 @@ class PackageResolverIT {
     index.add(wheel("tampered", "1.0")).pep658(false).corrupt("tampered-1.0-py3-none-any.whl");
     assertThatThrownBy(() -> resolver().resolve(List.of("tampered"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.HASH_MISMATCH))
+            KilnException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGE_HASH_MISMATCH))
         .hasMessageContaining("sha256 mismatch for tampered-1.0-py3-none-any.whl")
         .hasMessageContaining(index.sha256("tampered-1.0-py3-none-any.whl"));
 
@@ -249,8 +245,8 @@ class PackageResolverIT {
         new LockedPackage(p.name(), p.version(), p.filename(), p.url(), "0".repeat(64));
     assertThatThrownBy(() -> resolver.download(wrong, new ByteArrayOutputStream()))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.HASH_MISMATCH))
+            KilnException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGE_HASH_MISMATCH))
         .hasMessageContaining("honest-1.0-py3-none-any.whl");
   }
 
@@ -344,8 +340,8 @@ class PackageResolverIT {
     resolver = new PackageResolver(config(index.url()), cache.resolve("a"));
     assertThatThrownBy(() -> resolver.resolve(List.of("secret"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.INDEX_ERROR))
+            KilnException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.PACKAGE_INDEX_UNAVAILABLE))
         .hasMessageContaining("HTTP 401")
         .hasMessageContaining("credentials");
     resolver.close();
@@ -411,8 +407,8 @@ class PackageResolverIT {
             config(index.url()), cache, Duration.ofMinutes(10), Clock.systemUTC(), 10);
     assertThatThrownBy(() -> resolver.resolve(List.of("wide", "leaf==0"), PY311))
         .isInstanceOfSatisfying(
-            ResolutionException.class,
-            e -> assertThat(e.reason()).isEqualTo(ResolutionException.Reason.TOO_COMPLEX))
+            KilnException.class,
+            e -> assertThat(e.code()).isEqualTo(ErrorCode.RESOLUTION_TOO_COMPLEX))
         .hasMessageContaining("gave up after trying 10 package versions")
         .hasMessageContaining("pin the versions");
     resolver.close();
@@ -428,7 +424,7 @@ class PackageResolverIT {
     assertThat(lock.packages()).isEmpty();
     assertThat(lock.canonical()).isEmpty();
     assertThatThrownBy(() -> resolver.resolve(List.of("numpy>=>1"), PY311))
-        .isInstanceOf(SpecException.class)
+        .isInstanceOf(KilnException.class)
         .hasMessageContaining("invalid requirement 'numpy>=>1'");
   }
 

@@ -37,15 +37,8 @@ class RealPackagesIT {
 
   @Test
   void numpyPandasAndHumanizeOverHttpAndFromFiles() throws Exception {
-    String code =
-        """
-        # /// script
-        # dependencies = ["humanize"]
-        # ///
-        import humanize
-        """;
-    List<String> requirements = new java.util.ArrayList<>(List.of("numpy", "pandas"));
-    requirements.addAll(Pep723.dependencies(code));
+    // "humanize" as the PEP 723 block of a UDF's code would add it (PackagesEndToEndIT).
+    List<String> requirements = List.of("numpy", "pandas", "humanize");
     Lock overHttp;
     try (StaticIndexServer http = new StaticIndexServer(mirror);
         PackageResolver resolver =

@@ -3,6 +3,7 @@ package dev.kiln.resolver;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kiln.base.KilnException;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
@@ -43,7 +44,7 @@ class RequirementTest {
   @Test
   void refusesDirectUrlsAndFiles() {
     assertThatThrownBy(() -> Requirement.parse("pkg @ https://example.com/pkg-1.0.whl"))
-        .isInstanceOf(SpecException.class)
+        .isInstanceOf(KilnException.class)
         .hasMessageContaining("invalid requirement 'pkg @ https://example.com/pkg-1.0.whl'")
         .hasMessageContaining("direct URL requirements are not supported");
     assertThatThrownBy(() -> Requirement.parse("https://example.com/pkg-1.0.whl"))
@@ -128,7 +129,7 @@ class RequirementTest {
         .isEqualTo(new Requirement(r.name(), r.extras(), r.specifier(), r.marker(), r.canonical()));
   }
 
-  private static boolean applies(String text, Map<String, String> env) throws SpecException {
+  private static boolean applies(String text, Map<String, String> env) throws KilnException {
     return Requirement.parse(text).appliesTo(env, Set.of());
   }
 }

@@ -3,14 +3,15 @@ package dev.kiln.resolver;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kiln.base.KilnException;
 import org.junit.jupiter.api.Test;
 
 class SpecifierSetTest {
-  static boolean in(String version, String spec) throws SpecException {
+  static boolean in(String version, String spec) throws KilnException {
     return SpecifierSet.parse(spec).contains(Version.parse(version), false);
   }
 
-  static boolean inPre(String version, String spec) throws SpecException {
+  static boolean inPre(String version, String spec) throws KilnException {
     return SpecifierSet.parse(spec).contains(Version.parse(version), true);
   }
 

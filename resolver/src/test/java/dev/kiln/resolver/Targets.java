@@ -1,5 +1,7 @@
 package dev.kiln.resolver;
 
+import dev.kiln.base.KilnException;
+
 /**
  * Target environments for tests, as {@link TargetEnvironment#probeScript()} prints them. {@link
  * #DEFAULT_BASE} is what the probe printed in Kiln's default base image (Debian bookworm, python3
@@ -21,7 +23,7 @@ public final class Targets {
   public static TargetEnvironment defaultBase() {
     try {
       return TargetEnvironment.fromProbeJson(DEFAULT_BASE);
-    } catch (SpecException e) {
+    } catch (KilnException e) {
       throw new AssertionError(e);
     }
   }

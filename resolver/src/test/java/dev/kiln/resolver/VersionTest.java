@@ -3,13 +3,14 @@ package dev.kiln.resolver;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kiln.base.KilnException;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
 class VersionTest {
-  static Version v(String s) throws SpecException {
+  static Version v(String s) throws KilnException {
     return Version.parse(s);
   }
 
@@ -85,7 +86,7 @@ class VersionTest {
   @Test
   void rejectsNonVersionsNamingThem() {
     assertThatThrownBy(() -> v("1.0-foo")).hasMessageContaining("'1.0-foo' is not a valid version");
-    assertThatThrownBy(() -> v("")).isInstanceOf(SpecException.class);
+    assertThatThrownBy(() -> v("")).isInstanceOf(KilnException.class);
     assertThat(Version.tryParse("latest")).isNull();
     assertThat(Version.tryParse("99999999999999999999999")).isNull();
   }

@@ -1,6 +1,7 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.DataType;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -45,7 +46,7 @@ public final class ArrowTypes {
   private ArrowTypes() {}
 
   /** The Arrow type Kiln sends for a declared type (nested types: without their children). */
-  public static ArrowType arrowType(DataType type) throws UdfException {
+  public static ArrowType arrowType(DataType type) throws KilnException {
     return switch (type.kind()) {
       case BOOLEAN -> ArrowType.Bool.INSTANCE;
       case INT8 -> new ArrowType.Int(8, true);
@@ -77,16 +78,16 @@ public final class ArrowTypes {
    * Decimal128 here: Query sends Decimal64 since late 2025, which Arrow Java cannot write (the
    * endpoint reads both).
    */
-  public static Field queryArgumentField(String name, DataType type) throws UdfException {
+  public static Field queryArgumentField(String name, DataType type) throws KilnException {
     return build(name, type, true);
   }
 
   /** A field of a declared type, with its declared nullability, nested fields included. */
-  static Field field(String name, DataType type) throws UdfException {
+  static Field field(String name, DataType type) throws KilnException {
     return build(name, type, false);
   }
 
-  private static Field build(String name, DataType type, boolean asQuery) throws UdfException {
+  private static Field build(String name, DataType type, boolean asQuery) throws KilnException {
     Map<String, String> metadata = null;
     ArrowType arrow = arrowType(type);
     List<Field> children = new ArrayList<>();
@@ -129,7 +130,7 @@ public final class ArrowTypes {
   }
 
   /** The GetFlightInfo schema Databend expects: {@code arg1..argN} then {@code output}. */
-  static Schema signatureSchema(UdfSignature signature) throws UdfException {
+  static Schema signatureSchema(UdfSignature signature) throws KilnException {
     List<Field> fields = new ArrayList<>();
     for (int i = 0; i < signature.inputTypes().size(); i++) {
       fields.add(field("arg" + (i + 1), signature.inputTypes().get(i)));
@@ -203,7 +204,7 @@ public final class ArrowTypes {
       default -> {
         try {
           yield arrowType(declared).equals(t);
-        } catch (UdfException e) {
+        } catch (KilnException e) {
           yield false;
         }
       }

@@ -1,6 +1,7 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.DataType;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -36,7 +37,7 @@ final class Builtins {
   /** Computes a builtin over a batch whose schema has been checked against its signature. */
   static FieldVector compute(
       String name, List<FieldVector> inputs, int rows, BufferAllocator allocator)
-      throws UdfException {
+      throws KilnException {
     FieldVector out =
         ArrowTypes.field(ArrowTypes.RESULT_FIELD, SIGNATURES.get(name).resultType())
             .createVector(allocator);

@@ -2,6 +2,8 @@ package dev.kiln.worker;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -88,22 +90,22 @@ final class Runner {
 
   /**
    * Waits for READY and returns its JSON; anything else (LOAD_ERROR, exit, silence) is a {@link
-   * UdfException}.
+   * KilnException}.
    */
-  JsonNode awaitReady(Duration timeout) throws UdfException, InterruptedException {
+  JsonNode awaitReady(Duration timeout) throws KilnException, InterruptedException {
     long started = System.nanoTime();
     WireFormat.Frame frame = exchange(null, timeout, "starting");
     if (frame == null) {
       if (expired) {
-        throw new UdfException(
-            UdfException.Kind.UNAVAILABLE,
+        throw new KilnException(
+            ErrorCode.SANDBOX_UNAVAILABLE,
             "the UDF process did not become ready within "
                 + seconds(timeout)
                 + " (its code or imports may block, or the sandbox is very slow); it was stopped"
                 + lastOutput());
       }
-      throw new UdfException(
-          UdfException.Kind.LOAD_FAILED,
+      throw new KilnException(
+          ErrorCode.UDF_LOAD_FAILED,
           "the UDF process " + exitDescription() + " before it was ready" + lastOutput());
     }
     switch (frame.type()) {
@@ -120,8 +122,8 @@ final class Runner {
       }
       case WireFormat.LOAD_ERROR -> {
         kill();
-        throw new UdfException(
-            UdfException.Kind.LOAD_FAILED,
+        throw new KilnException(
+            ErrorCode.UDF_LOAD_FAILED,
             "the UDF code failed to load: " + describeLoadError(json(frame, "LOAD_ERROR")));
       }
       default -> {
@@ -139,7 +141,7 @@ final class Runner {
    * dies, times out or breaks the protocol; the runner is then unusable.
    */
   Reply call(WireFormat.Encoded batchFrame, int rows, Duration timeout)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     send(batchFrame);
     return receive(rows, timeout);
   }
@@ -181,7 +183,7 @@ final class Runner {
    * batch timeout runs from now, which is when the runner starts on it. Throws when the process
    * dies, times out or breaks the protocol; the runner is then unusable.
    */
-  Reply receive(int rows, Duration timeout) throws UdfException, InterruptedException {
+  Reply receive(int rows, Duration timeout) throws KilnException, InterruptedException {
     long syncBase = syncsSeen();
     WireFormat.Frame frame = exchange(null, timeout, "computing a batch");
     if (frame != null) {
@@ -199,14 +201,14 @@ final class Runner {
           frame, excerpt.isEmpty() ? "" : ". Last output of the UDF process:" + excerpt);
     }
     if (closing) {
-      throw new UdfException(
-          UdfException.Kind.UNAVAILABLE,
+      throw new KilnException(
+          ErrorCode.SHUTTING_DOWN,
           "the UDF was shut down while computing this batch; run the query again");
     }
     if (expired) {
       log.warn("UDF {} runner {}: batch of {} rows timed out after {}", handler, id, rows, timeout);
-      throw new UdfException(
-          UdfException.Kind.TIMEOUT,
+      throw new KilnException(
+          ErrorCode.BATCH_TIMEOUT,
           "the UDF did not return within "
               + seconds(timeout)
               + " for a batch of "
@@ -217,8 +219,8 @@ final class Runner {
     }
     String status = exitDescription();
     log.warn("UDF {} runner {} died while computing a batch ({})", handler, id, status);
-    throw new UdfException(
-        UdfException.Kind.RUNNER_CRASHED,
+    throw new KilnException(
+        ErrorCode.RUNNER_CRASHED,
         "the UDF process died while computing this batch ("
             + status
             + "); it was restarted, so the next call starts afresh"
@@ -247,13 +249,13 @@ final class Runner {
 
   /** Writes {@code request} (if any) and reads one frame, under a watchdog; null at EOF. */
   private WireFormat.Frame exchange(WireFormat.Encoded request, Duration timeout, String doing)
-      throws UdfException {
+      throws KilnException {
     ScheduledFuture<?> watchdog;
     try {
       watchdog = timer.schedule(this::expire, timeout.toNanos(), TimeUnit.NANOSECONDS);
     } catch (RejectedExecutionException e) {
-      throw new UdfException(
-          UdfException.Kind.UNAVAILABLE, "the UDF is shutting down; run the query again", e);
+      throw new KilnException(
+          ErrorCode.SHUTTING_DOWN, "the UDF is shutting down; run the query again", e);
     }
     WireFormat.Frame frame;
     try {
@@ -339,17 +341,17 @@ final class Runner {
     return excerpt.isEmpty() ? "" : ". Last output of the UDF process:" + excerpt;
   }
 
-  private UdfException protocolError(String what) {
+  private KilnException protocolError(String what) {
     log.error("UDF {} runner {} broke the runner protocol: {}", handler, id, what);
-    return new UdfException(
-        UdfException.Kind.INTERNAL,
+    return new KilnException(
+        ErrorCode.INTERNAL,
         "the Kiln runner for this UDF sent "
             + what
             + "; this is a bug in Kiln (the runner was restarted)"
             + lastOutput());
   }
 
-  private JsonNode json(WireFormat.Frame frame, String what) throws UdfException {
+  private JsonNode json(WireFormat.Frame frame, String what) throws KilnException {
     try {
       return JSON.readTree(frame.payload());
     } catch (IOException e) {

@@ -1,7 +1,7 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.DataType;
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.definition.DataType;
+import dev.kiln.definition.RuntimeSpec;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;

@@ -2,8 +2,9 @@ package dev.kiln.worker;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.kiln.resolver.DataType;
-import dev.kiln.resolver.SpecException;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
 import java.io.IOException;
 import java.time.Duration;
 import java.time.Instant;
@@ -195,18 +196,18 @@ public final class RunnerPool implements AutoCloseable {
   /**
    * Starts {@code options.runners()} runners and waits until every one is ready.
    *
-   * @throws UdfException BAD_INPUT for a type the wire cannot carry, LOAD_FAILED when the code does
-   *     not load (or its {@code @udf} decorator disagrees with the signature), UNAVAILABLE when a
-   *     runner cannot be started in time
+   * @throws KilnException BAD_INPUT for a type the wire cannot carry, LOAD_FAILED when the code
+   *     does not load (or its {@code @udf} decorator disagrees with the signature), UNAVAILABLE
+   *     when a runner cannot be started in time
    */
   public static RunnerPool start(UdfSignature signature, RunnerLauncher launcher, Options options)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     return start(signature, launcher, options, InstantSource.system());
   }
 
   static RunnerPool start(
       UdfSignature signature, RunnerLauncher launcher, Options options, InstantSource clock)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     Objects.requireNonNull(launcher, "launcher");
     for (DataType type : signature.inputTypes()) {
       requireSupported(type);
@@ -218,7 +219,7 @@ public final class RunnerPool implements AutoCloseable {
       for (Runner runner : runners) {
         pool.startSlot(runner);
       }
-    } catch (UdfException | InterruptedException | RuntimeException e) {
+    } catch (KilnException | InterruptedException | RuntimeException e) {
       pool.close();
       throw e;
     }
@@ -229,13 +230,13 @@ public final class RunnerPool implements AutoCloseable {
    * Checks that UDFs can take or return {@code type}; the control plane calls it to reject a spec
    * before building anything. Every Databend type is supported; only absurd shapes are not.
    *
-   * @throws UdfException BAD_INPUT naming the type and what is wrong with it
+   * @throws KilnException UNSUPPORTED_TYPE naming the type and what is wrong with it
    */
-  public static void requireSupported(DataType type) throws UdfException {
+  public static void requireSupported(DataType type) throws KilnException {
     WireFormat.requireEncodable(type);
   }
 
-  private List<Runner> launchAll() throws UdfException, InterruptedException {
+  private List<Runner> launchAll() throws KilnException, InterruptedException {
     if (options.runners() == 1) {
       return List.of(launch());
     }
@@ -250,20 +251,20 @@ public final class RunnerPool implements AutoCloseable {
       for (int i = 0; i < options.runners(); i++) {
         started.add(starters.submit(this::launch));
       }
-      UdfException failure = null;
+      KilnException failure = null;
       for (Future<Runner> future : started) {
         try {
           runners.add(future.get());
         } catch (ExecutionException e) {
-          UdfException cause =
-              e.getCause() instanceof UdfException u
+          KilnException cause =
+              e.getCause() instanceof KilnException u
                   ? u
-                  : new UdfException(
-                      UdfException.Kind.INTERNAL, "starting a UDF process failed", e.getCause());
+                  : new KilnException(
+                      ErrorCode.INTERNAL, "starting a UDF process failed", e.getCause());
           // A load failure says the most; prefer it over a slow or lost sibling.
           if (failure == null
-              || (cause.kind() == UdfException.Kind.LOAD_FAILED
-                  && failure.kind() != UdfException.Kind.LOAD_FAILED)) {
+              || (cause.code() == ErrorCode.UDF_LOAD_FAILED
+                  && failure.code() != ErrorCode.UDF_LOAD_FAILED)) {
             failure = cause;
           }
         }
@@ -275,7 +276,7 @@ public final class RunnerPool implements AutoCloseable {
     return runners;
   }
 
-  private Runner launch() throws UdfException, InterruptedException {
+  private Runner launch() throws KilnException, InterruptedException {
     if (closed) {
       throw shuttingDown();
     }
@@ -283,8 +284,8 @@ public final class RunnerPool implements AutoCloseable {
     try {
       process = launcher.launch(runnerEnvironment());
     } catch (IOException e) {
-      throw new UdfException(
-          UdfException.Kind.UNAVAILABLE,
+      throw new KilnException(
+          ErrorCode.SANDBOX_UNAVAILABLE,
           "could not start a process for the UDF: " + e.getMessage() + "; try again in a moment",
           e);
     }
@@ -300,7 +301,7 @@ public final class RunnerPool implements AutoCloseable {
     try {
       JsonNode ready = runner.awaitReady(options.startTimeout());
       checkDeclaredTypes(ready.path("declared"));
-    } catch (UdfException | InterruptedException | RuntimeException e) {
+    } catch (KilnException | InterruptedException | RuntimeException e) {
       live.remove(runner);
       runner.kill();
       throw e;
@@ -326,7 +327,7 @@ public final class RunnerPool implements AutoCloseable {
    * declares against the function's SQL signature (nullability aside: databend-udf reads a bare
    * type as nullable).
    */
-  private void checkDeclaredTypes(JsonNode declared) throws UdfException {
+  private void checkDeclaredTypes(JsonNode declared) throws KilnException {
     if (declared.isMissingNode() || declared.isNull()) {
       return;
     }
@@ -339,8 +340,8 @@ public final class RunnerPool implements AutoCloseable {
       same = sameShape(inputs.get(i), expected.get(i));
     }
     if (!same) {
-      throw new UdfException(
-          UdfException.Kind.LOAD_FAILED,
+      throw new KilnException(
+          ErrorCode.UDF_LOAD_FAILED,
           "the @udf decorator of "
               + signature.handler()
               + " declares input_types="
@@ -360,7 +361,7 @@ public final class RunnerPool implements AutoCloseable {
     DataType parsed;
     try {
       parsed = DataType.parse(text);
-    } catch (SpecException e) {
+    } catch (KilnException e) {
       // A pyarrow type object or a spelling Databend does not know: nothing to compare.
       log.debug("cannot compare the @udf type '{}' with {}: {}", text, type, e.getMessage());
       return true;
@@ -403,7 +404,7 @@ public final class RunnerPool implements AutoCloseable {
    * nullability) allocated from {@code allocator}; the caller owns and closes it.
    */
   public FieldVector call(List<FieldVector> inputs, int rowCount, BufferAllocator allocator)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     return call(inputs, rowCount, allocator, () -> false).vector();
   }
 
@@ -413,7 +414,7 @@ public final class RunnerPool implements AutoCloseable {
    */
   WireFormat.Result call(
       List<FieldVector> inputs, int rowCount, BufferAllocator allocator, BooleanSupplier cancelled)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     Instant now = clock.instant();
     firstRequest.compareAndSet(null, now);
     lastRequest = now;
@@ -424,7 +425,7 @@ public final class RunnerPool implements AutoCloseable {
       WireFormat.Result result = compute(inputs, rowCount, allocator, cancelled);
       rowErrors.addAndGet(result.rowErrors());
       return result;
-    } catch (UdfException | InterruptedException | RuntimeException e) {
+    } catch (KilnException | InterruptedException | RuntimeException e) {
       failed.incrementAndGet();
       throw e;
     }
@@ -432,7 +433,7 @@ public final class RunnerPool implements AutoCloseable {
 
   private WireFormat.Result compute(
       List<FieldVector> inputs, int rowCount, BufferAllocator allocator, BooleanSupplier cancelled)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     if (closed) {
       throw shuttingDown();
     }
@@ -462,13 +463,13 @@ public final class RunnerPool implements AutoCloseable {
       } catch (WireFormat.MalformedFrameException e) {
         log.error(
             "UDF {}: malformed result from a runner: {}", signature.handler(), e.getMessage());
-        throw new UdfException(
-            UdfException.Kind.INTERNAL,
+        throw new KilnException(
+            ErrorCode.INTERNAL,
             "the Kiln runner for this UDF sent a malformed result ("
                 + e.getMessage()
                 + "); this is a bug in Kiln");
       }
-    } catch (UdfException | InterruptedException | RuntimeException e) {
+    } catch (KilnException | InterruptedException | RuntimeException e) {
       // The caller is gone or failed: queued slices are dropped, running ones finish unheard.
       for (Task task : tasks) {
         queue.remove(task);
@@ -492,7 +493,7 @@ public final class RunnerPool implements AutoCloseable {
 
   /** Waits for every slice, in order; throws at the first failure or cancellation. */
   private List<byte[]> await(List<Task> tasks, BooleanSupplier cancelled)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     List<byte[]> results = new ArrayList<>(tasks.size());
     for (Task task : tasks) {
       while (true) {
@@ -501,30 +502,28 @@ public final class RunnerPool implements AutoCloseable {
           break;
         } catch (TimeoutException e) {
           if (cancelled.getAsBoolean()) {
-            throw new UdfException(
-                UdfException.Kind.UNAVAILABLE,
-                "the call was cancelled while the UDF was computing");
+            throw new KilnException(
+                ErrorCode.CALL_CANCELLED, "the call was cancelled while the UDF was computing");
           }
           if (closed && !task.done.isDone()) {
             // close() fails what is queued; this catches a slice requeued just as it ran.
             task.done.completeExceptionally(shuttingDown());
           }
         } catch (ExecutionException e) {
-          throw e.getCause() instanceof UdfException u
+          throw e.getCause() instanceof KilnException u
               ? u
-              : new UdfException(
-                  UdfException.Kind.INTERNAL, "a UDF slice failed: " + e.getCause(), e);
+              : new KilnException(ErrorCode.INTERNAL, "a UDF slice failed: " + e.getCause(), e);
         }
       }
     }
     return results;
   }
 
-  private void checkInputs(List<FieldVector> inputs, int rowCount) throws UdfException {
+  private void checkInputs(List<FieldVector> inputs, int rowCount) throws KilnException {
     List<DataType> types = signature.inputTypes();
     if (inputs.size() != types.size()) {
-      throw new UdfException(
-          UdfException.Kind.BAD_INPUT,
+      throw new KilnException(
+          ErrorCode.ARGUMENTS_MISMATCH,
           "the function "
               + signature.handler()
               + " takes "
@@ -539,8 +538,8 @@ public final class RunnerPool implements AutoCloseable {
     for (int i = 0; i < inputs.size(); i++) {
       FieldVector v = inputs.get(i);
       if (!ArrowTypes.accepts(types.get(i), v.getField())) {
-        throw new UdfException(
-            UdfException.Kind.BAD_INPUT,
+        throw new KilnException(
+            ErrorCode.ARGUMENTS_MISMATCH,
             "argument arg"
                 + (i + 1)
                 + " is declared "
@@ -549,8 +548,8 @@ public final class RunnerPool implements AutoCloseable {
                 + ArrowTypes.describe(v.getField()));
       }
       if (v.getValueCount() < rowCount) {
-        throw new UdfException(
-            UdfException.Kind.BAD_INPUT,
+        throw new KilnException(
+            ErrorCode.ARGUMENTS_MISMATCH,
             "argument arg"
                 + (i + 1)
                 + " has "
@@ -567,7 +566,7 @@ public final class RunnerPool implements AutoCloseable {
     final WireFormat.Encoded frame;
     final int rows;
 
-    /** Completes with the RESULT payload, or with the UdfException that ended the slice. */
+    /** Completes with the RESULT payload, or with the KilnException that ended the slice. */
     final CompletableFuture<byte[]> done = new CompletableFuture<>();
 
     private boolean abandoned;
@@ -591,7 +590,7 @@ public final class RunnerPool implements AutoCloseable {
   private final class Slot implements Runnable {
     final int index;
     volatile Runner runner;
-    private UdfException failure;
+    private KilnException failure;
     private Duration backoff = Duration.ofSeconds(1);
 
     /** Counted in {@code idleSlots} already by {@link #startSlot}, before its first take. */
@@ -672,7 +671,7 @@ public final class RunnerPool implements AutoCloseable {
         failure = null;
         backoff = Duration.ofSeconds(1);
         return true;
-      } catch (UdfException e) {
+      } catch (KilnException e) {
         if (closed) {
           return false;
         }
@@ -698,8 +697,8 @@ public final class RunnerPool implements AutoCloseable {
       Task task = take();
       if (task != null && task.start()) {
         task.done.completeExceptionally(
-            new UdfException(
-                failure.kind(),
+            new KilnException(
+                failure.code(),
                 "the UDF process stopped earlier and could not be restarted: "
                     + failure.getMessage(),
                 failure));
@@ -731,12 +730,12 @@ public final class RunnerPool implements AutoCloseable {
       Runner.Reply reply;
       try {
         reply = r.receive(task.rows, options.batchTimeout());
-      } catch (UdfException | RuntimeException e) {
+      } catch (KilnException | RuntimeException e) {
         retire(r);
         task.done.completeExceptionally(
-            e instanceof UdfException
+            e instanceof KilnException
                 ? e
-                : new UdfException(UdfException.Kind.INTERNAL, "calling the UDF failed: " + e, e));
+                : new KilnException(ErrorCode.INTERNAL, "calling the UDF failed: " + e, e));
         return false;
       }
       WireFormat.Frame frame = reply.frame();
@@ -748,25 +747,25 @@ public final class RunnerPool implements AutoCloseable {
       return true;
     }
 
-    private UdfException batchError(Runner r, WireFormat.Frame reply, String output) {
+    private KilnException batchError(Runner r, WireFormat.Frame reply, String output) {
       JsonNode error;
       try {
         error = JSON.readTree(reply.payload());
       } catch (IOException e) {
         retire(r);
-        return new UdfException(
-            UdfException.Kind.INTERNAL, "the Kiln runner sent an unreadable error; this is a bug");
+        return new KilnException(
+            ErrorCode.INTERNAL, "the Kiln runner sent an unreadable error; this is a bug");
       }
       String message = error.path("message").asText("the UDF failed without a message");
       return switch (error.path("kind").asText("user")) {
-        case "input" -> new UdfException(UdfException.Kind.BAD_INPUT, message);
-        case "internal" -> new UdfException(UdfException.Kind.INTERNAL, message + output);
+        case "input" -> new KilnException(ErrorCode.ARGUMENTS_MISMATCH, message);
+        case "internal" -> new KilnException(ErrorCode.INTERNAL, message + output);
         case "memory" -> {
           // Memory may be fragmented or half-freed: start afresh.
           retire(r);
           log.warn("UDF {} runner {}: {}", signature.handler(), r.id(), message);
-          yield new UdfException(
-              UdfException.Kind.RUNNER_CRASHED,
+          yield new KilnException(
+              ErrorCode.RUNNER_CRASHED,
               "the UDF process was killed: "
                   + memoryLimitText()
                   + " ("
@@ -775,7 +774,7 @@ public final class RunnerPool implements AutoCloseable {
                   + " per batch, or give the sandbox more memory (--sandbox-memory)"
                   + output);
         }
-        default -> new UdfException(UdfException.Kind.USER_ERROR, message + output);
+        default -> new KilnException(ErrorCode.UDF_RAISED, message + output);
       };
     }
 
@@ -795,9 +794,9 @@ public final class RunnerPool implements AutoCloseable {
     return limit > 0 ? "memory limit " + (limit >> 20) + " MiB exceeded" : "out of memory";
   }
 
-  private static UdfException shuttingDown() {
-    return new UdfException(
-        UdfException.Kind.UNAVAILABLE,
+  private static KilnException shuttingDown() {
+    return new KilnException(
+        ErrorCode.SHUTTING_DOWN,
         "the UDF is shutting down (its sandbox is being stopped); run the query again");
   }
 

@@ -1,6 +1,7 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.ContentKey;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import java.io.IOException;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
@@ -41,7 +42,7 @@ public final class Tokens {
   public static final String HEADER = "x-kiln-token";
 
   /** What a valid token grants: one tenant's UDF resource. */
-  public record Grant(String tenant, ContentKey key) {
+  public record Grant(Tenant tenant, ContentKey key) {
     public Grant {
       Objects.requireNonNull(tenant, "tenant");
       Objects.requireNonNull(key, "key");
@@ -142,7 +143,7 @@ public final class Tokens {
   }
 
   /** The token for {@code tenant}'s resource {@code key}; the same inputs give the same token. */
-  public String issue(String tenant, ContentKey key) {
+  public String issue(Tenant tenant, ContentKey key) {
     Objects.requireNonNull(tenant, "tenant");
     Objects.requireNonNull(key, "key");
     String body =
@@ -150,7 +151,7 @@ public final class Tokens {
             + "."
             + key.hex()
             + "."
-            + B64.encodeToString(tenant.getBytes(StandardCharsets.UTF_8));
+            + B64.encodeToString(tenant.name().getBytes(StandardCharsets.UTF_8));
     return body + "." + B64.encodeToString(sign(body));
   }
 
@@ -180,7 +181,7 @@ public final class Tokens {
               .onUnmappableCharacter(CodingErrorAction.REPORT)
               .decode(java.nio.ByteBuffer.wrap(tenantBytes))
               .toString();
-      return Optional.of(new Grant(tenant, new ContentKey(parts[1])));
+      return Optional.of(new Grant(new Tenant(tenant), new ContentKey(parts[1])));
     } catch (IllegalArgumentException | CharacterCodingException e) {
       return Optional.empty();
     }

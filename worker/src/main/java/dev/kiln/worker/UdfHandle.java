@@ -1,5 +1,6 @@
 package dev.kiln.worker;
 
+import dev.kiln.base.KilnException;
 import java.util.concurrent.CompletableFuture;
 
 /** A UDF resource as the endpoint sees it: its signature, and its runners once they are up. */
@@ -9,7 +10,7 @@ public interface UdfHandle {
 
   /**
    * Completes with the runner pool once the sandbox and its runners are ready, or exceptionally
-   * with a {@link UdfException} whose message is meant for the user.
+   * with a {@link KilnException} whose message is meant for the user.
    */
   CompletableFuture<RunnerPool> ready();
 }

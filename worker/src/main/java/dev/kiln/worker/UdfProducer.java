@@ -1,7 +1,9 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.DataType;
-import io.grpc.Status;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
+import dev.kiln.definition.Tenant;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
@@ -17,7 +19,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
-import org.apache.arrow.flight.CallStatus;
 import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightInfo;
 import org.apache.arrow.flight.FlightRuntimeException;
@@ -40,11 +41,6 @@ import org.slf4j.LoggerFactory;
  * while the caller is still there) for a UDF whose sandbox is still starting.
  */
 final class UdfProducer extends NoOpFlightProducer {
-
-  static final String TENANT_HEADER = "x-databend-tenant";
-
-  /** gRPC trailers must fit the client's header limit; longer messages are cut in the middle. */
-  static final int MAX_STATUS_MESSAGE = 4000;
 
   private static final Logger log = LoggerFactory.getLogger(UdfProducer.class);
   private static final long READY_POLL_MILLIS = 200;
@@ -90,9 +86,9 @@ final class UdfProducer extends NoOpFlightProducer {
       tag = target.name();
       Schema schema = ArrowTypes.signatureSchema(target.signature());
       return new FlightInfo(schema, descriptor, List.of(), -1, -1);
-    } catch (UdfException e) {
-      countError(tag, e.kind().name());
-      throw status(e);
+    } catch (KilnException e) {
+      countError(tag, e.code().name());
+      throw FlightErrors.toFlight(e);
     } catch (FlightRuntimeException e) {
       countError(tag, e.status().code().name());
       throw e;
@@ -124,37 +120,38 @@ final class UdfProducer extends NoOpFlightProducer {
       Target target = resolve(context, reader.getDescriptor());
       tag = target.name();
       exchange(context, target, reader, writer);
-    } catch (UdfException e) {
-      countError(tag, e.kind().name());
-      log.info("UDF {}: call failed ({}): {}", tag, e.kind(), e.getMessage(), e.getCause());
-      writer.error(status(e));
+    } catch (KilnException e) {
+      countError(tag, e.code().name());
+      log.info("UDF {}: call failed ({}): {}", tag, e.code(), e.getMessage(), e.getCause());
+      writer.error(FlightErrors.toFlight(e));
     } catch (FlightRuntimeException e) {
       countError(tag, e.status().code().name());
       log.info("UDF {}: call failed ({}): {}", tag, e.status().code(), e.getMessage());
       writer.error(e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      countError(tag, CallStatus.UNAVAILABLE.code().name());
+      countError(tag, ErrorCode.SHUTTING_DOWN.name());
       writer.error(
-          CallStatus.UNAVAILABLE
-              .withDescription("the Kiln server is shutting down; run the query again")
-              .toRuntimeException());
+          FlightErrors.toFlight(
+              new KilnException(
+                  ErrorCode.SHUTTING_DOWN,
+                  "the Kiln server is shutting down; run the query again")));
     } catch (RuntimeException e) {
-      countError(tag, UdfException.Kind.INTERNAL.name());
+      countError(tag, ErrorCode.INTERNAL.name());
       log.error("UDF {}: call failed with an internal error", tag, e);
       writer.error(
-          CallStatus.INTERNAL
-              .withDescription(
+          FlightErrors.toFlight(
+              new KilnException(
+                  ErrorCode.INTERNAL,
                   "internal error in the Kiln worker ("
                       + e.getClass().getSimpleName()
-                      + "); the server log has the details")
-              .toRuntimeException());
+                      + "); the server log has the details")));
     }
   }
 
   private void exchange(
       CallContext context, Target target, FlightStream reader, ServerStreamListener writer)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     UdfSignature signature = target.signature();
     checkSchema(signature, reader.getSchema());
     RunnerPool pool = target.builtin() ? null : awaitReady(context, target);
@@ -216,7 +213,7 @@ final class UdfProducer extends NoOpFlightProducer {
    * {@code getDescriptor()} would block forever on a call that ends before its first message.
    */
   private boolean awaitFirstMessage(CallContext context, FlightStream reader)
-      throws InterruptedException {
+      throws KilnException, InterruptedException {
     long deadline = System.nanoTime() + FIRST_MESSAGE_WAIT.toNanos();
     long pause = TimeUnit.MICROSECONDS.toNanos(100);
     while (!reader.hasRoot()) {
@@ -224,12 +221,11 @@ final class UdfProducer extends NoOpFlightProducer {
         return false;
       }
       if (System.nanoTime() - deadline > 0) {
-        throw CallStatus.INVALID_ARGUMENT
-            .withDescription(
-                "the call sent no schema within "
-                    + FIRST_MESSAGE_WAIT.toSeconds()
-                    + " s of its start; a DoExchange starts with the input schema")
-            .toRuntimeException();
+        throw new KilnException(
+            ErrorCode.INVALID_CALL,
+            "the call sent no schema within "
+                + FIRST_MESSAGE_WAIT.toSeconds()
+                + " s of its start; a DoExchange starts with the input schema");
       }
       LockSupport.parkNanos(pause);
       if (Thread.interrupted()) {
@@ -242,13 +238,12 @@ final class UdfProducer extends NoOpFlightProducer {
 
   // ------------------------------------------------------------------ resolving a call
 
-  private Target resolve(CallContext context, FlightDescriptor descriptor) throws UdfException {
+  private Target resolve(CallContext context, FlightDescriptor descriptor) throws KilnException {
     if (descriptor == null || descriptor.isCommand() || descriptor.getPath().size() != 1) {
-      throw CallStatus.INVALID_ARGUMENT
-          .withDescription(
-              "the call needs a path descriptor with one element, the UDF's handler name, got "
-                  + descriptor)
-          .toRuntimeException();
+      throw new KilnException(
+          ErrorCode.INVALID_CALL,
+          "the call needs a path descriptor with one element, the UDF's handler name, got "
+              + descriptor);
     }
     String name = descriptor.getPath().get(0);
     Optional<UdfSignature> builtin = Builtins.signature(name);
@@ -258,76 +253,74 @@ final class UdfProducer extends NoOpFlightProducer {
     CallHeadersMiddleware headers = context.getMiddleware(CallHeadersMiddleware.KEY);
     String token = headers == null ? null : headers.get(Tokens.HEADER);
     if (token == null || token.isEmpty()) {
-      throw CallStatus.UNAUTHENTICATED
-          .withDescription(
-              "missing " + Tokens.HEADER + " header; pass every header ApplyUdfResource returned")
-          .toRuntimeException();
+      throw new KilnException(
+          ErrorCode.TOKEN_MISSING,
+          "missing " + Tokens.HEADER + " header; pass every header ApplyUdfResource returned");
     }
     Tokens.Grant grant =
         tokens
             .verify(token)
             .orElseThrow(
                 () ->
-                    CallStatus.UNAUTHENTICATED
-                        .withDescription(
-                            "the "
-                                + Tokens.HEADER
-                                + " header is not a token of this Kiln server (it may be"
-                                + " damaged, or the server's secret changed); run the query again"
-                                + " so Databend calls ApplyUdfResource")
-                        .toRuntimeException());
-    String tenant = headers.get(TENANT_HEADER);
-    if (tenant == null || !tenant.equals(grant.tenant())) {
-      throw CallStatus.UNAUTHORIZED
-          .withDescription(
-              tenant == null
-                  ? "the call has no "
-                      + TENANT_HEADER
-                      + " header, but its token belongs to tenant '"
-                      + grant.tenant()
-                      + "'"
-                  : "the token belongs to tenant '"
-                      + grant.tenant()
-                      + "', but the call comes from"
-                      + " tenant '"
-                      + tenant
-                      + "'; use the headers ApplyUdfResource returned to"
-                      + " this tenant")
-          .toRuntimeException();
+                    new KilnException(
+                        ErrorCode.TOKEN_INVALID,
+                        "the "
+                            + Tokens.HEADER
+                            + " header is not a token of this Kiln server (it may be"
+                            + " damaged, or the server's secret changed); run the query again"
+                            + " so Databend calls ApplyUdfResource"));
+    String header = headers.get(Tenant.HEADER);
+    Tenant tenant = Tenant.fromHeader(header);
+    if (!tenant.equals(grant.tenant())) {
+      throw new KilnException(
+          ErrorCode.TENANT_MISMATCH,
+          header == null || header.isBlank()
+              ? "the call has no "
+                  + Tenant.HEADER
+                  + " header (so it is tenant '"
+                  + tenant
+                  + "'), but its token belongs to tenant '"
+                  + grant.tenant()
+                  + "'"
+              : "the token belongs to tenant '"
+                  + grant.tenant()
+                  + "', but the call comes from"
+                  + " tenant '"
+                  + tenant
+                  + "'; use the headers ApplyUdfResource returned to"
+                  + " this tenant");
     }
     UdfHandle handle =
         directory
             .find(grant.tenant(), grant.key())
             .orElseThrow(
                 () ->
-                    CallStatus.NOT_FOUND
-                        .withDescription(
-                            "this Kiln server does not know that UDF resource (it may have"
-                                + " restarted); run the query again so Databend calls"
-                                + " ApplyUdfResource")
-                        .toRuntimeException());
+                    new KilnException(
+                        ErrorCode.UDF_NOT_FOUND,
+                        "this Kiln server does not know that UDF resource (it may have"
+                            + " restarted); run the query again so Databend calls"
+                            + " ApplyUdfResource"));
     UdfSignature signature = handle.signature();
     if (!signature.handler().equals(name)) {
-      throw CallStatus.INVALID_ARGUMENT
-          .withDescription(
-              "the call asks for handler '"
-                  + name
-                  + "', but its token is for a UDF whose handler"
-                  + " is '"
-                  + signature.handler()
-                  + "'; pass the headers ApplyUdfResource returned"
-                  + " for this function")
-          .toRuntimeException();
+      throw new KilnException(
+          ErrorCode.INVALID_CALL,
+          "the call asks for handler '"
+              + name
+              + "', but its token is for a UDF whose handler"
+              + " is '"
+              + signature.handler()
+              + "'; pass the headers ApplyUdfResource returned"
+              + " for this function");
     }
     return new Target(name, signature, handle);
   }
 
-  private static void checkSchema(UdfSignature signature, Schema schema) throws UdfException {
+  private static void checkSchema(UdfSignature signature, Schema schema) throws KilnException {
     List<Field> fields = schema.getFields();
     List<DataType> types = signature.inputTypes();
     if (fields.size() != types.size()) {
-      throw new UdfException(
-          UdfException.Kind.BAD_INPUT,
+      throw new KilnException(
+          ErrorCode.ARGUMENTS_MISMATCH,
           "the function "
               + signature.handler()
               + " takes "
@@ -339,8 +332,8 @@ final class UdfProducer extends NoOpFlightProducer {
     }
     for (int i = 0; i < fields.size(); i++) {
       if (!ArrowTypes.accepts(types.get(i), fields.get(i))) {
-        throw new UdfException(
-            UdfException.Kind.BAD_INPUT,
+        throw new KilnException(
+            ErrorCode.ARGUMENTS_MISMATCH,
             "argument arg"
                 + (i + 1)
                 + " is declared "
@@ -355,7 +348,7 @@ final class UdfProducer extends NoOpFlightProducer {
 
   /** Waits for the UDF's runners while the caller is still there, up to {@code readyWait}. */
   private RunnerPool awaitReady(CallContext context, Target target)
-      throws UdfException, InterruptedException {
+      throws KilnException, InterruptedException {
     CompletableFuture<RunnerPool> ready = target.handle().ready();
     long deadline = System.nanoTime() + readyWait.toNanos();
     while (true) {
@@ -366,13 +359,12 @@ final class UdfProducer extends NoOpFlightProducer {
             TimeUnit.NANOSECONDS);
       } catch (TimeoutException e) {
         if (context.isCancelled()) {
-          throw CallStatus.CANCELLED
-              .withDescription("the call was cancelled while the UDF was starting")
-              .toRuntimeException();
+          throw new KilnException(
+              ErrorCode.CALL_CANCELLED, "the call was cancelled while the UDF was starting");
         }
         if (deadline - System.nanoTime() <= 0) {
-          throw new UdfException(
-              UdfException.Kind.UNAVAILABLE,
+          throw new KilnException(
+              ErrorCode.SANDBOX_UNAVAILABLE,
               "the UDF is still starting after "
                   + readyWait.toSeconds()
                   + " s (its image is being"
@@ -380,52 +372,18 @@ final class UdfProducer extends NoOpFlightProducer {
         }
       } catch (ExecutionException | CompletionException e) {
         Throwable cause = e.getCause();
-        if (cause instanceof UdfException u) {
+        if (cause instanceof KilnException u) {
           throw u;
         }
-        throw new UdfException(
-            UdfException.Kind.UNAVAILABLE,
+        throw new KilnException(
+            ErrorCode.SANDBOX_UNAVAILABLE,
             "the UDF could not be started: " + (cause == null ? e : cause).getMessage(),
             cause);
       }
     }
   }
 
-  // ------------------------------------------------------------------ errors and metrics
-
-  /**
-   * The status a {@link UdfException} is sent as. Flight has no FAILED_PRECONDITION code, so a load
-   * failure goes out as a plain gRPC status, which Flight passes through unchanged.
-   */
-  static RuntimeException status(UdfException e) {
-    String message = truncate(e.getMessage());
-    CallStatus status =
-        switch (e.kind()) {
-          case LOAD_FAILED -> null;
-          case USER_ERROR -> CallStatus.UNKNOWN;
-          case RUNNER_CRASHED, INTERNAL -> CallStatus.INTERNAL;
-          case TIMEOUT -> CallStatus.TIMED_OUT;
-          case BAD_INPUT -> CallStatus.INVALID_ARGUMENT;
-          case UNAVAILABLE -> CallStatus.UNAVAILABLE;
-        };
-    if (status == null) {
-      return Status.FAILED_PRECONDITION.withDescription(message).asRuntimeException();
-    }
-    return status.withDescription(message).toRuntimeException();
-  }
-
-  static String truncate(String message) {
-    if (message == null) {
-      return "";
-    }
-    if (message.length() <= MAX_STATUS_MESSAGE) {
-      return message;
-    }
-    int half = MAX_STATUS_MESSAGE / 2 - 20;
-    return message.substring(0, half)
-        + "\n  … (cut) …\n"
-        + message.substring(message.length() - half);
-  }
+  // ------------------------------------------------------------------ metrics
 
   /** At most one line per handler every {@link #ROW_ERROR_LOG_INTERVAL}: failures can be many. */
   private void logRowErrors(String handler, int errors, int rows) {

@@ -1,7 +1,8 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.DataType;
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.definition.DataType;
+import dev.kiln.definition.RuntimeSpec;
+import dev.kiln.definition.UdfDefinition;
 import java.util.List;
 import java.util.Objects;
 
@@ -15,5 +16,9 @@ public record UdfSignature(String handler, List<DataType> inputTypes, DataType r
 
   public static UdfSignature of(RuntimeSpec spec) {
     return new UdfSignature(spec.handler(), spec.inputTypes(), spec.resultType());
+  }
+
+  public static UdfSignature of(UdfDefinition definition) {
+    return of(definition.spec());
   }
 }

@@ -1,6 +1,8 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.DataType;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
 import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -145,10 +147,10 @@ final class WireFormat {
   }
 
   /** Checks that a type fits the wire's fixed-size fields (it practically always does). */
-  static void requireEncodable(DataType type) throws UdfException {
+  static void requireEncodable(DataType type) throws KilnException {
     if (type.kind() == DataType.Kind.TUPLE && type.children().size() > 0xffff) {
-      throw new UdfException(
-          UdfException.Kind.BAD_INPUT,
+      throw new KilnException(
+          ErrorCode.UNSUPPORTED_TYPE,
           "a TUPLE with " + type.children().size() + " fields is too wide (at most 65535)");
     }
     for (DataType child : type.children()) {
@@ -181,7 +183,7 @@ final class WireFormat {
    */
   static Encoded encodeBatch(
       List<FieldVector> inputs, List<DataType> inputTypes, int start, int rows, DataType resultType)
-      throws UdfException {
+      throws KilnException {
     long estimate = 64;
     for (FieldVector v : inputs) {
       double share = v.getValueCount() == 0 ? 0 : (double) rows / v.getValueCount();
@@ -196,8 +198,8 @@ final class WireFormat {
         writeColumn(s, inputs.get(c), inputTypes.get(c), start, rows);
       }
     } catch (BatchTooLarge e) {
-      throw new UdfException(
-          UdfException.Kind.BAD_INPUT,
+      throw new KilnException(
+          ErrorCode.INVALID_CALL,
           "this batch of "
               + rows
               + " rows holds more than the 2 GiB a runner batch can carry; lower"
@@ -693,7 +695,7 @@ final class WireFormat {
     FieldVector vector;
     try {
       vector = ArrowTypes.field(ArrowTypes.RESULT_FIELD, resultType).createVector(allocator);
-    } catch (UdfException e) {
+    } catch (KilnException e) {
       throw new IllegalArgumentException(e.getMessage(), e);
     }
     try {

@@ -3,8 +3,10 @@ package dev.kiln.worker;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.kiln.resolver.ContentKey;
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.RuntimeSpec;
+import dev.kiln.definition.Tenant;
 import io.grpc.Status;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.nio.charset.StandardCharsets;
@@ -108,7 +110,7 @@ class FlightEndpointIT {
 
   private Map<String, String> headers(Udf udf) {
     Map<String, String> h = new HashMap<>();
-    h.put(Tokens.HEADER, tokens.issue(TENANT, udf.key()));
+    h.put(Tokens.HEADER, tokens.issue(new Tenant(TENANT), udf.key()));
     h.put("x-databend-tenant", TENANT);
     h.put("x-databend-function", "f");
     h.put("x-databend-query-id", "q1");
@@ -217,7 +219,7 @@ class FlightEndpointIT {
         .hasMessageContaining("row 1 of the batch, arguments (1, 0)");
     assertThat(client.lastStatus().getCode()).isEqualTo(Status.Code.UNKNOWN);
     assertThat(
-            meters.counter("kiln.worker.errors", "handler", "divide", "kind", "USER_ERROR").count())
+            meters.counter("kiln.worker.errors", "handler", "divide", "kind", "UDF_RAISED").count())
         .isEqualTo(1.0);
   }
 
@@ -270,7 +272,7 @@ class FlightEndpointIT {
     try {
       startPool(udf, RunnerPool.Options.defaults());
       throw new AssertionError("the pool should not start");
-    } catch (UdfException e) {
+    } catch (KilnException e) {
       udf.handle().ready.completeExceptionally(e);
     }
 
@@ -325,7 +327,7 @@ class FlightEndpointIT {
     Map<String, String> forged = headers(udf);
     byte[] otherSecret = new byte[32];
     Arrays.fill(otherSecret, (byte) 7);
-    forged.put(Tokens.HEADER, new Tokens(otherSecret).issue(TENANT, udf.key()));
+    forged.put(Tokens.HEADER, new Tokens(otherSecret).issue(new Tenant(TENANT), udf.key()));
     Map<String, String> garbage = headers(udf);
     garbage.put(Tokens.HEADER, "not-a-token");
 
@@ -360,7 +362,7 @@ class FlightEndpointIT {
   @Test
   void anUnknownResourceIsNotFound() throws Exception {
     Map<String, String> h = new HashMap<>();
-    h.put(Tokens.HEADER, tokens.issue(TENANT, new ContentKey("ab".repeat(32))));
+    h.put(Tokens.HEADER, tokens.issue(new Tenant(TENANT), new ContentKey("ab".repeat(32))));
     h.put("x-databend-tenant", TENANT);
 
     assertThatThrownBy(() -> client.exchange("ident", h, schema(INT64), oneBatch(List.of(1L))))

@@ -1,6 +1,6 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.definition.RuntimeSpec;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;

@@ -3,7 +3,8 @@ package dev.kiln.worker;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.kiln.resolver.ContentKey;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.channel.Channel;
@@ -103,7 +104,7 @@ class KeepaliveIT {
             .path("/arrow.flight.protocol.FlightService/DoExchange")
             .add("content-type", "application/grpc")
             .add("te", "trailers")
-            .add(Tokens.HEADER, tokens.issue("t", key))
+            .add(Tokens.HEADER, tokens.issue(new Tenant("t"), key))
             .add("x-databend-tenant", "t");
     CompletableFuture<Void> streamClosed = new CompletableFuture<>();
     Http2StreamChannel stream =

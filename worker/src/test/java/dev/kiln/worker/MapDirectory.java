@@ -1,6 +1,7 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.ContentKey;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
@@ -44,7 +45,7 @@ final class MapDirectory implements UdfDirectory {
   }
 
   @Override
-  public Optional<UdfHandle> find(String tenant, ContentKey key) {
-    return Optional.ofNullable(handles.get(new Entry(tenant, key)));
+  public Optional<UdfHandle> find(Tenant tenant, ContentKey key) {
+    return Optional.ofNullable(handles.get(new Entry(tenant.name(), key)));
   }
 }

@@ -2,7 +2,7 @@ package dev.kiln.worker;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.definition.RuntimeSpec;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;

@@ -3,7 +3,9 @@ package dev.kiln.worker;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.RuntimeSpec;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -153,7 +155,7 @@ class RunnerOptionsIT {
 
     assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L, 2L)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.USER_ERROR))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_RAISED))
         .hasMessageContaining("it got 2 rows and returned 1 values");
   }
 
@@ -263,7 +265,7 @@ class RunnerOptionsIT {
         """;
     assertThatThrownBy(() -> start(Udfs.spec("f", List.of("INT"), "INT", code)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.LOAD_FAILED))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_LOAD_FAILED))
         .hasMessageContaining("the @udf decorator of f declares input_types=[VARCHAR]")
         .hasMessageContaining("the SQL function takes [INT32 NULL]");
   }

@@ -3,7 +3,9 @@ package dev.kiln.worker;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.RuntimeSpec;
 import java.math.BigInteger;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -201,7 +203,7 @@ class RunnerPoolIT {
     }
     assertThatThrownBy(() -> call(pool, List.of(INT64), Arrays.asList(1L, null)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.USER_ERROR))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_RAISED))
         .hasMessageContaining("returned None for row 1")
         .hasMessageContaining("INT64 NOT NULL");
   }
@@ -245,7 +247,7 @@ class RunnerPoolIT {
     assertThatThrownBy(
             () -> call(pool, List.of(INT64, INT64), List.of(6L, 1L, 1L), List.of(3L, 1L, 0L)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.USER_ERROR))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_RAISED))
         .hasMessageContaining("ZeroDivisionError: integer division or modulo by zero")
         .hasMessageContaining("udf.py line 2, in divide: q = a // b")
         .hasMessageContaining("row 2 of the batch")
@@ -297,8 +299,7 @@ class RunnerPoolIT {
 
     assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L, 42L)))
         .isInstanceOfSatisfying(
-            UdfException.class,
-            e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.RUNNER_CRASHED))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.RUNNER_CRASHED))
         .hasMessageContaining("the UDF process died while computing this batch (killed by SIGABRT)")
         .hasMessageContaining("restarted")
         .hasMessageContaining("about to abort")
@@ -329,7 +330,7 @@ class RunnerPoolIT {
     long started = System.nanoTime();
     assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(600L)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.TIMEOUT))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.BATCH_TIMEOUT))
         .hasMessageContaining("did not return within 1 s for a batch of 1 rows");
     assertThat(Duration.ofNanos(System.nanoTime() - started)).isLessThan(Duration.ofSeconds(20));
 
@@ -397,7 +398,7 @@ class RunnerPoolIT {
   private void assertLoadFails(RuntimeSpec spec, String message) {
     assertThatThrownBy(() -> start(spec))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.LOAD_FAILED))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_LOAD_FAILED))
         .hasMessageContaining(message);
   }
 
@@ -414,7 +415,7 @@ class RunnerPoolIT {
                             + "print('loading...', file=sys.stderr, flush=True)\n"
                             + "os._exit(5)\n")))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.LOAD_FAILED))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_LOAD_FAILED))
         .hasMessageContaining("the UDF process exited with status 5 before it was ready")
         .hasMessageContaining("loading...");
   }
@@ -428,7 +429,7 @@ class RunnerPoolIT {
                     Udfs.spec("f", List.of("INT"), "INT", "import time\ntime.sleep(600)\n"),
                     new RunnerPool.Options(1, Duration.ofSeconds(1), Duration.ofSeconds(30), 50)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.UNAVAILABLE))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.SANDBOX_UNAVAILABLE))
         .hasMessageContaining("did not become ready within 1 s");
     assertThat(Duration.ofNanos(System.nanoTime() - started)).isLessThan(Duration.ofSeconds(20));
     for (Process p : launcher.started()) {
@@ -442,7 +443,7 @@ class RunnerPoolIT {
 
     assertThatThrownBy(() -> call(pool, List.of(ArrowType.Utf8.INSTANCE), List.of("x")))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.BAD_INPUT))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.ARGUMENTS_MISMATCH))
         .hasMessageContaining("argument arg1 is declared INT64 NULL but arrived as Arrow Utf8");
     assertThatThrownBy(() -> call(pool, List.of(INT64, INT64), List.of(1L), List.of(2L)))
         .hasMessageContaining("takes 1 argument(s), but the call has 2 column(s)");
@@ -489,7 +490,7 @@ class RunnerPoolIT {
     assertThat(pool.isHealthy()).isFalse();
     assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.UNAVAILABLE));
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.SHUTTING_DOWN));
   }
 
   @Test
@@ -521,8 +522,7 @@ class RunnerPoolIT {
 
     assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L, 13L)))
         .isInstanceOfSatisfying(
-            UdfException.class,
-            e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.RUNNER_CRASHED))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.RUNNER_CRASHED))
         .hasMessageContaining("(killed by SIGSEGV)")
         .hasMessageContaining("Fatal Python error: Segmentation fault");
     assertThat(call(pool, List.of(INT64), List.of(2L))).containsExactly(2L);
@@ -540,8 +540,7 @@ class RunnerPoolIT {
     assertThat(call(pool, List.of(INT64), List.of(16L))).containsExactly(16L);
     assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1024L)))
         .isInstanceOfSatisfying(
-            UdfException.class,
-            e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.RUNNER_CRASHED))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.RUNNER_CRASHED))
         .hasMessageContaining("the UDF process was killed: memory limit 256 MiB exceeded")
         .hasMessageContaining("MemoryError in udf.py line 2, in grow");
     assertThat(call(pool, List.of(INT64), List.of(16L))).containsExactly(16L);
@@ -567,7 +566,7 @@ class RunnerPoolIT {
 
     assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L, 3L)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.USER_ERROR))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_RAISED))
         .hasMessageContaining("ZeroDivisionError")
         .hasMessageContaining("row 1 of the batch")
         .hasMessageContaining("Last output of the UDF process:")
@@ -645,8 +644,7 @@ class RunnerPoolIT {
                       allocator,
                       () -> System.nanoTime() - started > TimeUnit.MILLISECONDS.toNanos(200)))
           .isInstanceOfSatisfying(
-              UdfException.class,
-              e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.UNAVAILABLE))
+              KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.CALL_CANCELLED))
           .hasMessageContaining("cancelled");
     } finally {
       inputs.forEach(FieldVector::close);
@@ -676,7 +674,7 @@ class RunnerPoolIT {
         .hasMessageContaining("SIGABRT");
     assertThatThrownBy(() -> call(pool, List.of(INT64), List.of(1L)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.LOAD_FAILED))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_LOAD_FAILED))
         .hasMessageContaining("the UDF process stopped earlier and could not be restarted")
         .hasMessageContaining("RuntimeError: refusing a second start");
     assertThat(pool.isHealthy()).isFalse();

@@ -3,8 +3,10 @@ package dev.kiln.worker;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.kiln.resolver.DataType;
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
+import dev.kiln.definition.RuntimeSpec;
 import java.math.BigDecimal;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -92,7 +94,7 @@ class RunnerTypesIT {
   static Field query(String type) {
     try {
       return ArrowTypes.queryArgumentField("arg1", Udfs.type(type));
-    } catch (UdfException e) {
+    } catch (KilnException e) {
       throw new IllegalArgumentException(e);
     }
   }
@@ -332,7 +334,7 @@ class RunnerTypesIT {
             1);
     assertThatThrownBy(() -> call(arrays, List.of(query("INT NULL")), List.of(0L, 1L)))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.USER_ERROR))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.UDF_RAISED))
         .hasMessageContaining("the function returned [2, 'x'] for row 1")
         .hasMessageContaining("ARRAY(INT32 NOT NULL) NULL: the value at [1] is str 'x'")
         .hasMessageContaining("(expected int)");
@@ -422,7 +424,7 @@ class RunnerTypesIT {
     assertThatThrownBy(
             () -> call(pool, List.of(query("ARRAY(STRING) NULL")), List.of(List.of("x"))))
         .isInstanceOfSatisfying(
-            UdfException.class, e -> assertThat(e.kind()).isEqualTo(UdfException.Kind.BAD_INPUT))
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.ARGUMENTS_MISMATCH))
         .hasMessageContaining("argument arg1 is declared ARRAY(INT64 NOT NULL) NULL")
         .hasMessageContaining("arrived as Arrow LargeList<Utf8View>");
   }

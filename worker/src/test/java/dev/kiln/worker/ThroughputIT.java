@@ -2,8 +2,9 @@ package dev.kiln.worker;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.kiln.resolver.ContentKey;
-import dev.kiln.resolver.RuntimeSpec;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.RuntimeSpec;
+import dev.kiln.definition.Tenant;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
@@ -145,7 +146,8 @@ class ThroughputIT {
       Counter batches = meters.counter("kiln.worker.batches", "handler", "add");
       double before = batches.count();
       CompletableFuture<double[]> client =
-          CompletableFuture.supplyAsync(() -> client(endpoint.port(), tokens.issue("t", key)));
+          CompletableFuture.supplyAsync(
+              () -> client(endpoint.port(), tokens.issue(new Tenant("t"), key)));
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(300);
       while (batches.count() - before < WARMUP && System.nanoTime() < deadline) {
         LockSupport.parkNanos(1_000_000);

@@ -3,7 +3,8 @@ package dev.kiln.worker;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.kiln.resolver.ContentKey;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -28,36 +29,40 @@ class TokensTest {
   @Test
   void aTokenCarriesTenantAndKey() {
     Tokens tokens = tokens(1);
-    String token = tokens.issue("acme", KEY);
+    String token = tokens.issue(new Tenant("acme"), KEY);
 
-    assertThat(tokens.verify(token)).contains(new Tokens.Grant("acme", KEY));
+    assertThat(tokens.verify(token)).contains(new Tokens.Grant(new Tenant("acme"), KEY));
   }
 
   @Test
   void tokensAreDeterministic() {
-    assertThat(tokens(1).issue("acme", KEY)).isEqualTo(tokens(1).issue("acme", KEY));
-    assertThat(tokens(1).issue("acme", KEY)).isNotEqualTo(tokens(1).issue("acme", OTHER_KEY));
-    assertThat(tokens(1).issue("acme", KEY)).isNotEqualTo(tokens(1).issue("acme2", KEY));
+    assertThat(tokens(1).issue(new Tenant("acme"), KEY))
+        .isEqualTo(tokens(1).issue(new Tenant("acme"), KEY));
+    assertThat(tokens(1).issue(new Tenant("acme"), KEY))
+        .isNotEqualTo(tokens(1).issue(new Tenant("acme"), OTHER_KEY));
+    assertThat(tokens(1).issue(new Tenant("acme"), KEY))
+        .isNotEqualTo(tokens(1).issue(new Tenant("acme2"), KEY));
   }
 
   @Test
   void anyTenantNameSurvives() {
     Tokens tokens = tokens(1);
-    for (String tenant : new String[] {"", "a.b.c", "tenant with spaces", "租户", "x:y/z=="}) {
-      assertThat(tokens.verify(tokens.issue(tenant, KEY))).contains(new Tokens.Grant(tenant, KEY));
+    for (String tenant : new String[] {"a.b.c", "tenant with spaces", "租户", "x:y/z=="}) {
+      assertThat(tokens.verify(tokens.issue(new Tenant(tenant), KEY)))
+          .contains(new Tokens.Grant(new Tenant(tenant), KEY));
     }
   }
 
   @Test
   void anotherSecretsTokenIsRejected() {
-    assertThat(tokens(1).verify(tokens(2).issue("acme", KEY))).isEmpty();
+    assertThat(tokens(1).verify(tokens(2).issue(new Tenant("acme"), KEY))).isEmpty();
   }
 
   @Test
   void tamperedTokensAreRejected() {
     Tokens tokens = tokens(1);
-    String token = tokens.issue("acme", KEY);
-    String otherTenant = tokens.issue("evil", KEY);
+    String token = tokens.issue(new Tenant("acme"), KEY);
+    String otherTenant = tokens.issue(new Tenant("evil"), KEY);
     String[] parts = token.split("\\.");
     String[] evil = otherTenant.split("\\.");
 
@@ -72,7 +77,7 @@ class TokensTest {
   @Test
   void malformedTokensAreRejected() {
     Tokens tokens = tokens(1);
-    String token = tokens.issue("acme", KEY);
+    String token = tokens.issue(new Tenant("acme"), KEY);
     for (String bad :
         new String[] {
           null,
@@ -107,7 +112,8 @@ class TokensTest {
     assertThat(Files.size(file)).isEqualTo(32);
     assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(file)))
         .isEqualTo("rw-------");
-    assertThat(second.verify(first.issue("acme", KEY))).contains(new Tokens.Grant("acme", KEY));
+    assertThat(second.verify(first.issue(new Tenant("acme"), KEY)))
+        .contains(new Tokens.Grant(new Tenant("acme"), KEY));
     try (var files = Files.list(file.getParent())) {
       assertThat(files).containsExactly(file); // no temp files left
     }

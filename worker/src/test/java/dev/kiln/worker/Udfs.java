@@ -1,8 +1,8 @@
 package dev.kiln.worker;
 
-import dev.kiln.resolver.DataType;
-import dev.kiln.resolver.RuntimeSpec;
-import dev.kiln.resolver.SpecException;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DataType;
+import dev.kiln.definition.RuntimeSpec;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -28,7 +28,7 @@ final class Udfs {
           List.of(),
           RuntimeSpec.DEFAULT_RUNTIME_VERSION,
           code);
-    } catch (SpecException e) {
+    } catch (KilnException e) {
       throw new IllegalArgumentException(e);
     }
   }
@@ -36,7 +36,7 @@ final class Udfs {
   static DataType type(String text) {
     try {
       return DataType.parse(text);
-    } catch (SpecException e) {
+    } catch (KilnException e) {
       throw new IllegalArgumentException(e);
     }
   }

@@ -1,0 +1,153 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.cache.Digest;
+import dev.kiln.cache.FetchInputs;
+import dev.kiln.definition.StagedImport;
+import dev.kiln.image.BaseFacts;
+import dev.kiln.image.BuildImage;
+import dev.kiln.image.Runtimes;
+import dev.kiln.provisioner.Limits;
+import dev.kiln.provisioner.PlaceSandbox;
+import dev.kiln.provisioner.Sandbox;
+import dev.kiln.provisioner.SandboxSpec;
+import dev.kiln.resolver.Lock;
+import dev.kiln.resolver.LockedPackage;
+import dev.kiln.resolver.ResolvePackages;
+import dev.kiln.resolver.TargetEnvironment;
+import dev.kiln.worker.RunnerFiles;
+import dev.kiln.worker.RunnerPool;
+import dev.kiln.worker.StartRunners;
+import java.util.List;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The pipeline's steps as the modules implement them: each method hands the values the pipeline
+ * holds to one module's step, in that module's own types. No step's work is done here.
+ */
+final class ModuleSteps implements PipelineSteps {
+  private static final Logger log = LoggerFactory.getLogger(ModuleSteps.class);
+
+  private final Runtimes runtimes;
+  private final BaseFacts bases;
+  private final ResolvePackages packages;
+  private final FetchInputs inputs;
+  private final BuildImage images;
+  private final PlaceSandbox sandboxes;
+  private final Limits limits;
+  private final StartRunners runners;
+
+  ModuleSteps(
+      Runtimes runtimes,
+      BaseFacts bases,
+      ResolvePackages packages,
+      FetchInputs inputs,
+      BuildImage images,
+      PlaceSandbox sandboxes,
+      Limits limits,
+      StartRunners runners) {
+    this.runtimes = runtimes;
+    this.bases = bases;
+    this.packages = packages;
+    this.inputs = inputs;
+    this.images = images;
+    this.sandboxes = sandboxes;
+    this.limits = limits;
+    this.runners = runners;
+  }
+
+  /**
+   * Gets what every UDF shares ready in the background: each base's runner image and its layers on
+   * the host. Without it, the first UDF after a start pays for that (seconds, mostly extracting the
+   * base image).
+   */
+  void warmUp(Executor executor) {
+    for (Runtimes.Runtime runtime : runtimes.all()) {
+      executor.execute(
+          () -> {
+            long t0 = System.nanoTime();
+            try {
+              bases.runnerImage(runtime);
+              log.info(
+                  "warm-up of {} done in {} ms (runner image and layers ready)",
+                  runtime.base().reference(),
+                  TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            } catch (KilnException | RuntimeException e) {
+              log.warn("warm-up failed (the first UDF will be slower): {}", e.toString());
+            }
+          });
+    }
+  }
+
+  @Override
+  public Runtimes.Runtime runtime(String runtimeVersion) throws KilnException {
+    return runtimes.forVersion(runtimeVersion);
+  }
+
+  @Override
+  public Lock resolvePackages(UdfResource r) throws KilnException, InterruptedException {
+    return packages.resolve(r.definition.requirementTexts(), python(r));
+  }
+
+  @Override
+  public Inputs fetchInputs(UdfResource r, Lock lock) throws KilnException, InterruptedException {
+    List<FetchInputs.Fetched> imports =
+        inputs.imports(
+            r.tenant.name(), r.definition.imports().stream().map(ModuleSteps::source).toList());
+    List<FetchInputs.Fetched> wheels =
+        inputs.blobs(lock.packages().stream().map(this::download).toList());
+    return new Inputs(imports, wheels);
+  }
+
+  @Override
+  public BuildImage.UdfImage buildImage(UdfResource r, Lock lock, Inputs in)
+      throws KilnException, InterruptedException {
+    return images.build(
+        new BuildImage.Recipe(
+            r.runtime,
+            lock.packages().isEmpty() ? null : python(r),
+            r.key,
+            r.definition.handler(),
+            RunnerFiles.udfFiles(r.definition.spec()),
+            lock,
+            in.wheels(),
+            in.imports()));
+  }
+
+  @Override
+  public Sandbox placeSandbox(UdfResource r, BuildImage.UdfImage image)
+      throws KilnException, InterruptedException {
+    return sandboxes.place(
+        new SandboxSpec(
+            r.key.shortForm(), SandboxRunners.sandboxImage(image.image()), limits, List.of()));
+  }
+
+  @Override
+  public RunnerPool startRunners(UdfResource r, Sandbox sandbox)
+      throws KilnException, InterruptedException {
+    return runners.start(r.signature(), SandboxRunners.launcher(sandbox));
+  }
+
+  /** The base's Python, needed only to resolve and install packages. */
+  private TargetEnvironment python(UdfResource r) throws KilnException, InterruptedException {
+    return r.definition.requirements().isEmpty() ? null : bases.python(r.runtime);
+  }
+
+  private static FetchInputs.Import source(StagedImport imp) {
+    return new FetchInputs.Import(imp.location(), imp.url(), imp.tag());
+  }
+
+  private FetchInputs.Download download(LockedPackage pkg) {
+    return new FetchInputs.Download(
+        Digest.parse(pkg.sha256()),
+        pkg.filename(),
+        out -> packages.download(pkg, out),
+        ErrorCode.PACKAGE_INDEX_UNAVAILABLE);
+  }
+}

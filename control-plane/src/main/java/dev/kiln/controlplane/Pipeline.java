@@ -1,0 +1,182 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.PackageRequirement;
+import dev.kiln.definition.UdfDefinition;
+import dev.kiln.image.BuildImage;
+import dev.kiln.image.Runtimes;
+import dev.kiln.provisioner.Sandbox;
+import dev.kiln.resolver.Lock;
+import dev.kiln.resolver.ResolvePackages;
+import dev.kiln.worker.RunnerPool;
+import dev.kiln.worker.StartRunners;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import java.time.Duration;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The provisioning pipeline: one step per module, in this order — resolve the packages (resolver),
+ * fetch the imports and wheels (artifact cache), build the image (image builder), place the sandbox
+ * (provisioner), start the runners (worker). Each step's result is a value handed to the next; the
+ * resource learns the outcome once, at the end. {@link #check} is what a front door runs before it
+ * answers: everything that can be known without building anything.
+ */
+final class Pipeline {
+  private static final Logger log = LoggerFactory.getLogger(Pipeline.class);
+
+  private final PipelineSteps steps;
+  private final Executor executor;
+  private final Consumer<UdfResource> onSandboxLost;
+  private final Timer buildTimer;
+  private final Timer sandboxTimer;
+  private final Timer runnersTimer;
+  private final Timer coldTimer;
+
+  /**
+   * @param steps the steps
+   * @param executor runs pipelines in the background
+   * @param meters where step timings go
+   * @param onSandboxLost told when a ready resource's sandbox stops on its own
+   */
+  Pipeline(
+      PipelineSteps steps,
+      Executor executor,
+      MeterRegistry meters,
+      Consumer<UdfResource> onSandboxLost) {
+    this.steps = steps;
+    this.executor = executor;
+    this.onSandboxLost = onSandboxLost;
+    this.buildTimer = timer(meters, "kiln.image.build", "Image build (or layout lookup) time");
+    this.sandboxTimer = timer(meters, "kiln.sandbox.start", "Sandbox start time until init ready");
+    this.runnersTimer = timer(meters, "kiln.runners.start", "Runner start time until UDF loaded");
+    this.coldTimer = timer(meters, "kiln.provision", "ApplyUdfResource to ready runners");
+  }
+
+  private static Timer timer(MeterRegistry meters, String name, String description) {
+    return Timer.builder(name)
+        .description(description)
+        .publishPercentiles(0.5, 0.99)
+        .register(meters);
+  }
+
+  /**
+   * Everything that can be checked before building anything: the runners can carry the types, the
+   * runtime version has a base image, every requirement is valid PEP 508. Returns the runtime.
+   */
+  Runtimes.Runtime check(UdfDefinition definition) throws KilnException {
+    StartRunners.checkTypes(definition.inputTypes(), definition.resultType());
+    Runtimes.Runtime runtime = steps.runtime(definition.runtimeVersion());
+    for (PackageRequirement r : definition.requirements()) {
+      try {
+        ResolvePackages.check(r.text());
+      } catch (KilnException e) {
+        throw e.in("invalid UDF spec: " + r.origin());
+      }
+    }
+    return runtime;
+  }
+
+  /** Provisions the resource in the background; returns at once. */
+  void start(UdfResource r) {
+    executor.execute(() -> run(r));
+  }
+
+  private void run(UdfResource r) {
+    try {
+      Provisioned p = provision(r);
+      r.complete(p);
+      ProvisioningTimings t = p.timings();
+      coldTimer.record((long) (t.totalMillis() * 1e6), TimeUnit.NANOSECONDS);
+      log.info(
+          "udf {} tenant={} handler={} ready in {} ms (packages {} ms, imports and wheels {} ms,"
+              + " image {} ms, sandbox {} ms, runners {} ms)",
+          r.key.shortForm(),
+          r.tenant,
+          r.definition.handler(),
+          (long) t.totalMillis(),
+          (long) t.packagesMillis(),
+          (long) t.inputsMillis(),
+          (long) t.imageMillis(),
+          (long) t.sandboxMillis(),
+          (long) t.runnersMillis());
+    } catch (KilnException e) {
+      log.warn("udf {} tenant={} failed: {}", r.key.shortForm(), r.tenant, e.getMessage());
+      r.fail(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      r.fail(new KilnException(ErrorCode.SHUTTING_DOWN, "Kiln is shutting down"));
+    } catch (RuntimeException e) {
+      log.error("udf {} tenant={} failed unexpectedly", r.key.shortForm(), r.tenant, e);
+      r.fail(
+          new KilnException(
+              ErrorCode.INTERNAL,
+              "Kiln failed to provision this UDF (an internal error, logged on the Kiln server as"
+                  + " key "
+                  + r.key.shortForm()
+                  + "); run the query again",
+              e));
+    }
+  }
+
+  /** The recipe: every step once, in order, each result handed to the next. */
+  Provisioned provision(UdfResource r) throws KilnException, InterruptedException {
+    long t0 = System.nanoTime();
+    Lock lock = steps.resolvePackages(r);
+    long t1 = System.nanoTime();
+    PipelineSteps.Inputs inputs = steps.fetchInputs(r, lock);
+    long t2 = System.nanoTime();
+    BuildImage.UdfImage image = steps.buildImage(r, lock, inputs);
+    long t3 = System.nanoTime();
+    buildTimer.record(t3 - t2, TimeUnit.NANOSECONDS);
+    Sandbox sandbox = steps.placeSandbox(r, image);
+    try {
+      long t4 = System.nanoTime();
+      sandboxTimer.record(t4 - t3, TimeUnit.NANOSECONDS);
+      if (r.isClosed()) {
+        throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource was stopped");
+      }
+      RunnerPool pool = steps.startRunners(r, sandbox);
+      long t5 = System.nanoTime();
+      runnersTimer.record(t5 - t4, TimeUnit.NANOSECONDS);
+      watch(r, sandbox);
+      ProvisioningTimings timings =
+          new ProvisioningTimings(
+              ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(t4 - t3), ms(t5 - t4), ms(r.age()));
+      return new Provisioned(image, sandbox, pool, timings);
+    } catch (KilnException | InterruptedException | RuntimeException e) {
+      sandbox.close();
+      throw e;
+    }
+  }
+
+  /** A sandbox that stops on its own once the resource is ready is reported. */
+  private void watch(UdfResource r, Sandbox sandbox) {
+    sandbox
+        .stopped()
+        .thenRun(
+            () -> {
+              if (!r.isClosed()) {
+                log.warn(
+                    "udf {} tenant={}: sandbox {} stopped",
+                    r.key.shortForm(),
+                    r.tenant,
+                    sandbox.id());
+                onSandboxLost.accept(r);
+              }
+            });
+  }
+
+  private static double ms(long nanos) {
+    return nanos / 1e6;
+  }
+
+  private static double ms(Duration d) {
+    return d.toNanos() / 1e6;
+  }
+}

@@ -1,0 +1,47 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.base.KilnException;
+import dev.kiln.cache.FetchInputs;
+import dev.kiln.image.BuildImage;
+import dev.kiln.image.Runtimes;
+import dev.kiln.provisioner.Sandbox;
+import dev.kiln.resolver.Lock;
+import dev.kiln.worker.RunnerPool;
+import java.util.List;
+
+/**
+ * The provisioning pipeline's steps as {@link Pipeline} calls them, one per module, each taking the
+ * resource and the values the steps before it made. {@link ModuleSteps} is the real one; tests give
+ * the pipeline fakes of its neighbours.
+ */
+interface PipelineSteps {
+
+  /** The base image a {@code runtime_version} maps to (image builder). */
+  Runtimes.Runtime runtime(String runtimeVersion) throws KilnException;
+
+  /** The UDF's packages, resolved to a lock for its base's Python (resolver). */
+  Lock resolvePackages(UdfResource r) throws KilnException, InterruptedException;
+
+  /** The UDF's staged imports and its lock's wheels, as local files (artifact cache). */
+  Inputs fetchInputs(UdfResource r, Lock lock) throws KilnException, InterruptedException;
+
+  /** The UDF's image (image builder). */
+  BuildImage.UdfImage buildImage(UdfResource r, Lock lock, Inputs inputs)
+      throws KilnException, InterruptedException;
+
+  /** A sandbox of the image, started (provisioner). */
+  Sandbox placeSandbox(UdfResource r, BuildImage.UdfImage image)
+      throws KilnException, InterruptedException;
+
+  /** The UDF's runners in the sandbox, loaded (worker). */
+  RunnerPool startRunners(UdfResource r, Sandbox sandbox)
+      throws KilnException, InterruptedException;
+
+  /** What the fetch step hands the image step. */
+  record Inputs(List<FetchInputs.Fetched> imports, List<FetchInputs.Fetched> wheels) {
+    public Inputs {
+      imports = List.copyOf(imports);
+      wheels = List.copyOf(wheels);
+    }
+  }
+}

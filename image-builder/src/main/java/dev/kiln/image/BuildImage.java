@@ -1,0 +1,231 @@
+package dev.kiln.image;
+
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.base.SingleFlight;
+import dev.kiln.cache.Digest;
+import dev.kiln.cache.FetchInputs;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.resolver.Lock;
+import dev.kiln.resolver.TargetEnvironment;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
+import java.util.concurrent.Semaphore;
+
+/**
+ * The provisioning pipeline's image step, and the one place that knows a UDF image's recipe: over
+ * the base image, one layer per locked wheel (shared by every image that uses the wheel), then the
+ * runner, the staged imports (flattened by basename into {@value #IMPORT_DIR}, the last of a name
+ * winning) and the code, so what changes most often sits on top. Built once per image key, or found
+ * in the layout from an earlier run.
+ *
+ * <p>The image key covers the request key, the lock and the imports' bytes: the same UDF with the
+ * same packages and the same imports gets the same image, whoever asks.
+ */
+public final class BuildImage {
+
+  /** Where imports live in the image; the runner puts it on sys.path (databend-wire.md §5). */
+  public static final String IMPORT_DIR = "/kiln/imports";
+
+  /**
+   * What goes into a UDF's image.
+   *
+   * @param runtime the base image
+   * @param python the base's Python, which the wheels are installed for
+   * @param requestKey the content key of what Databend asked for
+   * @param handler the handler, for the image's labels
+   * @param codeFiles the code layer (path in the image to bytes)
+   * @param lock the packages
+   * @param wheels the lock's wheel files, in lock order
+   * @param imports the staged imports' files, in the UDF's order
+   */
+  public record Recipe(
+      Runtimes.Runtime runtime,
+      TargetEnvironment python,
+      ContentKey requestKey,
+      String handler,
+      Map<String, byte[]> codeFiles,
+      Lock lock,
+      List<FetchInputs.Fetched> wheels,
+      List<FetchInputs.Fetched> imports) {
+    public Recipe {
+      Objects.requireNonNull(runtime, "runtime");
+      Objects.requireNonNull(requestKey, "requestKey");
+      Objects.requireNonNull(handler, "handler");
+      codeFiles = Map.copyOf(codeFiles);
+      Objects.requireNonNull(lock, "lock");
+      wheels = List.copyOf(wheels);
+      imports = List.copyOf(imports);
+      if (wheels.size() != lock.packages().size()) {
+        throw new IllegalArgumentException(
+            "the lock has " + lock.packages().size() + " wheels, " + wheels.size() + " given");
+      }
+      if (!lock.packages().isEmpty()) {
+        Objects.requireNonNull(python, "python");
+      }
+    }
+  }
+
+  /** A UDF's image and its key. */
+  public record UdfImage(ContentKey key, BuiltImage image) {}
+
+  private final WheelLayers wheels;
+  private final RunnerLayer runner;
+  private final ExecutorService executor;
+  private final SingleFlight<ContentKey, BuiltImage> builds = SingleFlight.remembering();
+  // Wheel layers are CPU-bound: one at a time per core.
+  private final Semaphore cpu =
+      new Semaphore(Math.max(1, Runtime.getRuntime().availableProcessors()));
+
+  /**
+   * @param wheels the wheel layers, shared by every image
+   * @param runner the runner every image carries
+   * @param executor runs wheel layers in parallel
+   */
+  public BuildImage(WheelLayers wheels, RunnerLayer runner, ExecutorService executor) {
+    this.wheels = Objects.requireNonNull(wheels, "wheels");
+    this.runner = Objects.requireNonNull(runner, "runner");
+    this.executor = Objects.requireNonNull(executor, "executor");
+  }
+
+  /**
+   * The recipe's image, built once per image key.
+   *
+   * @throws KilnException {@link ErrorCode#PACKAGES_UNRESOLVABLE} for a wheel that cannot be
+   *     installed, the builder's errors ({@link ErrorCode#BASE_IMAGE_UNAVAILABLE}, {@link
+   *     ErrorCode#IMAGE_BUILD_FAILED}) prefixed with what failed
+   */
+  public UdfImage build(Recipe recipe) throws KilnException, InterruptedException {
+    ContentKey key = imageKey(recipe);
+    return new UdfImage(key, builds.run(key, () -> buildOrFind(key, recipe)));
+  }
+
+  private BuiltImage buildOrFind(ContentKey key, Recipe r)
+      throws KilnException, InterruptedException {
+    String name = "kiln/udf:" + key.hex();
+    ImageBuilder images = r.runtime().images();
+    try {
+      Optional<BuiltImage> found = images.find(name);
+      if (found.isPresent()) {
+        return found.get();
+      }
+    } catch (IOException e) {
+      throw new KilnException(
+          ErrorCode.IMAGE_BUILD_FAILED, "reading the image layout failed: " + e.getMessage(), e);
+    }
+    // Package layers first (pre-built blobs), then the runner, the imports and the code.
+    List<LayerSpec> layers = new ArrayList<>(packageLayers(r));
+    layers.add(runner.layer());
+    if (!r.imports().isEmpty()) {
+      layers.add(importsLayer(r.imports()));
+    }
+    layers.add(LayerSpec.ofFiles("udf-code", r.codeFiles()));
+    Map<String, String> env = new TreeMap<>(runner.env());
+    env.put("KILN_IMPORT_DIR", IMPORT_DIR);
+    ImageRequest request =
+        new ImageRequest(
+            name,
+            layers,
+            runner.initCommand(),
+            List.of(),
+            env,
+            "/",
+            Map.of(
+                "dev.kiln.content-key", r.requestKey().hex(),
+                "dev.kiln.image-key", key.hex(),
+                "dev.kiln.handler", r.handler()));
+    try {
+      return images.build(request);
+    } catch (KilnException e) {
+      throw e.in("building the UDF's image failed");
+    }
+  }
+
+  /** One directory, flattened by basename; the last import with a name wins. */
+  private static LayerSpec importsLayer(List<FetchInputs.Fetched> imports) {
+    Map<String, LayerFile> byName = new LinkedHashMap<>();
+    for (FetchInputs.Fetched imp : imports) {
+      String name = basename(imp.name());
+      byName.remove(name);
+      byName.put(name, LayerFile.ofFile(IMPORT_DIR + "/" + name, imp.file(), 0644));
+    }
+    return new LayerSpec("imports", new ArrayList<>(byName.values()));
+  }
+
+  /** The file name an import gets in {@value #IMPORT_DIR}: the last part of its location. */
+  static String basename(String location) {
+    String l = location.endsWith("/") ? location.substring(0, location.length() - 1) : location;
+    return l.substring(l.lastIndexOf('/') + 1).replaceFirst("^@", "");
+  }
+
+  /** One layer per locked wheel, in lock order, built in parallel and cached by the wheel. */
+  private List<LayerSpec> packageLayers(Recipe r) throws KilnException, InterruptedException {
+    if (r.wheels().isEmpty()) {
+      return List.of();
+    }
+    InstallLayout layout = InstallLayout.of(r.python());
+    List<Future<LayerSpec>> futures = new ArrayList<>();
+    for (FetchInputs.Fetched wheel : r.wheels()) {
+      futures.add(executor.submit(() -> wheelLayer(wheel, layout)));
+    }
+    List<LayerSpec> layers = new ArrayList<>();
+    try {
+      for (Future<LayerSpec> f : futures) {
+        layers.add(f.get());
+      }
+    } catch (ExecutionException e) {
+      futures.forEach(f -> f.cancel(true));
+      if (e.getCause() instanceof KilnException k) {
+        throw k;
+      }
+      throw new KilnException(
+          ErrorCode.INTERNAL,
+          "installing the UDF's packages failed: " + e.getCause(),
+          e.getCause());
+    }
+    return layers;
+  }
+
+  private LayerSpec wheelLayer(FetchInputs.Fetched wheel, InstallLayout layout)
+      throws KilnException, InterruptedException {
+    cpu.acquire();
+    try {
+      return wheels.layerFor(wheel.file(), wheel.name(), layout);
+    } catch (KilnException e) {
+      throw e.in("the wheel " + wheel.name() + " cannot be installed");
+    } catch (IOException e) {
+      throw new KilnException(
+          ErrorCode.INTERNAL, "installing " + wheel.name() + " failed: " + e.getMessage(), e);
+    } finally {
+      cpu.release();
+    }
+  }
+
+  /** sha256 over the request key, the lock and the imports' content, length-prefixed. */
+  static ContentKey imageKey(Recipe r) {
+    List<String> parts = new ArrayList<>();
+    parts.add("kiln-image-key/v1");
+    parts.add(r.requestKey().hex());
+    parts.add(r.lock().canonical());
+    r.imports().forEach(i -> parts.add(i.digest().toString()));
+    MessageDigest sha = Digest.newSha256();
+    for (String part : parts) {
+      byte[] b = part.getBytes(StandardCharsets.UTF_8);
+      sha.update(ByteBuffer.allocate(8).putLong(b.length).array());
+      sha.update(b);
+    }
+    return ContentKey.ofBytes(sha.digest());
+  }
+}

@@ -1,0 +1,21 @@
+package dev.kiln.image;
+
+import java.io.IOException;
+import java.util.List;
+
+/**
+ * Where images run, as the image builder needs it for facts that only running an image can tell
+ * (which Python a base image has) and to get a shared image ready ahead of need. The control plane
+ * implements it with the provisioner.
+ */
+public interface ImageHost {
+
+  /** Gets an image ready to start fast (e.g. extracts its layers) without starting it. */
+  void prepare(BuiltImage image) throws IOException, InterruptedException;
+
+  /**
+   * Runs {@code argv} once in a throwaway container of {@code image} and returns what it printed on
+   * stdout; fails when it exits non-zero.
+   */
+  String run(BuiltImage image, List<String> argv) throws IOException, InterruptedException;
+}
