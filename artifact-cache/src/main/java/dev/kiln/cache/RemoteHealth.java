@@ -1,5 +1,6 @@
 package dev.kiln.cache;
 
+import com.github.benmanes.caffeine.cache.Ticker;
 import java.time.Duration;
 
 /**
@@ -12,13 +13,20 @@ import java.time.Duration;
 final class RemoteHealth {
   private final Duration min;
   private final Duration max;
+  private final Ticker ticker;
   private long failures;
   private long retryAt;
   private Runnable onChange = () -> {};
 
   RemoteHealth(Duration min, Duration max) {
+    this(min, max, Ticker.systemTicker());
+  }
+
+  /** With the time source backoffs are measured on. */
+  RemoteHealth(Duration min, Duration max, Ticker ticker) {
     this.min = min;
     this.max = max;
+    this.ticker = ticker;
   }
 
   /** Called (outside this object's lock) whenever the tier goes down or comes back. */
@@ -33,7 +41,7 @@ final class RemoteHealth {
 
   /** Nanoseconds until the next try is due (0 when it is). */
   synchronized long nanosUntilRetry() {
-    return failures == 0 ? 0 : Math.max(0, retryAt - System.nanoTime());
+    return failures == 0 ? 0 : Math.max(0, retryAt - ticker.read());
   }
 
   synchronized boolean down() {
@@ -46,7 +54,7 @@ final class RemoteHealth {
     Runnable r;
     synchronized (this) {
       n = ++failures;
-      retryAt = System.nanoTime() + Tuning.backoffNanos(min, max, failures);
+      retryAt = ticker.read() + Tuning.backoffNanos(min, max, failures);
       r = onChange;
     }
     if (n == 1) {

@@ -66,12 +66,11 @@ final class Pipeline {
   }
 
   /**
-   * Everything that can be checked before building anything: the runners can carry the types, the
-   * runtime version has a base image, every requirement is valid PEP 508. Returns the runtime.
+   * Everything that can be checked before building anything, in the steps' order: every requirement
+   * is valid PEP 508, the runtime version has a base image, the runners can carry the types.
+   * Returns the runtime.
    */
   Runtimes.Runtime check(UdfDefinition definition) throws KilnException {
-    StartRunners.checkTypes(definition.inputTypes(), definition.resultType());
-    Runtimes.Runtime runtime = steps.runtime(definition.runtimeVersion());
     for (PackageRequirement r : definition.requirements()) {
       try {
         ResolvePackages.check(r.text());
@@ -79,6 +78,8 @@ final class Pipeline {
         throw e.in("invalid UDF spec: " + r.origin());
       }
     }
+    Runtimes.Runtime runtime = steps.runtime(definition.runtimeVersion());
+    StartRunners.checkTypes(definition.inputTypes(), definition.resultType());
     return runtime;
   }
 
