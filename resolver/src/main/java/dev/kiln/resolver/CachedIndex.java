@@ -2,6 +2,7 @@ package dev.kiln.resolver;
 
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
+import dev.kiln.base.SingleFlight;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -19,9 +20,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
@@ -35,7 +34,9 @@ import java.util.zip.ZipFile;
  * (cached on disk by the wheel's sha256, so a wheel's metadata is read once) and wheels (kept,
  * verified, when they were downloaded only to read their metadata, until {@link #download} hands
  * them out). While a resolution walks the dependency tree, the pages and the likely metadata of the
- * requirements it has just met are read ahead on a small pool. Thread-safe.
+ * requirements it has just met are read ahead on a small pool; each page or metadata file is read
+ * once at a time ({@link SingleFlight}), by a prefetch or by the resolving thread, whichever comes
+ * first. Thread-safe.
  */
 final class CachedIndex implements AutoCloseable {
   private static final System.Logger LOG = System.getLogger(CachedIndex.class.getName());
@@ -54,10 +55,19 @@ final class CachedIndex implements AutoCloseable {
   private final Clock clock;
   private final Map<String, CachedPage> pageCache = new ConcurrentHashMap<>();
   private final Map<String, CoreMetadata> metadataCache = new ConcurrentHashMap<>();
-  private final Map<String, CompletableFuture<ProjectPage>> pagesInFlight =
-      new ConcurrentHashMap<>();
-  private final Map<URI, CompletableFuture<Resolution.Metadata>> metadataInFlight =
-      new ConcurrentHashMap<>();
+
+  /**
+   * Page reads under way, by project. The resolving thread reads through it too, so that a prefetch
+   * that starts meanwhile waits for that read, and one that starts after it finds the page cached.
+   */
+  private final SingleFlight<String, ProjectPage> pages = SingleFlight.forgetting();
+
+  /**
+   * Metadata reads, by file (URL and stated sha256), kept: a file's metadata does not change, and a
+   * wheel read for its metadata (one without a stated sha256 included) is not downloaded again.
+   */
+  private final SingleFlight<DistFile, Resolution.Metadata> metadata = SingleFlight.remembering();
+
   private final ExecutorService prefetcher;
 
   /**
@@ -192,42 +202,25 @@ final class CachedIndex implements AutoCloseable {
     if (isFresh(c)) {
       return c.page();
     }
-    return joinOrRead(pagesInFlight, name, () -> fetchPage(name));
+    return read(pages, name, () -> freshPage(name));
   }
 
-  /** A read the resolution needs now (a page or metadata), for {@link #joinOrRead}. */
+  /**
+   * A page or metadata read: it fails with the resolver's error, or when the index cannot be read.
+   */
   private interface Read<V> {
     V call() throws KilnException, IOException, InterruptedException;
   }
 
-  /**
-   * Joins the read of {@code key} already on its way (a prefetch), or reads it on this thread,
-   * registered in {@code inFlight} meanwhile so that a prefetch starting late joins it instead of
-   * downloading the same thing again. A failed prefetch is read again here, which reports the
-   * failure with its own exception.
-   */
-  private static <K, V> V joinOrRead(Map<K, CompletableFuture<V>> inFlight, K key, Read<V> read)
+  /** {@link SingleFlight#run}, passing on exactly the exceptions the read throws. */
+  private static <K, V> V read(SingleFlight<K, V> flights, K key, Read<V> read)
       throws KilnException, IOException, InterruptedException {
-    CompletableFuture<V> mine = new CompletableFuture<>();
-    CompletableFuture<V> theirs = inFlight.putIfAbsent(key, mine);
-    if (theirs != null) {
-      try {
-        return theirs.get();
-      } catch (ExecutionException failed) {
-        return read.call();
-      } finally {
-        inFlight.remove(key, theirs);
-      }
-    }
     try {
-      V v = read.call();
-      mine.complete(v);
-      return v;
-    } catch (Throwable t) {
-      mine.completeExceptionally(t);
-      throw t;
-    } finally {
-      inFlight.remove(key, mine);
+      return flights.run(key, read::call);
+    } catch (KilnException | IOException | InterruptedException | RuntimeException e) {
+      throw e;
+    } catch (Exception e) {
+      throw new IllegalStateException("a read threw what it does not declare", e);
     }
   }
 
@@ -235,8 +228,16 @@ final class CachedIndex implements AutoCloseable {
     return c != null && c.fetched().plus(pageTtl).isAfter(clock.instant());
   }
 
-  private ProjectPage fetchPage(String name)
+  /**
+   * The cached page while it is fresh, else the index's (and cached). Checked again inside a flight
+   * because the page may have been fetched, and its flight ended, since the caller looked.
+   */
+  private ProjectPage freshPage(String name)
       throws KilnException, IOException, InterruptedException {
+    CachedPage c = pageCache.get(name);
+    if (isFresh(c)) {
+      return c.page();
+    }
     ProjectPage page = client.project(name).orElse(null);
     pageCache.put(name, new CachedPage(page, clock.instant()));
     return page;
@@ -249,16 +250,7 @@ final class CachedIndex implements AutoCloseable {
       return CompletableFuture.completedFuture(c.page());
     }
     try {
-      // Checked again inside: the page may have been fetched (and its entry removed) since.
-      CompletableFuture<ProjectPage> f =
-          pagesInFlight.computeIfAbsent(
-              name,
-              n ->
-                  isFresh(pageCache.get(n))
-                      ? null
-                      : CompletableFuture.supplyAsync(
-                          () -> unchecked(() -> fetchPage(n)), prefetcher));
-      return f != null ? f : CompletableFuture.completedFuture(pageCache.get(name).page());
+      return pages.start(name, () -> freshPage(name), prefetcher);
     } catch (RejectedExecutionException closed) {
       return CompletableFuture.completedFuture(null);
     }
@@ -278,31 +270,11 @@ final class CachedIndex implements AutoCloseable {
         return;
       }
       try {
-        // Checked again inside: it may have been read (and its entry removed) since.
-        metadataInFlight.computeIfAbsent(
-            f.url(),
-            u ->
-                f.sha256() != null && metadataCache.containsKey(f.sha256())
-                    ? null
-                    : CompletableFuture.supplyAsync(
-                        () -> unchecked(() -> fetchMetadata(f)), prefetcher));
+        metadata.start(f, () -> fetchMetadata(f), prefetcher);
       } catch (RejectedExecutionException closed) {
         // closing: nothing to prefetch for
       }
       return;
-    }
-  }
-
-  /** A checked-exception call, for the background fetches (their failures are retried inline). */
-  private interface Fetch<T> {
-    T call() throws Exception;
-  }
-
-  private static <T> T unchecked(Fetch<T> f) {
-    try {
-      return f.call();
-    } catch (Exception e) {
-      throw new CompletionException(e);
     }
   }
 
@@ -312,7 +284,7 @@ final class CachedIndex implements AutoCloseable {
    */
   private Resolution.Metadata metadata(DistFile file)
       throws KilnException, IOException, InterruptedException {
-    return joinOrRead(metadataInFlight, file.url(), () -> fetchMetadata(file));
+    return read(metadata, file, () -> fetchMetadata(file));
   }
 
   private Resolution.Metadata fetchMetadata(DistFile file)
