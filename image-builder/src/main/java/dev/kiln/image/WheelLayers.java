@@ -3,6 +3,7 @@ package dev.kiln.image;
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import dev.kiln.cache.Digest;
+import dev.kiln.resolver.WheelFilename;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -106,8 +107,8 @@ public final class WheelLayers {
   }
 
   private LayerSpec layer(Path wheelFile, String wheelFilename, InstallLayout layout)
-      throws IOException {
-    WheelName name = WheelName.parse(wheelFilename);
+      throws KilnException, IOException {
+    WheelFilename name = WheelFilename.of(wheelFilename);
     int level = gzipLevel;
     String key = sha256(wheelFile) + "-" + layoutHash(layout, level);
     LayerBlob blob = layers.get(key);
@@ -125,7 +126,7 @@ public final class WheelLayers {
   }
 
   private LayerBlob loadOrBuild(
-      String key, Path wheelFile, WheelName name, InstallLayout layout, int level)
+      String key, Path wheelFile, WheelFilename name, InstallLayout layout, int level)
       throws IOException {
     Path file = workDir.resolve(key + ".tar.gz");
     Path info = workDir.resolve(key + ".layer");
