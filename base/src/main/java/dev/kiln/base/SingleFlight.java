@@ -3,6 +3,9 @@ package dev.kiln.base;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * One computation per key: the first caller computes (on its own thread), callers that arrive while
@@ -14,6 +17,9 @@ import java.util.concurrent.ExecutionException;
  * keeps each successful value for good (facts that cannot change, such as what an image digest
  * holds).
  *
+ * <p>Work can also be {@linkplain #start started ahead of need} on an executor (prefetching), so
+ * that the caller who needs it later finds it done or on its way.
+ *
  * @param <K> the key
  * @param <V> the value
  */
@@ -23,6 +29,18 @@ public final class SingleFlight<K, V> {
   @FunctionalInterface
   public interface Work<V, E extends Exception> {
     V run() throws E, InterruptedException;
+  }
+
+  /**
+   * A computation {@linkplain #start started ahead of need}: done by the executor, or by the first
+   * {@link #run} call that finds it not begun yet, whichever claims it first.
+   */
+  private static final class Ahead<V> extends CompletableFuture<V> {
+    private final AtomicBoolean claimed = new AtomicBoolean();
+
+    boolean claim() {
+      return claimed.compareAndSet(false, true);
+    }
   }
 
   private final ConcurrentHashMap<K, CompletableFuture<V>> flights = new ConcurrentHashMap<>();
@@ -45,14 +63,78 @@ public final class SingleFlight<K, V> {
   /**
    * The value for {@code key}: computed by {@code work} on this thread when no computation for the
    * key runs (or, remembering, has succeeded), else the running one's (or the remembered) value. A
-   * failure of the computation this call joined is rethrown as it was thrown.
+   * failure of the computation this call joined is rethrown as it was thrown, except for one
+   * {@linkplain #start started ahead of need}: see there.
    */
   public <E extends Exception> V run(K key, Work<V, E> work) throws E, InterruptedException {
-    CompletableFuture<V> mine = new CompletableFuture<>();
-    CompletableFuture<V> theirs = flights.putIfAbsent(key, mine);
-    if (theirs != null) {
-      return join(theirs);
+    while (true) {
+      CompletableFuture<V> mine = new CompletableFuture<>();
+      CompletableFuture<V> theirs = flights.putIfAbsent(key, mine);
+      if (theirs == null) {
+        return compute(key, mine, work);
+      }
+      if (!(theirs instanceof Ahead<V> ahead)) {
+        return join(theirs);
+      }
+      if (ahead.claim()) {
+        return compute(key, ahead, work); // not begun yet: done here, now
+      }
+      try {
+        return ahead.get();
+      } catch (ExecutionException failed) {
+        // Work done ahead of need that failed is nobody's answer: compute (or join) afresh.
+        flights.remove(key, ahead);
+      }
     }
+  }
+
+  /**
+   * Starts the computation for {@code key} on {@code executor}, ahead of need (prefetching), unless
+   * one for the key runs (or, remembering, has succeeded). The key is registered at once: a {@link
+   * #run} call that comes before the executor has begun the work does it itself, on its own thread
+   * (the executor's task then does nothing), and one that comes while the work runs waits for it. A
+   * failure of this work is not rethrown by {@link #run} calls that waited for it: they compute
+   * afresh, as if it had not been started. Nor does a task the executor drops unrun leave anyone
+   * waiting: the next {@link #run} call does the work.
+   *
+   * @return the value's future (of the computation already under way, if any), for chaining work
+   *     that needs it; cancelling or completing it does not affect the computation
+   * @throws RejectedExecutionException when the executor takes no more tasks; the key is then left
+   *     as it was
+   */
+  public CompletableFuture<V> start(K key, Work<V, ?> work, Executor executor) {
+    Ahead<V> ahead = new Ahead<>();
+    CompletableFuture<V> theirs = flights.putIfAbsent(key, ahead);
+    if (theirs != null) {
+      return theirs.copy();
+    }
+    try {
+      executor.execute(
+          () -> {
+            if (!ahead.claim()) {
+              return; // a run call got to it first
+            }
+            try {
+              compute(key, ahead, work);
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            } catch (Exception e) {
+              // Kept in the future: callers who chained on it see it, run calls compute afresh.
+            }
+          });
+    } catch (RejectedExecutionException e) {
+      if (ahead.claim()) {
+        flights.remove(key, ahead);
+        ahead.completeExceptionally(e);
+      }
+      throw e;
+    }
+    return ahead.copy();
+  }
+
+  /** Computes the value on this thread as {@code mine}, the key's registered computation. */
+  private <E extends Exception> V compute(K key, CompletableFuture<V> mine, Work<V, E> work)
+      throws E, InterruptedException {
     boolean ok = false;
     try {
       V value = work.run();
@@ -69,12 +151,15 @@ public final class SingleFlight<K, V> {
     }
   }
 
-  /** Computations running now (remembering: and values kept). */
+  /** Computations running or started now (remembering: and values kept). */
   public int size() {
     return flights.size();
   }
 
-  /** True when a computation for the key runs now (or, remembering, has succeeded). */
+  /**
+   * True when a computation for the key runs now or has been started (or, remembering, has
+   * succeeded).
+   */
   public boolean contains(K key) {
     return flights.containsKey(key);
   }

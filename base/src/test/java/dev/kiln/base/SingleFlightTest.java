@@ -6,12 +6,16 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 import org.junit.jupiter.api.Test;
 
 class SingleFlightTest {
@@ -119,5 +123,172 @@ class SingleFlightTest {
         assertThat(e.getCause()).isSameAs(failure);
       }
     }
+  }
+
+  /** An executor that only queues its tasks; the test runs them (or never does). */
+  private static final class Queued implements Executor {
+    final List<Runnable> tasks = new ArrayList<>();
+
+    @Override
+    public void execute(Runnable task) {
+      tasks.add(task);
+    }
+  }
+
+  /** Waits (polling, with a deadline) until {@code t} is parked, e.g. waiting for a flight. */
+  private static void awaitParked(Thread t) {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (t.getState() != Thread.State.WAITING && t.getState() != Thread.State.TIMED_WAITING) {
+      assertThat(System.nanoTime()).as("%s parks within 10 s", t).isLessThan(deadline);
+      LockSupport.parkNanos(1_000_000);
+    }
+  }
+
+  @Test
+  void aRunCallBeforeTheExecutorBeganDoesTheStartedWorkItself() throws Exception {
+    SingleFlight<String, Integer> flights = SingleFlight.forgetting();
+    AtomicInteger runs = new AtomicInteger();
+    Queued executor = new Queued();
+    CompletableFuture<Integer> started =
+        flights.start("k", () -> runs.incrementAndGet() * 100, executor);
+    assertThat(flights.contains("k")).as("registered at once").isTrue();
+    assertThat(executor.tasks).hasSize(1);
+    // A second start while it is pending starts nothing more.
+    CompletableFuture<Integer> again =
+        flights.start("k", () -> runs.incrementAndGet() * 1000, executor);
+    assertThat(executor.tasks).hasSize(1);
+
+    assertThat(flights.run("k", runs::incrementAndGet)).isEqualTo(1);
+    assertThat(started).isCompletedWithValue(1);
+    assertThat(again).isCompletedWithValue(1);
+    executor.tasks.get(0).run(); // the executor gets to it late: nothing left to do
+    assertThat(runs).hasValue(1);
+    assertThat(flights.size()).isZero();
+  }
+
+  @Test
+  void runCallsWhileStartedWorkRunsWaitForIt() throws Exception {
+    SingleFlight<String, Integer> flights = SingleFlight.forgetting();
+    AtomicInteger runs = new AtomicInteger();
+    CountDownLatch begun = new CountDownLatch(1);
+    CountDownLatch release = new CountDownLatch(1);
+    try (ExecutorService pool = Executors.newFixedThreadPool(1)) {
+      CompletableFuture<Integer> started =
+          flights.start(
+              "k",
+              () -> {
+                runs.incrementAndGet();
+                begun.countDown();
+                release.await();
+                return 42;
+              },
+              pool);
+      assertThat(begun.await(10, TimeUnit.SECONDS)).isTrue();
+      CompletableFuture<Integer> joined = new CompletableFuture<>();
+      Thread joiner =
+          Thread.ofVirtual()
+              .start(
+                  () -> {
+                    try {
+                      joined.complete(flights.run("k", () -> runs.incrementAndGet() * 1000));
+                    } catch (Exception e) {
+                      joined.completeExceptionally(e);
+                    }
+                  });
+      awaitParked(joiner);
+      release.countDown();
+      assertThat(joined.get(10, TimeUnit.SECONDS)).isEqualTo(42);
+      assertThat(started.get(10, TimeUnit.SECONDS)).isEqualTo(42);
+      assertThat(runs).hasValue(1);
+    }
+  }
+
+  @Test
+  void aRunCallThatWaitedForFailedStartedWorkComputesAfresh() throws Exception {
+    SingleFlight<String, Integer> flights = SingleFlight.forgetting();
+    CountDownLatch begun = new CountDownLatch(1);
+    CountDownLatch release = new CountDownLatch(1);
+    try (ExecutorService pool = Executors.newFixedThreadPool(1)) {
+      CompletableFuture<Integer> started =
+          flights.start(
+              "k",
+              () -> {
+                begun.countDown();
+                release.await();
+                throw new IOException("prefetch failed");
+              },
+              pool);
+      assertThat(begun.await(10, TimeUnit.SECONDS)).isTrue();
+      CompletableFuture<Integer> joined = new CompletableFuture<>();
+      Thread joiner =
+          Thread.ofVirtual()
+              .start(
+                  () -> {
+                    try {
+                      joined.complete(flights.<IOException>run("k", () -> 7));
+                    } catch (Exception e) {
+                      joined.completeExceptionally(e);
+                    }
+                  });
+      awaitParked(joiner);
+      release.countDown();
+      assertThat(joined.get(10, TimeUnit.SECONDS))
+          .as("its own value, not the failure")
+          .isEqualTo(7);
+      assertThatThrownBy(() -> started.get(10, TimeUnit.SECONDS))
+          .hasCauseInstanceOf(IOException.class)
+          .hasRootCauseMessage("prefetch failed");
+    }
+    assertThat(flights.size()).isZero();
+  }
+
+  @Test
+  void startJoinsAComputationUnderWayAndARejectedStartLeavesNothing() throws Exception {
+    SingleFlight<String, Integer> flights = SingleFlight.forgetting();
+    CountDownLatch begun = new CountDownLatch(1);
+    CountDownLatch release = new CountDownLatch(1);
+    Queued executor = new Queued();
+    try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+      Future<Integer> leader =
+          pool.submit(
+              () ->
+                  flights.run(
+                      "k",
+                      () -> {
+                        begun.countDown();
+                        release.await();
+                        return 5;
+                      }));
+      assertThat(begun.await(10, TimeUnit.SECONDS)).isTrue();
+      CompletableFuture<Integer> started = flights.start("k", () -> 6, executor);
+      assertThat(executor.tasks).as("nothing new started").isEmpty();
+      release.countDown();
+      assertThat(leader.get(10, TimeUnit.SECONDS)).isEqualTo(5);
+      assertThat(started.get(10, TimeUnit.SECONDS)).isEqualTo(5);
+    }
+    Executor closed =
+        task -> {
+          throw new RejectedExecutionException("shut down");
+        };
+    assertThatThrownBy(() -> flights.start("r", () -> 1, closed))
+        .isInstanceOf(RejectedExecutionException.class);
+    assertThat(flights.contains("r")).isFalse();
+    assertThat(flights.run("r", () -> 2)).isEqualTo(2);
+  }
+
+  @Test
+  void rememberingKeepsWhatStartedWorkComputed() throws Exception {
+    SingleFlight<String, Integer> flights = SingleFlight.remembering();
+    AtomicInteger runs = new AtomicInteger();
+    Queued executor = new Queued();
+    CompletableFuture<Integer> started =
+        flights.start("k", () -> runs.incrementAndGet() * 10, executor);
+    executor.tasks.get(0).run();
+    assertThat(started).isCompletedWithValue(10);
+    assertThat(flights.contains("k")).isTrue();
+    assertThat(flights.run("k", runs::incrementAndGet)).isEqualTo(10);
+    flights.start("k", runs::incrementAndGet, executor);
+    assertThat(executor.tasks).as("a kept value starts nothing").hasSize(1);
+    assertThat(runs).hasValue(1);
   }
 }

@@ -4,13 +4,9 @@ import com.google.cloud.tools.jib.api.CacheDirectoryCreationException;
 import com.google.cloud.tools.jib.api.Containerizer;
 import com.google.cloud.tools.jib.api.DockerDaemonImage;
 import com.google.cloud.tools.jib.api.ImageReference;
-import com.google.cloud.tools.jib.api.InsecureRegistryException;
-import com.google.cloud.tools.jib.api.Jib;
 import com.google.cloud.tools.jib.api.JibContainerBuilder;
 import com.google.cloud.tools.jib.api.LogEvent;
 import com.google.cloud.tools.jib.api.RegistryException;
-import com.google.cloud.tools.jib.api.RegistryImage;
-import com.google.cloud.tools.jib.api.RegistryUnauthorizedException;
 import com.google.cloud.tools.jib.api.buildplan.AbsoluteUnixPath;
 import com.google.cloud.tools.jib.api.buildplan.FileEntriesLayer;
 import com.google.cloud.tools.jib.api.buildplan.FileEntry;
@@ -24,9 +20,6 @@ import dev.kiln.base.KilnException;
 import dev.kiln.cache.CorruptBlobException;
 import dev.kiln.cache.Digest;
 import java.io.IOException;
-import java.net.ConnectException;
-import java.net.SocketTimeoutException;
-import java.net.UnknownHostException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -65,8 +58,9 @@ import org.slf4j.LoggerFactory;
  * layer caches), {@code tmp/} (per-build scratch, deleted after each build) and {@code oci.lock}.
  * An archive base reaches Jib through {@link ArchiveDockerClient}, so it is unpacked into Jib's
  * cache once per work directory, not on every build; a registry base is pinned to its digest, so
- * after the first pull warm builds need no registry. Layers from unchanged {@code source} files are
- * compressed once (Jib's application cache keys them by path and modification time), by {@link
+ * after the first pull warm builds need no registry ({@link JibBase} gets the base and puts Jib's
+ * and the registry's failures in words). Layers from unchanged {@code source} files are compressed
+ * once (Jib's application cache keys them by path and modification time), by {@link
  * LayerCompressor} at {@link #setGzipLevel gzip level 1} unless told otherwise, in parallel, and
  * ahead of the build when a caller {@linkplain #prepare prepares} them; in-memory files are staged
  * per build and their layers rebuilt by Jib, which costs little for small files.
@@ -99,7 +93,7 @@ public final class ImageBuilder implements AutoCloseable {
       ImageReference.of(null, "kiln/build", "tarball", null);
 
   private final BaseImage base;
-  private final Path workDir;
+  private final JibBase jibBase;
   private final OciLayout layout;
   private final Path baseLayersCache;
   private final Path applicationLayersCache;
@@ -129,11 +123,12 @@ public final class ImageBuilder implements AutoCloseable {
   public ImageBuilder(BaseImage base, Path workDir) throws IOException {
     this.base = Objects.requireNonNull(base, "base");
     Files.createDirectories(workDir);
-    this.workDir = workDir.toRealPath();
-    this.layout = new OciLayout(this.workDir.resolve("oci"));
-    this.baseLayersCache = Files.createDirectories(this.workDir.resolve("jib/base"));
-    this.applicationLayersCache = Files.createDirectories(this.workDir.resolve("jib/application"));
-    this.scratchRoot = Files.createDirectories(this.workDir.resolve("tmp"));
+    Path dir = workDir.toRealPath();
+    this.jibBase = new JibBase(base, dir);
+    this.layout = new OciLayout(dir.resolve("oci"));
+    this.baseLayersCache = Files.createDirectories(dir.resolve("jib/base"));
+    this.applicationLayersCache = Files.createDirectories(dir.resolve("jib/application"));
+    this.scratchRoot = Files.createDirectories(dir.resolve("tmp"));
     this.executor = Executors.newCachedThreadPool(daemonThreads());
     // CPU-bound: one compression per core; more would only interleave them.
     this.compressors =
@@ -213,7 +208,7 @@ public final class ImageBuilder implements AutoCloseable {
                   request.labels());
       prepareAll(jibRequest);
       List<FileEntriesLayer> layers = layers(jibRequest, scratch);
-      JibContainerBuilder jib = configure(from(), jibRequest, layers);
+      JibContainerBuilder jib = configure(jibBase.from(), jibRequest, layers);
       long configured = System.nanoTime();
       LayoutDockerClient target = new LayoutDockerClient(layout, scratch);
       containerize(jib, target, request.name());
@@ -282,41 +277,6 @@ public final class ImageBuilder implements AutoCloseable {
   public void close() {
     executor.shutdownNow();
     compressors.shutdownNow();
-  }
-
-  private JibContainerBuilder from() throws KilnException {
-    if (base.isArchive()) {
-      DockerArchive archive;
-      try {
-        archive = base.archiveIndex();
-      } catch (NoSuchFileException e) {
-        throw new KilnException(
-            ErrorCode.BASE_IMAGE_UNAVAILABLE,
-            "base image archive "
-                + base.archivePath()
-                + " does not exist; run"
-                + " bin/build-base-image to create it, or configure another base image",
-            e);
-      } catch (IOException e) {
-        throw new KilnException(
-            ErrorCode.BASE_IMAGE_UNAVAILABLE,
-            "base image archive "
-                + base.archivePath()
-                + " cannot be used: "
-                + e.getMessage()
-                + "; rebuild it with bin/build-base-image or configure another base image",
-            e);
-      }
-      ArchiveDockerClient daemon = new ArchiveDockerClient(archive);
-      return Jib.from(daemon, DockerDaemonImage.named(daemon.imageReference()));
-    }
-    ImageReference pinned;
-    try {
-      pinned = base.pinned();
-    } catch (IOException e) {
-      throw baseImageFailure(e);
-    }
-    return Jib.from(RegistryImage.named(pinned));
   }
 
   /** Jib's layers for the request, in order; in-memory files are staged under scratch. */
@@ -489,117 +449,13 @@ public final class ImageBuilder implements AutoCloseable {
       if (cause instanceof InterruptedException interrupted) {
         throw interrupted;
       }
-      throw failure(name, cause);
+      throw jibBase.failure(name, cause);
     } catch (RegistryException
         | IOException
         | CacheDirectoryCreationException
         | RuntimeException e) {
-      throw failure(name, e);
+      throw jibBase.failure(name, e);
     }
-  }
-
-  private KilnException failure(String name, Throwable e) {
-    if (!base.isArchive() && isRegistryProblem(e)) {
-      return baseImageFailure(e);
-    }
-    if (e instanceof CacheDirectoryCreationException) {
-      return new KilnException(
-          ErrorCode.IMAGE_BUILD_FAILED,
-          "Jib cannot create its cache under "
-              + workDir.resolve("jib")
-              + ": "
-              + e.getMessage()
-              + "; check that the work directory is writable",
-          e);
-    }
-    if (base.isArchive() && e instanceof IOException && mentions(e, base.archivePath())) {
-      return new KilnException(
-          ErrorCode.BASE_IMAGE_UNAVAILABLE,
-          "base image archive "
-              + base.archivePath()
-              + " cannot be read ("
-              + e.getMessage()
-              + "); rebuild it with bin/build-base-image",
-          e);
-    }
-    return new KilnException(
-        ErrorCode.IMAGE_BUILD_FAILED,
-        "building image "
-            + name
-            + " over "
-            + base
-            + " failed: "
-            + e
-            + "; check the layer source files and free disk space under "
-            + workDir,
-        e);
-  }
-
-  private KilnException baseImageFailure(Throwable e) {
-    ImageReference image = base.registryImage();
-    String registry = image.getRegistry();
-    Throwable root = e;
-    while (root.getCause() != null && root.getCause() != root) {
-      if (root instanceof RegistryException) {
-        break;
-      }
-      root = root.getCause();
-    }
-    String what;
-    if (has(e, UnknownHostException.class)) {
-      what = "the registry host " + registry + " is unknown; check the base image reference";
-    } else if (has(e, ConnectException.class) || has(e, SocketTimeoutException.class)) {
-      what =
-          "the registry "
-              + registry
-              + " cannot be reached ("
-              + root.getMessage()
-              + "); check that it is running and reachable from this machine";
-    } else if (has(e, InsecureRegistryException.class)) {
-      what =
-          "the registry "
-              + registry
-              + " does not serve verified https; if it is a trusted"
-              + " plain-http registry, allow insecure registries";
-    } else if (has(e, RegistryUnauthorizedException.class)) {
-      what =
-          "the registry "
-              + registry
-              + " refused access to "
-              + image.getRepository()
-              + "; Kiln pulls base images anonymously, so use a public image or mirror it";
-    } else {
-      what =
-          root.getMessage()
-              + "; check the base image reference and that "
-              + registry
-              + " serves it";
-    }
-    return new KilnException(
-        ErrorCode.BASE_IMAGE_UNAVAILABLE, "cannot get base image " + image + ": " + what, e);
-  }
-
-  private static boolean isRegistryProblem(Throwable e) {
-    return has(e, RegistryException.class)
-        || has(e, UnknownHostException.class)
-        || has(e, ConnectException.class)
-        || has(e, SocketTimeoutException.class)
-        || has(e, javax.net.ssl.SSLException.class);
-  }
-
-  private static boolean has(Throwable e, Class<? extends Throwable> type) {
-    Set<Throwable> seen = new HashSet<>();
-    for (Throwable t = e; t != null && seen.add(t); t = t.getCause()) {
-      if (type.isInstance(t)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  private static boolean mentions(Throwable e, Path path) {
-    return (e instanceof NoSuchFileException nsf && path.toString().equals(nsf.getFile()))
-        || String.valueOf(e.getMessage()).contains(path.toString());
   }
 
   /** Rejects requests that are the caller's mistake, before any work is done. */

@@ -1,6 +1,8 @@
 package dev.kiln.image;
 
 import dev.kiln.cache.Digest;
+import dev.kiln.resolver.Requirement;
+import dev.kiln.resolver.WheelFilename;
 import java.io.BufferedOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -78,7 +80,7 @@ final class WheelInstall {
       int mode, long size, ZipArchiveEntry entry, WheelRecord.Row row, byte[] bytes) {}
 
   private final Path wheelFile;
-  private final WheelName name;
+  private final WheelFilename name;
   private final InstallLayout layout;
   private final byte[] buffer = new byte[1 << 16];
 
@@ -88,7 +90,7 @@ final class WheelInstall {
   /** Path in the image → the RECORD row pip would write for it. */
   private final Map<String, String> installedRecord = new TreeMap<>();
 
-  private WheelInstall(Path wheelFile, WheelName name, InstallLayout layout) {
+  private WheelInstall(Path wheelFile, WheelFilename name, InstallLayout layout) {
     this.wheelFile = wheelFile;
     this.name = name;
     this.layout = layout;
@@ -96,7 +98,7 @@ final class WheelInstall {
 
   /** Writes the wheel's layer, gzip-compressed at {@code gzipLevel}, to {@code out}. */
   static Result install(
-      Path wheelFile, WheelName name, InstallLayout layout, Path out, int gzipLevel)
+      Path wheelFile, WheelFilename name, InstallLayout layout, Path out, int gzipLevel)
       throws IOException {
     return new WheelInstall(wheelFile, name, layout).run(out, gzipLevel);
   }
@@ -465,9 +467,7 @@ final class WheelInstall {
     }
     String dir = dirs.iterator().next();
     int dash = dir.indexOf('-');
-    if (dash <= 0
-        || !WheelName.canonical(dir.substring(0, dash))
-            .equals(WheelName.canonical(name.distribution()))) {
+    if (dash <= 0 || !Requirement.normalizeName(dir.substring(0, dash)).equals(name.name())) {
       throw invalid(
           "its metadata directory "
               + dir

@@ -3,6 +3,7 @@ package dev.kiln.image;
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import dev.kiln.cache.Digest;
+import dev.kiln.resolver.WheelFilename;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -14,6 +15,7 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.FileTime;
 import java.security.MessageDigest;
+import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.Collections;
@@ -56,6 +58,7 @@ public final class WheelLayers {
   private static final Duration STALE_TEMP = Duration.ofHours(1);
 
   private final Path workDir;
+  private final Clock clock;
   private volatile int gzipLevel = ImageBuilder.DEFAULT_GZIP_LEVEL;
 
   /** Recently used layers (a miss costs reading one small file). */
@@ -67,7 +70,16 @@ public final class WheelLayers {
 
   /** Layers are kept under {@code workDir} and reused across builds and restarts. */
   public WheelLayers(Path workDir) {
+    this(workDir, Clock.systemUTC());
+  }
+
+  /**
+   * clock: what temporary files are compared with; those a build left more than an hour before it
+   * are taken for a crashed build's and removed.
+   */
+  WheelLayers(Path workDir, Clock clock) {
     this.workDir = workDir.toAbsolutePath().normalize();
+    this.clock = clock;
     for (int i = 0; i < locks.length; i++) {
       locks[i] = new Object();
     }
@@ -106,8 +118,8 @@ public final class WheelLayers {
   }
 
   private LayerSpec layer(Path wheelFile, String wheelFilename, InstallLayout layout)
-      throws IOException {
-    WheelName name = WheelName.parse(wheelFilename);
+      throws KilnException, IOException {
+    WheelFilename name = WheelFilename.of(wheelFilename);
     int level = gzipLevel;
     String key = sha256(wheelFile) + "-" + layoutHash(layout, level);
     LayerBlob blob = layers.get(key);
@@ -125,7 +137,7 @@ public final class WheelLayers {
   }
 
   private LayerBlob loadOrBuild(
-      String key, Path wheelFile, WheelName name, InstallLayout layout, int level)
+      String key, Path wheelFile, WheelFilename name, InstallLayout layout, int level)
       throws IOException {
     Path file = workDir.resolve(key + ".tar.gz");
     Path info = workDir.resolve(key + ".layer");
@@ -264,7 +276,7 @@ public final class WheelLayers {
       return;
     }
     staleTempsRemoved = true;
-    Instant cutoff = Instant.now().minus(STALE_TEMP);
+    Instant cutoff = clock.instant().minus(STALE_TEMP);
     try (Stream<Path> entries = Files.list(workDir)) {
       for (Path p : entries.toList()) {
         if (p.getFileName().toString().startsWith(TEMP_PREFIX)

@@ -11,7 +11,12 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZoneOffset;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -500,6 +505,32 @@ class WheelLayersTest {
     try (Stream<Path> files = Files.list(tmp.resolve("work"))) {
       assertThat(files).hasSize(2);
     }
+  }
+
+  @Test
+  void temporaryFilesOlderThanAnHourAreRemovedBeforeTheFirstBuild() throws Exception {
+    Instant now = Instant.parse("2025-01-01T12:00:00Z");
+    Path work = Files.createDirectories(tmp.resolve("work"));
+    Path crashed = aged(work.resolve(".tmp-crashed.tar.gz"), now.minus(Duration.ofMinutes(61)));
+    Path atTheHour = aged(work.resolve(".tmp-hour.layer"), now.minus(Duration.ofHours(1)));
+    Path building = aged(work.resolve(".tmp-building.tar.gz"), now.minus(Duration.ofMinutes(59)));
+    Path oldLayer = aged(work.resolve("old.tar.gz"), now.minus(Duration.ofDays(30)));
+    WheelLayers layers = new WheelLayers(work, Clock.fixed(now, ZoneOffset.UTC));
+    Path wheel = small("changed").write(tmp.resolve("wheels"));
+    assertThat(crashed).as("not before a build").exists();
+
+    layers.layerFor(wheel, wheel.getFileName().toString(), TestWheels.DEBIAN);
+    assertThat(crashed).doesNotExist();
+    assertThat(atTheHour).exists();
+    assertThat(building).as("another build's, still running").exists();
+    assertThat(oldLayer).as("not a temporary file").exists();
+  }
+
+  /** A file last modified at {@code when}. */
+  private static Path aged(Path file, Instant when) throws IOException {
+    Files.writeString(file, "x");
+    Files.setLastModifiedTime(file, FileTime.from(when));
+    return file;
   }
 
   private TestWheels small(String name) {

@@ -4,41 +4,25 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.Enumeration;
-import java.util.HashMap;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.regex.Pattern;
-import java.util.zip.ZipEntry;
-import java.util.zip.ZipFile;
 
 /**
  * Resolves requirements to a lock and downloads locked wheels. Thread-safe.
@@ -51,43 +35,25 @@ import java.util.zip.ZipFile;
  * background resolution replaces it, so new releases are picked up by the next call, and an index
  * outage keeps the last lock. Core metadata is cached on disk by the wheel's sha256, so a wheel's
  * metadata is read once; wheels downloaded only to read their metadata (indexes without PEP 658)
- * are kept, verified, until {@link #download} hands them out.
- *
- * <p>While one resolution walks the dependency tree, the project pages and the likely metadata of
- * the requirements it has just met are fetched in parallel on a small pool.
+ * are kept, verified, until {@link #download} hands them out (see {@link CachedIndex}, which also
+ * reads ahead while one resolution walks the dependency tree).
  */
 public final class PackageResolver implements AutoCloseable {
   private static final System.Logger LOG = System.getLogger(PackageResolver.class.getName());
   private static final ObjectMapper JSON = new ObjectMapper();
-  private static final Pattern DIST_INFO_METADATA = Pattern.compile("[^/]+\\.dist-info/METADATA");
   private static final int DEFAULT_MAX_ATTEMPTS = 2000;
-  private static final long MAX_METADATA_BYTES = 16 << 20;
   private static final Duration DEFAULT_TTL = Duration.ofMinutes(10);
-  // Index round trips and wheel downloads overlap this much while one resolution walks the tree.
-  private static final int PREFETCH_THREADS = 4;
 
   /** A lock and when it was resolved. */
   private record CachedLock(Lock lock, Instant created) {}
 
-  /** A project page (null: no index has the project) and when it was fetched. */
-  private record CachedPage(ProjectPage page, Instant fetched) {}
-
   private final IndexConfig index;
-  private final IndexClient client;
+  private final CachedIndex files;
   private final Path locks;
-  private final Path metadataDir;
-  private final Path wheels;
   private final Duration unpinnedLockTtl;
   private final Clock clock;
   private final int maxAttempts;
   private final Map<String, CachedLock> lockCache = new ConcurrentHashMap<>();
-  private final Map<String, CachedPage> pageCache = new ConcurrentHashMap<>();
-  private final Map<String, CoreMetadata> metadataCache = new ConcurrentHashMap<>();
-  private final Map<String, CompletableFuture<ProjectPage>> pagesInFlight =
-      new ConcurrentHashMap<>();
-  private final Map<URI, CompletableFuture<Resolution.Metadata>> metadataInFlight =
-      new ConcurrentHashMap<>();
-  private final ExecutorService prefetcher;
   private final ExecutorService refresher;
   private final Set<String> refreshing = ConcurrentHashMap.newKeySet();
   private final Object[] stripes = new Object[64];
@@ -113,24 +79,13 @@ public final class PackageResolver implements AutoCloseable {
       throws IOException {
     this.maxAttempts = maxAttempts;
     this.index = index;
-    this.client = new IndexClient(index);
     this.locks = Files.createDirectories(cacheDir.resolve("locks"));
-    this.metadataDir = Files.createDirectories(cacheDir.resolve("metadata"));
-    this.wheels = Files.createDirectories(cacheDir.resolve("wheels"));
     this.unpinnedLockTtl = unpinnedLockTtl;
     this.clock = clock;
     for (int i = 0; i < stripes.length; i++) {
       stripes[i] = new Object();
     }
-    AtomicInteger threads = new AtomicInteger();
-    this.prefetcher =
-        Executors.newFixedThreadPool(
-            PREFETCH_THREADS,
-            r -> {
-              Thread t = new Thread(r, "kiln-resolver-prefetch-" + threads.incrementAndGet());
-              t.setDaemon(true);
-              return t;
-            });
+    this.files = new CachedIndex(index, cacheDir, unpinnedLockTtl, clock);
     // Its own thread: a resolution waits for prefetches, so it must not occupy their pool.
     this.refresher =
         Executors.newSingleThreadExecutor(
@@ -193,7 +148,7 @@ public final class PackageResolver implements AutoCloseable {
       throws KilnException, IOException, InterruptedException {
     Lock lock = resolveNow(parsed, target);
     storeLock(key, new CachedLock(lock, clock.instant()));
-    dropUnlockedWheels(lock);
+    files.dropUnlockedWheels(lock);
     return lock;
   }
 
@@ -230,113 +185,25 @@ public final class PackageResolver implements AutoCloseable {
   }
 
   /**
-   * Deletes wheels that were downloaded only to read their metadata (now cached) and that this lock
-   * does not use, e.g. a newest version fetched ahead that backtracking passed over. A concurrent
-   * resolution that wanted one of them downloads it again; nothing breaks.
-   */
-  private void dropUnlockedWheels(Lock lock) {
-    Set<String> used = new java.util.HashSet<>();
-    lock.packages().forEach(p -> used.add(p.sha256()));
-    try (java.util.stream.Stream<Path> dirs = Files.list(wheels)) {
-      for (Path dir : dirs.toList()) {
-        String sha = dir.getFileName().toString();
-        if (Files.isDirectory(dir) && !used.contains(sha) && metadataCache.containsKey(sha)) {
-          try (java.util.stream.Stream<Path> files = Files.list(dir)) {
-            for (Path f : files.toList()) {
-              Files.deleteIfExists(f);
-            }
-          }
-          Files.deleteIfExists(dir);
-        }
-      }
-    } catch (IOException e) {
-      // Best effort: a wheel left behind only costs disk space until the next resolution.
-      LOG.log(System.Logger.Level.DEBUG, "could not prune kept wheels: {0}", e.toString());
-    }
-  }
-
-  /**
    * Streams a locked wheel to {@code out}, checking its sha256. On a mismatch it throws, naming the
    * file; what was written by then must be discarded (it is not the locked wheel).
    */
   public void download(LockedPackage pkg, OutputStream out)
       throws KilnException, IOException, InterruptedException {
-    Path cached = wheels.resolve(pkg.sha256()).resolve(pkg.filename());
-    InputStream kept = null;
-    try {
-      kept = Files.newInputStream(cached);
-    } catch (java.nio.file.NoSuchFileException notKept) {
-      // not downloaded during resolution (or handed out already): fetch it below
-    }
-    if (kept != null) {
-      String actual;
-      try (InputStream in = kept) {
-        actual = copyHashing(in, out);
-      }
-      if (actual.equals(pkg.sha256())) {
-        // The caller keeps it by its hash now; a second copy here would only use disk.
-        Files.deleteIfExists(cached);
-        Files.deleteIfExists(cached.getParent());
-        return;
-      }
-      Files.deleteIfExists(cached);
-      throw mismatch(pkg.filename(), cached.toUri(), pkg.sha256(), actual);
-    }
-    String actual;
-    try (InputStream in = client.open(pkg.url())) {
-      actual = copyHashing(in, out);
-    }
-    if (!actual.equals(pkg.sha256())) {
-      throw mismatch(pkg.filename(), pkg.url(), pkg.sha256(), actual);
-    }
+    files.download(pkg, out);
   }
 
   @Override
   public void close() {
     refresher.shutdownNow();
-    prefetcher.shutdownNow();
-    client.close();
+    files.close();
   }
 
   private Lock resolveNow(List<Requirement> requirements, TargetEnvironment target)
       throws KilnException, IOException, InterruptedException {
-    Map<String, Integer> rank = new HashMap<>();
-    List<String> tags = target.compatibleTags();
-    for (int i = 0; i < tags.size(); i++) {
-      rank.put(tags.get(i), i);
-    }
-    Version python = Version.tryParse(target.pythonVersion());
-    Resolution.Provider provider =
-        new Resolution.Provider() {
-          @Override
-          public ProjectInfo project(String name)
-              throws KilnException, IOException, InterruptedException {
-            ProjectPage page = page(name);
-            return page == null ? ProjectInfo.notFound(name) : ProjectInfo.of(page, rank, python);
-          }
-
-          @Override
-          public Resolution.Metadata metadata(Candidate c)
-              throws KilnException, IOException, InterruptedException {
-            return PackageResolver.this.metadata(c.file());
-          }
-
-          @Override
-          public void prefetch(List<Requirement> requirements) {
-            for (Requirement r : requirements) {
-              prefetchPage(r.name())
-                  .thenAccept(
-                      page -> {
-                        if (page != null) {
-                          prefetchLikelyMetadata(
-                              ProjectInfo.of(page, rank, python), r.specifierSet());
-                        }
-                      });
-            }
-          }
-        };
     List<Resolution.Resolved> resolved =
-        new Resolution(provider, target, maxAttempts, index.redactedUrls()).resolve(requirements);
+        new Resolution(files.provider(target), target, maxAttempts, index.redactedUrls())
+            .resolve(requirements);
     List<LockedPackage> packages = new ArrayList<>();
     for (Resolution.Resolved r : resolved) {
       Candidate c = r.candidate();
@@ -345,264 +212,6 @@ public final class PackageResolver implements AutoCloseable {
               c.name(), c.version().toString(), c.file().filename(), c.file().url(), r.sha256()));
     }
     return new Lock(packages);
-  }
-
-  private ProjectPage page(String name) throws KilnException, IOException, InterruptedException {
-    CachedPage c = pageCache.get(name);
-    if (isFresh(c)) {
-      return c.page();
-    }
-    return joinOrRead(pagesInFlight, name, () -> fetchPage(name));
-  }
-
-  /** A read the resolution needs now (a page or metadata), for {@link #joinOrRead}. */
-  private interface Read<V> {
-    V call() throws KilnException, IOException, InterruptedException;
-  }
-
-  /**
-   * Joins the read of {@code key} already on its way (a prefetch), or reads it on this thread,
-   * registered in {@code inFlight} meanwhile so that a prefetch starting late joins it instead of
-   * downloading the same thing again. A failed prefetch is read again here, which reports the
-   * failure with its own exception.
-   */
-  private static <K, V> V joinOrRead(Map<K, CompletableFuture<V>> inFlight, K key, Read<V> read)
-      throws KilnException, IOException, InterruptedException {
-    CompletableFuture<V> mine = new CompletableFuture<>();
-    CompletableFuture<V> theirs = inFlight.putIfAbsent(key, mine);
-    if (theirs != null) {
-      try {
-        return theirs.get();
-      } catch (ExecutionException failed) {
-        return read.call();
-      } finally {
-        inFlight.remove(key, theirs);
-      }
-    }
-    try {
-      V v = read.call();
-      mine.complete(v);
-      return v;
-    } catch (Throwable t) {
-      mine.completeExceptionally(t);
-      throw t;
-    } finally {
-      inFlight.remove(key, mine);
-    }
-  }
-
-  private boolean isFresh(CachedPage c) {
-    return c != null && c.fetched().plus(unpinnedLockTtl).isAfter(clock.instant());
-  }
-
-  private ProjectPage fetchPage(String name)
-      throws KilnException, IOException, InterruptedException {
-    ProjectPage page = client.project(name).orElse(null);
-    pageCache.put(name, new CachedPage(page, clock.instant()));
-    return page;
-  }
-
-  /** Starts fetching a project page in the background unless it is cached or on its way. */
-  private CompletableFuture<ProjectPage> prefetchPage(String name) {
-    CachedPage c = pageCache.get(name);
-    if (isFresh(c)) {
-      return CompletableFuture.completedFuture(c.page());
-    }
-    try {
-      // Checked again inside: the page may have been fetched (and its entry removed) since.
-      CompletableFuture<ProjectPage> f =
-          pagesInFlight.computeIfAbsent(
-              name,
-              n ->
-                  isFresh(pageCache.get(n))
-                      ? null
-                      : CompletableFuture.supplyAsync(
-                          () -> unchecked(() -> fetchPage(n)), prefetcher));
-      return f != null ? f : CompletableFuture.completedFuture(pageCache.get(name).page());
-    } catch (RejectedExecutionException closed) {
-      return CompletableFuture.completedFuture(null);
-    }
-  }
-
-  /**
-   * Starts reading the metadata of the version a requirement will most likely get (the newest final
-   * release that matches it), so the resolver rarely waits for a download.
-   */
-  private void prefetchLikelyMetadata(ProjectInfo info, SpecifierSet spec) {
-    for (ProjectInfo.Release r : info.releases()) {
-      if (r.best() == null || !spec.contains(r.version(), false)) {
-        continue;
-      }
-      DistFile f = r.best();
-      if (f.sha256() != null && metadataCache.containsKey(f.sha256())) {
-        return;
-      }
-      try {
-        // Checked again inside: it may have been read (and its entry removed) since.
-        metadataInFlight.computeIfAbsent(
-            f.url(),
-            u ->
-                f.sha256() != null && metadataCache.containsKey(f.sha256())
-                    ? null
-                    : CompletableFuture.supplyAsync(
-                        () -> unchecked(() -> fetchMetadata(f)), prefetcher));
-      } catch (RejectedExecutionException closed) {
-        // closing: nothing to prefetch for
-      }
-      return;
-    }
-  }
-
-  /** A checked-exception call, for the background fetches (their failures are retried inline). */
-  private interface Fetch<T> {
-    T call() throws Exception;
-  }
-
-  private static <T> T unchecked(Fetch<T> f) {
-    try {
-      return f.call();
-    } catch (Exception e) {
-      throw new CompletionException(e);
-    }
-  }
-
-  /**
-   * A wheel's core metadata and sha256: from the cache, from its PEP 658 metadata file, or read
-   * from the (verified) wheel itself.
-   */
-  private Resolution.Metadata metadata(DistFile file)
-      throws KilnException, IOException, InterruptedException {
-    return joinOrRead(metadataInFlight, file.url(), () -> fetchMetadata(file));
-  }
-
-  private Resolution.Metadata fetchMetadata(DistFile file)
-      throws KilnException, IOException, InterruptedException {
-    String sha = file.sha256();
-    if (sha != null) {
-      CoreMetadata known = cachedMetadata(sha);
-      if (known != null) {
-        return new Resolution.Metadata(known, sha);
-      }
-      if (file.hasMetadata()) {
-        URI url = URI.create(file.url() + ".metadata");
-        byte[] bytes;
-        try (InputStream in = client.open(url)) {
-          bytes = in.readNBytes((int) MAX_METADATA_BYTES);
-        }
-        if (file.metadataSha256() != null && !sha256(bytes).equals(file.metadataSha256())) {
-          throw mismatch(file.filename() + ".metadata", url, file.metadataSha256(), sha256(bytes));
-        }
-        CoreMetadata md = storeMetadata(sha, bytes);
-        return new Resolution.Metadata(md, sha);
-      }
-    }
-    Path wheel;
-    String actual;
-    if ("file".equalsIgnoreCase(file.url().getScheme())) {
-      wheel = Path.of(file.url()); // read in place; hashing it first is what verifies it
-      try (InputStream in = Files.newInputStream(wheel)) {
-        actual = copyHashing(in, OutputStream.nullOutputStream());
-      } catch (java.nio.file.NoSuchFileException e) {
-        throw new IOException("the index lists " + file.url() + " but the file does not exist", e);
-      }
-      if (sha != null && !actual.equals(sha)) {
-        throw mismatch(file.filename(), file.url(), sha, actual);
-      }
-    } else {
-      actual = sha;
-      wheel = sha == null ? null : wheels.resolve(sha).resolve(file.filename());
-      if (wheel == null || !Files.isRegularFile(wheel)) {
-        Path tmp = Files.createTempFile(wheels, "download-", ".part");
-        try {
-          try (InputStream in = client.open(file.url());
-              OutputStream out = Files.newOutputStream(tmp)) {
-            actual = copyHashing(in, out);
-          }
-          if (sha != null && !actual.equals(sha)) {
-            throw mismatch(file.filename(), file.url(), sha, actual);
-          }
-          wheel = Files.createDirectories(wheels.resolve(actual)).resolve(file.filename());
-          moveAtomically(tmp, wheel);
-        } finally {
-          Files.deleteIfExists(tmp);
-        }
-      }
-    }
-    CoreMetadata known = cachedMetadata(actual);
-    if (known != null) {
-      return new Resolution.Metadata(known, actual);
-    }
-    return new Resolution.Metadata(storeMetadata(actual, readMetadata(wheel, file)), actual);
-  }
-
-  private static byte[] readMetadata(Path wheel, DistFile file) throws IOException, KilnException {
-    WheelFilename name = WheelFilename.parse(file.filename());
-    try (ZipFile zip = new ZipFile(wheel.toFile())) {
-      List<ZipEntry> found = new ArrayList<>();
-      for (Enumeration<? extends ZipEntry> e = zip.entries(); e.hasMoreElements(); ) {
-        ZipEntry z = e.nextElement();
-        if (DIST_INFO_METADATA.matcher(z.getName()).matches()) {
-          found.add(z);
-        }
-      }
-      ZipEntry chosen = found.size() == 1 ? found.get(0) : null;
-      for (ZipEntry z : found) {
-        String dir = z.getName().substring(0, z.getName().indexOf(".dist-info/"));
-        int dash = dir.lastIndexOf('-');
-        if (name != null
-            && dash > 0
-            && Requirement.normalizeName(dir.substring(0, dash)).equals(name.name())) {
-          chosen = z;
-        }
-      }
-      if (chosen == null) {
-        throw new KilnException(
-            ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
-            file.filename()
-                + " from "
-                + file.url()
-                + " is not a valid wheel: it has no single"
-                + " *.dist-info/METADATA");
-      }
-      try (InputStream in = zip.getInputStream(chosen)) {
-        return in.readNBytes((int) MAX_METADATA_BYTES);
-      }
-    } catch (java.util.zip.ZipException e) {
-      throw new KilnException(
-          ErrorCode.PACKAGE_INDEX_UNAVAILABLE,
-          file.filename()
-              + " from "
-              + file.url()
-              + " is not a valid wheel (zip): "
-              + e.getMessage());
-    }
-  }
-
-  private CoreMetadata cachedMetadata(String sha) throws IOException {
-    CoreMetadata m = metadataCache.get(sha);
-    if (m != null) {
-      return m;
-    }
-    Path p = metadataDir.resolve(sha + ".METADATA");
-    if (!Files.isRegularFile(p)) {
-      return null;
-    }
-    m = CoreMetadata.parse(Files.readString(p, StandardCharsets.UTF_8));
-    metadataCache.put(sha, m);
-    return m;
-  }
-
-  private CoreMetadata storeMetadata(String sha, byte[] bytes) throws IOException {
-    CoreMetadata m = CoreMetadata.parse(new String(bytes, StandardCharsets.UTF_8));
-    Path tmp = Files.createTempFile(metadataDir, "metadata-", ".part");
-    try {
-      Files.write(tmp, bytes);
-      moveAtomically(tmp, metadataDir.resolve(sha + ".METADATA"));
-    } finally {
-      Files.deleteIfExists(tmp);
-    }
-    metadataCache.put(sha, m);
-    return m;
   }
 
   private boolean fresh(CachedLock c) {
@@ -655,7 +264,7 @@ public final class PackageResolver implements AutoCloseable {
     Path tmp = Files.createTempFile(locks, "lock-", ".part");
     try {
       JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), root);
-      moveAtomically(tmp, locks.resolve(key + ".json"));
+      CacheFiles.moveAtomically(tmp, locks.resolve(key + ".json"));
     } finally {
       Files.deleteIfExists(tmp);
     }
@@ -686,52 +295,6 @@ public final class PackageResolver implements AutoCloseable {
         .append(' ')
         .append(t.libcVersion())
         .append('\n');
-    return sha256(sb.toString().getBytes(StandardCharsets.UTF_8));
-  }
-
-  private static String copyHashing(InputStream in, OutputStream out) throws IOException {
-    MessageDigest md = newSha256();
-    byte[] buf = new byte[1 << 16];
-    int n;
-    while ((n = in.read(buf)) > 0) {
-      md.update(buf, 0, n);
-      out.write(buf, 0, n);
-    }
-    return HexFormat.of().formatHex(md.digest());
-  }
-
-  private static KilnException mismatch(String filename, URI url, String expected, String actual) {
-    return new KilnException(
-        ErrorCode.PACKAGE_HASH_MISMATCH,
-        "sha256 mismatch for "
-            + filename
-            + " from "
-            + IndexClient.withoutUserInfo(url)
-            + ": expected "
-            + expected
-            + ", got "
-            + actual
-            + "; the file is not the one the index"
-            + " (or the lock) promises, so it is not used");
-  }
-
-  private static void moveAtomically(Path from, Path to) throws IOException {
-    try {
-      Files.move(from, to, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    } catch (AtomicMoveNotSupportedException e) {
-      Files.move(from, to, StandardCopyOption.REPLACE_EXISTING);
-    }
-  }
-
-  static String sha256(byte[] bytes) {
-    return HexFormat.of().formatHex(newSha256().digest(bytes));
-  }
-
-  private static MessageDigest newSha256() {
-    try {
-      return MessageDigest.getInstance("SHA-256");
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException("every JDK has SHA-256", e);
-    }
+    return CacheFiles.sha256(sb.toString().getBytes(StandardCharsets.UTF_8));
   }
 }

@@ -27,7 +27,8 @@ import java.util.TreeSet;
  * jumps back to the most recent choice among the projects that caused the failure (those whose
  * requirements constrain it, and those behind the failures of its versions), excludes that choice
  * and goes on; choices in between are undone, not excluded, so no solution is lost. A project that
- * fails with nothing left to undo is the error reported, with every reason collected on the way.
+ * fails with nothing left to undo is the error reported, with every reason collected on the way
+ * ({@link ResolutionErrors} puts it in words).
  */
 final class Resolution {
   /** Where a project's data comes from: the index (and caches) in production. */
@@ -52,7 +53,7 @@ final class Resolution {
   record Resolved(Candidate candidate, String sha256) {}
 
   /** A requirement on a project, and who asked for it (null parent: the UDF). */
-  private record Edge(Requirement req, String parent, String parentLabel) {
+  record Edge(Requirement req, String parent, String parentLabel) {
     String describe() {
       return "'"
           + req.canonical()
@@ -63,7 +64,7 @@ final class Resolution {
   }
 
   /** Why a version was ruled out, what kind of problem that is, and which decisions it rests on. */
-  private record Exclusion(Set<String> causes, String reason, ErrorCode kind) {}
+  record Exclusion(Set<String> causes, String reason, ErrorCode kind) {}
 
   /** Pinning failed: the reason, and the decided projects it depends on. */
   private record Conflict(Set<String> causes, String reason, ErrorCode kind) {}
@@ -103,14 +104,11 @@ final class Resolution {
   private final Map<String, String> env;
   private final Version python;
   private final int maxAttempts;
-  private final List<String> indexes;
+  private final ResolutionErrors errors;
   private final Map<String, ProjectInfo> projects = new HashMap<>();
   private final Map<Candidate, Metadata> metadata = new HashMap<>();
   private final Map<Candidate, Object> dependencies = new HashMap<>();
   private final Map<String, SpecifierSet> specifiers = new HashMap<>();
-
-  /** Direct contradictions met on the way, in order: what a conflict error reports. */
-  private final Set<String> contradictions = new LinkedHashSet<>();
 
   private int attempts;
 
@@ -119,7 +117,7 @@ final class Resolution {
     this.target = target;
     this.env = target.markerEnvironment();
     this.maxAttempts = maxAttempts;
-    this.indexes = indexes;
+    this.errors = new ResolutionErrors(target, indexes);
     Version v = Version.tryParse(target.pythonVersion());
     if (v == null) {
       throw new IllegalArgumentException("target python version " + target.pythonVersion());
@@ -150,20 +148,7 @@ final class Resolution {
       boolean pinned = false;
       for (Candidate c : candidates(info, state.edges(name), state.excluded(name))) {
         if (++attempts > maxAttempts) {
-          throw new KilnException(
-              ErrorCode.RESOLUTION_TOO_COMPLEX,
-              "gave up after trying "
-                  + maxAttempts
-                  + " package versions without finding a set"
-                  + " that fits together (last at "
-                  + c.label()
-                  + "); pin the versions of the"
-                  + " main packages (e.g. '"
-                  + name
-                  + "=="
-                  + c.version()
-                  + "') to narrow the"
-                  + " search");
+          throw ResolutionErrors.tooComplex(maxAttempts, name, c);
         }
         Object result = tryPin(state, name, c);
         if (result instanceof State next) {
@@ -335,15 +320,7 @@ final class Resolution {
           if (!spec(d).contains(chosen.version(), true)) {
             Set<String> causes = new LinkedHashSet<>(List.of(dn, pkg));
             causes.remove(name);
-            String contradiction =
-                pc.label()
-                    + " requires '"
-                    + d.canonical()
-                    + "', but "
-                    + chosen.label()
-                    + " was chosen for "
-                    + describeEdges(s0.edges(dn));
-            contradictions.add(contradiction);
+            String contradiction = errors.contradiction(pc, d, chosen, s0.edges(dn));
             return new Conflict(causes, contradiction, ErrorCode.PACKAGE_CONFLICT);
           }
           if (newExtras) {
@@ -361,10 +338,7 @@ final class Resolution {
             s.excluded(dn).values().forEach(x -> causes.addAll(x.causes()));
             causes.remove(name);
             KilnException why = failure(dn, info, s);
-            if (why.code() == ErrorCode.PACKAGE_CONFLICT
-                || why.code() == ErrorCode.NO_MATCHING_VERSION) {
-              contradictions.add(why.getMessage());
-            }
+            errors.dependencyFailed(why);
             return new Conflict(
                 causes,
                 pc.label() + " requires '" + d.canonical() + "': " + why.getMessage(),
@@ -467,165 +441,15 @@ final class Resolution {
     }
   }
 
-  private static String describeEdges(List<Edge> edges) {
-    List<String> parts = new ArrayList<>();
-    for (Edge e : edges) {
-      parts.add(e.describe());
-    }
-    return String.join(", ", parts);
-  }
-
   /** The user-facing error for a project with no usable version in {@code s}. */
   private KilnException failure(String name, ProjectInfo info, State s) {
     List<Edge> edges = s.edges(name);
-    String who = describeEdges(edges);
-    if (!info.found()) {
-      return new KilnException(
-          ErrorCode.PACKAGE_NOT_FOUND,
-          "no package named '"
-              + name
-              + "' on the package index ("
-              + String.join(", ", indexes)
-              + "); needed for "
-              + who
-              + ". Check the spelling, or add the index that has it");
-    }
-    boolean anyUsable = false;
-    for (ProjectInfo.Release r : info.releases()) {
-      anyUsable |= r.best() != null || r.yankedBest() != null;
-    }
-    if (!anyUsable) {
-      return new KilnException(
-          ErrorCode.NO_COMPATIBLE_WHEEL, unusable(name, info.releases()) + "; needed for " + who);
-    }
-    if (candidates(info, edges, Map.of()).isEmpty()) {
-      // Versions that match but cannot be installed say more than "no match".
-      List<ProjectInfo.Release> matching = new ArrayList<>();
-      for (ProjectInfo.Release r : info.releases()) {
-        if (matchesAll(edges, r.version()) && r.best() == null) {
-          matching.add(r);
-        }
-      }
-      if (!matching.isEmpty()) {
-        return new KilnException(
-            ErrorCode.NO_COMPATIBLE_WHEEL, unusable(name, matching) + "; needed for " + who);
-      }
-      if (edges.size() >= 2) {
-        return new KilnException(
-            ErrorCode.PACKAGE_CONFLICT,
-            "conflicting requirements for '"
-                + name
-                + "': "
-                + who
-                + " cannot all hold (versions"
-                + " available for the target: "
-                + available(info)
-                + ")");
-      }
-      return new KilnException(
-          ErrorCode.NO_MATCHING_VERSION,
-          "no version of '"
-              + name
-              + "' matches "
-              + who
-              + "; versions available for the target: "
-              + available(info));
-    }
-    Set<ErrorCode> kinds = new TreeSet<>();
-    List<String> reasons = new ArrayList<>();
-    for (Map.Entry<Version, Exclusion> e : s.excluded(name).entrySet()) {
-      kinds.add(e.getValue().kind());
-      reasons.add(e.getValue().reason());
-    }
-    if (kinds.size() == 1 && !kinds.contains(ErrorCode.PACKAGE_CONFLICT)) {
-      // Every version fails for the same kind of reason (e.g. a dependency without wheels).
-      return new KilnException(
-          kinds.iterator().next(),
-          "no version of '"
-              + name
-              + "' can be installed (needed for "
-              + who
-              + "): "
-              + String.join("; ", limit(reasons, 3)));
-    }
-    List<String> found = new ArrayList<>(contradictions);
-    if (found.isEmpty()) {
-      found = reasons;
-    }
-    return new KilnException(
-        ErrorCode.PACKAGE_CONFLICT,
-        "the requirements conflict: no version of '"
-            + name
-            + "' (needed for "
-            + who
-            + ") fits with the rest. "
-            + String.join("; ", limit(found, 5)));
-  }
-
-  /** Why none of these releases can be installed: sdists only, Python version, or tags. */
-  private String unusable(String name, List<ProjectInfo.Release> releases) {
-    if (releases.isEmpty()) {
-      return "the index lists no files for '" + name + "'";
-    }
-    boolean allSdist = releases.stream().allMatch(r -> r.unusable().startsWith("only an sdist"));
-    if (allSdist) {
-      return "'"
-          + name
-          + "' has no wheel, only source distributions (sdists, e.g. "
-          + releases.get(0).files().get(0)
-          + "); Kiln installs wheels only: use a version or"
-          + " an index that publishes wheels";
-    }
-    boolean allPython = releases.stream().allMatch(r -> r.unusable().startsWith("requires Python"));
-    List<String> problems = new ArrayList<>();
-    for (ProjectInfo.Release r : releases) {
-      problems.add(name + " " + r.version() + ": " + r.unusable());
-    }
-    if (allPython) {
-      return "no version of '"
-          + name
-          + "' supports the target's Python "
-          + target.pythonVersion()
-          + ": "
-          + String.join("; ", limit(problems, 5));
-    }
-    return "no wheel of '"
-        + name
-        + "' can run on the target ("
-        + target.describe()
-        + "): "
-        + String.join("; ", limit(problems, 5))
-        + ". "
-        + tagsTried();
-  }
-
-  private String tagsTried() {
-    List<String> tags = target.compatibleTags();
-    return "Tags tried, most preferred first: "
-        + String.join(", ", tags.subList(0, 3))
-        + ", ..., "
-        + tags.get(tags.size() - 1)
-        + " ("
-        + tags.size()
-        + " tags)";
-  }
-
-  private static String available(ProjectInfo info) {
-    List<String> versions = new ArrayList<>();
-    for (ProjectInfo.Release r : info.releases()) {
-      if (r.best() != null) {
-        versions.add(r.version().toString());
-      }
-    }
-    return versions.isEmpty() ? "none" : String.join(", ", limit(versions, 12));
-  }
-
-  private static List<String> limit(List<String> items, int n) {
-    if (items.size() <= n) {
-      return items;
-    }
-    List<String> out = new ArrayList<>(items.subList(0, n));
-    out.add("and " + (items.size() - n) + " more");
-    return out;
+    return errors.noUsableVersion(
+        name,
+        info,
+        edges,
+        v -> matchesAll(edges, v),
+        !candidates(info, edges, Map.of()).isEmpty(),
+        s.excluded(name));
   }
 }
