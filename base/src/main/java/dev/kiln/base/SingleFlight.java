@@ -74,7 +74,13 @@ public final class SingleFlight<K, V> {
         return compute(key, mine, work);
       }
       if (!(theirs instanceof Ahead<V> ahead)) {
-        return join(theirs);
+        V value = join(theirs);
+        if (value != null || !isInterrupted(theirs)) {
+          return value;
+        }
+        // Its computing thread was interrupted (stopped, not failed): this call computes afresh.
+        flights.remove(key, theirs);
+        continue;
       }
       if (ahead.claim()) {
         return compute(key, ahead, work); // not begun yet: done here, now
@@ -164,6 +170,7 @@ public final class SingleFlight<K, V> {
     return flights.containsKey(key);
   }
 
+  /** The value, or null when the computation's own thread was interrupted; else its failure. */
   @SuppressWarnings("unchecked")
   private static <V, E extends Exception> V join(CompletableFuture<V> f)
       throws E, InterruptedException {
@@ -177,11 +184,15 @@ public final class SingleFlight<K, V> {
       if (cause instanceof Error err) {
         throw err;
       }
-      if (cause instanceof InterruptedException i) {
-        throw i;
+      if (cause instanceof InterruptedException) {
+        return null; // see isInterrupted
       }
       // The computation throws only E (or unchecked exceptions, handled above).
       throw (E) cause;
     }
+  }
+
+  private static boolean isInterrupted(CompletableFuture<?> f) {
+    return f.isCompletedExceptionally() && f.exceptionNow() instanceof InterruptedException;
   }
 }

@@ -291,4 +291,43 @@ class SingleFlightTest {
     assertThat(executor.tasks).as("a kept value starts nothing").hasSize(1);
     assertThat(runs).hasValue(1);
   }
+
+  @Test
+  void joinersOfAnInterruptedComputationComputeAfreshInsteadOfSeeingTheInterrupt()
+      throws Exception {
+    SingleFlight<String, Integer> flights = SingleFlight.forgetting();
+    CountDownLatch started = new CountDownLatch(1);
+    try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+      Future<Integer> leader =
+          pool.submit(
+              () ->
+                  flights.run(
+                      "k",
+                      () -> {
+                        started.countDown();
+                        new CountDownLatch(1).await(); // until interrupted
+                        return 1;
+                      }));
+      assertThat(started.await(10, TimeUnit.SECONDS)).isTrue();
+      CompletableFuture<Integer> joined = new CompletableFuture<>();
+      Thread joiner =
+          Thread.ofPlatform()
+              .start(
+                  () -> {
+                    try {
+                      joined.complete(flights.run("k", () -> 2));
+                    } catch (Throwable t) {
+                      joined.completeExceptionally(t);
+                    }
+                  });
+      // Wait (with a deadline) until the joiner waits on the leader's computation.
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      while (joiner.getState() != Thread.State.WAITING && System.nanoTime() < deadline) {
+        Thread.onSpinWait();
+      }
+      assertThat(joiner.getState()).isEqualTo(Thread.State.WAITING);
+      leader.cancel(true); // interrupts the leader's thread
+      assertThat(joined.get(10, TimeUnit.SECONDS)).isEqualTo(2);
+    }
+  }
 }

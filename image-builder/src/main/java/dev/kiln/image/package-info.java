@@ -11,6 +11,7 @@
  *
  * <p>Allowed dependencies: {@code dev.kiln.base}, {@code dev.kiln.cache} (digests, the blob store
  * under the layout), Jib Core (and Guava, for the lists Jib's layer cache takes), Jackson, Commons
- * Compress, SLF4J. Nothing here knows how images are run or where wheels come from.
+ * Compress, SLF4J. Nothing here knows how images are run (an {@link dev.kiln.image.ImageHost} runs
+ * them) or where wheels come from.
  */
 package dev.kiln.image;
