@@ -233,7 +233,7 @@ public final class RunnerPool implements AutoCloseable {
    * @throws KilnException UNSUPPORTED_TYPE naming the type and what is wrong with it
    */
   public static void requireSupported(DataType type) throws KilnException {
-    WireFormat.requireEncodable(type);
+    BatchEncoder.requireEncodable(type);
   }
 
   private List<Runner> launchAll() throws KilnException, InterruptedException {
@@ -412,7 +412,7 @@ public final class RunnerPool implements AutoCloseable {
    * As {@link #call(List, int, BufferAllocator)}, giving up if the caller goes away; the result
    * also says how many rows failed and were returned as NULL.
    */
-  WireFormat.Result call(
+  ResultDecoder.Result call(
       List<FieldVector> inputs, int rowCount, BufferAllocator allocator, BooleanSupplier cancelled)
       throws KilnException, InterruptedException {
     Instant now = clock.instant();
@@ -422,7 +422,7 @@ public final class RunnerPool implements AutoCloseable {
     try {
       checkInputs(inputs, rowCount);
       rowsSeen.addAndGet(rowCount);
-      WireFormat.Result result = compute(inputs, rowCount, allocator, cancelled);
+      ResultDecoder.Result result = compute(inputs, rowCount, allocator, cancelled);
       rowErrors.addAndGet(result.rowErrors());
       return result;
     } catch (KilnException | InterruptedException | RuntimeException e) {
@@ -431,7 +431,7 @@ public final class RunnerPool implements AutoCloseable {
     }
   }
 
-  private WireFormat.Result compute(
+  private ResultDecoder.Result compute(
       List<FieldVector> inputs, int rowCount, BufferAllocator allocator, BooleanSupplier cancelled)
       throws KilnException, InterruptedException {
     if (closed) {
@@ -443,8 +443,8 @@ public final class RunnerPool implements AutoCloseable {
       for (int i = 0; i < slices; i++) {
         int start = (int) ((long) rowCount * i / slices);
         int end = (int) ((long) rowCount * (i + 1) / slices);
-        WireFormat.Encoded frame =
-            WireFormat.encodeBatch(
+        FrameIO.Encoded frame =
+            BatchEncoder.encodeBatch(
                 inputs, signature.inputTypes(), start, end - start, signature.resultType());
         Task task = new Task(frame, end - start);
         tasks.add(task);
@@ -459,8 +459,8 @@ public final class RunnerPool implements AutoCloseable {
         rows[i] = tasks.get(i).rows;
       }
       try {
-        return WireFormat.decodeResults(payloads, rows, signature.resultType(), allocator);
-      } catch (WireFormat.MalformedFrameException e) {
+        return ResultDecoder.decodeResults(payloads, rows, signature.resultType(), allocator);
+      } catch (FrameIO.MalformedFrameException e) {
         log.error(
             "UDF {}: malformed result from a runner: {}", signature.handler(), e.getMessage());
         throw new KilnException(
@@ -563,7 +563,7 @@ public final class RunnerPool implements AutoCloseable {
 
   /** A slice of a batch waiting for, or being computed by, a runner. */
   private static final class Task {
-    final WireFormat.Encoded frame;
+    final FrameIO.Encoded frame;
     final int rows;
 
     /** Completes with the RESULT payload, or with the KilnException that ended the slice. */
@@ -571,7 +571,7 @@ public final class RunnerPool implements AutoCloseable {
 
     private boolean abandoned;
 
-    Task(WireFormat.Encoded frame, int rows) {
+    Task(FrameIO.Encoded frame, int rows) {
       this.frame = frame;
       this.rows = rows;
     }
@@ -738,8 +738,8 @@ public final class RunnerPool implements AutoCloseable {
                 : new KilnException(ErrorCode.INTERNAL, "calling the UDF failed: " + e, e));
         return false;
       }
-      WireFormat.Frame frame = reply.frame();
-      if (frame.type() == WireFormat.BATCH_ERROR) {
+      FrameIO.Frame frame = reply.frame();
+      if (frame.type() == FrameIO.BATCH_ERROR) {
         task.done.completeExceptionally(batchError(r, frame, reply.output()));
         return runner == r;
       }
@@ -747,7 +747,7 @@ public final class RunnerPool implements AutoCloseable {
       return true;
     }
 
-    private KilnException batchError(Runner r, WireFormat.Frame reply, String output) {
+    private KilnException batchError(Runner r, FrameIO.Frame reply, String output) {
       JsonNode error;
       try {
         error = JSON.readTree(reply.payload());

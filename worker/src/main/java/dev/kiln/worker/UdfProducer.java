@@ -185,7 +185,7 @@ final class UdfProducer extends NoOpFlightProducer {
         if (pool == null) {
           result = Builtins.compute(target.name(), in.getFieldVectors(), rows, allocator);
         } else {
-          WireFormat.Result r =
+          ResultDecoder.Result r =
               pool.call(in.getFieldVectors(), rows, allocator, context::isCancelled);
           result = r.vector();
           if (r.rowErrors() > 0) {
