@@ -38,7 +38,7 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * FixedSizeBinary(8) with {@value ArrowTypes#DECIMAL64_KEY} = "precision,scale" in its metadata.
  * FixedSizeBinary(8) has exactly Decimal64's buffers (validity, then 8 bytes a value), so the
  * record batches that follow load unchanged and the 8-byte values reach the runner as they are
- * ({@link ArrowTypes#accepts}, {@link WireFormat}). Every other message passes through untouched
+ * ({@link ArrowTypes#accepts}, {@link BatchEncoder}). Every other message passes through untouched
  * and uncopied: the interceptor only peeks at its small header.
  */
 final class Decimal64Schemas {

@@ -52,7 +52,7 @@ final class Runner {
   private final OutputTail poolTail;
   private final ScheduledExecutorService timer;
   private final CountDownLatch drained = new CountDownLatch(1);
-  private final LinkedBlockingQueue<WireFormat.Encoded> outbox = new LinkedBlockingQueue<>();
+  private final LinkedBlockingQueue<FrameIO.Encoded> outbox = new LinkedBlockingQueue<>();
   private Thread writer; // started by the first send(); only the owning slot thread sends
   private final Object syncLock = new Object();
   private long syncs; // guarded by syncLock: output sync marks seen on stderr
@@ -94,7 +94,7 @@ final class Runner {
    */
   JsonNode awaitReady(Duration timeout) throws KilnException, InterruptedException {
     long started = System.nanoTime();
-    WireFormat.Frame frame = exchange(null, timeout, "starting");
+    FrameIO.Frame frame = exchange(null, timeout, "starting");
     if (frame == null) {
       if (expired) {
         throw new KilnException(
@@ -109,7 +109,7 @@ final class Runner {
           "the UDF process " + exitDescription() + " before it was ready" + lastOutput());
     }
     switch (frame.type()) {
-      case WireFormat.READY -> {
+      case FrameIO.READY -> {
         JsonNode ready = json(frame, "READY");
         log.info(
             "UDF {} runner {} ready in {} ms (pid {}, Python {})",
@@ -120,7 +120,7 @@ final class Runner {
             ready.path("python").asText("?"));
         return ready;
       }
-      case WireFormat.LOAD_ERROR -> {
+      case FrameIO.LOAD_ERROR -> {
         kill();
         throw new KilnException(
             ErrorCode.UDF_LOAD_FAILED,
@@ -134,13 +134,13 @@ final class Runner {
   }
 
   /** What a runner reported for one batch. */
-  record Reply(WireFormat.Frame frame, String output) {}
+  record Reply(FrameIO.Frame frame, String output) {}
 
   /**
    * Sends one BATCH frame and returns the answer (RESULT or BATCH_ERROR). Throws when the process
    * dies, times out or breaks the protocol; the runner is then unusable.
    */
-  Reply call(WireFormat.Encoded batchFrame, int rows, Duration timeout)
+  Reply call(FrameIO.Encoded batchFrame, int rows, Duration timeout)
       throws KilnException, InterruptedException {
     send(batchFrame);
     return receive(rows, timeout);
@@ -151,7 +151,7 @@ final class Runner {
    * the next batch can be on its way while the runner computes the current one. Frames are sent in
    * order; each is answered by one {@link #receive}, in the same order.
    */
-  void send(WireFormat.Encoded batchFrame) throws InterruptedException {
+  void send(FrameIO.Encoded batchFrame) throws InterruptedException {
     if (writer == null) {
       writer =
           Thread.ofPlatform()
@@ -166,9 +166,8 @@ final class Runner {
   private void writeFrames() {
     try {
       while (true) {
-        WireFormat.Encoded frame = outbox.take();
-        stdin.write(frame.bytes(), 0, frame.length());
-        stdin.flush();
+        FrameIO.Encoded frame = outbox.take();
+        FrameIO.writeFrame(stdin, frame);
       }
     } catch (IOException e) {
       // A broken pipe: the process is gone, and the reader side says how.
@@ -185,12 +184,12 @@ final class Runner {
    */
   Reply receive(int rows, Duration timeout) throws KilnException, InterruptedException {
     long syncBase = syncsSeen();
-    WireFormat.Frame frame = exchange(null, timeout, "computing a batch");
+    FrameIO.Frame frame = exchange(null, timeout, "computing a batch");
     if (frame != null) {
-      if (frame.type() == WireFormat.RESULT) {
+      if (frame.type() == FrameIO.RESULT) {
         return new Reply(frame, "");
       }
-      if (frame.type() != WireFormat.BATCH_ERROR) {
+      if (frame.type() != FrameIO.BATCH_ERROR) {
         kill();
         throw protocolError("a frame of type " + frame.type() + " instead of a result");
       }
@@ -248,7 +247,7 @@ final class Runner {
   }
 
   /** Writes {@code request} (if any) and reads one frame, under a watchdog; null at EOF. */
-  private WireFormat.Frame exchange(WireFormat.Encoded request, Duration timeout, String doing)
+  private FrameIO.Frame exchange(FrameIO.Encoded request, Duration timeout, String doing)
       throws KilnException {
     ScheduledFuture<?> watchdog;
     try {
@@ -257,14 +256,13 @@ final class Runner {
       throw new KilnException(
           ErrorCode.SHUTTING_DOWN, "the UDF is shutting down; run the query again", e);
     }
-    WireFormat.Frame frame;
+    FrameIO.Frame frame;
     try {
       if (request != null) {
-        stdin.write(request.bytes(), 0, request.length());
-        stdin.flush();
+        FrameIO.writeFrame(stdin, request);
       }
-      frame = WireFormat.readFrame(stdout);
-    } catch (WireFormat.MalformedFrameException e) {
+      frame = FrameIO.readFrame(stdout);
+    } catch (FrameIO.MalformedFrameException e) {
       kill();
       throw protocolError(e.getMessage() + " while " + doing);
     } catch (IOException e) {
@@ -351,7 +349,7 @@ final class Runner {
             + lastOutput());
   }
 
-  private JsonNode json(WireFormat.Frame frame, String what) throws KilnException {
+  private JsonNode json(FrameIO.Frame frame, String what) throws KilnException {
     try {
       return JSON.readTree(frame.payload());
     } catch (IOException e) {

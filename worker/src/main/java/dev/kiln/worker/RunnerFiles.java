@@ -9,6 +9,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.Collections;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
@@ -20,7 +21,7 @@ import java.util.TreeMap;
  */
 public final class RunnerFiles {
 
-  /** Where the runner layer puts the runner script. */
+  /** Where the runner layer puts the runner's entry script. */
   public static final String RUNNER_PATH = "/kiln/runner/kiln_runner.py";
 
   /** Where the code layer puts the UDF; the runner reads it from {@code $KILN_UDF_DIR}. */
@@ -33,30 +34,35 @@ public final class RunnerFiles {
    */
   public static final String DATABEND_UDF_PATH = "/kiln/runner/databend_udf.py";
 
-  /**
-   * Where the runner layer puts the parts of the runner most UDFs never need (nested and temporal
-   * types, decorator options); the runner imports it on first use, so it costs nothing at start.
-   */
-  public static final String RUNNER_TYPES_PATH = "/kiln/runner/kiln_types.py";
+  private static final String RUNNER_DIR = "/kiln/runner/";
 
-  private static final String RESOURCE = "runner/kiln_runner.py";
-  private static final String TYPES_RESOURCE = "runner/kiln_types.py";
-  private static final String DATABEND_UDF_RESOURCE = "runner/databend_udf.py";
+  /**
+   * Every file of the runner layer, as named in {@link #RUNNER_DIR} and next to this class under
+   * {@code runner/}: the entry script, the modules it imports (one concern each, see its docstring;
+   * the runner imports the rarely needed ones on first use) and {@code databend_udf}.
+   */
+  private static final List<String> RUNNER_FILES =
+      List.of(
+          "kiln_runner.py",
+          "kiln_serve.py",
+          "kiln_calls.py",
+          "kiln_columns.py",
+          "kiln_nested.py",
+          "kiln_wire.py",
+          "databend_udf.py");
 
   private RunnerFiles() {}
 
   /** The runner layer: absolute paths in the image to file contents. */
   public static Map<String, byte[]> runtimeFiles() {
     Map<String, byte[]> files = new TreeMap<>();
-    files.put(RUNNER_PATH, Holder.RUNNER.clone());
-    files.put(RUNNER_TYPES_PATH, Holder.TYPES.clone());
-    files.put(DATABEND_UDF_PATH, Holder.DATABEND_UDF.clone());
+    Holder.FILES.forEach((path, bytes) -> files.put(path, bytes.clone()));
     return files;
   }
 
   /**
-   * A sha256 over the runner layer's paths and bytes. It is part of every content key, so a new
-   * runner makes new images instead of running new code against old ones.
+   * A sha256 over the runner layer's paths and bytes (every file of it). It is part of every
+   * content key, so a new runner makes new images instead of running new code against old ones.
    */
   public static String version() {
     return Holder.VERSION;
@@ -103,12 +109,16 @@ public final class RunnerFiles {
 
   /** Loaded once: the runner is a class-path resource that cannot change while we run. */
   private static final class Holder {
-    static final byte[] RUNNER = load(RESOURCE);
-    static final byte[] TYPES = load(TYPES_RESOURCE);
-    static final byte[] DATABEND_UDF = load(DATABEND_UDF_RESOURCE);
-    static final String VERSION =
-        digest(
-            Map.of(RUNNER_PATH, RUNNER, RUNNER_TYPES_PATH, TYPES, DATABEND_UDF_PATH, DATABEND_UDF));
+    static final Map<String, byte[]> FILES = loadAll();
+    static final String VERSION = digest(FILES);
+
+    private static Map<String, byte[]> loadAll() {
+      Map<String, byte[]> files = new TreeMap<>();
+      for (String name : RUNNER_FILES) {
+        files.put(RUNNER_DIR + name, load("runner/" + name));
+      }
+      return Collections.unmodifiableMap(files);
+    }
 
     private static byte[] load(String resource) {
       try (InputStream in = RunnerFiles.class.getResourceAsStream(resource)) {

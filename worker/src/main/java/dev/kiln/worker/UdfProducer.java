@@ -9,11 +9,9 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.time.Duration;
 import java.util.List;
-import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -54,9 +52,11 @@ final class UdfProducer extends NoOpFlightProducer {
   private final MeterRegistry meters;
   private final Duration readyWait;
   private final AtomicInteger activeCalls = new AtomicInteger();
-  private final Map<String, Long> rowErrorLogged = new ConcurrentHashMap<>();
 
   static final Duration ROW_ERROR_LOG_INTERVAL = Duration.ofSeconds(10);
+
+  private final LogThrottle rowErrorLog =
+      new LogThrottle(ROW_ERROR_LOG_INTERVAL, TimeSource.SYSTEM);
 
   /** What a call computes: a builtin (handle null) or a UDF from the directory. */
   private record Target(String name, UdfSignature signature, UdfHandle handle) {
@@ -185,7 +185,7 @@ final class UdfProducer extends NoOpFlightProducer {
         if (pool == null) {
           result = Builtins.compute(target.name(), in.getFieldVectors(), rows, allocator);
         } else {
-          WireFormat.Result r =
+          ResultDecoder.Result r =
               pool.call(in.getFieldVectors(), rows, allocator, context::isCancelled);
           result = r.vector();
           if (r.rowErrors() > 0) {
@@ -387,12 +387,9 @@ final class UdfProducer extends NoOpFlightProducer {
 
   /** At most one line per handler every {@link #ROW_ERROR_LOG_INTERVAL}: failures can be many. */
   private void logRowErrors(String handler, int errors, int rows) {
-    long now = System.nanoTime();
-    Long last = rowErrorLogged.get(handler);
-    if (last != null && now - last < ROW_ERROR_LOG_INTERVAL.toNanos()) {
+    if (!rowErrorLog.allow(handler)) {
       return;
     }
-    rowErrorLogged.put(handler, now);
     log.info(
         "UDF {}: {} of {} rows failed and were returned as NULL (on_error='null'); the UDF's"
             + " output names the first ones",

@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -26,12 +27,33 @@ class RunnerFilesTest {
     assertThat(files)
         .containsOnlyKeys(
             "/kiln/runner/kiln_runner.py",
-            "/kiln/runner/kiln_types.py",
+            "/kiln/runner/kiln_serve.py",
+            "/kiln/runner/kiln_calls.py",
+            "/kiln/runner/kiln_columns.py",
+            "/kiln/runner/kiln_nested.py",
+            "/kiln/runner/kiln_wire.py",
             "/kiln/runner/databend_udf.py");
-    assertThat(new String(files.get("/kiln/runner/kiln_runner.py"), StandardCharsets.UTF_8))
+    assertThat(new String(files.get("/kiln/runner/kiln_serve.py"), StandardCharsets.UTF_8))
         .contains("def serve():");
     assertThat(new String(files.get("/kiln/runner/databend_udf.py"), StandardCharsets.UTF_8))
         .contains("def udf(");
+  }
+
+  /** The version digest is taken over the runner layer, so it must hold every runner file. */
+  @Test
+  void theRunnerLayerHoldsEveryFileOfTheRunner() throws Exception {
+    Path sources = Path.of(RunnerFiles.class.getResource("runner").toURI());
+    List<String> expected;
+    try (Stream<Path> listing = Files.list(sources)) {
+      expected =
+          listing
+              .map(p -> p.getFileName().toString())
+              .filter(name -> !name.equals("PROTOCOL.md"))
+              .map(name -> "/kiln/runner/" + name)
+              .toList();
+    }
+
+    assertThat(RunnerFiles.runtimeFiles().keySet()).containsExactlyInAnyOrderElementsOf(expected);
   }
 
   @Test

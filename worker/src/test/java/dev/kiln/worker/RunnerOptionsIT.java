@@ -55,8 +55,8 @@ class RunnerOptionsIT {
     return pool;
   }
 
-  private WireFormat.Result callResult(RunnerPool pool, List<ArrowType> types, List<?>... columns)
-      throws Exception {
+  private ResultDecoder.Result callResult(
+      RunnerPool pool, List<ArrowType> types, List<?>... columns) throws Exception {
     List<FieldVector> inputs = new ArrayList<>();
     try {
       for (int i = 0; i < columns.length; i++) {
@@ -207,7 +207,7 @@ class RunnerOptionsIT {
         """;
     RunnerPool pool = start(Udfs.spec("inverse", List.of("BIGINT"), "BIGINT", code));
 
-    WireFormat.Result result =
+    ResultDecoder.Result result =
         callResult(pool, List.of(INT64), Arrays.asList(1L, 0L, 4L, 0L, 5L, 50L));
     try (FieldVector out = result.vector()) {
       assertThat(Vectors.values(out)).containsExactly(100L, null, 25L, null, null, 2L);
@@ -245,7 +245,7 @@ class RunnerOptionsIT {
       expected.add(i % 3 == 0 || i % 2 == 0 ? null : i);
     }
 
-    WireFormat.Result result = callResult(pool, List.of(INT64), in);
+    ResultDecoder.Result result = callResult(pool, List.of(INT64), in);
     try (FieldVector out = result.vector()) {
       assertThat(Vectors.values(out)).isEqualTo(expected);
     }

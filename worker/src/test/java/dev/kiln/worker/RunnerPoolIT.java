@@ -687,7 +687,10 @@ class RunnerPoolIT {
     launcher = new HostRunnerLauncher(dir.resolve("stats"), spec);
     RunnerPool pool =
         RunnerPool.start(
-            UdfSignature.of(spec), launcher, RunnerPool.Options.defaults(), () -> now[0]);
+            UdfSignature.of(spec),
+            launcher,
+            RunnerPool.Options.defaults(),
+            new TimeSource(() -> now[0], System::nanoTime));
     pools.add(pool);
     assertThat(pool.stats().requestCount()).isZero();
     assertThat(pool.stats().firstRequestTime()).isNull();

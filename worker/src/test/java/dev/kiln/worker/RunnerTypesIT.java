@@ -394,7 +394,7 @@ class RunnerTypesIT {
             .formatted("'" + meet + "'");
     String result = "TUPLE(pid INT64, s ARRAY(STRING), m MAP(STRING, INT64) NULL) NULL";
     RunnerPool pool = start(Udfs.spec("f", List.of("BIGINT"), result, code), 2);
-    int rows = 3 * RunnerPool.MIN_SLICE_ROWS;
+    int rows = 3 * RunnerSlots.MIN_SLICE_ROWS;
     List<Object> in = new ArrayList<>();
     for (int i = 0; i < rows; i++) {
       in.add(i % 7 == 0 ? null : (long) i);

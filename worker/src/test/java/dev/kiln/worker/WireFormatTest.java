@@ -34,7 +34,7 @@ class WireFormatTest {
     allocator.close();
   }
 
-  private static ByteBuffer le(WireFormat.Encoded frame) {
+  private static ByteBuffer le(FrameIO.Encoded frame) {
     return ByteBuffer.wrap(frame.bytes(), 0, frame.length()).order(ByteOrder.LITTLE_ENDIAN);
   }
 
@@ -44,8 +44,8 @@ class WireFormatTest {
             Vectors.of(allocator, "arg1", new ArrowType.Int(32, true), Arrays.asList(7L, null));
         FieldVector flags =
             Vectors.of(allocator, "arg2", ArrowType.Bool.INSTANCE, List.of(true, false))) {
-      WireFormat.Encoded frame =
-          WireFormat.encodeBatch(
+      FrameIO.Encoded frame =
+          BatchEncoder.encodeBatch(
               List.of(ints, flags),
               List.of(Udfs.type("INT"), Udfs.type("BOOLEAN")),
               0,
@@ -54,20 +54,20 @@ class WireFormatTest {
 
       ByteBuffer bb = le(frame);
       assertThat(bb.getInt()).isEqualTo(frame.length() - 5);
-      assertThat(bb.get()).isEqualTo((byte) WireFormat.BATCH);
+      assertThat(bb.get()).isEqualTo((byte) FrameIO.BATCH);
       assertThat(bb.getInt()).as("rows").isEqualTo(2);
       assertThat(bb.getInt()).as("first row").isZero();
       assertThat(bb.getShort()).as("argc").isEqualTo((short) 2);
-      assertThat(bb.get()).as("result type").isEqualTo((byte) WireFormat.INT64);
+      assertThat(bb.get()).as("result type").isEqualTo((byte) TypeCode.INT64.code);
       assertThat(bb.get()).as("result not nullable").isZero();
       // INT32 column with a NULL: type, flags, validity, values
-      assertThat(bb.get()).isEqualTo((byte) WireFormat.INT32);
-      assertThat(bb.get()).isEqualTo((byte) WireFormat.HAS_NULLS);
+      assertThat(bb.get()).isEqualTo((byte) TypeCode.INT32.code);
+      assertThat(bb.get()).isEqualTo((byte) TypeCode.HAS_NULLS);
       assertThat(new byte[] {bb.get(), bb.get()}).containsExactly(1, 0);
       assertThat(bb.getInt()).isEqualTo(7);
       bb.getInt(); // under the NULL: unspecified
       // BOOLEAN column without NULLs: no validity, one byte per value
-      assertThat(bb.get()).isEqualTo((byte) WireFormat.BOOLEAN);
+      assertThat(bb.get()).isEqualTo((byte) TypeCode.BOOLEAN.code);
       assertThat(bb.get()).isZero();
       assertThat(new byte[] {bb.get(), bb.get()}).containsExactly(1, 0);
       assertThat(bb.hasRemaining()).isFalse();
@@ -78,17 +78,18 @@ class WireFormatTest {
   void aSliceCarriesItsRowsAndItsFirstRow() throws Exception {
     List<Object> values = Arrays.asList("a", null, "bb", "a string longer than twelve", "ü");
     try (FieldVector v = Vectors.of(allocator, "arg1", ArrowType.Utf8View.INSTANCE, values)) {
-      WireFormat.Encoded frame =
-          WireFormat.encodeBatch(List.of(v), List.of(Udfs.type("VARCHAR")), 2, 3, Udfs.type("INT"));
+      FrameIO.Encoded frame =
+          BatchEncoder.encodeBatch(
+              List.of(v), List.of(Udfs.type("VARCHAR")), 2, 3, Udfs.type("INT"));
       ByteBuffer bb = le(frame);
       bb.position(5);
       assertThat(bb.getInt()).isEqualTo(3);
       assertThat(bb.getInt()).isEqualTo(2);
       bb.position(bb.position() + 2 + 2);
-      assertThat(bb.get()).isEqualTo((byte) WireFormat.STRING);
+      assertThat(bb.get()).isEqualTo((byte) TypeCode.STRING.code);
       assertThat(bb.get())
           .as("no NULL among rows 2..4; joined by a separator")
-          .isEqualTo((byte) WireFormat.SEPARATED);
+          .isEqualTo((byte) TypeCode.SEPARATED);
       assertThat(bb.get()).as("separator: the first ASCII byte in no value").isZero();
       assertThat(bb.getLong()).isEqualTo(33);
       byte[] data = new byte[bb.remaining()];
@@ -106,17 +107,18 @@ class WireFormatTest {
     }
     List<Object> values = Arrays.asList(all.toString(), null, "x");
     try (FieldVector v = Vectors.of(allocator, "arg1", ArrowType.LargeUtf8.INSTANCE, values)) {
-      WireFormat.Encoded frame =
-          WireFormat.encodeBatch(List.of(v), List.of(Udfs.type("VARCHAR")), 0, 3, Udfs.type("INT"));
+      FrameIO.Encoded frame =
+          BatchEncoder.encodeBatch(
+              List.of(v), List.of(Udfs.type("VARCHAR")), 0, 3, Udfs.type("INT"));
       ByteBuffer bb = le(frame);
       bb.position(5 + 10 + 2);
-      assertThat(bb.get()).isEqualTo((byte) WireFormat.STRING);
-      assertThat(bb.get()).isEqualTo((byte) WireFormat.HAS_NULLS);
+      assertThat(bb.get()).isEqualTo((byte) TypeCode.STRING.code);
+      assertThat(bb.get()).isEqualTo((byte) TypeCode.HAS_NULLS);
       bb.position(bb.position() + 3);
       assertThat(new long[] {bb.getLong(), bb.getLong(), bb.getLong(), bb.getLong()})
           .containsExactly(0, 128, 128, 129);
     }
-    assertThat(WireFormat.absentAsciiByte(new byte[] {0, 1, 3, (byte) 0xc3}, 4)).isEqualTo(2);
+    assertThat(BatchEncoder.absentAsciiByte(new byte[] {0, 1, 3, (byte) 0xc3}, 4)).isEqualTo(2);
   }
 
   @Test
@@ -127,8 +129,8 @@ class WireFormatTest {
         List.of(
             ArrowType.Utf8.INSTANCE, ArrowType.LargeUtf8.INSTANCE, ArrowType.Utf8View.INSTANCE)) {
       try (FieldVector v = Vectors.of(allocator, "arg1", kind, values)) {
-        WireFormat.Encoded frame =
-            WireFormat.encodeBatch(
+        FrameIO.Encoded frame =
+            BatchEncoder.encodeBatch(
                 List.of(v), List.of(Udfs.type("VARCHAR")), 0, 4, Udfs.type("INT"));
         byte[] bytes = Arrays.copyOf(frame.bytes(), frame.length());
         if (expected == null) {
@@ -147,8 +149,8 @@ class WireFormatTest {
             allocator,
             RunnerTypesIT.query("ARRAY(INT32 NULL) NULL"),
             Arrays.asList(List.of(1L), null, Arrays.asList(2L, null)))) {
-      WireFormat.Encoded frame =
-          WireFormat.encodeBatch(
+      FrameIO.Encoded frame =
+          BatchEncoder.encodeBatch(
               List.of(v),
               List.of(Udfs.type("ARRAY(INT32 NULL) NULL")),
               0,
@@ -157,20 +159,20 @@ class WireFormatTest {
       ByteBuffer bb = le(frame);
       bb.position(5 + 10);
       // result: TUPLE not null, 2 fields: DECIMAL(10, 2), VECTOR(4) (bare nested: NOT NULL)
-      assertThat(new byte[] {bb.get(), bb.get()}).containsExactly(WireFormat.TUPLE, 0);
+      assertThat(new byte[] {bb.get(), bb.get()}).containsExactly(TypeCode.TUPLE.code, 0);
       assertThat(bb.getShort()).isEqualTo((short) 2);
       assertThat(new byte[] {bb.get(), bb.get(), bb.get(), bb.get()})
-          .containsExactly(WireFormat.DECIMAL, 0, 10, 2);
-      assertThat(new byte[] {bb.get(), bb.get()}).containsExactly(WireFormat.VECTOR, 0);
+          .containsExactly(TypeCode.DECIMAL.code, 0, 10, 2);
+      assertThat(new byte[] {bb.get(), bb.get()}).containsExactly(TypeCode.VECTOR.code, 0);
       assertThat(bb.getInt()).isEqualTo(4);
       // the ARRAY column: flags, validity, offsets, then the INT32 item column
       assertThat(new byte[] {bb.get(), bb.get()})
-          .containsExactly(WireFormat.ARRAY, WireFormat.HAS_NULLS);
+          .containsExactly(TypeCode.ARRAY.code, TypeCode.HAS_NULLS);
       assertThat(new byte[] {bb.get(), bb.get(), bb.get()}).containsExactly(1, 0, 1);
       assertThat(new long[] {bb.getLong(), bb.getLong(), bb.getLong(), bb.getLong()})
           .containsExactly(0, 1, 1, 3);
       assertThat(new byte[] {bb.get(), bb.get()})
-          .containsExactly(WireFormat.INT32, WireFormat.HAS_NULLS);
+          .containsExactly(TypeCode.INT32.code, TypeCode.HAS_NULLS);
       assertThat(new byte[] {bb.get(), bb.get(), bb.get()}).containsExactly(1, 1, 0);
       assertThat(new int[] {bb.getInt(), bb.getInt()}).containsExactly(1, 2);
       bb.getInt();
@@ -212,18 +214,18 @@ class WireFormatTest {
     byte[] strings =
         result(
             3,
-            bytes(WireFormat.STRING, WireFormat.HAS_NULLS, 1, 0, 1),
+            bytes(TypeCode.STRING.code, TypeCode.HAS_NULLS, 1, 0, 1),
             longs(0, 2, 2, 5),
             "hiyou".getBytes(StandardCharsets.UTF_8));
     try (FieldVector v =
-        WireFormat.decodeResult(strings, 3, Udfs.type("VARCHAR"), allocator).vector()) {
+        ResultDecoder.decodeResult(strings, 3, Udfs.type("VARCHAR"), allocator).vector()) {
       assertThat(v.getField().getName()).isEqualTo("output");
       assertThat(v.getField().getType()).isEqualTo(ArrowType.LargeUtf8.INSTANCE);
       assertThat(Vectors.values(v)).containsExactly("hi", null, "you");
     }
     try (FieldVector v =
-        WireFormat.decodeResult(
-                result(2, bytes(WireFormat.INT64, 0), longs(-1, 5)),
+        ResultDecoder.decodeResult(
+                result(2, bytes(TypeCode.INT64.code, 0), longs(-1, 5)),
                 2,
                 Udfs.type("BIGINT NOT NULL"),
                 allocator)
@@ -237,16 +239,16 @@ class WireFormatTest {
     byte[] map =
         result(
             2,
-            bytes(WireFormat.MAP, 0),
+            bytes(TypeCode.MAP.code, 0),
             longs(0, 2, 2),
-            bytes(WireFormat.STRING, 0),
+            bytes(TypeCode.STRING.code, 0),
             longs(0, 1, 2),
             "ab".getBytes(StandardCharsets.UTF_8),
-            bytes(WireFormat.DECIMAL, WireFormat.HAS_NULLS, 5, 2, 16, 1, 0),
+            bytes(TypeCode.DECIMAL.code, TypeCode.HAS_NULLS, 5, 2, 16, 1, 0),
             decimal,
             new byte[16]);
     try (FieldVector v =
-        WireFormat.decodeResult(map, 2, Udfs.type("MAP(STRING, DECIMAL(5, 2) NULL)"), allocator)
+        ResultDecoder.decodeResult(map, 2, Udfs.type("MAP(STRING, DECIMAL(5, 2) NULL)"), allocator)
             .vector()) {
       assertThat(Vectors.values(v))
           .containsExactly(
@@ -259,31 +261,34 @@ class WireFormatTest {
     byte[] first =
         result(
             3,
-            bytes(WireFormat.STRING, WireFormat.SEPARATED | WireFormat.HAS_NULLS, 1, 0, 1, 0),
+            bytes(TypeCode.STRING.code, TypeCode.SEPARATED | TypeCode.HAS_NULLS, 1, 0, 1, 0),
             longs(7),
             "ab\0\0cde".getBytes(StandardCharsets.UTF_8));
     byte[] second =
         result(
-            2, bytes(WireFormat.STRING, 0), longs(0, 1, 4), "füx".getBytes(StandardCharsets.UTF_8));
+            2,
+            bytes(TypeCode.STRING.code, 0),
+            longs(0, 1, 4),
+            "füx".getBytes(StandardCharsets.UTF_8));
     try (FieldVector v =
-        WireFormat.decodeResults(
+        ResultDecoder.decodeResults(
                 List.of(first, second), new int[] {3, 2}, Udfs.type("VARCHAR"), allocator)
             .vector()) {
       assertThat(Vectors.values(v)).containsExactly("ab", null, "cde", "f", "üx");
     }
     assertThatThrownBy(
             () ->
-                WireFormat.decodeResults(
+                ResultDecoder.decodeResults(
                     List.of(
                         result(
                             3,
-                            bytes(WireFormat.STRING, WireFormat.SEPARATED, 0),
+                            bytes(TypeCode.STRING.code, TypeCode.SEPARATED, 0),
                             longs(3),
                             "a\0b".getBytes(StandardCharsets.UTF_8))),
                     new int[] {3},
                     Udfs.type("VARCHAR"),
                     allocator))
-        .isInstanceOf(WireFormat.MalformedFrameException.class)
+        .isInstanceOf(FrameIO.MalformedFrameException.class)
         .hasMessageContaining("holds 2 separated values, expected 3");
   }
 
@@ -291,49 +296,53 @@ class WireFormatTest {
   void malformedResultsAreRejectedWithoutLeaking() {
     assertThatThrownBy(
             () ->
-                WireFormat.decodeResult(
-                    result(2, bytes(WireFormat.INT64, 0), longs(1)),
+                ResultDecoder.decodeResult(
+                    result(2, bytes(TypeCode.INT64.code, 0), longs(1)),
                     2,
                     Udfs.type("BIGINT"),
                     allocator))
-        .isInstanceOf(WireFormat.MalformedFrameException.class)
+        .isInstanceOf(FrameIO.MalformedFrameException.class)
         .hasMessageContaining("ends early");
     assertThatThrownBy(
             () ->
-                WireFormat.decodeResult(
-                    result(1, bytes(WireFormat.INT32, 0), new byte[4]),
+                ResultDecoder.decodeResult(
+                    result(1, bytes(TypeCode.INT32.code, 0), new byte[4]),
                     1,
                     Udfs.type("BIGINT"),
                     allocator))
         .hasMessageContaining("has type code 4, expected 5");
     assertThatThrownBy(
             () ->
-                WireFormat.decodeResult(
-                    result(1, bytes(WireFormat.INT64, WireFormat.HAS_NULLS, 0), longs(0)),
+                ResultDecoder.decodeResult(
+                    result(1, bytes(TypeCode.INT64.code, TypeCode.HAS_NULLS, 0), longs(0)),
                     1,
                     Udfs.type("BIGINT NOT NULL"),
                     allocator))
         .hasMessageContaining("NULLs in the result, declared INT64 NOT NULL");
     assertThatThrownBy(
             () ->
-                WireFormat.decodeResult(
-                    result(2, bytes(WireFormat.STRING, 0), longs(0, 3, 1), new byte[3]),
+                ResultDecoder.decodeResult(
+                    result(2, bytes(TypeCode.STRING.code, 0), longs(0, 3, 1), new byte[3]),
                     2,
                     Udfs.type("VARCHAR"),
                     allocator))
         .hasMessageContaining("offset 2 is 1 after 3");
     assertThatThrownBy(
             () ->
-                WireFormat.decodeResult(
-                    result(1, bytes(WireFormat.INT64, 0), longs(1, 2)),
+                ResultDecoder.decodeResult(
+                    result(1, bytes(TypeCode.INT64.code, 0), longs(1, 2)),
                     1,
                     Udfs.type("BIGINT"),
                     allocator))
         .hasMessageContaining("8 bytes after the result column");
     assertThatThrownBy(
             () ->
-                WireFormat.decodeResult(
-                    result(1, bytes(WireFormat.ARRAY, 0), longs(0, 2), bytes(WireFormat.INT32, 0)),
+                ResultDecoder.decodeResult(
+                    result(
+                        1,
+                        bytes(TypeCode.ARRAY.code, 0),
+                        longs(0, 2),
+                        bytes(TypeCode.INT32.code, 0)),
                     1,
                     Udfs.type("ARRAY(INT32)"),
                     allocator))
@@ -373,7 +382,7 @@ class WireFormatTest {
       byte[] src = joined.toByteArray();
       long[] o = new long[rows + 1];
 
-      int separators = WireFormat.squeezeSeparated(src, offset, src.length, sep, rows, o);
+      int separators = ResultDecoder.squeezeSeparated(src, offset, src.length, sep, rows, o);
 
       if (extra == 1) {
         assertThat(separators).as("round %d", round).isEqualTo(rows);
@@ -392,17 +401,17 @@ class WireFormatTest {
     byte[] twoFrames = {2, 0, 0, 0, 0x11, 'h', 'i', 0, 0, 0, 0, 0x01};
     ByteArrayInputStream in = new ByteArrayInputStream(twoFrames);
 
-    WireFormat.Frame first = WireFormat.readFrame(in);
-    assertThat(first.type()).isEqualTo(WireFormat.RESULT);
+    FrameIO.Frame first = FrameIO.readFrame(in);
+    assertThat(first.type()).isEqualTo(FrameIO.RESULT);
     assertThat(first.payload()).containsExactly('h', 'i');
-    assertThat(WireFormat.readFrame(in).payload()).isEmpty();
-    assertThat(WireFormat.readFrame(in)).isNull();
+    assertThat(FrameIO.readFrame(in).payload()).isEmpty();
+    assertThat(FrameIO.readFrame(in)).isNull();
 
     assertThatThrownBy(
-            () -> WireFormat.readFrame(new ByteArrayInputStream(new byte[] {9, 0, 0, 0, 1, 2})))
+            () -> FrameIO.readFrame(new ByteArrayInputStream(new byte[] {9, 0, 0, 0, 1, 2})))
         .isInstanceOf(EOFException.class);
     assertThatThrownBy(
-            () -> WireFormat.readFrame(new ByteArrayInputStream(new byte[] {-1, -1, -1, -1, 1})))
-        .isInstanceOf(WireFormat.MalformedFrameException.class);
+            () -> FrameIO.readFrame(new ByteArrayInputStream(new byte[] {-1, -1, -1, -1, 1})))
+        .isInstanceOf(FrameIO.MalformedFrameException.class);
   }
 }
