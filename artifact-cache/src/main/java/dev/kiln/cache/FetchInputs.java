@@ -9,6 +9,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 
 /**
@@ -20,11 +21,15 @@ import java.util.Objects;
  */
 public final class FetchInputs {
 
-  /** A staged import to fetch: stage location, presigned URL, tag (empty when unknown). */
-  public record Import(String location, String url, String tag) {
+  /**
+   * A staged import to fetch: stage location, presigned URL, the headers to send with it, tag
+   * (empty when unknown).
+   */
+  public record Import(String location, String url, Map<String, String> headers, String tag) {
     public Import {
       Objects.requireNonNull(location, "location");
       Objects.requireNonNull(url, "url");
+      headers = Map.copyOf(headers);
       Objects.requireNonNull(tag, "tag");
     }
   }
@@ -74,7 +79,8 @@ public final class FetchInputs {
       throws KilnException, InterruptedException {
     List<Fetched> out = new ArrayList<>();
     for (Import imp : imports) {
-      Digest digest = cache.imports().fetch(tenant, imp.location(), imp.tag(), imp.url());
+      Digest digest =
+          cache.imports().fetch(tenant, imp.location(), imp.tag(), imp.url(), imp.headers());
       out.add(new Fetched(imp.location(), digest, file(digest, "import " + imp.location())));
     }
     return out;

@@ -115,6 +115,16 @@ public final class ImportFetcher {
    */
   public Digest fetch(String tenant, String location, String tag, String url)
       throws KilnException, InterruptedException {
+    return fetch(tenant, location, tag, url, Map.of());
+  }
+
+  /**
+   * As {@link #fetch(String, String, String, String)}, sending {@code headers} with every request
+   * for the URL (what a presigner returns beside it, e.g. the signed {@code host}).
+   */
+  public Digest fetch(
+      String tenant, String location, String tag, String url, Map<String, String> headers)
+      throws KilnException, InterruptedException {
     require(tenant, "tenant");
     require(location, "location");
     Key key = new Key(tenant, location, tag == null ? "" : tag);
@@ -137,7 +147,7 @@ public final class ImportFetcher {
               return again.get();
             }
           }
-          return download(key, url, cacheable);
+          return download(key, url, headers, cacheable);
         });
   }
 
@@ -166,7 +176,7 @@ public final class ImportFetcher {
     }
   }
 
-  private Digest download(Key key, String url, boolean cacheable)
+  private Digest download(Key key, String url, Map<String, String> headers, boolean cacheable)
       throws KilnException, InterruptedException {
     String location = key.location();
     HttpUrl parsed = url == null ? null : HttpUrl.parse(url);
@@ -192,9 +202,10 @@ public final class ImportFetcher {
         TimeUnit.NANOSECONDS.sleep(backoff);
       }
       Path temp = local.newTempFile();
+      Request.Builder builder = new Request.Builder().url(parsed);
+      headers.forEach(builder::header);
       Request request =
-          new Request.Builder()
-              .url(parsed)
+          builder
               // The exact stored bytes: no transparent gunzip of a .tar.gz served gzip-encoded.
               .header("Accept-Encoding", "identity")
               .get()

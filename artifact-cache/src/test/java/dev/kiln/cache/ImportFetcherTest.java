@@ -208,6 +208,24 @@ class ImportFetcherTest {
   }
 
   @Test
+  void theHeadersGivenWithTheUrlAreSentWithIt() throws Exception {
+    try (MockWebServer server = new MockWebServer()) {
+      server.enqueue(new MockResponse.Builder().body("x = 1").build());
+      server.start();
+      String host = server.getHostName() + ":" + server.getPort();
+      imports.fetch(
+          "acme",
+          "@s/h.py",
+          "",
+          server.url("/h.py").toString(),
+          java.util.Map.of("host", host, "x-amz-meta-kiln", "yes"));
+      var request = server.takeRequest();
+      assertThat(request.getHeaders().get("x-amz-meta-kiln")).isEqualTo("yes");
+      assertThat(request.getHeaders().get("host")).isEqualTo(host);
+    }
+  }
+
+  @Test
   void clientErrorsAreNotRetried() throws Exception {
     try (MockWebServer server = new MockWebServer()) {
       server.enqueue(new MockResponse.Builder().code(403).build());

@@ -140,7 +140,7 @@ final class ModuleSteps implements PipelineSteps {
   }
 
   private static FetchInputs.Import source(StagedImport imp) {
-    return new FetchInputs.Import(imp.location(), imp.url(), imp.tag());
+    return new FetchInputs.Import(imp.location(), imp.url(), imp.headers(), imp.tag());
   }
 
   private FetchInputs.Download download(LockedPackage pkg) {
