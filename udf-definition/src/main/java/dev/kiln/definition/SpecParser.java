@@ -47,6 +47,15 @@ final class SpecParser {
               + e.getLocation().getColumnNr()
               + ")");
     }
+    return parse(root);
+  }
+
+  /**
+   * Validates a spec already read as a JSON tree, e.g. one built from the facts of a {@code
+   * CreateWorker} script, so both front doors give the same {@link RuntimeSpec} and the same
+   * errors.
+   */
+  static RuntimeSpec parse(JsonNode root) throws KilnException {
     if (root == null || !root.isObject()) {
       throw invalid("the spec must be a JSON object, got " + describe(root));
     }

@@ -11,12 +11,13 @@ import java.util.Objects;
 /**
  * One UDF as Databend defines it, whichever front door it came through: the validated spec (code,
  * handler, types, runtime version), its package requirements as written (the spec's {@code
- * packages}, then the code's PEP 723 dependencies) and its staged imports with this request's URLs.
- * Immutable; everything that can be checked without Python packaging, images or sandboxes has been
- * checked.
+ * packages}, then the code's PEP 723 dependencies; a {@code CreateWorker} script's pip line has
+ * both already) and its staged imports with this request's URLs. Immutable; everything that can be
+ * checked without Python packaging, images or sandboxes has been checked.
  *
  * @param spec the validated spec
- * @param requirements the package requirements, spec first, then the PEP 723 block
+ * @param requirements the package requirements: the spec's, then the PEP 723 block (from a script:
+ *     its pip line's, where Query put the PEP 723 block first)
  * @param imports the staged imports in the spec's order (later ones win on name clashes)
  */
 public record UdfDefinition(
@@ -50,6 +51,23 @@ public record UdfDefinition(
       throw e.in("invalid UDF spec: the code's PEP 723 block (# /// script)");
     }
     return new UdfDefinition(spec, requirements, stagedImports(spec, given));
+  }
+
+  /**
+   * The definition of a {@code CreateWorker} request: the bash script Databend Query renders for a
+   * sandboxed UDF, read as text and never run. Its {@code pip install} line already holds the
+   * code's PEP 723 dependencies, then the UDF's packages: these are the requirements (and the
+   * spec's packages), in that order. Its imports carry URL and headers but no tag (the wire has
+   * none). The runtime version is the default, so the spec and its content key are what a JSON spec
+   * with the same code, handler, types, packages and import locations gives.
+   *
+   * @throws KilnException {@link ErrorCode#INVALID_SPEC} when the script is not in the shape Query
+   *     renders (the message says which part) or its types or handler are invalid, or {@link
+   *     ErrorCode#HANDLER_NOT_DEFINED}; every message starts with {@code invalid CreateWorker
+   *     script: }
+   */
+  public static UdfDefinition fromWorkerScript(String script) throws KilnException {
+    return WorkerScript.parse(script);
   }
 
   /** {@code packages}, then the code's PEP 723 dependencies, each with where it is written. */
