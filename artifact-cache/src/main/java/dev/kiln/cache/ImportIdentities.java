@@ -228,6 +228,13 @@ public final class ImportIdentities {
           e.getMessage());
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt(); // closing
+    } catch (RuntimeException e) {
+      // E.g. a header OkHttp refuses (its message may quote the header): the class name only.
+      log.debug(
+          "import {} of tenant {}: background check failed: {}",
+          key.location(),
+          key.tenant(),
+          e.getClass().getName());
     } finally {
       slots.release();
     }
