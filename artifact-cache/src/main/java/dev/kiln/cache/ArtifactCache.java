@@ -48,6 +48,7 @@ public final class ArtifactCache implements AutoCloseable {
   private final RemoteHealth health;
   private final RemoteWriter writer;
   private final ImportFetcher imports;
+  private final ImportIdentities identities;
   private final SingleFlight<Digest, Optional<Path>> fetches = SingleFlight.forgetting();
   private final List<Meter> meters = new ArrayList<>();
   private boolean closed;
@@ -71,6 +72,7 @@ public final class ArtifactCache implements AutoCloseable {
       local.pin(writer::isQueued);
     }
     this.imports = new ImportFetcher(this, index, local, tuning, registry);
+    this.identities = ImportIdentities.open(imports.http(), tuning);
     meters.add(
         Gauge.builder("kiln.cache.remote.queue", this, c -> c.remoteQueueDepth())
             .description("Blobs waiting to be written to the remote cache tier")
@@ -269,6 +271,14 @@ public final class ArtifactCache implements AutoCloseable {
     return imports;
   }
 
+  /**
+   * The content identities of staged imports that come without a tag (Databend's CreateWorker),
+   * asked through the same HTTP client as {@link #imports()}.
+   */
+  public ImportIdentities identities() {
+    return identities;
+  }
+
   /** Blobs waiting to be written to the remote tier. */
   public long remoteQueueDepth() {
     return writer == null ? 0 : writer.depth();
@@ -305,6 +315,7 @@ public final class ArtifactCache implements AutoCloseable {
     if (writer != null) {
       writer.close();
     }
+    identities.close();
     imports.close();
     if (remote != null) {
       remote.close();

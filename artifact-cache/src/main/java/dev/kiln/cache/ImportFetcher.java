@@ -9,7 +9,6 @@ import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InterruptedIOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -17,8 +16,6 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import okhttp3.Call;
 import okhttp3.HttpUrl;
 import okhttp3.OkHttpClient;
@@ -47,23 +44,6 @@ import org.slf4j.LoggerFactory;
  */
 public final class ImportFetcher {
   private static final Logger log = LoggerFactory.getLogger(ImportFetcher.class);
-  private static final Pattern S3_CODE = Pattern.compile("<Code>([^<]{1,200})</Code>");
-  private static final Pattern S3_MESSAGE = Pattern.compile("<Message>([^<]{1,300})</Message>");
-  private static final Map<Integer, String> REASONS =
-      Map.ofEntries(
-          Map.entry(400, "Bad Request"),
-          Map.entry(401, "Unauthorized"),
-          Map.entry(403, "Forbidden"),
-          Map.entry(404, "Not Found"),
-          Map.entry(405, "Method Not Allowed"),
-          Map.entry(408, "Request Timeout"),
-          Map.entry(410, "Gone"),
-          Map.entry(416, "Range Not Satisfiable"),
-          Map.entry(429, "Too Many Requests"),
-          Map.entry(500, "Internal Server Error"),
-          Map.entry(502, "Bad Gateway"),
-          Map.entry(503, "Service Unavailable"),
-          Map.entry(504, "Gateway Timeout"));
 
   private record Key(String tenant, String location, String tag) {}
 
@@ -181,13 +161,7 @@ public final class ImportFetcher {
     String location = key.location();
     HttpUrl parsed = url == null ? null : HttpUrl.parse(url);
     if (parsed == null) {
-      throw new KilnException(
-          ErrorCode.IMPORT_FAILED,
-          "import "
-              + location
-              + ": the URL for it is empty or not an http(s) URL; Databend sends"
-              + " a presigned URL for every import, so check the caller",
-          null);
+      throw ImportErrors.notAUrl(location);
     }
     String host = parsed.host() + ":" + parsed.port();
     int attempts = Math.max(1, tuning.importAttempts());
@@ -233,11 +207,13 @@ public final class ImportFetcher {
               saved.bytes());
           return saved.digest();
         }
-        String reason = reason(response);
-        String detail = s3Error(response.body());
+        String reason = ImportErrors.reason(response);
+        String detail = ImportErrors.s3Error(response.body());
         if (code >= 400 && code < 500) {
           throw new KilnException(
-              ErrorCode.IMPORT_FAILED, clientError(location, code, reason, detail), null);
+              ErrorCode.IMPORT_FAILED,
+              ImportErrors.clientError(location, code, reason, detail),
+              null);
         }
         lastStatus = code;
         lastFailure = code + " " + reason + detail;
@@ -245,13 +221,7 @@ public final class ImportFetcher {
         if (code < 500) {
           // 1xx or 3xx that OkHttp did not follow: nothing a retry would change.
           throw new KilnException(
-              ErrorCode.IMPORT_FAILED,
-              "import "
-                  + location
-                  + ": the presigned URL answered "
-                  + lastFailure
-                  + ", which is not a download; check the stage's storage",
-              null);
+              ErrorCode.IMPORT_FAILED, ImportErrors.notADownload(location, lastFailure), null);
         }
         log.debug("import {}: attempt {} answered {}", location, attempt, lastFailure);
       } catch (LocalDiskException e) {
@@ -370,48 +340,6 @@ public final class ImportFetcher {
     }
   }
 
-  private static String clientError(String location, int code, String reason, String detail) {
-    String what =
-        "import " + location + ": the presigned URL answered " + code + " " + reason + detail;
-    return switch (code) {
-      case 403 ->
-          what
-              + " (expired or revoked?); run the query again so that Databend signs a fresh URL,"
-              + " and check that the stage's credentials may read the file";
-      case 404, 410 ->
-          what
-              + "; the file is no longer in the stage: upload it again, or remove it from the"
-              + " function's IMPORTS";
-      default -> what + "; the stage's storage refused the download, so check the stage";
-    };
-  }
-
-  /** The standard reason phrase (servers' own vary, and HTTP/2 has none), else the server's. */
-  private static String reason(Response response) {
-    String standard = REASONS.get(response.code());
-    if (standard != null) {
-      return standard;
-    }
-    String m = response.message();
-    return m == null ? "" : m;
-  }
-
-  /** {@code " (Code: Message)"} from an S3-style XML error body, or empty. */
-  private static String s3Error(ResponseBody body) {
-    try {
-      byte[] head = body.byteStream().readNBytes(4096);
-      String xml = new String(head, StandardCharsets.UTF_8);
-      Matcher code = S3_CODE.matcher(xml);
-      if (!code.find()) {
-        return "";
-      }
-      Matcher message = S3_MESSAGE.matcher(xml);
-      return " (" + code.group(1) + (message.find() ? ": " + message.group(1) : "") + ")";
-    } catch (IOException | RuntimeException e) {
-      return "";
-    }
-  }
-
   private static void require(String value, String what) {
     if (value == null || value.isEmpty()) {
       throw new IllegalArgumentException("an import fetch needs a " + what);
@@ -424,6 +352,11 @@ public final class ImportFetcher {
     } catch (IOException e) {
       log.debug("could not delete {}: {}", p, e.toString());
     }
+  }
+
+  /** The HTTP client for presigned URLs; {@link ImportIdentities} shares its connections. */
+  OkHttpClient http() {
+    return http;
   }
 
   /** Shuts down the HTTP client's threads and connections (the cache does, on its close). */

@@ -20,6 +20,13 @@ import java.time.Duration;
  * @param importReadTimeout read timeout between bytes of import downloads
  * @param importAttempts attempts per import download on 5xx answers and connection errors
  * @param importBackoffMin wait before the second attempt; doubles for each further one
+ * @param identityFreshness how old an import's identity may be when a request gets it ({@link
+ *     ImportIdentities})
+ * @param identityActiveWindow how long after its last request an import's identity is kept fresh in
+ *     the background
+ * @param identityMaxEntries how many (tenant, location) identities are tracked at most; each keeps
+ *     its latest presigned URL (1-2 KB), and the background keeps only a few thousand fresh anyway
+ * @param identityTimeout the whole of one identity check (a one-byte GET), connecting included
  */
 record Tuning(
     Duration remoteBackoffMin,
@@ -32,7 +39,11 @@ record Tuning(
     Duration importConnectTimeout,
     Duration importReadTimeout,
     int importAttempts,
-    Duration importBackoffMin) {
+    Duration importBackoffMin,
+    Duration identityFreshness,
+    Duration identityActiveWindow,
+    int identityMaxEntries,
+    Duration identityTimeout) {
 
   static final Tuning DEFAULT =
       new Tuning(
@@ -46,7 +57,11 @@ record Tuning(
           Duration.ofSeconds(10),
           Duration.ofSeconds(30),
           4,
-          Duration.ofMillis(250));
+          Duration.ofMillis(250),
+          Duration.ofSeconds(1),
+          Duration.ofMinutes(10),
+          10_000,
+          Duration.ofSeconds(3));
 
   Tuning withRemoteBackoff(Duration min, Duration max) {
     return new Tuning(
@@ -60,7 +75,11 @@ record Tuning(
         importConnectTimeout,
         importReadTimeout,
         importAttempts,
-        importBackoffMin);
+        importBackoffMin,
+        identityFreshness,
+        identityActiveWindow,
+        identityMaxEntries,
+        identityTimeout);
   }
 
   Tuning withMultipart(long threshold, long part) {
@@ -75,7 +94,11 @@ record Tuning(
         importConnectTimeout,
         importReadTimeout,
         importAttempts,
-        importBackoffMin);
+        importBackoffMin,
+        identityFreshness,
+        identityActiveWindow,
+        identityMaxEntries,
+        identityTimeout);
   }
 
   Tuning withImports(Duration readTimeout, int attempts, Duration backoffMin) {
@@ -90,7 +113,30 @@ record Tuning(
         importConnectTimeout,
         readTimeout,
         attempts,
-        backoffMin);
+        backoffMin,
+        identityFreshness,
+        identityActiveWindow,
+        identityMaxEntries,
+        identityTimeout);
+  }
+
+  Tuning withIdentities(Duration freshness, Duration activeWindow, int maxEntries) {
+    return new Tuning(
+        remoteBackoffMin,
+        remoteBackoffMax,
+        s3ConnectTimeout,
+        s3SocketTimeout,
+        s3Attempts,
+        multipartThreshold,
+        partSize,
+        importConnectTimeout,
+        importReadTimeout,
+        importAttempts,
+        importBackoffMin,
+        freshness,
+        activeWindow,
+        maxEntries,
+        identityTimeout);
   }
 
   /** Exponential backoff: {@code min × 2^(failures-1)}, at most {@code max}. */
