@@ -57,6 +57,14 @@ public enum ErrorCode {
   CALL_CANCELLED(122),
   /** Kiln's own configuration (flags, config file) is invalid. */
   INVALID_CONFIGURATION(123),
+  /** A worker option (size, auto_suspend, …) is unknown or has a bad value. */
+  INVALID_WORKER_OPTION(124),
+  /** A worker of that name exists already (and the request did not say IF NOT EXISTS). */
+  WORKER_EXISTS(125),
+  /** The tenant has no worker of that name. */
+  WORKER_NOT_FOUND(126),
+  /** The worker is suspended and does not resume by itself (auto_resume = false). */
+  WORKER_SUSPENDED(127),
 
   /** A bug in Kiln; the server log has the details. */
   INTERNAL(200),

@@ -375,8 +375,12 @@ public final class ThroughputBenchmark {
             RunnerLauncher launcher = SandboxRunners.launcher(sandbox);
             int n = config.effectiveRunnersPerSandbox();
             try (RunnerPool pool =
-                new StartRunners(n, config.batchTimeout(), config.sandboxMemoryBytes())
-                    .start(UdfSignature.of(RuntimeSpec.parse(udfSpec(f))), launcher)) {
+                new StartRunners(config.batchTimeout())
+                    .start(
+                        UdfSignature.of(RuntimeSpec.parse(udfSpec(f))),
+                        launcher,
+                        n,
+                        config.sandboxMemoryBytes())) {
               int inFlight = inFlightPerRunner * n;
               callPool(pool, allocator, f, 1, Duration.ZERO, new long[1]);
               awaitQuiet();
@@ -486,8 +490,12 @@ public final class ThroughputBenchmark {
           withLoop.add("KILN_UDF_DIR=" + LOOP_DIR);
           return SandboxRunners.runner(sandbox.exec(RunnerFiles.serveCommand(), withLoop));
         };
-    return new StartRunners(1, config.batchTimeout(), config.sandboxMemoryBytes())
-        .start(UdfSignature.of(RuntimeSpec.parse(loopSpec(f))), launcher);
+    return new StartRunners(config.batchTimeout())
+        .start(
+            UdfSignature.of(RuntimeSpec.parse(loopSpec(f))),
+            launcher,
+            1,
+            config.sandboxMemoryBytes());
   }
 
   /** The plain loop's rows/s: the median and the best of 21 runs. */

@@ -11,7 +11,8 @@ import java.util.function.BooleanSupplier;
 
 /**
  * The admin HTTP port: {@code /healthz} for probes, {@code /metrics} for Prometheus, {@code
- * /cache/stats} for {@code kiln cache stats}, and {@code /udfs} (see {@link UdfAdmin}).
+ * /cache/stats} for {@code kiln cache stats}, and {@code /udfs} and {@code /workers} (see {@link
+ * UdfAdmin}).
  */
 final class AdminServer implements AutoCloseable {
   private static final com.fasterxml.jackson.databind.ObjectMapper JSON =
@@ -40,6 +41,7 @@ final class AdminServer implements AutoCloseable {
         "/metrics",
         ex -> respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", meters.scrape()));
     server.createContext("/udfs", udfs::handle);
+    server.createContext("/workers", udfs::handleWorkers);
     server.createContext(
         "/cache/stats",
         ex ->
@@ -49,7 +51,10 @@ final class AdminServer implements AutoCloseable {
                 "application/json",
                 JSON.writerWithDefaultPrettyPrinter().writeValueAsString(cache.stats()) + "\n"));
     server.createContext(
-        "/", ex -> respond(ex, 404, "text/plain", "not found; try /healthz, /metrics or /udfs\n"));
+        "/",
+        ex ->
+            respond(
+                ex, 404, "text/plain", "not found; try /healthz, /metrics, /udfs or /workers\n"));
     server.start();
   }
 

@@ -3,6 +3,11 @@ package dev.kiln.controlplane;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
+import dev.kiln.controlplane.proto.resource.CreateWorkerRequest;
+import dev.kiln.controlplane.proto.resource.CreateWorkerResponse;
+import dev.kiln.controlplane.proto.resource.ListWorkersRequest;
+import dev.kiln.controlplane.proto.resource.Worker;
+import dev.kiln.controlplane.proto.resource.WorkerServiceGrpc;
 import dev.kiln.controlplane.proto.udf.ApplyUdfResourceRequest;
 import dev.kiln.controlplane.proto.udf.ApplyUdfResourceResponse;
 import dev.kiln.controlplane.proto.udf.UdfImport;
@@ -39,6 +44,8 @@ public final class DatabendClient implements AutoCloseable {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final Metadata.Key<String> CLIENT_VERSION =
       Metadata.Key.of("udf_client_version", Metadata.ASCII_STRING_MARSHALLER);
+  private static final Metadata.Key<String> WORKER_CLIENT_VERSION =
+      Metadata.Key.of("worker_client_version", Metadata.ASCII_STRING_MARSHALLER);
 
   /** What ApplyUdfResource returned, plus the content key Kiln reports in a response header. */
   public record Resource(String endpoint, Map<String, String> headers, String key) {}
@@ -82,6 +89,49 @@ public final class DatabendClient implements AutoCloseable {
   /** {@link #apply(String, String, List, Duration)} with no imports and Databend's 5 s deadline. */
   public Resource apply(String tenant, String spec) {
     return apply(tenant, spec, List.of(), Duration.ofSeconds(5));
+  }
+
+  /**
+   * Calls CreateWorker as Databend Query does for a UDF (type {@code udf}, the rendered script, IF
+   * NOT EXISTS); throws {@link io.grpc.StatusRuntimeException} on an error status.
+   */
+  public Resource createWorker(String tenant, String name, String script, Duration deadline) {
+    AtomicReference<Metadata> responseHeaders = new AtomicReference<>();
+    AtomicReference<Metadata> trailers = new AtomicReference<>();
+    CreateWorkerResponse response =
+        workers(tenant, deadline)
+            .withInterceptors(
+                MetadataUtils.newCaptureMetadataInterceptor(responseHeaders, trailers))
+            .createWorker(
+                CreateWorkerRequest.newBuilder()
+                    .setTenantId(tenant)
+                    .setName(name)
+                    .setIfNotExists(true)
+                    .setType("udf")
+                    .setScript(script)
+                    .build());
+    Metadata md = responseHeaders.get();
+    return new Resource(
+        response.getEndpoint(),
+        new TreeMap<>(response.getHeadersMap()),
+        md == null ? null : md.get(CallMetadata.KEY_HEADER));
+  }
+
+  /** The tenant's workers, as SHOW WORKERS asks for them. */
+  public List<Worker> listWorkers(String tenant, Duration deadline) {
+    return workers(tenant, deadline)
+        .listWorkers(ListWorkersRequest.newBuilder().setTenantId(tenant).build())
+        .getWorkersList();
+  }
+
+  /** A WorkerService stub that sends the metadata Query sends. */
+  public WorkerServiceGrpc.WorkerServiceBlockingStub workers(String tenant, Duration deadline) {
+    Metadata headers = new Metadata();
+    headers.put(CallMetadata.TENANT_HEADER, tenant);
+    headers.put(WORKER_CLIENT_VERSION, "v1");
+    return WorkerServiceGrpc.newBlockingStub(channel)
+        .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers))
+        .withDeadlineAfter(deadline.toNanos(), TimeUnit.NANOSECONDS);
   }
 
   /**

@@ -23,7 +23,8 @@ final class GrpcErrors {
           INVALID_REQUIREMENT,
           ARGUMENTS_MISMATCH,
           INVALID_CALL,
-          INVALID_CONFIGURATION ->
+          INVALID_CONFIGURATION,
+          INVALID_WORKER_OPTION ->
           Status.Code.INVALID_ARGUMENT;
       case UDF_LOAD_FAILED,
           IMPORT_FAILED,
@@ -32,12 +33,14 @@ final class GrpcErrors {
           NO_COMPATIBLE_WHEEL,
           NO_MATCHING_VERSION,
           PACKAGE_CONFLICT,
-          RESOLUTION_TOO_COMPLEX ->
+          RESOLUTION_TOO_COMPLEX,
+          WORKER_SUSPENDED ->
           Status.Code.FAILED_PRECONDITION;
+      case WORKER_EXISTS -> Status.Code.ALREADY_EXISTS;
       case UDF_RAISED -> Status.Code.UNKNOWN;
       case TOKEN_MISSING, TOKEN_INVALID -> Status.Code.UNAUTHENTICATED;
       case TENANT_MISMATCH -> Status.Code.PERMISSION_DENIED;
-      case UDF_NOT_FOUND -> Status.Code.NOT_FOUND;
+      case UDF_NOT_FOUND, WORKER_NOT_FOUND -> Status.Code.NOT_FOUND;
       case CALL_CANCELLED -> Status.Code.CANCELLED;
       case INTERNAL -> Status.Code.INTERNAL;
       case BATCH_TIMEOUT,

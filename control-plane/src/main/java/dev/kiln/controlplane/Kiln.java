@@ -5,7 +5,7 @@ import picocli.CommandLine.Command;
 
 /**
  * The {@code kiln} command line: {@code serve}, {@code apply}, {@code call}, {@code logs}, {@code
- * cache stats}.
+ * cache stats}, {@code workers}.
  */
 @Command(
     name = "kiln",
@@ -17,7 +17,8 @@ import picocli.CommandLine.Command;
       ApplyCommand.class,
       CallCommand.class,
       LogsCommand.class,
-      CacheCommand.class
+      CacheCommand.class,
+      WorkersCommand.class
     })
 public final class Kiln implements Runnable {
 

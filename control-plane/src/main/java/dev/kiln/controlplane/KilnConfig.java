@@ -52,6 +52,10 @@ import java.util.regex.Pattern;
  * @param s3Endpoint S3-compatible endpoint (MinIO, GCS interop, …), or null for AWS
  * @param s3Region region of the bucket
  * @param s3PathStyle path-style addressing (most non-AWS servers need it)
+ * @param workerSizes worker sizes added to or replacing the built-in table, each {@code
+ *     NAME=CPUS,MEMORY,RUNNERS}
+ * @param autoSuspend a worker's {@code auto_suspend} when it names none ({@link Duration#ZERO} =
+ *     never)
  */
 public record KilnConfig(
     int grpcPort,
@@ -79,11 +83,14 @@ public record KilnConfig(
     String s3Prefix,
     String s3Endpoint,
     String s3Region,
-    boolean s3PathStyle) {
+    boolean s3PathStyle,
+    List<String> workerSizes,
+    Duration autoSuspend) {
 
   public KilnConfig {
     runtimes = Map.copyOf(runtimes);
     indexUrls = List.copyOf(indexUrls);
+    workerSizes = List.copyOf(workerSizes);
   }
 
   /** Runner processes per sandbox: the configured number, or one per CPU of the sandbox. */
@@ -135,6 +142,8 @@ public record KilnConfig(
     b.s3Endpoint = s3Endpoint;
     b.s3Region = s3Region;
     b.s3PathStyle = s3PathStyle;
+    b.workerSizes = new ArrayList<>(workerSizes);
+    b.autoSuspend = autoSuspend;
     return b;
   }
 
@@ -156,6 +165,8 @@ public record KilnConfig(
     Duration applyWait = Duration.ofSeconds(3);
     Duration readyWait = Duration.ofSeconds(180);
     Map<String, String> runtimes = new java.util.TreeMap<>();
+    List<String> workerSizes = new ArrayList<>();
+    Duration autoSuspend = Duration.ZERO;
     List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
     boolean indexUrlsFromDefault = true;
     String indexUsername;
@@ -363,6 +374,8 @@ public record KilnConfig(
         case "s3-endpoint" -> s3Endpoint = value;
         case "s3-region" -> s3Region = value;
         case "s3-path-style" -> s3PathStyle = Boolean.parseBoolean(value.trim());
+        case "worker-size" -> workerSizes.add(value.trim());
+        case "auto-suspend" -> autoSuspend = parseDuration(key, value);
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
@@ -371,7 +384,8 @@ public record KilnConfig(
                     + " data-dir, base-image, runsc, runsc-platform, sandbox-memory, sandbox-cpus,"
                     + " runners-per-sandbox, batch-timeout, apply-wait, ready-wait, runtime,"
                     + " index-url, index-username, index-password, cache-memory, cache-local-max,"
-                    + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style)");
+                    + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
+                    + " auto-suspend)");
       }
       return this;
     }
@@ -413,6 +427,11 @@ public record KilnConfig(
       if (applyWait.isNegative() || applyWait.compareTo(Duration.ofSeconds(4)) > 0) {
         errors.add("apply-wait must be between 0s and 4s (Databend's deadline is 5s)");
       }
+      try {
+        WorkerSizes.of(workerSizes);
+      } catch (KilnException e) {
+        errors.add(e.getMessage());
+      }
       if (!errors.isEmpty()) {
         throw new KilnException(
             ErrorCode.INVALID_CONFIGURATION, "invalid configuration: " + String.join("; ", errors));
@@ -443,7 +462,9 @@ public record KilnConfig(
           s3Prefix,
           s3Endpoint,
           s3Region,
-          s3PathStyle);
+          s3PathStyle,
+          workerSizes,
+          autoSuspend);
     }
 
     private static void checkPort(List<String> errors, String name, int port) {

@@ -11,7 +11,6 @@ import dev.kiln.image.BuildImage;
 import dev.kiln.image.RunnerLayer;
 import dev.kiln.image.Runtimes;
 import dev.kiln.image.WheelLayers;
-import dev.kiln.provisioner.Limits;
 import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.RunscProvisioner;
@@ -141,11 +140,7 @@ public final class KilnServer implements AutoCloseable {
             new FetchInputs(cache, data.resolve("tmp")),
             new BuildImage(new WheelLayers(data.resolve("wheel-layers")), runner, pipelines),
             sandboxes,
-            new Limits(config.sandboxMemoryBytes(), config.sandboxCpus()),
-            new StartRunners(
-                config.effectiveRunnersPerSandbox(),
-                config.batchTimeout(),
-                config.sandboxMemoryBytes()));
+            new StartRunners(config.batchTimeout()));
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
     registry = new UdfRegistry(pipeline::start);
@@ -168,18 +163,30 @@ public final class KilnServer implements AutoCloseable {
     closeables.push(flight);
     endpoint = "http://" + config.advertiseHost() + ":" + flight.port();
 
+    Sizing serverSizing = Sizing.of(config);
+    UdfRequests requests =
+        new UdfRequests(registry, pipeline, tokens, config.applyWait(), InstantSource.system());
     UdfProvisioningService service =
-        new UdfProvisioningService(
+        new UdfProvisioningService(requests, serverSizing, endpoint, meters);
+    Workers workers = Workers.open(data.resolve("workers.json"));
+    WorkerService workerService =
+        new WorkerService(
+            requests,
+            workers,
+            WorkerSizes.of(config.workerSizes()),
+            serverSizing,
+            config.autoSuspend(),
             registry,
-            pipeline,
-            tokens,
+            (tenant, imp) ->
+                cache.identities().tag(tenant.name(), imp.location(), imp.url(), imp.headers()),
+            pipelines,
             endpoint,
-            config.applyWait(),
             InstantSource.system(),
             meters);
     grpc =
         NettyServerBuilder.forAddress(new InetSocketAddress(config.bindHost(), config.grpcPort()))
             .addService(ServerInterceptors.intercept(service, new CallMetadata()))
+            .addService(ServerInterceptors.intercept(workerService, new CallMetadata()))
             .permitKeepAliveTime(10, TimeUnit.SECONDS)
             .permitKeepAliveWithoutCalls(true)
             // ApplyUdfResource never blocks (a cold answer waits on a future callback), so it runs
@@ -195,7 +202,7 @@ public final class KilnServer implements AutoCloseable {
             config.adminPort(),
             meters,
             () -> !closed.get(),
-            new UdfAdmin(registry),
+            new UdfAdmin(registry, workers),
             cache);
     closeables.push(admin);
 

@@ -8,7 +8,6 @@ import dev.kiln.definition.StagedImport;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
 import dev.kiln.image.Runtimes;
-import dev.kiln.provisioner.Limits;
 import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxSpec;
@@ -38,7 +37,6 @@ final class ModuleSteps implements PipelineSteps {
   private final FetchInputs inputs;
   private final BuildImage images;
   private final PlaceSandbox sandboxes;
-  private final Limits limits;
   private final StartRunners runners;
 
   ModuleSteps(
@@ -48,7 +46,6 @@ final class ModuleSteps implements PipelineSteps {
       FetchInputs inputs,
       BuildImage images,
       PlaceSandbox sandboxes,
-      Limits limits,
       StartRunners runners) {
     this.runtimes = runtimes;
     this.bases = bases;
@@ -56,7 +53,6 @@ final class ModuleSteps implements PipelineSteps {
     this.inputs = inputs;
     this.images = images;
     this.sandboxes = sandboxes;
-    this.limits = limits;
     this.runners = runners;
   }
 
@@ -125,13 +121,20 @@ final class ModuleSteps implements PipelineSteps {
       throws KilnException, InterruptedException {
     return sandboxes.place(
         new SandboxSpec(
-            r.key.shortForm(), SandboxRunners.sandboxImage(image.image()), limits, List.of()));
+            r.key.shortForm(),
+            SandboxRunners.sandboxImage(image.image()),
+            r.sizing.limits(),
+            List.of()));
   }
 
   @Override
   public RunnerPool startRunners(UdfResource r, Sandbox sandbox)
       throws KilnException, InterruptedException {
-    return runners.start(r.signature(), SandboxRunners.launcher(sandbox));
+    return runners.start(
+        r.signature(),
+        SandboxRunners.launcher(sandbox),
+        r.sizing.runners(),
+        r.sizing.memoryBytes());
   }
 
   /** The base's Python, needed only to resolve and install packages. */

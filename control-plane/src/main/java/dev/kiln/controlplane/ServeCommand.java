@@ -113,6 +113,20 @@ final class ServeCommand implements Callable<Integer> {
   List<String> runtimes = new ArrayList<>();
 
   @Option(
+      names = "--worker-size",
+      paramLabel = "NAME=CPUS,MEMORY,RUNNERS",
+      description =
+          "A worker size (repeatable; adds to or replaces the built-in xsmall=0.5,256MiB,1"
+              + " small=1,512MiB,1 medium=2,1GiB,2 large=4,2GiB,4 xlarge=8,4GiB,8).")
+  List<String> workerSizes = new ArrayList<>();
+
+  @Option(
+      names = "--auto-suspend",
+      paramLabel = "DURATION",
+      description = "A worker's auto_suspend when CREATE WORKER names none (default 0s = never).")
+  String autoSuspend;
+
+  @Option(
       names = "--index-url",
       paramLabel = "URL",
       description =
@@ -181,6 +195,7 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("s3-endpoint", s3Endpoint);
     flags.put("s3-region", s3Region);
     flags.put("s3-path-style", s3PathStyle);
+    flags.put("auto-suspend", autoSuspend);
     KilnConfig config;
     try {
       flags.forEach(
@@ -190,6 +205,7 @@ final class ServeCommand implements Callable<Integer> {
             }
           });
       runtimes.forEach(r -> builder.set("runtime", r));
+      workerSizes.forEach(w -> builder.set("worker-size", w));
       if (!indexUrls.isEmpty()) {
         builder.indexUrls(indexUrls);
       }

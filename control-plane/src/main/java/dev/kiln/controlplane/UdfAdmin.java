@@ -5,6 +5,8 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpExchange;
 import dev.kiln.base.KilnException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.worker.RunnerPool;
 import java.io.IOException;
@@ -25,9 +27,49 @@ final class UdfAdmin {
   private static final ObjectMapper JSON = new ObjectMapper();
 
   private final UdfRegistry registry;
+  private final Workers workers;
 
-  UdfAdmin(UdfRegistry registry) {
+  UdfAdmin(UdfRegistry registry, Workers workers) {
     this.registry = registry;
+    this.workers = workers;
+  }
+
+  /**
+   * {@code /workers/TENANT/NAME/health} ({@code 1} when the worker's UDF can serve) and {@code
+   * /workers/TENANT/NAME/stats} (its {@code request_count}, {@code first_request_time}, {@code
+   * last_request_time}, as Databend's server stub serves them).
+   */
+  void handleWorkers(HttpExchange ex) throws IOException {
+    String[] parts = ex.getRequestURI().getPath().replaceAll("/+$", "").split("/");
+    if (parts.length != 5) {
+      respond(
+          ex, 404, "text/plain", "try /workers/TENANT/NAME/health or /workers/TENANT/NAME/stats\n");
+      return;
+    }
+    Tenant tenant;
+    try {
+      tenant = new Tenant(parts[2]);
+    } catch (IllegalArgumentException e) {
+      respond(ex, 404, "text/plain", "no such tenant\n");
+      return;
+    }
+    Optional<Workers.Worker> worker = workers.get(tenant, parts[3]);
+    if (worker.isEmpty()) {
+      respond(ex, 404, "text/plain", "tenant " + tenant + " has no worker " + parts[3] + "\n");
+      return;
+    }
+    List<UdfResource> matches =
+        worker.get().key() == null
+            ? List.of()
+            : registry.get(tenant, new ContentKey(worker.get().key())).stream().toList();
+    switch (parts[4]) {
+      case "stats" -> respond(ex, 200, "application/json", stats(matches));
+      case "health" -> {
+        boolean ok = !matches.isEmpty() && matches.stream().allMatch(UdfAdmin::healthy);
+        respond(ex, ok ? 200 : 503, "text/plain", ok ? "1\n" : "0\n");
+      }
+      default -> respond(ex, 404, "text/plain", "unknown page " + parts[4] + "\n");
+    }
   }
 
   void handle(HttpExchange ex) throws IOException {

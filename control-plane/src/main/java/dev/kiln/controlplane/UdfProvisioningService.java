@@ -10,17 +10,10 @@ import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.StagedImport;
 import dev.kiln.definition.Tenant;
 import dev.kiln.definition.UdfDefinition;
-import dev.kiln.image.Runtimes;
-import dev.kiln.worker.RunnerFiles;
-import dev.kiln.worker.Tokens;
-import io.grpc.Context;
-import io.grpc.Deadline;
 import io.grpc.stub.StreamObserver;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
-import java.time.Duration;
-import java.time.InstantSource;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -37,31 +30,24 @@ import org.slf4j.LoggerFactory;
 final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
   private static final Logger log = LoggerFactory.getLogger(UdfProvisioningService.class);
 
-  private final UdfRegistry registry;
-  private final Pipeline pipeline;
-  private final Tokens tokens;
+  private final UdfRequests requests;
+  private final Sizing sizing;
   private final String endpoint;
-  private final Duration applyWait;
-  private final InstantSource clock;
   private final Timer applyTimer;
   private final Counter hot;
   private final Counter cold;
   private final Counter rejected;
 
+  /**
+   * @param requests what both front doors share
+   * @param sizing the sandbox size of every UDF asked for here (the server's own)
+   * @param endpoint the Flight endpoint answered with
+   */
   UdfProvisioningService(
-      UdfRegistry registry,
-      Pipeline pipeline,
-      Tokens tokens,
-      String endpoint,
-      Duration applyWait,
-      InstantSource clock,
-      MeterRegistry meters) {
-    this.registry = registry;
-    this.pipeline = pipeline;
-    this.tokens = tokens;
+      UdfRequests requests, Sizing sizing, String endpoint, MeterRegistry meters) {
+    this.requests = requests;
+    this.sizing = sizing;
     this.endpoint = endpoint;
-    this.applyWait = applyWait;
-    this.clock = clock;
     this.applyTimer =
         Timer.builder("kiln.apply")
             .description("ApplyUdfResource latency")
@@ -80,41 +66,30 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
     try {
       Tenant tenant = Tenant.fromHeader(tenantHeader);
       UdfDefinition definition = UdfDefinition.fromSpec(request.getSpec(), imports(request));
-      Runtimes.Runtime runtime = pipeline.check(definition);
-      // The request key: what Databend asked for. The package lock and the imports' content are
-      // resolved by the pipeline and go into the image's key, so the hot path never waits on an
-      // index or a download.
-      ContentKey key = definition.key(runtime.digest(), RunnerFiles.version());
-      CallMetadata.RESPONSE_KEY.get().set(key.hex());
-      UdfRegistry.Obtained obtained =
-          registry.obtain(
-              tenant, key, () -> new UdfResource(tenant, key, definition, runtime, clock));
-      UdfResource resource = obtained.resource();
-      ApplyUdfResourceResponse response =
-          ApplyUdfResourceResponse.newBuilder()
-              .setEndpoint(endpoint)
-              .putAllHeaders(Map.of(Tokens.HEADER, tokens.issue(tenant, key)))
-              .build();
-      if (!obtained.created()) {
-        hot.increment();
-        KilnException failure = resource.failure();
-        if (failure != null) {
-          throw failure;
-        }
-        finish(out, response, t0);
-        return;
-      }
-      cold.increment();
-      log.info(
-          "udf {} tenant={} handler={}: new, provisioning",
-          key.shortForm(),
+      requests.request(
           tenant,
-          definition.handler());
-      awaitBriefly(resource, out, response, t0);
+          definition,
+          sizing,
+          new UdfRequests.Answer() {
+            @Override
+            public void ready(ContentKey key, Map<String, String> headers, boolean isHot) {
+              (isHot ? hot : cold).increment();
+              finish(
+                  out,
+                  ApplyUdfResourceResponse.newBuilder()
+                      .setEndpoint(endpoint)
+                      .putAllHeaders(headers)
+                      .build(),
+                  t0);
+            }
+
+            @Override
+            public void failed(KilnException e) {
+              reject(out, tenantHeader, e);
+            }
+          });
     } catch (KilnException e) {
-      rejected.increment();
-      log.info("ApplyUdfResource rejected for tenant={}: {}", tenantHeader, e.getMessage());
-      out.onError(GrpcErrors.toStatus(e));
+      reject(out, tenantHeader, e);
     } catch (RuntimeException e) {
       rejected.increment();
       log.error("ApplyUdfResource failed for tenant={}", tenantHeader, e);
@@ -125,39 +100,11 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
     }
   }
 
-  /**
-   * Waits up to apply-wait for a cold resource so a UDF that fails to load is reported on this RPC;
-   * otherwise answers with the endpoint, whose calls wait for the sandbox.
-   */
-  private void awaitBriefly(
-      UdfResource resource,
-      StreamObserver<ApplyUdfResourceResponse> out,
-      ApplyUdfResourceResponse response,
-      long t0) {
-    long waitNanos = applyWait.toNanos();
-    Deadline deadline = Context.current().getDeadline();
-    if (deadline != null) {
-      // Leave half a second for the answer to travel back.
-      waitNanos = Math.min(waitNanos, deadline.timeRemaining(TimeUnit.NANOSECONDS) - 500_000_000L);
-    }
-    if (waitNanos <= 0) {
-      finish(out, response, t0);
-      return;
-    }
-    resource
-        .ready()
-        .copy()
-        .completeOnTimeout(null, waitNanos, TimeUnit.NANOSECONDS)
-        .whenComplete(
-            (pool, error) -> {
-              KilnException failure = resource.failure();
-              if (failure != null) {
-                rejected.increment();
-                out.onError(GrpcErrors.toStatus(failure));
-              } else {
-                finish(out, response, t0);
-              }
-            });
+  private void reject(
+      StreamObserver<ApplyUdfResourceResponse> out, String tenantHeader, KilnException e) {
+    rejected.increment();
+    log.info("ApplyUdfResource rejected for tenant={}: {}", tenantHeader, e.getMessage());
+    out.onError(GrpcErrors.toStatus(e));
   }
 
   private void finish(

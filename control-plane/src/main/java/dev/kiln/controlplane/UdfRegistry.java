@@ -74,6 +74,19 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
     return new Obtained(current, false);
   }
 
+  /** The tenant's resource for the key, if there is one. */
+  Optional<UdfResource> get(Tenant tenant, ContentKey key) {
+    return Optional.ofNullable(resources.get(new Id(tenant, key)));
+  }
+
+  /** Forgets the tenant's resource for the key, if there is one, and stops it. */
+  void evict(Tenant tenant, ContentKey key) {
+    UdfResource r = resources.remove(new Id(tenant, key));
+    if (r != null) {
+      r.close();
+    }
+  }
+
   /** Forgets a resource (if it is still the registered one) and stops it. */
   void evict(UdfResource r) {
     resources.remove(new Id(r.tenant, r.key), r);

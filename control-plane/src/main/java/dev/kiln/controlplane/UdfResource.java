@@ -32,6 +32,7 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   final ContentKey key;
   final UdfDefinition definition;
   final Runtimes.Runtime runtime;
+  final Sizing sizing;
   final Instant created;
   private final InstantSource clock;
   private final UdfSignature signature;
@@ -45,11 +46,13 @@ final class UdfResource implements UdfHandle, AutoCloseable {
       ContentKey key,
       UdfDefinition definition,
       Runtimes.Runtime runtime,
+      Sizing sizing,
       InstantSource clock) {
     this.tenant = tenant;
     this.key = key;
     this.definition = definition;
     this.runtime = runtime;
+    this.sizing = sizing;
     this.clock = clock;
     this.created = clock.instant();
     this.signature = UdfSignature.of(definition);

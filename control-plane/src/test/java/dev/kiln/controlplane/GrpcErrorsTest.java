@@ -28,7 +28,8 @@ class GrpcErrorsTest {
           ErrorCode.INVALID_REQUIREMENT,
           ErrorCode.ARGUMENTS_MISMATCH,
           ErrorCode.INVALID_CALL,
-          ErrorCode.INVALID_CONFIGURATION
+          ErrorCode.INVALID_CONFIGURATION,
+          ErrorCode.INVALID_WORKER_OPTION
         }) {
       EXPECTED.put(c, Status.Code.INVALID_ARGUMENT);
     }
@@ -41,10 +42,13 @@ class GrpcErrorsTest {
           ErrorCode.NO_COMPATIBLE_WHEEL,
           ErrorCode.NO_MATCHING_VERSION,
           ErrorCode.PACKAGE_CONFLICT,
-          ErrorCode.RESOLUTION_TOO_COMPLEX
+          ErrorCode.RESOLUTION_TOO_COMPLEX,
+          ErrorCode.WORKER_SUSPENDED
         }) {
       EXPECTED.put(c, Status.Code.FAILED_PRECONDITION);
     }
+    EXPECTED.put(ErrorCode.WORKER_EXISTS, Status.Code.ALREADY_EXISTS);
+    EXPECTED.put(ErrorCode.WORKER_NOT_FOUND, Status.Code.NOT_FOUND);
     EXPECTED.put(ErrorCode.UDF_RAISED, Status.Code.UNKNOWN);
     EXPECTED.put(ErrorCode.TOKEN_MISSING, Status.Code.UNAUTHENTICATED);
     EXPECTED.put(ErrorCode.TOKEN_INVALID, Status.Code.UNAUTHENTICATED);

@@ -3,6 +3,7 @@ package dev.kiln.controlplane;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kiln.definition.QueryScripts;
 import io.grpc.StatusRuntimeException;
 import io.micrometer.core.instrument.Measurement;
 import io.micrometer.core.instrument.Meter;
@@ -217,6 +218,74 @@ class ImportsEndToEndIT {
         .isEqualTo(
             "hello from the stage|KILN!|7|alpha,beta,gamma|from b|"
                 + "config.txt,data.tar.gz,greeting.txt,helpers.zip,plain_mod.py");
+  }
+
+  /**
+   * The script Databend Query renders for a UDF of one VARCHAR argument with these staged files as
+   * imports: presigned URLs and the host header its presigner returns, no tags.
+   */
+  private static String script(String handler, String code, String... keys) {
+    QueryScripts.Udf udf =
+        QueryScripts.udf(code, handler).inputs("VARCHAR NULL").result("VARCHAR NULL");
+    for (String k : keys) {
+      udf.addImport(
+          "@" + BUCKET + "/" + k,
+          presign(k, Duration.ofDays(7)),
+          java.util.Map.of("host", "127.0.0.1:" + s3proxy.getPort()));
+    }
+    return udf.render();
+  }
+
+  private static DatabendClient.Resource createWorker(String name, String script) {
+    return kiln.api().createWorker("acme", name, script, Duration.ofSeconds(5));
+  }
+
+  @Test
+  void theSameImportsThroughCreateWorkerAsTodaysQuerySendsThem() throws Exception {
+    String handler = "described";
+    DatabendClient.Resource r =
+        createWorker(handler, script(handler, CODE.replace("HANDLER", handler), ALL));
+    assertThat(callOne(r, handler, "kiln"))
+        .isEqualTo(
+            "hello from the stage|KILN!|7|alpha,beta,gamma|from b|"
+                + "config.txt,data.tar.gz,greeting.txt,helpers.zip,plain_mod.py");
+    // Query asks again on every query, with new URLs: the same resource, from memory.
+    DatabendClient.Resource again =
+        createWorker(handler, script(handler, CODE.replace("HANDLER", handler), ALL));
+    assertThat(again.key()).isEqualTo(r.key());
+  }
+
+  @Test
+  void anImportReuploadedUnderTheSameNameIsUsedByTheNextQueries() throws Exception {
+    String key = "udf/imports/version.txt";
+    put(key, "v1".getBytes(StandardCharsets.UTF_8));
+    String handler = "version";
+    String code =
+        """
+        import os, sys
+        def version(x):
+            with open(os.path.join(sys._xoptions["databend_import_directory"], "version.txt")) as f:
+                return f.read()
+        """;
+    DatabendClient.Resource first = createWorker(handler, script(handler, code, key));
+    assertThat(callOne(first, handler, "x")).isEqualTo("v1");
+
+    put(key, "v2".getBytes(StandardCharsets.UTF_8));
+    long uploaded = System.nanoTime();
+    // Query asks on every query; poll like a user who runs it again, with a deadline.
+    String seen = "v1";
+    DatabendClient.Resource latest = first;
+    while (!seen.equals("v2")) {
+      assertThat(System.nanoTime() - uploaded)
+          .as("the re-uploaded file is used within 5 s")
+          .isLessThan(TimeUnit.SECONDS.toNanos(5));
+      latest = createWorker(handler, script(handler, code, key));
+      seen = callOne(latest, handler, "x");
+    }
+    System.out.printf(
+        "re-uploaded import first used %d ms after the upload%n",
+        TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - uploaded));
+    assertThat(latest.key()).as("new content, new resource").isNotEqualTo(first.key());
   }
 
   @Test

@@ -51,7 +51,8 @@ import org.junit.jupiter.api.Test;
  */
 class UdfProvisioningServiceTest {
   private static final String CODE = "def f(x):\n    return x\n";
-  private static final Runtimes.Runtime RUNTIME =
+  static final Sizing SIZING = new Sizing(Sizing.DEFAULT, 1.0, 512L << 20, 1);
+  static final Runtimes.Runtime RUNTIME =
       new Runtimes.Runtime("default", null, "sha256:" + "0".repeat(64), null);
 
   private final FakeSteps steps = new FakeSteps();
@@ -76,9 +77,9 @@ class UdfProvisioningServiceTest {
     Pipeline pipeline = new Pipeline(steps, executor, meters, r -> ref[0].evict(r));
     registry = new UdfRegistry(pipeline::start);
     ref[0] = registry;
+    UdfRequests requests = new UdfRequests(registry, pipeline, tokens, applyWait, clock);
     UdfProvisioningService service =
-        new UdfProvisioningService(
-            registry, pipeline, tokens, "http://kiln:8815", applyWait, clock, meters);
+        new UdfProvisioningService(requests, SIZING, "http://kiln:8815", meters);
     String name = InProcessServerBuilder.generateName();
     Server server =
         InProcessServerBuilder.forName(name)

@@ -48,6 +48,19 @@ public final class ContentKeys {
     return ContentKey.ofBytes(sha.digest());
   }
 
+  /**
+   * A key for a variant of what {@code key} names (e.g. the same UDF in a bigger sandbox): the same
+   * inputs and the same variant give the same key, another variant another key.
+   */
+  public static ContentKey variant(ContentKey key, String variant) {
+    Objects.requireNonNull(variant, "variant");
+    MessageDigest sha = sha256();
+    part(sha, DOMAIN + "/variant");
+    part(sha, key.hex());
+    part(sha, variant);
+    return ContentKey.ofBytes(sha.digest());
+  }
+
   private static void part(MessageDigest sha, String s) {
     byte[] bytes = s.getBytes(StandardCharsets.UTF_8);
     sha.update(ByteBuffer.allocate(8).putLong(bytes.length).array());

@@ -109,6 +109,20 @@ public record UdfDefinition(
     return out;
   }
 
+  /**
+   * This definition with other imports: the same locations in the same order, e.g. with the tags
+   * Kiln derived for imports that arrived without one.
+   */
+  public UdfDefinition withImports(List<StagedImport> tagged) {
+    if (!tagged.stream()
+        .map(StagedImport::location)
+        .toList()
+        .equals(imports.stream().map(StagedImport::location).toList())) {
+      throw new IllegalArgumentException("the imports must keep their locations and order");
+    }
+    return new UdfDefinition(spec, requirements, tagged);
+  }
+
   public String handler() {
     return spec.handler();
   }

@@ -33,7 +33,8 @@ final class FlightErrors {
           INVALID_REQUIREMENT,
           ARGUMENTS_MISMATCH,
           INVALID_CALL,
-          INVALID_CONFIGURATION ->
+          INVALID_CONFIGURATION,
+          INVALID_WORKER_OPTION ->
           FlightStatusCode.INVALID_ARGUMENT;
       case UDF_LOAD_FAILED,
           PACKAGES_UNRESOLVABLE,
@@ -41,13 +42,15 @@ final class FlightErrors {
           NO_COMPATIBLE_WHEEL,
           NO_MATCHING_VERSION,
           PACKAGE_CONFLICT,
-          RESOLUTION_TOO_COMPLEX ->
+          RESOLUTION_TOO_COMPLEX,
+          WORKER_SUSPENDED ->
           null;
+      case WORKER_EXISTS -> FlightStatusCode.ALREADY_EXISTS;
       case UDF_RAISED -> FlightStatusCode.UNKNOWN;
       case BATCH_TIMEOUT -> FlightStatusCode.TIMED_OUT;
       case TOKEN_MISSING, TOKEN_INVALID -> FlightStatusCode.UNAUTHENTICATED;
       case TENANT_MISMATCH -> FlightStatusCode.UNAUTHORIZED;
-      case UDF_NOT_FOUND -> FlightStatusCode.NOT_FOUND;
+      case UDF_NOT_FOUND, WORKER_NOT_FOUND -> FlightStatusCode.NOT_FOUND;
       case CALL_CANCELLED -> FlightStatusCode.CANCELLED;
       case INTERNAL, RUNNER_CRASHED -> FlightStatusCode.INTERNAL;
       case SANDBOX_UNAVAILABLE,

@@ -15,32 +15,36 @@ public final class StartRunners {
   static final Duration START_TIMEOUT = Duration.ofSeconds(30);
   static final int OUTPUT_TAIL_LINES = 50;
 
-  private final RunnerPool.Options options;
+  private final Duration batchTimeout;
 
   /**
-   * @param runners runner processes per sandbox
    * @param batchTimeout how long one batch may take
-   * @param sandboxMemoryBytes the sandbox's memory, shared out among its runners
    */
-  public StartRunners(int runners, Duration batchTimeout, long sandboxMemoryBytes) {
-    this.options =
-        new RunnerPool.Options(
-            runners,
-            START_TIMEOUT,
-            batchTimeout,
-            OUTPUT_TAIL_LINES,
-            RunnerPool.Options.memoryPerRunner(sandboxMemoryBytes, runners));
+  public StartRunners(Duration batchTimeout) {
+    this.batchTimeout = batchTimeout;
   }
 
-  /** The options every pool this step starts gets. */
-  public RunnerPool.Options options() {
-    return options;
+  /**
+   * The options a pool of {@code runners} runners sharing {@code sandboxMemoryBytes} gets: each a
+   * share of the memory, 30 s to start, the batch timeout.
+   */
+  public RunnerPool.Options options(int runners, long sandboxMemoryBytes) {
+    return new RunnerPool.Options(
+        runners,
+        START_TIMEOUT,
+        batchTimeout,
+        OUTPUT_TAIL_LINES,
+        RunnerPool.Options.memoryPerRunner(sandboxMemoryBytes, runners));
   }
 
-  /** Starts the runners and waits until they have loaded the UDF (see {@link RunnerPool#start}). */
-  public RunnerPool start(UdfSignature signature, RunnerLauncher launcher)
+  /**
+   * Starts {@code runners} runners sharing {@code sandboxMemoryBytes} and waits until they have
+   * loaded the UDF (see {@link RunnerPool#start}).
+   */
+  public RunnerPool start(
+      UdfSignature signature, RunnerLauncher launcher, int runners, long sandboxMemoryBytes)
       throws KilnException, InterruptedException {
-    return RunnerPool.start(signature, launcher, options);
+    return RunnerPool.start(signature, launcher, options(runners, sandboxMemoryBytes));
   }
 
   /**

@@ -34,7 +34,8 @@ class FlightErrorsTest {
           ErrorCode.INVALID_REQUIREMENT,
           ErrorCode.ARGUMENTS_MISMATCH,
           ErrorCode.INVALID_CALL,
-          ErrorCode.INVALID_CONFIGURATION
+          ErrorCode.INVALID_CONFIGURATION,
+          ErrorCode.INVALID_WORKER_OPTION
         }) {
       EXPECTED.put(c, FlightStatusCode.INVALID_ARGUMENT);
     }
@@ -46,10 +47,13 @@ class FlightErrorsTest {
           ErrorCode.NO_COMPATIBLE_WHEEL,
           ErrorCode.NO_MATCHING_VERSION,
           ErrorCode.PACKAGE_CONFLICT,
-          ErrorCode.RESOLUTION_TOO_COMPLEX
+          ErrorCode.RESOLUTION_TOO_COMPLEX,
+          ErrorCode.WORKER_SUSPENDED
         }) {
       EXPECTED.put(c, null);
     }
+    EXPECTED.put(ErrorCode.WORKER_EXISTS, FlightStatusCode.ALREADY_EXISTS);
+    EXPECTED.put(ErrorCode.WORKER_NOT_FOUND, FlightStatusCode.NOT_FOUND);
     EXPECTED.put(ErrorCode.UDF_RAISED, FlightStatusCode.UNKNOWN);
     EXPECTED.put(ErrorCode.BATCH_TIMEOUT, FlightStatusCode.TIMED_OUT);
     EXPECTED.put(ErrorCode.TOKEN_MISSING, FlightStatusCode.UNAUTHENTICATED);

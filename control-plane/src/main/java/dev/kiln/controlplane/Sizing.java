@@ -1,0 +1,52 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.provisioner.Limits;
+
+/**
+ * How big a UDF's sandbox is: its CPUs and memory, and how many runner processes share them.
+ *
+ * @param name the worker size it comes from ({@code small}, …), or {@code default} for the server's
+ *     own settings
+ * @param cpus CPU quota of the sandbox, in cores
+ * @param memoryBytes memory limit of the whole sandbox
+ * @param runners runner processes in the sandbox
+ */
+record Sizing(String name, double cpus, long memoryBytes, int runners) {
+  static final String DEFAULT = "default";
+
+  Sizing {
+    if (!(cpus > 0) || memoryBytes < 64L << 20 || runners < 1) {
+      throw new IllegalArgumentException(
+          "size "
+              + name
+              + " needs cpus > 0, at least 64 MiB and at least one runner; got "
+              + cpus
+              + ", "
+              + (memoryBytes >> 20)
+              + " MiB, "
+              + runners);
+    }
+  }
+
+  /** The server's own sandbox settings, for UDFs whose worker names no size. */
+  static Sizing of(KilnConfig config) {
+    return new Sizing(
+        DEFAULT,
+        config.sandboxCpus(),
+        config.sandboxMemoryBytes(),
+        config.effectiveRunnersPerSandbox());
+  }
+
+  boolean isDefault() {
+    return name.equals(DEFAULT);
+  }
+
+  Limits limits() {
+    return new Limits(memoryBytes, cpus);
+  }
+
+  @Override
+  public String toString() {
+    return name + " (" + cpus + " CPUs, " + (memoryBytes >> 20) + " MiB, " + runners + " runners)";
+  }
+}

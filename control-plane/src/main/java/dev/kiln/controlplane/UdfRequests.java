@@ -1,0 +1,141 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.ContentKeys;
+import dev.kiln.definition.Tenant;
+import dev.kiln.definition.UdfDefinition;
+import dev.kiln.image.Runtimes;
+import dev.kiln.worker.RunnerFiles;
+import dev.kiln.worker.Tokens;
+import io.grpc.Context;
+import io.grpc.Deadline;
+import java.time.Duration;
+import java.time.InstantSource;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * What both front doors do with a UDF definition, whichever wire it came on: check it, key it, find
+ * the tenant's resource for the key (the hot path: a map lookup) or make one and start its
+ * pipeline, and answer with the stable endpoint and a token — on a cold start after waiting at most
+ * {@code apply-wait} (never past the call's deadline), so that errors in the UDF come back on the
+ * RPC.
+ */
+final class UdfRequests {
+  private static final Logger log = LoggerFactory.getLogger(UdfRequests.class);
+
+  /** What a request is answered with. */
+  interface Answer {
+    /** The UDF can be called: at {@code endpoint} with {@code headers}. */
+    void ready(ContentKey key, Map<String, String> headers, boolean hot);
+
+    /** It cannot: a failure known before the answer. */
+    void failed(KilnException e);
+  }
+
+  private final UdfRegistry registry;
+  private final Pipeline pipeline;
+  private final Tokens tokens;
+  private final Duration applyWait;
+  private final InstantSource clock;
+
+  UdfRequests(
+      UdfRegistry registry,
+      Pipeline pipeline,
+      Tokens tokens,
+      Duration applyWait,
+      InstantSource clock) {
+    this.registry = registry;
+    this.pipeline = pipeline;
+    this.tokens = tokens;
+    this.applyWait = applyWait;
+    this.clock = clock;
+  }
+
+  /**
+   * Answers a request for {@code definition} in a sandbox of {@code sizing} for {@code tenant}: at
+   * once on the hot path, after a brief wait on a cold one.
+   *
+   * @throws KilnException what is wrong with the definition (nothing was started)
+   */
+  void request(Tenant tenant, UdfDefinition definition, Sizing sizing, Answer answer)
+      throws KilnException {
+    Runtimes.Runtime runtime = pipeline.check(definition);
+    ContentKey key = key(definition, runtime, sizing);
+    CallMetadata.RESPONSE_KEY.get().set(key.hex());
+    UdfRegistry.Obtained obtained =
+        registry.obtain(
+            tenant, key, () -> new UdfResource(tenant, key, definition, runtime, sizing, clock));
+    UdfResource resource = obtained.resource();
+    Map<String, String> headers = Map.of(Tokens.HEADER, tokens.issue(tenant, key));
+    if (!obtained.created()) {
+      KilnException failure = resource.failure();
+      if (failure != null) {
+        answer.failed(failure);
+      } else {
+        answer.ready(key, headers, true);
+      }
+      return;
+    }
+    log.info(
+        "udf {} tenant={} handler={} size={}: new, provisioning",
+        key.shortForm(),
+        tenant,
+        definition.handler(),
+        sizing.name());
+    awaitBriefly(resource, () -> answer.ready(key, headers, false), answer);
+  }
+
+  /**
+   * The key of a UDF resource: what Databend asked for, on this runtime and runner version (the
+   * package lock and the imports' content are resolved by the pipeline and go into the image's key,
+   * so the hot path never waits on an index or a download), and the sandbox size when it is not the
+   * server's own.
+   */
+  static ContentKey key(UdfDefinition definition, Runtimes.Runtime runtime, Sizing sizing) {
+    ContentKey key = definition.key(runtime.digest(), RunnerFiles.version());
+    if (sizing.isDefault()) {
+      return key;
+    }
+    return ContentKeys.variant(
+        key,
+        "size="
+            + sizing.name()
+            + ","
+            + sizing.cpus()
+            + ","
+            + sizing.memoryBytes()
+            + ","
+            + sizing.runners());
+  }
+
+  /** Waits for a cold resource until apply-wait or shortly before the call's deadline. */
+  private void awaitBriefly(UdfResource resource, Runnable ready, Answer answer) {
+    long waitNanos = applyWait.toNanos();
+    Deadline deadline = Context.current().getDeadline();
+    if (deadline != null) {
+      // Leave half a second for the answer to travel back.
+      waitNanos = Math.min(waitNanos, deadline.timeRemaining(TimeUnit.NANOSECONDS) - 500_000_000L);
+    }
+    if (waitNanos <= 0) {
+      ready.run();
+      return;
+    }
+    resource
+        .ready()
+        .copy()
+        .completeOnTimeout(null, waitNanos, TimeUnit.NANOSECONDS)
+        .whenComplete(
+            (pool, error) -> {
+              KilnException failure = resource.failure();
+              if (failure != null) {
+                answer.failed(failure);
+              } else {
+                ready.run();
+              }
+            });
+  }
+}

@@ -1,0 +1,121 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+
+/**
+ * A worker's options as {@code CREATE WORKER … WITH k='v'} and {@code ALTER WORKER … SET k='v'}
+ * give them, checked: {@code size} (a name of the {@link WorkerSizes} table: the sandbox's CPUs,
+ * memory and runners), {@code auto_resume} ({@code true}: the next query starts a suspended worker
+ * again), {@code auto_suspend} (seconds without calls before the worker's sandboxes stop; 0 =
+ * never), {@code min_cluster_count} and {@code max_cluster_count} (sandboxes under load). The last
+ * three are checked and kept; acting on them belongs to the sandbox lifecycle, still to come.
+ *
+ * @param size the size, empty for the server's own sandbox settings
+ * @param autoSuspend idle time before the sandboxes stop, {@link Duration#ZERO} = never
+ * @param autoResume whether a query resumes a suspended worker
+ * @param minClusterCount fewest sandboxes
+ * @param maxClusterCount most sandboxes
+ */
+record WorkerOptions(
+    Optional<Sizing> size,
+    Duration autoSuspend,
+    boolean autoResume,
+    int minClusterCount,
+    int maxClusterCount) {
+
+  static final List<String> KEYS =
+      List.of("size", "auto_suspend", "auto_resume", "min_cluster_count", "max_cluster_count");
+
+  /**
+   * The options {@code raw} names (others at their defaults).
+   *
+   * @throws KilnException {@link ErrorCode#INVALID_WORKER_OPTION} naming every bad key or value and
+   *     listing what is supported
+   */
+  static WorkerOptions parse(
+      Map<String, String> raw, WorkerSizes sizes, Duration defaultAutoSuspend)
+      throws KilnException {
+    List<String> errors = new ArrayList<>();
+    Optional<Sizing> size = Optional.empty();
+    Duration autoSuspend = defaultAutoSuspend;
+    boolean autoResume = true;
+    int min = 1;
+    int max = 1;
+    for (Map.Entry<String, String> e : new TreeMap<>(raw).entrySet()) {
+      String key = e.getKey().toLowerCase(Locale.ROOT);
+      String value = e.getValue().strip();
+      switch (key) {
+        case "size" -> {
+          size = sizes.find(value);
+          if (size.isEmpty()) {
+            errors.add("size '" + value + "' is not one of " + sizes.names());
+          }
+        }
+        case "auto_suspend" -> {
+          Long seconds = nonNegative(value);
+          if (seconds == null) {
+            errors.add("auto_suspend '" + value + "' is not a number of seconds (0 = never)");
+          } else {
+            autoSuspend = Duration.ofSeconds(seconds);
+          }
+        }
+        case "auto_resume" -> {
+          if (value.equalsIgnoreCase("true")) {
+            autoResume = true;
+          } else if (value.equalsIgnoreCase("false")) {
+            autoResume = false;
+          } else {
+            errors.add("auto_resume '" + value + "' is not true or false");
+          }
+        }
+        case "min_cluster_count", "max_cluster_count" -> {
+          Long n = nonNegative(value);
+          if (n == null || n < 1 || n > 1000) {
+            errors.add(key + " '" + value + "' is not a count from 1 to 1000");
+          } else if (key.equals("min_cluster_count")) {
+            min = n.intValue();
+          } else {
+            max = n.intValue();
+          }
+        }
+        default -> errors.add("'" + e.getKey() + "' is not a worker option");
+      }
+    }
+    if (errors.isEmpty() && min > max) {
+      errors.add("min_cluster_count " + min + " is more than max_cluster_count " + max);
+    }
+    if (!errors.isEmpty()) {
+      throw new KilnException(
+          ErrorCode.INVALID_WORKER_OPTION,
+          "invalid worker options: "
+              + String.join("; ", errors)
+              + ". Supported: size ("
+              + String.join(", ", sizes.names())
+              + "), auto_suspend (seconds, 0 = never), auto_resume (true, false),"
+              + " min_cluster_count and max_cluster_count (1 to 1000, min <= max)");
+    }
+    return new WorkerOptions(size, autoSuspend, autoResume, min, max);
+  }
+
+  private static Long nonNegative(String value) {
+    try {
+      long n = Long.parseLong(value);
+      return n < 0 ? null : n;
+    } catch (NumberFormatException e) {
+      return null;
+    }
+  }
+
+  /** The sandbox size these options ask for, or {@code fallback} (the server's own). */
+  Sizing sizing(Sizing fallback) {
+    return size.orElse(fallback);
+  }
+}
