@@ -29,6 +29,8 @@ import org.apache.arrow.memory.RootAllocator;
  *       split into image build, sandbox start and runner start (the first one also pays for cold
  *       Jib caches and extracting the base image);
  *   <li>hot: ApplyUdfResource on a known spec, sequentially, as Databend calls it on every query;
+ *   <li>the same through CreateWorker, as today's Databend Query sends it ({@link
+ *       CreateWorkerBench}): a UDF with one staged import, a new presigned URL on every call;
  *   <li>peer: {@code runsc --platform=ptrace --network=none do true}.
  * </ul>
  *
@@ -62,6 +64,7 @@ public final class ColdStartBenchmark {
     List<Double> hotApply = new ArrayList<>();
     List<Double> hotCall = new ArrayList<>();
     List<Double> serverApply = new ArrayList<>();
+    ObjectNode createWorker;
     try (KilnServer server = KilnServer.start(config);
         DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
         BufferAllocator allocator = new RootAllocator()) {
@@ -107,6 +110,7 @@ public final class ColdStartBenchmark {
       for (var v : serverSide.percentileValues()) {
         serverApply.add(v.value(TimeUnit.MILLISECONDS));
       }
+      createWorker = CreateWorkerBench.run(server, client, allocator, hotCalls);
       DatabendClient.Resource r = client.apply("bench", known);
       for (int i = 0; i < 200; i++) {
         long t0 = System.nanoTime();
@@ -140,6 +144,7 @@ public final class ColdStartBenchmark {
     report.put("hot_apply_calls", hotApply.size());
     report.put("hot_apply_server_p50_ms", serverApply.get(0));
     report.put("hot_apply_server_p99_ms", serverApply.get(1));
+    report.set("create_worker", createWorker);
     report.put("hot_doexchange_1row_p50_ms", percentile(hotCall, 50));
     report.put("hot_doexchange_1row_p99_ms", percentile(hotCall, 99));
 
@@ -170,6 +175,7 @@ public final class ColdStartBenchmark {
     System.out.printf(
         "  of which inside the server (kiln.apply timer): p50 %.3f ms, p99 %.3f ms%n",
         serverApply.get(0), serverApply.get(1));
+    CreateWorkerBench.print(createWorker);
     System.out.printf(
         "Hot DoExchange (1 row, new connection each) x%d: p50 %.2f ms, p99 %.2f ms%n",
         hotCall.size(),

@@ -80,7 +80,13 @@ record DockerArchive(
   /** Size and modification time of the file: when they change, the file was replaced. */
   static String stamp(Path path) throws IOException {
     BasicFileAttributes attributes = Files.readAttributes(path, BasicFileAttributes.class);
-    return attributes.size() + "@" + attributes.lastModifiedTime().toMillis();
+    // Full precision (nanoseconds on ext4, tmpfs, xfs) and the file's identity: a rewrite within
+    // the same millisecond, or a new file moved into place, still changes the stamp.
+    return attributes.size()
+        + "@"
+        + attributes.lastModifiedTime().toInstant()
+        + "#"
+        + attributes.fileKey();
   }
 
   /** The labels of an image config ({@code config.Labels}); empty when it has none. */
