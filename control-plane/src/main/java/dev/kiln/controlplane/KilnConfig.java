@@ -56,6 +56,7 @@ import java.util.regex.Pattern;
  *     NAME=CPUS,MEMORY,RUNNERS}
  * @param autoSuspend a worker's {@code auto_suspend} when it names none ({@link Duration#ZERO} =
  *     never)
+ * @param udfEnv a TOML file of per-tenant, per-UDF environment variables, or null
  */
 public record KilnConfig(
     int grpcPort,
@@ -85,7 +86,8 @@ public record KilnConfig(
     String s3Region,
     boolean s3PathStyle,
     List<String> workerSizes,
-    Duration autoSuspend) {
+    Duration autoSuspend,
+    Path udfEnv) {
 
   public KilnConfig {
     runtimes = Map.copyOf(runtimes);
@@ -144,6 +146,7 @@ public record KilnConfig(
     b.s3PathStyle = s3PathStyle;
     b.workerSizes = new ArrayList<>(workerSizes);
     b.autoSuspend = autoSuspend;
+    b.udfEnv = udfEnv;
     return b;
   }
 
@@ -167,6 +170,7 @@ public record KilnConfig(
     Map<String, String> runtimes = new java.util.TreeMap<>();
     List<String> workerSizes = new ArrayList<>();
     Duration autoSuspend = Duration.ZERO;
+    Path udfEnv;
     List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
     boolean indexUrlsFromDefault = true;
     String indexUsername;
@@ -376,6 +380,7 @@ public record KilnConfig(
         case "s3-path-style" -> s3PathStyle = Boolean.parseBoolean(value.trim());
         case "worker-size" -> workerSizes.add(value.trim());
         case "auto-suspend" -> autoSuspend = parseDuration(key, value);
+        case "udf-env" -> udfEnv = Path.of(value);
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
@@ -385,7 +390,7 @@ public record KilnConfig(
                     + " runners-per-sandbox, batch-timeout, apply-wait, ready-wait, runtime,"
                     + " index-url, index-username, index-password, cache-memory, cache-local-max,"
                     + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
-                    + " auto-suspend)");
+                    + " auto-suspend, udf-env)");
       }
       return this;
     }
@@ -464,7 +469,8 @@ public record KilnConfig(
           s3Region,
           s3PathStyle,
           workerSizes,
-          autoSuspend);
+          autoSuspend,
+          udfEnv == null ? null : udfEnv.toAbsolutePath());
     }
 
     private static void checkPort(List<String> errors, String name, int port) {

@@ -179,10 +179,12 @@ public final class KilnServer implements AutoCloseable {
             registry,
             (tenant, imp) ->
                 cache.identities().tag(tenant.name(), imp.location(), imp.url(), imp.headers()),
+            new UdfEnv(config.udfEnv(), InstantSource.system()),
             pipelines,
             endpoint,
             InstantSource.system(),
             meters);
+    closeables.push(workerService);
     grpc =
         NettyServerBuilder.forAddress(new InetSocketAddress(config.bindHost(), config.grpcPort()))
             .addService(ServerInterceptors.intercept(service, new CallMetadata()))

@@ -132,7 +132,7 @@ final class ModuleSteps implements PipelineSteps {
       throws KilnException, InterruptedException {
     return runners.start(
         r.signature(),
-        SandboxRunners.launcher(sandbox),
+        SandboxRunners.launcher(sandbox, r.env),
         r.sizing.runners(),
         r.sizing.memoryBytes());
   }

@@ -19,6 +19,8 @@ import java.io.OutputStream;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -43,7 +45,20 @@ public final class SandboxRunners {
 
   /** Launches runners ({@link RunnerFiles#serveCommand()}) in the sandbox. */
   public static RunnerLauncher launcher(Sandbox sandbox) {
-    return env -> runner(sandbox.exec(RunnerFiles.serveCommand(), env));
+    return launcher(sandbox, Map.of());
+  }
+
+  /**
+   * Launches runners in the sandbox with the UDF's own variables as well (the runner's own, such as
+   * its memory limit, come after them and win on a clash).
+   */
+  public static RunnerLauncher launcher(Sandbox sandbox, Map<String, String> udfEnv) {
+    return env -> {
+      List<String> all = new ArrayList<>();
+      new TreeMap<>(udfEnv).forEach((k, v) -> all.add(k + "=" + v));
+      all.addAll(env);
+      return runner(sandbox.exec(RunnerFiles.serveCommand(), all));
+    };
   }
 
   /** A process in a sandbox, as the worker sees a runner. */

@@ -127,6 +127,14 @@ final class ServeCommand implements Callable<Integer> {
   String autoSuspend;
 
   @Option(
+      names = "--udf-env",
+      paramLabel = "FILE",
+      description =
+          "Environment variables per tenant and UDF (TOML: [udf_env] then \"tenant.udf\" ="
+              + " { KEY = \"value\" }), read again when it changes.")
+  String udfEnv;
+
+  @Option(
       names = "--index-url",
       paramLabel = "URL",
       description =
@@ -196,6 +204,7 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("s3-region", s3Region);
     flags.put("s3-path-style", s3PathStyle);
     flags.put("auto-suspend", autoSuspend);
+    flags.put("udf-env", udfEnv);
     KilnConfig config;
     try {
       flags.forEach(

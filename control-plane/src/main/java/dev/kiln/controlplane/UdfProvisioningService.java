@@ -68,8 +68,10 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
       UdfDefinition definition = UdfDefinition.fromSpec(request.getSpec(), imports(request));
       requests.request(
           tenant,
+          null,
           definition,
           sizing,
+          UdfEnv.Entry.NONE,
           new UdfRequests.Answer() {
             @Override
             public void ready(ContentKey key, Map<String, String> headers, boolean isHot) {

@@ -74,6 +74,21 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
     return new Obtained(current, false);
   }
 
+  /**
+   * Stops the resources of the tenant's worker {@code owner} whose key is not {@code keep} (null:
+   * all of them); returns how many.
+   */
+  int evictOwned(Tenant tenant, String owner, ContentKey keep) {
+    int n = 0;
+    for (UdfResource r : all()) {
+      if (r.tenant.equals(tenant) && owner.equals(r.owner) && !r.key.equals(keep)) {
+        evict(r);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** The tenant's resource for the key, if there is one. */
   Optional<UdfResource> get(Tenant tenant, ContentKey key) {
     return Optional.ofNullable(resources.get(new Id(tenant, key)));

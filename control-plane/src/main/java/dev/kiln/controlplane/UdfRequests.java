@@ -56,19 +56,29 @@ final class UdfRequests {
   }
 
   /**
-   * Answers a request for {@code definition} in a sandbox of {@code sizing} for {@code tenant}: at
-   * once on the hot path, after a brief wait on a cold one.
+   * Answers a request for {@code definition} in a sandbox of {@code sizing} for {@code tenant} (and
+   * its worker {@code owner}, or null): at once on the hot path, after a brief wait on a cold one.
    *
    * @throws KilnException what is wrong with the definition (nothing was started)
    */
-  void request(Tenant tenant, UdfDefinition definition, Sizing sizing, Answer answer)
+  void request(
+      Tenant tenant,
+      String owner,
+      UdfDefinition definition,
+      Sizing sizing,
+      UdfEnv.Entry env,
+      Answer answer)
       throws KilnException {
     Runtimes.Runtime runtime = pipeline.check(definition);
-    ContentKey key = key(definition, runtime, sizing);
+    ContentKey key = key(definition, runtime, sizing, env);
     CallMetadata.RESPONSE_KEY.get().set(key.hex());
     UdfRegistry.Obtained obtained =
         registry.obtain(
-            tenant, key, () -> new UdfResource(tenant, key, definition, runtime, sizing, clock));
+            tenant,
+            key,
+            () ->
+                new UdfResource(
+                    tenant, key, definition, runtime, sizing, env.vars(), owner, clock));
     UdfResource resource = obtained.resource();
     Map<String, String> headers = Map.of(Tokens.HEADER, tokens.issue(tenant, key));
     if (!obtained.created()) {
@@ -92,24 +102,30 @@ final class UdfRequests {
   /**
    * The key of a UDF resource: what Databend asked for, on this runtime and runner version (the
    * package lock and the imports' content are resolved by the pipeline and go into the image's key,
-   * so the hot path never waits on an index or a download), and the sandbox size when it is not the
-   * server's own.
+   * so the hot path never waits on an index or a download), the sandbox size when it is not the
+   * server's own, and the version (never the values) of the UDF's environment when it has one: a
+   * new size or new values make a new resource.
    */
-  static ContentKey key(UdfDefinition definition, Runtimes.Runtime runtime, Sizing sizing) {
+  static ContentKey key(
+      UdfDefinition definition, Runtimes.Runtime runtime, Sizing sizing, UdfEnv.Entry env) {
     ContentKey key = definition.key(runtime.digest(), RunnerFiles.version());
-    if (sizing.isDefault()) {
-      return key;
+    if (!sizing.isDefault()) {
+      key =
+          ContentKeys.variant(
+              key,
+              "size="
+                  + sizing.name()
+                  + ","
+                  + sizing.cpus()
+                  + ","
+                  + sizing.memoryBytes()
+                  + ","
+                  + sizing.runners());
     }
-    return ContentKeys.variant(
-        key,
-        "size="
-            + sizing.name()
-            + ","
-            + sizing.cpus()
-            + ","
-            + sizing.memoryBytes()
-            + ","
-            + sizing.runners());
+    if (!env.vars().isEmpty()) {
+      key = ContentKeys.variant(key, "env-version=" + env.version());
+    }
+    return key;
   }
 
   /** Waits for a cold resource until apply-wait or shortly before the call's deadline. */

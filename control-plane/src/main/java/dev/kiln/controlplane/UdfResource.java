@@ -13,6 +13,7 @@ import dev.kiln.worker.UdfSignature;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.InstantSource;
+import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -33,6 +34,13 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   final UdfDefinition definition;
   final Runtimes.Runtime runtime;
   final Sizing sizing;
+
+  /** Variables the UDF's processes get ({@code --udf-env}); never logged or shown. */
+  final Map<String, String> env;
+
+  /** The worker it runs for, or null when it was asked for without a name (ApplyUdfResource). */
+  final String owner;
+
   final Instant created;
   private final InstantSource clock;
   private final UdfSignature signature;
@@ -47,12 +55,16 @@ final class UdfResource implements UdfHandle, AutoCloseable {
       UdfDefinition definition,
       Runtimes.Runtime runtime,
       Sizing sizing,
+      Map<String, String> env,
+      String owner,
       InstantSource clock) {
     this.tenant = tenant;
     this.key = key;
     this.definition = definition;
     this.runtime = runtime;
     this.sizing = sizing;
+    this.env = Map.copyOf(env);
+    this.owner = owner;
     this.clock = clock;
     this.created = clock.instant();
     this.signature = UdfSignature.of(definition);

@@ -29,6 +29,8 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.Executor;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -41,11 +43,14 @@ import org.slf4j.LoggerFactory;
  * WORKER}, {@code DROP WORKER}, {@code SHOW WORKERS}. A worker and a UDF of the same name are one
  * record; the UDF runs with its worker's options.
  */
-final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
+final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(WorkerService.class);
 
   /** The option ListWorkers adds to show a worker's state; it cannot be set. */
   static final String STATE_OPTION = "state";
+
+  /** How long a replaced version keeps serving the calls that already use it. */
+  static final Duration RETIRE_AFTER = Duration.ofSeconds(180);
 
   /** The content identity of an import that arrived without a tag. */
   @FunctionalInterface
@@ -60,7 +65,11 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
   private final Duration defaultAutoSuspend;
   private final UdfRegistry registry;
   private final ImportTags importTags;
+  private final UdfEnv udfEnv;
   private final Executor blocking;
+  private final ScheduledExecutorService retirements =
+      Executors.newSingleThreadScheduledExecutor(
+          Thread.ofPlatform().daemon().name("kiln-worker-retire").factory());
   private final String endpoint;
   private final InstantSource clock;
   private final Timer createTimer;
@@ -76,6 +85,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
       Duration defaultAutoSuspend,
       UdfRegistry registry,
       ImportTags importTags,
+      UdfEnv udfEnv,
       Executor blocking,
       String endpoint,
       InstantSource clock,
@@ -87,6 +97,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
     this.defaultAutoSuspend = defaultAutoSuspend;
     this.registry = registry;
     this.importTags = importTags;
+    this.udfEnv = udfEnv;
     this.blocking = blocking;
     this.endpoint = endpoint;
     this.clock = clock;
@@ -191,8 +202,10 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
       throws KilnException {
     requests.request(
         tenant,
+        name,
         definition,
         options.sizing(serverSizing),
+        udfEnv.get(tenant, name),
         new UdfRequests.Answer() {
           @Override
           public void ready(ContentKey key, Map<String, String> headers, boolean isHot) {
@@ -203,6 +216,9 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
                   workers.update(
                       tenant, name, x -> x == null ? null : x.withKey(key.hex(), clock.instant()));
               now = updated == null ? current : updated;
+              if (current.key() != null) {
+                retireOldVersions(tenant, name);
+              }
             }
             finish(
                 out,
@@ -380,11 +396,28 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
     }
   }
 
-  /** Stops the sandboxes of the worker's current UDF (its image stays for a quick resume). */
+  /** Stops the sandboxes of every version of the worker's UDF (its images stay). */
   private void stopSandboxes(Tenant tenant, Workers.Worker w) {
-    if (w.key() != null) {
-      registry.evict(tenant, new ContentKey(w.key()));
-    }
+    registry.evictOwned(tenant, w.name(), null);
+  }
+
+  /**
+   * The worker's name moved to a new definition (CREATE OR REPLACE FUNCTION, a re-uploaded import,
+   * new environment): the sandboxes of the versions before stop once calls that still use them are
+   * done — after Databend's own request timeout.
+   */
+  private void retireOldVersions(Tenant tenant, String name) {
+    retirements.schedule(
+        () -> {
+          Workers.Worker w = workers.get(tenant, name).orElse(null);
+          ContentKey keep = w == null || w.key() == null ? null : new ContentKey(w.key());
+          int stopped = keep == null ? 0 : registry.evictOwned(tenant, name, keep);
+          if (stopped > 0) {
+            log.info("worker {} tenant={}: {} earlier version(s) stopped", name, tenant, stopped);
+          }
+        },
+        RETIRE_AFTER.toMillis(),
+        TimeUnit.MILLISECONDS);
   }
 
   /**
@@ -468,5 +501,10 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
         GrpcErrors.toStatus(
             new KilnException(
                 ErrorCode.INTERNAL, "internal error in Kiln (logged on the server)")));
+  }
+
+  @Override
+  public void close() {
+    retirements.shutdownNow();
   }
 }

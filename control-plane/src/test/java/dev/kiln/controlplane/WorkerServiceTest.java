@@ -84,6 +84,7 @@ class WorkerServiceTest {
             Duration.ZERO,
             registry,
             (tenant, imp) -> importTags.getOrDefault(imp.location(), "unknown"),
+            new UdfEnv(dir.resolve("udf_env.toml"), clock),
             pipelines,
             "http://kiln:8815",
             clock,
@@ -409,5 +410,25 @@ class WorkerServiceTest {
     CreateWorkerResponse reuploaded = createUdf("acme", "f", script.apply(3));
     assertThat(key(reuploaded)).as("new content: a new resource").isNotEqualTo(key(first));
     assertThat(steps.resolves).hasValue(2);
+  }
+
+  @Test
+  void aUdfsEnvironmentIsPartOfItsResourceSoAChangedValueTakesEffectOnTheNextQuery()
+      throws Exception {
+    steps.blockRunners = true;
+    java.nio.file.Files.writeString(
+        dir.resolve("udf_env.toml"),
+        "[udf_env]\n\"acme.add_one\" = { UDF_ENV_TEST = \"sandbox_env_ok\" }\n");
+    CreateWorkerResponse first = createUdf("acme", "add_one", addOne());
+    CreateWorkerResponse same = createUdf("acme", "add_one", addOne());
+    assertThat(key(same)).isEqualTo(key(first));
+    java.nio.file.Files.writeString(
+        dir.resolve("udf_env.toml"),
+        "[udf_env]\n\"acme.add_one\" = { UDF_ENV_TEST = \"changed\" }\n");
+    clock.advance(UdfEnv.CHECK_INTERVAL);
+    CreateWorkerResponse changed = createUdf("acme", "add_one", addOne());
+    assertThat(key(changed)).isNotEqualTo(key(first));
+    // Another tenant's UDF of the same name has no environment: the plain key.
+    assertThat(key(createUdf("globex", "add_one", addOne()))).isNotEqualTo(key(first));
   }
 }
