@@ -13,13 +13,17 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-/** {@code kiln apply}: calls ApplyUdfResource the way Databend does and prints the answer. */
+/**
+ * {@code kiln apply}: asks for a UDF resource the way Databend does — ApplyUdfResource with a JSON
+ * spec, or CreateWorker with the script Databend Query renders — and prints the answer.
+ */
 @Command(
     name = "apply",
     mixinStandardHelpOptions = true,
     description = {
       "Asks a Kiln server for a UDF resource, as Databend does on every query, and prints",
-      "{\"endpoint\":…,\"headers\":{…},\"key\":…} as JSON."
+      "{\"endpoint\":…,\"headers\":{…},\"key\":…} as JSON. --spec FILE sends ApplyUdfResource;",
+      "--script FILE --name NAME sends CreateWorker with a script as Databend Query renders it."
     })
 final class ApplyCommand implements Callable<Integer> {
 
@@ -33,9 +37,21 @@ final class ApplyCommand implements Callable<Integer> {
   @Option(
       names = "--spec",
       paramLabel = "FILE",
-      required = true,
-      description = "The JSON runtime spec (what Databend sends), or - for stdin.")
+      description = "The JSON runtime spec (what ApplyUdfResource sends), or - for stdin.")
   String specFile;
+
+  @Option(
+      names = "--script",
+      paramLabel = "FILE",
+      description =
+          "A CreateWorker script as Databend Query renders it, or - for stdin (needs --name).")
+  String scriptFile;
+
+  @Option(
+      names = "--name",
+      paramLabel = "NAME",
+      description = "The worker (the UDF's SQL name) for --script.")
+  String name;
 
   @Option(
       names = "--tenant",
@@ -53,19 +69,27 @@ final class ApplyCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    String spec;
+    if ((specFile == null) == (scriptFile == null) || (scriptFile != null && name == null)) {
+      System.err.println("kiln apply: give either --spec FILE, or --script FILE and --name NAME");
+      return 2;
+    }
+    String file = specFile != null ? specFile : scriptFile;
+    String text;
     try {
-      spec =
-          specFile.equals("-")
+      text =
+          file.equals("-")
               ? new String(System.in.readAllBytes(), StandardCharsets.UTF_8)
-              : Files.readString(Path.of(specFile), StandardCharsets.UTF_8);
+              : Files.readString(Path.of(file), StandardCharsets.UTF_8);
     } catch (NoSuchFileException e) {
-      System.err.println("kiln apply: spec file " + specFile + " does not exist");
+      System.err.println("kiln apply: file " + file + " does not exist");
       return 2;
     }
     try (DatabendClient client = new DatabendClient(server)) {
+      Duration deadline = Duration.ofSeconds(timeoutSeconds);
       DatabendClient.Resource r =
-          client.apply(tenant, spec, List.of(), Duration.ofSeconds(timeoutSeconds));
+          specFile != null
+              ? client.apply(tenant, text, List.of(), deadline)
+              : client.createWorker(tenant, name, text, deadline);
       ObjectMapper json = new ObjectMapper();
       ObjectNode out = json.createObjectNode();
       out.put("endpoint", r.endpoint());

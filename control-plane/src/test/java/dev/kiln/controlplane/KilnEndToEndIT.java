@@ -15,6 +15,7 @@ import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
 import org.junit.jupiter.api.AfterAll;
@@ -250,6 +251,38 @@ class KilnEndToEndIT {
         .contains("hits");
     assertThat(KilnTestSupport.JSON.readTree(cli("cache", "stats", "--json", "--admin", admin)))
         .isNotNull();
+  }
+
+  @Test
+  void theCliAsksThroughCreateWorkerAndListsWorkersWithTheirHealthAndStats() throws Exception {
+    String grpc = "127.0.0.1:" + kiln.server().grpcPort();
+    var answer =
+        KilnTestSupport.JSON.readTree(
+            cli(
+                "apply",
+                "--server",
+                grpc,
+                "--tenant",
+                "cli",
+                "--script",
+                "../examples/add_one.sh",
+                "--name",
+                "add_one"));
+    Map<String, String> headers = new java.util.TreeMap<>();
+    answer.get("headers").properties().forEach(e -> headers.put(e.getKey(), e.getValue().asText()));
+    DatabendClient.Resource r =
+        new DatabendClient.Resource(
+            answer.get("endpoint").asText(), headers, answer.get("key").asText());
+    assertThat(call(allocator, r, "cli", "add_one", List.of("INT NULL"), "[[41],[null]]"))
+        .isEqualTo(rows(42, null));
+    var workers =
+        KilnTestSupport.JSON.readTree(
+            cli("workers", "--server", grpc, "--tenant", "cli", "--json"));
+    assertThat(workers).extracting(w -> w.get("name").asText()).containsExactly("add_one");
+    assertThat(adminGet("/workers/cli/add_one/health").body()).isEqualTo("1\n");
+    var stats = KilnTestSupport.JSON.readTree(adminGet("/workers/cli/add_one/stats").body());
+    assertThat(stats.get("request_count").asLong()).isEqualTo(1);
+    assertThat(adminGet("/workers/cli/nobody/health").statusCode()).isEqualTo(404);
   }
 
   /** Runs a {@code kiln} CLI command in this JVM and returns what it printed on stdout. */
