@@ -6,6 +6,7 @@ import static dev.kiln.controlplane.KilnTestSupport.rows;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.kiln.definition.QueryScripts;
 import dev.kiln.resolver.PipMirror;
 import dev.kiln.resolver.StaticIndexServer;
 import io.grpc.Status;
@@ -103,6 +104,29 @@ class PackagesEndToEndIT {
         kiln.api().apply("acme", spec("commas", "BIGINT", "VARCHAR", List.of(), code));
     assertThat(call(allocator, r, "acme", "commas", List.of("BIGINT"), "[[1234567],[12]]"))
         .isEqualTo(rows("1,234,567", "12"));
+  }
+
+  @Test
+  void pep723DependenciesThenPackagesThroughCreateWorker() throws Exception {
+    // Query puts the code's PEP 723 dependencies first, then PACKAGES, on one unquoted pip line.
+    String code =
+        "# /// script\n"
+            + "# dependencies = [\"humanize>=4\"]\n"
+            + "# ///\n"
+            + "import humanize, six\n"
+            + "def commas_six(x):\n"
+            + "    return humanize.intcomma(x) + ('' if six.PY3 else '?')\n";
+    String script =
+        QueryScripts.udf(code, "commas_six")
+            .inputs("INT64 NULL")
+            .result("STRING NULL")
+            .packages("six>=1.10")
+            .render();
+    assertThat(script).contains("python -m pip install --no-cache-dir humanize>=4 six>=1.10\n");
+    DatabendClient.Resource r =
+        kiln.api().createWorker("acme", "commas_six", script, java.time.Duration.ofSeconds(5));
+    assertThat(call(allocator, r, "acme", "commas_six", List.of("BIGINT"), "[[1234567]]"))
+        .isEqualTo(rows("1,234,567"));
   }
 
   @Test

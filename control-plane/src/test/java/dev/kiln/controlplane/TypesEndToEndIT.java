@@ -5,6 +5,7 @@ import static dev.kiln.worker.Vectors.values;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kiln.definition.DataType;
+import dev.kiln.definition.QueryScripts;
 import dev.kiln.worker.ArrowTypes;
 import java.math.BigDecimal;
 import java.math.BigInteger;
@@ -187,6 +188,30 @@ class TypesEndToEndIT {
                 List.of(0L, ""),
                 List.of(0f, 0f, 0f)));
     assertThat(echoed).isEqualTo(built);
+  }
+
+  @Test
+  void theSameUdfThroughCreateWorkerIsTheSameResource() throws Exception {
+    // Query's script carries the types as Python literals in its server stub and the code in a
+    // heredoc: quotes, backslashes and non-ASCII must come through exactly, so that both front
+    // doors give the same definition, the same key and the same sandbox.
+    DatabendClient.Resource applied =
+        kiln.api().apply(TENANT, spec("rt", List.of("INT NULL", EVERY_TYPE), EVERY_TYPE, CODE));
+    String script =
+        QueryScripts.udf(CODE, "rt").inputs("INT NULL", EVERY_TYPE).result(EVERY_TYPE).render();
+    DatabendClient.Resource created =
+        kiln.api().createWorker(TENANT, "rt", script, java.time.Duration.ofSeconds(5));
+    assertThat(created.key()).isEqualTo(applied.key());
+    try (FieldVector rows = ints(List.of(0));
+        FieldVector none =
+            ArrowTypes.queryArgumentField("arg2", DataType.parse(EVERY_TYPE))
+                .createVector(allocator)) {
+      none.allocateNew();
+      none.setValueCount(1);
+      try (FieldVector out = exchange(created, "rt", rows, none)) {
+        assertThat(values(out).get(0)).asList().contains("héllo ✓", List.of(7L, "seven"));
+      }
+    }
   }
 
   @Test
