@@ -48,6 +48,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
@@ -169,11 +170,12 @@ public final class KilnServer implements AutoCloseable {
     UdfProvisioningService service =
         new UdfProvisioningService(requests, serverSizing, endpoint, meters);
     Workers workers = Workers.open(data.resolve("workers.json"));
+    WorkerSizes sizes = WorkerSizes.of(config.workerSizes());
     WorkerService workerService =
         new WorkerService(
             requests,
             workers,
-            WorkerSizes.of(config.workerSizes()),
+            sizes,
             serverSizing,
             config.autoSuspend(),
             registry,
@@ -185,6 +187,28 @@ public final class KilnServer implements AutoCloseable {
             InstantSource.system(),
             meters);
     closeables.push(workerService);
+    IdleSuspender idle =
+        new IdleSuspender(workers, registry, sizes, config.autoSuspend(), InstantSource.system());
+    ScheduledExecutorService sweeper =
+        Executors.newSingleThreadScheduledExecutor(
+            Thread.ofPlatform().daemon().name("kiln-idle-suspend").factory());
+    sweeper.scheduleWithFixedDelay(
+        () -> {
+          try {
+            idle.sweep();
+          } catch (RuntimeException e) {
+            log.warn("idle suspension failed: {}", e.toString());
+          }
+        },
+        1,
+        1,
+        TimeUnit.SECONDS);
+    closeables.push(
+        () -> {
+          // Let a sweep that is stopping sandboxes finish, so no mount is left behind.
+          sweeper.shutdown();
+          sweeper.awaitTermination(30, TimeUnit.SECONDS);
+        });
     grpc =
         NettyServerBuilder.forAddress(new InetSocketAddress(config.bindHost(), config.grpcPort()))
             .addService(ServerInterceptors.intercept(service, new CallMetadata()))

@@ -47,6 +47,7 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   private final CompletableFuture<RunnerPool> ready = new CompletableFuture<>();
   private final AtomicBoolean closed = new AtomicBoolean();
   private volatile Provisioned provisioned;
+  private volatile Instant readyAt;
   private volatile Instant failedAt;
 
   UdfResource(
@@ -90,6 +91,20 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     return Optional.ofNullable(provisioned);
   }
 
+  /**
+   * When the resource last did something: its last call, or when it became ready; empty while it is
+   * starting or when it failed.
+   */
+  Optional<Instant> lastActivity() {
+    Provisioned p = provisioned;
+    Instant ready = readyAt;
+    if (p == null || ready == null || isClosed()) {
+      return Optional.empty();
+    }
+    Instant call = p.pool().stats().lastRequestTime();
+    return Optional.of(call != null && call.isAfter(ready) ? call : ready);
+  }
+
   /** The sandbox, once the pipeline is done. */
   Optional<Sandbox> sandbox() {
     return provisioned().map(Provisioned::sandbox);
@@ -97,6 +112,7 @@ final class UdfResource implements UdfHandle, AutoCloseable {
 
   /** The pipeline is done: calls go to its runners (or, when closed meanwhile, it is stopped). */
   void complete(Provisioned p) {
+    readyAt = clock.instant();
     provisioned = p;
     if (closed.get() || !ready.complete(p.pool())) {
       p.pool().close();

@@ -15,8 +15,8 @@ import java.util.TreeMap;
  * give them, checked: {@code size} (a name of the {@link WorkerSizes} table: the sandbox's CPUs,
  * memory and runners), {@code auto_resume} ({@code true}: the next query starts a suspended worker
  * again), {@code auto_suspend} (seconds without calls before the worker's sandboxes stop; 0 =
- * never), {@code min_cluster_count} and {@code max_cluster_count} (sandboxes under load). The last
- * three are checked and kept; acting on them belongs to the sandbox lifecycle, still to come.
+ * never; {@link IdleSuspender} acts on it), {@code min_cluster_count} and {@code max_cluster_count}
+ * (sandboxes under load: checked and kept; scaling out is still to come).
  *
  * @param size the size, empty for the server's own sandbox settings
  * @param autoSuspend idle time before the sandboxes stop, {@link Duration#ZERO} = never

@@ -116,6 +116,13 @@ final class Workers {
     return Optional.ofNullable(tenants.getOrDefault(tenant.name(), Map.of()).get(name));
   }
 
+  /** Every tenant's workers: tenant name to its workers. */
+  synchronized Map<String, List<Worker>> all() {
+    Map<String, List<Worker>> out = new TreeMap<>();
+    tenants.forEach((t, ws) -> out.put(t, List.copyOf(ws.values())));
+    return out;
+  }
+
   /** The tenant's workers, by name. */
   synchronized List<Worker> list(Tenant tenant) {
     List<Worker> out = new ArrayList<>(tenants.getOrDefault(tenant.name(), Map.of()).values());

@@ -12,6 +12,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
@@ -102,6 +103,39 @@ class WorkerEndToEndIT {
       List<Worker> workers = kiln.api().listWorkers("acme", Duration.ofSeconds(5));
       assertThat(workers).extracting(Worker::getName).containsExactly("read_env", "sized");
       assertThat(workers.get(1).getOptionsMap()).containsEntry("size", "medium");
+    }
+  }
+
+  @Test
+  void anIdleWorkerIsSuspendedAfterItsAutoSuspendAndTheNextQueryResumesIt() throws Exception {
+    try (RunningKiln kiln = RunningKiln.start(dir.resolve("idle"))) {
+      DatabendClient api = kiln.api();
+      api.workers("acme", Duration.ofSeconds(5))
+          .createWorker(
+              CreateWorkerRequest.newBuilder()
+                  .setTenantId("acme")
+                  .setName("read_env")
+                  .putOptions("auto_suspend", "1")
+                  .build());
+      DatabendClient.Resource r =
+          api.createWorker("acme", "read_env", script(), Duration.ofSeconds(5));
+      assertThat(call(r)).isEmpty();
+      // Poll (with a deadline) until the server has suspended it after a second without calls.
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+      while (!api.listWorkers("acme", Duration.ofSeconds(5))
+          .get(0)
+          .getOptionsMap()
+          .get("state")
+          .equals("suspended")) {
+        assertThat(System.nanoTime()).as("suspended in time").isLessThan(deadline);
+        LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(50));
+      }
+      assertThat(kiln.server().meters().get("kiln.sandboxes.running").gauge().value()).isZero();
+      // auto_resume defaults to true: the next query starts it again.
+      assertThat(call(api.createWorker("acme", "read_env", script(), Duration.ofSeconds(5))))
+          .isEmpty();
+      assertThat(api.listWorkers("acme", Duration.ofSeconds(5)).get(0).getOptionsMap())
+          .containsEntry("state", "running");
     }
   }
 }
