@@ -2,6 +2,9 @@ package dev.kiln.controlplane;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.QueryScripts;
+import dev.kiln.definition.RuntimeSpec;
 import io.grpc.StatusRuntimeException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -23,7 +26,8 @@ import picocli.CommandLine.Option;
     description = {
       "Asks a Kiln server for a UDF resource, as Databend does on every query, and prints",
       "{\"endpoint\":…,\"headers\":{…},\"key\":…} as JSON. --spec FILE sends ApplyUdfResource;",
-      "--script FILE --name NAME sends CreateWorker with a script as Databend Query renders it."
+      "--script FILE --name NAME sends CreateWorker with a script as Databend Query renders it,",
+      "and --protocol worker --spec FILE --name NAME renders that script from the spec first."
     })
 final class ApplyCommand implements Callable<Integer> {
 
@@ -48,6 +52,15 @@ final class ApplyCommand implements Callable<Integer> {
   String scriptFile;
 
   @Option(
+      names = "--protocol",
+      paramLabel = "apply|worker",
+      defaultValue = "apply",
+      description =
+          "With --spec: apply sends ApplyUdfResource (default); worker renders the script Databend"
+              + " Query would send for the spec and sends CreateWorker.")
+  String protocol;
+
+  @Option(
       names = "--name",
       paramLabel = "NAME",
       description = "The worker (the UDF's SQL name) for --script.")
@@ -69,8 +82,13 @@ final class ApplyCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if ((specFile == null) == (scriptFile == null) || (scriptFile != null && name == null)) {
-      System.err.println("kiln apply: give either --spec FILE, or --script FILE and --name NAME");
+    boolean worker = scriptFile != null || protocol.equals("worker");
+    if ((specFile == null) == (scriptFile == null)
+        || (worker && name == null)
+        || !(protocol.equals("apply") || protocol.equals("worker"))) {
+      System.err.println(
+          "kiln apply: give --spec FILE [--protocol apply], --spec FILE --protocol worker --name"
+              + " NAME, or --script FILE --name NAME");
       return 2;
     }
     String file = specFile != null ? specFile : scriptFile;
@@ -86,10 +104,16 @@ final class ApplyCommand implements Callable<Integer> {
     }
     try (DatabendClient client = new DatabendClient(server)) {
       Duration deadline = Duration.ofSeconds(timeoutSeconds);
-      DatabendClient.Resource r =
-          specFile != null
-              ? client.apply(tenant, text, List.of(), deadline)
-              : client.createWorker(tenant, name, text, deadline);
+      DatabendClient.Resource r;
+      if (!worker) {
+        r = client.apply(tenant, text, List.of(), deadline);
+      } else {
+        String script = scriptFile != null ? text : render(text);
+        if (script == null) {
+          return 2;
+        }
+        r = client.createWorker(tenant, name, script, deadline);
+      }
       ObjectMapper json = new ObjectMapper();
       ObjectNode out = json.createObjectNode();
       out.put("endpoint", r.endpoint());
@@ -103,5 +127,27 @@ final class ApplyCommand implements Callable<Integer> {
           "kiln apply: " + e.getStatus().getCode() + ": " + e.getStatus().getDescription());
       return 1;
     }
+  }
+
+  /** The script Databend Query would send for a spec without imports; null after an error. */
+  private static String render(String spec) {
+    RuntimeSpec parsed;
+    try {
+      parsed = RuntimeSpec.parse(spec);
+    } catch (KilnException e) {
+      System.err.println("kiln apply: invalid UDF spec: " + e.getMessage());
+      return null;
+    }
+    if (!parsed.imports().isEmpty()) {
+      System.err.println(
+          "kiln apply: --protocol worker cannot render imports (Query presigns each one); send"
+              + " a script with --script, or the spec with --protocol apply");
+      return null;
+    }
+    return QueryScripts.udf(parsed.code(), parsed.handler())
+        .inputs(parsed.inputTypes().stream().map(Object::toString).toArray(String[]::new))
+        .result(parsed.resultType().toString())
+        .packages(parsed.packages().toArray(String[]::new))
+        .render();
   }
 }

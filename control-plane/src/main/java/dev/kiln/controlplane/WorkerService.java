@@ -119,7 +119,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
       String name = name(request.getName());
       String type = request.getType();
       if (type.isEmpty() && request.getScript().isEmpty()) {
-        Workers.Worker w = createRecord(tenant, name, request);
+        Workers.Worker w = record(tenant, name, request);
         finish(out, CreateWorkerResponse.newBuilder().setWorker(toProto(w)).build());
         return;
       }
@@ -132,7 +132,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
                 + " (no type, no script)");
       }
       UdfDefinition definition = UdfDefinition.fromWorkerScript(request.getScript());
-      Workers.Worker w = udfRecord(tenant, name, request);
+      Workers.Worker w = record(tenant, name, request);
       WorkerOptions options = WorkerOptions.parse(w.options(), sizes, defaultAutoSuspend);
       Workers.Worker current = resumeIfSuspended(tenant, w, options);
       if (definition.imports().isEmpty()) {
@@ -237,8 +237,12 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
         });
   }
 
-  /** CREATE WORKER: a new record, or the existing one when IF NOT EXISTS. */
-  private Workers.Worker createRecord(Tenant tenant, String name, CreateWorkerRequest request)
+  /**
+   * The worker the request names: made with the request's tags and options when there is none
+   * (CREATE WORKER, or a UDF's first query), else the existing one when the request says IF NOT
+   * EXISTS (a UDF then runs with its worker's options).
+   */
+  private Workers.Worker record(Tenant tenant, String name, CreateWorkerRequest request)
       throws KilnException {
     Map<String, String> options = userOptions(request.getOptionsMap());
     WorkerOptions.parse(options, sizes, defaultAutoSuspend);
@@ -260,29 +264,6 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
     }
     if (existing[0] == null) {
       log.info("worker {} tenant={} created with options {}", name, tenant, options);
-    }
-    return w;
-  }
-
-  /** A UDF's record: the worker of its name, made on first use. */
-  private Workers.Worker udfRecord(Tenant tenant, String name, CreateWorkerRequest request)
-      throws KilnException {
-    Workers.Worker[] existing = new Workers.Worker[1];
-    Map<String, String> options = userOptions(request.getOptionsMap());
-    Workers.Worker w =
-        workers.update(
-            tenant,
-            name,
-            old -> {
-              existing[0] = old;
-              return old != null
-                  ? old
-                  : Workers.Worker.create(name, request.getTagsMap(), options, clock.instant());
-            });
-    if (existing[0] != null && !request.getIfNotExists()) {
-      throw new KilnException(
-          ErrorCode.WORKER_EXISTS,
-          "worker " + name + " exists already and the request did not say IF NOT EXISTS");
     }
     return w;
   }

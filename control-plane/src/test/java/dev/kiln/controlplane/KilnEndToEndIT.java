@@ -283,6 +283,22 @@ class KilnEndToEndIT {
     var stats = KilnTestSupport.JSON.readTree(adminGet("/workers/cli/add_one/stats").body());
     assertThat(stats.get("request_count").asLong()).isEqualTo(1);
     assertThat(adminGet("/workers/cli/nobody/health").statusCode()).isEqualTo(404);
+    // The spec of the same function, sent as Query would render it: the same definition and key.
+    var fromSpec =
+        KilnTestSupport.JSON.readTree(
+            cli(
+                "apply",
+                "--server",
+                grpc,
+                "--tenant",
+                "cli",
+                "--protocol",
+                "worker",
+                "--spec",
+                "../examples/add_one.json",
+                "--name",
+                "add_one"));
+    assertThat(fromSpec.get("key").asText()).isEqualTo(answer.get("key").asText());
   }
 
   /** Runs a {@code kiln} CLI command in this JVM and returns what it printed on stdout. */

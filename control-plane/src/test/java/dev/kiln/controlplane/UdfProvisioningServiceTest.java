@@ -145,8 +145,8 @@ class UdfProvisioningServiceTest {
                 .build());
   }
 
-  private static void assertStatus(
-      Runnable call, Status.Code code, ErrorCode kiln, String... contains) {
+  /** Asserts that a gRPC call fails with the status, the code's label and these words. */
+  static void assertStatus(Runnable call, Status.Code code, ErrorCode kiln, String... contains) {
     assertThatThrownBy(call::run)
         .isInstanceOfSatisfying(
             StatusRuntimeException.class,

@@ -1,7 +1,7 @@
 package dev.kiln.controlplane;
 
+import static dev.kiln.controlplane.UdfProvisioningServiceTest.assertStatus;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kiln.base.ErrorCode;
 import dev.kiln.controlplane.proto.resource.AlterWorkerRequest;
@@ -20,7 +20,6 @@ import io.grpc.Metadata;
 import io.grpc.Server;
 import io.grpc.ServerInterceptors;
 import io.grpc.Status;
-import io.grpc.StatusRuntimeException;
 import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.grpc.stub.MetadataUtils;
@@ -131,19 +130,6 @@ class WorkerServiceTest {
     return as(api, tenant)
         .listWorkers(ListWorkersRequest.newBuilder().setTenantId(tenant).build())
         .getWorkersList();
-  }
-
-  private static void assertStatus(
-      Runnable call, Status.Code code, ErrorCode kiln, String... contains) {
-    assertThatThrownBy(call::run)
-        .isInstanceOfSatisfying(
-            StatusRuntimeException.class,
-            e -> {
-              assertThat(e.getStatus().getCode()).isEqualTo(code);
-              assertThat(e.getStatus().getDescription())
-                  .contains(contains)
-                  .endsWith("[" + kiln.label() + "]");
-            });
   }
 
   @Test

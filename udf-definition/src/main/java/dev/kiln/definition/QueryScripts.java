@@ -12,8 +12,9 @@ import java.util.TreeMap;
 
 /**
  * Renders the bash script of a {@code CreateWorker} request the way Databend Query (since v1.2.883)
- * does for a sandboxed Python UDF, so tests can use the script front door without a Query node.
- * Written from what Query's renderer does:
+ * does for a sandboxed Python UDF — the inverse of {@link UdfDefinition#fromWorkerScript} — so that
+ * tools ({@code kiln apply --protocol worker}) and tests can use the script front door without a
+ * Query node. Written from what Query's renderer does:
  *
  * <ul>
  *   <li>a fixed preamble; then, when there are packages, one unquoted {@code python -m pip install
