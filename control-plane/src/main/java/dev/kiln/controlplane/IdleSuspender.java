@@ -13,9 +13,14 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Acts on {@code auto_suspend}: a running worker whose UDF has had no call for that long is
- * suspended — its sandboxes stop, its image stays — and the next query resumes it when its {@code
- * auto_resume} allows ({@link WorkerService}). {@link #sweep} runs on a schedule; time is injected.
+ * Stops sandboxes nobody calls: a running worker whose UDF has had no call for its {@code
+ * auto_suspend} is suspended — its sandboxes stop, its image stays — and the next query resumes it
+ * when its {@code auto_resume} allows ({@link WorkerService}, {@link KnownUdfs}); a UDF asked for
+ * without a worker (ApplyUdfResource) stops after the server's {@code --auto-suspend}, and an
+ * earlier version of a worker's UDF (still callable by a query bound to it) after {@link
+ * WorkerService#RETIRE_AFTER} without calls. Their definitions stay, so the next call starts them
+ * again. A resource computing a batch is never stopped. {@link #sweep} runs on a schedule; time is
+ * injected.
  */
 final class IdleSuspender {
   private static final Logger log = LoggerFactory.getLogger(IdleSuspender.class);
@@ -39,28 +44,26 @@ final class IdleSuspender {
     this.clock = clock;
   }
 
-  /** Suspends every running worker idle for its {@code auto_suspend}; returns how many. */
+  /** Suspends every running worker and stops every other resource idle long enough; how many. */
   int sweep() {
-    int suspended = 0;
     Instant now = clock.instant();
+    return sweepWorkers(now) + sweepOthers(now);
+  }
+
+  private int sweepWorkers(Instant now) {
+    int suspended = 0;
     for (Map.Entry<String, List<Workers.Worker>> tenant : workers.all().entrySet()) {
       Tenant t = new Tenant(tenant.getKey());
       for (Workers.Worker w : tenant.getValue()) {
         if (w.state() != Workers.State.RUNNING || w.key() == null) {
           continue;
         }
-        Duration after;
-        try {
-          after = WorkerOptions.parse(w.options(), sizes, defaultAutoSuspend).autoSuspend();
-        } catch (KilnException e) {
-          continue; // options checked when they were set; a size gone from the table since
-        }
-        if (after.isZero()) {
+        Duration after = autoSuspend(w);
+        if (after == null || after.isZero()) {
           continue;
         }
-        Optional<Instant> last =
-            registry.get(t, new ContentKey(w.key())).flatMap(UdfResource::lastActivity);
-        if (last.isEmpty() || Duration.between(last.get(), now).compareTo(after) < 0) {
+        Optional<UdfResource> current = registry.get(t, new ContentKey(w.key()));
+        if (current.isEmpty() || !idleFor(current.get(), after, now)) {
           continue;
         }
         // Stop first, then say so: whoever sees "suspended" finds the sandboxes gone.
@@ -82,5 +85,51 @@ final class IdleSuspender {
       }
     }
     return suspended;
+  }
+
+  /** Resources without a worker, and earlier versions of a worker's UDF. */
+  private int sweepOthers(Instant now) {
+    int stopped = 0;
+    for (UdfResource r : registry.all()) {
+      Duration after;
+      if (r.owner == null) {
+        after = defaultAutoSuspend;
+      } else {
+        Workers.Worker w = workers.get(r.tenant, r.owner).orElse(null);
+        if (w == null || r.key.hex().equals(w.key())) {
+          continue; // the worker's current version: its auto_suspend decides
+        }
+        after = WorkerService.RETIRE_AFTER;
+      }
+      if (after.isZero() || !idleFor(r, after, now)) {
+        continue;
+      }
+      registry.evict(r);
+      log.info(
+          "udf {} tenant={}{} stopped after {} s without calls; the next call starts it again",
+          r.key.shortForm(),
+          r.tenant,
+          r.owner == null ? "" : " (an earlier version of worker " + r.owner + ")",
+          after.toSeconds());
+      stopped++;
+    }
+    return stopped;
+  }
+
+  /** The worker's auto_suspend, or null when its options no longer parse. */
+  private Duration autoSuspend(Workers.Worker w) {
+    try {
+      return WorkerOptions.parse(w.options(), sizes, defaultAutoSuspend).autoSuspend();
+    } catch (KilnException e) {
+      return null; // options checked when they were set; a size gone from the table since
+    }
+  }
+
+  /** Ready, computing nothing, and without a call for {@code after}. */
+  private static boolean idleFor(UdfResource r, Duration after, Instant now) {
+    Optional<Instant> last = r.lastActivity();
+    return last.isPresent()
+        && !r.isBusy()
+        && Duration.between(last.get(), now).compareTo(after) >= 0;
   }
 }

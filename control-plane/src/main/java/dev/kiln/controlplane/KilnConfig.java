@@ -54,8 +54,9 @@ import java.util.regex.Pattern;
  * @param s3PathStyle path-style addressing (most non-AWS servers need it)
  * @param workerSizes worker sizes added to or replacing the built-in table, each {@code
  *     NAME=CPUS,MEMORY,RUNNERS}
- * @param autoSuspend a worker's {@code auto_suspend} when it names none ({@link Duration#ZERO} =
- *     never)
+ * @param autoSuspend how long a UDF may go without calls before its sandbox stops: a worker's
+ *     {@code auto_suspend} when it names none, and every UDF asked for without a worker ({@link
+ *     Duration#ZERO} = never)
  * @param udfEnv a TOML file of per-tenant, per-UDF environment variables, or null
  */
 public record KilnConfig(
@@ -169,7 +170,7 @@ public record KilnConfig(
     Duration readyWait = Duration.ofSeconds(180);
     Map<String, String> runtimes = new java.util.TreeMap<>();
     List<String> workerSizes = new ArrayList<>();
-    Duration autoSuspend = Duration.ZERO;
+    Duration autoSuspend = Duration.ofMinutes(10);
     Path udfEnv;
     List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
     boolean indexUrlsFromDefault = true;

@@ -155,22 +155,37 @@ public final class KilnServer implements AutoCloseable {
         .description("gVisor sandboxes running")
         .register(meters);
 
+    Definitions definitions = Definitions.open(data.resolve("definitions"));
+    Gauge.builder("kiln.udf.definitions", definitions, Definitions::size)
+        .description("UDF definitions kept in the data directory (what Kiln ever answered for)")
+        .register(meters);
+    UdfRequests requests =
+        new UdfRequests(
+            registry, definitions, pipeline, tokens, config.applyWait(), InstantSource.system());
+    Workers workers = Workers.open(data.resolve("workers.json"));
+    WorkerSizes sizes = WorkerSizes.of(config.workerSizes());
+    UdfEnv udfEnv = new UdfEnv(config.udfEnv(), InstantSource.system());
+
     flight =
         FlightEndpoint.start(
             new FlightEndpoint.Config(config.bindHost(), config.flightPort(), config.readyWait()),
             tokens,
-            registry,
+            new KnownUdfs(
+                registry,
+                definitions,
+                requests,
+                workers,
+                sizes,
+                config.autoSuspend(),
+                udfEnv,
+                InstantSource.system()),
             meters);
     closeables.push(flight);
     endpoint = "http://" + config.advertiseHost() + ":" + flight.port();
 
     Sizing serverSizing = Sizing.of(config);
-    UdfRequests requests =
-        new UdfRequests(registry, pipeline, tokens, config.applyWait(), InstantSource.system());
     UdfProvisioningService service =
         new UdfProvisioningService(requests, serverSizing, endpoint, meters);
-    Workers workers = Workers.open(data.resolve("workers.json"));
-    WorkerSizes sizes = WorkerSizes.of(config.workerSizes());
     WorkerService workerService =
         new WorkerService(
             requests,
@@ -181,7 +196,7 @@ public final class KilnServer implements AutoCloseable {
             registry,
             (tenant, imp) ->
                 cache.identities().tag(tenant.name(), imp.location(), imp.url(), imp.headers()),
-            new UdfEnv(config.udfEnv(), InstantSource.system()),
+            udfEnv,
             pipelines,
             endpoint,
             InstantSource.system(),

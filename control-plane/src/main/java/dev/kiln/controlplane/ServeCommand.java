@@ -123,7 +123,10 @@ final class ServeCommand implements Callable<Integer> {
   @Option(
       names = "--auto-suspend",
       paramLabel = "DURATION",
-      description = "A worker's auto_suspend when CREATE WORKER names none (default 0s = never).")
+      description =
+          "How long a UDF may go without calls before its sandbox stops: a worker's auto_suspend"
+              + " when CREATE WORKER names none, and every UDF without a worker (default 10m;"
+              + " 0s = never). The next call starts it again.")
   String autoSuspend;
 
   @Option(

@@ -4,8 +4,6 @@ import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.Tenant;
-import dev.kiln.worker.UdfDirectory;
-import dev.kiln.worker.UdfHandle;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
@@ -19,7 +17,7 @@ import java.util.function.Supplier;
  * exist yet creates it and starts its provisioning exactly once, however many requests arrive at
  * the same time (single flight per key and tenant).
  */
-final class UdfRegistry implements UdfDirectory, AutoCloseable {
+final class UdfRegistry implements AutoCloseable {
   private record Id(Tenant tenant, ContentKey key) {}
 
   /** What {@link #obtain} found or made. */
@@ -31,11 +29,6 @@ final class UdfRegistry implements UdfDirectory, AutoCloseable {
 
   UdfRegistry(Consumer<UdfResource> provisioner) {
     this.provisioner = provisioner;
-  }
-
-  @Override
-  public Optional<UdfHandle> find(Tenant tenant, ContentKey key) {
-    return Optional.ofNullable(resources.get(new Id(tenant, key)));
   }
 
   /**

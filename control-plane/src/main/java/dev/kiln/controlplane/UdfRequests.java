@@ -37,6 +37,7 @@ final class UdfRequests {
   }
 
   private final UdfRegistry registry;
+  private final Definitions definitions;
   private final Pipeline pipeline;
   private final Tokens tokens;
   private final Duration applyWait;
@@ -44,11 +45,13 @@ final class UdfRequests {
 
   UdfRequests(
       UdfRegistry registry,
+      Definitions definitions,
       Pipeline pipeline,
       Tokens tokens,
       Duration applyWait,
       InstantSource clock) {
     this.registry = registry;
+    this.definitions = definitions;
     this.pipeline = pipeline;
     this.tokens = tokens;
     this.applyWait = applyWait;
@@ -81,7 +84,11 @@ final class UdfRequests {
                     tenant, key, definition, runtime, sizing, env.vars(), owner, clock));
     UdfResource resource = obtained.resource();
     Map<String, String> headers = Map.of(Tokens.HEADER, tokens.issue(tenant, key));
-    if (!obtained.created()) {
+    if (obtained.created()) {
+      // Kept before the token goes out, so that a restart never meets a token it cannot serve.
+      definitions.put(
+          new Definitions.Entry(tenant, key, definition, sizing, owner, clock.instant()));
+    } else {
       KilnException failure = resource.failure();
       if (failure != null) {
         answer.failed(failure);
@@ -97,6 +104,42 @@ final class UdfRequests {
         definition.handler(),
         sizing.name());
     awaitBriefly(resource, () -> answer.ready(key, headers, false), answer);
+  }
+
+  /**
+   * The resource of a kept definition, started again when it is not running (after a restart, an
+   * idle suspension, a lost sandbox) or the one running or starting; returns at once.
+   */
+  UdfResource revive(Definitions.Entry kept, UdfEnv.Entry env) throws KilnException {
+    Runtimes.Runtime runtime = pipeline.check(kept.definition());
+    UdfRegistry.Obtained obtained =
+        registry.obtain(
+            kept.tenant(),
+            kept.key(),
+            () ->
+                new UdfResource(
+                    kept.tenant(),
+                    kept.key(),
+                    kept.definition(),
+                    runtime,
+                    kept.sizing(),
+                    env.vars(),
+                    kept.owner(),
+                    clock));
+    if (obtained.created()) {
+      log.info(
+          "udf {} tenant={} handler={} size={}: started again for a call",
+          kept.key().shortForm(),
+          kept.tenant(),
+          kept.definition().handler(),
+          kept.sizing().name());
+    }
+    return obtained.resource();
+  }
+
+  /** Forgets the kept definitions of the tenant's worker {@code owner} (it was dropped). */
+  void forgetOwned(Tenant tenant, String owner) {
+    definitions.removeOwned(tenant, owner);
   }
 
   /**

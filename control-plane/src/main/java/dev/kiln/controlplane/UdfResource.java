@@ -105,6 +105,12 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     return Optional.of(call != null && call.isAfter(ready) ? call : ready);
   }
 
+  /** True while a batch is being computed. */
+  boolean isBusy() {
+    Provisioned p = provisioned;
+    return p != null && p.pool().stats().inFlight() > 0;
+  }
+
   /** The sandbox, once the pipeline is done. */
   Optional<Sandbox> sandbox() {
     return provisioned().map(Provisioned::sandbox);

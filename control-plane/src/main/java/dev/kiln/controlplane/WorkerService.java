@@ -134,7 +134,8 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
       UdfDefinition definition = UdfDefinition.fromWorkerScript(request.getScript());
       Workers.Worker w = record(tenant, name, request);
       WorkerOptions options = WorkerOptions.parse(w.options(), sizes, defaultAutoSuspend);
-      Workers.Worker current = resumeIfSuspended(tenant, w, options);
+      Workers.Worker current =
+          workers.resumeIfSuspended(tenant, w, options.autoResume(), clock.instant());
       if (definition.imports().isEmpty()) {
         serveUdf(tenant, name, definition, options, current, request, out, t0);
         return;
@@ -268,28 +269,6 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
     return w;
   }
 
-  /** A suspended worker resumes on a query when its auto_resume allows; else it is an error. */
-  private Workers.Worker resumeIfSuspended(Tenant tenant, Workers.Worker w, WorkerOptions options)
-      throws KilnException {
-    if (w.state() != Workers.State.SUSPENDED) {
-      return w;
-    }
-    if (!options.autoResume()) {
-      throw new KilnException(
-          ErrorCode.WORKER_SUSPENDED,
-          "worker "
-              + w.name()
-              + " is suspended; run ALTER WORKER "
-              + w.name()
-              + " RESUME (or set auto_resume = 'true')");
-    }
-    log.info("worker {} tenant={} resumes on a query (auto_resume)", w.name(), tenant);
-    return workers.update(
-        tenant,
-        w.name(),
-        x -> x == null ? null : x.withState(Workers.State.RUNNING, clock.instant()));
-  }
-
   @Override
   public void alterWorker(AlterWorkerRequest request, StreamObserver<AlterWorkerResponse> out) {
     try {
@@ -351,6 +330,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
       }
       if (dropped[0] != null) {
         stopSandboxes(tenant, dropped[0]);
+        requests.forgetOwned(tenant, name);
         log.info("worker {} tenant={} dropped", name, tenant);
       }
       out.onNext(DropWorkerResponse.getDefaultInstance());

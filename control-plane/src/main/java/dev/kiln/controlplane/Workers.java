@@ -3,6 +3,8 @@ package dev.kiln.controlplane;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.json.JsonMapper;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import dev.kiln.definition.Tenant;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -151,6 +153,30 @@ final class Workers {
     }
     save();
     return after;
+  }
+
+  /**
+   * The worker, resumed when it is suspended and its {@code auto_resume} allows (a query wants it);
+   * a suspended worker that does not resume by itself is an error that says how to resume it.
+   */
+  Worker resumeIfSuspended(Tenant tenant, Worker w, boolean autoResume, Instant now)
+      throws KilnException {
+    if (w.state() != State.SUSPENDED) {
+      return w;
+    }
+    if (!autoResume) {
+      throw new KilnException(
+          ErrorCode.WORKER_SUSPENDED,
+          "worker "
+              + w.name()
+              + " is suspended; run ALTER WORKER "
+              + w.name()
+              + " RESUME (or set auto_resume = 'true')");
+    }
+    log.info("worker {} tenant={} resumes on a query (auto_resume)", w.name(), tenant);
+    Worker resumed =
+        update(tenant, w.name(), x -> x == null ? null : x.withState(State.RUNNING, now));
+    return resumed == null ? w : resumed;
   }
 
   private void save() {

@@ -23,6 +23,17 @@ import org.assertj.core.api.ThrowableAssert.ThrowingCallable;
 
 /** Shared plumbing for tests that talk to a real Kiln server like Databend does. */
 final class KilnTestSupport {
+
+  /** Polls {@code condition} until it holds, failing after {@code within}; no fixed sleeps. */
+  static void eventually(
+      String what, Duration within, java.util.function.BooleanSupplier condition) {
+    long deadline = System.nanoTime() + within.toNanos();
+    while (!condition.getAsBoolean()) {
+      assertThat(System.nanoTime() - deadline).as("%s within %s", what, within).isNegative();
+      java.util.concurrent.locks.LockSupport.parkNanos(5_000_000);
+    }
+  }
+
   static final ObjectMapper JSON = new ObjectMapper();
 
   private KilnTestSupport() {}

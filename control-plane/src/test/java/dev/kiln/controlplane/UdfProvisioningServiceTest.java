@@ -29,6 +29,7 @@ import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.grpc.stub.MetadataUtils;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.InstantSource;
@@ -43,6 +44,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The fast tier: the ApplyUdfResource front door and the pipeline's error handling over in-process
@@ -59,7 +61,9 @@ class UdfProvisioningServiceTest {
   private final MutableClock clock = new MutableClock();
   private final Tokens tokens = new Tokens(new byte[32]);
   private final List<AutoCloseable> closeables = new ArrayList<>();
+  @TempDir Path dir;
   private UdfRegistry registry;
+  private KnownUdfs directory;
   private UdfServiceGrpc.UdfServiceBlockingStub api;
 
   @AfterEach
@@ -77,7 +81,19 @@ class UdfProvisioningServiceTest {
     Pipeline pipeline = new Pipeline(steps, executor, meters, r -> ref[0].evict(r));
     registry = new UdfRegistry(pipeline::start);
     ref[0] = registry;
-    UdfRequests requests = new UdfRequests(registry, pipeline, tokens, applyWait, clock);
+    Definitions definitions = Definitions.open(dir.resolve("definitions"));
+    UdfRequests requests =
+        new UdfRequests(registry, definitions, pipeline, tokens, applyWait, clock);
+    directory =
+        new KnownUdfs(
+            registry,
+            definitions,
+            requests,
+            Workers.open(dir.resolve("workers.json")),
+            WorkerSizes.of(List.of()),
+            Duration.ZERO,
+            new UdfEnv(null, clock),
+            clock);
     UdfProvisioningService service =
         new UdfProvisioningService(requests, SIZING, "http://kiln:8815", meters);
     String name = InProcessServerBuilder.generateName();
@@ -284,7 +300,81 @@ class UdfProvisioningServiceTest {
     ApplyUdfResourceResponse r = apply(null, spec("f", List.of("INT"), "INT", CODE));
     Tokens.Grant grant = tokens.verify(r.getHeadersOrThrow(Tokens.HEADER)).orElseThrow();
     assertThat(grant.tenant()).isEqualTo(Tenant.DEFAULT);
-    assertThat(registry.find(Tenant.DEFAULT, grant.key())).isPresent();
+    assertThat(registry.get(Tenant.DEFAULT, grant.key())).isPresent();
+  }
+
+  // ---------------------------------------------------------------- what Kiln answered is kept
+
+  /** The Flight endpoint's view of a server started afresh on this test's data directory. */
+  private KnownUdfs restartedDirectory(FakeSteps restartedSteps) throws Exception {
+    SimpleMeterRegistry meters = new SimpleMeterRegistry();
+    ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
+    UdfRegistry[] ref = new UdfRegistry[1];
+    Pipeline pipeline = new Pipeline(restartedSteps, executor, meters, r -> ref[0].evict(r));
+    UdfRegistry restarted = new UdfRegistry(pipeline::start);
+    ref[0] = restarted;
+    closeables.add(executor::shutdownNow);
+    closeables.add(restarted);
+    Definitions definitions = Definitions.open(dir.resolve("definitions"));
+    UdfRequests requests =
+        new UdfRequests(restarted, definitions, pipeline, tokens, Duration.ZERO, clock);
+    return new KnownUdfs(
+        restarted,
+        definitions,
+        requests,
+        Workers.open(dir.resolve("workers.json")),
+        WorkerSizes.of(List.of()),
+        Duration.ZERO,
+        new UdfEnv(null, clock),
+        clock);
+  }
+
+  @Test
+  void aTokenOutlivesARestartItsUdfStartsAgainOnItsFirstCall() throws Exception {
+    steps.blockRunners = true;
+    start(Executors.newVirtualThreadPerTaskExecutor(), Duration.ZERO);
+    String s = spec("f", List.of("INT"), "INT", CODE);
+    Tokens.Grant grant =
+        tokens.verify(apply("acme", s).getHeadersOrThrow(Tokens.HEADER)).orElseThrow();
+
+    FakeSteps after = new FakeSteps();
+    after.blockRunners = true;
+    closeables.add(after.release::countDown);
+    KnownUdfs restarted = restartedDirectory(after);
+    assertThat(after.order).as("nothing starts before a call asks").isEmpty();
+
+    var handle = restarted.find(new Tenant("acme"), grant.key()).orElseThrow();
+    assertThat(handle.signature().handler()).isEqualTo("f");
+    assertThat(after.startedRunners.await(10, TimeUnit.SECONDS)).isTrue();
+    assertThat(after.order).containsExactly("resolve", "fetch", "build", "place", "start");
+    assertThat(restarted.find(new Tenant("acme"), grant.key()).orElseThrow())
+        .as("later calls join the same start")
+        .isSameAs(handle);
+    assertThat(after.resolves).hasValue(1);
+    assertThat(restarted.find(new Tenant("globex"), grant.key())).as("kept per tenant").isEmpty();
+  }
+
+  @Test
+  void aKeyThisServerNeverAnsweredForIsNotFound() throws Exception {
+    KnownUdfs directory = restartedDirectory(new FakeSteps());
+    assertThat(directory.find(Tenant.DEFAULT, new dev.kiln.definition.ContentKey("ab".repeat(32))))
+        .isEmpty();
+  }
+
+  @Test
+  void aUdfThatCannotServeStartsAgainOnTheNextCall() throws Exception {
+    steps.placeFailure =
+        new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the sandbox did not start");
+    startInline();
+    String s = spec("f", List.of("INT"), "INT", CODE);
+    assertThatThrownBy(() -> apply("acme", s)).hasMessageContaining("the sandbox did not start");
+    var key = registry.all().iterator().next().key;
+    assertThat(registry.get(new Tenant("acme"), key).orElseThrow().isStale()).isTrue();
+
+    steps.placeFailure = null;
+    var handle = directory.find(new Tenant("acme"), key).orElseThrow();
+    assertThat(steps.places).as("a second pipeline, from the kept definition").hasValue(2);
+    assertThat(handle).isSameAs(registry.get(new Tenant("acme"), key).orElseThrow());
   }
 
   /** The steps, each doing what the test says, recording the order they ran in. */

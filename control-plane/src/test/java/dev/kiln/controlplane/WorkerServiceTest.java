@@ -2,8 +2,10 @@ package dev.kiln.controlplane;
 
 import static dev.kiln.controlplane.UdfProvisioningServiceTest.assertStatus;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import dev.kiln.controlplane.proto.resource.AlterWorkerRequest;
 import dev.kiln.controlplane.proto.resource.AlterWorkerRequest.WorkerStateAction;
 import dev.kiln.controlplane.proto.resource.CreateWorkerRequest;
@@ -12,6 +14,7 @@ import dev.kiln.controlplane.proto.resource.DropWorkerRequest;
 import dev.kiln.controlplane.proto.resource.ListWorkersRequest;
 import dev.kiln.controlplane.proto.resource.Worker;
 import dev.kiln.controlplane.proto.resource.WorkerServiceGrpc;
+import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.QueryScripts;
 import dev.kiln.definition.Tenant;
 import dev.kiln.worker.Tokens;
@@ -48,6 +51,7 @@ class WorkerServiceTest {
       new UdfProvisioningServiceTest.MutableClock();
   private final List<AutoCloseable> closeables = new ArrayList<>();
   private WorkerServiceGrpc.WorkerServiceBlockingStub api;
+  private KnownUdfs directory;
   private final Map<String, String> importTags = new java.util.concurrent.ConcurrentHashMap<>();
 
   @BeforeEach
@@ -72,8 +76,21 @@ class WorkerServiceTest {
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> ref[0].evict(r));
     UdfRegistry registry = new UdfRegistry(pipeline::start);
     ref[0] = registry;
+    Definitions definitions = Definitions.open(dir.resolve("definitions"));
     UdfRequests requests =
-        new UdfRequests(registry, pipeline, new Tokens(new byte[32]), Duration.ZERO, clock);
+        new UdfRequests(
+            registry, definitions, pipeline, new Tokens(new byte[32]), Duration.ZERO, clock);
+    UdfEnv env = new UdfEnv(dir.resolve("udf_env.toml"), clock);
+    directory =
+        new KnownUdfs(
+            registry,
+            definitions,
+            requests,
+            workers,
+            WorkerSizes.of(List.of()),
+            Duration.ZERO,
+            env,
+            clock);
     WorkerService service =
         new WorkerService(
             requests,
@@ -83,7 +100,7 @@ class WorkerServiceTest {
             Duration.ZERO,
             registry,
             (tenant, imp) -> importTags.getOrDefault(imp.location(), "unknown"),
-            new UdfEnv(dir.resolve("udf_env.toml"), clock),
+            env,
             pipelines,
             "http://kiln:8815",
             clock,
@@ -348,6 +365,46 @@ class WorkerServiceTest {
         AlterWorkerRequest.newBuilder().setName("add_one").putSetOptions("auto_resume", "true"));
     createUdf("acme", "add_one", addOne());
     assertThat(list("acme").get(0).getOptionsMap()).containsEntry("state", "running");
+  }
+
+  @Test
+  void aCallForASuspendedWorkersUdfStartsItOnlyWhenItsAutoResumeSaysSo() throws Exception {
+    steps.blockRunners = true;
+    create("acme", "add_one", true, Map.of("auto_resume", "false"));
+    ContentKey key = new ContentKey(key(createUdf("acme", "add_one", addOne())));
+    alter(
+        "acme",
+        AlterWorkerRequest.newBuilder()
+            .setName("add_one")
+            .setStateAction(WorkerStateAction.Suspend));
+
+    assertThatThrownBy(() -> directory.find(new Tenant("acme"), key))
+        .isInstanceOfSatisfying(
+            KilnException.class, e -> assertThat(e.code()).isEqualTo(ErrorCode.WORKER_SUSPENDED))
+        .hasMessage(
+            "worker add_one is suspended; run ALTER WORKER add_one RESUME (or set"
+                + " auto_resume = 'true')");
+    assertThat(steps.resolves).as("only the first query's pipeline").hasValue(1);
+
+    alter(
+        "acme",
+        AlterWorkerRequest.newBuilder().setName("add_one").putSetOptions("auto_resume", "true"));
+    assertThat(directory.find(new Tenant("acme"), key)).isPresent();
+    KilnTestSupport.eventually(
+        "a pipeline started again for the call",
+        Duration.ofSeconds(10),
+        () -> steps.resolves.get() == 2);
+    assertThat(list("acme").get(0).getOptionsMap()).containsEntry("state", "running");
+  }
+
+  @Test
+  void aDroppedWorkersUdfIsForgotten() throws Exception {
+    steps.blockRunners = true;
+    ContentKey key = new ContentKey(key(createUdf("acme", "add_one", addOne())));
+    assertThat(directory.find(new Tenant("acme"), key)).isPresent();
+    as(api, "acme")
+        .dropWorker(DropWorkerRequest.newBuilder().setTenantId("acme").setName("add_one").build());
+    assertThat(directory.find(new Tenant("acme"), key)).isEmpty();
   }
 
   @Test

@@ -13,6 +13,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.BooleanSupplier;
@@ -109,6 +110,7 @@ public final class RunnerPool implements AutoCloseable {
    * @param runners runner slots of the pool
    * @param liveRunners runner processes alive now
    * @param restarts runners replaced after a crash, timeout or memory limit
+   * @param inFlight batches being computed now
    */
   public record Stats(
       long requestCount,
@@ -119,7 +121,8 @@ public final class RunnerPool implements AutoCloseable {
       long failedRequests,
       int runners,
       int liveRunners,
-      long restarts) {}
+      long restarts,
+      int inFlight) {}
 
   static final long MIN_RUNNER_MEMORY = 32L << 20;
 
@@ -133,6 +136,7 @@ public final class RunnerPool implements AutoCloseable {
   private final AtomicLong rowsSeen = new AtomicLong();
   private final AtomicLong rowErrors = new AtomicLong();
   private final AtomicLong failed = new AtomicLong();
+  private final AtomicInteger inFlight = new AtomicInteger();
   private final AtomicReference<Instant> firstRequest = new AtomicReference<>();
   private volatile Instant lastRequest;
 
@@ -317,6 +321,7 @@ public final class RunnerPool implements AutoCloseable {
     firstRequest.compareAndSet(null, now);
     lastRequest = now;
     requests.incrementAndGet();
+    inFlight.incrementAndGet();
     try {
       checkInputs(inputs, rowCount);
       rowsSeen.addAndGet(rowCount);
@@ -326,6 +331,8 @@ public final class RunnerPool implements AutoCloseable {
     } catch (KilnException | InterruptedException | RuntimeException e) {
       failed.incrementAndGet();
       throw e;
+    } finally {
+      inFlight.decrementAndGet();
     }
   }
 
@@ -415,7 +422,8 @@ public final class RunnerPool implements AutoCloseable {
         failed.get(),
         options.runners(),
         slots.liveRunners(),
-        slots.restarts());
+        slots.restarts(),
+        inFlight.get());
   }
 
   /** The signature this pool computes. */

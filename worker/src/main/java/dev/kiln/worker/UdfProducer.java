@@ -170,10 +170,10 @@ final class UdfProducer extends NoOpFlightProducer {
             .register(meters);
     try (VectorSchemaRoot out =
         VectorSchemaRoot.create(new Schema(List.of(resultField)), allocator)) {
-      writer.start(out);
-      // Each batch moves fresh buffers into `out` and never writes to ones already sent, so gRPC
-      // may send them without a copy.
-      writer.setUseZeroCopy(true);
+      // The response (and its headers) starts with the first result, never before: Databend
+      // retries a call that breaks before the response headers arrived, but not one that breaks
+      // after, so a server that dies while computing leaves a call that can be retried.
+      boolean responding = false;
       while (reader.next()) {
         if (context.isCancelled()) {
           return;
@@ -199,13 +199,27 @@ final class UdfProducer extends NoOpFlightProducer {
           result.close();
         }
         out.setRowCount(rows);
+        if (!responding) {
+          start(writer, out);
+          responding = true;
+        }
         writer.putNext();
         latency.record(System.nanoTime() - started, TimeUnit.NANOSECONDS);
         rowsCounter.increment(rows);
         batchCounter.increment();
       }
+      if (!responding) {
+        start(writer, out);
+      }
       writer.completed();
     }
+  }
+
+  private static void start(ServerStreamListener writer, VectorSchemaRoot out) {
+    writer.start(out);
+    // Each batch moves fresh buffers into `out` and never writes to ones already sent, so gRPC may
+    // send them without a copy.
+    writer.setUseZeroCopy(true);
   }
 
   /**
@@ -297,9 +311,9 @@ final class UdfProducer extends NoOpFlightProducer {
                 () ->
                     new KilnException(
                         ErrorCode.UDF_NOT_FOUND,
-                        "this Kiln server does not know that UDF resource (it may have"
-                            + " restarted); run the query again so Databend calls"
-                            + " ApplyUdfResource"));
+                        "this Kiln server has no record of that UDF resource (its worker was"
+                            + " dropped, or the server runs on another data directory); run the"
+                            + " query again so Databend asks Kiln for the UDF again"));
     UdfSignature signature = handle.signature();
     if (!signature.handler().equals(name)) {
       throw new KilnException(

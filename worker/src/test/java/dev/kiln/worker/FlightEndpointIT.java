@@ -360,6 +360,24 @@ class FlightEndpointIT {
   }
 
   @Test
+  void theResponseStartsWithItsFirstResultSoACallThatFailsComputingCanBeRetried() throws Exception {
+    // Databend retries a call that breaks before the response headers, not one that breaks after.
+    String code = "import os\n\ndef quit(x):\n    if x == 13:\n        os._exit(3)\n    return x\n";
+    Udf udf = ready(Udfs.spec("quit", List.of("BIGINT"), "BIGINT", code));
+
+    client.exchange("quit", headers(udf), schema(INT64), oneBatch(List.of(1L)));
+    assertThat(client.lastHadHeaders()).as("a call with a result has response headers").isTrue();
+
+    assertThatThrownBy(
+            () -> client.exchange("quit", headers(udf), schema(INT64), oneBatch(List.of(13L))))
+        .isInstanceOf(FlightRuntimeException.class)
+        .hasMessageContaining("exit");
+    assertThat(client.lastHadHeaders())
+        .as("response headers went out before the runner computed anything")
+        .isFalse();
+  }
+
+  @Test
   void anUnknownResourceIsNotFound() throws Exception {
     Map<String, String> h = new HashMap<>();
     h.put(Tokens.HEADER, tokens.issue(new Tenant(TENANT), new ContentKey("ab".repeat(32))));
@@ -369,8 +387,7 @@ class FlightEndpointIT {
         .isInstanceOfSatisfying(
             FlightRuntimeException.class,
             e -> assertThat(e.status().code()).isEqualTo(FlightStatusCode.NOT_FOUND))
-        .hasMessageContaining(
-            "this Kiln server does not know that UDF resource (it may have restarted)");
+        .hasMessageContaining("this Kiln server has no record of that UDF resource");
   }
 
   @Test

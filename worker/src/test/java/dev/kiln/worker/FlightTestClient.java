@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import org.apache.arrow.flight.CallOption;
 import org.apache.arrow.flight.FlightCallHeaders;
@@ -42,6 +43,7 @@ final class FlightTestClient implements AutoCloseable {
   private final ManagedChannel channel;
   private final FlightClient client;
   private final AtomicReference<Status> lastStatus = new AtomicReference<>();
+  private final AtomicBoolean lastHeaders = new AtomicBoolean();
 
   FlightTestClient(BufferAllocator allocator, int port) {
     this.allocator = allocator;
@@ -56,6 +58,11 @@ final class FlightTestClient implements AutoCloseable {
 
   Status lastStatus() {
     return lastStatus.get();
+  }
+
+  /** Whether the last call's response headers arrived before it ended (not trailers-only). */
+  boolean lastHadHeaders() {
+    return lastHeaders.get();
   }
 
   static CallOption headers(Map<String, String> headers) {
@@ -131,8 +138,15 @@ final class FlightTestClient implements AutoCloseable {
       return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
         @Override
         public void start(Listener<R> listener, Metadata headers) {
+          lastHeaders.set(false);
           super.start(
               new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+                @Override
+                public void onHeaders(Metadata responseHeaders) {
+                  lastHeaders.set(true);
+                  super.onHeaders(responseHeaders);
+                }
+
                 @Override
                 public void onClose(Status status, Metadata trailers) {
                   lastStatus.set(status);

@@ -1,0 +1,79 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
+import dev.kiln.worker.UdfDirectory;
+import dev.kiln.worker.UdfHandle;
+import java.time.Duration;
+import java.time.InstantSource;
+import java.util.Optional;
+
+/**
+ * What the Flight endpoint finds for a token: the tenant's running resource for the key (a map
+ * lookup), or — when none is running because the server restarted, the UDF was suspended for being
+ * idle, or its sandbox died — the resource started again from its kept definition, which the call
+ * then waits for like any cold call. A UDF of a worker starts again only as its worker allows: not
+ * when the worker was dropped, and when suspended only with {@code auto_resume}.
+ */
+final class KnownUdfs implements UdfDirectory {
+  private final UdfRegistry registry;
+  private final Definitions definitions;
+  private final UdfRequests requests;
+  private final Workers workers;
+  private final WorkerSizes sizes;
+  private final Duration defaultAutoSuspend;
+  private final UdfEnv udfEnv;
+  private final InstantSource clock;
+
+  KnownUdfs(
+      UdfRegistry registry,
+      Definitions definitions,
+      UdfRequests requests,
+      Workers workers,
+      WorkerSizes sizes,
+      Duration defaultAutoSuspend,
+      UdfEnv udfEnv,
+      InstantSource clock) {
+    this.registry = registry;
+    this.definitions = definitions;
+    this.requests = requests;
+    this.workers = workers;
+    this.sizes = sizes;
+    this.defaultAutoSuspend = defaultAutoSuspend;
+    this.udfEnv = udfEnv;
+    this.clock = clock;
+  }
+
+  @Override
+  public Optional<UdfHandle> find(Tenant tenant, ContentKey key) throws KilnException {
+    Optional<UdfResource> running = registry.get(tenant, key);
+    if (running.isPresent() && !running.get().isStale()) {
+      return Optional.of(running.get());
+    }
+    Optional<Definitions.Entry> kept = definitions.get(tenant, key);
+    if (kept.isEmpty()) {
+      return running.map(r -> r);
+    }
+    Definitions.Entry e = kept.get();
+    UdfEnv.Entry env = UdfEnv.Entry.NONE;
+    if (e.owner() != null) {
+      Workers.Worker w =
+          workers
+              .get(tenant, e.owner())
+              .orElseThrow(
+                  () ->
+                      new KilnException(
+                          ErrorCode.WORKER_NOT_FOUND,
+                          "the worker "
+                              + e.owner()
+                              + " of this UDF was dropped; run the query again so Databend"
+                              + " asks Kiln for the UDF again"));
+      WorkerOptions options = WorkerOptions.parse(w.options(), sizes, defaultAutoSuspend);
+      workers.resumeIfSuspended(tenant, w, options.autoResume(), clock.instant());
+      env = udfEnv.get(tenant, e.owner());
+    }
+    return Optional.of(requests.revive(e, env));
+  }
+}
