@@ -75,6 +75,8 @@ public enum ErrorCode {
   SHUTTING_DOWN(301),
   /** A runner process died while computing (a crash, or its memory limit). */
   RUNNER_CRASHED(303),
+  /** The node's sandbox budget (count or memory) is used up by sandboxes that are all busy. */
+  NODE_BUDGET_EXHAUSTED(304),
 
   /** The base image cannot be read, pulled or described. */
   BASE_IMAGE_UNAVAILABLE(400),

@@ -43,6 +43,7 @@ final class GrpcErrors {
       case UDF_NOT_FOUND, WORKER_NOT_FOUND -> Status.Code.NOT_FOUND;
       case CALL_CANCELLED -> Status.Code.CANCELLED;
       case INTERNAL -> Status.Code.INTERNAL;
+      case NODE_BUDGET_EXHAUSTED -> Status.Code.RESOURCE_EXHAUSTED;
       case BATCH_TIMEOUT,
           SANDBOX_UNAVAILABLE,
           SHUTTING_DOWN,

@@ -3,12 +3,14 @@ package dev.kiln.controlplane;
 import dev.kiln.base.KilnException;
 import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.Tenant;
+import io.micrometer.core.instrument.MeterRegistry;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.InstantSource;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -20,7 +22,8 @@ import org.slf4j.LoggerFactory;
  * earlier version of a worker's UDF (still callable by a query bound to it) after {@link
  * WorkerService#RETIRE_AFTER} without calls. Their definitions stay, so the next call starts them
  * again. A resource computing a batch is never stopped. {@link #sweep} runs on a schedule; time is
- * injected.
+ * injected. When the node's sandbox budget has no room for a new sandbox, {@link #reclaimOne} stops
+ * the least recently used idle one in the same way.
  */
 final class IdleSuspender {
   private static final Logger log = LoggerFactory.getLogger(IdleSuspender.class);
@@ -30,18 +33,58 @@ final class IdleSuspender {
   private final WorkerSizes sizes;
   private final Duration defaultAutoSuspend;
   private final InstantSource clock;
+  private final MeterRegistry meters;
 
   IdleSuspender(
       Workers workers,
       UdfRegistry registry,
       WorkerSizes sizes,
       Duration defaultAutoSuspend,
-      InstantSource clock) {
+      InstantSource clock,
+      MeterRegistry meters) {
     this.workers = workers;
     this.registry = registry;
     this.sizes = sizes;
     this.defaultAutoSuspend = defaultAutoSuspend;
     this.clock = clock;
+    this.meters = meters;
+  }
+
+  /**
+   * Stops the least recently used idle resource to make room in the node's budget; returns what
+   * completes when its sandbox is gone, or empty when every resource is busy or starting.
+   */
+  Optional<CompletableFuture<Void>> reclaimOne() {
+    Instant now = clock.instant();
+    UdfResource oldest = null;
+    Instant oldestAt = null;
+    for (UdfResource r : registry.all()) {
+      Optional<Instant> last = r.lastActivity();
+      if (last.isEmpty() || r.isBusy() || r.sandbox().isEmpty()) {
+        continue;
+      }
+      if (oldest == null || last.get().isBefore(oldestAt)) {
+        oldest = r;
+        oldestAt = last.get();
+      }
+    }
+    if (oldest == null) {
+      return Optional.empty();
+    }
+    CompletableFuture<Void> gone = oldest.sandbox().get().stopped();
+    registry.evict(oldest);
+    stopped("budget");
+    log.info(
+        "udf {} tenant={} stopped to make room in the node's sandbox budget (idle {} s); the next"
+            + " call starts it again",
+        oldest.key.shortForm(),
+        oldest.tenant,
+        Duration.between(oldestAt, now).toSeconds());
+    return Optional.of(gone);
+  }
+
+  private void stopped(String reason) {
+    meters.counter("kiln.sandbox.stops", "reason", reason).increment();
   }
 
   /** Suspends every running worker and stops every other resource idle long enough; how many. */
@@ -75,6 +118,7 @@ final class IdleSuspender {
                 x == null || x.state() != Workers.State.RUNNING
                     ? x
                     : x.withState(Workers.State.SUSPENDED, now));
+        stopped("idle");
         log.info(
             "worker {} tenant={} suspended after {} s without calls ({} sandbox(es) stopped)",
             w.name(),
@@ -105,6 +149,7 @@ final class IdleSuspender {
         continue;
       }
       registry.evict(r);
+      stopped(r.owner == null ? "idle" : "retired");
       log.info(
           "udf {} tenant={}{} stopped after {} s without calls; the next call starts it again",
           r.key.shortForm(),

@@ -58,6 +58,9 @@ import java.util.regex.Pattern;
  *     {@code auto_suspend} when it names none, and every UDF asked for without a worker ({@link
  *     Duration#ZERO} = never)
  * @param udfEnv a TOML file of per-tenant, per-UDF environment variables, or null
+ * @param maxSandboxes sandboxes that may run at once on this node (0: only memory limits them)
+ * @param maxSandboxMemoryBytes memory all sandboxes may hold together, gVisor's own included
+ *     (default: {@link #DEFAULT_SANDBOX_MEMORY_SHARE} of the host's memory)
  */
 public record KilnConfig(
     int grpcPort,
@@ -88,7 +91,12 @@ public record KilnConfig(
     boolean s3PathStyle,
     List<String> workerSizes,
     Duration autoSuspend,
-    Path udfEnv) {
+    Path udfEnv,
+    int maxSandboxes,
+    long maxSandboxMemoryBytes) {
+
+  /** The share of the host's memory sandboxes may hold when --max-sandbox-memory is not set. */
+  public static final double DEFAULT_SANDBOX_MEMORY_SHARE = 0.75;
 
   public KilnConfig {
     runtimes = Map.copyOf(runtimes);
@@ -148,6 +156,8 @@ public record KilnConfig(
     b.workerSizes = new ArrayList<>(workerSizes);
     b.autoSuspend = autoSuspend;
     b.udfEnv = udfEnv;
+    b.maxSandboxes = maxSandboxes;
+    b.maxSandboxMemoryBytes = maxSandboxMemoryBytes;
     return b;
   }
 
@@ -172,6 +182,8 @@ public record KilnConfig(
     List<String> workerSizes = new ArrayList<>();
     Duration autoSuspend = Duration.ofMinutes(10);
     Path udfEnv;
+    int maxSandboxes;
+    long maxSandboxMemoryBytes;
     List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
     boolean indexUrlsFromDefault = true;
     String indexUsername;
@@ -382,6 +394,8 @@ public record KilnConfig(
         case "worker-size" -> workerSizes.add(value.trim());
         case "auto-suspend" -> autoSuspend = parseDuration(key, value);
         case "udf-env" -> udfEnv = Path.of(value);
+        case "max-sandboxes" -> maxSandboxes = (int) parseDouble(key, value);
+        case "max-sandbox-memory" -> maxSandboxMemoryBytes = parseSize(key, value);
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
@@ -391,7 +405,7 @@ public record KilnConfig(
                     + " runners-per-sandbox, batch-timeout, apply-wait, ready-wait, runtime,"
                     + " index-url, index-username, index-password, cache-memory, cache-local-max,"
                     + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
-                    + " auto-suspend, udf-env)");
+                    + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory)");
       }
       return this;
     }
@@ -433,6 +447,18 @@ public record KilnConfig(
       if (applyWait.isNegative() || applyWait.compareTo(Duration.ofSeconds(4)) > 0) {
         errors.add("apply-wait must be between 0s and 4s (Databend's deadline is 5s)");
       }
+      long budget = maxSandboxMemoryBytes > 0 ? maxSandboxMemoryBytes : defaultSandboxMemory();
+      if (maxSandboxes < 0) {
+        errors.add("max-sandboxes must be 0 (no limit by count) or more");
+      }
+      if (budget < sandboxMemoryBytes) {
+        errors.add(
+            "max-sandbox-memory ("
+                + (budget >> 20)
+                + "MiB) must hold at least one sandbox of --sandbox-memory ("
+                + (sandboxMemoryBytes >> 20)
+                + "MiB)");
+      }
       try {
         WorkerSizes.of(workerSizes);
       } catch (KilnException e) {
@@ -471,7 +497,9 @@ public record KilnConfig(
           s3PathStyle,
           workerSizes,
           autoSuspend,
-          udfEnv == null ? null : udfEnv.toAbsolutePath());
+          udfEnv == null ? null : udfEnv.toAbsolutePath(),
+          maxSandboxes,
+          budget);
     }
 
     private static void checkPort(List<String> errors, String name, int port) {
@@ -521,6 +549,21 @@ public record KilnConfig(
   }
 
   /** Parses durations like {@code 300s}, {@code 5m}, {@code 250ms} (bare numbers are seconds). */
+  /** {@link #DEFAULT_SANDBOX_MEMORY_SHARE} of the host's memory ({@code MemTotal}). */
+  static long defaultSandboxMemory() {
+    long total = 0;
+    try {
+      for (String line : java.nio.file.Files.readAllLines(Path.of("/proc/meminfo"))) {
+        if (line.startsWith("MemTotal:")) {
+          total = Long.parseLong(line.replaceAll("[^0-9]", "")) << 10;
+        }
+      }
+    } catch (java.io.IOException | NumberFormatException e) {
+      total = Runtime.getRuntime().maxMemory() * 4; // not Linux: a guess, overridden by the flag
+    }
+    return (long) (total * DEFAULT_SANDBOX_MEMORY_SHARE);
+  }
+
   public static Duration parseDuration(String key, String value) {
     Matcher m = DURATION.matcher(value.trim().toLowerCase(Locale.ROOT));
     if (!m.matches()) {

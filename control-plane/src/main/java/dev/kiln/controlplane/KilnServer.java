@@ -14,6 +14,7 @@ import dev.kiln.image.WheelLayers;
 import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.RunscProvisioner;
+import dev.kiln.provisioner.SandboxBudget;
 import dev.kiln.resolver.IndexConfig;
 import dev.kiln.resolver.PackageResolver;
 import dev.kiln.resolver.ResolvePackages;
@@ -61,6 +62,12 @@ import org.slf4j.LoggerFactory;
  */
 public final class KilnServer implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(KilnServer.class);
+
+  /**
+   * What one sandbox holds beside its memory limit (runsc's sentry and gofer processes, their page
+   * tables), counted against the node budget. Measured: see the README's budget section.
+   */
+  static final long SANDBOX_OVERHEAD_BYTES = 64L << 20;
 
   private final KilnConfig config;
   private final Deque<AutoCloseable> closeables = new ArrayDeque<>();
@@ -132,7 +139,19 @@ public final class KilnServer implements AutoCloseable {
     ExecutorService pipelines = Executors.newVirtualThreadPerTaskExecutor();
     closeables.push(() -> shutdown(pipelines));
     RunnerLayer runner = SandboxRunners.runnerLayer();
-    PlaceSandbox sandboxes = new PlaceSandbox(provisioner);
+    SandboxBudget budget =
+        new SandboxBudget(
+            config.maxSandboxes(), config.maxSandboxMemoryBytes(), SANDBOX_OVERHEAD_BYTES);
+    Gauge.builder("kiln.budget.sandboxes", budget, b -> b.usage().sandboxes())
+        .description("sandboxes counted against the node budget")
+        .register(meters);
+    Gauge.builder("kiln.budget.memory.bytes", budget, b -> b.usage().memoryBytes())
+        .description("memory held by sandboxes (limits plus gVisor's own), against the budget")
+        .register(meters);
+    Gauge.builder("kiln.budget.memory.max.bytes", budget, SandboxBudget::maxMemoryBytes)
+        .description("the node's sandbox memory budget (--max-sandbox-memory)")
+        .register(meters);
+    PlaceSandbox sandboxes = new PlaceSandbox(provisioner, budget);
     ModuleSteps steps =
         new ModuleSteps(
             runtimes,
@@ -203,7 +222,9 @@ public final class KilnServer implements AutoCloseable {
             meters);
     closeables.push(workerService);
     IdleSuspender idle =
-        new IdleSuspender(workers, registry, sizes, config.autoSuspend(), InstantSource.system());
+        new IdleSuspender(
+            workers, registry, sizes, config.autoSuspend(), InstantSource.system(), meters);
+    budget.reclaimer(idle::reclaimOne);
     ScheduledExecutorService sweeper =
         Executors.newSingleThreadScheduledExecutor(
             Thread.ofPlatform().daemon().name("kiln-idle-suspend").factory());

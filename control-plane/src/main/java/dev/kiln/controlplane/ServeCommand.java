@@ -130,6 +130,22 @@ final class ServeCommand implements Callable<Integer> {
   String autoSuspend;
 
   @Option(
+      names = "--max-sandboxes",
+      paramLabel = "N",
+      description =
+          "Sandboxes that may run at once on this node (default 0: only --max-sandbox-memory"
+              + " limits them). A new one first stops idle ones, least recently used first.")
+  String maxSandboxes;
+
+  @Option(
+      names = "--max-sandbox-memory",
+      paramLabel = "SIZE",
+      description =
+          "Memory all sandboxes may hold together, gVisor's own included (default: 75% of the"
+              + " host's memory). A new one first stops idle ones, least recently used first.")
+  String maxSandboxMemory;
+
+  @Option(
       names = "--udf-env",
       paramLabel = "FILE",
       description =
@@ -208,6 +224,8 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("s3-path-style", s3PathStyle);
     flags.put("auto-suspend", autoSuspend);
     flags.put("udf-env", udfEnv);
+    flags.put("max-sandboxes", maxSandboxes);
+    flags.put("max-sandbox-memory", maxSandboxMemory);
     KilnConfig config;
     try {
       flags.forEach(

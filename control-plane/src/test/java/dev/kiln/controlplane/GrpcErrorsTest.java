@@ -63,6 +63,7 @@ class GrpcErrorsTest {
       }
     }
     EXPECTED.put(ErrorCode.BATCH_TIMEOUT, Status.Code.UNAVAILABLE);
+    EXPECTED.put(ErrorCode.NODE_BUDGET_EXHAUSTED, Status.Code.RESOURCE_EXHAUSTED);
   }
 
   @Test

@@ -20,24 +20,52 @@ import java.util.concurrent.TimeoutException;
  */
 public final class PlaceSandbox {
   private final Provisioner provisioner;
+  private final SandboxBudget budget;
 
+  /** Places sandboxes without a node budget. */
   public PlaceSandbox(Provisioner provisioner) {
+    this(provisioner, null);
+  }
+
+  /** Places sandboxes inside {@code budget} (null: none). */
+  public PlaceSandbox(Provisioner provisioner, SandboxBudget budget) {
     this.provisioner = Objects.requireNonNull(provisioner, "provisioner");
+    this.budget = budget;
   }
 
   /**
-   * Starts a sandbox and waits until its init process is ready.
+   * Starts a sandbox and waits until its init process is ready; inside the node budget, when there
+   * is one (its room is given back when the sandbox stops).
    *
-   * @throws KilnException {@link ErrorCode#SANDBOX_UNAVAILABLE} when it cannot be started
+   * @throws KilnException {@link ErrorCode#SANDBOX_UNAVAILABLE} when it cannot be started, {@link
+   *     ErrorCode#NODE_BUDGET_EXHAUSTED} when the budget has no room and nothing idle to stop
    */
   public Sandbox place(SandboxSpec spec) throws KilnException, InterruptedException {
+    if (budget != null) {
+      budget.reserve(spec.limits());
+    }
+    Sandbox sandbox;
     try {
-      return provisioner.start(spec);
+      sandbox = provisioner.start(spec);
     } catch (IOException e) {
+      release(spec);
       throw new KilnException(
           ErrorCode.SANDBOX_UNAVAILABLE,
           "starting the UDF's gVisor sandbox failed: " + e.getMessage(),
           e);
+    } catch (InterruptedException | RuntimeException e) {
+      release(spec);
+      throw e;
+    }
+    if (budget != null) {
+      sandbox.stopped().whenComplete((v, e) -> budget.release(spec.limits()));
+    }
+    return sandbox;
+  }
+
+  private void release(SandboxSpec spec) {
+    if (budget != null) {
+      budget.release(spec.limits());
     }
   }
 

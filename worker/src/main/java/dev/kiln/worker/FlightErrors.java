@@ -53,6 +53,7 @@ final class FlightErrors {
       case UDF_NOT_FOUND, WORKER_NOT_FOUND -> FlightStatusCode.NOT_FOUND;
       case CALL_CANCELLED -> FlightStatusCode.CANCELLED;
       case INTERNAL, RUNNER_CRASHED -> FlightStatusCode.INTERNAL;
+      case NODE_BUDGET_EXHAUSTED -> FlightStatusCode.RESOURCE_EXHAUSTED;
       case SANDBOX_UNAVAILABLE,
           SHUTTING_DOWN,
           BASE_IMAGE_UNAVAILABLE,

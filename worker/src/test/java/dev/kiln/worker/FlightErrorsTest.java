@@ -68,6 +68,7 @@ class FlightErrorsTest {
       }
     }
     EXPECTED.put(ErrorCode.RUNNER_CRASHED, FlightStatusCode.INTERNAL);
+    EXPECTED.put(ErrorCode.NODE_BUDGET_EXHAUSTED, FlightStatusCode.RESOURCE_EXHAUSTED);
   }
 
   @Test
