@@ -42,6 +42,7 @@ final class AdminServer implements AutoCloseable {
         ex -> respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", meters.scrape()));
     server.createContext("/udfs", udfs::handle);
     server.createContext("/workers", udfs::handleWorkers);
+    server.createContext("/sandboxes", udfs::handleSandboxes);
     server.createContext(
         "/cache/stats",
         ex ->
@@ -54,7 +55,10 @@ final class AdminServer implements AutoCloseable {
         "/",
         ex ->
             respond(
-                ex, 404, "text/plain", "not found; try /healthz, /metrics, /udfs or /workers\n"));
+                ex,
+                404,
+                "text/plain",
+                "not found; try /healthz, /metrics, /udfs, /sandboxes or /workers\n"));
     server.start();
   }
 

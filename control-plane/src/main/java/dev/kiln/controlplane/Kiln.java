@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
       CallCommand.class,
       LogsCommand.class,
       CacheCommand.class,
+      PsCommand.class,
       WorkersCommand.class
     })
 public final class Kiln implements Runnable {

@@ -173,6 +173,15 @@ public final class KilnServer implements AutoCloseable {
     Gauge.builder("kiln.sandboxes.running", provisioner, p -> p.sandboxes().size())
         .description("gVisor sandboxes running")
         .register(meters);
+    for (String state : List.of("starting", "busy", "idle", "failed")) {
+      Gauge.builder(
+              "kiln.udf.resources.state",
+              registry,
+              r -> r.all().stream().filter(x -> UdfAdmin.state(x).equals(state)).count())
+          .description("UDF resources by state (starting, busy, idle, failed)")
+          .tag("state", state)
+          .register(meters);
+    }
 
     Definitions definitions = Definitions.open(data.resolve("definitions"));
     Gauge.builder("kiln.udf.definitions", definitions, Definitions::size)
@@ -197,7 +206,8 @@ public final class KilnServer implements AutoCloseable {
                 sizes,
                 config.autoSuspend(),
                 udfEnv,
-                InstantSource.system()),
+                InstantSource.system(),
+                meters),
             meters);
     closeables.push(flight);
     endpoint = "http://" + config.advertiseHost() + ":" + flight.port();
@@ -264,7 +274,7 @@ public final class KilnServer implements AutoCloseable {
             config.adminPort(),
             meters,
             () -> !closed.get(),
-            new UdfAdmin(registry, workers),
+            new UdfAdmin(registry, workers, InstantSource.system()),
             cache);
     closeables.push(admin);
 

@@ -6,6 +6,8 @@ import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.Tenant;
 import dev.kiln.worker.UdfDirectory;
 import dev.kiln.worker.UdfHandle;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
 import java.time.Duration;
 import java.time.InstantSource;
 import java.util.Optional;
@@ -26,6 +28,7 @@ final class KnownUdfs implements UdfDirectory {
   private final Duration defaultAutoSuspend;
   private final UdfEnv udfEnv;
   private final InstantSource clock;
+  private final Counter startedAgain;
 
   KnownUdfs(
       UdfRegistry registry,
@@ -35,7 +38,8 @@ final class KnownUdfs implements UdfDirectory {
       WorkerSizes sizes,
       Duration defaultAutoSuspend,
       UdfEnv udfEnv,
-      InstantSource clock) {
+      InstantSource clock,
+      MeterRegistry meters) {
     this.registry = registry;
     this.definitions = definitions;
     this.requests = requests;
@@ -44,6 +48,11 @@ final class KnownUdfs implements UdfDirectory {
     this.defaultAutoSuspend = defaultAutoSuspend;
     this.udfEnv = udfEnv;
     this.clock = clock;
+    this.startedAgain =
+        Counter.builder("kiln.udf.started.again")
+            .description(
+                "UDFs started again for a call: after a restart, an idle stop or a lost sandbox")
+            .register(meters);
   }
 
   @Override
@@ -74,6 +83,10 @@ final class KnownUdfs implements UdfDirectory {
       workers.resumeIfSuspended(tenant, w, options.autoResume(), clock.instant());
       env = udfEnv.get(tenant, e.owner());
     }
-    return Optional.of(requests.revive(e, env));
+    UdfRegistry.Obtained obtained = requests.revive(e, env);
+    if (obtained.created()) {
+      startedAgain.increment();
+    }
+    return Optional.of(obtained.resource());
   }
 }

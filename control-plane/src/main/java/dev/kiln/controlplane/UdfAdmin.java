@@ -13,9 +13,13 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.InstantSource;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.OptionalLong;
 
 /**
  * The admin port's view of UDF resources: {@code /udfs} lists them, {@code /udfs/<key>/logs} shows
@@ -28,10 +32,12 @@ final class UdfAdmin {
 
   private final UdfRegistry registry;
   private final Workers workers;
+  private final InstantSource clock;
 
-  UdfAdmin(UdfRegistry registry, Workers workers) {
+  UdfAdmin(UdfRegistry registry, Workers workers, InstantSource clock) {
     this.registry = registry;
     this.workers = workers;
+    this.clock = clock;
   }
 
   /**
@@ -70,6 +76,56 @@ final class UdfAdmin {
       }
       default -> respond(ex, 404, "text/plain", "unknown page " + parts[4] + "\n");
     }
+  }
+
+  /**
+   * {@code /sandboxes}: every UDF resource this server runs or is starting, with its tenant,
+   * worker, key, state ({@link #state}), age, idle time, CPUs, memory limit and use, and calls;
+   * what {@code kiln ps} prints.
+   */
+  void handleSandboxes(HttpExchange ex) throws IOException {
+    ArrayNode arr = JSON.createArrayNode();
+    Instant now = clock.instant();
+    List<UdfResource> all = new ArrayList<>(registry.all());
+    all.sort(
+        java.util.Comparator.comparing((UdfResource r) -> r.tenant.name())
+            .thenComparing(r -> r.created));
+    for (UdfResource r : all) {
+      ObjectNode n = arr.addObject();
+      n.put("tenant", r.tenant.name());
+      n.put("worker", r.owner);
+      n.put("handler", r.definition.handler());
+      n.put("key", r.key.hex());
+      n.put("state", state(r));
+      n.put("age_seconds", r.age().toSeconds());
+      Optional<Instant> last = r.lastActivity();
+      if (last.isPresent()) {
+        n.put("idle_seconds", Duration.between(last.get(), now).toSeconds());
+      } else {
+        n.putNull("idle_seconds");
+      }
+      n.put("size", r.sizing.name());
+      n.put("cpus", r.sizing.cpus());
+      n.put("memory_limit_bytes", r.sizing.memoryBytes());
+      OptionalLong used = r.sandbox().map(Sandbox::memoryBytes).orElse(OptionalLong.empty());
+      if (used.isPresent()) {
+        n.put("memory_bytes", used.getAsLong());
+      } else {
+        n.putNull("memory_bytes");
+      }
+      Optional<RunnerPool> pool = pool(r);
+      RunnerPool.Stats st = pool.map(RunnerPool::stats).orElse(null);
+      n.put("calls", st == null ? 0 : st.requestCount());
+      n.put("rows", st == null ? 0 : st.rows());
+      n.put("runners", st == null ? 0 : st.runners());
+      n.put("live_runners", st == null ? 0 : st.liveRunners());
+      n.put("sandbox", r.sandbox().map(Sandbox::id).orElse(null));
+    }
+    respond(
+        ex,
+        200,
+        "application/json",
+        JSON.writerWithDefaultPrettyPrinter().writeValueAsString(arr) + "\n");
   }
 
   void handle(HttpExchange ex) throws IOException {
@@ -201,14 +257,22 @@ final class UdfAdmin {
     return sb.toString();
   }
 
+  /**
+   * {@code starting} (its pipeline runs), {@code busy} (computing a batch), {@code idle} (ready, no
+   * call in flight), {@code failed}, {@code stopping} (stopped, its sandbox not gone yet) or {@code
+   * stopped}.
+   */
   static String state(UdfResource r) {
     if (r.isClosed()) {
-      return "stopped";
+      return r.sandbox().map(Sandbox::isRunning).orElse(false) ? "stopping" : "stopped";
     }
     if (!r.ready().isDone()) {
       return "starting";
     }
-    return r.failure() != null ? "failed" : "ready";
+    if (r.failure() != null) {
+      return "failed";
+    }
+    return r.isBusy() ? "busy" : "idle";
   }
 
   private static boolean healthy(UdfResource r) {

@@ -110,7 +110,7 @@ final class UdfRequests {
    * The resource of a kept definition, started again when it is not running (after a restart, an
    * idle suspension, a lost sandbox) or the one running or starting; returns at once.
    */
-  UdfResource revive(Definitions.Entry kept, UdfEnv.Entry env) throws KilnException {
+  UdfRegistry.Obtained revive(Definitions.Entry kept, UdfEnv.Entry env) throws KilnException {
     Runtimes.Runtime runtime = pipeline.check(kept.definition());
     UdfRegistry.Obtained obtained =
         registry.obtain(
@@ -134,7 +134,7 @@ final class UdfRequests {
           kept.definition().handler(),
           kept.sizing().name());
     }
-    return obtained.resource();
+    return obtained;
   }
 
   /** Forgets the kept definitions of the tenant's worker {@code owner} (it was dropped). */

@@ -242,14 +242,17 @@ class KilnEndToEndIT {
 
     // The same through the CLI, as an SRE would ask: by key prefix and by token.
     String admin = "http://127.0.0.1:" + kiln.server().adminPort();
-    assertThat(cli("logs", "--admin", admin, r.key().substring(0, 8))).contains("saw 7");
-    assertThat(cli("logs", "--admin", admin, r.headers().get("x-kiln-token")))
+    assertThat(KilnTestSupport.cli("logs", "--admin", admin, r.key().substring(0, 8)))
+        .contains("saw 7");
+    assertThat(KilnTestSupport.cli("logs", "--admin", admin, r.headers().get("x-kiln-token")))
         .contains("to stderr 7");
-    assertThat(cli("cache", "stats", "--admin", admin))
+    assertThat(KilnTestSupport.cli("cache", "stats", "--admin", admin))
         .contains("memory")
         .contains("local")
         .contains("hits");
-    assertThat(KilnTestSupport.JSON.readTree(cli("cache", "stats", "--json", "--admin", admin)))
+    assertThat(
+            KilnTestSupport.JSON.readTree(
+                KilnTestSupport.cli("cache", "stats", "--json", "--admin", admin)))
         .isNotNull();
   }
 
@@ -258,7 +261,7 @@ class KilnEndToEndIT {
     String grpc = "127.0.0.1:" + kiln.server().grpcPort();
     var answer =
         KilnTestSupport.JSON.readTree(
-            cli(
+            KilnTestSupport.cli(
                 "apply",
                 "--server",
                 grpc,
@@ -277,7 +280,7 @@ class KilnEndToEndIT {
         .isEqualTo(rows(42, null));
     var workers =
         KilnTestSupport.JSON.readTree(
-            cli("workers", "--server", grpc, "--tenant", "cli", "--json"));
+            KilnTestSupport.cli("workers", "--server", grpc, "--tenant", "cli", "--json"));
     assertThat(workers).extracting(w -> w.get("name").asText()).containsExactly("add_one");
     assertThat(adminGet("/workers/cli/add_one/health").body()).isEqualTo("1\n");
     var stats = KilnTestSupport.JSON.readTree(adminGet("/workers/cli/add_one/stats").body());
@@ -286,7 +289,7 @@ class KilnEndToEndIT {
     // The spec of the same function, sent as Query would render it: the same definition and key.
     var fromSpec =
         KilnTestSupport.JSON.readTree(
-            cli(
+            KilnTestSupport.cli(
                 "apply",
                 "--server",
                 grpc,
@@ -299,20 +302,6 @@ class KilnEndToEndIT {
                 "--name",
                 "add_one"));
     assertThat(fromSpec.get("key").asText()).isEqualTo(answer.get("key").asText());
-  }
-
-  /** Runs a {@code kiln} CLI command in this JVM and returns what it printed on stdout. */
-  private static String cli(String... args) {
-    java.io.PrintStream saved = System.out;
-    java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
-    System.setOut(new java.io.PrintStream(bytes, true, java.nio.charset.StandardCharsets.UTF_8));
-    try {
-      int code = new picocli.CommandLine(new Kiln()).execute(args);
-      assertThat(code).as("exit status of kiln %s", String.join(" ", args)).isZero();
-    } finally {
-      System.setOut(saved);
-    }
-    return bytes.toString(java.nio.charset.StandardCharsets.UTF_8);
   }
 
   @Test

@@ -24,6 +24,20 @@ import org.assertj.core.api.ThrowableAssert.ThrowingCallable;
 /** Shared plumbing for tests that talk to a real Kiln server like Databend does. */
 final class KilnTestSupport {
 
+  /** Runs a {@code kiln} CLI command in this JVM and returns what it printed on stdout. */
+  static String cli(String... args) {
+    java.io.PrintStream saved = System.out;
+    java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+    System.setOut(new java.io.PrintStream(bytes, true, java.nio.charset.StandardCharsets.UTF_8));
+    try {
+      int code = new picocli.CommandLine(new Kiln()).execute(args);
+      assertThat(code).as("exit status of kiln %s", String.join(" ", args)).isZero();
+    } finally {
+      System.setOut(saved);
+    }
+    return bytes.toString(java.nio.charset.StandardCharsets.UTF_8);
+  }
+
   /** Polls {@code condition} until it holds, failing after {@code within}; no fixed sleeps. */
   static void eventually(
       String what, Duration within, java.util.function.BooleanSupplier condition) {

@@ -100,6 +100,20 @@ class NodeBudgetIT {
           Duration.ofSeconds(10),
           () -> kiln.server().registryForTests().all().iterator().next().isBusy());
 
+      String admin = "http://127.0.0.1:" + kiln.server().adminPort();
+      var ps = KilnTestSupport.JSON.readTree(KilnTestSupport.cli("ps", "--json", "--admin", admin));
+      assertThat(ps).hasSize(1);
+      assertThat(ps.get(0).path("state").asText()).isEqualTo("busy");
+      assertThat(ps.get(0).path("handler").asText()).isEqualTo("slow");
+      assertThat(ps.get(0).path("memory_limit_bytes").asLong()).isEqualTo(512L << 20);
+      assertThat(ps.get(0).path("memory_bytes").asLong())
+          .as("memory in use, from the sandbox's cgroup")
+          .isBetween(1L << 20, 512L << 20);
+      assertThat(ps.get(0).path("calls").asLong()).isEqualTo(2);
+      assertThat(KilnTestSupport.cli("ps", "--admin", admin))
+          .contains("TENANT")
+          .containsPattern("acme +slow +[0-9a-f]{12} +busy ");
+
       assertThatThrownBy(() -> kiln.api().apply("acme", plus(1)))
           .isInstanceOfSatisfying(
               StatusRuntimeException.class,

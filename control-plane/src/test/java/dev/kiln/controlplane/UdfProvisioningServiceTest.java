@@ -93,7 +93,8 @@ class UdfProvisioningServiceTest {
             WorkerSizes.of(List.of()),
             Duration.ZERO,
             new UdfEnv(null, clock),
-            clock);
+            clock,
+            new SimpleMeterRegistry());
     UdfProvisioningService service =
         new UdfProvisioningService(requests, SIZING, "http://kiln:8815", meters);
     String name = InProcessServerBuilder.generateName();
@@ -326,7 +327,8 @@ class UdfProvisioningServiceTest {
         WorkerSizes.of(List.of()),
         Duration.ZERO,
         new UdfEnv(null, clock),
-        clock);
+        clock,
+        new SimpleMeterRegistry());
   }
 
   @Test

@@ -90,7 +90,8 @@ class WorkerServiceTest {
             WorkerSizes.of(List.of()),
             Duration.ZERO,
             env,
-            clock);
+            clock,
+            new SimpleMeterRegistry());
     WorkerService service =
         new WorkerService(
             requests,

@@ -8,6 +8,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.OptionalLong;
 import java.util.Set;
 import java.util.regex.Pattern;
 import org.slf4j.Logger;
@@ -68,6 +69,26 @@ final class Cgroups {
       }
     }
     return null;
+  }
+
+  /**
+   * Memory charged to sandbox {@code id}'s cgroup now ({@code memory.current} on cgroup v2, {@code
+   * memory.usage_in_bytes} on v1), or empty when it has none.
+   */
+  static OptionalLong memoryBytes(String id) {
+    try {
+      for (Path dir : existing(id)) {
+        for (String file : List.of("memory.current", "memory.usage_in_bytes")) {
+          Path f = dir.resolve(file);
+          if (Files.isRegularFile(f)) {
+            return OptionalLong.of(Long.parseLong(Files.readString(f).trim()));
+          }
+        }
+      }
+    } catch (IOException | NumberFormatException e) {
+      // gone meanwhile, or not readable: unknown
+    }
+    return OptionalLong.empty();
   }
 
   /** Existing cgroup directories of sandbox {@code id}. */

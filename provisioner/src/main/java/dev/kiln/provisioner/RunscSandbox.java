@@ -11,6 +11,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.OptionalLong;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -323,6 +324,11 @@ final class RunscSandbox implements Sandbox {
         // Removed with the sandbox directory anyway.
       }
     }
+  }
+
+  @Override
+  public OptionalLong memoryBytes() {
+    return isRunning() ? Cgroups.memoryBytes(id) : OptionalLong.empty();
   }
 
   @Override

@@ -2,6 +2,7 @@ package dev.kiln.provisioner;
 
 import java.io.IOException;
 import java.util.List;
+import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -27,6 +28,14 @@ public interface Sandbox extends AutoCloseable {
   SandboxProcess exec(List<String> argv, List<String> env) throws IOException;
 
   boolean isRunning();
+
+  /**
+   * Memory the sandbox uses now (its processes and gVisor's own inside its cgroup), when the
+   * runtime can tell; empty otherwise.
+   */
+  default OptionalLong memoryBytes() {
+    return OptionalLong.empty();
+  }
 
   /** Completes when the sandbox has stopped, for whatever reason. */
   CompletableFuture<Void> stopped();

@@ -1,0 +1,87 @@
+package dev.kiln.controlplane;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code kiln ps}: the sandboxes a Kiln server runs, for SREs. */
+@Command(
+    name = "ps",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Lists every UDF sandbox a Kiln server runs or is starting: tenant, worker or UDF, key,",
+      "state (starting, busy, idle, failed, stopping), age, idle time, CPUs, memory use and",
+      "limit, and calls."
+    })
+final class PsCommand implements Callable<Integer> {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  @Option(
+      names = "--admin",
+      paramLabel = "URL",
+      defaultValue = "http://127.0.0.1:9090",
+      description = "The server's admin port (default ${DEFAULT-VALUE}).")
+  String admin;
+
+  @Option(names = "--json", description = "Print the server's JSON for scripts.")
+  boolean json;
+
+  @Override
+  public Integer call() throws Exception {
+    String body;
+    try {
+      body = AdminClient.get("kiln ps", admin, "/sandboxes");
+    } catch (AdminClient.CommandFailure e) {
+      System.err.println(e.getMessage());
+      return 1;
+    }
+    if (json) {
+      System.out.print(body);
+      return 0;
+    }
+    System.out.printf(
+        "%-12s %-20s %-12s %-9s %7s %7s %5s %-17s %8s%n",
+        "TENANT", "WORKER/UDF", "KEY", "STATE", "AGE", "IDLE", "CPUS", "MEMORY", "CALLS");
+    for (JsonNode n : JSON.readTree(body)) {
+      String name =
+          n.path("worker").isNull()
+              ? n.path("handler").asText()
+              : n.path("worker").asText() + "/" + n.path("handler").asText();
+      System.out.printf(
+          "%-12s %-20s %-12s %-9s %7s %7s %5s %-17s %8d%n",
+          n.path("tenant").asText(),
+          name,
+          n.path("key").asText().substring(0, 12),
+          n.path("state").asText(),
+          duration(n.path("age_seconds")),
+          duration(n.path("idle_seconds")),
+          n.path("cpus").asText(),
+          (n.path("memory_bytes").isNull() ? "-" : mib(n.path("memory_bytes").asLong()))
+              + " / "
+              + mib(n.path("memory_limit_bytes").asLong()),
+          n.path("calls").asLong());
+    }
+    return 0;
+  }
+
+  private static String mib(long bytes) {
+    return (bytes >> 20) + "Mi";
+  }
+
+  /** {@code 42s}, {@code 7m}, {@code 3h}, {@code 2d}; {@code -} when unknown. */
+  static String duration(JsonNode seconds) {
+    if (seconds.isNull() || seconds.isMissingNode()) {
+      return "-";
+    }
+    long s = seconds.asLong();
+    if (s < 120) {
+      return s + "s";
+    }
+    if (s < 7200) {
+      return (s / 60) + "m";
+    }
+    return s < 172800 ? (s / 3600) + "h" : (s / 86400) + "d";
+  }
+}
