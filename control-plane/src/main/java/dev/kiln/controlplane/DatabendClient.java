@@ -159,11 +159,7 @@ public final class DatabendClient implements AutoCloseable {
     headers.forEach((k, v) -> all.put(k.toLowerCase(Locale.ROOT), v));
     FlightCallHeaders callHeaders = new FlightCallHeaders();
     all.forEach(callHeaders::insert);
-    URI uri = URI.create(endpoint);
-    Location location =
-        "https".equals(uri.getScheme())
-            ? Location.forGrpcTls(uri.getHost(), uri.getPort() < 0 ? 443 : uri.getPort())
-            : Location.forGrpcInsecure(uri.getHost(), uri.getPort() < 0 ? 80 : uri.getPort());
+    Location location = location(endpoint);
     ArrayNode out = JSON.createArrayNode();
     try (FlightClient client = FlightClient.builder(allocator, location).build();
         VectorSchemaRoot input = ArrowRows.toBatch(inputTypes, rows, allocator);
@@ -189,6 +185,14 @@ public final class DatabendClient implements AutoCloseable {
       throw new IllegalStateException("closing the Flight client failed: " + e, e);
     }
     return out;
+  }
+
+  /** The Flight location of an endpoint ApplyUdfResource returned ({@code https://} is TLS). */
+  static Location location(String endpoint) {
+    URI uri = URI.create(endpoint);
+    return "https".equals(uri.getScheme())
+        ? Location.forGrpcTls(uri.getHost(), uri.getPort() < 0 ? 443 : uri.getPort())
+        : Location.forGrpcInsecure(uri.getHost(), uri.getPort() < 0 ? 80 : uri.getPort());
   }
 
   /** Parses a JSON text (rows for {@link #call}). */
