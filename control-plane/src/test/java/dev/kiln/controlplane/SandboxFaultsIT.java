@@ -70,7 +70,24 @@ class SandboxFaultsIT {
               fill('/var/tmp/big')
           if kind == 'memory':
               hoard = bytearray(3 << 30)
+          if kind == 'full-then-grow':
+              for d in ['/tmp', '/dev/shm', '/var/tmp', '/run/lock']:
+                  try:
+                      fill_and_keep(d + '/keep')
+                  except OSError:
+                      pass
+              chunks = []
+              while True:
+                  chunks.append(bytearray(b'x') * (16 << 20))
+          if kind == 'clean':
+              for d in ['/tmp', '/dev/shm', '/var/tmp', '/run/lock']:
+                  os.unlink(d + '/keep')
           return x + 1
+
+      def fill_and_keep(path):
+          with open(path, 'wb') as f:
+              while True:
+                  f.write(b'x' * (1 << 20)); f.flush()
       """;
 
   @TempDir static Path dataDir;
@@ -159,5 +176,23 @@ class SandboxFaultsIT {
                 + perRunnerMiB
                 + " MiB exceeded (MemoryError in udf.py line");
     assertTheNextCallWorks("memory", before);
+  }
+
+  /**
+   * The scratch space is memory-backed and comes on top of the runners' memory: a UDF that fills
+   * all of it and then grows to its runner's limit, written page by page, fails its runner only.
+   */
+  @Test
+  void aFullScratchSpaceAndAFullRunnerStillFitTheSandbox() throws Exception {
+    long before = mark();
+    long perRunnerMiB = dev.kiln.worker.RunnerPool.Options.memoryPerRunner(512L << 20, 1) >> 20;
+    assertThat(failure("full-then-grow"))
+        .contains(
+            "the UDF process was killed: memory limit "
+                + perRunnerMiB
+                + " MiB exceeded (MemoryError in udf.py line");
+    assertTheNextCallWorks("full-then-grow", before);
+    assertThat(call("clean", 1)).isEqualTo(2L);
+    assertTheNextCallWorks("clean", before);
   }
 }
