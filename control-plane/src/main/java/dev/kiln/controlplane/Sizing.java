@@ -8,7 +8,8 @@ import dev.kiln.provisioner.Limits;
  * @param name the worker size it comes from ({@code small}, …), or {@code default} for the server's
  *     own settings
  * @param cpus CPU quota of the sandbox, in cores
- * @param memoryBytes memory limit of the whole sandbox
+ * @param memoryBytes memory of the sandbox's processes; its scratch space ({@link #limits}) comes
+ *     on top
  * @param runners runner processes in the sandbox
  */
 record Sizing(String name, double cpus, long memoryBytes, int runners) {
@@ -41,8 +42,17 @@ record Sizing(String name, double cpus, long memoryBytes, int runners) {
     return name.equals(DEFAULT);
   }
 
+  /**
+   * The sandbox's limits: its scratch space (/tmp and the like, {@link
+   * Limits#defaultWritableBytes}) is memory-backed, so the sandbox's memory limit is {@code
+   * memoryBytes} plus that space. The runners' shares of {@code memoryBytes} stay what they were,
+   * and a UDF that fills its scratch space and then grows to its runner's limit fails that runner,
+   * not the sandbox. The process limit follows {@code memoryBytes}.
+   */
   Limits limits() {
-    return new Limits(memoryBytes, cpus);
+    long writable = Limits.defaultWritableBytes(memoryBytes);
+    return new Limits(
+        memoryBytes + writable, cpus, writable, Limits.defaultMaxProcesses(memoryBytes));
   }
 
   @Override

@@ -14,14 +14,34 @@ import java.util.Map;
 /**
  * OCI runtime documents for runsc: the bundle's {@code config.json} for a sandbox and the {@code
  * process.json} of an exec. Processes get no capabilities, a fixed user and a file limit; the
- * sandbox gets proc, a private /dev, read-only sys, tmpfs /tmp and /dev/shm, and its memory and CPU
- * limits as cgroup settings under a {@code kiln} parent cgroup.
+ * sandbox gets proc, a private /dev, read-only sys, sized tmpfs scratch space ({@link
+ * #SCRATCH_MOUNTS}), a process limit, and its memory and CPU limits as cgroup settings under a
+ * {@code kiln} parent cgroup.
+ *
+ * <p>Resource limits are enforced inside gVisor where a breach should fail one call, not the
+ * sandbox: RLIMIT_NPROC in the init's rlimits (runsc gives every process of the container the
+ * init's rlimits; it ignores those of an exec's process.json) makes a fork or thread start beyond
+ * {@link Limits#maxProcesses} fail with EAGAIN, and the tmpfs {@code size} option makes a write
+ * beyond a scratch mount's share of {@link Limits#writableBytes} fail with ENOSPC. A pids limit in
+ * the host cgroup would count the sentry's own threads and kill the whole sandbox instead.
  */
 final class OciSpec {
   static final ObjectMapper JSON = new ObjectMapper();
   static final long CPU_PERIOD_US = 100_000;
   static final int NOFILE = 4096;
   static final String CGROUP_PARENT = "kiln";
+  private static final long PAGE = 4096;
+
+  /**
+   * The places an unprivileged process can write in a Debian-based image, each a tmpfs with its
+   * share of {@link Limits#writableBytes} (the divisor here): /tmp half, /dev/shm a quarter,
+   * /var/tmp and /run/lock an eighth each. Writes elsewhere go to the root file system's overlay,
+   * kept in sandbox memory without a size of its own (runsc 20221219 has no size for it): only a
+   * layer that makes a directory writable for the sandbox user reaches it, and the memory limit
+   * bounds it.
+   */
+  static final Map<String, Integer> SCRATCH_MOUNTS =
+      Map.of("/tmp", 2, "/dev/shm", 4, "/var/tmp", 8, "/run/lock", 8);
 
   private OciSpec() {}
 
@@ -53,7 +73,13 @@ final class OciSpec {
   static ObjectNode config(String id, ProcessSpec init, Path rootfs, Limits limits) {
     ObjectNode n = JSON.createObjectNode();
     n.put("ociVersion", "1.0.2");
-    n.set("process", process(init));
+    ObjectNode process = process(init);
+    // Counted per user across the sandbox (every process runs as the same user), threads included.
+    ObjectNode nproc = ((ArrayNode) process.get("rlimits")).addObject();
+    nproc.put("type", "RLIMIT_NPROC");
+    nproc.put("hard", limits.maxProcesses());
+    nproc.put("soft", limits.maxProcesses());
+    n.set("process", process);
     ObjectNode root = n.putObject("root");
     root.put("path", rootfs.toAbsolutePath().toString());
     // Writable inside the sandbox: runsc's --overlay2=root:memory keeps the writes in sandbox
@@ -63,9 +89,21 @@ final class OciSpec {
     ArrayNode mounts = n.putArray("mounts");
     mount(mounts, "/proc", "proc", "proc", List.of("nosuid", "noexec", "nodev"));
     mount(mounts, "/dev", "tmpfs", "tmpfs", List.of("nosuid", "strictatime", "mode=755"));
-    mount(mounts, "/dev/shm", "tmpfs", "shm", List.of("nosuid", "noexec", "nodev", "mode=1777"));
+    mount(
+        mounts,
+        "/dev/shm",
+        "tmpfs",
+        "shm",
+        List.of("nosuid", "noexec", "nodev", "mode=1777", scratchSize("/dev/shm", limits)));
     mount(mounts, "/sys", "sysfs", "sysfs", List.of("nosuid", "noexec", "nodev", "ro"));
-    mount(mounts, "/tmp", "tmpfs", "tmpfs", List.of("nosuid", "nodev", "mode=1777"));
+    for (String dir : List.of("/tmp", "/var/tmp", "/run/lock")) {
+      mount(
+          mounts,
+          dir,
+          "tmpfs",
+          "tmpfs",
+          List.of("nosuid", "nodev", "mode=1777", scratchSize(dir, limits)));
+    }
     ObjectNode linux = n.putObject("linux");
     ArrayNode namespaces = linux.putArray("namespaces");
     for (String ns : List.of("pid", "network", "ipc", "uts", "mount")) {
@@ -78,6 +116,12 @@ final class OciSpec {
     cpu.put("period", CPU_PERIOD_US);
     linux.put("cgroupsPath", cgroupsPath(id));
     return n;
+  }
+
+  /** The tmpfs {@code size} option of scratch mount {@code dir}: its share, whole pages. */
+  static String scratchSize(String dir, Limits limits) {
+    long share = limits.writableBytes() / SCRATCH_MOUNTS.get(dir);
+    return "size=" + Math.max(PAGE, share & ~(PAGE - 1));
   }
 
   /** Relative, so the sandbox's cgroups sit under the cgroups of the process that runs runsc. */

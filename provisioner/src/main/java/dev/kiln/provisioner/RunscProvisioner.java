@@ -26,7 +26,9 @@ import org.slf4j.LoggerFactory;
  * <p>Each sandbox gets a directory {@code <workDir>/sandboxes/<id>} holding its OCI bundle and its
  * root file system: a read-only overlay mount of the image's layers, which are extracted once into
  * {@code <workDir>/layers/<hex>} and shared by every sandbox that uses them. Writes inside the
- * sandbox stay in its memory ({@code --overlay2=root:memory}). The sandbox runs under a foreground
+ * sandbox stay in its memory ({@code --overlay2=root:memory}), the scratch directories in sized
+ * tmpfs mounts, and its processes under a process limit (see {@link OciSpec}), so that a UDF that
+ * fills its disk or forks without end fails its own call. The sandbox runs under a foreground
  * {@code runsc run} whose pipes are the init's stdio; {@link #start} returns once the init printed
  * its readiness line.
  *

@@ -7,7 +7,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -49,13 +51,64 @@ class OciSpecTest {
     assertThat(c.get("linux").get("cgroupsPath").asText()).isEqualTo("kiln/kiln-x-1");
     List<String> destinations = new ArrayList<>();
     c.get("mounts").forEach(m -> destinations.add(m.get("destination").asText()));
-    assertThat(destinations).containsExactly("/proc", "/dev", "/dev/shm", "/sys", "/tmp");
+    assertThat(destinations)
+        .containsExactly("/proc", "/dev", "/dev/shm", "/sys", "/tmp", "/var/tmp", "/run/lock");
     JsonNode sys = c.get("mounts").get(3);
     assertThat(sys.get("options")).extracting(JsonNode::asText).contains("ro");
     assertThat(c.get("mounts").get(4).get("type").asText()).isEqualTo("tmpfs");
     List<String> namespaces = new ArrayList<>();
     c.get("linux").get("namespaces").forEach(n -> namespaces.add(n.get("type").asText()));
     assertThat(namespaces).contains("pid", "network", "mount");
+  }
+
+  @Test
+  void scratchMountsShareTheWritableSpaceAndTheInitCarriesTheProcessLimit() {
+    Limits limits = new Limits(512L << 20, 1);
+    assertThat(limits.writableBytes()).isEqualTo(128L << 20);
+    assertThat(limits.maxProcesses()).isEqualTo(32);
+    JsonNode c = OciSpec.config("kiln-x-1", INIT, Path.of("/r"), limits);
+    Map<String, List<String>> options = new HashMap<>();
+    c.get("mounts")
+        .forEach(
+            m -> {
+              List<String> o = new ArrayList<>();
+              m.get("options").forEach(v -> o.add(v.asText()));
+              options.put(m.get("destination").asText(), o);
+            });
+    assertThat(options.get("/tmp")).contains("mode=1777", "size=" + (64L << 20));
+    assertThat(options.get("/dev/shm")).contains("mode=1777", "size=" + (32L << 20));
+    assertThat(options.get("/var/tmp")).contains("mode=1777", "size=" + (16L << 20));
+    assertThat(options.get("/run/lock")).contains("mode=1777", "size=" + (16L << 20));
+    long total = 0;
+    for (List<String> o : options.values()) {
+      for (String opt : o) {
+        if (opt.startsWith("size=")) {
+          total += Long.parseLong(opt.substring(5));
+        }
+      }
+    }
+    assertThat(total).isEqualTo(limits.writableBytes());
+
+    JsonNode nproc = c.get("process").get("rlimits").get(1);
+    assertThat(nproc.get("type").asText()).isEqualTo("RLIMIT_NPROC");
+    assertThat(nproc.get("soft").asInt()).isEqualTo(32);
+    assertThat(nproc.get("hard").asInt()).isEqualTo(32);
+    // An exec's document carries no process limit: runsc applies the init's to every process.
+    assertThat(OciSpec.process(INIT).get("rlimits")).hasSize(1);
+  }
+
+  @Test
+  void limitsDeriveWritableSpaceAndProcessesFromMemory() {
+    assertThat(new Limits(16L << 20, 1).writableBytes()).isEqualTo(4L << 20);
+    assertThat(new Limits(16L << 20, 1).maxProcesses()).isEqualTo(8);
+    assertThat(new Limits(2L << 30, 2).maxProcesses()).isEqualTo(128);
+    assertThat(new Limits(256L << 20, 1, 8L << 20, 20).writableBytes()).isEqualTo(8L << 20);
+    assertThatThrownBy(() -> new Limits(256L << 20, 1, 256L << 20, 20))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("below the memory limit");
+    assertThatThrownBy(() -> new Limits(256L << 20, 1, 8L << 20, 1))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("at least 2 processes");
   }
 
   @Test
