@@ -68,6 +68,14 @@ class SandboxFaultsIT {
               fill('/tmp/big')
           if kind == 'var-tmp':
               fill('/var/tmp/big')
+          if kind == 'orphans':
+              for _ in range(64):
+                  try:
+                      if os.fork() == 0:
+                          os._exit(0)
+                  except BlockingIOError:
+                      break
+              os._exit(7)
           if kind == 'memory':
               hoard = bytearray(3 << 30)
           if kind == 'full-then-grow':
@@ -150,6 +158,17 @@ class SandboxFaultsIT {
         .contains("BlockingIOError: [Errno 11] Resource temporarily unavailable")
         .contains("(udf.py line 8, in fork_until_refused: pid = os.fork())");
     assertTheNextCallWorks("fork-raise", before);
+  }
+
+  /**
+   * Children a runner never waited for are left to the sandbox's init when the runner dies; init
+   * reaps them, so their process slots come back and a new runner can start.
+   */
+  @Test
+  void aRunnerThatDiesLeavingZombiesIsReplaced() throws Exception {
+    long before = mark();
+    assertThat(failure("orphans")).contains("(exited with status 7)");
+    assertTheNextCallWorks("orphans", before);
   }
 
   @Test
