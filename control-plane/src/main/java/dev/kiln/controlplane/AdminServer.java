@@ -11,8 +11,8 @@ import java.util.function.BooleanSupplier;
 
 /**
  * The admin HTTP port: {@code /healthz} for probes, {@code /metrics} for Prometheus, {@code
- * /cache/stats} for {@code kiln cache stats}, and {@code /udfs} and {@code /workers} (see {@link
- * UdfAdmin}).
+ * /cache/stats} for {@code kiln cache stats} (the cache's tiers and disk use by kind), and {@code
+ * /udfs} and {@code /workers} (see {@link UdfAdmin}).
  */
 final class AdminServer implements AutoCloseable {
   private static final com.fasterxml.jackson.databind.ObjectMapper JSON =
@@ -25,7 +25,8 @@ final class AdminServer implements AutoCloseable {
       PrometheusMeterRegistry meters,
       BooleanSupplier healthy,
       UdfAdmin udfs,
-      ArtifactCache cache)
+      ArtifactCache cache,
+      java.nio.file.Path dataDir)
       throws IOException {
     server = HttpServer.create(new InetSocketAddress(host, port), 0);
     server.setExecutor(
@@ -45,12 +46,15 @@ final class AdminServer implements AutoCloseable {
     server.createContext("/sandboxes", udfs::handleSandboxes);
     server.createContext(
         "/cache/stats",
-        ex ->
-            respond(
-                ex,
-                200,
-                "application/json",
-                JSON.writerWithDefaultPrettyPrinter().writeValueAsString(cache.stats()) + "\n"));
+        ex -> {
+          com.fasterxml.jackson.databind.node.ObjectNode body = JSON.valueToTree(cache.stats());
+          body.set("disk", JSON.valueToTree(DiskUsage.measure(dataDir)));
+          respond(
+              ex,
+              200,
+              "application/json",
+              JSON.writerWithDefaultPrettyPrinter().writeValueAsString(body) + "\n");
+        });
     server.createContext(
         "/",
         ex ->

@@ -1,6 +1,7 @@
 package dev.kiln.controlplane;
 
 import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kiln.cache.CacheStats;
 import java.util.concurrent.Callable;
@@ -21,13 +22,16 @@ final class CacheCommand implements Runnable {
     spec.commandLine().usage(System.err);
   }
 
-  /** {@code kiln cache stats}: hits, misses, bytes, latency and evictions per tier. */
+  /**
+   * {@code kiln cache stats}: hits, misses, bytes, latency and evictions per tier; disk by kind.
+   */
   @Command(
       name = "stats",
       mixinStandardHelpOptions = true,
       description = {
         "Prints hits, misses, bytes, hit latency, evictions and size per cache tier (memory,",
-        "local, remote), the remote write queue, and import downloads done and avoided."
+        "local, remote), the remote write queue, import downloads done and avoided, and the",
+        "disk use under the data directory by kind (images, layers, caches, records)."
       })
   static final class Stats implements Callable<Integer> {
     @Option(
@@ -58,6 +62,18 @@ final class CacheCommand implements Runnable {
               .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false)
               .readValue(body, CacheStats.class);
       System.out.print(stats.table());
+      JsonNode disk = new ObjectMapper().readTree(body).path("disk");
+      if (disk.isObject()) {
+        System.out.printf(
+            "%nDisk use under the data directory%n%-18s %12s %9s%n", "kind", "MiB", "files");
+        for (var e : disk.properties()) {
+          System.out.printf(
+              "%-18s %12.1f %9d%n",
+              e.getKey(),
+              e.getValue().path("bytes").asLong() / (double) (1 << 20),
+              e.getValue().path("files").asLong());
+        }
+      }
       return 0;
     }
   }

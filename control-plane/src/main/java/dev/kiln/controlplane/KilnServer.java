@@ -275,7 +275,8 @@ public final class KilnServer implements AutoCloseable {
             meters,
             () -> !closed.get(),
             new UdfAdmin(registry, workers, InstantSource.system()),
-            cache);
+            cache,
+            data);
     closeables.push(admin);
 
     log.info(

@@ -249,11 +249,18 @@ class KilnEndToEndIT {
     assertThat(KilnTestSupport.cli("cache", "stats", "--admin", admin))
         .contains("memory")
         .contains("local")
-        .contains("hits");
-    assertThat(
-            KilnTestSupport.JSON.readTree(
-                KilnTestSupport.cli("cache", "stats", "--json", "--admin", admin)))
-        .isNotNull();
+        .contains("hits")
+        .contains("Disk use under the data directory")
+        .containsPattern("extracted-layers +[0-9.]+ +[0-9]+");
+    var cacheStats =
+        KilnTestSupport.JSON.readTree(
+            KilnTestSupport.cli("cache", "stats", "--json", "--admin", admin));
+    assertThat(cacheStats.path("disk").path("images").path("bytes").asLong())
+        .as("the OCI layout holds the UDFs' images")
+        .isPositive();
+    assertThat(cacheStats.path("disk").path("records").path("files").asLong())
+        .as("token secret, lock, workers, kept definitions")
+        .isGreaterThanOrEqualTo(3);
   }
 
   @Test
