@@ -36,6 +36,9 @@ import java.util.concurrent.Semaphore;
  */
 public final class BuildImage {
 
+  /** The name of every UDF image starts with this; the image key follows. */
+  public static final String IMAGE_PREFIX = "kiln/udf:";
+
   /** Where imports live in the image; the runner puts it on sys.path (databend-wire.md §5). */
   public static final String IMPORT_DIR = "/kiln/imports";
 
@@ -84,7 +87,8 @@ public final class BuildImage {
   private final WheelLayers wheels;
   private final RunnerLayer runner;
   private final ExecutorService executor;
-  private final SingleFlight<ContentKey, BuiltImage> builds = SingleFlight.remembering();
+  // Not remembered: an image may be collected once unused; the layout says whether it is there.
+  private final SingleFlight<ContentKey, BuiltImage> builds = SingleFlight.forgetting();
   // Wheel layers are CPU-bound: one at a time per core.
   private final Semaphore cpu =
       new Semaphore(Math.max(1, Runtime.getRuntime().availableProcessors()));
@@ -112,9 +116,25 @@ public final class BuildImage {
     return new UdfImage(key, builds.run(key, () -> buildOrFind(key, recipe)));
   }
 
+  /** The name of the image with this key in the layout. */
+  public static String imageName(ContentKey imageKey) {
+    return IMAGE_PREFIX + imageKey.hex();
+  }
+
   private BuiltImage buildOrFind(ContentKey key, Recipe r)
       throws KilnException, InterruptedException {
-    String name = "kiln/udf:" + key.hex();
+    // Collection waits while the wheel layers, the blobs and the layout are in use here.
+    DiskLock.LOCK.readLock().lock();
+    try {
+      return buildOrFindLocked(key, r);
+    } finally {
+      DiskLock.LOCK.readLock().unlock();
+    }
+  }
+
+  private BuiltImage buildOrFindLocked(ContentKey key, Recipe r)
+      throws KilnException, InterruptedException {
+    String name = imageName(key);
     ImageBuilder images = r.runtime().images();
     try {
       Optional<BuiltImage> found = images.find(name);

@@ -175,6 +175,15 @@ public final class ImageBuilder implements AutoCloseable {
    *     be read, or Jib fails; the message says what to do
    */
   public BuiltImage build(ImageRequest request) throws KilnException, InterruptedException {
+    DiskLock.LOCK.readLock().lock();
+    try {
+      return buildLocked(request);
+    } finally {
+      DiskLock.LOCK.readLock().unlock();
+    }
+  }
+
+  private BuiltImage buildLocked(ImageRequest request) throws KilnException, InterruptedException {
     long started = System.nanoTime();
     checkLayers(request);
     Path scratch;
@@ -270,7 +279,45 @@ public final class ImageBuilder implements AutoCloseable {
 
   /** An image already in the layout, by name (a restarted server reuses what it built before). */
   public Optional<BuiltImage> find(String name) throws IOException {
-    return layout.find(name);
+    DiskLock.LOCK.readLock().lock();
+    try {
+      return layout.find(name);
+    } finally {
+      DiskLock.LOCK.readLock().unlock();
+    }
+  }
+
+  /** What {@link #collect} removed (or would remove): images by name, files and bytes. */
+  public record Collected(List<String> images, int files, long bytes) {}
+
+  /**
+   * Removes the images whose name starts with {@code prefix} that {@code keep} does not name and
+   * that nobody built or looked up since {@code unusedBefore}, the layout's blobs no other image
+   * references, and Jib's cached application layers not written since then (a cache: a build makes
+   * again what it misses). Waits for builds under way; builds wait for it. With {@code dryRun}
+   * nothing changes.
+   */
+  public Collected collect(
+      String prefix,
+      java.util.function.Predicate<String> keep,
+      Instant unusedBefore,
+      boolean dryRun)
+      throws IOException {
+    DiskLock.LOCK.writeLock().lock();
+    try {
+      OciLayout.Collected c = layout.collect(prefix, keep, unusedBefore, dryRun);
+      int files = c.blobs();
+      long bytes = c.bytes();
+      JibCache.Collected jib = JibCache.collect(applicationLayersCache, unusedBefore, dryRun);
+      files += jib.entries();
+      bytes += jib.bytes();
+      if (!dryRun) {
+        prepared.clear();
+      }
+      return new Collected(c.images(), files, bytes);
+    } finally {
+      DiskLock.LOCK.writeLock().unlock();
+    }
   }
 
   @Override

@@ -13,17 +13,23 @@ import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.FileTime;
+import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Optional;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Predicate;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -111,7 +117,105 @@ final class OciLayout {
       throw new IOException("image " + manifestDigest + " lacks blobs its manifest names");
     }
     tag(name, manifestDigest);
+    touch(manifestDigest);
     return image.get();
+  }
+
+  /** What {@link #collect} removed, or would remove. */
+  record Collected(List<String> images, int blobs, long bytes) {}
+
+  /**
+   * Removes from the index the images named {@code prefix...} that {@code keep} does not name and
+   * that were last used (built or found) before {@code unusedBefore}, then every blob that no image
+   * left in the index references and that was written or used before then. The index is rewritten
+   * first (atomically) and blobs deleted after: a crash in between leaves only unreferenced blobs,
+   * which the next collection removes; a lookup never finds an image whose blobs are gone (it would
+   * be rebuilt if it did). With {@code dryRun} nothing changes.
+   */
+  Collected collect(String prefix, Predicate<String> keep, Instant unusedBefore, boolean dryRun)
+      throws IOException {
+    List<String> removed = new ArrayList<>();
+    Set<Digest> referenced = new HashSet<>();
+    int[] blobsRemoved = {0};
+    long[] bytes = {0};
+    withIndexLock(
+        () -> {
+          ObjectNode current = readIndex();
+          ArrayNode kept = JSON.createArrayNode();
+          for (JsonNode entry : current.path("manifests")) {
+            String name = entry.path("annotations").path(REF_NAME).asText("");
+            Digest manifest = Digest.parse(entry.path("digest").asText());
+            if (name.startsWith(prefix)
+                && !keep.test(name)
+                && lastUsed(manifest).isBefore(unusedBefore)) {
+              removed.add(name);
+            } else {
+              kept.add(entry);
+              referenced.addAll(blobsOf(manifest));
+            }
+          }
+          if (!dryRun && !removed.isEmpty()) {
+            current.set("manifests", kept);
+            writeIndex(current);
+          }
+          Path sha256 = dir.resolve(BLOB_PREFIX);
+          if (!Files.isDirectory(sha256)) {
+            return;
+          }
+          try (DirectoryStream<Path> files = Files.newDirectoryStream(sha256)) {
+            for (Path f : files) {
+              Digest d;
+              try {
+                d = Digest.parse("sha256:" + f.getFileName());
+              } catch (IllegalArgumentException e) {
+                continue; // not a blob
+              }
+              if (referenced.contains(d)
+                  || !Files.getLastModifiedTime(f).toInstant().isBefore(unusedBefore)) {
+                continue;
+              }
+              bytes[0] += Files.size(f);
+              blobsRemoved[0]++;
+              if (!dryRun) {
+                Files.deleteIfExists(f);
+              }
+            }
+          }
+        });
+    return new Collected(List.copyOf(removed), blobsRemoved[0], bytes[0]);
+  }
+
+  /** When the image with this manifest was last built or handed out (its manifest's time). */
+  private Instant lastUsed(Digest manifest) throws IOException {
+    Optional<Path> f = blobs.file(manifest);
+    return f.isEmpty() ? Instant.MIN : Files.getLastModifiedTime(f.get()).toInstant();
+  }
+
+  /** The manifest, its config and its layers; only the manifest when it cannot be read. */
+  private Set<Digest> blobsOf(Digest manifest) throws IOException {
+    Set<Digest> out = new HashSet<>();
+    out.add(manifest);
+    Optional<JsonNode> m = readBlob(manifest);
+    if (m.isEmpty()) {
+      return out;
+    }
+    String config = m.get().path("config").path("digest").asText("");
+    if (!config.isEmpty()) {
+      out.add(Digest.parse(config));
+    }
+    for (JsonNode layer : m.get().path("layers")) {
+      out.add(Digest.parse(layer.path("digest").asText()));
+    }
+    return out;
+  }
+
+  /** Marks the image with this manifest as used now, for {@link #collect}. */
+  private void touch(Digest manifest) {
+    try {
+      Files.setLastModifiedTime(blobs.path(manifest), FileTime.from(Instant.now()));
+    } catch (IOException e) {
+      log.debug("cannot mark {} as used: {}", manifest, e.toString());
+    }
   }
 
   /**
@@ -173,11 +277,16 @@ final class OciLayout {
     return object;
   }
 
-  /** The image of this name, if the layout has it and all its blobs. */
+  /** The image of this name, if the layout has it and all its blobs; marks it as used. */
   Optional<BuiltImage> find(String name) throws IOException {
     for (JsonNode entry : readIndex().path("manifests")) {
       if (name.equals(entry.path("annotations").path(REF_NAME).asText(null))) {
-        return read(name, Digest.parse(entry.path("digest").asText()));
+        Digest manifest = Digest.parse(entry.path("digest").asText());
+        Optional<BuiltImage> image = read(name, manifest);
+        if (image.isPresent()) {
+          touch(manifest);
+        }
+        return image;
       }
     }
     return Optional.empty();

@@ -8,6 +8,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -119,9 +120,20 @@ public final class WheelLayers {
 
   private LayerSpec layer(Path wheelFile, String wheelFilename, InstallLayout layout)
       throws KilnException, IOException {
+    DiskLock.LOCK.readLock().lock();
+    try {
+      return layerLocked(wheelFile, wheelFilename, layout);
+    } finally {
+      DiskLock.LOCK.readLock().unlock();
+    }
+  }
+
+  private LayerSpec layerLocked(Path wheelFile, String wheelFilename, InstallLayout layout)
+      throws KilnException, IOException {
     WheelFilename name = WheelFilename.of(wheelFilename);
     int level = gzipLevel;
     String key = sha256(wheelFile) + "-" + layoutHash(layout, level);
+    touch(workDir.resolve(key + ".layer"));
     LayerBlob blob = layers.get(key);
     if (blob == null) {
       // One build per layer at a time; different wheels mostly go on in parallel.
@@ -134,6 +146,56 @@ public final class WheelLayers {
       }
     }
     return LayerSpec.ofBlob("wheel " + wheelFilename, blob);
+  }
+
+  /** What {@link #collect} removed (or would remove). */
+  public record Collected(int layers, long bytes) {}
+
+  /**
+   * Removes the wheel layers nobody used since {@code unusedBefore} (a cache: the images that hold
+   * them have their own copy in the layout, and a build makes again what it misses). Waits for
+   * builds under way. With {@code dryRun} nothing changes.
+   */
+  public Collected collect(Instant unusedBefore, boolean dryRun) throws IOException {
+    DiskLock.LOCK.writeLock().lock();
+    try {
+      int n = 0;
+      long bytes = 0;
+      if (!Files.isDirectory(workDir)) {
+        return new Collected(0, 0);
+      }
+      try (DirectoryStream<Path> infos = Files.newDirectoryStream(workDir, "*.layer")) {
+        for (Path info : infos) {
+          String name = info.getFileName().toString();
+          if (name.startsWith(TEMP_PREFIX)
+              || !Files.getLastModifiedTime(info).toInstant().isBefore(unusedBefore)) {
+            continue;
+          }
+          String key = name.substring(0, name.length() - ".layer".length());
+          Path file = workDir.resolve(key + ".tar.gz");
+          n++;
+          bytes += Files.exists(file) ? Files.size(file) : 0;
+          if (!dryRun) {
+            layers.remove(key);
+            // The file that vouches for the blob first: a reader never sees it without the blob.
+            Files.deleteIfExists(info);
+            Files.deleteIfExists(file);
+          }
+        }
+      }
+      return new Collected(n, bytes);
+    } finally {
+      DiskLock.LOCK.writeLock().unlock();
+    }
+  }
+
+  /** Marks a layer as used now, for {@link #collect}. */
+  private static void touch(Path info) {
+    try {
+      Files.setLastModifiedTime(info, FileTime.from(Instant.now()));
+    } catch (IOException e) {
+      // not there yet: it is built now
+    }
   }
 
   private LayerBlob loadOrBuild(
