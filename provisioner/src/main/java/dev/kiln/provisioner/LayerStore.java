@@ -9,14 +9,18 @@ import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.FileTime;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Pattern;
+import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -62,6 +66,49 @@ final class LayerStore {
     }
   }
 
+  /** Layers {@link #collect} removed (or would remove) and their bytes. */
+  record Collected(int layers, long bytes) {}
+
+  /**
+   * Removes the extracted layers not in {@code keep} (hex digests) and not used since {@code
+   * unusedBefore}. Each goes by a rename to a temporary name first, so a crash half-way leaves a
+   * temporary directory ({@link #removeTemporaries}), never a layer that looks complete but is not.
+   */
+  Collected collect(Set<String> keep, Instant unusedBefore, boolean dryRun) throws IOException {
+    int n = 0;
+    long bytes = 0;
+    try (DirectoryStream<Path> entries = Files.newDirectoryStream(dir)) {
+      for (Path p : entries) {
+        String name = p.getFileName().toString();
+        if (name.startsWith(TEMP_PREFIX)
+            || keep.contains(name)
+            || !Files.isDirectory(p)
+            || !Files.getLastModifiedTime(p).toInstant().isBefore(unusedBefore)) {
+          continue;
+        }
+        n++;
+        try (Stream<Path> walk = Files.walk(p)) {
+          bytes += walk.filter(Files::isRegularFile).mapToLong(f -> f.toFile().length()).sum();
+        }
+        if (!dryRun) {
+          Path doomed = dir.resolve(TEMP_PREFIX + "gc-" + name);
+          Files.move(p, doomed, StandardCopyOption.ATOMIC_MOVE);
+          FileTree.delete(doomed);
+        }
+      }
+    }
+    return new Collected(n, bytes);
+  }
+
+  /** Marks a layer as used now, for {@link #collect}. */
+  private static void touch(Path layerDir) {
+    try {
+      Files.setLastModifiedTime(layerDir, FileTime.from(Instant.now()));
+    } catch (IOException e) {
+      // collected meanwhile: extracted again on the next use
+    }
+  }
+
   /** The extracted directories of {@code layers}, in the same order, extracting missing ones. */
   List<Path> extractAll(List<SandboxImage.Layer> layers) throws IOException, InterruptedException {
     List<CompletableFuture<Path>> futures = new ArrayList<>();
@@ -86,6 +133,7 @@ final class LayerStore {
     String hex = hex(layer.digest());
     Path target = dir.resolve(hex);
     if (Files.isDirectory(target)) {
+      touch(target);
       return CompletableFuture.completedFuture(target);
     }
     // Each layer on its own thread so the layers of one image extract in parallel; one extraction

@@ -1,7 +1,9 @@
 package dev.kiln.provisioner;
 
 import java.io.IOException;
+import java.time.Instant;
 import java.util.List;
+import java.util.Set;
 
 /**
  * Places images in sandboxes. Implementations: {@link RunscProvisioner} (local gVisor).
@@ -20,6 +22,19 @@ public interface Provisioner extends AutoCloseable {
    * sandbox of a new image does not pay for it. Optional; the default does nothing.
    */
   default void prepare(SandboxImage image) throws IOException, InterruptedException {}
+
+  /** What {@link #collect} removed (or would remove): prepared layers and their bytes. */
+  record Collected(int layers, long bytes) {}
+
+  /**
+   * Removes what this provisioner prepared for images (e.g. extracted layers) that no running or
+   * starting sandbox uses, that is not in {@code keepLayers} (layer digests) and that was not used
+   * since {@code unusedBefore}. Optional; the default removes nothing.
+   */
+  default Collected collect(Set<String> keepLayers, Instant unusedBefore, boolean dryRun)
+      throws IOException {
+    return new Collected(0, 0);
+  }
 
   /** Sandboxes started by this provisioner that have not been closed. */
   List<Sandbox> sandboxes();

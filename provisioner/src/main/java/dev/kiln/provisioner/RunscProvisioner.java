@@ -9,7 +9,9 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.security.SecureRandom;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
@@ -17,6 +19,7 @@ import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -62,6 +65,9 @@ public final class RunscProvisioner implements Provisioner {
   private final FileChannel lockChannel;
   private final FileLock lock;
   private final Set<RunscSandbox> live = ConcurrentHashMap.newKeySet();
+  // Starts hold the read lock from extracting their layers until the root file system is mounted;
+  // collecting layers takes the write lock, so it never removes a layer a start is about to mount.
+  private final ReentrantReadWriteLock layerUse = new ReentrantReadWriteLock();
   private final Object lifecycle = new Object();
   private volatile boolean closed;
   private volatile StartTimings lastStart;
@@ -93,7 +99,29 @@ public final class RunscProvisioner implements Provisioner {
   /** Extracts the image's layers (each once, shared with every sandbox that uses it). */
   @Override
   public void prepare(SandboxImage image) throws IOException, InterruptedException {
-    layers.extractAll(image.layers());
+    layerUse.readLock().lock();
+    try {
+      layers.extractAll(image.layers());
+    } finally {
+      layerUse.readLock().unlock();
+    }
+  }
+
+  @Override
+  public Collected collect(Set<String> keepLayers, Instant unusedBefore, boolean dryRun)
+      throws IOException {
+    layerUse.writeLock().lock();
+    try {
+      Set<String> keep = new HashSet<>();
+      keepLayers.forEach(d -> keep.add(LayerStore.hex(d)));
+      for (RunscSandbox s : live) {
+        s.spec().image().layers().forEach(l -> keep.add(LayerStore.hex(l.digest())));
+      }
+      LayerStore.Collected c = layers.collect(keep, unusedBefore, dryRun);
+      return new Collected(c.layers(), c.bytes());
+    } finally {
+      layerUse.writeLock().unlock();
+    }
   }
 
   @Override
@@ -102,50 +130,60 @@ public final class RunscProvisioner implements Provisioner {
     ensureOpen();
     String id = newId(spec.name());
     long t0 = System.nanoTime();
-    List<Path> layerDirs = layers.extractAll(spec.image().layers());
-    long t1 = System.nanoTime();
-
-    Path dir = Files.createDirectory(sandboxesDir.resolve(id));
-    Path rootfs;
+    RunscSandbox sandbox;
+    long t1;
+    long t2;
+    List<Path> layerDirs;
+    // Until the sandbox is among the live ones (whose layers collection keeps), its layers are
+    // held by the read lock.
+    layerUse.readLock().lock();
     try {
-      Files.createDirectory(dir.resolve(RunscSandbox.EXEC_DIR));
-      rootfs = RootFs.mount(dir, layerDirs, emptyLayer);
-    } catch (IOException | RuntimeException e) {
+      layerDirs = layers.extractAll(spec.image().layers());
+      t1 = System.nanoTime();
+      Path dir = Files.createDirectory(sandboxesDir.resolve(id));
+      Path rootfs;
       try {
-        FileTree.delete(dir);
-      } catch (IOException suppressed) {
-        e.addSuppressed(suppressed);
+        Files.createDirectory(dir.resolve(RunscSandbox.EXEC_DIR));
+        rootfs = RootFs.mount(dir, layerDirs, emptyLayer);
+      } catch (IOException | RuntimeException e) {
+        try {
+          FileTree.delete(dir);
+        } catch (IOException suppressed) {
+          e.addSuppressed(suppressed);
+        }
+        throw e;
       }
-      throw e;
-    }
-    OciSpec.ProcessSpec initProcess =
-        new OciSpec.ProcessSpec(
-            spec.image().argv(),
-            OciSpec.mergeEnv(spec.image().env(), spec.extraEnv()),
-            spec.image().workingDir(),
-            uid,
-            gid);
-    Process host;
-    try {
-      OciSpec.write(
-          OciSpec.config(id, initProcess, rootfs, spec.limits()), dir.resolve("config.json"));
-      host =
-          new ProcessBuilder(runsc.command("run", "--bundle=" + dir, id))
-              .directory(dir.toFile())
-              .start();
-    } catch (IOException | RuntimeException e) {
+      OciSpec.ProcessSpec initProcess =
+          new OciSpec.ProcessSpec(
+              spec.image().argv(),
+              OciSpec.mergeEnv(spec.image().env(), spec.extraEnv()),
+              spec.image().workingDir(),
+              uid,
+              gid);
+      Process host;
       try {
-        RootFs.unmount(rootfs);
-        FileTree.delete(dir);
-      } catch (IOException suppressed) {
-        e.addSuppressed(suppressed);
+        OciSpec.write(
+            OciSpec.config(id, initProcess, rootfs, spec.limits()), dir.resolve("config.json"));
+        host =
+            new ProcessBuilder(runsc.command("run", "--bundle=" + dir, id))
+                .directory(dir.toFile())
+                .start();
+      } catch (IOException | RuntimeException e) {
+        try {
+          RootFs.unmount(rootfs);
+          FileTree.delete(dir);
+        } catch (IOException suppressed) {
+          e.addSuppressed(suppressed);
+        }
+        throw e;
       }
-      throw e;
-    }
-    long t2 = System.nanoTime();
-    RunscSandbox sandbox = new RunscSandbox(id, spec, dir, rootfs, this, host);
-    synchronized (lifecycle) {
-      live.add(sandbox);
+      t2 = System.nanoTime();
+      sandbox = new RunscSandbox(id, spec, dir, rootfs, this, host);
+      synchronized (lifecycle) {
+        live.add(sandbox);
+      }
+    } finally {
+      layerUse.readLock().unlock();
     }
     if (closed) {
       sandbox.close();
