@@ -26,7 +26,8 @@ final class AdminServer implements AutoCloseable {
       BooleanSupplier healthy,
       UdfAdmin udfs,
       ArtifactCache cache,
-      java.nio.file.Path dataDir)
+      java.nio.file.Path dataDir,
+      DiskCollector disk)
       throws IOException {
     server = HttpServer.create(new InetSocketAddress(host, port), 0);
     server.setExecutor(
@@ -54,6 +55,21 @@ final class AdminServer implements AutoCloseable {
               200,
               "application/json",
               JSON.writerWithDefaultPrettyPrinter().writeValueAsString(body) + "\n");
+        });
+    server.createContext(
+        "/cache/gc",
+        ex -> {
+          if (!ex.getRequestMethod().equals("POST")) {
+            respond(ex, 405, "text/plain", "POST /cache/gc (?dry_run=true to only count)\n");
+            return;
+          }
+          String q = ex.getRequestURI().getRawQuery();
+          boolean dry = q != null && q.contains("dry_run=true");
+          respond(
+              ex,
+              200,
+              "application/json",
+              JSON.writerWithDefaultPrettyPrinter().writeValueAsString(disk.collect(dry)) + "\n");
         });
     server.createContext(
         "/",

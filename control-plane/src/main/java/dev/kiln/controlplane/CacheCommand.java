@@ -13,7 +13,7 @@ import picocli.CommandLine.Option;
     name = "cache",
     mixinStandardHelpOptions = true,
     description = "Inspects the artifact cache of a running Kiln server.",
-    subcommands = {CacheCommand.Stats.class})
+    subcommands = {CacheCommand.Stats.class, CacheCommand.Gc.class})
 final class CacheCommand implements Runnable {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
@@ -74,6 +74,61 @@ final class CacheCommand implements Runnable {
               e.getValue().path("files").asLong());
         }
       }
+      return 0;
+    }
+  }
+
+  /** {@code kiln cache gc}: collect unused images, layers and caches now. */
+  @Command(
+      name = "gc",
+      mixinStandardHelpOptions = true,
+      description = {
+        "Removes now what no running UDF uses and nobody used for --gc-after: UDF images and",
+        "their blobs, Jib's layer cache, wheel layers, extracted layers (then, over --disk-max,",
+        "least recently used first). Prints what went, or with --dry-run what would."
+      })
+  static final class Gc implements Callable<Integer> {
+    @Option(
+        names = "--admin",
+        paramLabel = "URL",
+        defaultValue = "http://127.0.0.1:9090",
+        description = "The server's admin port (default ${DEFAULT-VALUE}).")
+    String admin;
+
+    @Option(names = "--dry-run", description = "Only count what would be removed.")
+    boolean dryRun;
+
+    @Option(names = "--json", description = "Print JSON for scripts instead of a summary.")
+    boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+      String body;
+      try {
+        body =
+            AdminClient.post("kiln cache gc", admin, "/cache/gc" + (dryRun ? "?dry_run=true" : ""));
+      } catch (AdminClient.CommandFailure e) {
+        System.err.println(e.getMessage());
+        return 1;
+      }
+      if (json) {
+        System.out.print(body);
+        return 0;
+      }
+      JsonNode r = new ObjectMapper().readTree(body);
+      System.out.printf(
+          "%s %d unused image(s) (%d files, %.1f MiB), %d wheel layer(s) (%.1f MiB), %d extracted"
+              + " layer(s) (%.1f MiB); data directory %.1f MiB -> %.1f MiB%n",
+          dryRun ? "would remove" : "removed",
+          r.path("images").size(),
+          r.path("imageFiles").asInt(),
+          r.path("imageBytes").asLong() / (double) (1 << 20),
+          r.path("wheelLayers").asInt(),
+          r.path("wheelBytes").asLong() / (double) (1 << 20),
+          r.path("extractedLayers").asInt(),
+          r.path("extractedBytes").asLong() / (double) (1 << 20),
+          r.path("diskBytesBefore").asLong() / (double) (1 << 20),
+          r.path("diskBytesAfter").asLong() / (double) (1 << 20));
       return 0;
     }
   }

@@ -61,6 +61,8 @@ import java.util.regex.Pattern;
  * @param maxSandboxes sandboxes that may run at once on this node (0: only memory limits them)
  * @param maxSandboxMemoryBytes memory all sandboxes may hold together, gVisor's own included
  *     (default: {@link #DEFAULT_SANDBOX_MEMORY_SHARE} of the host's memory)
+ * @param gcAfter images, layers and caches unused this long are collected
+ * @param diskMax the data directory's budget in bytes (0: none beyond {@code gcAfter})
  */
 public record KilnConfig(
     int grpcPort,
@@ -93,7 +95,9 @@ public record KilnConfig(
     Duration autoSuspend,
     Path udfEnv,
     int maxSandboxes,
-    long maxSandboxMemoryBytes) {
+    long maxSandboxMemoryBytes,
+    Duration gcAfter,
+    long diskMax) {
 
   /** The share of the host's memory sandboxes may hold when --max-sandbox-memory is not set. */
   public static final double DEFAULT_SANDBOX_MEMORY_SHARE = 0.75;
@@ -158,6 +162,8 @@ public record KilnConfig(
     b.udfEnv = udfEnv;
     b.maxSandboxes = maxSandboxes;
     b.maxSandboxMemoryBytes = maxSandboxMemoryBytes;
+    b.gcAfter = gcAfter;
+    b.diskMax = diskMax;
     return b;
   }
 
@@ -184,6 +190,8 @@ public record KilnConfig(
     Path udfEnv;
     int maxSandboxes;
     long maxSandboxMemoryBytes;
+    Duration gcAfter = Duration.ofHours(24);
+    long diskMax;
     List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
     boolean indexUrlsFromDefault = true;
     String indexUsername;
@@ -396,6 +404,8 @@ public record KilnConfig(
         case "udf-env" -> udfEnv = Path.of(value);
         case "max-sandboxes" -> maxSandboxes = (int) parseDouble(key, value);
         case "max-sandbox-memory" -> maxSandboxMemoryBytes = parseSize(key, value);
+        case "gc-after" -> gcAfter = parseDuration(key, value);
+        case "disk-max" -> diskMax = parseSize(key, value);
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
@@ -405,7 +415,8 @@ public record KilnConfig(
                     + " runners-per-sandbox, batch-timeout, apply-wait, ready-wait, runtime,"
                     + " index-url, index-username, index-password, cache-memory, cache-local-max,"
                     + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
-                    + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory)");
+                    + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory, gc-after,"
+                    + " disk-max)");
       }
       return this;
     }
@@ -499,7 +510,9 @@ public record KilnConfig(
           autoSuspend,
           udfEnv == null ? null : udfEnv.toAbsolutePath(),
           maxSandboxes,
-          budget);
+          budget,
+          gcAfter,
+          diskMax);
     }
 
     private static void checkPort(List<String> errors, String name, int port) {

@@ -69,6 +69,9 @@ public final class KilnServer implements AutoCloseable {
    */
   static final long SANDBOX_OVERHEAD_BYTES = 64L << 20;
 
+  /** How often unused files are collected ({@link DiskCollector}). */
+  static final Duration DISK_SWEEP = Duration.ofMinutes(10);
+
   private final KilnConfig config;
   private final Deque<AutoCloseable> closeables = new ArrayDeque<>();
   private final AtomicBoolean closed = new AtomicBoolean();
@@ -76,6 +79,7 @@ public final class KilnServer implements AutoCloseable {
   private FlightEndpoint flight;
   private AdminServer admin;
   private UdfRegistry registry;
+  private DiskCollector disk;
   private String endpoint;
   private String baseImageDigest;
   private PrometheusMeterRegistry meters;
@@ -139,6 +143,7 @@ public final class KilnServer implements AutoCloseable {
     ExecutorService pipelines = Executors.newVirtualThreadPerTaskExecutor();
     closeables.push(() -> shutdown(pipelines));
     RunnerLayer runner = SandboxRunners.runnerLayer();
+    WheelLayers wheelLayers = new WheelLayers(data.resolve("wheel-layers"));
     SandboxBudget budget =
         new SandboxBudget(
             config.maxSandboxes(), config.maxSandboxMemoryBytes(), SANDBOX_OVERHEAD_BYTES);
@@ -158,7 +163,7 @@ public final class KilnServer implements AutoCloseable {
             new BaseFacts(runner, SandboxRunners.host(sandboxes), data.resolve("runtimes")),
             new ResolvePackages(packages),
             new FetchInputs(cache, data.resolve("tmp")),
-            new BuildImage(new WheelLayers(data.resolve("wheel-layers")), runner, pipelines),
+            new BuildImage(wheelLayers, runner, pipelines),
             sandboxes,
             new StartRunners(config.batchTimeout()));
     UdfRegistry[] registryRef = new UdfRegistry[1];
@@ -249,6 +254,27 @@ public final class KilnServer implements AutoCloseable {
         1,
         1,
         TimeUnit.SECONDS);
+    disk =
+        new DiskCollector(
+            registry,
+            runtimes,
+            wheelLayers,
+            provisioner,
+            data,
+            config.gcAfter(),
+            config.diskMax(),
+            InstantSource.system());
+    sweeper.scheduleWithFixedDelay(
+        () -> {
+          try {
+            disk.collect(false);
+          } catch (IOException | RuntimeException e) {
+            log.warn("collecting unused files failed: {}", e.toString());
+          }
+        },
+        DISK_SWEEP.toSeconds(),
+        DISK_SWEEP.toSeconds(),
+        TimeUnit.SECONDS);
     closeables.push(
         () -> {
           // Let a sweep that is stopping sandboxes finish, so no mount is left behind.
@@ -276,7 +302,8 @@ public final class KilnServer implements AutoCloseable {
             () -> !closed.get(),
             new UdfAdmin(registry, workers, InstantSource.system()),
             cache,
-            data);
+            data,
+            disk);
     closeables.push(admin);
 
     log.info(
@@ -403,6 +430,10 @@ public final class KilnServer implements AutoCloseable {
         .flatMap(r -> r.provisioned().stream())
         .findFirst()
         .map(Provisioned::timings);
+  }
+
+  DiskCollector diskForTests() {
+    return disk;
   }
 
   UdfRegistry registryForTests() {

@@ -146,6 +146,23 @@ final class ServeCommand implements Callable<Integer> {
   String maxSandboxMemory;
 
   @Option(
+      names = "--gc-after",
+      paramLabel = "DURATION",
+      description =
+          "UDF images, extracted layers and build caches nobody used this long are removed (default"
+              + " 24h; never what a running UDF uses). A collected UDF is built again on its next"
+              + " call.")
+  String gcAfter;
+
+  @Option(
+      names = "--disk-max",
+      paramLabel = "SIZE",
+      description =
+          "Budget of the data directory: over it, what is unused goes least recently used first"
+              + " (default 0: --gc-after alone).")
+  String diskMax;
+
+  @Option(
       names = "--udf-env",
       paramLabel = "FILE",
       description =
@@ -226,6 +243,8 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("udf-env", udfEnv);
     flags.put("max-sandboxes", maxSandboxes);
     flags.put("max-sandbox-memory", maxSandboxMemory);
+    flags.put("gc-after", gcAfter);
+    flags.put("disk-max", diskMax);
     KilnConfig config;
     try {
       flags.forEach(
