@@ -23,8 +23,8 @@ import org.apache.arrow.memory.RootAllocator;
  * budget: each UDF is applied and called once, as a new function's first query; every {@code step}
  * UDFs the benchmark records the sandboxes running, the budget in use, the memory the sandboxes'
  * processes hold (PSS of every runsc process of this data directory) and the host's {@code
- * MemAvailable}. With the budget the memory must stay flat once the budget is full; the peer in
- * the same run is the host's memory before the first UDF and at the moment the budget first fills.
+ * MemAvailable}. With the budget the memory must stay flat once the budget is full; the peer in the
+ * same run is the host's memory before the first UDF and at the moment the budget first fills.
  *
  * <p>Run: {@code bin/bench budget [UDFS] [MAX_SANDBOXES]} (default 200 and 40). Writes {@code
  * benchmarks/target/results/budget.json}.
@@ -63,8 +63,7 @@ public final class BudgetBenchmark {
       for (int i = 1; i <= udfs; i++) {
         String handler = "plus_" + i;
         String spec =
-            ColdStartBenchmark.spec(
-                handler, "def " + handler + "(x):\n    return x + " + i + "\n");
+            ColdStartBenchmark.spec(handler, "def " + handler + "(x):\n    return x + " + i + "\n");
         DatabendClient.Resource r = client.apply("bench", spec);
         ArrayNode result =
             DatabendClient.call(
@@ -139,8 +138,8 @@ public final class BudgetBenchmark {
   }
 
   /**
-   * Proportional set size of every process whose command line names this data directory (runsc,
-   * its gofer and sandbox) and of their children (the sandboxes' ptrace stubs), in bytes.
+   * Proportional set size of every process whose command line names this data directory (runsc, its
+   * gofer and sandbox) and of their children (the sandboxes' ptrace stubs), in bytes.
    */
   static long runscPss(Path data) throws IOException {
     String marker = data.toString();
