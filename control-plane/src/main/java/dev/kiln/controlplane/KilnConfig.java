@@ -12,10 +12,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 /**
  * Everything {@code kiln serve} can be told. Defaults run the whole system on one machine with no
@@ -63,6 +60,7 @@ import java.util.regex.Pattern;
  *     (default: {@link #DEFAULT_SANDBOX_MEMORY_SHARE} of the host's memory)
  * @param gcAfter images, layers and caches unused this long are collected
  * @param diskMax the data directory's budget in bytes (0: none beyond {@code gcAfter})
+ * @param scaleDownAfter a sandbox added to a busy worker's UDF stops after this long without calls
  */
 public record KilnConfig(
     int grpcPort,
@@ -97,7 +95,8 @@ public record KilnConfig(
     int maxSandboxes,
     long maxSandboxMemoryBytes,
     Duration gcAfter,
-    long diskMax) {
+    long diskMax,
+    Duration scaleDownAfter) {
 
   /** The share of the host's memory sandboxes may hold when --max-sandbox-memory is not set. */
   public static final double DEFAULT_SANDBOX_MEMORY_SHARE = 0.75;
@@ -164,6 +163,7 @@ public record KilnConfig(
     b.maxSandboxMemoryBytes = maxSandboxMemoryBytes;
     b.gcAfter = gcAfter;
     b.diskMax = diskMax;
+    b.scaleDownAfter = scaleDownAfter;
     return b;
   }
 
@@ -192,6 +192,7 @@ public record KilnConfig(
     long maxSandboxMemoryBytes;
     Duration gcAfter = Duration.ofHours(24);
     long diskMax;
+    Duration scaleDownAfter = Duration.ofSeconds(60);
     List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
     boolean indexUrlsFromDefault = true;
     String indexUsername;
@@ -358,21 +359,21 @@ public record KilnConfig(
     /** Sets one option by its long flag name (without dashes). */
     public Builder set(String key, String value) {
       switch (key) {
-        case "grpc-port" -> grpcPort = parsePort(key, value);
-        case "flight-port" -> flightPort = parsePort(key, value);
-        case "admin-port" -> adminPort = parsePort(key, value);
+        case "grpc-port" -> grpcPort = ConfigValues.port(key, value);
+        case "flight-port" -> flightPort = ConfigValues.port(key, value);
+        case "admin-port" -> adminPort = ConfigValues.port(key, value);
         case "bind-host" -> bindHost = value;
         case "advertise-host" -> advertiseHost = value;
         case "data-dir" -> dataDir = Path.of(value);
         case "base-image" -> baseImage = value;
         case "runsc" -> runsc = value;
         case "runsc-platform" -> runscPlatform = value;
-        case "sandbox-memory" -> sandboxMemoryBytes = parseSize(key, value);
-        case "sandbox-cpus" -> sandboxCpus = parseDouble(key, value);
-        case "runners-per-sandbox" -> runnersPerSandbox = (int) parseDouble(key, value);
-        case "batch-timeout" -> batchTimeout = parseDuration(key, value);
-        case "apply-wait" -> applyWait = parseDuration(key, value);
-        case "ready-wait" -> readyWait = parseDuration(key, value);
+        case "sandbox-memory" -> sandboxMemoryBytes = ConfigValues.size(key, value);
+        case "sandbox-cpus" -> sandboxCpus = ConfigValues.number(key, value);
+        case "runners-per-sandbox" -> runnersPerSandbox = (int) ConfigValues.number(key, value);
+        case "batch-timeout" -> batchTimeout = ConfigValues.duration(key, value);
+        case "apply-wait" -> applyWait = ConfigValues.duration(key, value);
+        case "ready-wait" -> readyWait = ConfigValues.duration(key, value);
         case "runtime" -> {
           int eq = value.indexOf('=');
           if (eq <= 0 || !value.substring(0, eq).trim().matches("3\\.\\d{1,2}")) {
@@ -392,20 +393,21 @@ public record KilnConfig(
         }
         case "index-username" -> indexUsername = value;
         case "index-password" -> indexPassword = value;
-        case "cache-memory" -> cacheMemoryBytes = parseSize(key, value);
-        case "cache-local-max" -> cacheLocalMaxBytes = parseSize(key, value);
+        case "cache-memory" -> cacheMemoryBytes = ConfigValues.size(key, value);
+        case "cache-local-max" -> cacheLocalMaxBytes = ConfigValues.size(key, value);
         case "s3-bucket" -> s3Bucket = value;
         case "s3-prefix" -> s3Prefix = value;
         case "s3-endpoint" -> s3Endpoint = value;
         case "s3-region" -> s3Region = value;
         case "s3-path-style" -> s3PathStyle = Boolean.parseBoolean(value.trim());
         case "worker-size" -> workerSizes.add(value.trim());
-        case "auto-suspend" -> autoSuspend = parseDuration(key, value);
+        case "auto-suspend" -> autoSuspend = ConfigValues.duration(key, value);
         case "udf-env" -> udfEnv = Path.of(value);
-        case "max-sandboxes" -> maxSandboxes = (int) parseDouble(key, value);
-        case "max-sandbox-memory" -> maxSandboxMemoryBytes = parseSize(key, value);
-        case "gc-after" -> gcAfter = parseDuration(key, value);
-        case "disk-max" -> diskMax = parseSize(key, value);
+        case "max-sandboxes" -> maxSandboxes = (int) ConfigValues.number(key, value);
+        case "max-sandbox-memory" -> maxSandboxMemoryBytes = ConfigValues.size(key, value);
+        case "gc-after" -> gcAfter = ConfigValues.duration(key, value);
+        case "disk-max" -> diskMax = ConfigValues.size(key, value);
+        case "scale-down-after" -> scaleDownAfter = ConfigValues.duration(key, value);
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
@@ -416,7 +418,7 @@ public record KilnConfig(
                     + " index-url, index-username, index-password, cache-memory, cache-local-max,"
                     + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
                     + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory, gc-after,"
-                    + " disk-max)");
+                    + " disk-max, scale-down-after)");
       }
       return this;
     }
@@ -458,7 +460,10 @@ public record KilnConfig(
       if (applyWait.isNegative() || applyWait.compareTo(Duration.ofSeconds(4)) > 0) {
         errors.add("apply-wait must be between 0s and 4s (Databend's deadline is 5s)");
       }
-      long budget = maxSandboxMemoryBytes > 0 ? maxSandboxMemoryBytes : defaultSandboxMemory();
+      long budget =
+          maxSandboxMemoryBytes > 0
+              ? maxSandboxMemoryBytes
+              : ConfigValues.defaultSandboxMemory(DEFAULT_SANDBOX_MEMORY_SHARE);
       if (maxSandboxes < 0) {
         errors.add("max-sandboxes must be 0 (no limit by count) or more");
       }
@@ -512,7 +517,8 @@ public record KilnConfig(
           maxSandboxes,
           budget,
           gcAfter,
-          diskMax);
+          diskMax,
+          scaleDownAfter);
     }
 
     private static void checkPort(List<String> errors, String name, int port) {
@@ -520,76 +526,5 @@ public record KilnConfig(
         errors.add(name + " must be between 0 and 65535, got " + port);
       }
     }
-  }
-
-  private static final Pattern SIZE = Pattern.compile("(\\d+)\\s*([kmgt]i?b?|b)?");
-  private static final Pattern DURATION = Pattern.compile("(\\d+)\\s*(ms|s|m|h)?");
-
-  static int parsePort(String key, String value) {
-    try {
-      return Integer.parseInt(value.trim());
-    } catch (NumberFormatException e) {
-      throw new IllegalArgumentException(key + " must be a port number, got '" + value + "'");
-    }
-  }
-
-  static double parseDouble(String key, String value) {
-    try {
-      return Double.parseDouble(value.trim());
-    } catch (NumberFormatException e) {
-      throw new IllegalArgumentException(key + " must be a number, got '" + value + "'");
-    }
-  }
-
-  /** Parses sizes like {@code 512MiB}, {@code 2g}, {@code 1048576}. */
-  public static long parseSize(String key, String value) {
-    Matcher m = SIZE.matcher(value.trim().toLowerCase(Locale.ROOT));
-    if (!m.matches()) {
-      throw new IllegalArgumentException(
-          key + " must be a size such as 512MiB or 2GiB, got '" + value + "'");
-    }
-    long n = Long.parseLong(m.group(1));
-    String unit = m.group(2) == null ? "b" : m.group(2);
-    int shift =
-        switch (unit.charAt(0)) {
-          case 'k' -> 10;
-          case 'm' -> 20;
-          case 'g' -> 30;
-          case 't' -> 40;
-          default -> 0;
-        };
-    return n << shift;
-  }
-
-  /** Parses durations like {@code 300s}, {@code 5m}, {@code 250ms} (bare numbers are seconds). */
-  /** {@link #DEFAULT_SANDBOX_MEMORY_SHARE} of the host's memory ({@code MemTotal}). */
-  static long defaultSandboxMemory() {
-    long total = 0;
-    try {
-      for (String line : java.nio.file.Files.readAllLines(Path.of("/proc/meminfo"))) {
-        if (line.startsWith("MemTotal:")) {
-          total = Long.parseLong(line.replaceAll("[^0-9]", "")) << 10;
-        }
-      }
-    } catch (java.io.IOException | NumberFormatException e) {
-      total = Runtime.getRuntime().maxMemory() * 4; // not Linux: a guess, overridden by the flag
-    }
-    return (long) (total * DEFAULT_SANDBOX_MEMORY_SHARE);
-  }
-
-  public static Duration parseDuration(String key, String value) {
-    Matcher m = DURATION.matcher(value.trim().toLowerCase(Locale.ROOT));
-    if (!m.matches()) {
-      throw new IllegalArgumentException(
-          key + " must be a duration such as 300s, 5m or 250ms, got '" + value + "'");
-    }
-    long n = Long.parseLong(m.group(1));
-    String unit = m.group(2) == null ? "s" : m.group(2);
-    return switch (unit) {
-      case "ms" -> Duration.ofMillis(n);
-      case "m" -> Duration.ofMinutes(n);
-      case "h" -> Duration.ofHours(n);
-      default -> Duration.ofSeconds(n);
-    };
   }
 }

@@ -168,7 +168,13 @@ public final class KilnServer implements AutoCloseable {
             new StartRunners(config.batchTimeout()));
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
-    registry = new UdfRegistry(pipeline::start);
+    Scaler[] scalerRef = new Scaler[1];
+    registry =
+        new UdfRegistry(
+            r -> {
+              scalerRef[0].attach(r);
+              pipeline.start(r);
+            });
     steps.warmUp(pipelines);
     registryRef[0] = registry;
     closeables.push(registry);
@@ -197,6 +203,16 @@ public final class KilnServer implements AutoCloseable {
             registry, definitions, pipeline, tokens, config.applyWait(), InstantSource.system());
     Workers workers = Workers.open(data.resolve("workers.json"));
     WorkerSizes sizes = WorkerSizes.of(config.workerSizes());
+    Scaler scaler =
+        new Scaler(
+            pipeline,
+            workers,
+            sizes,
+            config.autoSuspend(),
+            pipelines,
+            config.scaleDownAfter(),
+            InstantSource.system());
+    scalerRef[0] = scaler;
     UdfEnv udfEnv = new UdfEnv(config.udfEnv(), InstantSource.system());
 
     flight =
@@ -247,6 +263,7 @@ public final class KilnServer implements AutoCloseable {
         () -> {
           try {
             idle.sweep();
+            scaler.sweep(registry.all());
           } catch (RuntimeException e) {
             log.warn("idle suspension failed: {}", e.toString());
           }

@@ -156,6 +156,37 @@ final class Pipeline {
     }
   }
 
+  /**
+   * Another sandbox for a ready resource, from the image it already has: the sandbox and runner
+   * steps again. A sandbox added this way that stops on its own is dropped from the resource.
+   */
+  Provisioned addSandbox(UdfResource r) throws KilnException, InterruptedException {
+    Provisioned first =
+        r.provisioned()
+            .orElseThrow(
+                () ->
+                    new KilnException(
+                        ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource is not ready yet"));
+    long t0 = System.nanoTime();
+    Sandbox sandbox = steps.placeSandbox(r, first.image());
+    try {
+      long t1 = System.nanoTime();
+      RunnerPool pool = steps.startRunners(r, sandbox);
+      long t2 = System.nanoTime();
+      Provisioned p =
+          new Provisioned(
+              first.image(),
+              sandbox,
+              pool,
+              new ProvisioningTimings(0, 0, 0, ms(t1 - t0), ms(t2 - t1), ms(t2 - t0)));
+      sandbox.stopped().thenRun(() -> r.removeSandbox(p));
+      return p;
+    } catch (KilnException | InterruptedException | RuntimeException e) {
+      sandbox.close();
+      throw e;
+    }
+  }
+
   /** A sandbox that stops on its own once the resource is ready is reported. */
   private void watch(UdfResource r, Sandbox sandbox) {
     sandbox

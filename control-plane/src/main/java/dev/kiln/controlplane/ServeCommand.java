@@ -163,6 +163,14 @@ final class ServeCommand implements Callable<Integer> {
   String diskMax;
 
   @Option(
+      names = "--scale-down-after",
+      paramLabel = "DURATION",
+      description =
+          "A sandbox added to a busy worker's UDF (up to its max_cluster_count) stops after this"
+              + " long without calls (default 60s), never below its min_cluster_count.")
+  String scaleDownAfter;
+
+  @Option(
       names = "--udf-env",
       paramLabel = "FILE",
       description =
@@ -245,6 +253,7 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("max-sandbox-memory", maxSandboxMemory);
     flags.put("gc-after", gcAfter);
     flags.put("disk-max", diskMax);
+    flags.put("scale-down-after", scaleDownAfter);
     KilnConfig config;
     try {
       flags.forEach(

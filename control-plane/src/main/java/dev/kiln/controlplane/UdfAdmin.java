@@ -120,6 +120,7 @@ final class UdfAdmin {
       n.put("runners", st == null ? 0 : st.runners());
       n.put("live_runners", st == null ? 0 : st.liveRunners());
       n.put("sandbox", r.sandbox().map(Sandbox::id).orElse(null));
+      n.put("sandboxes", r.sandboxCount());
     }
     respond(
         ex,

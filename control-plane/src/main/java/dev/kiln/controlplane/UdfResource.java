@@ -13,11 +13,15 @@ import dev.kiln.worker.UdfSignature;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.InstantSource;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
 
 /**
  * One tenant's UDF resource: its definition and runtime, and once the provisioning pipeline is
@@ -47,6 +51,11 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   private final CompletableFuture<RunnerPool> ready = new CompletableFuture<>();
   private final AtomicBoolean closed = new AtomicBoolean();
   private volatile Provisioned provisioned;
+
+  /** Sandboxes added while calls queued ({@link Scaler}), beside the first one. */
+  private final List<Provisioned> extra = new CopyOnWriteArrayList<>();
+
+  private volatile Consumer<UdfResource> onAllBusy = r -> {};
   private volatile Instant readyAt;
   private volatile Instant failedAt;
 
@@ -81,6 +90,65 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     return ready;
   }
 
+  /**
+   * The least busy of this resource's sandboxes; when every one is busy, {@code onAllBusy} is told
+   * (it may add a sandbox) and the batch waits for a runner of the least busy.
+   */
+  @Override
+  public RunnerPool next(RunnerPool first) {
+    RunnerPool best = first;
+    double bestLoad = load(first);
+    for (Provisioned p : extra) {
+      double l = load(p.pool());
+      if (l < bestLoad && p.pool().isHealthy()) {
+        best = p.pool();
+        bestLoad = l;
+      }
+    }
+    if (bestLoad >= 1.0) {
+      onAllBusy.accept(this);
+    }
+    return best;
+  }
+
+  /** Batches in flight per runner. */
+  private static double load(RunnerPool pool) {
+    RunnerPool.Stats s = pool.stats();
+    return s.inFlight() / (double) Math.max(1, s.runners());
+  }
+
+  /** Who hears when every sandbox of this resource is busy. */
+  void onAllBusy(Consumer<UdfResource> listener) {
+    this.onAllBusy = listener;
+  }
+
+  /** Sandboxes this resource runs in: the first one and the ones added. */
+  int sandboxCount() {
+    return (provisioned == null ? 0 : 1) + extra.size();
+  }
+
+  /** The sandboxes added beside the first one. */
+  List<Provisioned> extraSandboxes() {
+    return List.copyOf(extra);
+  }
+
+  /** Adds a sandbox (or stops it at once when the resource was stopped meanwhile). */
+  void addSandbox(Provisioned p) {
+    extra.add(p);
+    if (closed.get() && extra.remove(p)) {
+      p.pool().close();
+      p.sandbox().close();
+    }
+  }
+
+  /** Stops an added sandbox. */
+  void removeSandbox(Provisioned p) {
+    if (extra.remove(p)) {
+      p.pool().close();
+      p.sandbox().close();
+    }
+  }
+
   /** How long ago the resource was first asked for. */
   Duration age() {
     return Duration.between(created, clock.instant());
@@ -101,14 +169,27 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     if (p == null || ready == null || isClosed()) {
       return Optional.empty();
     }
-    Instant call = p.pool().stats().lastRequestTime();
-    return Optional.of(call != null && call.isAfter(ready) ? call : ready);
+    Instant last = ready;
+    for (Provisioned q : all(p)) {
+      Instant call = q.pool().stats().lastRequestTime();
+      if (call != null && call.isAfter(last)) {
+        last = call;
+      }
+    }
+    return Optional.of(last);
+  }
+
+  private List<Provisioned> all(Provisioned first) {
+    List<Provisioned> out = new ArrayList<>(extra.size() + 1);
+    out.add(first);
+    out.addAll(extra);
+    return out;
   }
 
   /** True while a batch is being computed. */
   boolean isBusy() {
     Provisioned p = provisioned;
-    return p != null && p.pool().stats().inFlight() > 0;
+    return p != null && all(p).stream().anyMatch(q -> q.pool().stats().inFlight() > 0);
   }
 
   /** The sandbox, once the pipeline is done. */
@@ -191,6 +272,9 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     if (p != null) {
       p.pool().close();
       p.sandbox().close();
+    }
+    for (Provisioned q : extra) {
+      removeSandbox(q);
     }
   }
 }

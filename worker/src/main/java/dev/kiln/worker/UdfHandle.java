@@ -13,4 +13,13 @@ public interface UdfHandle {
    * with a {@link KilnException} whose message is meant for the user.
    */
   CompletableFuture<RunnerPool> ready();
+
+  /**
+   * The runners the next batch goes to, given those {@link #ready} completed with: the same by
+   * default; a UDF running in several sandboxes picks the least busy (and may start another when
+   * all are busy).
+   */
+  default RunnerPool next(RunnerPool ready) {
+    return ready;
+  }
 }

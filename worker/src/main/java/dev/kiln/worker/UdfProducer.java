@@ -186,7 +186,10 @@ final class UdfProducer extends NoOpFlightProducer {
           result = Builtins.compute(target.name(), in.getFieldVectors(), rows, allocator);
         } else {
           ResultDecoder.Result r =
-              pool.call(in.getFieldVectors(), rows, allocator, context::isCancelled);
+              target
+                  .handle()
+                  .next(pool)
+                  .call(in.getFieldVectors(), rows, allocator, context::isCancelled);
           result = r.vector();
           if (r.rowErrors() > 0) {
             rowErrors.increment(r.rowErrors());

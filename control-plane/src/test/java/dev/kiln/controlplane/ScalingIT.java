@@ -1,0 +1,137 @@
+package dev.kiln.controlplane;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.kiln.controlplane.proto.resource.CreateWorkerRequest;
+import dev.kiln.definition.QueryScripts;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A busy worker's UDF gets more sandboxes (real gVisor): calls that queue on its one runner make
+ * Kiln add a sandbox up to max_cluster_count, the calls spread over both, and the added one stops
+ * after --scale-down-after without calls; min_cluster_count sandboxes start with the UDF.
+ */
+class ScalingIT {
+  @TempDir Path dir;
+  @RegisterExtension final TestAllocator allocator = new TestAllocator();
+
+  private static final String SLOW =
+      "import time\n\ndef slow(x):\n    time.sleep(0.2)\n    return x + 1\n";
+
+  private static void worker(DatabendClient api, String name, Map<String, String> options) {
+    api.workers("acme", Duration.ofSeconds(5))
+        .createWorker(
+            CreateWorkerRequest.newBuilder()
+                .setTenantId("acme")
+                .setName(name)
+                .putAllOptions(options)
+                .build());
+  }
+
+  private DatabendClient.Resource udf(DatabendClient api, String name) {
+    String script =
+        QueryScripts.udf(SLOW, "slow").inputs("BIGINT NULL").result("BIGINT NULL").render();
+    return api.createWorker("acme", name, script, Duration.ofSeconds(5));
+  }
+
+  private long call(DatabendClient.Resource r, long x) throws Exception {
+    return ((Number)
+            KilnTestSupport.call(
+                    allocator, r, "acme", "slow", List.of("BIGINT NULL"), "[[" + x + "]]")
+                .get(0)
+                .get(0))
+        .longValue();
+  }
+
+  private static int sandboxesOf(RunningKiln kiln, String worker) {
+    return kiln.server().registryForTests().all().stream()
+        .filter(r -> worker.equals(r.owner))
+        .mapToInt(UdfResource::sandboxCount)
+        .sum();
+  }
+
+  @Test
+  void queuedCallsAddASandboxUpToTheMaximumAndItStopsWhenIdle() throws Exception {
+    try (RunningKiln kiln =
+            RunningKiln.start(dir.resolve("data"), b -> b.set("scale-down-after", "2s"));
+        ExecutorService callers = Executors.newFixedThreadPool(6)) {
+      worker(kiln.api(), "busy", Map.of("max_cluster_count", "2"));
+      DatabendClient.Resource r = udf(kiln.api(), "busy");
+      assertThat(call(r, 1)).isEqualTo(2);
+      assertThat(sandboxesOf(kiln, "busy")).isEqualTo(1);
+
+      // Six callers at once on one runner: calls queue until a second sandbox takes some.
+      long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+      List<CompletableFuture<Long>> calls = new ArrayList<>();
+      int n = 0;
+      while (sandboxesOf(kiln, "busy") < 2) {
+        assertThat(System.nanoTime() - deadline).as("a second sandbox in time").isNegative();
+        for (int i = 0; i < 6; i++) {
+          long x = n++;
+          calls.add(
+              CompletableFuture.supplyAsync(
+                  () -> {
+                    try {
+                      return call(r, x) - x;
+                    } catch (Exception e) {
+                      throw new IllegalStateException(e);
+                    }
+                  },
+                  callers));
+        }
+        CompletableFuture.allOf(calls.toArray(CompletableFuture[]::new)).join();
+      }
+      assertThat(calls).allSatisfy(c -> assertThat(c.join()).isEqualTo(1));
+      assertThat(sandboxesOf(kiln, "busy")).as("never above max_cluster_count").isEqualTo(2);
+      assertThat(
+              KilnTestSupport.JSON
+                  .readTree(
+                      KilnTestSupport.cli(
+                          "ps",
+                          "--json",
+                          "--admin",
+                          "http://127.0.0.1:" + kiln.server().adminPort()))
+                  .get(0)
+                  .path("sandboxes")
+                  .asInt())
+          .isEqualTo(2);
+
+      KilnTestSupport.eventually(
+          "the added sandbox stops when idle",
+          Duration.ofSeconds(30),
+          () -> sandboxesOf(kiln, "busy") == 1);
+      assertThat(call(r, 41)).isEqualTo(42);
+    }
+  }
+
+  @Test
+  void minClusterCountSandboxesStartWithTheUdf() throws Exception {
+    try (RunningKiln kiln =
+        RunningKiln.start(dir.resolve("data"), b -> b.set("scale-down-after", "1s"))) {
+      worker(kiln.api(), "steady", Map.of("min_cluster_count", "2", "max_cluster_count", "2"));
+      DatabendClient.Resource r = udf(kiln.api(), "steady");
+      assertThat(call(r, 1)).isEqualTo(2);
+      KilnTestSupport.eventually(
+          "min_cluster_count sandboxes",
+          Duration.ofSeconds(30),
+          () -> sandboxesOf(kiln, "steady") == 2);
+      assertThat(kiln.server().meters().get("kiln.sandboxes.running").gauge().value()).isEqualTo(2);
+      // Idle, but kept: never below the minimum.
+      long until = System.nanoTime() + Duration.ofSeconds(3).toNanos();
+      while (System.nanoTime() < until) {
+        assertThat(sandboxesOf(kiln, "steady")).isEqualTo(2);
+        java.util.concurrent.locks.LockSupport.parkNanos(100_000_000);
+      }
+    }
+  }
+}
