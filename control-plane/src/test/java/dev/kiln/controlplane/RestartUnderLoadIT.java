@@ -4,21 +4,26 @@ import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kiln.definition.DataType;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.LocalDate;
+import java.time.LocalTime;
+import java.time.ZoneId;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.arrow.memory.BufferAllocator;
@@ -33,21 +38,36 @@ import org.junit.jupiter.api.io.TempDir;
  * server at once on the same ports and data directory: with Databend's retries (8, 50 ms ×2), every
  * mini-batch must complete with every row right, and none may be lost to a connection that broke
  * after its response headers.
+ *
+ * <p>The servers write their output to a file (a child whose output nobody reads can never block),
+ * and times of their log lines are taken from the lines themselves, so a busy test JVM does not
+ * skew them. {@value #THREADS} threads run the {@value #CALLS} mini-batches to keep this test's own
+ * load modest; {@code RestartBenchmark} has Databend's full 256-in-flight shape.
  */
 class RestartUnderLoadIT {
   private static final Pattern READY = Pattern.compile("Kiln ready in (\\d+) ms");
+  private static final Pattern STAMP = Pattern.compile("^(\\d{2}:\\d{2}:\\d{2}\\.\\d{3}) ");
   private static final int CALLS = 256;
+  private static final int THREADS = 64;
   private static final int ROWS = 4096;
+  private static final Duration START_WAIT = Duration.ofSeconds(60);
   private static final List<String> TYPES = List.of("BIGINT NULL", "BIGINT NULL");
   private static final String CODE =
       "def add(a, b):\n    return None if a is None or b is None else a + b\n";
 
-  @TempDir Path dataDir;
+  @TempDir Path dir;
 
-  /** A {@code kiln serve} child process; {@code log} holds its lines with their arrival time. */
-  record Serve(Process process, LinkedBlockingQueue<Line> log, List<Line> seen, long readyNanos) {}
-
-  record Line(long nanos, String text) {}
+  /**
+   * A {@code kiln serve} child process, its output file, its "Kiln ready" line, and wall-clock
+   * milliseconds of its spawn and of that line.
+   */
+  record Serve(Process process, Path output, String readyLine, long spawnMillis, long readyMillis) {
+    /** Milliseconds from spawn to the start of {@code KilnServer.start} (JVM and CLI start). */
+    long jvmStartMillis() {
+      Matcher m = READY.matcher(readyLine);
+      return m.find() ? readyMillis - Long.parseLong(m.group(1)) - spawnMillis : -1;
+    }
+  }
 
   private static int freePort() throws IOException {
     try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
@@ -55,10 +75,36 @@ class RestartUnderLoadIT {
     }
   }
 
-  private Serve startServe(int grpc, int flight, int admin) throws Exception {
+  /**
+   * Wall-clock milliseconds of a log line's {@code HH:mm:ss.SSS} stamp (today, or yesterday when
+   * that is closer to now), or -1 for a line without one.
+   */
+  static long stampMillis(String line, long nowMillis) {
+    Matcher m = STAMP.matcher(line);
+    if (!m.find()) {
+      return -1;
+    }
+    ZoneId zone = ZoneId.systemDefault();
+    long t =
+        LocalDate.now(zone)
+            .atTime(LocalTime.parse(m.group(1)))
+            .atZone(zone)
+            .toInstant()
+            .toEpochMilli();
+    return t - nowMillis > TimeUnit.HOURS.toMillis(12) ? t - TimeUnit.DAYS.toMillis(1) : t;
+  }
+
+  private Serve startServe(String name, int grpc, int flight, int admin, Path data)
+      throws Exception {
     List<String> cmd = new ArrayList<>();
     cmd.add(ProcessHandle.current().info().command().orElse("java"));
-    cmd.add("--add-opens=java.base/java.nio=ALL-UNNAMED");
+    // The flags bin/kiln passes (bin/lib/java.sh).
+    cmd.addAll(
+        List.of(
+            "--add-opens=java.base/java.nio=ALL-UNNAMED",
+            "--enable-native-access=ALL-UNNAMED",
+            "-Dio.netty.noUnsafe=false",
+            "--sun-misc-unsafe-memory-access=allow"));
     cmd.add("-cp");
     cmd.add(System.getProperty("java.class.path"));
     cmd.add(Kiln.class.getName());
@@ -74,53 +120,38 @@ class RestartUnderLoadIT {
             "--bind-host",
             "127.0.0.1",
             "--data-dir",
-            dataDir.toString(),
+            data.toString(),
             "--base-image",
             KilnTestSupport.baseImage()));
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-    LinkedBlockingQueue<Line> log = new LinkedBlockingQueue<>();
-    Thread.ofPlatform()
-        .daemon()
-        .start(
-            () -> {
-              try (BufferedReader r =
-                  new BufferedReader(
-                      new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                String line;
-                while ((line = r.readLine()) != null) {
-                  log.add(new Line(System.nanoTime(), line));
-                }
-              } catch (IOException e) {
-                // process ended
-              }
-            });
-    long deadline = System.nanoTime() + Duration.ofSeconds(120).toNanos();
-    List<Line> seen = new ArrayList<>();
-    while (System.nanoTime() < deadline) {
-      Line line = log.poll(200, TimeUnit.MILLISECONDS);
-      if (line == null) {
-        if (!p.isAlive()) {
-          break;
+    Path output = dir.resolve(name + ".log");
+    long spawnMillis = System.currentTimeMillis();
+    Process p =
+        new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(output.toFile()).start();
+    long deadline = System.nanoTime() + START_WAIT.toNanos();
+    while (System.nanoTime() < deadline && p.isAlive()) {
+      for (String line : Files.readAllLines(output, StandardCharsets.UTF_8)) {
+        if (READY.matcher(line).find()) {
+          return new Serve(
+              p, output, line, spawnMillis, stampMillis(line, System.currentTimeMillis()));
         }
-        continue;
       }
-      seen.add(line);
-      if (READY.matcher(line.text()).find()) {
-        return new Serve(p, log, seen, line.nanos());
-      }
+      LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(20));
     }
-    String stacks = p.isAlive() ? mainThreadStack(p.pid()) : "";
-    p.destroyForcibly();
+    String stacks = p.isAlive() ? threadDump(p.pid()) : "";
+    p.destroy();
     throw new AssertionError(
-        stacks
-            + "kiln serve did not become ready (alive: "
+        "kiln serve did not become ready in "
+            + START_WAIT
+            + " (alive: "
             + p.isAlive()
             + "); output:\n"
-            + String.join("\n", seen.stream().map(Line::text).toList()));
+            + Files.readString(output, StandardCharsets.UTF_8)
+            + "\n"
+            + stacks);
   }
 
-  /** The stuck server's main thread, to show where its start waits. */
-  private static String mainThreadStack(long pid) throws Exception {
+  /** The stuck server's threads, to show where its start waits. */
+  private static String threadDump(long pid) throws Exception {
     Path jcmd = Path.of(System.getProperty("java.home"), "bin", "jcmd");
     Process p =
         new ProcessBuilder(jcmd.toString(), Long.toString(pid), "Thread.print")
@@ -128,10 +159,10 @@ class RestartUnderLoadIT {
             .start();
     String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     p.waitFor(30, TimeUnit.SECONDS);
-    int at = out.indexOf("\"main\"");
-    return at < 0 ? out : out.substring(at, Math.min(out.length(), at + 4000)) + "\n";
+    return out;
   }
 
+  /** Stops a server gracefully (its sandboxes stopped, nothing left mounted). */
   private static void stop(Serve s) throws InterruptedException {
     if (s != null && s.process().isAlive()) {
       s.process().destroy();
@@ -191,9 +222,12 @@ class RestartUnderLoadIT {
     int grpc = freePort();
     int flight = freePort();
     int admin = freePort();
-    Serve first = startServe(grpc, flight, admin);
+    Path data = dir.resolve("data");
+    Serve first = startServe("first", grpc, flight, admin, data);
     Serve second = null;
     DatabendCalls.Outcome[] outcomes = new DatabendCalls.Outcome[CALLS];
+    ExecutorService pool =
+        Executors.newFixedThreadPool(THREADS, Thread.ofPlatform().daemon().factory());
     try (BufferAllocator allocator = new RootAllocator();
         AutoCloseable closeOutcomes =
             () -> {
@@ -202,10 +236,21 @@ class RestartUnderLoadIT {
                   o.close();
                 }
               }
+            };
+        // Closed before the outcomes and the allocator: no call outlives them.
+        AutoCloseable stopCalls =
+            () -> {
+              pool.shutdownNow();
+              assertThat(pool.awaitTermination(60, TimeUnit.SECONDS))
+                  .as("mini-batches stopped")
+                  .isTrue();
             }) {
       DatabendClient.Resource resource;
       try (DatabendClient api = KilnTestSupport.client(grpc)) {
-        resource = api.apply("t1", spec("add", TYPES, "BIGINT NULL", CODE));
+        // The first apply builds the image and starts the sandbox: more than Databend's 5 s.
+        resource =
+            api.apply(
+                "t1", spec("add", TYPES, "BIGINT NULL", CODE), List.of(), Duration.ofSeconds(60));
       }
       DatabendCalls calls =
           new DatabendCalls(
@@ -222,42 +267,42 @@ class RestartUnderLoadIT {
 
       CountDownLatch firstDone = new CountDownLatch(1);
       long loadStart = System.nanoTime();
-      List<Thread> threads = new ArrayList<>();
+      List<Future<?>> done = new ArrayList<>();
       for (int i = 0; i < CALLS; i++) {
         int n = i;
-        // A platform thread each, as Databend's runtime has a task each.
-        threads.add(
-            Thread.ofPlatform()
-                .daemon()
-                .start(
-                    () -> {
-                      try (VectorSchemaRoot in = input(allocator, n, ROWS)) {
-                        outcomes[n] = calls.exchange(in);
-                      } catch (Exception e) {
-                        throw new IllegalStateException(e);
-                      } finally {
-                        firstDone.countDown();
-                      }
-                    }));
+        done.add(
+            pool.submit(
+                () -> {
+                  try (VectorSchemaRoot in = input(allocator, n, ROWS)) {
+                    outcomes[n] = calls.exchange(in);
+                  } finally {
+                    firstDone.countDown();
+                  }
+                  return null;
+                }));
       }
       // Kill as soon as the first mini-batch is back: the others are then in the server.
       assertThat(firstDone.await(60, TimeUnit.SECONDS)).as("a mini-batch done").isTrue();
       long killAt = System.nanoTime();
+      long killMillis = System.currentTimeMillis();
       first.process().destroyForcibly(); // SIGKILL: no shutdown hook runs
       assertThat(first.process().waitFor(30, TimeUnit.SECONDS)).isTrue();
-      second = startServe(grpc, flight, admin);
-      long readyAt = second.readyNanos();
-      for (Thread t : threads) {
-        assertThat(t.join(Duration.ofMinutes(5))).as("mini-batch finished").isTrue();
+      second = startServe("second", grpc, flight, admin, data);
+      for (Future<?> f : done) {
+        f.get(60, TimeUnit.SECONDS);
       }
 
       Map<Integer, Integer> retries = new TreeMap<>();
       List<String> problems = new ArrayList<>();
-      long firstOkAfterKill = Long.MAX_VALUE;
+      long firstOkAfterRestart = Long.MAX_VALUE;
       int doneAtKill = 0;
+      DatabendCalls.Outcome mostRetried = outcomes[0];
       for (int i = 0; i < CALLS; i++) {
         DatabendCalls.Outcome o = outcomes[i];
         retries.merge(o.retries(), 1, Integer::sum);
+        if (o.retries() > mostRetried.retries()) {
+          mostRetried = o;
+        }
         if (o.endNanos() <= killAt) {
           doneAtKill++;
         }
@@ -268,40 +313,54 @@ class RestartUnderLoadIT {
           if (wrong > 0) {
             problems.add("mini-batch " + i + ": " + wrong + " wrong rows");
           }
-          if (o.endNanos() > killAt) {
-            firstOkAfterKill = Math.min(firstOkAfterKill, o.endNanos());
+          if (!o.failures().isEmpty() && o.failures().getLast().atNanos() > killAt) {
+            firstOkAfterRestart = Math.min(firstOkAfterRestart, o.endNanos());
           }
         }
       }
-      Matcher m = READY.matcher(second.seen().getLast().text());
       System.out.printf(
-          "restart under load: %d mini-batches x %d rows, killed %d ms into the load with %d"
-              + " done; retries used"
-              + " (retries=count) %s; kill -> \"Kiln ready\" %d ms (the server says ready in %s"
-              + " ms); kill -> first successful call %s ms; %d problems%n",
+          "restart under load: %d mini-batches x %d rows on %d threads, killed %d ms into the"
+              + " load with %d done; retries used (retries=count) %s; kill -> \"Kiln ready\" %d ms"
+              + " (spawn %d ms, JVM and CLI start %d ms, KilnServer.start %d ms; the first server"
+              + " took %d ms JVM start and %d ms KilnServer.start); kill -> first call that"
+              + " succeeded after failing across the restart %s ms; %d problems%n",
           CALLS,
           ROWS,
+          THREADS,
           TimeUnit.NANOSECONDS.toMillis(killAt - loadStart),
           doneAtKill,
           retries,
-          TimeUnit.NANOSECONDS.toMillis(readyAt - killAt),
-          m.find() ? m.group(1) : "?",
-          firstOkAfterKill == Long.MAX_VALUE
+          second.readyMillis() - killMillis,
+          second.spawnMillis() - killMillis,
+          second.jvmStartMillis(),
+          second.readyMillis() - second.spawnMillis() - second.jvmStartMillis(),
+          first.jvmStartMillis(),
+          first.readyMillis() - first.spawnMillis() - first.jvmStartMillis(),
+          firstOkAfterRestart == Long.MAX_VALUE
               ? "never"
-              : Long.toString(TimeUnit.NANOSECONDS.toMillis(firstOkAfterKill - killAt)),
+              : Long.toString(TimeUnit.NANOSECONDS.toMillis(firstOkAfterRestart - killAt)),
           problems.size());
-      List<Line> restartLog = new ArrayList<>(second.seen());
-      second.log().drainTo(restartLog);
-      for (Line l : restartLog) {
+      System.out.println("the restarted server's log, from the kill:");
+      for (String line : Files.readAllLines(second.output(), StandardCharsets.UTF_8)) {
+        long at = stampMillis(line, killMillis);
         System.out.printf(
-            "  +%6d ms  %s%n", TimeUnit.NANOSECONDS.toMillis(l.nanos() - killAt), l.text());
+            "  %s  %s%n", at < 0 ? "        " : "+%5d ms".formatted(at - killMillis), line);
       }
+      System.out.println("attempts of a mini-batch with the most retries, from the kill:");
+      for (DatabendCalls.Failure f : mostRetried.failures()) {
+        System.out.printf(
+            "  +%5d ms  attempt %d failed: %s%n",
+            TimeUnit.NANOSECONDS.toMillis(f.atNanos() - killAt),
+            f.attempt(),
+            f.message().lines().findFirst().orElse(""));
+      }
+      problems.stream().limit(20).forEach(p -> System.out.println("  problem: " + p));
       assertThat(doneAtKill)
           .as("mini-batches done when the server was killed (the rest were in flight)")
           .isLessThan(CALLS / 2);
       assertThat(problems).as("mini-batches that failed, were lost or came back wrong").isEmpty();
     } finally {
-      first.process().destroyForcibly();
+      stop(first);
       stop(second);
     }
   }
