@@ -39,10 +39,11 @@ import org.junit.jupiter.api.io.TempDir;
  * mini-batch must complete with every row right, and none may be lost to a connection that broke
  * after its response headers.
  *
- * <p>The servers write their output to a file (a child whose output nobody reads can never block),
- * and times of their log lines are taken from the lines themselves, so a busy test JVM does not
- * skew them. {@value #THREADS} threads run the {@value #CALLS} mini-batches to keep this test's own
- * load modest; {@code RestartBenchmark} has Databend's full 256-in-flight shape.
+ * <p>The servers run {@code target/kiln.jar} with bin/kiln's JVM flags and write their output to a
+ * file (a child whose output nobody reads can never block), and times of their log lines are taken
+ * from the lines themselves, so a busy test JVM does not skew them. {@value #THREADS} threads run
+ * the {@value #CALLS} mini-batches to keep this test's own load modest; {@code RestartBenchmark}
+ * has Databend's full 256-in-flight shape.
  */
 class RestartUnderLoadIT {
   private static final Pattern READY = Pattern.compile("Kiln ready in (\\d+) ms");
@@ -105,9 +106,13 @@ class RestartUnderLoadIT {
             "--enable-native-access=ALL-UNNAMED",
             "-Dio.netty.noUnsafe=false",
             "--sun-misc-unsafe-memory-access=allow"));
-    cmd.add("-cp");
-    cmd.add(System.getProperty("java.class.path"));
-    cmd.add(Kiln.class.getName());
+    // The jar bin/kiln runs (failsafe runs after package); the test class path otherwise.
+    Path jar = Path.of("target", "kiln.jar");
+    if (Files.isRegularFile(jar)) {
+      cmd.addAll(List.of("-jar", jar.toString()));
+    } else {
+      cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Kiln.class.getName()));
+    }
     cmd.addAll(
         List.of(
             "serve",
@@ -287,6 +292,7 @@ class RestartUnderLoadIT {
       long killMillis = System.currentTimeMillis();
       first.process().destroyForcibly(); // SIGKILL: no shutdown hook runs
       assertThat(first.process().waitFor(30, TimeUnit.SECONDS)).isTrue();
+      long goneMillis = System.currentTimeMillis();
       second = startServe("second", grpc, flight, admin, data);
       for (Future<?> f : done) {
         f.get(60, TimeUnit.SECONDS);
@@ -321,7 +327,7 @@ class RestartUnderLoadIT {
       System.out.printf(
           "restart under load: %d mini-batches x %d rows on %d threads, killed %d ms into the"
               + " load with %d done; retries used (retries=count) %s; kill -> \"Kiln ready\" %d ms"
-              + " (spawn %d ms, JVM and CLI start %d ms, KilnServer.start %d ms; the first server"
+              + " (old process gone %d ms, spawn %d ms, JVM and CLI start %d ms, KilnServer.start %d ms; the first server"
               + " took %d ms JVM start and %d ms KilnServer.start); kill -> first call that"
               + " succeeded after failing across the restart %s ms; %d problems%n",
           CALLS,
@@ -331,6 +337,7 @@ class RestartUnderLoadIT {
           doneAtKill,
           retries,
           second.readyMillis() - killMillis,
+          goneMillis - killMillis,
           second.spawnMillis() - killMillis,
           second.jvmStartMillis(),
           second.readyMillis() - second.spawnMillis() - second.jvmStartMillis(),
