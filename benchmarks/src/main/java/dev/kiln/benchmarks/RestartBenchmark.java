@@ -171,6 +171,9 @@ public final class RestartBenchmark {
       stop(first);
       stop(second);
     }
+    if (!second.process().isAlive()) {
+      deleteTree(dir);
+    }
     Path out = Path.of("benchmarks/target/results/restart.json");
     Files.createDirectories(out.getParent());
     JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
@@ -527,6 +530,12 @@ public final class RestartBenchmark {
         // sampled as zero
       }
       return out;
+    }
+  }
+
+  private static void deleteTree(Path dir) throws IOException {
+    try (var paths = Files.walk(dir)) {
+      paths.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     }
   }
 
