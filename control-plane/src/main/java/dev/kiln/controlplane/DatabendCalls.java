@@ -197,14 +197,25 @@ public final class DatabendCalls {
     for (int attempt = 1; ; attempt++) {
       HeadersSeen seen = new HeadersSeen();
       List<FieldVector> columns = new ArrayList<>();
+      // Opened before the client: Arrow builds a client's channel before it takes its allocator,
+      // and leaves that channel open when the allocator is closed. A closed allocator is the
+      // caller's error, not the server's: it ends the exchange instead of being retried.
+      BufferAllocator attemptAllocator =
+          allocator.newChildAllocator("databend-call", 0, Long.MAX_VALUE);
       try {
-        attempt(input, seen, columns);
+        attempt(attemptAllocator, input, seen, columns);
+        attemptAllocator.close();
         return new Outcome(Result.OK, attempt, failures, start, System.nanoTime(), columns);
       } catch (InterruptedException e) {
         AutoCloseables.closeNoChecked(AutoCloseables.all(columns));
+        release(attemptAllocator, e);
         throw e;
       } catch (Exception e) {
         AutoCloseables.closeNoChecked(AutoCloseables.all(columns));
+        release(attemptAllocator, e);
+        if (Thread.currentThread().isInterrupted()) {
+          throw new InterruptedException("interrupted after attempt " + attempt + ": " + e);
+        }
         boolean broken = transportBroken(e);
         boolean headers = seen.arrived();
         failures.add(new Failure(attempt, headers, broken, e.toString(), System.nanoTime()));
@@ -219,10 +230,23 @@ public final class DatabendCalls {
     }
   }
 
-  private void attempt(VectorSchemaRoot input, HeadersSeen seen, List<FieldVector> columns)
+  /** Closes an attempt's allocator after it failed; a leak there joins {@code failure}. */
+  private static void release(BufferAllocator attemptAllocator, Exception failure) {
+    try {
+      attemptAllocator.close();
+    } catch (RuntimeException e) {
+      failure.addSuppressed(e);
+    }
+  }
+
+  private void attempt(
+      BufferAllocator attemptAllocator,
+      VectorSchemaRoot input,
+      HeadersSeen seen,
+      List<FieldVector> columns)
       throws Exception {
     try (FlightClient client =
-            FlightClient.builder(allocator, DatabendClient.location(target.endpoint()))
+            FlightClient.builder(attemptAllocator, DatabendClient.location(target.endpoint()))
                 .intercept(seen)
                 .build();
         FlightClient.ExchangeReaderWriter exchange =

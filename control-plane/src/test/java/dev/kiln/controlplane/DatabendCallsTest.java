@@ -1,6 +1,7 @@
 package dev.kiln.controlplane;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.kiln.definition.DataType;
 import java.io.IOException;
@@ -191,6 +192,30 @@ class DatabendCallsTest {
     }
     assertThat(DatabendCalls.delayBefore(10)).isEqualTo(Duration.ofMillis(25_600));
     assertThat(DatabendCalls.delayBefore(11)).isEqualTo(Duration.ofSeconds(30));
+  }
+
+  @Test
+  void aClosedAllocatorEndsTheExchangeBeforeAnyConnection() throws Exception {
+    behaviour = (n, in, out) -> echo(in, out);
+    BufferAllocator closed = allocator.newChildAllocator("closed", 0, Long.MAX_VALUE);
+    closed.close();
+    DatabendCalls onClosed =
+        new DatabendCalls(
+            closed,
+            new DatabendCalls.Target(
+                "http://127.0.0.1:" + server.getPort(), Map.of(), "tenant1", "add", "add", "q-1"),
+            Duration.ofSeconds(30),
+            delays::add);
+    try (VectorSchemaRoot input =
+        VectorSchemaRoot.create(
+            DatabendCalls.inputSchema(List.of(DataType.parse("BIGINT NULL"))), allocator)) {
+      input.setRowCount(0);
+      assertThatThrownBy(() -> onClosed.exchange(input))
+          .isInstanceOf(IllegalStateException.class)
+          .hasMessageContaining("closed");
+    }
+    assertThat(calls.get()).as("calls that reached the server").isZero();
+    assertThat(delays).as("no retries").isEmpty();
   }
 
   @Test
