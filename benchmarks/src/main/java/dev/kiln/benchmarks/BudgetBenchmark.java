@@ -40,12 +40,7 @@ public final class BudgetBenchmark {
     int step = Math.max(1, udfs / 20);
     Path data = Files.createTempDirectory("kiln-bench-budget-");
     KilnConfig config =
-        KilnConfig.builder()
-            .grpcPort(0)
-            .flightPort(0)
-            .adminPort(0)
-            .bindHost("127.0.0.1")
-            .dataDir(data)
+        ColdStartBenchmark.localServer(data)
             .set("max-sandboxes", Integer.toString(maxSandboxes))
             .set("sandbox-memory", "256MiB")
             .build();

@@ -46,14 +46,7 @@ public final class ColdStartBenchmark {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 5;
     int hotCalls = args.length > 1 ? Integer.parseInt(args[1]) : 1000;
     Path data = Files.createTempDirectory("kiln-bench-");
-    KilnConfig config =
-        KilnConfig.builder()
-            .grpcPort(0)
-            .flightPort(0)
-            .adminPort(0)
-            .bindHost("127.0.0.1")
-            .dataDir(data)
-            .build();
+    KilnConfig config = localServer(data).build();
 
     List<Double> runscDo = new ArrayList<>();
     for (int i = 0; i < 10; i++) {
@@ -186,6 +179,16 @@ public final class ColdStartBenchmark {
     JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
     System.out.println("wrote " + out.toAbsolutePath());
     deleteTree(data);
+  }
+
+  /** A server on this machine's loopback, on free ports, with its data in {@code data}. */
+  static KilnConfig.Builder localServer(Path data) {
+    return KilnConfig.builder()
+        .grpcPort(0)
+        .flightPort(0)
+        .adminPort(0)
+        .bindHost("127.0.0.1")
+        .dataDir(data);
   }
 
   static String spec(String handler, String code) {

@@ -46,14 +46,7 @@ public final class DiskBenchmark {
   public static void main(String[] args) throws Exception {
     int versions = args.length > 0 ? Integer.parseInt(args[0]) : 50;
     Path data = Files.createTempDirectory("kiln-bench-disk-");
-    KilnConfig config =
-        KilnConfig.builder()
-            .grpcPort(0)
-            .flightPort(0)
-            .adminPort(0)
-            .bindHost("127.0.0.1")
-            .dataDir(data)
-            .build();
+    KilnConfig config = ColdStartBenchmark.localServer(data).build();
     try (KilnServer server = KilnServer.start(config);
         DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
         BufferAllocator allocator = new RootAllocator()) {

@@ -2,19 +2,15 @@ package dev.kiln.benchmarks;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.controlplane.AddLoad;
 import dev.kiln.controlplane.DatabendCalls;
 import dev.kiln.controlplane.DatabendClient;
-import dev.kiln.definition.DataType;
+import dev.kiln.controlplane.ServeProcess;
 import java.io.IOException;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.time.LocalDate;
-import java.time.LocalTime;
-import java.time.ZoneId;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -22,11 +18,8 @@ import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
-import org.apache.arrow.vector.BigIntVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 
 /**
@@ -46,11 +39,6 @@ import org.apache.arrow.vector.VectorSchemaRoot;
  */
 public final class RestartBenchmark {
   private static final ObjectMapper JSON = new ObjectMapper();
-  private static final Pattern READY = Pattern.compile("Kiln ready in (\\d+) ms");
-  private static final Pattern STAMP = Pattern.compile("^(\\d{2}:\\d{2}:\\d{2}\\.\\d{3}) ");
-  private static final List<String> TYPES = List.of("BIGINT NULL", "BIGINT NULL");
-  private static final String CODE =
-      "def add(a, b):\n    return None if a is None or b is None else a + b\n";
 
   private RestartBenchmark() {}
 
@@ -61,21 +49,13 @@ public final class RestartBenchmark {
     n.put("kind", "udf");
     n.put("language", "python");
     n.put("handler", "add");
-    TYPES.forEach(n.putArray("input_types")::add);
+    AddLoad.TYPES.forEach(n.putArray("input_types")::add);
     n.put("result_type", "BIGINT NULL");
     n.putArray("imports");
     n.putArray("packages");
     n.put("runtime_version", "3.12.2");
-    n.put("code", CODE);
+    n.put("code", AddLoad.CODE);
     return n.toString();
-  }
-
-  /** A {@code kiln serve} process, its output, and wall-clock ms of its spawn and readiness. */
-  private record Serve(Process process, Path output, String readyLine, long spawnMs, long readyMs) {
-    long serverStartMs() {
-      Matcher m = READY.matcher(readyLine);
-      return m.find() ? Long.parseLong(m.group(1)) : -1;
-    }
   }
 
   /** One load: outcomes of every mini-batch and when it started. */
@@ -86,16 +66,14 @@ public final class RestartBenchmark {
     int rows = args.length > 1 ? Integer.parseInt(args[1]) : 65_536;
     Path dir = Files.createTempDirectory("kiln-restart-bench-");
     Path data = dir.resolve("data");
-    int grpc = freePort();
-    int flight = freePort();
-    int admin = freePort();
-    Serve first = start(dir, "first", grpc, flight, admin, data);
-    Serve second = null;
+    ServeProcess.Ports ports = ServeProcess.Ports.free();
+    ServeProcess first = start(dir, "first", ports, data);
+    ServeProcess second = null;
     ObjectNode report = JSON.createObjectNode();
     report.put("calls", calls).put("rows_per_call", rows);
     try (BufferAllocator allocator = new RootAllocator()) {
       DatabendClient.Resource r;
-      try (DatabendClient api = new DatabendClient("127.0.0.1:" + grpc)) {
+      try (DatabendClient api = new DatabendClient("127.0.0.1:" + ports.grpc())) {
         r = api.apply("bench", spec(), List.of(), Duration.ofSeconds(120));
       }
       DatabendCalls client =
@@ -113,7 +91,7 @@ public final class RestartBenchmark {
 
       CountDownLatch firstDone = new CountDownLatch(1);
       long[] kill = new long[3];
-      Serve[] restarted = new Serve[1];
+      ServeProcess[] restarted = new ServeProcess[1];
       CpuSampler cpu = new CpuSampler();
       Load load =
           run(
@@ -129,7 +107,7 @@ public final class RestartBenchmark {
                 first.process().destroyForcibly(); // SIGKILL
                 first.process().waitFor();
                 kill[2] = System.currentTimeMillis();
-                restarted[0] = start(dir, "second", grpc, flight, admin, data);
+                restarted[0] = start(dir, "second", ports, data);
                 cpu.server(restarted[0].process().pid());
               },
               firstDone);
@@ -141,10 +119,8 @@ public final class RestartBenchmark {
           "done_at_kill",
           java.util.Arrays.stream(load.outcomes()).filter(o -> o.endNanos() <= kill[0]).count());
       times(restart, second, kill[1], kill[2]);
-      restart.put(
-          "first_server_jvm_and_cli_start_ms",
-          first.readyMs() - first.serverStartMs() - first.spawnMs());
-      restart.put("first_server_start_ms", first.serverStartMs());
+      restart.put("first_server_jvm_and_cli_start_ms", first.jvmStartMillis());
+      restart.put("first_jvm_start_ms", first.jvmStartMillis());
       close(load);
       report.set("restart", restart);
       System.out.printf("kill -9 and restart under load: %s%n", restart);
@@ -160,7 +136,7 @@ public final class RestartBenchmark {
       second.process().destroyForcibly();
       second.process().waitFor();
       long idleExit = System.currentTimeMillis();
-      Serve third = start(dir, "third", grpc, flight, admin, data);
+      ServeProcess third = start(dir, "third", ports, data);
       second = third;
       ObjectNode idle = JSON.createObjectNode();
       times(idle, third, idleKill, idleExit);
@@ -181,18 +157,18 @@ public final class RestartBenchmark {
   }
 
   /** Where the time from a kill to "Kiln ready" went. */
-  private static void times(ObjectNode n, Serve s, long killMs, long exitMs) {
+  private static void times(ObjectNode n, ServeProcess s, long killMs, long exitMs) {
     n.put("kill_to_exit_ms", exitMs - killMs);
-    n.put("kill_to_spawn_ms", s.spawnMs() - killMs);
-    n.put("kill_to_ready_ms", s.readyMs() - killMs);
-    n.put("jvm_and_cli_start_ms", s.readyMs() - s.serverStartMs() - s.spawnMs());
-    n.put("server_start_ms", s.serverStartMs());
+    n.put("kill_to_spawn_ms", s.spawnMillis() - killMs);
+    n.put("kill_to_ready_ms", s.readyMillis() - killMs);
+    n.put("jvm_and_cli_start_ms", s.jvmStartMillis());
+    n.put("server_start_ms", s.readyMillis() - s.spawnMillis() - s.jvmStartMillis());
   }
 
   /** Prints a server's log with each line's time from the kill. */
-  private static void timeline(Serve s, long killMs) throws IOException {
+  private static void timeline(ServeProcess s, long killMs) throws IOException {
     for (String line : Files.readAllLines(s.output(), StandardCharsets.UTF_8)) {
-      long at = stampMs(line, killMs);
+      long at = ServeProcess.stampMillis(line, killMs);
       System.out.printf("  %s  %s%n", at < 0 ? "        " : "+%5d ms".formatted(at - killMs), line);
     }
   }
@@ -217,7 +193,7 @@ public final class RestartBenchmark {
     DatabendCalls.Outcome[] outcomes = new DatabendCalls.Outcome[calls];
     List<VectorSchemaRoot> inputs = new ArrayList<>();
     for (int i = 0; i < calls; i++) {
-      inputs.add(input(allocator, i, rows));
+      inputs.add(AddLoad.input(allocator, i, rows));
     }
     List<Thread> threads = new ArrayList<>();
     long start = System.nanoTime();
@@ -266,7 +242,7 @@ public final class RestartBenchmark {
       switch (o.result()) {
         case OK -> {
           ok++;
-          correct += rows - wrongRows(o, i, rows);
+          correct += rows - AddLoad.wrongRows(o, i, rows);
           if (!o.failures().isEmpty() && o.failures().getLast().atNanos() > killNanos) {
             firstOkAfterKill = Math.min(firstOkAfterKill, o.endNanos());
           }
@@ -312,127 +288,6 @@ public final class RestartBenchmark {
         o.close();
       }
     }
-  }
-
-  /** Mini-batch {@code i}: arg1 = i·rows + r (NULL every 7th), arg2 = 3r (NULL every 11th). */
-  private static VectorSchemaRoot input(BufferAllocator allocator, int i, int rows)
-      throws Exception {
-    List<DataType> types = new ArrayList<>();
-    for (String t : TYPES) {
-      types.add(DataType.parse(t));
-    }
-    VectorSchemaRoot root = VectorSchemaRoot.create(DatabendCalls.inputSchema(types), allocator);
-    BigIntVector a = (BigIntVector) root.getVector(0);
-    BigIntVector b = (BigIntVector) root.getVector(1);
-    a.allocateNew(rows);
-    b.allocateNew(rows);
-    for (int r = 0; r < rows; r++) {
-      long n = (long) i * rows + r;
-      if (n % 7 == 0) {
-        a.setNull(r);
-      } else {
-        a.set(r, n);
-      }
-      if (n % 11 == 0) {
-        b.setNull(r);
-      } else {
-        b.set(r, 3L * r);
-      }
-    }
-    root.setRowCount(rows);
-    return root;
-  }
-
-  /** Rows of mini-batch {@code i} whose result is not a+b (NULL when either is NULL). */
-  private static int wrongRows(DatabendCalls.Outcome o, int i, int rows) {
-    int wrong = 0;
-    int r = 0;
-    for (var column : o.columns()) {
-      BigIntVector v = (BigIntVector) column;
-      for (int j = 0; j < v.getValueCount(); j++, r++) {
-        long n = (long) i * rows + r;
-        boolean isNull = n % 7 == 0 || n % 11 == 0;
-        if (isNull ? !v.isNull(j) : v.isNull(j) || v.get(j) != n + 3L * r) {
-          wrong++;
-        }
-      }
-    }
-    return wrong + Math.abs(rows - r);
-  }
-
-  private static int freePort() throws IOException {
-    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-      return s.getLocalPort();
-    }
-  }
-
-  /** Wall-clock ms of a log line's {@code HH:mm:ss.SSS} stamp (today or yesterday), or -1. */
-  private static long stampMs(String line, long nowMs) {
-    Matcher m = STAMP.matcher(line);
-    if (!m.find()) {
-      return -1;
-    }
-    ZoneId zone = ZoneId.systemDefault();
-    long t =
-        LocalDate.now(zone)
-            .atTime(LocalTime.parse(m.group(1)))
-            .atZone(zone)
-            .toInstant()
-            .toEpochMilli();
-    return t - nowMs > TimeUnit.HOURS.toMillis(12) ? t - TimeUnit.DAYS.toMillis(1) : t;
-  }
-
-  /** Starts {@code kiln serve} as bin/kiln does, its output to a file, and waits for it. */
-  private static Serve start(Path dir, String name, int grpc, int flight, int admin, Path data)
-      throws Exception {
-    Path jar = Path.of("control-plane/target/kiln.jar");
-    List<String> cmd = new ArrayList<>();
-    cmd.add(ProcessHandle.current().info().command().orElse("java"));
-    cmd.addAll(
-        List.of(
-            "--add-opens=java.base/java.nio=ALL-UNNAMED",
-            "--enable-native-access=ALL-UNNAMED",
-            "-Dio.netty.noUnsafe=false",
-            "--sun-misc-unsafe-memory-access=allow"));
-    if (Files.isRegularFile(jar)) {
-      cmd.addAll(List.of("-jar", jar.toString()));
-    } else {
-      cmd.addAll(
-          List.of("-cp", System.getProperty("java.class.path"), "dev.kiln.controlplane.Kiln"));
-    }
-    cmd.addAll(
-        List.of(
-            "serve",
-            "--grpc-port",
-            Integer.toString(grpc),
-            "--flight-port",
-            Integer.toString(flight),
-            "--admin-port",
-            Integer.toString(admin),
-            "--bind-host",
-            "127.0.0.1",
-            "--data-dir",
-            data.toString()));
-    String base = System.getenv("KILN_BASE_IMAGE");
-    if (base != null && !base.isBlank()) {
-      cmd.addAll(List.of("--base-image", base));
-    }
-    Path output = dir.resolve(name + ".log");
-    long spawn = System.currentTimeMillis();
-    Process p =
-        new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(output.toFile()).start();
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-    while (System.nanoTime() < deadline && p.isAlive()) {
-      for (String line : Files.readAllLines(output, StandardCharsets.UTF_8)) {
-        if (READY.matcher(line).find()) {
-          return new Serve(p, output, line, spawn, stampMs(line, System.currentTimeMillis()));
-        }
-      }
-      LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
-    }
-    p.destroy();
-    throw new IllegalStateException(
-        "kiln serve did not become ready; output:\n" + Files.readString(output));
   }
 
   /**
@@ -539,13 +394,21 @@ public final class RestartBenchmark {
     }
   }
 
-  /** Stops a server gracefully, so its sandboxes are stopped and nothing stays mounted. */
-  private static void stop(Serve s) throws InterruptedException {
-    if (s != null && s.process().isAlive()) {
-      s.process().destroy();
-      if (!s.process().waitFor(60, TimeUnit.SECONDS)) {
-        s.process().destroyForcibly();
-      }
+  /** Starts {@code kiln serve} as bin/kiln does, its output to a file, and waits for it. */
+  private static ServeProcess start(Path dir, String name, ServeProcess.Ports ports, Path data)
+      throws IOException {
+    return ServeProcess.start(
+        Path.of("control-plane/target/kiln.jar"),
+        dir.resolve(name + ".log"),
+        ports,
+        data,
+        System.getenv("KILN_BASE_IMAGE"),
+        Duration.ofSeconds(120));
+  }
+
+  private static void stop(ServeProcess s) throws InterruptedException {
+    if (s != null) {
+      s.stop();
     }
   }
 }

@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kiln.cache.CacheStats;
-import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -33,30 +32,14 @@ final class CacheCommand implements Runnable {
         "local, remote), the remote write queue, import downloads done and avoided, and the",
         "disk use under the data directory by kind (images, layers, caches, records)."
       })
-  static final class Stats implements Callable<Integer> {
-    @Option(
-        names = "--admin",
-        paramLabel = "URL",
-        defaultValue = "http://127.0.0.1:9090",
-        description = "The server's admin port (default ${DEFAULT-VALUE}).")
-    String admin;
-
-    @Option(names = "--json", description = "Print JSON for scripts instead of a table.")
-    boolean json;
+  static final class Stats extends AdminCommand {
+    @Override
+    String fetch(String url) throws AdminClient.CommandFailure {
+      return AdminClient.get("kiln cache stats", url, "/cache/stats");
+    }
 
     @Override
-    public Integer call() throws Exception {
-      String body;
-      try {
-        body = AdminClient.get("kiln cache stats", admin, "/cache/stats");
-      } catch (AdminClient.CommandFailure e) {
-        System.err.println(e.getMessage());
-        return 1;
-      }
-      if (json) {
-        System.out.print(body);
-        return 0;
-      }
+    void render(String body) throws Exception {
       CacheStats stats =
           new ObjectMapper()
               .configure(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false)
@@ -74,7 +57,6 @@ final class CacheCommand implements Runnable {
               e.getValue().path("files").asLong());
         }
       }
-      return 0;
     }
   }
 
@@ -87,34 +69,17 @@ final class CacheCommand implements Runnable {
         "their blobs, Jib's layer cache, wheel layers, extracted layers (then, over --disk-max,",
         "least recently used first). Prints what went, or with --dry-run what would."
       })
-  static final class Gc implements Callable<Integer> {
-    @Option(
-        names = "--admin",
-        paramLabel = "URL",
-        defaultValue = "http://127.0.0.1:9090",
-        description = "The server's admin port (default ${DEFAULT-VALUE}).")
-    String admin;
-
+  static final class Gc extends AdminCommand {
     @Option(names = "--dry-run", description = "Only count what would be removed.")
     boolean dryRun;
 
-    @Option(names = "--json", description = "Print JSON for scripts instead of a summary.")
-    boolean json;
+    @Override
+    String fetch(String url) throws AdminClient.CommandFailure {
+      return AdminClient.post("kiln cache gc", url, "/cache/gc" + (dryRun ? "?dry_run=true" : ""));
+    }
 
     @Override
-    public Integer call() throws Exception {
-      String body;
-      try {
-        body =
-            AdminClient.post("kiln cache gc", admin, "/cache/gc" + (dryRun ? "?dry_run=true" : ""));
-      } catch (AdminClient.CommandFailure e) {
-        System.err.println(e.getMessage());
-        return 1;
-      }
-      if (json) {
-        System.out.print(body);
-        return 0;
-      }
+    void render(String body) throws Exception {
       JsonNode r = new ObjectMapper().readTree(body);
       System.out.printf(
           "%s %d unused image(s) (%d files, %.1f MiB), %d wheel layer(s) (%.1f MiB), %d extracted"
@@ -129,7 +94,6 @@ final class CacheCommand implements Runnable {
           r.path("extractedBytes").asLong() / (double) (1 << 20),
           r.path("diskBytesBefore").asLong() / (double) (1 << 20),
           r.path("diskBytesAfter").asLong() / (double) (1 << 20));
-      return 0;
     }
   }
 }

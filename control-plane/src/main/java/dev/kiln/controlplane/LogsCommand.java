@@ -5,6 +5,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.Base64;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
@@ -22,12 +23,7 @@ final class LogsCommand implements Callable<Integer> {
   @Parameters(paramLabel = "KEY|TOKEN", description = "The UDF's content key (prefix) or token.")
   String udf;
 
-  @Option(
-      names = "--admin",
-      paramLabel = "URL",
-      defaultValue = "http://127.0.0.1:9090",
-      description = "The server's admin port (default ${DEFAULT-VALUE}).")
-  String admin;
+  @Mixin AdminOption admin;
 
   @Option(
       names = "--tenant",
@@ -58,7 +54,7 @@ final class LogsCommand implements Callable<Integer> {
                 ? ""
                 : "?tenant=" + URLEncoder.encode(tenant, StandardCharsets.UTF_8));
     try {
-      System.out.print(AdminClient.get("kiln logs", admin, path));
+      System.out.print(AdminClient.get("kiln logs", admin.url, path));
       return 0;
     } catch (AdminClient.CommandFailure e) {
       System.err.println(e.getMessage());

@@ -2,9 +2,7 @@ package dev.kiln.controlplane;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
 
 /** {@code kiln ps}: the sandboxes a Kiln server runs, for SREs. */
 @Command(
@@ -15,32 +13,16 @@ import picocli.CommandLine.Option;
       "state (starting, busy, idle, failed, stopping), age, idle time, CPUs, memory use and",
       "limit, and calls."
     })
-final class PsCommand implements Callable<Integer> {
+final class PsCommand extends AdminCommand {
   private static final ObjectMapper JSON = new ObjectMapper();
 
-  @Option(
-      names = "--admin",
-      paramLabel = "URL",
-      defaultValue = "http://127.0.0.1:9090",
-      description = "The server's admin port (default ${DEFAULT-VALUE}).")
-  String admin;
-
-  @Option(names = "--json", description = "Print the server's JSON for scripts.")
-  boolean json;
+  @Override
+  String fetch(String url) throws AdminClient.CommandFailure {
+    return AdminClient.get("kiln ps", url, "/sandboxes");
+  }
 
   @Override
-  public Integer call() throws Exception {
-    String body;
-    try {
-      body = AdminClient.get("kiln ps", admin, "/sandboxes");
-    } catch (AdminClient.CommandFailure e) {
-      System.err.println(e.getMessage());
-      return 1;
-    }
-    if (json) {
-      System.out.print(body);
-      return 0;
-    }
+  void render(String body) throws Exception {
     System.out.printf(
         "%-12s %-20s %-12s %-9s %7s %7s %5s %-17s %8s%n",
         "TENANT", "WORKER/UDF", "KEY", "STATE", "AGE", "IDLE", "CPUS", "MEMORY", "CALLS");
@@ -63,7 +45,6 @@ final class PsCommand implements Callable<Integer> {
               + mib(n.path("memory_limit_bytes").asLong()),
           n.path("calls").asLong());
     }
-    return 0;
   }
 
   private static String mib(long bytes) {

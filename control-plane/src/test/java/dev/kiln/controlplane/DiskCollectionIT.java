@@ -1,6 +1,5 @@
 package dev.kiln.controlplane;
 
-import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -25,14 +24,6 @@ class DiskCollectionIT {
   @TempDir Path dir;
   @RegisterExtension final TestAllocator allocator = new TestAllocator();
 
-  private static String plus(int n) {
-    return spec(
-        "plus" + n,
-        List.of("BIGINT NULL"),
-        "BIGINT NULL",
-        "def plus" + n + "(x):\n    return x + " + n + "\n");
-  }
-
   private Object call(DatabendClient.Resource r, String handler) throws Exception {
     return KilnTestSupport.call(allocator, r, "acme", handler, List.of("BIGINT NULL"), "[[1]]")
         .get(0)
@@ -56,8 +47,8 @@ class DiskCollectionIT {
   @Test
   void aStoppedUdfsFilesGoARunningOnesStayAndTheCollectedOneComesBack() throws Exception {
     try (RunningKiln kiln = RunningKiln.start(dir.resolve("data"))) {
-      DatabendClient.Resource one = kiln.api().apply("acme", plus(1));
-      DatabendClient.Resource two = kiln.api().apply("acme", plus(2));
+      DatabendClient.Resource one = kiln.api().apply("acme", KilnTestSupport.plus(1));
+      DatabendClient.Resource two = kiln.api().apply("acme", KilnTestSupport.plus(2));
       assertThat(call(one, "plus1")).isEqualTo(2L);
       assertThat(call(two, "plus2")).isEqualTo(3L);
       UdfResource stopped =

@@ -74,6 +74,15 @@ final class KilnTestSupport {
         .baseImage(baseImage());
   }
 
+  /** The spec of {@code plusN(x) = x + N}, one BIGINT NULL argument: a distinct UDF per N. */
+  static String plus(int n) {
+    return spec(
+        "plus" + n,
+        List.of("BIGINT NULL"),
+        "BIGINT NULL",
+        "def plus" + n + "(x):\n    return x + " + n + "\n");
+  }
+
   /** A spec as Databend writes it (compact JSON, keys in Databend's order). */
   static String spec(String handler, List<String> inputTypes, String resultType, String code) {
     return spec(handler, inputTypes, resultType, List.of(), List.of(), code);

@@ -1,6 +1,5 @@
 package dev.kiln.controlplane;
 
-import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -23,14 +22,6 @@ class NodeBudgetIT {
   @TempDir Path dir;
   @RegisterExtension final TestAllocator allocator = new TestAllocator();
 
-  private static String plus(int n) {
-    return spec(
-        "plus" + n,
-        List.of("BIGINT NULL"),
-        "BIGINT NULL",
-        "def plus" + n + "(x):\n    return x + " + n + "\n");
-  }
-
   private Object call(DatabendClient.Resource r, String handler, long x) throws Exception {
     return KilnTestSupport.call(
             allocator, r, "acme", handler, List.of("BIGINT NULL"), "[[" + x + "]]")
@@ -46,11 +37,11 @@ class NodeBudgetIT {
   void aNewUdfStopsTheLeastRecentlyUsedIdleOneAndThatOneComesBackOnItsNextCall() throws Exception {
     try (RunningKiln kiln =
         RunningKiln.start(dir.resolve("data"), b -> b.set("max-sandboxes", "2"))) {
-      DatabendClient.Resource one = kiln.api().apply("acme", plus(1));
+      DatabendClient.Resource one = kiln.api().apply("acme", KilnTestSupport.plus(1));
       assertThat(call(one, "plus1", 1)).isEqualTo(2L);
-      DatabendClient.Resource two = kiln.api().apply("acme", plus(2));
+      DatabendClient.Resource two = kiln.api().apply("acme", KilnTestSupport.plus(2));
       assertThat(call(two, "plus2", 1)).isEqualTo(3L);
-      DatabendClient.Resource three = kiln.api().apply("acme", plus(3));
+      DatabendClient.Resource three = kiln.api().apply("acme", KilnTestSupport.plus(3));
       assertThat(call(three, "plus3", 1)).isEqualTo(4L);
       assertThat(running(kiln)).isEqualTo(2);
       assertThat(kiln.server().registryForTests().all())
@@ -79,7 +70,7 @@ class NodeBudgetIT {
     try (RunningKiln kiln =
         RunningKiln.start(dir.resolve("data"), b -> b.set("max-sandboxes", "1"))) {
       String slow =
-          spec(
+          KilnTestSupport.spec(
               "slow",
               List.of("BIGINT NULL"),
               "BIGINT NULL",
@@ -114,7 +105,7 @@ class NodeBudgetIT {
           .contains("TENANT")
           .containsPattern("acme +slow +[0-9a-f]{12} +busy ");
 
-      assertThatThrownBy(() -> kiln.api().apply("acme", plus(1)))
+      assertThatThrownBy(() -> kiln.api().apply("acme", KilnTestSupport.plus(1)))
           .isInstanceOfSatisfying(
               StatusRuntimeException.class,
               e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED))

@@ -84,17 +84,7 @@ class UdfProvisioningServiceTest {
     Definitions definitions = Definitions.open(dir.resolve("definitions"));
     UdfRequests requests =
         new UdfRequests(registry, definitions, pipeline, tokens, applyWait, clock);
-    directory =
-        new KnownUdfs(
-            registry,
-            definitions,
-            requests,
-            Workers.open(dir.resolve("workers.json")),
-            WorkerSizes.of(List.of()),
-            Duration.ZERO,
-            new UdfEnv(null, clock),
-            clock,
-            new SimpleMeterRegistry());
+    directory = knownUdfs(registry, definitions, requests);
     UdfProvisioningService service =
         new UdfProvisioningService(requests, SIZING, "http://kiln:8815", meters);
     String name = InProcessServerBuilder.generateName();
@@ -319,8 +309,14 @@ class UdfProvisioningServiceTest {
     Definitions definitions = Definitions.open(dir.resolve("definitions"));
     UdfRequests requests =
         new UdfRequests(restarted, definitions, pipeline, tokens, Duration.ZERO, clock);
+    return knownUdfs(restarted, definitions, requests);
+  }
+
+  /** The Flight endpoint's directory over these, with no workers and no environment file. */
+  private KnownUdfs knownUdfs(UdfRegistry registry, Definitions definitions, UdfRequests requests)
+      throws Exception {
     return new KnownUdfs(
-        restarted,
+        registry,
         definitions,
         requests,
         Workers.open(dir.resolve("workers.json")),
