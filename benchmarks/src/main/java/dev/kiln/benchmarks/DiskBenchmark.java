@@ -81,6 +81,7 @@ public final class DiskBenchmark {
       last = client.createWorker("bench", "f", lastScript, Duration.ofSeconds(5));
       check(allocator, last, versions);
       long afterVersions = diskBytes(admin);
+      JsonNode kindsBefore = JSON.readTree(get(admin + "/cache/stats")).path("disk");
       ageEverything(data);
       long t0 = System.nanoTime();
       JsonNode gc = JSON.readTree(post(admin + "/cache/gc"));
@@ -104,6 +105,15 @@ public final class DiskBenchmark {
           mib(gc.path("diskBytesBefore").asLong()),
           mib(gc.path("diskBytesAfter").asLong()));
       System.out.println("The last version answers correctly after the collection.");
+      System.out.printf("%-18s %12s %12s%n", "kind", "before MiB", "after MiB");
+      JsonNode kindsAfter = JSON.readTree(get(admin + "/cache/stats")).path("disk");
+      for (var e : kindsAfter.properties()) {
+        System.out.printf(
+            "%-18s %12.1f %12.1f%n",
+            e.getKey(),
+            mib(kindsBefore.path(e.getKey()).path("bytes").asLong()),
+            mib(e.getValue().path("bytes").asLong()));
+      }
       var report = JSON.createObjectNode();
       report.put("versions", versions);
       report.put("disk_before_mib", mib(before));

@@ -152,6 +152,46 @@ final class Definitions {
     }
   }
 
+  /** Records {@link #collect} removed (or would remove) and their bytes. */
+  record Collected(int records, long bytes) {}
+
+  /**
+   * Forgets the records not answered for since {@code unusedBefore} whose (tenant, key) {@code
+   * live} does not hold. Databend asks for a UDF again at the start of every query that uses it, so
+   * a record forgotten this way comes back with the next query.
+   */
+  Collected collect(
+      java.util.function.BiPredicate<Tenant, ContentKey> live,
+      Instant unusedBefore,
+      boolean dryRun) {
+    int n = 0;
+    long bytes = 0;
+    for (Entry e : all()) {
+      if (live.test(e.tenant(), e.key()) || !e.answered().isBefore(unusedBefore)) {
+        continue;
+      }
+      Id id = new Id(e.tenant(), e.key());
+      Path f = file(id);
+      try {
+        bytes += Files.exists(f) ? Files.size(f) : 0;
+        n++;
+        if (!dryRun && entries.remove(id, e)) {
+          Files.deleteIfExists(f);
+        }
+      } catch (IOException x) {
+        log.warn("cannot delete UDF record {}: {}", f, x.toString());
+      }
+    }
+    return new Collected(n, bytes);
+  }
+
+  /** Notes that Kiln answered for the tenant's key now (in memory: no disk on the hot path). */
+  void used(Tenant tenant, ContentKey key, Instant now) {
+    entries.computeIfPresent(
+        new Id(tenant, key),
+        (id, e) -> new Entry(e.tenant(), e.key(), e.definition(), e.sizing(), e.owner(), now));
+  }
+
   /** Forgets the tenant's records for worker {@code owner} (DROP WORKER); returns how many. */
   int removeOwned(Tenant tenant, String owner) {
     int n = 0;

@@ -23,13 +23,14 @@ import org.slf4j.LoggerFactory;
 /**
  * Keeps the data directory from only growing: asks each module that owns files there to remove what
  * no running UDF uses and nobody used for {@code --gc-after} — UDF images and their blobs and Jib's
- * layer cache (image-builder), wheel layers (image-builder), extracted layers (provisioner). The
- * live set is the images of the UDFs this server runs; each module also keeps what is in use under
- * its own lock (a build, a starting sandbox), and nothing younger than {@link #GRACE} goes whatever
- * the settings. Over {@code --disk-max}, it collects again with ever shorter cut-offs, least
- * recently used first, down to that grace. Kept definitions stay (they are small): a UDF whose
- * image was collected is built again on its next call. Runs on a schedule and on {@code kiln cache
- * gc}; {@link #collect} is serialised.
+ * layer cache (image-builder), wheel layers (image-builder), extracted layers (provisioner) — and
+ * forgets the kept definitions of UDFs not asked for since then (Databend asks again at the start
+ * of every query that uses one; a definition may hold megabytes of code). The live set is what this
+ * server runs; each module also keeps what is in use under its own lock (a build, a starting
+ * sandbox), and nothing younger than {@link #GRACE} goes whatever the settings. Over {@code
+ * --disk-max}, it collects again with ever shorter cut-offs, least recently used first, down to
+ * that grace. A UDF whose image was collected is built again on its next call. Runs on a schedule
+ * and on {@code kiln cache gc}; {@link #collect} is serialised.
  */
 final class DiskCollector {
   private static final Logger log = LoggerFactory.getLogger(DiskCollector.class);
@@ -48,14 +49,17 @@ final class DiskCollector {
       long wheelBytes,
       int extractedLayers,
       long extractedBytes,
+      int definitions,
+      long definitionBytes,
       long diskBytesBefore,
       long diskBytesAfter) {
     long bytes() {
-      return imageBytes + wheelBytes + extractedBytes;
+      return imageBytes + wheelBytes + extractedBytes + definitionBytes;
     }
   }
 
   private final UdfRegistry registry;
+  private final Definitions definitions;
   private final Runtimes runtimes;
   private final WheelLayers wheels;
   private final Provisioner provisioner;
@@ -66,6 +70,7 @@ final class DiskCollector {
 
   DiskCollector(
       UdfRegistry registry,
+      Definitions definitions,
       Runtimes runtimes,
       WheelLayers wheels,
       Provisioner provisioner,
@@ -74,6 +79,7 @@ final class DiskCollector {
       long diskMax,
       InstantSource clock) {
     this.registry = registry;
+    this.definitions = definitions;
     this.runtimes = runtimes;
     this.wheels = wheels;
     this.provisioner = provisioner;
@@ -125,7 +131,11 @@ final class DiskCollector {
   private Report collectOnce(boolean dryRun, Instant cutoff, long before) throws IOException {
     Set<String> liveImages = new HashSet<>();
     Set<String> liveLayers = new HashSet<>();
+    Set<String> liveUdfs = new HashSet<>();
+    Instant now = clock.instant();
     for (UdfResource r : registry.all()) {
+      liveUdfs.add(r.tenant.name() + "/" + r.key.hex());
+      definitions.used(r.tenant, r.key, now);
       r.provisioned()
           .ifPresent(
               p -> {
@@ -153,6 +163,9 @@ final class DiskCollector {
     }
     WheelLayers.Collected w = wheels.collect(cutoff, dryRun);
     Provisioner.Collected x = provisioner.collect(liveLayers, cutoff, dryRun);
+    Definitions.Collected d =
+        definitions.collect(
+            (tenant, key) -> liveUdfs.contains(tenant.name() + "/" + key.hex()), cutoff, dryRun);
     long after = dryRun ? before : total(DiskUsage.measure(data));
     return new Report(
         dryRun,
@@ -164,6 +177,8 @@ final class DiskCollector {
         w.bytes(),
         x.layers(),
         x.bytes(),
+        d.records(),
+        d.bytes(),
         before,
         after);
   }
@@ -177,7 +192,11 @@ final class DiskCollector {
     long wheelBytes = 0;
     int layers = 0;
     long layerBytes = 0;
+    int records = 0;
+    long recordBytes = 0;
     for (Report r : passes) {
+      records += r.definitions();
+      recordBytes += r.definitionBytes();
       images.addAll(r.images());
       imageFiles += r.imageFiles();
       imageBytes += r.imageBytes();
@@ -196,6 +215,8 @@ final class DiskCollector {
         wheelBytes,
         layers,
         layerBytes,
+        records,
+        recordBytes,
         before,
         last.diskBytesAfter());
   }

@@ -274,6 +274,7 @@ public final class KilnServer implements AutoCloseable {
     disk =
         new DiskCollector(
             registry,
+            definitions,
             runtimes,
             wheelLayers,
             provisioner,

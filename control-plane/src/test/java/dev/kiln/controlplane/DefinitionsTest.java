@@ -78,6 +78,31 @@ class DefinitionsTest {
   }
 
   @Test
+  void recordsNotAskedForSinceTheCutOffAndNotLiveAreForgotten() throws Exception {
+    Definitions d = Definitions.open(dir);
+    Definitions.Entry old = entry("acme", null); // answered 2026-12-03T10:00Z
+    Definitions.Entry live = entry("live", null);
+    Definitions.Entry recent = entry("recent", null);
+    d.put(old);
+    d.put(live);
+    d.put(recent);
+    d.used(new Tenant("recent"), recent.key(), Instant.parse("2026-12-04T09:00:00Z"));
+    Instant cutoff = Instant.parse("2026-12-04T08:00:00Z");
+
+    Definitions.Collected dry = d.collect((t, k) -> t.name().equals("live"), cutoff, true);
+    assertThat(dry.records()).isEqualTo(1);
+    assertThat(dry.bytes()).isPositive();
+    assertThat(d.size()).as("a dry run forgets nothing").isEqualTo(3);
+
+    assertThat(d.collect((t, k) -> t.name().equals("live"), cutoff, false).records()).isEqualTo(1);
+    assertThat(d.get(new Tenant("acme"), old.key())).isEmpty();
+    Definitions again = Definitions.open(dir);
+    assertThat(again.all())
+        .extracting(e -> e.tenant().name())
+        .containsExactlyInAnyOrder("live", "recent");
+  }
+
+  @Test
   void anInterruptedWriteAndADamagedRecordAreSkipped() throws Exception {
     Definitions d = Definitions.open(dir);
     Definitions.Entry kept = entry("acme", null);
