@@ -18,6 +18,7 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -30,6 +31,21 @@ class KilnServeProcessIT {
       Pattern.compile("Kiln ready .* grpc=[^:]+:(\\d+) flight=\\S+ admin=[^:]+:(\\d+)");
 
   @TempDir Path dataDir;
+
+  /** Every server this test started; any still running when it ends is stopped, failed or not. */
+  private final List<Process> started = new ArrayList<>();
+
+  @AfterEach
+  void stopWhatIsLeft() throws InterruptedException {
+    for (Process p : started) {
+      if (p.isAlive()) {
+        p.destroy();
+        if (!p.waitFor(60, TimeUnit.SECONDS)) {
+          p.destroyForcibly();
+        }
+      }
+    }
+  }
 
   /** A running {@code kiln serve} child process and the ports it reported. */
   record Serve(Process process, int grpcPort, LinkedBlockingQueue<String> log) {}
@@ -57,6 +73,7 @@ class KilnServeProcessIT {
             "--base-image",
             KilnTestSupport.baseImage()));
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    started.add(p);
     LinkedBlockingQueue<String> log = new LinkedBlockingQueue<>();
     Thread.ofVirtual()
         .start(
