@@ -166,7 +166,9 @@ final class DiskCollector {
     Definitions.Collected d =
         definitions.collect(
             (tenant, key) -> liveUdfs.contains(tenant.name() + "/" + key.hex()), cutoff, dryRun);
-    long after = dryRun ? before : total(DiskUsage.measure(data));
+    // What was removed is known: no second walk of the data directory.
+    long removed = imageBytes + w.bytes() + x.bytes() + d.bytes();
+    long after = dryRun ? before : Math.max(0, before - removed);
     return new Report(
         dryRun,
         cutoff.toString(),

@@ -251,7 +251,6 @@ public final class KilnServer implements AutoCloseable {
             endpoint,
             InstantSource.system(),
             meters);
-    closeables.push(workerService);
     IdleSuspender idle =
         new IdleSuspender(
             workers, registry, sizes, config.autoSuspend(), InstantSource.system(), meters);

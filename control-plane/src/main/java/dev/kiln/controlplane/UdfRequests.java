@@ -76,12 +76,7 @@ final class UdfRequests {
     ContentKey key = key(definition, runtime, sizing, env);
     CallMetadata.RESPONSE_KEY.get().set(key.hex());
     UdfRegistry.Obtained obtained =
-        registry.obtain(
-            tenant,
-            key,
-            () ->
-                new UdfResource(
-                    tenant, key, definition, runtime, sizing, env.vars(), owner, clock));
+        obtain(tenant, key, definition, runtime, sizing, env.vars(), owner);
     UdfResource resource = obtained.resource();
     Map<String, String> headers = Map.of(Tokens.HEADER, tokens.issue(tenant, key));
     if (obtained.created()) {
@@ -113,19 +108,14 @@ final class UdfRequests {
   UdfRegistry.Obtained revive(Definitions.Entry kept, UdfEnv.Entry env) throws KilnException {
     Runtimes.Runtime runtime = pipeline.check(kept.definition());
     UdfRegistry.Obtained obtained =
-        registry.obtain(
+        obtain(
             kept.tenant(),
             kept.key(),
-            () ->
-                new UdfResource(
-                    kept.tenant(),
-                    kept.key(),
-                    kept.definition(),
-                    runtime,
-                    kept.sizing(),
-                    env.vars(),
-                    kept.owner(),
-                    clock));
+            kept.definition(),
+            runtime,
+            kept.sizing(),
+            env.vars(),
+            kept.owner());
     if (obtained.created()) {
       log.info(
           "udf {} tenant={} handler={} size={}: started again for a call",
@@ -135,6 +125,22 @@ final class UdfRequests {
           kept.sizing().name());
     }
     return obtained;
+  }
+
+  /** The tenant's resource for the key: the one there is, or a new one being provisioned. */
+  private UdfRegistry.Obtained obtain(
+      Tenant tenant,
+      ContentKey key,
+      UdfDefinition definition,
+      Runtimes.Runtime runtime,
+      Sizing sizing,
+      Map<String, String> env,
+      String owner)
+      throws KilnException {
+    return registry.obtain(
+        tenant,
+        key,
+        () -> new UdfResource(tenant, key, definition, runtime, sizing, env, owner, clock));
   }
 
   /** Forgets the kept definitions of the tenant's worker {@code owner} (it was dropped). */

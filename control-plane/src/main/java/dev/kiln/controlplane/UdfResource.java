@@ -97,9 +97,9 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   @Override
   public RunnerPool next(RunnerPool first) {
     RunnerPool best = first;
-    double bestLoad = load(first);
+    double bestLoad = first.load();
     for (Provisioned p : extra) {
-      double l = load(p.pool());
+      double l = p.pool().load();
       if (l < bestLoad && p.pool().isHealthy()) {
         best = p.pool();
         bestLoad = l;
@@ -109,12 +109,6 @@ final class UdfResource implements UdfHandle, AutoCloseable {
       onAllBusy.accept(this);
     }
     return best;
-  }
-
-  /** Batches in flight per runner. */
-  private static double load(RunnerPool pool) {
-    RunnerPool.Stats s = pool.stats();
-    return s.inFlight() / (double) Math.max(1, s.runners());
   }
 
   /** Who hears when every sandbox of this resource is busy. */

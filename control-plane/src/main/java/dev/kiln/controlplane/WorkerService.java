@@ -29,8 +29,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.Executor;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -43,13 +41,16 @@ import org.slf4j.LoggerFactory;
  * WORKER}, {@code DROP WORKER}, {@code SHOW WORKERS}. A worker and a UDF of the same name are one
  * record; the UDF runs with its worker's options.
  */
-final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implements AutoCloseable {
+final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
   private static final Logger log = LoggerFactory.getLogger(WorkerService.class);
 
   /** The option ListWorkers adds to show a worker's state; it cannot be set. */
   static final String STATE_OPTION = "state";
 
-  /** How long a replaced version keeps serving the calls that already use it. */
+  /**
+   * How long a replaced version (CREATE OR REPLACE FUNCTION, a re-uploaded import, new environment)
+   * must go without calls before {@link IdleSuspender} stops it: queries bound to it finish first.
+   */
   static final Duration RETIRE_AFTER = Duration.ofSeconds(180);
 
   /** The content identity of an import that arrived without a tag. */
@@ -67,9 +68,6 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
   private final ImportTags importTags;
   private final UdfEnv udfEnv;
   private final Executor blocking;
-  private final ScheduledExecutorService retirements =
-      Executors.newSingleThreadScheduledExecutor(
-          Thread.ofPlatform().daemon().name("kiln-worker-retire").factory());
   private final String endpoint;
   private final InstantSource clock;
   private final Timer createTimer;
@@ -217,9 +215,6 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
                   workers.update(
                       tenant, name, x -> x == null ? null : x.withKey(key.hex(), clock.instant()));
               now = updated == null ? current : updated;
-              if (current.key() != null) {
-                retireOldVersions(tenant, name);
-              }
             }
             finish(
                 out,
@@ -363,25 +358,6 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
   }
 
   /**
-   * The worker's name moved to a new definition (CREATE OR REPLACE FUNCTION, a re-uploaded import,
-   * new environment): the sandboxes of the versions before stop once calls that still use them are
-   * done — after Databend's own request timeout.
-   */
-  private void retireOldVersions(Tenant tenant, String name) {
-    retirements.schedule(
-        () -> {
-          Workers.Worker w = workers.get(tenant, name).orElse(null);
-          ContentKey keep = w == null || w.key() == null ? null : new ContentKey(w.key());
-          int stopped = keep == null ? 0 : registry.evictOwned(tenant, name, keep);
-          if (stopped > 0) {
-            log.info("worker {} tenant={}: {} earlier version(s) stopped", name, tenant, stopped);
-          }
-        },
-        RETIRE_AFTER.toMillis(),
-        TimeUnit.MILLISECONDS);
-  }
-
-  /**
    * The request's tenant: {@code tenant_id}, which must agree with the call's {@code
    * x-databend-tenant} header when there is one.
    */
@@ -462,10 +438,5 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase implem
         GrpcErrors.toStatus(
             new KilnException(
                 ErrorCode.INTERNAL, "internal error in Kiln (logged on the server)")));
-  }
-
-  @Override
-  public void close() {
-    retirements.shutdownNow();
   }
 }

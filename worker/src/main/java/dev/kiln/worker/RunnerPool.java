@@ -426,6 +426,11 @@ public final class RunnerPool implements AutoCloseable {
         inFlight.get());
   }
 
+  /** Batches being computed per runner slot now: cheap, for routing each batch. */
+  public double load() {
+    return inFlight.get() / (double) Math.max(1, options.runners());
+  }
+
   /** The signature this pool computes. */
   public UdfSignature signature() {
     return signature;
