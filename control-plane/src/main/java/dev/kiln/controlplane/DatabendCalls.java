@@ -1,25 +1,33 @@
 package dev.kiln.controlplane;
 
 import dev.kiln.definition.DataType;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
+import io.grpc.Status;
+import io.grpc.netty.NettyChannelBuilder;
 import java.io.IOException;
+import java.net.URI;
 import java.nio.channels.ClosedChannelException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Set;
 import java.util.TreeMap;
-import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
-import org.apache.arrow.flight.CallHeaders;
-import org.apache.arrow.flight.CallInfo;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.BooleanSupplier;
 import org.apache.arrow.flight.CallOptions;
-import org.apache.arrow.flight.CallStatus;
 import org.apache.arrow.flight.FlightCallHeaders;
 import org.apache.arrow.flight.FlightClient;
-import org.apache.arrow.flight.FlightClientMiddleware;
 import org.apache.arrow.flight.FlightDescriptor;
+import org.apache.arrow.flight.FlightGrpcUtils;
 import org.apache.arrow.flight.FlightStream;
 import org.apache.arrow.flight.HeaderCallOption;
 import org.apache.arrow.memory.BufferAllocator;
@@ -47,6 +55,9 @@ public final class DatabendCalls {
 
   /** Databend's {@code external_server_request_timeout_secs}. */
   public static final Duration REQUEST_TIMEOUT = Duration.ofSeconds(180);
+
+  /** hyper's HTTP/2 client stream window (2 MiB), which Databend's client keeps. */
+  static final int STREAM_WINDOW = 2 * 1024 * 1024;
 
   static final Duration FIRST_DELAY = Duration.ofMillis(50);
   static final Duration MAX_DELAY = Duration.ofSeconds(30);
@@ -246,17 +257,20 @@ public final class DatabendCalls {
       List<FieldVector> columns)
       throws Exception {
     try (FlightClient client =
-            FlightClient.builder(attemptAllocator, DatabendClient.location(target.endpoint()))
-                .intercept(seen)
-                .build();
+            FlightGrpcUtils.createFlightClient(attemptAllocator, channel(target.endpoint(), seen));
         FlightClient.ExchangeReaderWriter exchange =
             client.doExchange(
                 FlightDescriptor.path(target.handler()),
                 new HeaderCallOption(target.callHeaders()),
                 CallOptions.timeout(timeout.toMillis(), TimeUnit.MILLISECONDS))) {
-      exchange.getWriter().start(input);
-      exchange.getWriter().putNext();
-      exchange.getWriter().completed();
+      FlightClient.ClientStreamListener writer = exchange.getWriter();
+      writer.start(input);
+      // Flight's putNext waits for the call to be ready by spinning on isReady: 256 calls waiting
+      // for a restarting server would hold every core, which Databend's async client never does.
+      if (seen.awaitReady(writer::isReady)) {
+        writer.putNext();
+        writer.completed();
+      }
       FlightStream results = exchange.getReader();
       long rows = 0;
       while (results.next()) {
@@ -283,39 +297,89 @@ public final class DatabendCalls {
   }
 
   /**
-   * Marks whether the response headers arrived. Flight passes the trailers to {@code
-   * onHeadersReceived} when a call ends without headers; those are the same keys {@code
-   * onCallCompleted} gets in its status, which real headers (with their content type) never are.
+   * A new connection to {@code endpoint} as Databend's client opens it: tonic on hyper, whose
+   * HTTP/2 client announces a {@value #STREAM_WINDOW}-byte stream window (hyper's {@code
+   * DEFAULT_STREAM_WINDOW}; Databend sets none), so a mini-batch's result up to that size is sent
+   * without waiting for the client to read. grpc-java's default would be 1 MiB, tuned as it goes.
+   * The Flight client closes the channel with itself.
    */
-  private static final class HeadersSeen
-      implements FlightClientMiddleware.Factory, FlightClientMiddleware {
-    private volatile Set<String> headerKeys;
-    private volatile boolean trailersOnly;
+  private static ManagedChannel channel(String endpoint, HeadersSeen seen) {
+    URI uri = URI.create(endpoint);
+    boolean tls = "https".equals(uri.getScheme());
+    NettyChannelBuilder b =
+        NettyChannelBuilder.forAddress(
+                uri.getHost(), uri.getPort() >= 0 ? uri.getPort() : tls ? 443 : 80)
+            .flowControlWindow(STREAM_WINDOW)
+            .maxInboundMessageSize(Integer.MAX_VALUE)
+            .intercept(seen);
+    return (tls ? b.useTransportSecurity() : b.usePlaintext()).build();
+  }
+
+  /**
+   * Marks whether response headers arrived and whether the call ended, and wakes a call waiting to
+   * send. gRPC reports headers to {@code onHeaders} only when the server sent them; a call that
+   * ends without them (trailers only) never calls it.
+   */
+  private static final class HeadersSeen implements ClientInterceptor {
+    private static final long RECHECK_MILLIS = 20;
+    private volatile boolean arrived;
+    private volatile boolean ended;
+    private volatile Thread waiter;
 
     @Override
-    public FlightClientMiddleware onCallStarted(CallInfo info) {
-      return this;
-    }
+    public <Q, R> ClientCall<Q, R> interceptCall(
+        MethodDescriptor<Q, R> method, io.grpc.CallOptions options, Channel next) {
+      return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+        @Override
+        public void start(Listener<R> listener, Metadata headers) {
+          super.start(
+              new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+                @Override
+                public void onHeaders(Metadata h) {
+                  arrived = true;
+                  super.onHeaders(h);
+                }
 
-    @Override
-    public void onBeforeSendingHeaders(CallHeaders outgoingHeaders) {}
+                @Override
+                public void onReady() {
+                  LockSupport.unpark(waiter);
+                  super.onReady();
+                }
 
-    @Override
-    public void onHeadersReceived(CallHeaders incomingHeaders) {
-      headerKeys = new TreeSet<>(incomingHeaders.keys());
-    }
-
-    @Override
-    public void onCallCompleted(CallStatus status) {
-      Set<String> keys = headerKeys;
-      trailersOnly =
-          keys != null
-              && status.metadata() != null
-              && keys.equals(new TreeSet<>(status.metadata().keys()));
+                @Override
+                public void onClose(Status status, Metadata trailers) {
+                  ended = true;
+                  LockSupport.unpark(waiter);
+                  super.onClose(status, trailers);
+                }
+              },
+              headers);
+        }
+      };
     }
 
     boolean arrived() {
-      return headerKeys != null && !trailersOnly;
+      return arrived;
+    }
+
+    /**
+     * Parks until {@code ready} holds or the call ended, woken by gRPC's readiness and close events
+     * (and every {@value #RECHECK_MILLIS} ms in case one came before the wait began); true when
+     * ready.
+     */
+    boolean awaitReady(BooleanSupplier ready) {
+      waiter = Thread.currentThread();
+      try {
+        while (!ready.getAsBoolean()) {
+          if (ended) {
+            return false;
+          }
+          LockSupport.parkNanos(this, TimeUnit.MILLISECONDS.toNanos(RECHECK_MILLIS));
+        }
+        return !ended;
+      } finally {
+        waiter = null;
+      }
     }
   }
 }

@@ -114,14 +114,21 @@ public record KilnConfig(
 
   /** The base image {@code bin/build-base-image} writes by default. */
   public static String defaultBaseImage() {
+    return cacheDir() + "/base/debian-bookworm-python3.tar";
+  }
+
+  /**
+   * Kiln's cache outside the repository, as {@code bin/kiln} finds it: {@code $KILN_CACHE_DIR},
+   * else {@code ${XDG_CACHE_HOME:-$HOME/.cache}/kiln}.
+   */
+  public static String cacheDir() {
     String cache = System.getenv("KILN_CACHE_DIR");
-    if (cache == null || cache.isEmpty()) {
-      String xdg = System.getenv("XDG_CACHE_HOME");
-      cache =
-          (xdg == null || xdg.isEmpty() ? System.getProperty("user.home") + "/.cache" : xdg)
-              + "/kiln";
+    if (cache != null && !cache.isEmpty()) {
+      return cache;
     }
-    return cache + "/base/debian-bookworm-python3.tar";
+    String xdg = System.getenv("XDG_CACHE_HOME");
+    return (xdg == null || xdg.isEmpty() ? System.getProperty("user.home") + "/.cache" : xdg)
+        + "/kiln";
   }
 
   public static Builder builder() {

@@ -67,6 +67,20 @@ public record ServeProcess(
             "-Dio.netty.noUnsafe=false",
             "--sun-misc-unsafe-memory-access=allow"));
     if (Files.isRegularFile(jar)) {
+      // bin/kiln serve's class-data archive: written by a clean stop, used by every start after;
+      // one made from an older jar is dropped, as the JVM would neither use nor replace it.
+      Path cache = Files.createDirectories(Path.of(KilnConfig.cacheDir()));
+      Path archive = cache.resolve("kiln-serve.jsa");
+      if (Files.isRegularFile(archive)
+          && Files.getLastModifiedTime(jar).compareTo(Files.getLastModifiedTime(archive)) > 0) {
+        Files.deleteIfExists(archive);
+      }
+      cmd.addAll(
+          List.of(
+              "-XX:+AutoCreateSharedArchive", "-XX:SharedArchiveFile=" + archive, "-Xlog:cds=off"));
+      if (Runtime.version().feature() >= 24) {
+        cmd.add("-Xlog:aot=off");
+      }
       cmd.addAll(List.of("-jar", jar.toString()));
     } else {
       cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Kiln.class.getName()));
