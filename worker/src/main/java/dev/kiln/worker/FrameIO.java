@@ -24,6 +24,8 @@ final class FrameIO {
 
   static final int READY = 0x01;
   static final int LOAD_ERROR = 0x02;
+  static final int WAITING = 0x03;
+  static final int LOAD = 0x04;
   static final int BATCH = 0x10;
   static final int RESULT = 0x11;
   static final int BATCH_ERROR = 0x12;

@@ -24,10 +24,20 @@ final class HostRunnerLauncher implements RunnerLauncher {
   private final List<Process> started = new CopyOnWriteArrayList<>();
   private final List<List<String>> environments = new CopyOnWriteArrayList<>();
 
+  private final List<String> command;
+
   HostRunnerLauncher(Path dir, RuntimeSpec spec) throws IOException {
     this.root = dir;
+    this.command = RunnerFiles.serveCommand();
     write(RunnerFiles.runtimeFiles());
     write(RunnerFiles.udfFiles(spec));
+  }
+
+  /** Pooled runners ({@link PooledRunners#command()}): the runner layer only, no UDF yet. */
+  HostRunnerLauncher(Path dir) throws IOException {
+    this.root = dir;
+    this.command = PooledRunners.command();
+    write(RunnerFiles.runtimeFiles());
   }
 
   private void write(Map<String, byte[]> files) throws IOException {
@@ -45,7 +55,7 @@ final class HostRunnerLauncher implements RunnerLauncher {
 
   @Override
   public RunnerProcess launch(List<String> env) throws IOException {
-    List<String> command = new ArrayList<>(RunnerFiles.serveCommand());
+    List<String> command = new ArrayList<>(this.command);
     command.set(1, inRoot(command.get(1)).toString());
     ProcessBuilder builder = new ProcessBuilder(command);
     builder.environment().putAll(RunnerFiles.environment());

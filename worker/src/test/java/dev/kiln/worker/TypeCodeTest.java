@@ -67,6 +67,8 @@ class TypeCodeTest {
         Map.of(
             "READY", FrameIO.READY,
             "LOAD_ERROR", FrameIO.LOAD_ERROR,
+            "WAITING", FrameIO.WAITING,
+            "LOAD", FrameIO.LOAD,
             "BATCH", FrameIO.BATCH,
             "RESULT", FrameIO.RESULT,
             "BATCH_ERROR", FrameIO.BATCH_ERROR);

@@ -6,6 +6,7 @@ Python 3.8 or newer.
 
     python3 kiln_runner.py init    # prints "ready", then waits for stdin to close
     python3 kiln_runner.py serve   # loads $KILN_UDF_DIR/udf.py and serves batches
+    python3 kiln_runner.py pooled  # says WAITING, takes the UDF from a LOAD frame, then serves
 
 Speed matters more than elegance here: columns are decoded and encoded whole
 (memoryview.cast, array, bytes.join) and the function is called through map(),
@@ -55,7 +56,10 @@ def main(argv):
         # From this script's directory, first on sys.path until the UDF's imports are set up.
         import kiln_serve
         return kiln_serve.serve()
-    sys.stderr.write("usage: kiln_runner.py init|serve\n")
+    if mode == "pooled":
+        import kiln_serve
+        return kiln_serve.serve(pooled=True)
+    sys.stderr.write("usage: kiln_runner.py init|serve|pooled\n")
     return 64
 
 

@@ -2,7 +2,8 @@
 
 `python3 kiln_runner.py serve` lands here. Loads $KILN_UDF_DIR/udf.py as module "udf" (with its
 udf.meta, import directory and memory limit), says READY (or LOAD_ERROR), then answers each BATCH
-with a RESULT or a BATCH_ERROR until stdin closes (PROTOCOL.md). Plain functions are called
+with a RESULT or a BATCH_ERROR until stdin closes (PROTOCOL.md). `pooled` first says WAITING and
+takes the UDF's files and environment from a LOAD frame (a warm sandbox that no UDF had before). Plain functions are called
 straight through map(); kiln_calls.py, for decorator options and error messages, is imported on
 first use.
 """
@@ -15,7 +16,7 @@ import sys
 
 from kiln_columns import decode_column, encode_column, result_type
 from kiln_wire import (
-    BATCH, BATCH_ERROR, BATCH_HEAD, FIXED, LOAD_ERROR, READY, RESULT, RESULT_HEAD,
+    BATCH, BATCH_ERROR, BATCH_HEAD, FIXED, LOAD, LOAD_ERROR, READY, RESULT, RESULT_HEAD, WAITING,
     RUNNER_PROTOCOL, WIDTHS, Bad, BatchError, Channel, exception_name, exception_text,
     last_udf_frame, runner_module, sync_output, udf_file_name,
 )
@@ -268,7 +269,40 @@ def memory_error_detail(e, path):
     return "MemoryError in %s line %d, in %s" % (udf_file_name(path), frame.lineno, frame.name)
 
 
-def serve():
+def take_load(channel):
+    """Waits for the LOAD frame of a pooled runner, writes its files and takes its environment.
+
+    Payload: header_length:u32, a UTF-8 JSON header {"env": {name: value}, "files": [[path, size,
+    mode], ...]}, then the files' bytes one after another. A file is written next to its place and
+    renamed into it, so runners loading the same UDF side by side never see half a file.
+    """
+    import json
+    frame_type, payload = channel.read_frame()
+    if frame_type is None:
+        return False
+    if frame_type != LOAD:
+        raise ValueError("a frame of type 0x%02x instead of LOAD" % frame_type)
+    view = memoryview(payload)
+    (header_length,) = struct.unpack_from("<I", view, 0)
+    header = json.loads(bytes(view[4:4 + header_length]).decode("utf-8"))
+    at = 4 + header_length
+    for path, size, mode in header["files"]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temp = "%s.%d.tmp" % (path, os.getpid())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            chunk = view[at:at + size]
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+        at += size
+    os.environ.update(header["env"])
+    return True
+
+
+def serve(pooled=False):
     # The protocol keeps private copies of fds 0 and 1. The UDF's stdin becomes /dev/null and
     # its stdout goes to stderr, so nothing the UDF reads or prints can touch the data stream.
     proto_in = os.dup(0)
@@ -288,6 +322,16 @@ def serve():
     enlarge_pipes(proto_in, proto_out)
     channel = Channel(proto_in, proto_out)
 
+    if pooled:
+        # Warm and waiting: everything above is done, nothing of any UDF is here yet.
+        channel.write_frame(WAITING, b"")
+        try:
+            if not take_load(channel):
+                return 0
+        except Exception as e:
+            channel.write_json(LOAD_ERROR, {"type": exception_name(e), "message": str(e),
+                                            "line": None, "text": None, "file": "LOAD"})
+            return 1
     udf_dir = os.environ.get("KILN_UDF_DIR", "/kiln/udf")
     try:
         check_platform()

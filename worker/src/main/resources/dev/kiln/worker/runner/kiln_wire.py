@@ -19,6 +19,8 @@ RUNNER_PROTOCOL = 2
 # PROTOCOL.md, "Frames"; the Java side's are in dev.kiln.worker.FrameIO.
 READY = 0x01
 LOAD_ERROR = 0x02
+WAITING = 0x03
+LOAD = 0x04
 BATCH = 0x10
 RESULT = 0x11
 BATCH_ERROR = 0x12

@@ -1,0 +1,143 @@
+package dev.kiln.worker;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.RuntimeSpec;
+import java.io.ByteArrayOutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.types.pojo.ArrowType;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Pooled runners as host processes: started before their UDF is known, warm (WAITING), then handed
+ * a UDF in a LOAD frame. The same runner inside a warm gVisor sandbox is covered by the control
+ * plane's warm-pool test.
+ */
+class PooledRunnersIT {
+  private static final ArrowType INT64 = new ArrowType.Int(64, true);
+
+  @TempDir Path dir;
+  private BufferAllocator allocator;
+  private final List<RunnerPool> pools = new ArrayList<>();
+
+  @BeforeEach
+  void setUp() {
+    allocator = new RootAllocator();
+  }
+
+  @AfterEach
+  void tearDown() {
+    pools.forEach(RunnerPool::close);
+    allocator.close();
+  }
+
+  /** The UDF's files where a LOAD puts them (under the test's directory), and its variables. */
+  private PooledRunners.Load load(RuntimeSpec spec, Path udfDir, Map<String, String> env) {
+    List<PooledRunners.File> files = new ArrayList<>();
+    RunnerFiles.udfFiles(spec)
+        .forEach(
+            (path, bytes) ->
+                files.add(
+                    new PooledRunners.File(
+                        udfDir.resolve(path.substring(path.lastIndexOf('/') + 1)).toString(),
+                        0644,
+                        bytes,
+                        null)));
+    Map<String, String> all = new java.util.TreeMap<>(env);
+    all.put("KILN_UDF_DIR", udfDir.toString());
+    return new PooledRunners.Load(all, files);
+  }
+
+  private List<Object> call(RunnerPool pool, List<Long> values) throws Exception {
+    try (FieldVector in = Vectors.of(allocator, "arg1", INT64, values);
+        FieldVector out = pool.call(List.of(in), values.size(), allocator)) {
+      return Vectors.values(out);
+    }
+  }
+
+  @Test
+  void aWarmRunnerTakesItsUdfFromTheLoadAndANewOneDoesTheSame() throws Exception {
+    HostRunnerLauncher exec = new HostRunnerLauncher(dir.resolve("sandbox"));
+    RunnerProcess warm = exec.launch(PooledRunners.environment());
+    PooledRunners.awaitWarm(warm, PooledRunners.WARM_TIMEOUT);
+    assertThat(Files.exists(dir.resolve("udf"))).as("nothing of the UDF before its LOAD").isFalse();
+
+    RuntimeSpec spec =
+        Udfs.spec(
+            "plus",
+            List.of("BIGINT"),
+            "BIGINT",
+            "import os\ndef plus(x):\n    return x + int(os.environ['KILN_TEST_ADD'])\n");
+    RunnerPool pool =
+        RunnerPool.start(
+            UdfSignature.of(spec),
+            PooledRunners.launcher(
+                List.of(warm), exec, load(spec, dir.resolve("udf"), Map.of("KILN_TEST_ADD", "5"))),
+            new RunnerPool.Options(
+                2, StartRunners.START_TIMEOUT, java.time.Duration.ofSeconds(60), 50));
+    pools.add(pool);
+
+    assertThat(call(pool, List.of(1L, 2L, 3L))).containsExactly(6L, 7L, 8L);
+    // One runner was the warm one; the second was started for the UDF and skipped its WAITING.
+    assertThat(exec.started()).hasSize(2);
+    assertThat(Files.readString(dir.resolve("udf/udf.py"))).contains("def plus");
+  }
+
+  @Test
+  void codeThatFailsToLoadIsReportedAsForAnyRunner() throws Exception {
+    HostRunnerLauncher exec = new HostRunnerLauncher(dir.resolve("sandbox"));
+    RunnerProcess warm = exec.launch(PooledRunners.environment());
+    PooledRunners.awaitWarm(warm, PooledRunners.WARM_TIMEOUT);
+    RuntimeSpec spec =
+        Udfs.spec("broken", List.of("BIGINT"), "BIGINT", "def broken(x):\n  return (\n");
+
+    assertThatThrownBy(
+            () ->
+                RunnerPool.start(
+                    UdfSignature.of(spec),
+                    PooledRunners.launcher(
+                        List.of(warm), exec, load(spec, dir.resolve("udf"), Map.of())),
+                    RunnerPool.Options.defaults()))
+        .isInstanceOf(KilnException.class)
+        .hasMessageContaining("the UDF code failed to load: SyntaxError")
+        .satisfies(
+            e -> assertThat(((KilnException) e).code()).isEqualTo(ErrorCode.UDF_LOAD_FAILED));
+  }
+
+  @Test
+  void theLoadFrameCarriesEveryFileAfterItsHeader() throws Exception {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    PooledRunners.send(
+        out,
+        Map.of("A", "1"),
+        List.of(
+            new PooledRunners.File("/kiln/udf/udf.py", 0644, "x = 1\n".getBytes(), null),
+            new PooledRunners.File("/kiln/imports/m.py", 0600, "y = 2\n".getBytes(), null)));
+    FrameIO.Frame frame = FrameIO.readFrame(new java.io.ByteArrayInputStream(out.toByteArray()));
+
+    assertThat(frame.type()).isEqualTo(FrameIO.LOAD);
+    int headerLength = (int) FrameIO.INT.get(frame.payload(), 0);
+    String header =
+        new String(frame.payload(), 4, headerLength, java.nio.charset.StandardCharsets.UTF_8);
+    assertThat(header)
+        .isEqualTo(
+            "{\"env\":{\"A\":\"1\"},\"files\":[[\"/kiln/udf/udf.py\",6,420],[\"/kiln/imports/m.py\",6,384]]}");
+    assertThat(
+            new String(
+                frame.payload(), 4 + headerLength, 12, java.nio.charset.StandardCharsets.UTF_8))
+        .isEqualTo("x = 1\ny = 2\n");
+  }
+}
