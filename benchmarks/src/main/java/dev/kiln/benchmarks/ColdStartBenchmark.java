@@ -46,7 +46,8 @@ public final class ColdStartBenchmark {
     int runs = args.length > 0 ? Integer.parseInt(args[0]) : 5;
     int hotCalls = args.length > 1 ? Integer.parseInt(args[1]) : 1000;
     Path data = Files.createTempDirectory("kiln-bench-");
-    KilnConfig config = localServer(data).build();
+    // The cold path (no warm sandbox) first; the warm pool's runs after, on their own server.
+    KilnConfig config = localServer(data).set("warm-pool", "0").build();
 
     List<Double> runscDo = new ArrayList<>();
     for (int i = 0; i < 10; i++) {
@@ -120,8 +121,13 @@ public final class ColdStartBenchmark {
       }
     }
 
+    List<Double> warm = poolHits(data, runs);
+
     ObjectNode report = JSON.createObjectNode();
     report.put("machine_cpus", Runtime.getRuntime().availableProcessors());
+    report.put("pool_hit_median_ms", percentile(warm, 50));
+    ArrayNode warmNode = report.putArray("pool_hits_ms");
+    warm.forEach(warmNode::add);
     ArrayNode coldNode = report.putArray("cold");
     cold.forEach(coldNode::add);
     List<Double> coldTypical =
@@ -160,6 +166,13 @@ public final class ColdStartBenchmark {
         report.get("sandbox_start_median_ms").asDouble(),
         report.get("runsc_do_true_median_ms").asDouble());
     System.out.printf(
+        "New UDF, request -> first correct result: warm pool hit median %.0f ms (%s) vs pool miss"
+            + " (the cold path above) median %.0f ms vs runsc do true %.0f ms%n",
+        report.get("pool_hit_median_ms").asDouble(),
+        warm.stream().map(v -> "%.0f".formatted(v)).toList(),
+        report.get("cold_new_spec_median_ms").asDouble(),
+        report.get("runsc_do_true_median_ms").asDouble());
+    System.out.printf(
         "Hot ApplyUdfResource x%d: p50 %.3f ms, p99 %.3f ms, max %.3f ms%n",
         hotApply.size(),
         report.get("hot_apply_p50_ms").asDouble(),
@@ -179,6 +192,54 @@ public final class ColdStartBenchmark {
     JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
     System.out.println("wrote " + out.toAbsolutePath());
     deleteTree(data);
+  }
+
+  /**
+   * New UDFs placed in a warm sandbox: a server with {@code --warm-pool 1}; before each run it
+   * waits until the pool holds its sandbox again (as a server between new UDFs does), then times
+   * ApplyUdfResource until the first correct result.
+   */
+  private static List<Double> poolHits(Path data, int runs) throws Exception {
+    List<Double> totals = new ArrayList<>();
+    try (KilnServer server = KilnServer.start(localServer(data).set("warm-pool", "1").build());
+        DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
+        BufferAllocator allocator = new RootAllocator()) {
+      List<DataType> types = List.of(DataType.parse("BIGINT NULL"));
+      JsonNode rows = DatabendClient.json("[[1]]");
+      for (int i = 0; i < runs; i++) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        while (server.meters().get("kiln.warm.pool.ready").gauge().value() < 1) {
+          if (System.nanoTime() > deadline) {
+            throw new IllegalStateException("the warm pool did not fill within 120 s");
+          }
+          java.util.concurrent.locks.LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(20));
+        }
+        String handler = "warm_" + i;
+        String spec = spec(handler, "def " + handler + "(x):\n    return x + " + (100 + i) + "\n");
+        long t0 = System.nanoTime();
+        DatabendClient.Resource r = client.apply("bench", spec);
+        ArrayNode result =
+            DatabendClient.call(
+                allocator,
+                r.endpoint(),
+                r.headers(),
+                "bench",
+                handler,
+                types,
+                rows,
+                Duration.ofSeconds(180));
+        long t1 = System.nanoTime();
+        if (result.get(0).get(0).asLong() != 101 + i) {
+          throw new IllegalStateException("wrong result " + result + " for warm run " + i);
+        }
+        totals.add(ms(t1 - t0));
+      }
+      double hits = server.meters().get("kiln.warm.pool.hits").functionCounter().count();
+      if (hits != runs) {
+        throw new IllegalStateException(runs + " warm runs but " + hits + " pool hits");
+      }
+    }
+    return totals;
   }
 
   /** A server on this machine's loopback, on free ports, with its data in {@code data}. */

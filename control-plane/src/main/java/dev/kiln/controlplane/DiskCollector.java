@@ -137,11 +137,12 @@ final class DiskCollector {
       liveUdfs.add(r.tenant.name() + "/" + r.key.hex());
       definitions.used(r.tenant, r.key, now);
       r.provisioned()
+          .flatMap(Provisioned::builtImage)
           .ifPresent(
-              p -> {
-                liveImages.add(BuildImage.imageName(p.image().key()));
-                if (p.image().image() != null) {
-                  for (ImageLayer l : p.image().image().layers()) {
+              image -> {
+                liveImages.add(BuildImage.imageName(image.key()));
+                if (image.image() != null) {
+                  for (ImageLayer l : image.image().layers()) {
                     liveLayers.add(l.digest().toString());
                   }
                 }

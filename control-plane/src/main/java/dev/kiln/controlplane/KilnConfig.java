@@ -61,6 +61,8 @@ import java.util.Map;
  * @param gcAfter images, layers and caches unused this long are collected
  * @param diskMax the data directory's budget in bytes (0: none beyond {@code gcAfter})
  * @param scaleDownAfter a sandbox added to a busy worker's UDF stops after this long without calls
+ * @param warmPool sandboxes of the server's size kept started ahead of need, runners warm, for new
+ *     UDFs without packages (0: none)
  */
 public record KilnConfig(
     int grpcPort,
@@ -96,7 +98,8 @@ public record KilnConfig(
     long maxSandboxMemoryBytes,
     Duration gcAfter,
     long diskMax,
-    Duration scaleDownAfter) {
+    Duration scaleDownAfter,
+    int warmPool) {
 
   /** The share of the host's memory sandboxes may hold when --max-sandbox-memory is not set. */
   public static final double DEFAULT_SANDBOX_MEMORY_SHARE = 0.75;
@@ -171,6 +174,7 @@ public record KilnConfig(
     b.gcAfter = gcAfter;
     b.diskMax = diskMax;
     b.scaleDownAfter = scaleDownAfter;
+    b.warmPool = warmPool;
     return b;
   }
 
@@ -200,6 +204,7 @@ public record KilnConfig(
     Duration gcAfter = Duration.ofHours(24);
     long diskMax;
     Duration scaleDownAfter = Duration.ofSeconds(60);
+    int warmPool = 2;
     List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
     boolean indexUrlsFromDefault = true;
     String indexUsername;
@@ -415,6 +420,7 @@ public record KilnConfig(
         case "gc-after" -> gcAfter = ConfigValues.duration(key, value);
         case "disk-max" -> diskMax = ConfigValues.size(key, value);
         case "scale-down-after" -> scaleDownAfter = ConfigValues.duration(key, value);
+        case "warm-pool" -> warmPool = (int) ConfigValues.number(key, value);
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
@@ -425,7 +431,7 @@ public record KilnConfig(
                     + " index-url, index-username, index-password, cache-memory, cache-local-max,"
                     + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
                     + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory, gc-after,"
-                    + " disk-max, scale-down-after)");
+                    + " disk-max, scale-down-after, warm-pool)");
       }
       return this;
     }
@@ -473,6 +479,9 @@ public record KilnConfig(
               : ConfigValues.defaultSandboxMemory(DEFAULT_SANDBOX_MEMORY_SHARE);
       if (maxSandboxes < 0) {
         errors.add("max-sandboxes must be 0 (no limit by count) or more");
+      }
+      if (warmPool < 0) {
+        errors.add("warm-pool must be 0 (no warm sandboxes) or more");
       }
       if (budget < sandboxMemoryBytes) {
         errors.add(
@@ -525,7 +534,8 @@ public record KilnConfig(
           budget,
           gcAfter,
           diskMax,
-          scaleDownAfter);
+          scaleDownAfter,
+          warmPool);
     }
 
     private static void checkPort(List<String> errors, String name, int port) {

@@ -10,6 +10,7 @@ import dev.kiln.image.BuildImage;
 import dev.kiln.image.Runtimes;
 import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Sandbox;
+import dev.kiln.provisioner.SandboxPool;
 import dev.kiln.provisioner.SandboxSpec;
 import dev.kiln.resolver.Lock;
 import dev.kiln.resolver.LockedPackage;
@@ -19,6 +20,7 @@ import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerPool;
 import dev.kiln.worker.StartRunners;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -38,7 +40,12 @@ final class ModuleSteps implements PipelineSteps {
   private final BuildImage images;
   private final PlaceSandbox sandboxes;
   private final StartRunners runners;
+  private final SandboxPool pool;
+  private final Runtimes.Runtime poolRuntime;
 
+  /**
+   * @param pool warm sandboxes of {@code poolRuntime}'s runner image, or null for none
+   */
   ModuleSteps(
       Runtimes runtimes,
       BaseFacts bases,
@@ -46,7 +53,9 @@ final class ModuleSteps implements PipelineSteps {
       FetchInputs inputs,
       BuildImage images,
       PlaceSandbox sandboxes,
-      StartRunners runners) {
+      StartRunners runners,
+      SandboxPool pool,
+      Runtimes.Runtime poolRuntime) {
     this.runtimes = runtimes;
     this.bases = bases;
     this.packages = packages;
@@ -54,6 +63,8 @@ final class ModuleSteps implements PipelineSteps {
     this.images = images;
     this.sandboxes = sandboxes;
     this.runners = runners;
+    this.pool = pool;
+    this.poolRuntime = poolRuntime;
   }
 
   /**
@@ -133,6 +144,29 @@ final class ModuleSteps implements PipelineSteps {
     return runners.start(
         r.signature(),
         SandboxRunners.launcher(sandbox, r.env),
+        r.sizing.runners(),
+        r.sizing.memoryBytes());
+  }
+
+  @Override
+  public Optional<SandboxPool.Warm> takeWarm(UdfResource r) {
+    if (pool == null || !r.runtime.equals(poolRuntime)) {
+      return Optional.empty();
+    }
+    return pool.take(r.sizing.limits());
+  }
+
+  @Override
+  public RunnerPool startWarmRunners(UdfResource r, SandboxPool.Warm warm, Inputs in)
+      throws KilnException, InterruptedException {
+    return runners.start(
+        r.signature(),
+        SandboxRunners.warmLauncher(
+            warm,
+            r.env,
+            RunnerFiles.udfFiles(r.definition.spec()),
+            BuildImage.importFiles(in.imports()),
+            BuildImage.udfEnvironment()),
         r.sizing.runners(),
         r.sizing.memoryBytes());
   }

@@ -7,6 +7,7 @@ import dev.kiln.definition.UdfDefinition;
 import dev.kiln.image.BuildImage;
 import dev.kiln.image.Runtimes;
 import dev.kiln.provisioner.Sandbox;
+import dev.kiln.provisioner.SandboxPool;
 import dev.kiln.resolver.Lock;
 import dev.kiln.resolver.ResolvePackages;
 import dev.kiln.worker.RunnerPool;
@@ -14,6 +15,8 @@ import dev.kiln.worker.StartRunners;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.time.Duration;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
@@ -96,15 +99,17 @@ final class Pipeline {
       coldTimer.record((long) (t.totalMillis() * 1e6), TimeUnit.NANOSECONDS);
       log.info(
           "udf {} tenant={} handler={} ready in {} ms (packages {} ms, imports and wheels {} ms,"
-              + " image {} ms, sandbox {} ms, runners {} ms)",
+              + " {}, runners {} ms)",
           r.key.shortForm(),
           r.tenant,
           r.definition.handler(),
           (long) t.totalMillis(),
           (long) t.packagesMillis(),
           (long) t.inputsMillis(),
-          (long) t.imageMillis(),
-          (long) t.sandboxMillis(),
+          p.warm()
+              ? "a warm sandbox, its image built after"
+              : "image %d ms, sandbox %d ms"
+                  .formatted((long) t.imageMillis(), (long) t.sandboxMillis()),
           (long) t.runnersMillis());
     } catch (KilnException e) {
       log.warn("udf {} tenant={} failed: {}", r.key.shortForm(), r.tenant, e.getMessage());
@@ -132,6 +137,12 @@ final class Pipeline {
     long t1 = System.nanoTime();
     PipelineSteps.Inputs inputs = steps.fetchInputs(r, lock);
     long t2 = System.nanoTime();
+    if (lock.packages().isEmpty()) {
+      Optional<SandboxPool.Warm> warm = steps.takeWarm(r);
+      if (warm.isPresent()) {
+        return provisionWarm(r, lock, inputs, warm.get(), t0, t1, t2);
+      }
+    }
     BuildImage.UdfImage image = steps.buildImage(r, lock, inputs);
     long t3 = System.nanoTime();
     buildTimer.record(t3 - t2, TimeUnit.NANOSECONDS);
@@ -149,7 +160,57 @@ final class Pipeline {
       ProvisioningTimings timings =
           new ProvisioningTimings(
               ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(t4 - t3), ms(t5 - t4), ms(r.age()));
-      return new Provisioned(image, sandbox, pool, timings);
+      return new Provisioned(
+          CompletableFuture.completedFuture(image), sandbox, pool, timings, false);
+    } catch (KilnException | InterruptedException | RuntimeException e) {
+      sandbox.close();
+      throw e;
+    }
+  }
+
+  /**
+   * A UDF without packages in a warm sandbox: its runners get the code, imports and variables its
+   * image would hold, and the image is built in the background (another sandbox of the UDF, after a
+   * scale-out or a restart, starts from it).
+   */
+  private Provisioned provisionWarm(
+      UdfResource r,
+      Lock lock,
+      PipelineSteps.Inputs inputs,
+      SandboxPool.Warm warm,
+      long t0,
+      long t1,
+      long t2)
+      throws KilnException, InterruptedException {
+    Sandbox sandbox = warm.sandbox();
+    try {
+      if (r.isClosed()) {
+        throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource was stopped");
+      }
+      RunnerPool pool = steps.startWarmRunners(r, warm, inputs);
+      long t3 = System.nanoTime();
+      runnersTimer.record(t3 - t2, TimeUnit.NANOSECONDS);
+      CompletableFuture<BuildImage.UdfImage> image = new CompletableFuture<>();
+      executor.execute(
+          () -> {
+            try {
+              image.complete(steps.buildImage(r, lock, inputs));
+            } catch (KilnException | RuntimeException e) {
+              log.warn(
+                  "udf {} tenant={}: building its image after a warm start failed (another"
+                      + " sandbox of it cannot start until a build succeeds): {}",
+                  r.key.shortForm(),
+                  r.tenant,
+                  e.getMessage());
+              image.completeExceptionally(e);
+            } catch (InterruptedException e) {
+              image.completeExceptionally(e);
+            }
+          });
+      watch(r, sandbox);
+      ProvisioningTimings timings =
+          new ProvisioningTimings(ms(t1 - t0), ms(t2 - t1), 0, 0, ms(t3 - t2), ms(r.age()));
+      return new Provisioned(image, sandbox, pool, timings, true);
     } catch (KilnException | InterruptedException | RuntimeException e) {
       sandbox.close();
       throw e;
@@ -168,7 +229,8 @@ final class Pipeline {
                     new KilnException(
                         ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource is not ready yet"));
     long t0 = System.nanoTime();
-    Sandbox sandbox = steps.placeSandbox(r, first.image());
+    BuildImage.UdfImage image = first.awaitImage();
+    Sandbox sandbox = steps.placeSandbox(r, image);
     try {
       long t1 = System.nanoTime();
       RunnerPool pool = steps.startRunners(r, sandbox);
@@ -178,7 +240,8 @@ final class Pipeline {
               first.image(),
               sandbox,
               pool,
-              new ProvisioningTimings(0, 0, 0, ms(t1 - t0), ms(t2 - t1), ms(t2 - t0)));
+              new ProvisioningTimings(0, 0, 0, ms(t1 - t0), ms(t2 - t1), ms(t2 - t0)),
+              false);
       sandbox.stopped().thenRun(() -> r.removeSandbox(p));
       return p;
     } catch (KilnException | InterruptedException | RuntimeException e) {

@@ -5,9 +5,11 @@ import dev.kiln.cache.FetchInputs;
 import dev.kiln.image.BuildImage;
 import dev.kiln.image.Runtimes;
 import dev.kiln.provisioner.Sandbox;
+import dev.kiln.provisioner.SandboxPool;
 import dev.kiln.resolver.Lock;
 import dev.kiln.worker.RunnerPool;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * The provisioning pipeline's steps as {@link Pipeline} calls them, one per module, each taking the
@@ -36,6 +38,20 @@ interface PipelineSteps {
   /** The UDF's runners in the sandbox, loaded (worker). */
   RunnerPool startRunners(UdfResource r, Sandbox sandbox)
       throws KilnException, InterruptedException;
+
+  /**
+   * A warm sandbox for the UDF, when the pool has one that fits it (provisioner); empty otherwise,
+   * and always without a pool.
+   */
+  default Optional<SandboxPool.Warm> takeWarm(UdfResource r) {
+    return Optional.empty();
+  }
+
+  /** The UDF's runners in a warm sandbox, handed its code, imports and variables (worker). */
+  default RunnerPool startWarmRunners(UdfResource r, SandboxPool.Warm warm, Inputs inputs)
+      throws KilnException, InterruptedException {
+    throw new UnsupportedOperationException("these steps have no warm pool");
+  }
 
   /** What the fetch step hands the image step. */
   record Inputs(List<FetchInputs.Fetched> imports, List<FetchInputs.Fetched> wheels) {

@@ -1,15 +1,19 @@
 package dev.kiln.controlplane;
 
+import dev.kiln.image.BuildImage;
 import dev.kiln.image.BuiltImage;
 import dev.kiln.image.ImageHost;
 import dev.kiln.image.ImageLayer;
+import dev.kiln.image.LayerFile;
 import dev.kiln.image.RunnerLayer;
 import dev.kiln.provisioner.Limits;
 import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxImage;
+import dev.kiln.provisioner.SandboxPool;
 import dev.kiln.provisioner.SandboxProcess;
 import dev.kiln.provisioner.SandboxSpec;
+import dev.kiln.worker.PooledRunners;
 import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerLauncher;
 import dev.kiln.worker.RunnerProcess;
@@ -59,6 +63,60 @@ public final class SandboxRunners {
       all.addAll(env);
       return runner(sandbox.exec(RunnerFiles.serveCommand(), all));
     };
+  }
+
+  /**
+   * How the warm pool makes a sandbox: the runner image (base and runner layer, nothing of any UDF)
+   * with the server's limits, and {@code runners} pooled runners started in it.
+   */
+  public static SandboxPool.Recipe warmRecipe(BuiltImage runnerImage, Limits limits, int runners) {
+    return new SandboxPool.Recipe(
+        new SandboxSpec(
+            "warm",
+            sandboxImage(runnerImage),
+            limits,
+            List.of(),
+            // Where the UDF's image has its code and imports, for the runners to write them there.
+            List.of(RunnerFiles.UDF_DIR, BuildImage.IMPORT_DIR)),
+        PooledRunners.command(),
+        PooledRunners.environment(),
+        runners);
+  }
+
+  /** Waits until a pooled runner started in a warm sandbox is warm. */
+  public static void awaitWarm(SandboxProcess process) throws IOException, InterruptedException {
+    PooledRunners.awaitWarm(runner(process), PooledRunners.WARM_TIMEOUT);
+  }
+
+  /**
+   * Launches a UDF's runners in a warm sandbox: its warm runners first, new pooled ones after; each
+   * is handed the files and variables the UDF's image would have ({@code codeFiles}, {@code
+   * imports}, {@code imageEnv}), and the UDF's own variables (the image's and the runner's win).
+   */
+  public static RunnerLauncher warmLauncher(
+      SandboxPool.Warm warm,
+      Map<String, String> udfEnv,
+      Map<String, byte[]> codeFiles,
+      List<LayerFile> imports,
+      Map<String, String> imageEnv) {
+    List<PooledRunners.File> files = new ArrayList<>();
+    codeFiles.forEach((path, bytes) -> files.add(new PooledRunners.File(path, 0644, bytes, null)));
+    for (LayerFile f : imports) {
+      files.add(new PooledRunners.File(f.pathInImage(), f.mode(), f.content(), f.source()));
+    }
+    Map<String, String> env = new TreeMap<>(udfEnv);
+    env.putAll(imageEnv);
+    Sandbox sandbox = warm.sandbox();
+    RunnerLauncher exec =
+        extra -> {
+          List<String> all = new ArrayList<>(PooledRunners.environment());
+          all.addAll(extra);
+          return runner(sandbox.exec(PooledRunners.command(), all));
+        };
+    return PooledRunners.launcher(
+        warm.processes().stream().map(SandboxRunners::runner).toList(),
+        exec,
+        new PooledRunners.Load(env, files));
   }
 
   /** A process in a sandbox, as the worker sees a runner. */

@@ -171,6 +171,15 @@ final class ServeCommand implements Callable<Integer> {
   String scaleDownAfter;
 
   @Option(
+      names = "--warm-pool",
+      paramLabel = "N",
+      description =
+          "Sandboxes of the server's size kept started ahead of need, runners warm, for new UDFs"
+              + " without packages (default 2; 0 = none). Refilled in the background, inside the"
+              + " node budget, and stopped first when a UDF needs their room.")
+  String warmPool;
+
+  @Option(
       names = "--udf-env",
       paramLabel = "FILE",
       description =
@@ -254,6 +263,7 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("gc-after", gcAfter);
     flags.put("disk-max", diskMax);
     flags.put("scale-down-after", scaleDownAfter);
+    flags.put("warm-pool", warmPool);
     KilnConfig config;
     try {
       flags.forEach(

@@ -61,8 +61,10 @@ class DiskCollectionIT {
               .filter(r -> r.definition.handler().equals("plus2"))
               .findFirst()
               .orElseThrow();
-      String stoppedImage = BuildImage.imageName(stopped.provisioned().orElseThrow().image().key());
-      String runningImage = BuildImage.imageName(running.provisioned().orElseThrow().image().key());
+      String stoppedImage =
+          BuildImage.imageName(stopped.provisioned().orElseThrow().image().join().key());
+      String runningImage =
+          BuildImage.imageName(running.provisioned().orElseThrow().image().join().key());
       kiln.server().registryForTests().evict(stopped); // as an idle stop would
       ageEverything(kiln.dataDir());
       String admin = "http://127.0.0.1:" + kiln.server().adminPort();
@@ -88,7 +90,9 @@ class DiskCollectionIT {
       assertThat(call(two, "plus2")).as("the running UDF is untouched").isEqualTo(3L);
       assertThat(
               kiln.server().registryForTests().all().stream()
-                  .map(r -> BuildImage.imageName(r.provisioned().orElseThrow().image().key())))
+                  .map(
+                      r ->
+                          BuildImage.imageName(r.provisioned().orElseThrow().image().join().key())))
           .contains(runningImage);
       assertThat(call(one, "plus1")).as("built again on its next call").isEqualTo(2L);
     }

@@ -71,7 +71,9 @@ final class KilnTestSupport {
         .adminPort(0)
         .bindHost("127.0.0.1")
         .dataDir(dataDir)
-        .baseImage(baseImage());
+        .baseImage(baseImage())
+        // The cold path; WarmPoolIT covers the pool.
+        .set("warm-pool", "0");
   }
 
   /** The spec of {@code plusN(x) = x + N}, one BIGINT NULL argument: a distinct UDF per N. */

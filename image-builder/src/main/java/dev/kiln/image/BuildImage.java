@@ -153,7 +153,7 @@ public final class BuildImage {
     }
     layers.add(LayerSpec.ofFiles("udf-code", r.codeFiles()));
     Map<String, String> env = new TreeMap<>(runner.env());
-    env.put("KILN_IMPORT_DIR", IMPORT_DIR);
+    env.putAll(udfEnvironment());
     ImageRequest request =
         new ImageRequest(
             name,
@@ -173,15 +173,27 @@ public final class BuildImage {
     }
   }
 
-  /** One directory, flattened by basename; the last import with a name wins. */
   private static LayerSpec importsLayer(List<FetchInputs.Fetched> imports) {
+    return new LayerSpec("imports", importFiles(imports));
+  }
+
+  /**
+   * The files a UDF's imports become in its image: one directory, {@value #IMPORT_DIR}, flattened
+   * by basename; the last import with a name wins. A warm sandbox gets the same files.
+   */
+  public static List<LayerFile> importFiles(List<FetchInputs.Fetched> imports) {
     Map<String, LayerFile> byName = new LinkedHashMap<>();
     for (FetchInputs.Fetched imp : imports) {
       String name = basename(imp.name());
       byName.remove(name);
       byName.put(name, LayerFile.ofFile(IMPORT_DIR + "/" + name, imp.file(), 0644));
     }
-    return new LayerSpec("imports", new ArrayList<>(byName.values()));
+    return new ArrayList<>(byName.values());
+  }
+
+  /** The variables a UDF's image sets beyond the runner's; a warm sandbox gets the same. */
+  public static Map<String, String> udfEnvironment() {
+    return Map.of("KILN_IMPORT_DIR", IMPORT_DIR);
   }
 
   /** The file name an import gets in {@value #IMPORT_DIR}: the last part of its location. */

@@ -71,6 +71,15 @@ final class OciSpec {
 
   /** The bundle configuration of sandbox {@code id} whose root file system is {@code rootfs}. */
   static ObjectNode config(String id, ProcessSpec init, Path rootfs, Limits limits) {
+    return config(id, init, rootfs, limits, List.of());
+  }
+
+  /**
+   * The bundle configuration, with {@code writableDirs} (see {@link SandboxSpec#writableDirs}) as
+   * tmpfs mounts the sandbox user may write, each as large as the sandbox's scratch space.
+   */
+  static ObjectNode config(
+      String id, ProcessSpec init, Path rootfs, Limits limits, List<String> writableDirs) {
     ObjectNode n = JSON.createObjectNode();
     n.put("ociVersion", "1.0.2");
     ObjectNode process = process(init);
@@ -103,6 +112,18 @@ final class OciSpec {
           "tmpfs",
           "tmpfs",
           List.of("nosuid", "nodev", "mode=1777", scratchSize(dir, limits)));
+    }
+    for (String dir : writableDirs) {
+      mount(
+          mounts,
+          dir,
+          "tmpfs",
+          "tmpfs",
+          List.of(
+              "nosuid",
+              "nodev",
+              "mode=1777",
+              "size=" + Math.max(PAGE, limits.writableBytes() & ~(PAGE - 1))));
     }
     ObjectNode linux = n.putObject("linux");
     ArrayNode namespaces = linux.putArray("namespaces");

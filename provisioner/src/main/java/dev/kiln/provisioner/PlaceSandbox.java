@@ -8,6 +8,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -44,6 +45,24 @@ public final class PlaceSandbox {
     if (budget != null) {
       budget.reserve(spec.limits());
     }
+    return startReserved(spec);
+  }
+
+  /**
+   * Starts a sandbox when the node budget has room for it now, without stopping anything for it;
+   * empty when it has none.
+   *
+   * @throws KilnException {@link ErrorCode#SANDBOX_UNAVAILABLE} when it cannot be started
+   */
+  public Optional<Sandbox> placeIfRoom(SandboxSpec spec)
+      throws KilnException, InterruptedException {
+    if (budget != null && !budget.tryReserve(spec.limits())) {
+      return Optional.empty();
+    }
+    return Optional.of(startReserved(spec));
+  }
+
+  private Sandbox startReserved(SandboxSpec spec) throws KilnException, InterruptedException {
     Sandbox sandbox;
     try {
       sandbox = provisioner.start(spec);

@@ -163,7 +163,8 @@ public final class RunscProvisioner implements Provisioner {
       Process host;
       try {
         OciSpec.write(
-            OciSpec.config(id, initProcess, rootfs, spec.limits()), dir.resolve("config.json"));
+            OciSpec.config(id, initProcess, rootfs, spec.limits(), spec.writableDirs()),
+            dir.resolve("config.json"));
         host =
             new ProcessBuilder(runsc.command("run", "--bundle=" + dir, id))
                 .directory(dir.toFile())

@@ -131,6 +131,20 @@ public final class SandboxBudget {
     }
   }
 
+  /**
+   * Takes room for a sandbox with {@code limits} only when there is some now, stopping nothing: for
+   * sandboxes started ahead of need, which must never push out one in use.
+   */
+  public synchronized boolean tryReserve(Limits limits) {
+    long cost = cost(limits);
+    if (!fits(cost)) {
+      return false;
+    }
+    sandboxes++;
+    memoryBytes += cost;
+    return true;
+  }
+
   /** Gives back the room of a sandbox with {@code limits}. */
   public synchronized void release(Limits limits) {
     sandboxes--;

@@ -11,12 +11,31 @@ import java.util.Objects;
  * @param image what to run
  * @param limits memory and CPU limits
  * @param extraEnv {@code KEY=value} pairs added to (and overriding) the image's environment
+ * @param writableDirs directories, absent from the image, that the sandbox's user may write: each
+ *     an empty tmpfs (e.g. where a warm sandbox's runners put the UDF they are handed), bounded by
+ *     the sandbox's memory
  */
-public record SandboxSpec(String name, SandboxImage image, Limits limits, List<String> extraEnv) {
+public record SandboxSpec(
+    String name,
+    SandboxImage image,
+    Limits limits,
+    List<String> extraEnv,
+    List<String> writableDirs) {
   public SandboxSpec {
     Objects.requireNonNull(name, "name");
     Objects.requireNonNull(image, "image");
     Objects.requireNonNull(limits, "limits");
     extraEnv = List.copyOf(extraEnv);
+    writableDirs = List.copyOf(writableDirs);
+    for (String d : writableDirs) {
+      if (!d.startsWith("/") || OciSpec.SCRATCH_MOUNTS.containsKey(d)) {
+        throw new IllegalArgumentException("not a directory to add to a sandbox: " + d);
+      }
+    }
+  }
+
+  /** A sandbox with no writable directories beyond the usual scratch space. */
+  public SandboxSpec(String name, SandboxImage image, Limits limits, List<String> extraEnv) {
+    this(name, image, limits, extraEnv, List.of());
   }
 }

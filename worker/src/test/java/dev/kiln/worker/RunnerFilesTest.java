@@ -34,7 +34,7 @@ class RunnerFilesTest {
             "/kiln/runner/kiln_wire.py",
             "/kiln/runner/databend_udf.py");
     assertThat(new String(files.get("/kiln/runner/kiln_serve.py"), StandardCharsets.UTF_8))
-        .contains("def serve():");
+        .contains("def serve(pooled=False):");
     assertThat(new String(files.get("/kiln/runner/databend_udf.py"), StandardCharsets.UTF_8))
         .contains("def udf(");
   }

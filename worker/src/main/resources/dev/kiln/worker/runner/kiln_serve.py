@@ -3,9 +3,9 @@
 `python3 kiln_runner.py serve` lands here. Loads $KILN_UDF_DIR/udf.py as module "udf" (with its
 udf.meta, import directory and memory limit), says READY (or LOAD_ERROR), then answers each BATCH
 with a RESULT or a BATCH_ERROR until stdin closes (PROTOCOL.md). `pooled` first says WAITING and
-takes the UDF's files and environment from a LOAD frame (a warm sandbox that no UDF had before). Plain functions are called
-straight through map(); kiln_calls.py, for decorator options and error messages, is imported on
-first use.
+takes the UDF's files and environment from a LOAD frame (a warm sandbox no UDF had before). Plain
+functions are called straight through map(); kiln_calls.py, for decorator options and error
+messages, is imported on first use.
 """
 
 import array

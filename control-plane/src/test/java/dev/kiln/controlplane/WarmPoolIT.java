@@ -1,0 +1,133 @@
+package dev.kiln.controlplane;
+
+import static dev.kiln.controlplane.KilnTestSupport.spec;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.kiln.definition.QueryScripts;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The warm pool with real gVisor: a new UDF without packages is placed in a sandbox started ahead
+ * of need (its runners already warm), its image is built after, and the pool refills; a warm
+ * sandbox holds nothing of any UDF before it is assigned, so one UDF never sees another's files,
+ * variables or processes.
+ */
+class WarmPoolIT {
+  @TempDir Path dir;
+  @RegisterExtension final TestAllocator allocator = new TestAllocator();
+
+  private static final String ADD_ONE =
+      "def add_one(x):\n    return None if x is None else x + 1\n";
+
+  private static double meter(RunningKiln kiln, String name) {
+    var m = kiln.server().meters().find(name);
+    return m.gauge() != null ? m.gauge().value() : m.functionCounter().count();
+  }
+
+  private static void poolFilled(RunningKiln kiln, int ready) {
+    KilnTestSupport.eventually(
+        "the warm pool holds " + ready,
+        Duration.ofSeconds(60),
+        () -> meter(kiln, "kiln.warm.pool.ready") == ready);
+  }
+
+  @Test
+  void aNewUdfRunsInAWarmSandboxItsImageIsBuiltAfterAndThePoolRefills() throws Exception {
+    try (RunningKiln kiln = RunningKiln.start(dir.resolve("data"), b -> b.set("warm-pool", "1"))) {
+      poolFilled(kiln, 1);
+      DatabendClient.Resource r =
+          kiln.api().apply("acme", spec("add_one", List.of("BIGINT NULL"), "BIGINT NULL", ADD_ONE));
+
+      assertThat(
+              KilnTestSupport.call(
+                  allocator, r, "acme", "add_one", List.of("BIGINT NULL"), "[[1],[null],[41]]"))
+          .isEqualTo(List.of(List.of(2L), Arrays.asList((Object) null), List.of(42L)));
+      assertThat(meter(kiln, "kiln.warm.pool.hits")).isEqualTo(1);
+      Provisioned p =
+          kiln.server().registryForTests().all().iterator().next().provisioned().orElseThrow();
+      assertThat(p.warm()).isTrue();
+      assertThat(p.sandbox().id()).contains("warm");
+      KilnTestSupport.eventually(
+          "the UDF's image is built", Duration.ofSeconds(60), () -> p.builtImage().isPresent());
+      poolFilled(kiln, 1);
+    }
+  }
+
+  @Test
+  void aWarmSandboxShowsAUdfNothingOfAnother() throws Exception {
+    Path envFile =
+        Files.writeString(
+            dir.resolve("udf_env.toml"),
+            "[udf_env]\n\"acme.secret\" = { ACME_SECRET = \"alpha-7731\" }\n");
+    String secret =
+        QueryScripts.udf(
+                "import os\n"
+                    + "MARK = 'alpha-7731'\n"
+                    + "def secret() -> str:\n"
+                    + "    return os.getenv('ACME_SECRET', '')\n",
+                "secret")
+            .result("STRING NULL")
+            .render();
+    // Everything the second UDF can see: files under /kiln and /tmp with their contents, its
+    // variables, and the command lines of every process in its sandbox.
+    String look =
+        spec(
+            "look",
+            List.of(),
+            "VARCHAR NULL",
+            "import os\n"
+                + "def look():\n"
+                + "    seen = []\n"
+                + "    for top in ('/kiln', '/tmp'):\n"
+                + "        for d, _, names in os.walk(top):\n"
+                + "            for n in names:\n"
+                + "                p = os.path.join(d, n)\n"
+                + "                with open(p, 'rb') as f:\n"
+                + "                    seen.append(p + ':' + f.read().decode('latin-1'))\n"
+                + "    seen.append('ENV:' + repr(sorted(os.environ.items())))\n"
+                + "    for pid in os.listdir('/proc'):\n"
+                + "        if pid.isdigit():\n"
+                + "            try:\n"
+                + "                with open('/proc/%s/cmdline' % pid, 'rb') as f:\n"
+                + "                    seen.append('PROC:' + f.read().decode('latin-1'))\n"
+                + "            except OSError:\n"
+                + "                pass\n"
+                + "    return '\\n'.join(seen)\n");
+    try (RunningKiln kiln =
+        RunningKiln.start(
+            dir.resolve("data"), b -> b.set("warm-pool", "2").set("udf-env", envFile.toString()))) {
+      poolFilled(kiln, 2);
+      DatabendClient.Resource first =
+          kiln.api().createWorker("acme", "secret", secret, Duration.ofSeconds(5));
+      assertThat(
+              KilnTestSupport.call(allocator, first, "acme", "secret", List.of(), "[[]]")
+                  .get(0)
+                  .get(0))
+          .as("the first UDF has its variable")
+          .isEqualTo("alpha-7731");
+      DatabendClient.Resource second = kiln.api().apply("other", look);
+      String seen =
+          (String)
+              KilnTestSupport.call(allocator, second, "other", "look", List.of(), "[[]]")
+                  .get(0)
+                  .get(0);
+
+      assertThat(meter(kiln, "kiln.warm.pool.hits"))
+          .as("both placed in warm sandboxes")
+          .isEqualTo(2);
+      assertThat(seen).contains("/kiln/udf/udf.py:import os\ndef look():");
+      assertThat(seen).doesNotContain("alpha-7731").doesNotContain("ACME_SECRET");
+      assertThat(seen).doesNotContain("def secret");
+      assertThat(seen.lines().filter(l -> l.startsWith("PROC:")))
+          .as("only the sandbox's init and its own runners")
+          .allMatch(l -> l.contains("kiln_runner.py"));
+    }
+  }
+}
