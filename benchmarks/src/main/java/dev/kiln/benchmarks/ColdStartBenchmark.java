@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 
@@ -121,11 +122,14 @@ public final class ColdStartBenchmark {
       }
     }
 
-    List<Double> warm = poolHits(data, runs);
+    List<Double> resumes = new ArrayList<>();
+    List<List<Double>> refillEffect = new ArrayList<>();
+    List<Double> warm = poolHits(data, runs, resumes, refillEffect);
 
     ObjectNode report = JSON.createObjectNode();
     report.put("machine_cpus", Runtime.getRuntime().availableProcessors());
     report.put("pool_hit_median_ms", percentile(warm, 50));
+    report.put("resume_median_ms", percentile(resumes, 50));
     ArrayNode warmNode = report.putArray("pool_hits_ms");
     warm.forEach(warmNode::add);
     ArrayNode coldNode = report.putArray("cold");
@@ -173,6 +177,22 @@ public final class ColdStartBenchmark {
         report.get("cold_new_spec_median_ms").asDouble(),
         report.get("runsc_do_true_median_ms").asDouble());
     System.out.printf(
+        "Hot DoExchange (1 row, new connection) x200 on a warm-started UDF: pool full p50 %.2f ms,"
+            + " p99 %.2f ms; while the pool refills all the time (%.0f sandboxes taken) p50 %.2f ms,"
+            + " p99 %.2f ms%n",
+        refillEffect.get(0).get(0),
+        refillEffect.get(0).get(1),
+        refillEffect.get(2).get(0),
+        refillEffect.get(1).get(0),
+        refillEffect.get(1).get(1));
+    report.put("hot_pool_full_p50_ms", refillEffect.get(0).get(0));
+    report.put("hot_pool_refilling_p50_ms", refillEffect.get(1).get(0));
+    System.out.printf(
+        "Resume after idle suspend (DoExchange with the token held, a warm sandbox): median %.0f"
+            + " ms (%s)%n",
+        report.get("resume_median_ms").asDouble(),
+        resumes.stream().map(v -> "%.0f".formatted(v)).toList());
+    System.out.printf(
         "Hot ApplyUdfResource x%d: p50 %.3f ms, p99 %.3f ms, max %.3f ms%n",
         hotApply.size(),
         report.get("hot_apply_p50_ms").asDouble(),
@@ -199,21 +219,18 @@ public final class ColdStartBenchmark {
    * waits until the pool holds its sandbox again (as a server between new UDFs does), then times
    * ApplyUdfResource until the first correct result.
    */
-  private static List<Double> poolHits(Path data, int runs) throws Exception {
+  private static List<Double> poolHits(
+      Path data, int runs, List<Double> resumes, List<List<Double>> refillEffect) throws Exception {
     List<Double> totals = new ArrayList<>();
-    try (KilnServer server = KilnServer.start(localServer(data).set("warm-pool", "1").build());
+    try (KilnServer server =
+            KilnServer.start(
+                localServer(data).set("warm-pool", "1").set("auto-suspend", "2s").build());
         DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
         BufferAllocator allocator = new RootAllocator()) {
       List<DataType> types = List.of(DataType.parse("BIGINT NULL"));
       JsonNode rows = DatabendClient.json("[[1]]");
       for (int i = 0; i < runs; i++) {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-        while (server.meters().get("kiln.warm.pool.ready").gauge().value() < 1) {
-          if (System.nanoTime() > deadline) {
-            throw new IllegalStateException("the warm pool did not fill within 120 s");
-          }
-          java.util.concurrent.locks.LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(20));
-        }
+        await(server, "the warm pool fills", () -> gauge(server, "kiln.warm.pool.ready") >= 1);
         String handler = "warm_" + i;
         String spec = spec(handler, "def " + handler + "(x):\n    return x + " + (100 + i) + "\n");
         long t0 = System.nanoTime();
@@ -238,8 +255,118 @@ public final class ColdStartBenchmark {
       if (hits != runs) {
         throw new IllegalStateException(runs + " warm runs but " + hits + " pool hits");
       }
+      // Hot calls on a ready UDF while the pool is full, then while it refills all the time (a
+      // thread takes each warm sandbox as soon as it is ready): refills must not slow them down.
+      String hot = "warm_0";
+      DatabendClient.Resource h =
+          client.apply("bench", spec(hot, "def " + hot + "(x):\n    return x + 100\n"));
+      hotCalls(allocator, h, hot, types, rows, 1); // started again if it was suspended
+      await(server, "the warm pool fills", () -> gauge(server, "kiln.warm.pool.ready") >= 1);
+      refillEffect.add(hotCalls(allocator, h, hot, types, rows, 200));
+      java.util.concurrent.atomic.AtomicBoolean draining =
+          new java.util.concurrent.atomic.AtomicBoolean(true);
+      java.util.concurrent.atomic.AtomicInteger taken =
+          new java.util.concurrent.atomic.AtomicInteger();
+      Thread drainer =
+          Thread.ofPlatform()
+              .start(
+                  () -> {
+                    try (DatabendClient c = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
+                      while (draining.get()) {
+                        if (gauge(server, "kiln.warm.pool.ready") >= 1) {
+                          int n = taken.incrementAndGet();
+                          c.apply(
+                              "bench",
+                              spec("drain_" + n, "def drain_" + n + "(x):\n    return x\n"));
+                        }
+                        java.util.concurrent.locks.LockSupport.parkNanos(
+                            TimeUnit.MILLISECONDS.toNanos(5));
+                      }
+                    } catch (Exception e) {
+                      throw new IllegalStateException(e);
+                    }
+                  });
+      try {
+        refillEffect.add(hotCalls(allocator, h, hot, types, rows, 200));
+      } finally {
+        draining.set(false);
+        drainer.join();
+      }
+      refillEffect.add(List.of((double) taken.get()));
+
+      // Resume: the last UDF stopped after 2 s without calls (--auto-suspend), then called again
+      // with the token Databend holds, once the pool is full again.
+      String handler = "warm_" + (runs - 1);
+      DatabendClient.Resource r =
+          client.apply(
+              "bench",
+              spec(handler, "def " + handler + "(x):\n    return x + " + (99 + runs) + "\n"));
+      for (int i = 0; i < runs; i++) {
+        await(
+            server,
+            "the UDF is suspended and the pool full",
+            () ->
+                gauge(server, "kiln.sandboxes.running") == gauge(server, "kiln.warm.pool.ready")
+                    && gauge(server, "kiln.warm.pool.ready") >= 1);
+        long t0 = System.nanoTime();
+        ArrayNode result =
+            DatabendClient.call(
+                allocator,
+                r.endpoint(),
+                r.headers(),
+                "bench",
+                handler,
+                types,
+                rows,
+                Duration.ofSeconds(180));
+        long t1 = System.nanoTime();
+        if (result.get(0).get(0).asLong() != 100 + runs) {
+          throw new IllegalStateException("wrong result " + result + " after a resume");
+        }
+        resumes.add(ms(t1 - t0));
+      }
     }
     return totals;
+  }
+
+  /** {@code n} sequential one-row calls, each on a new connection; p50 and p99 in ms. */
+  private static List<Double> hotCalls(
+      BufferAllocator allocator,
+      DatabendClient.Resource r,
+      String handler,
+      List<DataType> types,
+      JsonNode rows,
+      int n)
+      throws Exception {
+    List<Double> times = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      long t0 = System.nanoTime();
+      DatabendClient.call(
+          allocator,
+          r.endpoint(),
+          r.headers(),
+          "bench",
+          handler,
+          types,
+          rows,
+          Duration.ofSeconds(30));
+      times.add(ms(System.nanoTime() - t0));
+    }
+    return List.of(percentile(times, 50), percentile(times, 99));
+  }
+
+  private static double gauge(KilnServer server, String name) {
+    return server.meters().get(name).gauge().value();
+  }
+
+  private static void await(KilnServer server, String what, BooleanSupplier condition) {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+    while (!condition.getAsBoolean()) {
+      if (System.nanoTime() > deadline) {
+        throw new IllegalStateException(what + ": not within 120 s");
+      }
+      java.util.concurrent.locks.LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(20));
+    }
   }
 
   /** A server on this machine's loopback, on free ports, with its data in {@code data}. */

@@ -219,6 +219,7 @@ public final class KilnServer implements AutoCloseable {
             });
     steps.warmUp(pipelines);
     if (pool != null) {
+      pool.yieldTo(pipeline::provisioning);
       pool.start();
     }
     registryRef[0] = registry;

@@ -19,6 +19,7 @@ import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -40,6 +41,7 @@ final class Pipeline {
   private final Timer sandboxTimer;
   private final Timer runnersTimer;
   private final Timer coldTimer;
+  private final AtomicInteger inFlight = new AtomicInteger();
 
   /**
    * @param steps the steps
@@ -91,7 +93,13 @@ final class Pipeline {
     executor.execute(() -> run(r));
   }
 
+  /** Whether a UDF is being provisioned now (the warm pool waits for it). */
+  boolean provisioning() {
+    return inFlight.get() > 0;
+  }
+
   private void run(UdfResource r) {
+    inFlight.incrementAndGet();
     try {
       Provisioned p = provision(r);
       r.complete(p);
@@ -127,6 +135,8 @@ final class Pipeline {
                   + r.key.shortForm()
                   + "); run the query again",
               e));
+    } finally {
+      inFlight.decrementAndGet();
     }
   }
 

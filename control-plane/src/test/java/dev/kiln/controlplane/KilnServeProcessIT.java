@@ -50,7 +50,12 @@ class KilnServeProcessIT {
   /** A running {@code kiln serve} child process and the ports it reported. */
   record Serve(Process process, int grpcPort, LinkedBlockingQueue<String> log) {}
 
+  /** A server with the default warm pool: its warm sandboxes must go with it as well. */
   private Serve startServe() throws Exception {
+    return startServe("2");
+  }
+
+  private Serve startServe(String warmPool) throws Exception {
     List<String> cmd = new ArrayList<>();
     cmd.add(ProcessHandle.current().info().command().orElse("java"));
     cmd.add("--add-opens=java.base/java.nio=ALL-UNNAMED");
@@ -71,7 +76,9 @@ class KilnServeProcessIT {
             "--data-dir",
             dataDir.toString(),
             "--base-image",
-            KilnTestSupport.baseImage()));
+            KilnTestSupport.baseImage(),
+            "--warm-pool",
+            warmPool));
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     started.add(p);
     LinkedBlockingQueue<String> log = new LinkedBlockingQueue<>();
@@ -138,7 +145,8 @@ class KilnServeProcessIT {
     first.process().destroyForcibly(); // SIGKILL: no shutdown hook runs
     assertThat(first.process().waitFor(30, TimeUnit.SECONDS)).isTrue();
 
-    Serve second = startServe();
+    // No warm pool here: every sandbox found running after the start would be the dead one's.
+    Serve second = startServe("0");
     try {
       KilnTestSupport.assertNothingLeftBehind(dataDir);
       provisionOneUdf(second.grpcPort());

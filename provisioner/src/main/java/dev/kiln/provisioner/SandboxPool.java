@@ -12,6 +12,7 @@ import java.util.Optional;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -27,6 +28,9 @@ public final class SandboxPool implements AutoCloseable {
 
   /** How long a refill waits after a failure or a full budget before it tries again. */
   static final Duration RETRY = Duration.ofSeconds(5);
+
+  /** How often a refill that yields looks again. */
+  static final Duration YIELD = Duration.ofMillis(50);
 
   /** A sandbox started ahead of need, and the processes started in it. */
   public record Warm(Sandbox sandbox, List<SandboxProcess> processes) {
@@ -69,6 +73,7 @@ public final class SandboxPool implements AutoCloseable {
   private final int size;
   private final Deque<Warm> ready = new ArrayDeque<>();
   private final Thread refiller;
+  private volatile BooleanSupplier busy = () -> false;
   private Recipe recipe;
   private boolean closed;
   private long hits;
@@ -93,6 +98,15 @@ public final class SandboxPool implements AutoCloseable {
     this.warmer = Objects.requireNonNull(warmer, "warmer");
     this.size = size;
     this.refiller = Thread.ofPlatform().daemon().name("kiln-warm-pool").unstarted(this::refill);
+  }
+
+  /**
+   * Refills wait while {@code busy} holds (e.g. a UDF's own sandbox is being started): on a small
+   * machine, starting a warm sandbox at the same time would slow down the start it is meant to
+   * spare.
+   */
+  public void yieldTo(BooleanSupplier busy) {
+    this.busy = Objects.requireNonNull(busy, "busy");
   }
 
   /** Starts filling the pool in the background. */
@@ -148,6 +162,9 @@ public final class SandboxPool implements AutoCloseable {
       synchronized (this) {
         while (!closed && ready.size() >= size) {
           waitQuietly(0);
+        }
+        while (!closed && busy.getAsBoolean()) {
+          waitQuietly(YIELD.toMillis());
         }
         if (closed) {
           return;
