@@ -1,17 +1,14 @@
 package dev.kiln.benchmarks;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.controlplane.DatabendClient;
 import dev.kiln.controlplane.KilnConfig;
 import dev.kiln.controlplane.KilnServer;
-import dev.kiln.definition.DataType;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -52,29 +49,13 @@ public final class BudgetBenchmark {
     try (KilnServer server = KilnServer.start(config);
         DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
         BufferAllocator allocator = new RootAllocator()) {
-      List<DataType> types = List.of(DataType.parse("BIGINT NULL"));
-      JsonNode rows = DatabendClient.json("[[1]]");
       System.out.printf(
           "%6s %9s %12s %14s %14s %8s%n",
           "udfs", "running", "budget MiB", "runsc PSS MiB", "host avail MiB", "elapsed");
       for (int i = 1; i <= udfs; i++) {
         String handler = "plus_" + i;
-        String spec =
-            ColdStartBenchmark.spec(handler, "def " + handler + "(x):\n    return x + " + i + "\n");
-        DatabendClient.Resource r = client.apply("bench", spec);
-        ArrayNode result =
-            DatabendClient.call(
-                allocator,
-                r.endpoint(),
-                r.headers(),
-                "bench",
-                handler,
-                types,
-                rows,
-                Duration.ofSeconds(180));
-        if (result.get(0).get(0).asLong() != 1 + i) {
-          throw new IllegalStateException("wrong result " + result + " for UDF " + i);
-        }
+        ColdStartBenchmark.callPlus(
+            allocator, client.apply("bench", ColdStartBenchmark.plus(handler, i)), handler, i);
         if (i % step == 0 || i == 1) {
           ObjectNode s = samples.addObject();
           s.put("udfs", i);

@@ -1,6 +1,5 @@
 package dev.kiln.benchmarks;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -63,27 +62,12 @@ public final class ColdStartBenchmark {
     try (KilnServer server = KilnServer.start(config);
         DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
         BufferAllocator allocator = new RootAllocator()) {
-      List<DataType> types = List.of(DataType.parse("BIGINT NULL"));
-      JsonNode rows = DatabendClient.json("[[1]]");
       for (int i = 0; i <= runs; i++) {
-        String spec = spec("add_" + i, "def add_" + i + "(x):\n    return x + " + i + "\n");
         long t0 = System.nanoTime();
-        DatabendClient.Resource r = client.apply("bench", spec);
+        DatabendClient.Resource r = client.apply("bench", plus("add_" + i, i));
         long t1 = System.nanoTime();
-        ArrayNode result =
-            DatabendClient.call(
-                allocator,
-                r.endpoint(),
-                r.headers(),
-                "bench",
-                "add_" + i,
-                types,
-                rows,
-                Duration.ofSeconds(180));
+        callPlus(allocator, r, "add_" + i, i);
         long t2 = System.nanoTime();
-        if (result.get(0).get(0).asLong() != 1 + i) {
-          throw new IllegalStateException("wrong result " + result + " for run " + i);
-        }
         ProvisioningTimings t = server.timings("bench", r.key()).orElseThrow();
         ObjectNode n = JSON.createObjectNode();
         n.put("run", i == 0 ? "first (cold caches)" : "new spec #" + i);
@@ -95,7 +79,7 @@ public final class ColdStartBenchmark {
         n.put("server_ready_ms", t.totalMillis());
         cold.add(n);
       }
-      String known = spec("add_0", "def add_0(x):\n    return x + 0\n");
+      String known = plus("add_0", 0);
       for (int i = 0; i < hotCalls; i++) {
         long t0 = System.nanoTime();
         client.apply("bench", known);
@@ -109,15 +93,7 @@ public final class ColdStartBenchmark {
       DatabendClient.Resource r = client.apply("bench", known);
       for (int i = 0; i < 200; i++) {
         long t0 = System.nanoTime();
-        DatabendClient.call(
-            allocator,
-            r.endpoint(),
-            r.headers(),
-            "bench",
-            "add_0",
-            types,
-            rows,
-            Duration.ofSeconds(30));
+        callPlus(allocator, r, "add_0", 0);
         hotCall.add(ms(System.nanoTime() - t0));
       }
     }
@@ -227,28 +203,12 @@ public final class ColdStartBenchmark {
                 localServer(data).set("warm-pool", "1").set("auto-suspend", "2s").build());
         DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
         BufferAllocator allocator = new RootAllocator()) {
-      List<DataType> types = List.of(DataType.parse("BIGINT NULL"));
-      JsonNode rows = DatabendClient.json("[[1]]");
       for (int i = 0; i < runs; i++) {
         await(server, "the warm pool fills", () -> gauge(server, "kiln.warm.pool.ready") >= 1);
         String handler = "warm_" + i;
-        String spec = spec(handler, "def " + handler + "(x):\n    return x + " + (100 + i) + "\n");
         long t0 = System.nanoTime();
-        DatabendClient.Resource r = client.apply("bench", spec);
-        ArrayNode result =
-            DatabendClient.call(
-                allocator,
-                r.endpoint(),
-                r.headers(),
-                "bench",
-                handler,
-                types,
-                rows,
-                Duration.ofSeconds(180));
+        callPlus(allocator, client.apply("bench", plus(handler, 100 + i)), handler, 100 + i);
         long t1 = System.nanoTime();
-        if (result.get(0).get(0).asLong() != 101 + i) {
-          throw new IllegalStateException("wrong result " + result + " for warm run " + i);
-        }
         totals.add(ms(t1 - t0));
       }
       double hits = server.meters().get("kiln.warm.pool.hits").functionCounter().count();
@@ -258,11 +218,10 @@ public final class ColdStartBenchmark {
       // Hot calls on a ready UDF while the pool is full, then while it refills all the time (a
       // thread takes each warm sandbox as soon as it is ready): refills must not slow them down.
       String hot = "warm_0";
-      DatabendClient.Resource h =
-          client.apply("bench", spec(hot, "def " + hot + "(x):\n    return x + 100\n"));
-      hotCalls(allocator, h, hot, types, rows, 1); // started again if it was suspended
+      DatabendClient.Resource h = client.apply("bench", plus(hot, 100));
+      hotCalls(allocator, h, hot, 100, 1); // started again if it was suspended
       await(server, "the warm pool fills", () -> gauge(server, "kiln.warm.pool.ready") >= 1);
-      refillEffect.add(hotCalls(allocator, h, hot, types, rows, 200));
+      refillEffect.add(hotCalls(allocator, h, hot, 100, 200));
       java.util.concurrent.atomic.AtomicBoolean draining =
           new java.util.concurrent.atomic.AtomicBoolean(true);
       java.util.concurrent.atomic.AtomicInteger taken =
@@ -275,9 +234,7 @@ public final class ColdStartBenchmark {
                       while (draining.get()) {
                         if (gauge(server, "kiln.warm.pool.ready") >= 1) {
                           int n = taken.incrementAndGet();
-                          c.apply(
-                              "bench",
-                              spec("drain_" + n, "def drain_" + n + "(x):\n    return x\n"));
+                          c.apply("bench", plus("drain_" + n, 0));
                         }
                         java.util.concurrent.locks.LockSupport.parkNanos(
                             TimeUnit.MILLISECONDS.toNanos(5));
@@ -287,7 +244,7 @@ public final class ColdStartBenchmark {
                     }
                   });
       try {
-        refillEffect.add(hotCalls(allocator, h, hot, types, rows, 200));
+        refillEffect.add(hotCalls(allocator, h, hot, 100, 200));
       } finally {
         draining.set(false);
         drainer.join();
@@ -297,10 +254,7 @@ public final class ColdStartBenchmark {
       // Resume: the last UDF stopped after 2 s without calls (--auto-suspend), then called again
       // with the token Databend holds, once the pool is full again.
       String handler = "warm_" + (runs - 1);
-      DatabendClient.Resource r =
-          client.apply(
-              "bench",
-              spec(handler, "def " + handler + "(x):\n    return x + " + (99 + runs) + "\n"));
+      DatabendClient.Resource r = client.apply("bench", plus(handler, 99 + runs));
       for (int i = 0; i < runs; i++) {
         await(
             server,
@@ -309,20 +263,8 @@ public final class ColdStartBenchmark {
                 gauge(server, "kiln.sandboxes.running") == gauge(server, "kiln.warm.pool.ready")
                     && gauge(server, "kiln.warm.pool.ready") >= 1);
         long t0 = System.nanoTime();
-        ArrayNode result =
-            DatabendClient.call(
-                allocator,
-                r.endpoint(),
-                r.headers(),
-                "bench",
-                handler,
-                types,
-                rows,
-                Duration.ofSeconds(180));
+        callPlus(allocator, r, handler, 99 + runs);
         long t1 = System.nanoTime();
-        if (result.get(0).get(0).asLong() != 100 + runs) {
-          throw new IllegalStateException("wrong result " + result + " after a resume");
-        }
         resumes.add(ms(t1 - t0));
       }
     }
@@ -331,28 +273,39 @@ public final class ColdStartBenchmark {
 
   /** {@code n} sequential one-row calls, each on a new connection; p50 and p99 in ms. */
   private static List<Double> hotCalls(
-      BufferAllocator allocator,
-      DatabendClient.Resource r,
-      String handler,
-      List<DataType> types,
-      JsonNode rows,
-      int n)
+      BufferAllocator allocator, DatabendClient.Resource r, String handler, long add, int n)
       throws Exception {
     List<Double> times = new ArrayList<>();
     for (int i = 0; i < n; i++) {
       long t0 = System.nanoTime();
-      DatabendClient.call(
-          allocator,
-          r.endpoint(),
-          r.headers(),
-          "bench",
-          handler,
-          types,
-          rows,
-          Duration.ofSeconds(30));
+      callPlus(allocator, r, handler, add);
       times.add(ms(System.nanoTime() - t0));
     }
     return List.of(percentile(times, 50), percentile(times, 99));
+  }
+
+  /** {@code handler(x) = x + add} as Databend writes its spec. */
+  static String plus(String handler, long add) {
+    return spec(handler, "def " + handler + "(x):\n    return x + " + add + "\n");
+  }
+
+  /** Calls {@link #plus} {@code handler} with the row (1) and checks it answered 1 + add. */
+  static void callPlus(
+      BufferAllocator allocator, DatabendClient.Resource r, String handler, long add)
+      throws Exception {
+    ArrayNode result =
+        DatabendClient.call(
+            allocator,
+            r.endpoint(),
+            r.headers(),
+            "bench",
+            handler,
+            List.of(DataType.parse("BIGINT NULL")),
+            DatabendClient.json("[[1]]"),
+            Duration.ofSeconds(180));
+    if (result.get(0).get(0).asLong() != 1 + add) {
+      throw new IllegalStateException("wrong result " + result + " from " + handler);
+    }
   }
 
   private static double gauge(KilnServer server, String name) {
