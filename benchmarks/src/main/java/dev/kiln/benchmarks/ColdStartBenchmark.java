@@ -101,6 +101,9 @@ public final class ColdStartBenchmark {
     List<Double> resumes = new ArrayList<>();
     List<List<Double>> refillEffect = new ArrayList<>();
     List<Double> warm = poolHits(data, runs, resumes, refillEffect);
+    Path mirror = Path.of(System.getProperty("kiln.bench.mirror", "/opt/pypi"));
+    PackageColdStart.Result packages =
+        Files.isDirectory(mirror.resolve("simple")) ? PackageColdStart.run(mirror, runs) : null;
 
     ObjectNode report = JSON.createObjectNode();
     report.put("machine_cpus", Runtime.getRuntime().availableProcessors());
@@ -163,6 +166,24 @@ public final class ColdStartBenchmark {
         refillEffect.get(1).get(1));
     report.put("hot_pool_full_p50_ms", refillEffect.get(0).get(0));
     report.put("hot_pool_refilling_p50_ms", refillEffect.get(1).get(0));
+    if (packages != null) {
+      report.put("numpy_pandas_cold_median_ms", percentile(packages.cold(), 50));
+      report.put("numpy_pandas_cached_wheels_median_ms", percentile(packages.cachedWheels(), 50));
+      report.put("numpy_pandas_code_change_median_ms", percentile(packages.codeChange(), 50));
+      System.out.printf(
+          "numpy + pandas UDF, request -> first correct result (index: %s): nothing cached but the"
+              + " base median %.0f ms %s; cached wheels, a new UDF median %.0f ms %s; code change"
+              + " median %.0f ms %s%n",
+          mirror,
+          percentile(packages.cold(), 50),
+          rounded(packages.cold()),
+          percentile(packages.cachedWheels(), 50),
+          rounded(packages.cachedWheels()),
+          percentile(packages.codeChange(), 50),
+          rounded(packages.codeChange()));
+    } else {
+      System.out.println("numpy + pandas: skipped, no local PyPI mirror at " + mirror);
+    }
     System.out.printf(
         "Resume after idle suspend (DoExchange with the token held, a warm sandbox): median %.0f"
             + " ms (%s)%n",
@@ -333,6 +354,11 @@ public final class ColdStartBenchmark {
   }
 
   static String spec(String handler, String code) {
+    return spec(handler, code, List.of());
+  }
+
+  /** A spec as Databend writes it, with {@code packages}. */
+  static String spec(String handler, String code, List<String> packages) {
     ObjectNode n = JSON.createObjectNode();
     n.put("version", 1);
     n.put("kind", "udf");
@@ -341,7 +367,7 @@ public final class ColdStartBenchmark {
     n.putArray("input_types").add("BIGINT NULL");
     n.put("result_type", "BIGINT NULL");
     n.putArray("imports");
-    n.putArray("packages");
+    packages.forEach(n.putArray("packages")::add);
     n.put("runtime_version", "3.12.2");
     n.put("code", code);
     return n.toString();
@@ -360,6 +386,10 @@ public final class ColdStartBenchmark {
     return ms(System.nanoTime() - t0);
   }
 
+  private static List<String> rounded(List<Double> values) {
+    return values.stream().map(v -> "%.0f".formatted(v)).toList();
+  }
+
   static double ms(long nanos) {
     return nanos / 1e6;
   }
@@ -372,7 +402,7 @@ public final class ColdStartBenchmark {
     return sorted.get(Math.max(0, Math.min(sorted.size() - 1, rank - 1)));
   }
 
-  private static void deleteTree(Path dir) throws IOException {
+  static void deleteTree(Path dir) throws IOException {
     try (var paths = Files.walk(dir)) {
       paths.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     }

@@ -29,6 +29,9 @@ public final class SandboxPool implements AutoCloseable {
   /** How long a refill waits after a failure or a full budget before it tries again. */
   static final Duration RETRY = Duration.ofSeconds(5);
 
+  /** The longest wait after failures in a row. */
+  static final Duration MAX_RETRY = Duration.ofMinutes(5);
+
   /** How often a refill that yields looks again. */
   static final Duration YIELD = Duration.ofMillis(50);
 
@@ -75,6 +78,7 @@ public final class SandboxPool implements AutoCloseable {
   private final Thread refiller;
   private volatile BooleanSupplier busy = () -> false;
   private Recipe recipe;
+  private int failedInARow;
   private boolean closed;
   private long hits;
   private long misses;
@@ -171,8 +175,10 @@ public final class SandboxPool implements AutoCloseable {
         }
       }
       try {
-        if (!refillOne()) {
-          pause(); // no room in the budget: try again later
+        if (refillOne()) {
+          failedInARow = 0;
+        } else {
+          pause(RETRY); // no room in the budget: try again later
         }
       } catch (InterruptedException e) {
         return;
@@ -181,8 +187,11 @@ public final class SandboxPool implements AutoCloseable {
           failures++;
           recipe = null;
         }
-        log.warn("starting a warm sandbox failed (retrying in {} s): {}", RETRY.toSeconds(), e);
-        pause();
+        // 5 s, doubling up to 5 min while it keeps failing (a base image that cannot be had).
+        Duration wait = RETRY.multipliedBy(1L << Math.min(failedInARow++, 6));
+        wait = wait.compareTo(MAX_RETRY) > 0 ? MAX_RETRY : wait;
+        log.warn("starting a warm sandbox failed (retrying in {} s): {}", wait.toSeconds(), e);
+        pause(wait);
       }
     }
   }
@@ -252,9 +261,9 @@ public final class SandboxPool implements AutoCloseable {
     return r;
   }
 
-  private synchronized void pause() {
+  private synchronized void pause(Duration wait) {
     if (!closed) {
-      waitQuietly(RETRY.toMillis());
+      waitQuietly(wait.toMillis());
     }
   }
 
