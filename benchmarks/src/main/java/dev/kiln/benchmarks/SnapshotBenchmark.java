@@ -49,14 +49,17 @@ import org.apache.arrow.vector.FieldVector;
  *   <li><b>cold (Kiln)</b>: {@link RunscProvisioner#start} of the UDF's image, then one runner
  *       ({@link StartRunners}, the runner imports pandas with the UDF) until READY, then one batch;
  *   <li><b>cold (zygote)</b>: {@code runsc run} of the same image with the runner itself as the
- *       sandbox's init, until its READY frame: what is checkpointed;
- *   <li><b>checkpoint</b>: {@code runsc checkpoint} of that sandbox (time, image size on disk);
+ *       sandbox's init, until its READY frame and until its first result;
+ *   <li><b>checkpoint</b>: {@code runsc checkpoint} of that sandbox after its first batch (a zygote
+ *       is checkpointed warm): time, image size on disk;
  *   <li><b>restore</b>: {@code runsc restore} from one and the same checkpoint, every run, until
  *       the restored runner answers one batch through the worker's own {@link RunnerPool} (the
  *       READY frame it sent before the checkpoint is replayed to the pool); at the end two restores
  *       of it at once;
  *   <li><b>exec'd runner</b>: Kiln's own layout (init plus a runner started with {@code runsc
  *       exec}) checkpointed and restored once; runsc's answer is reported verbatim;
+ *   <li><b>exec'd process over FIFOs</b>: the same layout with a pandas process that talks over
+ *       FIFOs in a host directory bound into the sandbox instead of its stdio, restored twice;
  *   <li><b>peer</b>: {@code runsc --platform=ptrace --network=none do true}.
  * </ul>
  *
@@ -64,7 +67,9 @@ import org.apache.arrow.vector.FieldVector;
  * served over HTTP on loopback, one layer per wheel, the runner layer, the code layer). The zygote
  * sandboxes use the provisioner's global runsc flags and a bundle like its own (same user, rlimits,
  * scratch mounts, memory and CPU limits) over the image's layers extracted into one directory.
- * runsc is called directly for them: the provisioner has no checkpoint API.
+ * runsc is called directly for them ({@link SnapshotZygote}): the provisioner has no checkpoint
+ * API. Each run measures the three paths one after the other, so a drift in the machine's speed (a
+ * shared VM) reaches all three.
  *
  * <p>Run: {@code bin/bench snapshot [RUNS]} (default 5). Writes {@code
  * benchmarks/target/results/snapshot.json}.
@@ -134,6 +139,11 @@ public final class SnapshotBenchmark {
         concurrent.add(f.join());
       }
       report.put("execd_runner_restore", zygote.execdRunner());
+      try {
+        report.set("execd_over_fifos", zygote.execdOverFifos(2));
+      } catch (Exception e) {
+        report.putObject("execd_over_fifos").put("error", String.valueOf(e));
+      }
 
       report.put("runsc_do_true_median_ms", median(doTrue));
       report.put("cold_kiln_first_result_median_ms", median(cold, "first_result_ms"));
@@ -152,7 +162,9 @@ public final class SnapshotBenchmark {
           "stdio",
           "the restored init's stdin/stdout/stderr are the pipes runsc restore is given (they must"
               + " be pipes at the checkpoint too); a process started with runsc exec keeps host fds"
-              + " that cannot be restored (see execd_runner_restore)");
+              + " that cannot be restored (execd_runner_restore) unless it gives up its stdio and"
+              + " talks over FIFOs in a host directory bound into the sandbox, with"
+              + " --host-fifo=open (execd_over_fifos)");
       print(report);
     } finally {
       mirror.stop();
@@ -313,6 +325,9 @@ public final class SnapshotBenchmark {
         "runsc do true (peer): %.0f ms%n", r.get("runsc_do_true_median_ms").asDouble());
     System.out.println(
         "runner started with runsc exec, restored: " + r.get("execd_runner_restore").asText());
+    System.out.println(
+        "process started with runsc exec, over host FIFOs (--host-fifo=open), restored: "
+            + r.get("execd_over_fifos"));
   }
 
   private static void row(String name, ObjectNode r, String ready, String first) {

@@ -2,6 +2,7 @@ package dev.kiln.benchmarks;
 
 import static dev.kiln.benchmarks.SnapshotBenchmark.check;
 import static dev.kiln.benchmarks.SnapshotBenchmark.ms;
+import static java.nio.file.StandardOpenOption.WRITE;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -20,6 +21,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.SequenceInputStream;
+import java.io.UncheckedIOException;
 import java.nio.charset.Charset;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -31,6 +33,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.stream.Stream;
 import org.apache.arrow.memory.BufferAllocator;
 
@@ -84,6 +87,11 @@ final class SnapshotZygote {
 
   /** The global flags of the provisioner's {@code Runsc}, then {@code sub}. */
   List<String> runsc(String... sub) {
+    return runsc(List.of(), sub);
+  }
+
+  /** The global flags of the provisioner's {@code Runsc}, then {@code extra}, then {@code sub}. */
+  List<String> runsc(List<String> extra, String... sub) {
     List<String> argv =
         new ArrayList<>(
             List.of(
@@ -93,6 +101,7 @@ final class SnapshotZygote {
                 "--network=none",
                 "--overlay2=root:memory",
                 "--cpu-num-from-quota"));
+    argv.addAll(extra);
     argv.addAll(List.of(sub));
     return argv;
   }
@@ -215,8 +224,147 @@ final class SnapshotZygote {
     return out;
   }
 
+  /**
+   * Imports pandas, then answers each message on FIFO /chan/in with "echo " + it on /chan/out, with
+   * the stdio of its {@code runsc exec} swapped for /dev/null so that it holds no host fd; a FIFO
+   * end that the host closed (EOF, EPIPE) is opened again.
+   */
+  private static final String FIFO_ECHO =
+      """
+      import os, numpy, pandas
+      print("ready", flush=True)
+      null = os.open("/dev/null", os.O_RDWR)
+      for fd in (0, 1, 2):
+          os.dup2(null, fd)
+      r, w = os.open("/chan/in", os.O_RDONLY), os.open("/chan/out", os.O_WRONLY)
+      while True:
+          d = os.read(r, 100)
+          if not d:
+              os.close(r)
+              r = os.open("/chan/in", os.O_RDONLY)
+              continue
+          try:
+              os.write(w, b"echo " + d)
+          except BrokenPipeError:
+              os.close(w)
+              w = os.open("/chan/out", os.O_WRONLY)
+              os.write(w, b"echo " + d)
+      """;
+
+  /**
+   * Kiln's layout made restorable: a pandas process started with {@code runsc exec} that talks over
+   * FIFOs in a host directory bound into the sandbox ({@code --host-fifo=open}) instead of its
+   * stdio ({@link #FIFO_ECHO}), checkpointed, then restored {@code restores} times; each restore
+   * until the process answers on the FIFOs.
+   */
+  ObjectNode execdOverFifos(int restores) throws Exception {
+    ObjectNode n = JSON.createObjectNode();
+    Path chan = Files.createDirectories(dir.resolve("chan"));
+    run(List.of("mkfifo", "-m", "666", chan + "/in", chan + "/out"));
+    List<String> fifo = List.of("--host-fifo=open");
+    String id = "fifo";
+    Path bundle = bundle(id, RunnerFiles.initCommand(), chan);
+    Process init = new ProcessBuilder(runsc(fifo, "run", "--bundle=" + bundle, id)).start();
+    init.getInputStream().readNBytes("ready\n".length());
+    Path processJson = bundle.resolve("echo.json");
+    Files.write(processJson, JSON.writeValueAsBytes(process(List.of("python3", "-c", FIFO_ECHO))));
+    Process echo = new ProcessBuilder(runsc(fifo, "exec", "--process=" + processJson, id)).start();
+    echo.getInputStream().readNBytes("ready\n".length());
+    Path img = Files.createDirectories(dir.resolve("checkpoint-fifo"));
+    Result c;
+    // The host keeps its ends open over the checkpoint: a process that saw EOF would block in
+    // open() of the FIFO, and runsc checkpoint then waits for it without end (seen here).
+    try (HostEnds ends = HostEnds.open(chan)) {
+      n.put("before_checkpoint", ends.talk("before"));
+      c = exec(runsc(fifo, "checkpoint", "--image-path=" + img, id));
+      init.waitFor(30, TimeUnit.SECONDS);
+      echo.waitFor(30, TimeUnit.SECONDS);
+    } finally {
+      init.destroyForcibly();
+      echo.destroyForcibly();
+      exec(runsc(fifo, "delete", "--force", id));
+    }
+    if (c.status() != 0) {
+      return n.put("error", "runsc checkpoint failed: " + c.output());
+    }
+    n.put("image_mib", Math.round(sizeOf(img) / 104857.6) / 10.0);
+    ArrayNode out = n.putArray("restores");
+    for (int i = 0; i < restores; i++) {
+      String rid = "fifo-r" + i;
+      Path rbundle = bundle(rid, RunnerFiles.initCommand(), chan);
+      long t0 = System.nanoTime();
+      Process p =
+          new ProcessBuilder(
+                  runsc(fifo, "restore", "--image-path=" + img, "--bundle=" + rbundle, rid))
+              .start();
+      try (HostEnds ends = HostEnds.open(chan)) {
+        String answer = ends.talk("after restore " + i);
+        out.addObject().put("answer", answer).put("answer_ms", ms(System.nanoTime() - t0));
+        p.getOutputStream().close(); // the init ends, and the sandbox with it
+        p.waitFor(10, TimeUnit.SECONDS);
+      } catch (Exception e) {
+        out.addObject().put("error", e + "; runsc: " + (p.isAlive() ? "running" : p.exitValue()));
+      } finally {
+        p.destroyForcibly();
+        exec(runsc(fifo, "delete", "--force", rid));
+      }
+    }
+    return n;
+  }
+
+  /** The host's ends of the FIFOs in chan; opening them waits for the sandbox to open its own. */
+  private record HostEnds(OutputStream in, InputStream out) implements AutoCloseable {
+    static HostEnds open(Path chan) throws Exception {
+      return within(
+          () ->
+              new HostEnds(
+                  Files.newOutputStream(chan.resolve("in"), WRITE),
+                  Files.newInputStream(chan.resolve("out"))));
+    }
+
+    /** Writes {@code text} and reads the answer ("echo " + text). */
+    String talk(String text) throws Exception {
+      return within(
+          () -> {
+            in.write(text.getBytes(UTF8));
+            in.flush();
+            return new String(out.readNBytes(5 + text.length()), UTF8);
+          });
+    }
+
+    @Override
+    public void close() throws IOException {
+      in.close();
+      out.close();
+    }
+  }
+
+  interface Io<T> {
+    T get() throws IOException;
+  }
+
+  /** {@code io} on a virtual thread, failing after {@link #TIMEOUT}. */
+  static <T> T within(Io<T> io) throws Exception {
+    CompletableFuture<T> f =
+        CompletableFuture.supplyAsync(
+            () -> {
+              try {
+                return io.get();
+              } catch (IOException e) {
+                throw new UncheckedIOException(e);
+              }
+            },
+            r -> Thread.ofVirtual().start(r));
+    return f.get(TIMEOUT.toSeconds(), TimeUnit.SECONDS);
+  }
+
   /** A bundle directory for container {@code id} running {@code argv} as its init. */
   Path bundle(String id, List<String> argv) throws IOException {
+    return bundle(id, argv, null);
+  }
+
+  /** The same, with host directory {@code chan} (when not null) bound at /chan. */
+  Path bundle(String id, List<String> argv, Path chan) throws IOException {
     Path bundle = Files.createDirectories(dir.resolve("bundle-" + id));
     ObjectNode n = JSON.createObjectNode();
     n.put("ociVersion", "1.0.2");
@@ -234,6 +382,9 @@ final class SnapshotZygote {
     mount(mounts, "/sys", "sysfs", "nosuid", "noexec", "nodev", "ro");
     String size = "size=" + (limits.writableBytes() / 2 & ~4095L);
     mount(mounts, "/tmp", "tmpfs", "nosuid", "nodev", "mode=1777", size);
+    if (chan != null) {
+      mount(mounts, "/chan", "bind", "rbind", "rw").put("source", chan.toString());
+    }
     ObjectNode linux = n.putObject("linux");
     ArrayNode namespaces = linux.putArray("namespaces");
     for (String ns : List.of("pid", "network", "ipc", "uts", "mount")) {
@@ -272,13 +423,14 @@ final class SnapshotZygote {
     return p;
   }
 
-  private static void mount(ArrayNode mounts, String dest, String type, String... options) {
+  private static ObjectNode mount(ArrayNode mounts, String dest, String type, String... options) {
     ObjectNode m = mounts.addObject().put("destination", dest).put("type", type);
     m.put("source", type);
     ArrayNode opts = m.putArray("options");
     for (String o : options) {
       opts.add(o);
     }
+    return m;
   }
 
   /** Cgroups the zygote sandboxes left (runsc delete does not always remove them). */
@@ -374,12 +526,13 @@ final class SnapshotZygote {
       return f;
     } catch (Exception e) {
       p.destroyForcibly();
-      throw new IllegalStateException(
-          "no READY from the runner: "
-              + e
-              + "; stderr: "
-              + new String(p.getErrorStream().readAllBytes(), UTF8),
-          e);
+      String stderr;
+      try {
+        stderr = within(() -> new String(p.getErrorStream().readAllBytes(), UTF8));
+      } catch (Exception unread) {
+        stderr = "(unread: " + unread + ")";
+      }
+      throw new IllegalStateException("no READY from the runner: " + e + "; stderr: " + stderr, e);
     }
   }
 
@@ -395,11 +548,18 @@ final class SnapshotZygote {
 
   record Result(int status, String output) {}
 
-  /** Runs a short command to its end; its status and output (stdout and stderr). */
+  /**
+   * Runs a short command to its end (or {@link #TIMEOUT}); its status and output (both streams).
+   */
   static Result exec(List<String> command) throws Exception {
     Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-    String out = new String(p.getInputStream().readAllBytes(), UTF8).strip();
-    return new Result(p.waitFor(), out);
+    try {
+      String out = within(() -> new String(p.getInputStream().readAllBytes(), UTF8).strip());
+      return new Result(p.waitFor(), out);
+    } catch (TimeoutException e) {
+      p.destroyForcibly();
+      return new Result(-1, String.join(" ", command) + " did not end within " + TIMEOUT);
+    }
   }
 
   /** Runs a command that must succeed; its output. */
