@@ -8,6 +8,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.OptionalLong;
 import java.util.Set;
 import java.util.regex.Pattern;
@@ -89,6 +90,25 @@ final class Cgroups {
       // gone meanwhile, or not readable: unknown
     }
     return OptionalLong.empty();
+  }
+
+  /**
+   * Gives sandbox {@code id} the default CPU priority: {@code cpu.shares} 1024 on cgroup v1, {@code
+   * cpu.weight} 100 on v2. Logs and goes on when it cannot (the sandbox then stays slower).
+   */
+  static void normalCpuPriority(String id) {
+    try {
+      for (Path dir : existing(id)) {
+        for (var f : List.of(Map.entry("cpu.shares", "1024"), Map.entry("cpu.weight", "100"))) {
+          Path file = dir.resolve(f.getKey());
+          if (Files.isRegularFile(file)) {
+            Files.writeString(file, f.getValue());
+          }
+        }
+      }
+    } catch (IOException e) {
+      log.warn("sandbox {}: could not restore its CPU priority: {}", id, e.toString());
+    }
   }
 
   /** Existing cgroup directories of sandbox {@code id}. */

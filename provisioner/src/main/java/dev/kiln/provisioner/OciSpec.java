@@ -29,6 +29,10 @@ final class OciSpec {
   static final ObjectMapper JSON = new ObjectMapper();
   static final long CPU_PERIOD_US = 100_000;
   static final int NOFILE = 4096;
+
+  /** The CPU shares of a sandbox in the background (the kernel's least; 1024 is the default). */
+  static final int BACKGROUND_SHARES = 2;
+
   static final String CGROUP_PARENT = "kiln";
   private static final long PAGE = 4096;
 
@@ -71,15 +75,21 @@ final class OciSpec {
 
   /** The bundle configuration of sandbox {@code id} whose root file system is {@code rootfs}. */
   static ObjectNode config(String id, ProcessSpec init, Path rootfs, Limits limits) {
-    return config(id, init, rootfs, limits, List.of());
+    return config(id, init, rootfs, limits, List.of(), false);
   }
 
   /**
    * The bundle configuration, with {@code writableDirs} (see {@link SandboxSpec#writableDirs}) as
-   * tmpfs mounts the sandbox user may write, each as large as the sandbox's scratch space.
+   * tmpfs mounts the sandbox user may write, each as large as the sandbox's scratch space, and the
+   * least CPU shares when in the {@code background}.
    */
   static ObjectNode config(
-      String id, ProcessSpec init, Path rootfs, Limits limits, List<String> writableDirs) {
+      String id,
+      ProcessSpec init,
+      Path rootfs,
+      Limits limits,
+      List<String> writableDirs,
+      boolean background) {
     ObjectNode n = JSON.createObjectNode();
     n.put("ociVersion", "1.0.2");
     ObjectNode process = process(init);
@@ -135,6 +145,9 @@ final class OciSpec {
     ObjectNode cpu = resources.putObject("cpu");
     cpu.put("quota", cpuQuota(limits.cpus()));
     cpu.put("period", CPU_PERIOD_US);
+    if (background) {
+      cpu.put("shares", BACKGROUND_SHARES);
+    }
     linux.put("cgroupsPath", cgroupsPath(id));
     return n;
   }

@@ -163,7 +163,8 @@ public final class RunscProvisioner implements Provisioner {
       Process host;
       try {
         OciSpec.write(
-            OciSpec.config(id, initProcess, rootfs, spec.limits(), spec.writableDirs()),
+            OciSpec.config(
+                id, initProcess, rootfs, spec.limits(), spec.writableDirs(), spec.background()),
             dir.resolve("config.json"));
         host =
             new ProcessBuilder(runsc.command("run", "--bundle=" + dir, id))

@@ -327,6 +327,13 @@ final class RunscSandbox implements Sandbox {
   }
 
   @Override
+  public void toForeground() {
+    if (spec.background() && isRunning()) {
+      Cgroups.normalCpuPriority(id);
+    }
+  }
+
+  @Override
   public OptionalLong memoryBytes() {
     return isRunning() ? Cgroups.memoryBytes(id) : OptionalLong.empty();
   }

@@ -37,6 +37,12 @@ public interface Sandbox extends AutoCloseable {
     return OptionalLong.empty();
   }
 
+  /**
+   * Gives a sandbox started {@link SandboxSpec#background in the background} the normal CPU
+   * priority, now that it has work. Does nothing for others.
+   */
+  default void toForeground() {}
+
   /** Completes when the sandbox has stopped, for whatever reason. */
   CompletableFuture<Void> stopped();
 

@@ -134,6 +134,7 @@ public final class SandboxPool implements AutoCloseable {
         it.remove();
         hits++;
         notifyAll();
+        w.sandbox().toForeground();
         return Optional.of(w);
       }
     }
@@ -200,7 +201,8 @@ public final class SandboxPool implements AutoCloseable {
   private boolean refillOne() throws KilnException, IOException, InterruptedException {
     long t0 = System.nanoTime();
     Recipe r = recipe();
-    Optional<Sandbox> placed = places.placeIfRoom(r.spec());
+    // In the background until taken: starting and warming it must not slow down UDFs at work.
+    Optional<Sandbox> placed = places.placeIfRoom(r.spec().inBackground());
     if (placed.isEmpty()) {
       return false;
     }

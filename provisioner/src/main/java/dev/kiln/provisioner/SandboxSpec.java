@@ -14,13 +14,16 @@ import java.util.Objects;
  * @param writableDirs directories, absent from the image, that the sandbox's user may write: each
  *     an empty tmpfs (e.g. where a warm sandbox's runners put the UDF they are handed), bounded by
  *     the sandbox's memory
+ * @param background started with the lowest CPU priority (a sandbox started ahead of need must not
+ *     slow down those at work) until {@link Sandbox#toForeground} is called
  */
 public record SandboxSpec(
     String name,
     SandboxImage image,
     Limits limits,
     List<String> extraEnv,
-    List<String> writableDirs) {
+    List<String> writableDirs,
+    boolean background) {
   public SandboxSpec {
     Objects.requireNonNull(name, "name");
     Objects.requireNonNull(image, "image");
@@ -36,6 +39,21 @@ public record SandboxSpec(
 
   /** A sandbox with no writable directories beyond the usual scratch space. */
   public SandboxSpec(String name, SandboxImage image, Limits limits, List<String> extraEnv) {
-    this(name, image, limits, extraEnv, List.of());
+    this(name, image, limits, extraEnv, List.of(), false);
+  }
+
+  /** A sandbox with writable directories, at normal CPU priority. */
+  public SandboxSpec(
+      String name,
+      SandboxImage image,
+      Limits limits,
+      List<String> extraEnv,
+      List<String> writableDirs) {
+    this(name, image, limits, extraEnv, writableDirs, false);
+  }
+
+  /** The same sandbox, started in the background. */
+  public SandboxSpec inBackground() {
+    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, true);
   }
 }

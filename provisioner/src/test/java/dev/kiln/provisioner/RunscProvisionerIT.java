@@ -308,6 +308,24 @@ class RunscProvisionerIT {
     }
   }
 
+  @Test
+  void aSandboxInTheBackgroundHasTheLeastCpuSharesUntilItComesToTheForeground() throws Exception {
+    SandboxImage image = TestImages.image(List.of(base), python("import sys\nsys.stdin.read()"));
+    SandboxSpec spec =
+        new SandboxSpec("warm", image, new Limits(256L << 20, 1), List.of()).inBackground();
+    try (Sandbox s = provisioner.start(spec)) {
+      Path shares = hierarchyDir(s.id(), "cpu.shares").resolve("cpu.shares");
+      assertThat(Files.readString(shares).strip()).isEqualTo("2");
+      s.toForeground();
+      assertThat(Files.readString(shares).strip()).isEqualTo("1024");
+    }
+    try (Sandbox s =
+        provisioner.start(new SandboxSpec("normal", image, new Limits(256L << 20, 1), List.of()))) {
+      Path shares = hierarchyDir(s.id(), "cpu.shares").resolve("cpu.shares");
+      assertThat(Files.readString(shares).strip()).isEqualTo("1024");
+    }
+  }
+
   private static int hostCpus() throws IOException {
     return (int)
         Files.readAllLines(Path.of("/proc/cpuinfo")).stream()
