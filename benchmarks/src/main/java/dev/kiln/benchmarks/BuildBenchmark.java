@@ -87,8 +87,8 @@ import java.util.stream.Stream;
  * is.
  *
  * <p>Run: {@code bin/bench build [--runs N] [--mirror /opt/pypi] [--base ARCHIVE] [--gzip-level
- * 0-9]} (the gzip level of Kiln's layers, {@link WheelLayers#setGzipLevel}, default {@value
- * ImageBuilder#DEFAULT_GZIP_LEVEL}). Prints a table (medians) and writes {@code
+ * 0-9]} (gzip Kiln's package layers at this level, {@link WheelLayers#setGzipLevel}; by default
+ * they are plain tars, as Kiln keeps them). Prints a table (medians) and writes {@code
  * benchmarks/target/results/build.json}.
  */
 public final class BuildBenchmark {
@@ -133,7 +133,7 @@ public final class BuildBenchmark {
 
   public static void main(String[] args) throws Exception {
     int runs = 3;
-    int gzipLevel = ImageBuilder.DEFAULT_GZIP_LEVEL;
+    int gzipLevel = ImageBuilder.UNCOMPRESSED;
     Path mirror = Path.of("/opt/pypi");
     Path baseArchive =
         Path.of(System.getProperty("user.home"), ".cache/kiln/base/debian-bookworm-python3.tar");
@@ -342,7 +342,9 @@ public final class BuildBenchmark {
       this.wheelLayers = new WheelLayers(dir.resolve("wheel-layers"));
       this.images =
           new ImageBuilder(BaseImage.parse(baseArchive.toString()), dir.resolve("images"));
-      images.setGzipLevel(gzipLevel);
+      if (gzipLevel != ImageBuilder.UNCOMPRESSED) {
+        images.setGzipLevel(gzipLevel);
+      }
       wheelLayers.setGzipLevel(gzipLevel);
       this.wheelStore = Files.createDirectories(dir.resolve("wheels"));
       this.target = target;

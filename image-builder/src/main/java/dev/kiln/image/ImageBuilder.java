@@ -83,10 +83,18 @@ public final class ImageBuilder implements AutoCloseable {
   static final int JIB_GZIP_LEVEL = 6;
 
   /**
-   * Package layers are compressed at this level unless {@link #setGzipLevel} says otherwise: images
-   * live on local disk, where level 1 costs a third of the CPU for 15-20% more bytes.
+   * The gzip level of layers that are compressed, unless {@link #setGzipLevel} says otherwise:
+   * images live on local disk, where level 1 costs a third of the CPU for 15-20% more bytes.
    */
   public static final int DEFAULT_GZIP_LEVEL = 1;
+
+  /**
+   * A "gzip level" that means no compression at all: package layers are plain tars ({@link
+   * LayerBlob#TAR}) unless {@link WheelLayers#setGzipLevel} asks for gzip. Kiln keeps images in a
+   * local layout that only the local provisioner reads (it has no path that pushes an image or
+   * writes one for elsewhere), which would only decompress again what was compressed.
+   */
+  public static final int UNCOMPRESSED = -1;
 
   /** Jib's name for the image it hands over; the layout's name comes from the request. */
   private static final ImageReference TARGET_NAME =

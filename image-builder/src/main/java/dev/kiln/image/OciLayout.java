@@ -48,7 +48,6 @@ final class OciLayout {
   static final String REF_NAME = "org.opencontainers.image.ref.name";
   static final String INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json";
   static final String MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json";
-  static final String LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip";
   private static final String BLOB_PREFIX = "blobs/sha256/";
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final ConcurrentHashMap<Path, ReentrantLock> INDEX_LOCKS =
@@ -249,7 +248,7 @@ final class OciLayout {
         }
       }
       ObjectNode descriptor = JSON.createObjectNode();
-      descriptor.put("mediaType", LAYER_MEDIA_TYPE);
+      descriptor.put("mediaType", blob.mediaType());
       descriptor.put("digest", blob.digest().toString());
       descriptor.put("size", blob.size());
       layers.insert(at + i, descriptor);

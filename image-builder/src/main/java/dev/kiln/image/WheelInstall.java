@@ -30,9 +30,9 @@ import org.apache.commons.compress.archivers.zip.ZipArchiveEntry;
 import org.apache.commons.compress.archivers.zip.ZipFile;
 
 /**
- * Installs one wheel into an image layer: a gzip-compressed tar of the files pip would install, at
- * their paths in the image, written straight from the wheel with nothing unpacked to disk. Follows
- * the binary distribution format (PEP 427/491) as pip does on POSIX:
+ * Installs one wheel into an image layer: a tar (plain, or gzip-compressed) of the files pip would
+ * install, at their paths in the image, written straight from the wheel with nothing unpacked to
+ * disk. Follows the binary distribution format (PEP 427/491) as pip does on POSIX:
  *
  * <ul>
  *   <li>the root goes to purelib or platlib ({@code Root-Is-Purelib}); {@code
@@ -53,7 +53,7 @@ import org.apache.commons.compress.archivers.zip.ZipFile;
  * <p>The layer is reproducible, in the form Jib gives its own layers: entries sorted by path, every
  * parent directory listed (0755), owner root (uid and gid 0, no names), modification time one
  * second after the epoch, PAX headers for long names. Its bytes depend only on the wheel, the
- * layout and the gzip level.
+ * layout and the compression.
  *
  * <p>Why no unpacking: creating thousands of files (numpy has 1,045, the 30 packages of the build
  * benchmark 8,184) and reading them back to tar them cost more than everything else in a cold
@@ -96,7 +96,10 @@ final class WheelInstall {
     this.layout = layout;
   }
 
-  /** Writes the wheel's layer, gzip-compressed at {@code gzipLevel}, to {@code out}. */
+  /**
+   * Writes the wheel's layer to {@code out}: a plain tar when {@code gzipLevel} is {@link
+   * ImageBuilder#UNCOMPRESSED}, else gzip-compressed at that level.
+   */
   static Result install(
       Path wheelFile, WheelFilename name, InstallLayout layout, Path out, int gzipLevel)
       throws IOException {
@@ -321,12 +324,13 @@ final class WheelInstall {
 
     MessageDigest compressed = WheelRecord.digest("sha256");
     MessageDigest uncompressed = WheelRecord.digest("sha256");
+    boolean plain = gzipLevel == ImageBuilder.UNCOMPRESSED;
     try (OutputStream file =
             new DigestOutputStream(
                 new BufferedOutputStream(Files.newOutputStream(out), 1 << 16), compressed);
-        OutputStream gzip = new Gzip(file, gzipLevel);
+        OutputStream gzip = plain ? file : new Gzip(file, gzipLevel);
         TarArchiveOutputStream tar =
-            new TarArchiveOutputStream(new DigestOutputStream(gzip, uncompressed))) {
+            new TarArchiveOutputStream(plain ? gzip : new DigestOutputStream(gzip, uncompressed))) {
       tar.setLongFileMode(TarArchiveOutputStream.LONGFILE_POSIX);
       tar.setBigNumberMode(TarArchiveOutputStream.BIGNUMBER_POSIX);
       for (Map.Entry<String, Planned> e : entries.entrySet()) {
@@ -353,8 +357,9 @@ final class WheelInstall {
       }
       tar.finish();
     }
+    Digest digest = Digest.fromSha(compressed);
     return new Result(
-        Digest.fromSha(compressed), Digest.fromSha(uncompressed), Files.size(out), plan.size());
+        digest, plain ? digest : Digest.fromSha(uncompressed), Files.size(out), plan.size());
   }
 
   /** Streams one file from the zip into the tar, checking size and hash against RECORD. */

@@ -37,12 +37,13 @@ import org.slf4j.LoggerFactory;
  * layer's content (and so its digest) depends only on the wheel bytes and the layout.
  *
  * <p>Each (wheel sha256, layout) becomes one layer blob, once: the wheel is verified against its
- * {@code RECORD} while its files stream from the zip into a gzip tar (see {@link WheelInstall}),
- * which is moved into place atomically as {@code workDir/<wheel sha256>-<layout hash>.tar.gz}, next
- * to a small file with its digests. Later calls, also after a restart, return that blob without
- * reading the wheel again (beyond hashing it once per process); {@link ImageBuilder} puts it into
- * images as it is, so every image with the same package shares the layer, and an image that shares
- * packages with an earlier one only builds what is new.
+ * {@code RECORD} while its files stream from the zip into a tar (see {@link WheelInstall}), plain
+ * unless {@link #setGzipLevel} asks for gzip, which is moved into place atomically as {@code
+ * workDir/<wheel sha256>-<layout hash>.tar} ({@code .tar.gz}), next to a small file with its
+ * digests. Later calls, also after a restart, return that blob without reading the wheel again
+ * (beyond hashing it once per process); {@link ImageBuilder} puts it into images as it is, so every
+ * image with the same package shares the layer, and an image that shares packages with an earlier
+ * one only builds what is new.
  *
  * <p>Thread-safe; several processes may share a work directory.
  */
@@ -53,14 +54,14 @@ public final class WheelLayers {
    * Part of every layer's key: change it whenever the layer for a given wheel and layout changes,
    * so that old layers are not reused.
    */
-  static final String FORMAT = "kiln-wheel-layer 2";
+  static final String FORMAT = "kiln-wheel-layer 3";
 
   private static final String TEMP_PREFIX = ".tmp-";
   private static final Duration STALE_TEMP = Duration.ofHours(1);
 
   private final Path workDir;
   private final Clock clock;
-  private volatile int gzipLevel = ImageBuilder.DEFAULT_GZIP_LEVEL;
+  private volatile int gzipLevel = ImageBuilder.UNCOMPRESSED;
 
   /** Recently used layers (a miss costs reading one small file). */
   private final Map<String, LayerBlob> layers = lru(4096);
@@ -87,11 +88,12 @@ public final class WheelLayers {
   }
 
   /**
-   * The gzip level (0 to 9) of layers made from now on; level 1 unless set. It is part of a layer's
-   * key, so layers made at another level are not reused.
+   * The gzip level (0 to 9) of layers made from now on, or {@link ImageBuilder#UNCOMPRESSED} (the
+   * default) for plain tars. Compression only pays where an image leaves the machine; it is part of
+   * a layer's key, so layers made otherwise are not reused.
    */
   public void setGzipLevel(int level) {
-    if (level < 0 || level > 9) {
+    if (level != ImageBuilder.UNCOMPRESSED && (level < 0 || level > 9)) {
       throw new IllegalArgumentException("gzip level must be between 0 and 9, got " + level);
     }
     this.gzipLevel = level;
@@ -172,14 +174,18 @@ public final class WheelLayers {
             continue;
           }
           String key = name.substring(0, name.length() - ".layer".length());
-          Path file = workDir.resolve(key + ".tar.gz");
+          List<Path> files = List.of(blobFile(key, 0), blobFile(key, ImageBuilder.UNCOMPRESSED));
           n++;
-          bytes += Files.exists(file) ? Files.size(file) : 0;
+          for (Path file : files) {
+            bytes += Files.exists(file) ? Files.size(file) : 0;
+          }
           if (!dryRun) {
             layers.remove(key);
             // The file that vouches for the blob first: a reader never sees it without the blob.
             Files.deleteIfExists(info);
-            Files.deleteIfExists(file);
+            for (Path file : files) {
+              Files.deleteIfExists(file);
+            }
           }
         }
       }
@@ -201,7 +207,7 @@ public final class WheelLayers {
   private LayerBlob loadOrBuild(
       String key, Path wheelFile, WheelFilename name, InstallLayout layout, int level)
       throws IOException {
-    Path file = workDir.resolve(key + ".tar.gz");
+    Path file = blobFile(key, level);
     Path info = workDir.resolve(key + ".layer");
     if (Files.isRegularFile(info)) {
       try {
@@ -214,15 +220,12 @@ public final class WheelLayers {
     removeStaleTemps();
     long started = System.nanoTime();
     String temp = TEMP_PREFIX + key + "-" + UUID.randomUUID();
-    Path tempFile = workDir.resolve(temp + ".tar.gz");
+    Path tempFile = workDir.resolve(temp + ".tar");
     Path tempInfo = workDir.resolve(temp + ".layer");
     try {
       WheelInstall.Result r = WheelInstall.install(wheelFile, name, layout, tempFile, level);
-      Files.writeString(
-          tempInfo,
-          String.join("\n", FORMAT, r.digest().toString(), r.diffId().toString(), "" + r.size())
-              + "\n",
-          StandardCharsets.UTF_8);
+      LayerBlob blob = new LayerBlob(file, r.digest(), r.diffId(), r.size());
+      write(tempInfo, blob);
       // The blob first, then the file that vouches for it: a reader never sees one without the
       // other. A concurrent builder of the same layer writes the same bytes.
       move(tempFile, file);
@@ -233,23 +236,48 @@ public final class WheelLayers {
           r.files(),
           r.size(),
           (System.nanoTime() - started) / 1_000_000);
-      return new LayerBlob(file, r.digest(), r.diffId(), r.size());
+      return blob;
     } finally {
       Files.deleteIfExists(tempFile);
       Files.deleteIfExists(tempInfo);
     }
   }
 
-  private static LayerBlob read(Path info, Path file) throws IOException {
+  /** The blob of the layer with this key, made at this gzip level. */
+  private Path blobFile(String key, int gzipLevel) {
+    return workDir.resolve(key + (gzipLevel == ImageBuilder.UNCOMPRESSED ? ".tar" : ".tar.gz"));
+  }
+
+  /** The file that vouches for a blob: the format, its digests, size and media type. */
+  static void write(Path info, LayerBlob blob) throws IOException {
+    Files.writeString(
+        info,
+        String.join(
+                "\n",
+                FORMAT,
+                blob.digest().toString(),
+                blob.diffId().toString(),
+                "" + blob.size(),
+                blob.mediaType())
+            + "\n",
+        StandardCharsets.UTF_8);
+  }
+
+  static LayerBlob read(Path info, Path file) throws IOException {
     List<String> lines = Files.readAllLines(info, StandardCharsets.UTF_8);
-    if (lines.size() < 4 || !lines.get(0).equals(FORMAT)) {
+    if (lines.size() < 5 || !lines.get(0).equals(FORMAT)) {
       throw new IOException(info + " is not a " + FORMAT + " file");
     }
     long size = Long.parseLong(lines.get(3));
     if (!Files.isRegularFile(file) || Files.size(file) != size) {
       throw new IOException(file + " is missing or not " + size + " bytes");
     }
-    return new LayerBlob(file, Digest.parse(lines.get(1)), Digest.parse(lines.get(2)), size);
+    try {
+      return new LayerBlob(
+          file, Digest.parse(lines.get(1)), Digest.parse(lines.get(2)), size, lines.get(4));
+    } catch (IllegalArgumentException e) {
+      throw new IOException(info + " does not describe a layer: " + e.getMessage(), e);
+    }
   }
 
   private void move(Path from, Path to) throws IOException {
@@ -305,13 +333,13 @@ public final class WheelLayers {
     return hex;
   }
 
-  /** A short hash of the layout, the layer format and the gzip level. */
+  /** A short hash of the layout, the layer format and the compression (plain tar or gzip level). */
   static String layoutHash(InstallLayout layout, int gzipLevel) {
     String canonical =
         String.join(
             "\n",
             FORMAT,
-            "gzip " + gzipLevel,
+            gzipLevel == ImageBuilder.UNCOMPRESSED ? "tar" : "gzip " + gzipLevel,
             layout.purelib(),
             layout.platlib(),
             layout.scripts(),

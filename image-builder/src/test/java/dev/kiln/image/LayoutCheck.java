@@ -74,11 +74,14 @@ final class LayoutCheck {
     List<Path> blobs = new ArrayList<>();
     for (int i = 0; i < layers.size(); i++) {
       JsonNode layer = layers.get(i);
-      assertThat(layer.path("mediaType").asText())
-          .isEqualTo("application/vnd.oci.image.layer.v1.tar+gzip");
+      String mediaType = layer.path("mediaType").asText();
+      assertThat(mediaType).isIn(LayerBlob.TAR_GZIP, LayerBlob.TAR);
       Path file = blob(layout, Digest.parse(layer.path("digest").asText()));
       assertThat(Files.size(file)).isEqualTo(layer.path("size").asLong());
-      try (InputStream in = new GZIPInputStream(Files.newInputStream(file))) {
+      assertThat(gzipped(file))
+          .as("layer %d is compressed as its media type %s says", i, mediaType)
+          .isEqualTo(mediaType.equals(LayerBlob.TAR_GZIP));
+      try (InputStream in = tar(file)) {
         assertThat(Digest.of(in).toString())
             .as("diff_id of layer %d", i)
             .isEqualTo(diffIds.get(i).asText());
@@ -107,11 +110,24 @@ final class LayoutCheck {
     return file;
   }
 
-  /** The entries of a gzip layer blob, in order. */
+  /** Whether a blob starts with gzip's magic bytes. */
+  static boolean gzipped(Path blob) throws IOException {
+    try (InputStream in = Files.newInputStream(blob)) {
+      byte[] magic = in.readNBytes(2);
+      return magic.length == 2 && (magic[0] & 0xff) == 0x1f && (magic[1] & 0xff) == 0x8b;
+    }
+  }
+
+  /** The tar in a layer blob, plain or gzip-compressed. */
+  static InputStream tar(Path layerBlob) throws IOException {
+    InputStream in = Files.newInputStream(layerBlob);
+    return gzipped(layerBlob) ? new GZIPInputStream(in) : in;
+  }
+
+  /** The entries of a layer blob (plain or gzip tar), in order. */
   static List<Entry> entries(Path layerBlob) throws IOException {
     List<Entry> out = new ArrayList<>();
-    try (TarArchiveInputStream tar =
-        new TarArchiveInputStream(new GZIPInputStream(Files.newInputStream(layerBlob)))) {
+    try (TarArchiveInputStream tar = new TarArchiveInputStream(tar(layerBlob))) {
       for (TarArchiveEntry e = tar.getNextEntry(); e != null; e = tar.getNextEntry()) {
         out.add(
             new Entry(

@@ -27,7 +27,6 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
-import java.util.zip.GZIPInputStream;
 import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
 import org.junit.jupiter.api.BeforeEach;
@@ -195,7 +194,7 @@ class WheelLayersTest {
                 assertThat(e.mode() & 0777).isEqualTo(0755);
               }
             });
-    try (InputStream in = new GZIPInputStream(Files.newInputStream(layer.blob().file()))) {
+    try (InputStream in = LayoutCheck.tar(layer.blob().file())) {
       assertThat(dev.kiln.cache.Digest.of(in)).isEqualTo(layer.blob().diffId());
     }
     try (InputStream in = Files.newInputStream(layer.blob().file())) {
@@ -508,6 +507,52 @@ class WheelLayersTest {
   }
 
   @Test
+  void layersArePlainTarsUnlessGzipIsAskedForAndBothHoldTheSameTar() throws Exception {
+    Path wheel = demo().write(tmp.resolve("wheels"));
+    String filename = wheel.getFileName().toString();
+    WheelLayers layers = new WheelLayers(tmp.resolve("work"));
+    LayerBlob plain = layers.layerFor(wheel, filename, TestWheels.SPLIT).blob();
+    layers.setGzipLevel(1);
+    LayerBlob gzip = layers.layerFor(wheel, filename, TestWheels.SPLIT).blob();
+
+    assertThat(plain.mediaType()).isEqualTo("application/vnd.oci.image.layer.v1.tar");
+    assertThat(plain.digest()).isEqualTo(plain.diffId());
+    assertThat(plain.file().getFileName().toString()).endsWith(".tar");
+    assertThat(LayoutCheck.gzipped(plain.file())).isFalse();
+    assertThat(gzip.mediaType()).isEqualTo("application/vnd.oci.image.layer.v1.tar+gzip");
+    assertThat(LayoutCheck.gzipped(gzip.file())).isTrue();
+    assertThat(gzip.file()).as("the compression is part of the key").isNotEqualTo(plain.file());
+    assertThat(gzip.diffId()).as("the same tar inside").isEqualTo(plain.diffId());
+
+    // Images carry each as what it is; the layout stays valid either way.
+    try (ImageBuilder builder = new ImageBuilder(base, tmp.resolve("images"))) {
+      for (LayerBlob blob : List.of(plain, gzip)) {
+        BuiltImage image =
+            builder.build(
+                new ImageRequest(
+                    "kiln/udf:" + blob.digest().hex().substring(0, 8),
+                    List.of(LayerSpec.ofBlob("wheel " + filename, blob)),
+                    List.of("/usr/bin/python3"),
+                    List.of(),
+                    Map.of(),
+                    "/",
+                    Map.of()));
+        LayoutCheck.image(builder.layoutDir(), image.name());
+        ImageLayer layer = image.layers().get(1);
+        assertThat(layer.mediaType()).isEqualTo(blob.mediaType());
+        assertThat(layer.digest()).isEqualTo(blob.digest());
+        assertThat(layer.diffId()).isEqualTo(blob.diffId());
+      }
+    }
+
+    // A restart finds each layer with its media type.
+    WheelLayers restarted = new WheelLayers(tmp.resolve("work"));
+    assertThat(restarted.layerFor(wheel, filename, TestWheels.SPLIT).blob()).isEqualTo(plain);
+    restarted.setGzipLevel(1);
+    assertThat(restarted.layerFor(wheel, filename, TestWheels.SPLIT).blob()).isEqualTo(gzip);
+  }
+
+  @Test
   void temporaryFilesOlderThanAnHourAreRemovedBeforeTheFirstBuild() throws Exception {
     Instant now = Instant.parse("2025-01-01T12:00:00Z");
     Path work = Files.createDirectories(tmp.resolve("work"));
@@ -590,7 +635,7 @@ class WheelLayersTest {
   /** Extracts a built layer under {@code root}, with modes, as a container runtime would. */
   static Path extract(LayerSpec layer, Path root) throws IOException {
     try (TarArchiveInputStream tar =
-        new TarArchiveInputStream(new GZIPInputStream(Files.newInputStream(layer.blob().file())))) {
+        new TarArchiveInputStream(LayoutCheck.tar(layer.blob().file()))) {
       for (TarArchiveEntry e = tar.getNextEntry(); e != null; e = tar.getNextEntry()) {
         Path target = root.resolve(e.getName());
         if (e.isDirectory()) {

@@ -103,6 +103,75 @@ class LayerStoreIT {
   }
 
   @Test
+  void plainAndGzipLayersOfTheSameTreeExtractIdentically() throws Exception {
+    TestImages.LayerBuilder tree =
+        new TestImages.LayerBuilder(dir.resolve("src"))
+            .file("etc/keep", "keep")
+            .file("usr/bin/tool", "#!/bin/sh\n", 0755, 0)
+            .file("home/app/data", "owned", 0600, 1000)
+            .dir("var/empty", 0700, 1000)
+            .whiteout("etc/gone")
+            .opaque("opt/app")
+            .file("opt/app/new", "new");
+    SandboxImage.Layer gzip = tree.build("same");
+    SandboxImage.Layer plain = tree.buildPlain("same");
+    assertThat(LayerStore.compressionFlags(gzip)).containsExactly("-z");
+    assertThat(LayerStore.compressionFlags(plain)).isEmpty();
+    List<Path> dirs = new LayerStore(dir.resolve("layers"), "tar").extractAll(List.of(gzip, plain));
+
+    assertThat(dirs.get(0)).isNotEqualTo(dirs.get(1));
+    String listing = listing(dirs.get(0));
+    assertThat(listing)
+        .contains("./etc/gone|character special file|", "./usr/bin/tool|regular file|755|0|0|")
+        .contains("./home/app/data|regular file|600|1000|1000|");
+    assertThat(listing(dirs.get(1))).isEqualTo(listing);
+
+    // Both hide the same files of a layer below.
+    SandboxImage.Layer lower =
+        new TestImages.LayerBuilder(dir.resolve("src"))
+            .file("etc/gone", "gone")
+            .file("opt/app/old", "old")
+            .build("lower");
+    LayerStore store = new LayerStore(dir.resolve("layers"), "tar");
+    for (SandboxImage.Layer upper : List.of(gzip, plain)) {
+      Path sandbox = Files.createTempDirectory(dir, "sandbox-");
+      Path rootfs =
+          RootFs.mount(
+              sandbox,
+              store.extractAll(List.of(lower, upper)),
+              Files.createDirectories(dir.resolve("empty")));
+      try {
+        assertThat(rootfs.resolve("etc/keep")).hasContent("keep");
+        assertThat(rootfs.resolve("etc/gone")).doesNotExist();
+        try (var s = Files.list(rootfs.resolve("opt/app"))) {
+          assertThat(s.map(p -> p.getFileName().toString())).containsExactly("new");
+        }
+      } finally {
+        RootFs.unmount(rootfs);
+      }
+    }
+  }
+
+  /**
+   * Every entry of an extracted layer with its type, mode, owner, size, device numbers and content
+   * hash (not times: converting whiteouts touches their directories).
+   */
+  private static String listing(Path layer) throws IOException {
+    HostCommand r =
+        HostCommand.run(
+            List.of(
+                "sh",
+                "-c",
+                "find . -mindepth 1 -print0 | sort -z | xargs -0 stat -c '%n|%F|%a|%u|%g|%s|%t:%T'"
+                    + " && find . -type f -print0 | sort -z | xargs -0 sha256sum"),
+            layer,
+            null,
+            Duration.ofMinutes(1));
+    assertThat(r.ok()).as(r.diagnostics()).isTrue();
+    return r.stdout();
+  }
+
+  @Test
   void aBrokenBlobFailsClearlyAndIsRetried() throws Exception {
     Path blob = dir.resolve("broken.tar.gz");
     Files.write(blob, new byte[] {0x1f, (byte) 0x8b, 1, 2, 3, 4});

@@ -20,6 +20,7 @@ import java.util.List;
  */
 final class TestImages {
   static final String GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip";
+  static final String PLAIN_LAYER = "application/vnd.oci.image.layer.v1.tar";
   static final List<String> BASE_ENV =
       List.of(
           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -168,6 +169,13 @@ final class TestImages {
       Path d = Files.createDirectories(root.resolve(path));
       Files.createFile(d.resolve(Whiteouts.OPAQUE));
       return this;
+    }
+
+    /** Writes {@code <name>.tar} (uncompressed) next to the tree and returns it as a layer. */
+    SandboxImage.Layer buildPlain(String name) throws IOException {
+      Path blob = root.resolveSibling(name + "-" + root.getFileName() + ".tar");
+      tar(root, "--sort=name", "--numeric-owner", "-cf", blob.toString(), ".");
+      return new SandboxImage.Layer(digest(blob), PLAIN_LAYER, blob);
     }
 
     /** Writes {@code <name>.tar.gz} next to the tree and returns it as a layer. */
