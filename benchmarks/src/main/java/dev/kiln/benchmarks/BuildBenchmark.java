@@ -6,8 +6,6 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.google.common.io.MoreFiles;
 import com.google.common.io.RecursiveDeleteOption;
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpServer;
 import dev.kiln.image.BaseImage;
 import dev.kiln.image.BuiltImage;
 import dev.kiln.image.ImageBuilder;
@@ -24,8 +22,6 @@ import dev.kiln.resolver.TargetEnvironment;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
-import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -428,171 +424,6 @@ public final class BuildBenchmark {
     }
   }
 
-  /** buildah with its own storage under one directory; removed (and unmounted) on close. */
-  static final class Buildah implements AutoCloseable {
-    private final Path root;
-    private final Path runroot;
-    private final Path context;
-    private final String baseId;
-    private final URI index;
-    private final String pip;
-
-    Buildah(Path dir, Path baseArchive, Path pipWheel, URI index) throws Exception {
-      this.root = dir.resolve("root");
-      this.runroot = dir.resolve("run");
-      this.context = Files.createDirectories(dir.resolve("context"));
-      this.index = index;
-      this.pip = pipWheel.getFileName().toString();
-      Files.copy(pipWheel, context.resolve(pip));
-      List<String> lines = run(buildah("pull", "-q", "docker-archive:" + baseArchive));
-      this.baseId = lines.get(lines.size() - 1).strip();
-    }
-
-    static void ensureInstalled() throws Exception {
-      if (new ProcessBuilder("sh", "-c", "command -v buildah").start().waitFor() != 0) {
-        System.out.println("buildah is missing; installing Debian's buildah package");
-        run(List.of("apt-get", "install", "-y", "-q", "buildah"));
-      }
-    }
-
-    /** Wall and CPU (user + system, pip included) seconds of one build. */
-    record Timing(double wall, double cpu) {}
-
-    /** Builds the image the way the reference control plane does. */
-    Timing build(List<String> packages, String code, String tag) throws Exception {
-      String dockerfile =
-          "FROM "
-              + baseId
-              + "\n"
-              + "COPY "
-              + pip
-              + " /tmp/pip.whl\n"
-              + "RUN python3 /tmp/pip.whl/pip install --no-cache-dir --no-compile"
-              + " --disable-pip-version-check --break-system-packages --root-user-action=ignore"
-              + " --index-url "
-              + index
-              + " "
-              + String.join(" ", packages)
-              + "\n"
-              + "COPY udf.py /kiln/udf/udf.py\n";
-      Files.writeString(context.resolve("Dockerfile"), dockerfile);
-      Files.writeString(context.resolve("udf.py"), code);
-      List<String> command = new ArrayList<>(List.of("/usr/bin/time", "-f", "cpu %U %S"));
-      command.addAll(
-          buildah(
-              "bud",
-              "--layers",
-              "--isolation",
-              "chroot",
-              "--network",
-              "host",
-              "-q",
-              "-t",
-              tag,
-              context.toString()));
-      long t0 = System.nanoTime();
-      List<String> out = run(command);
-      double wall = seconds(System.nanoTime() - t0);
-      String[] cpu = out.get(out.size() - 1).split(" ");
-      return new Timing(wall, Double.parseDouble(cpu[1]) + Double.parseDouble(cpu[2]));
-    }
-
-    private List<String> buildah(String... args) {
-      List<String> command =
-          new ArrayList<>(
-              List.of(
-                  "buildah",
-                  "--root",
-                  root.toString(),
-                  "--runroot",
-                  runroot.toString(),
-                  "--storage-driver",
-                  "overlay"));
-      command.addAll(List.of(args));
-      return command;
-    }
-
-    @Override
-    public void close() throws Exception {
-      try {
-        run(buildah("rmi", "--all", "--force"));
-      } finally {
-        // containers/storage may keep its overlay directory mounted; leave no mount behind.
-        for (String mount : mountsUnder(root.getParent())) {
-          new ProcessBuilder("umount", "-l", mount).inheritIO().start().waitFor();
-        }
-      }
-    }
-
-    private static List<String> mountsUnder(Path dir) throws IOException {
-      List<String> out = new ArrayList<>();
-      for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"))) {
-        String[] f = line.split(" ");
-        if (f.length > 4 && f[4].startsWith(dir.toString())) {
-          out.add(f[4]);
-        }
-      }
-      Collections.reverse(out); // innermost first
-      return out;
-    }
-  }
-
-  /** The mirror directory over HTTP on loopback (PEP 503 pages link to ../../files/...). */
-  static final class MirrorServer {
-    private final HttpServer server;
-    private final ExecutorService executor;
-
-    private MirrorServer(HttpServer server, ExecutorService executor) {
-      this.server = server;
-      this.executor = executor;
-    }
-
-    static MirrorServer start(Path root) throws IOException {
-      Path dir = root.toRealPath();
-      HttpServer server =
-          HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 64);
-      ExecutorService executor = Executors.newFixedThreadPool(8);
-      server.setExecutor(executor);
-      server.createContext("/", exchange -> serve(dir, exchange));
-      server.start();
-      return new MirrorServer(server, executor);
-    }
-
-    URI uri(String path) {
-      return URI.create("http://127.0.0.1:" + server.getAddress().getPort() + "/" + path);
-    }
-
-    void stop() {
-      server.stop(0);
-      executor.shutdownNow();
-    }
-
-    private static void serve(Path root, HttpExchange exchange) throws IOException {
-      try (exchange) {
-        String path = exchange.getRequestURI().getPath();
-        Path file = root.resolve(path.substring(1)).normalize();
-        if (Files.isDirectory(file)) {
-          file = file.resolve("index.html");
-        }
-        if (!file.startsWith(root) || !Files.isRegularFile(file)) {
-          exchange.sendResponseHeaders(404, -1);
-          return;
-        }
-        boolean html = file.getFileName().toString().endsWith(".html");
-        exchange
-            .getResponseHeaders()
-            .set("Content-Type", html ? "text/html; charset=utf-8" : "application/octet-stream");
-        boolean head = exchange.getRequestMethod().equals("HEAD");
-        exchange.sendResponseHeaders(200, head ? -1 : Files.size(file));
-        if (!head) {
-          try (OutputStream out = exchange.getResponseBody()) {
-            Files.copy(file, out);
-          }
-        }
-      }
-    }
-  }
-
   /**
    * What the base image's python3 says about itself: the base is extracted once (untimed) and
    * {@link TargetEnvironment#probeScript()} runs in it with chroot, as the control plane runs it in
@@ -694,7 +525,7 @@ public final class BuildBenchmark {
         .getProcessCpuTime();
   }
 
-  private static double seconds(long nanos) {
+  static double seconds(long nanos) {
     return nanos / 1e9;
   }
 

@@ -35,7 +35,7 @@ final class PackageColdStart {
     List<Double> cold = new ArrayList<>();
     List<Double> cached = new ArrayList<>();
     List<Double> changed = new ArrayList<>();
-    BuildBenchmark.MirrorServer index = BuildBenchmark.MirrorServer.start(mirror);
+    MirrorServer index = MirrorServer.start(mirror);
     try {
       for (int run = 0; run < runs; run++) {
         Path data = Files.createTempDirectory("kiln-bench-packages-");

@@ -93,7 +93,7 @@ public final class SnapshotBenchmark {
     report.put("runs", runs);
     report.put("runsc", firstLine(SnapshotZygote.run(List.of("runsc", "--version"))));
     report.put("machine_cpus", Runtime.getRuntime().availableProcessors());
-    BuildBenchmark.MirrorServer mirror = BuildBenchmark.MirrorServer.start(Path.of("/opt/pypi"));
+    MirrorServer mirror = MirrorServer.start(Path.of("/opt/pypi"));
     try (ExecutorService executor = Executors.newVirtualThreadPerTaskExecutor();
         BufferAllocator allocator = new RootAllocator();
         RunscProvisioner provisioner =
@@ -195,7 +195,7 @@ public final class SnapshotBenchmark {
   /** The UDF's image, as the control plane builds it, with pandas from the local mirror. */
   static BuiltImage buildImage(
       UdfDefinition definition,
-      BuildBenchmark.MirrorServer mirror,
+      MirrorServer mirror,
       Path work,
       ExecutorService executor,
       ObjectNode report)
