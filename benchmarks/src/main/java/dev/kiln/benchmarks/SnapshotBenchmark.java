@@ -179,17 +179,7 @@ public final class SnapshotBenchmark {
 
   /** The UDF: one BIGINT in, one out, pandas and numpy imported when the runner loads it. */
   static String spec() {
-    ObjectNode n = JSON.createObjectNode();
-    n.put("version", 1);
-    n.put("kind", "udf");
-    n.put("language", "python");
-    n.put("handler", HANDLER);
-    n.putArray("input_types").add("BIGINT NULL");
-    n.put("result_type", "BIGINT NULL");
-    n.putArray("imports");
-    n.putArray("packages").add("pandas");
-    n.put("code", CODE);
-    return n.toString();
+    return ColdStartBenchmark.spec(HANDLER, CODE, List.of("pandas"));
   }
 
   /** The UDF's image, as the control plane builds it, with pandas from the local mirror. */
