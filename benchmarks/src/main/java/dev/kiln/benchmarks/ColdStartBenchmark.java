@@ -228,8 +228,14 @@ public final class ColdStartBenchmark {
         await(server, "the warm pool fills", () -> gauge(server, "kiln.warm.pool.ready") >= 1);
         String handler = "warm_" + i;
         long t0 = System.nanoTime();
-        callPlus(allocator, client.apply("bench", plus(handler, 100 + i)), handler, 100 + i);
+        DatabendClient.Resource r = client.apply("bench", plus(handler, 100 + i));
+        long tApply = System.nanoTime();
+        callPlus(allocator, r, handler, 100 + i);
         long t1 = System.nanoTime();
+        ProvisioningTimings t = server.timings("bench", r.key()).orElseThrow();
+        System.out.printf(
+            "warm run %d: apply %.0f ms (server ready after %.0f ms), first call %.0f ms%n",
+            i, ms(tApply - t0), t.totalMillis(), ms(t1 - tApply));
         totals.add(ms(t1 - t0));
       }
       double hits = server.meters().get("kiln.warm.pool.hits").functionCounter().count();
