@@ -335,11 +335,11 @@ public final class ColdStartBenchmark {
     }
   }
 
-  private static double gauge(KilnServer server, String name) {
+  static double gauge(KilnServer server, String name) {
     return server.meters().get(name).gauge().value();
   }
 
-  private static void await(KilnServer server, String what, BooleanSupplier condition) {
+  static void await(KilnServer server, String what, BooleanSupplier condition) {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
     while (!condition.getAsBoolean()) {
       if (System.nanoTime() > deadline) {

@@ -20,11 +20,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import org.apache.arrow.flight.CallOptions;
 import org.apache.arrow.flight.FlightCallHeaders;
@@ -281,40 +277,8 @@ final class FlightThroughput {
       Duration duration,
       long[] batches)
       throws Exception {
-    AtomicLong rows = new AtomicLong();
-    long start = System.nanoTime();
-    long end = start + duration.toNanos();
-    long[] finished = new long[inFlight];
-    try (ExecutorService threads = Executors.newFixedThreadPool(inFlight)) {
-      List<Future<?>> workers = new ArrayList<>();
-      for (int w = 0; w < inFlight; w++) {
-        int worker = w;
-        workers.add(
-            threads.submit(
-                () -> {
-                  try (BufferAllocator mine =
-                          allocator.newChildAllocator("worker-" + worker, 0, Long.MAX_VALUE);
-                      VectorSchemaRoot in = input(mine, f)) {
-                    while (System.nanoTime() < end) {
-                      callOnce(mine, r, f, in);
-                      rows.addAndGet(ROWS);
-                    }
-                    finished[worker] = System.nanoTime();
-                  }
-                  return null;
-                }));
-      }
-      for (Future<?> w : workers) {
-        w.get();
-      }
-    }
-    // Calls still running at the deadline finish after it; count the time until the last one.
-    long last = start;
-    for (long t : finished) {
-      last = Math.max(last, t);
-    }
-    batches[0] = rows.get() / ROWS;
-    return rows.get() / ((last - start) / 1e9);
+    return keepCalling(
+        allocator, f, inFlight, duration, batches, (mine, in) -> callOnce(mine, r, f, in));
   }
 
   /**

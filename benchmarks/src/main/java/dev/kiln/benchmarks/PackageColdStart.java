@@ -6,8 +6,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 
@@ -48,13 +46,10 @@ final class PackageColdStart {
             DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort());
             BufferAllocator allocator = new RootAllocator()) {
           // The pool's first sandbox needs the runner image: the base is extracted by then.
-          long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-          while (server.meters().get("kiln.warm.pool.ready").gauge().value() < 1) {
-            if (System.nanoTime() > deadline) {
-              throw new IllegalStateException("the server's warm-up did not finish in 120 s");
-            }
-            LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(20));
-          }
+          ColdStartBenchmark.await(
+              server,
+              "the server's warm-up",
+              () -> ColdStartBenchmark.gauge(server, "kiln.warm.pool.ready") >= 1);
           cold.add(firstResult(client, allocator, "np_a", 1));
           cached.add(firstResult(client, allocator, "np_b", 2));
           changed.add(firstResult(client, allocator, "np_a", 3));

@@ -31,14 +31,11 @@ import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.concurrent.atomic.AtomicLong;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.Float8Vector;
 import org.apache.arrow.vector.IntVector;
-import org.apache.arrow.vector.VectorSchemaRoot;
 
 /**
  * The worker-level half of {@link ThroughputBenchmark}: the worker's {@code RunnerPool} as the
@@ -275,47 +272,21 @@ final class PoolThroughput {
       Duration duration,
       long[] batches)
       throws Exception {
-    AtomicLong rows = new AtomicLong();
-    long start = System.nanoTime();
-    long end = start + duration.toNanos();
-    long[] finished = new long[inFlight];
-    try (ExecutorService threads = Executors.newFixedThreadPool(inFlight)) {
-      List<Future<?>> workers = new ArrayList<>();
-      for (int w = 0; w < inFlight; w++) {
-        int worker = w;
-        workers.add(
-            threads.submit(
-                () -> {
-                  try (BufferAllocator mine =
-                          allocator.newChildAllocator("caller-" + worker, 0, Long.MAX_VALUE);
-                      VectorSchemaRoot in = input(mine, f)) {
-                    List<FieldVector> columns = in.getFieldVectors();
-                    do {
-                      try (FieldVector out = pool.call(columns, ROWS, mine)) {
-                        if (out.getValueCount() != ROWS) {
-                          throw new IllegalStateException(
-                              "result has " + out.getValueCount() + " rows");
-                        }
-                        for (int i = 0; i < ROWS; i += 4099) {
-                          check(f, out, i);
-                        }
-                      }
-                      rows.addAndGet(ROWS);
-                    } while (System.nanoTime() < end);
-                    finished[worker] = System.nanoTime();
-                  }
-                  return null;
-                }));
-      }
-      for (Future<?> w : workers) {
-        w.get();
-      }
-    }
-    long last = start;
-    for (long t : finished) {
-      last = Math.max(last, t);
-    }
-    batches[0] = rows.get() / ROWS;
-    return rows.get() / ((last - start) / 1e9);
+    return keepCalling(
+        allocator,
+        f,
+        inFlight,
+        duration,
+        batches,
+        (mine, in) -> {
+          try (FieldVector out = pool.call(in.getFieldVectors(), ROWS, mine)) {
+            if (out.getValueCount() != ROWS) {
+              throw new IllegalStateException("result has " + out.getValueCount() + " rows");
+            }
+            for (int i = 0; i < ROWS; i += 4099) {
+              check(f, out, i);
+            }
+          }
+        });
   }
 }

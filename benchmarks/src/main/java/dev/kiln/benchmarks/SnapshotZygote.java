@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.image.BuiltImage;
 import dev.kiln.image.ImageLayer;
 import dev.kiln.provisioner.Limits;
+import dev.kiln.provisioner.SandboxBundle;
 import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerPool;
 import dev.kiln.worker.RunnerProcess;
@@ -188,8 +189,9 @@ final class SnapshotZygote {
     Path bundle = bundle(id, RunnerFiles.initCommand());
     Process init = new ProcessBuilder(runsc("run", "--bundle=" + bundle, id)).start();
     new DataInputStream(init.getInputStream()).readNBytes("ready\n".length());
-    Path processJson = bundle.resolve("runner.json");
-    Files.write(processJson, JSON.writeValueAsBytes(process(RunnerFiles.serveCommand())));
+    Path processJson =
+        SandboxBundle.writeProcess(
+            bundle.resolve("runner.json"), RunnerFiles.serveCommand(), env, image.workingDir());
     Process runner = new ProcessBuilder(runsc("exec", "--process=" + processJson, id)).start();
     readyFrame(runner);
     Path img = Files.createDirectories(dir.resolve("checkpoint-execd"));
@@ -266,8 +268,12 @@ final class SnapshotZygote {
     Path bundle = bundle(id, RunnerFiles.initCommand(), chan);
     Process init = new ProcessBuilder(runsc(fifo, "run", "--bundle=" + bundle, id)).start();
     init.getInputStream().readNBytes("ready\n".length());
-    Path processJson = bundle.resolve("echo.json");
-    Files.write(processJson, JSON.writeValueAsBytes(process(List.of("python3", "-c", FIFO_ECHO))));
+    Path processJson =
+        SandboxBundle.writeProcess(
+            bundle.resolve("echo.json"),
+            List.of("python3", "-c", FIFO_ECHO),
+            env,
+            image.workingDir());
     Process echo = new ProcessBuilder(runsc(fifo, "exec", "--process=" + processJson, id)).start();
     echo.getInputStream().readNBytes("ready\n".length());
     Path img = Files.createDirectories(dir.resolve("checkpoint-fifo"));
@@ -365,72 +371,15 @@ final class SnapshotZygote {
 
   /** The same, with host directory {@code chan} (when not null) bound at /chan. */
   Path bundle(String id, List<String> argv, Path chan) throws IOException {
-    Path bundle = Files.createDirectories(dir.resolve("bundle-" + id));
-    ObjectNode n = JSON.createObjectNode();
-    n.put("ociVersion", "1.0.2");
-    ObjectNode process = process(argv);
-    ObjectNode nproc = ((ArrayNode) process.get("rlimits")).addObject();
-    nproc.put("type", "RLIMIT_NPROC");
-    nproc.put("hard", limits.maxProcesses());
-    nproc.put("soft", limits.maxProcesses());
-    n.set("process", process);
-    n.putObject("root").put("path", rootfs.toString()).put("readonly", false);
-    n.put("hostname", "kiln");
-    ArrayNode mounts = n.putArray("mounts");
-    mount(mounts, "/proc", "proc", "nosuid", "noexec", "nodev");
-    mount(mounts, "/dev", "tmpfs", "nosuid", "strictatime", "mode=755");
-    mount(mounts, "/sys", "sysfs", "nosuid", "noexec", "nodev", "ro");
-    String size = "size=" + (limits.writableBytes() / 2 & ~4095L);
-    mount(mounts, "/tmp", "tmpfs", "nosuid", "nodev", "mode=1777", size);
-    if (chan != null) {
-      mount(mounts, "/chan", "bind", "rbind", "rw").put("source", chan.toString());
-    }
-    ObjectNode linux = n.putObject("linux");
-    ArrayNode namespaces = linux.putArray("namespaces");
-    for (String ns : List.of("pid", "network", "ipc", "uts", "mount")) {
-      namespaces.addObject().put("type", ns);
-    }
-    ObjectNode resources = linux.putObject("resources");
-    resources.putObject("memory").put("limit", limits.memoryBytes());
-    resources
-        .putObject("cpu")
-        .put("quota", Math.round(limits.cpus() * 100_000))
-        .put("period", 100_000);
-    linux.put("cgroupsPath", "kiln/kiln-snap-" + id);
-    Files.write(bundle.resolve("config.json"), JSON.writeValueAsBytes(n));
-    return bundle;
-  }
-
-  private ObjectNode process(List<String> argv) {
-    ObjectNode p = JSON.createObjectNode();
-    p.put("terminal", false);
-    p.putObject("user").put("uid", 65534).put("gid", 65534);
-    argv.forEach(p.putArray("args")::add);
-    env.forEach(p.putArray("env")::add);
-    p.put(
-        "cwd",
-        image.workingDir() == null || image.workingDir().isEmpty() ? "/" : image.workingDir());
-    ObjectNode caps = p.putObject("capabilities");
-    for (String set : List.of("bounding", "effective", "inheritable", "permitted", "ambient")) {
-      caps.putArray(set);
-    }
-    p.putArray("rlimits")
-        .addObject()
-        .put("type", "RLIMIT_NOFILE")
-        .put("hard", 4096)
-        .put("soft", 4096);
-    p.put("noNewPrivileges", true);
-    return p;
-  }
-
-  private static ObjectNode mount(ArrayNode mounts, String dest, String type, String... options) {
-    ObjectNode m = mounts.addObject().put("destination", dest).put("type", type);
-    m.put("source", type);
-    ArrayNode opts = m.putArray("options");
-    for (String o : options) {
-      opts.add(o);
-    }
-    return m;
+    return SandboxBundle.write(
+        dir.resolve("bundle-" + id),
+        "kiln-snap-" + id,
+        argv,
+        env,
+        image.workingDir(),
+        rootfs,
+        limits,
+        chan == null ? Map.of() : Map.of("/chan", chan));
   }
 
   /** Cgroups the zygote sandboxes left (runsc delete does not always remove them). */

@@ -12,7 +12,11 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.vector.BigIntVector;
 import org.apache.arrow.vector.FieldVector;
@@ -221,6 +225,60 @@ public final class ThroughputBenchmark {
   }
 
   static Path dataDir = Path.of("/nonexistent");
+
+  /** One batch by one caller, with that caller's allocator and pre-built input. */
+  interface Call {
+    void call(BufferAllocator mine, VectorSchemaRoot in) throws Exception;
+  }
+
+  /**
+   * Keeps {@code inFlight} callers going for {@code duration} (at least one call each), each thread
+   * with its own allocator and pre-built input. Returns rows/s of completed calls, timed until the
+   * last caller's last call ended (calls running at the deadline finish after it); puts the number
+   * of batches in {@code batches[0]}.
+   */
+  static double keepCalling(
+      BufferAllocator allocator,
+      Function f,
+      int inFlight,
+      Duration duration,
+      long[] batches,
+      Call call)
+      throws Exception {
+    AtomicLong rows = new AtomicLong();
+    long start = System.nanoTime();
+    long end = start + duration.toNanos();
+    long[] finished = new long[inFlight];
+    try (ExecutorService threads = Executors.newFixedThreadPool(inFlight)) {
+      List<Future<?>> callers = new ArrayList<>();
+      for (int w = 0; w < inFlight; w++) {
+        int caller = w;
+        callers.add(
+            threads.submit(
+                () -> {
+                  try (BufferAllocator mine =
+                          allocator.newChildAllocator("caller-" + caller, 0, Long.MAX_VALUE);
+                      VectorSchemaRoot in = input(mine, f)) {
+                    do {
+                      call.call(mine, in);
+                      rows.addAndGet(ROWS);
+                    } while (System.nanoTime() < end);
+                    finished[caller] = System.nanoTime();
+                  }
+                  return null;
+                }));
+      }
+      for (Future<?> c : callers) {
+        c.get();
+      }
+    }
+    long last = start;
+    for (long t : finished) {
+      last = Math.max(last, t);
+    }
+    batches[0] = rows.get() / ROWS;
+    return rows.get() / ((last - start) / 1e9);
+  }
 
   static VectorSchemaRoot input(BufferAllocator allocator, Function f) {
     List<FieldVector> columns = new ArrayList<>();

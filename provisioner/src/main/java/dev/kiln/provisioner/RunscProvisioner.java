@@ -40,6 +40,9 @@ import org.slf4j.LoggerFactory;
  * {@link #close} stops every sandbox.
  */
 public final class RunscProvisioner implements Provisioner {
+  /** The user (and group) every sandboxed process runs as unless told otherwise: nobody. */
+  static final int DEFAULT_USER = 65534;
+
   private static final Logger log = LoggerFactory.getLogger(RunscProvisioner.class);
   private static final SecureRandom RANDOM = new SecureRandom();
 
@@ -330,8 +333,8 @@ public final class RunscProvisioner implements Provisioner {
     private Path workDir;
     private Duration startTimeout = Duration.ofSeconds(30);
     private Duration stopGracePeriod = Duration.ofSeconds(2);
-    private int uid = 65534;
-    private int gid = 65534;
+    private int uid = DEFAULT_USER;
+    private int gid = DEFAULT_USER;
     private List<String> extraRunscFlags = List.of();
 
     private Builder() {}

@@ -112,7 +112,16 @@ public final class PooledRunners {
     return env -> {
       RunnerProcess runner = left.poll();
       if (runner == null) {
+        // Its WAITING is read here, like a warm one's, so the runner's first words to the pool
+        // are READY or LOAD_ERROR whichever way it started.
         runner = exec.launch(List.of());
+        try {
+          awaitWarm(runner, WARM_TIMEOUT);
+        } catch (InterruptedException e) {
+          runner.kill();
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted while a pooled runner started", e);
+        }
       }
       Map<String, String> all = new TreeMap<>(load.env());
       for (String kv : env) {

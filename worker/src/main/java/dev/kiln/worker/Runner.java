@@ -95,11 +95,6 @@ final class Runner {
   JsonNode awaitReady(Duration timeout) throws KilnException, InterruptedException {
     long started = System.nanoTime();
     FrameIO.Frame frame = exchange(null, timeout, "starting");
-    // A pooled runner started for this UDF says it is warm before it loads the UDF it was sent.
-    while (frame != null && frame.type() == FrameIO.WAITING) {
-      long left = timeout.toNanos() - (System.nanoTime() - started);
-      frame = exchange(null, Duration.ofNanos(Math.max(1, left)), "starting");
-    }
     if (frame == null) {
       if (expired) {
         throw new KilnException(

@@ -91,7 +91,7 @@ class PooledRunnersIT {
     pools.add(pool);
 
     assertThat(call(pool, List.of(1L, 2L, 3L))).containsExactly(6L, 7L, 8L);
-    // One runner was the warm one; the second was started for the UDF and skipped its WAITING.
+    // One runner was the warm one; the second was started for the UDF, warmed, then loaded.
     assertThat(exec.started()).hasSize(2);
     assertThat(Files.readString(dir.resolve("udf/udf.py"))).contains("def plus");
   }
