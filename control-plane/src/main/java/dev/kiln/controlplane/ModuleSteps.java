@@ -40,11 +40,10 @@ final class ModuleSteps implements PipelineSteps {
   private final BuildImage images;
   private final PlaceSandbox sandboxes;
   private final StartRunners runners;
-  private final SandboxPool pool;
-  private final Runtimes.Runtime poolRuntime;
+  private final WarmSandboxes warm;
 
   /**
-   * @param pool warm sandboxes of {@code poolRuntime}'s runner image, or null for none
+   * @param warm the sandboxes started ahead of need
    */
   ModuleSteps(
       Runtimes runtimes,
@@ -54,8 +53,7 @@ final class ModuleSteps implements PipelineSteps {
       BuildImage images,
       PlaceSandbox sandboxes,
       StartRunners runners,
-      SandboxPool pool,
-      Runtimes.Runtime poolRuntime) {
+      WarmSandboxes warm) {
     this.runtimes = runtimes;
     this.bases = bases;
     this.packages = packages;
@@ -63,8 +61,7 @@ final class ModuleSteps implements PipelineSteps {
     this.images = images;
     this.sandboxes = sandboxes;
     this.runners = runners;
-    this.pool = pool;
-    this.poolRuntime = poolRuntime;
+    this.warm = warm;
   }
 
   /**
@@ -150,10 +147,17 @@ final class ModuleSteps implements PipelineSteps {
 
   @Override
   public Optional<SandboxPool.Warm> takeWarm(UdfResource r) {
-    if (pool == null || !r.runtime.equals(poolRuntime)) {
-      return Optional.empty();
-    }
-    return pool.take(r.sizing.limits());
+    return warm.takeWarm(r);
+  }
+
+  @Override
+  public Optional<SandboxPool.Warm> takeZygote(UdfResource r, Lock lock, Inputs in) {
+    return warm.takeZygote(r, lock, in);
+  }
+
+  @Override
+  public void offerZygote(UdfResource r, Lock lock, Inputs in) {
+    warm.offerZygote(r, lock, in);
   }
 
   @Override

@@ -121,6 +121,26 @@ public final class BuildImage {
     return IMAGE_PREFIX + imageKey.hex();
   }
 
+  /**
+   * The image of a lock's packages and the runner, without anything of a UDF (no code, no imports):
+   * what a sandbox kept ready for the lock's UDFs starts from. Built once per lock and base.
+   *
+   * @param wheels the lock's wheel files, in lock order
+   */
+  public UdfImage packagesImage(
+      Runtimes.Runtime runtime,
+      TargetEnvironment python,
+      Lock lock,
+      List<FetchInputs.Fetched> wheels)
+      throws KilnException, InterruptedException {
+    Recipe r = new Recipe(runtime, python, PACKAGES_ONLY, "", Map.of(), lock, wheels, List.of());
+    ContentKey key = packagesKey(lock);
+    return new UdfImage(key, builds.run(key, () -> buildOrFind(key, r)));
+  }
+
+  /** Stands for "no UDF" in the recipe of {@link #packagesImage}. */
+  private static final ContentKey PACKAGES_ONLY = ContentKey.ofBytes(new byte[32]);
+
   private BuiltImage buildOrFind(ContentKey key, Recipe r)
       throws KilnException, InterruptedException {
     // Collection waits while the wheel layers, the blobs and the layout are in use here.
@@ -145,13 +165,16 @@ public final class BuildImage {
       throw new KilnException(
           ErrorCode.IMAGE_BUILD_FAILED, "reading the image layout failed: " + e.getMessage(), e);
     }
+    boolean udf = r.requestKey() != PACKAGES_ONLY;
     // Package layers first (pre-built blobs), then the runner, the imports and the code.
     List<LayerSpec> layers = new ArrayList<>(packageLayers(r));
     layers.add(runner.layer());
     if (!r.imports().isEmpty()) {
       layers.add(importsLayer(r.imports()));
     }
-    layers.add(LayerSpec.ofFiles("udf-code", r.codeFiles()));
+    if (udf) {
+      layers.add(LayerSpec.ofFiles("udf-code", r.codeFiles()));
+    }
     Map<String, String> env = new TreeMap<>(runner.env());
     env.putAll(udfEnvironment());
     ImageRequest request =
@@ -162,14 +185,16 @@ public final class BuildImage {
             List.of(),
             env,
             "/",
-            Map.of(
-                "dev.kiln.content-key", r.requestKey().hex(),
-                "dev.kiln.image-key", key.hex(),
-                "dev.kiln.handler", r.handler()));
+            udf
+                ? Map.of(
+                    "dev.kiln.content-key", r.requestKey().hex(),
+                    "dev.kiln.image-key", key.hex(),
+                    "dev.kiln.handler", r.handler())
+                : Map.of("dev.kiln.image-key", key.hex(), "dev.kiln.packages", "only"));
     try {
       return images.build(request);
     } catch (KilnException e) {
-      throw e.in("building the UDF's image failed");
+      throw e.in(udf ? "building the UDF's image failed" : "building the packages' image failed");
     }
   }
 
@@ -252,6 +277,15 @@ public final class BuildImage {
     parts.add(r.requestKey().hex());
     parts.add(r.lock().canonical());
     r.imports().forEach(i -> parts.add(i.digest().toString()));
+    return sha256(parts);
+  }
+
+  /** The key of {@link #packagesImage}: sha256 over the lock, length-prefixed. */
+  public static ContentKey packagesKey(Lock lock) {
+    return sha256(List.of("kiln-packages-image/v1", lock.canonical()));
+  }
+
+  private static ContentKey sha256(List<String> parts) {
     MessageDigest sha = Digest.newSha256();
     for (String part : parts) {
       byte[] b = part.getBytes(StandardCharsets.UTF_8);

@@ -150,6 +150,7 @@ public final class SandboxPool implements AutoCloseable {
     Warm w;
     synchronized (this) {
       w = ready.pollLast();
+      notifyAll(); // a full pool's refill waits for a place to become free
     }
     if (w == null) {
       return Optional.empty();
