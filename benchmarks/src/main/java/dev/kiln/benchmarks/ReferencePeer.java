@@ -24,7 +24,8 @@ import java.util.concurrent.TimeUnit;
  *       --no-cache-dir} of the UDF's packages from the local PyPI mirror over HTTP (the base has no
  *       pip: it runs from the mirror's newest pip wheel, as in {@link Buildah}), {@code COPY} of
  *       the code; {@code buildah bud --isolation chroot --network host} with overlay storage,
- *       without {@code --layers} so nothing of an earlier build is reused;
+ *       without {@code --layers} so nothing of an earlier build is reused. pip keeps its other
+ *       defaults (it compiles {@code .pyc} files, as a reference build would);
  *   <li><b>export</b>: the image's root file system for runsc, {@code buildah from} + {@code
  *       buildah mount} (the cheapest way on one host: no copy), and the image's config ({@code
  *       buildah inspect}) for the process's environment;
