@@ -32,6 +32,7 @@ import org.apache.arrow.memory.RootAllocator;
  *   <li>the same through CreateWorker, as today's Databend Query sends it ({@link
  *       CreateWorkerBench}): a UDF with one staged import, a new presigned URL on every call;
  *   <li>peer: {@code runsc --platform=ptrace --network=none do true}.
+ *   <li>peer: what Databend's reference control plane does for a new UDF ({@link ReferencePeer}).
  * </ul>
  *
  * <p>Run: {@code bin/bench cold-start [runs] [hot-calls]}. Writes {@code
@@ -104,6 +105,8 @@ public final class ColdStartBenchmark {
     Path mirror = Path.of(System.getProperty("kiln.bench.mirror", "/opt/pypi"));
     PackageColdStart.Result packages =
         Files.isDirectory(mirror.resolve("simple")) ? PackageColdStart.run(mirror, runs) : null;
+    // Peer: what Databend's reference control plane does (buildah + pip, then runsc run).
+    ObjectNode reference = ReferencePeer.run(mirror, runs);
 
     ObjectNode report = JSON.createObjectNode();
     report.put("machine_cpus", Runtime.getRuntime().availableProcessors());
@@ -184,6 +187,8 @@ public final class ColdStartBenchmark {
     } else {
       System.out.println("numpy + pandas: skipped, no local PyPI mirror at " + mirror);
     }
+    ReferencePeer.print(reference); // the peer's rows, next to Kiln's numbers above
+    report.set("reference_peer", reference);
     System.out.printf(
         "Resume after idle suspend (DoExchange with the token held, a warm sandbox): median %.0f"
             + " ms (%s)%n",
