@@ -184,6 +184,23 @@ public final class ColdStartBenchmark {
           rounded(packages.cachedWheels()),
           percentile(packages.codeChange(), 50),
           rounded(packages.codeChange()));
+      report.put("numpy_pandas_zygote_miss_median_ms", percentile(packages.zygoteMiss(), 50));
+      report.put("numpy_pandas_zygote_hit_median_ms", percentile(packages.zygoteHit(), 50));
+      report.put(
+          "numpy_pandas_zygote_code_change_median_ms", percentile(packages.zygoteCodeChange(), 50));
+      System.out.printf(
+          "numpy + pandas with --zygotes 1 after a restart: a new UDF before the zygote is ready"
+              + " (cached wheels) median %.0f ms %s; a new UDF placed in the zygote median %.0f ms"
+              + " %s; code change placed in the zygote median %.0f ms %s; a ready zygote holds"
+              + " %s MiB%n",
+          percentile(packages.zygoteMiss(), 50),
+          rounded(packages.zygoteMiss()),
+          percentile(packages.zygoteHit(), 50),
+          rounded(packages.zygoteHit()),
+          percentile(packages.zygoteCodeChange(), 50),
+          rounded(packages.zygoteCodeChange()),
+          rounded(packages.zygoteMiB()));
+      report.put("numpy_pandas_zygote_memory_median_mib", percentile(packages.zygoteMiB(), 50));
     } else {
       System.out.println("numpy + pandas: skipped, no local PyPI mirror at " + mirror);
     }

@@ -334,7 +334,7 @@ public final class KilnServer implements AutoCloseable {
             config.adminPort(),
             meters,
             () -> !closed.get(),
-            new UdfAdmin(registry, workers, InstantSource.system()),
+            new UdfAdmin(registry, workers, InstantSource.system(), warm::ready),
             cache,
             data,
             disk);

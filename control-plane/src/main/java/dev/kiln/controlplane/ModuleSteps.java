@@ -66,7 +66,8 @@ final class ModuleSteps implements PipelineSteps {
 
   /**
    * Gets what every UDF shares ready in the background: each base's runner image and its layers on
-   * the host. Without it, the first UDF after a start pays for that (seconds, mostly extracting the
+   * the host, and the base's Python (which resolving packages needs; probed in a sandbox once per
+   * base). Without it, the first UDF after a start pays for that (seconds, mostly extracting the
    * base image).
    */
   void warmUp(Executor executor) {
@@ -76,8 +77,9 @@ final class ModuleSteps implements PipelineSteps {
             long t0 = System.nanoTime();
             try {
               bases.runnerImage(runtime);
+              bases.python(runtime);
               log.info(
-                  "warm-up of {} done in {} ms (runner image and layers ready)",
+                  "warm-up of {} done in {} ms (runner image, layers and Python ready)",
                   runtime.base().reference(),
                   TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
             } catch (InterruptedException e) {

@@ -1,5 +1,7 @@
 package dev.kiln.controlplane;
 
+import static java.util.stream.Collectors.joining;
+
 import dev.kiln.cache.FetchInputs;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
@@ -7,6 +9,7 @@ import dev.kiln.image.LayerFile;
 import dev.kiln.image.Runtimes;
 import dev.kiln.image.WheelModules;
 import dev.kiln.provisioner.PlaceSandbox;
+import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxPool;
 import dev.kiln.provisioner.Zygotes;
 import dev.kiln.resolver.Lock;
@@ -16,6 +19,7 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.Set;
@@ -110,6 +114,21 @@ final class WarmSandboxes implements AutoCloseable {
     }
   }
 
+  /** A sandbox started ahead of need and ready, and what it is for: for {@code kiln ps}. */
+  record Ready(String what, Sandbox sandbox) {}
+
+  /** Every sandbox ready now: the warm pool's, then the zygotes'. */
+  List<Ready> ready() {
+    List<Ready> all = new ArrayList<>();
+    if (pool != null) {
+      pool.readySandboxes().forEach(s -> all.add(new Ready("(warm pool)", s)));
+    }
+    if (zygotes != null) {
+      zygotes.ready().forEach(z -> all.add(new Ready("(zygote) " + z.label(), z.sandbox())));
+    }
+    return all;
+  }
+
   /** Starts filling in the background; refills wait while {@code busy} holds. */
   void start(BooleanSupplier busy) {
     if (pool != null) {
@@ -157,6 +176,7 @@ final class WarmSandboxes implements AutoCloseable {
     List<FetchInputs.Fetched> wheels = in.wheels();
     zygotes.offer(
         zygoteKey(r, lock),
+        lock.packages().stream().map(p -> p.name() + "==" + p.version()).collect(joining(" ")),
         () ->
             SandboxRunners.zygoteRecipe(
                 images.packagesImage(r.runtime, bases.python(r.runtime), lock, wheels).image(),

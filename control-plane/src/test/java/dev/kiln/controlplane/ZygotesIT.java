@@ -94,6 +94,17 @@ class ZygotesIT {
           "a zygote of humanize is ready",
           Duration.ofSeconds(90),
           () -> meter(kiln, "kiln.zygotes.ready") == 1);
+      String admin = "http://127.0.0.1:" + kiln.server().adminPort();
+      var ps = KilnTestSupport.JSON.readTree(KilnTestSupport.cli("ps", "--json", "--admin", admin));
+      assertThat(ps).hasSize(2);
+      assertThat(ps.get(1).path("handler").asText()).startsWith("(zygote) humanize==");
+      assertThat(ps.get(1).path("state").asText()).isEqualTo("ready");
+      assertThat(ps.get(1).path("tenant").isNull()).isTrue();
+      assertThat(ps.get(1).path("memory_bytes").asLong())
+          .as("memory in use, from the sandbox's cgroup")
+          .isBetween(1L << 20, ps.get(1).path("memory_limit_bytes").asLong());
+      assertThat(KilnTestSupport.cli("ps", "--admin", admin))
+          .containsPattern("- +\\(zygote\\) humanize==\\S+ +- +ready ");
 
       DatabendClient.Resource second = kiln.api().apply("other", look);
       String seen =

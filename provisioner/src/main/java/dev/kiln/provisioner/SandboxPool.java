@@ -159,6 +159,11 @@ public final class SandboxPool implements AutoCloseable {
     return Optional.of(CompletableFuture.runAsync(w.sandbox()::close));
   }
 
+  /** The sandboxes ready now, for {@code kiln ps}. */
+  public synchronized List<Sandbox> readySandboxes() {
+    return ready.stream().map(Warm::sandbox).toList();
+  }
+
   public synchronized Stats stats() {
     return new Stats(size, ready.size(), hits, misses, refills, failures, lastMillis);
   }

@@ -1,7 +1,7 @@
 package dev.kiln.provisioner;
 
 import java.util.ArrayList;
-import java.util.Iterator;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -27,11 +27,15 @@ public final class Zygotes implements AutoCloseable {
   /** What the zygotes hold and did: for metrics. */
   public record Stats(int keys, int ready, long hits, long misses) {}
 
+  /** A ready zygote and the label its key was offered with: for {@code kiln ps}. */
+  public record Ready(String label, Sandbox sandbox) {}
+
   private final PlaceSandbox places;
   private final SandboxPool.Warmer warmer;
   private final int keys;
   // Access order: the first entry is the least recently offered or taken.
   private final Map<String, SandboxPool> pools = new LinkedHashMap<>(16, 0.75f, true);
+  private final Map<String, String> labels = new HashMap<>();
   private volatile BooleanSupplier busy = () -> false;
   private boolean closed;
   private long hits;
@@ -58,9 +62,10 @@ public final class Zygotes implements AutoCloseable {
 
   /**
    * Keeps a zygote of {@code key} ready from now on, made by {@code recipe} (asked for by its first
-   * refill, in the background); a key already kept only counts as used.
+   * refill, in the background); a key already kept only counts as used. {@code label} says what it
+   * holds, for people.
    */
-  public void offer(String key, Callable<SandboxPool.Recipe> recipe) {
+  public void offer(String key, String label, Callable<SandboxPool.Recipe> recipe) {
     List<SandboxPool> dropped = new ArrayList<>();
     synchronized (this) {
       if (closed || pools.get(key) != null) {
@@ -69,9 +74,12 @@ public final class Zygotes implements AutoCloseable {
       SandboxPool pool = new SandboxPool(places, recipe, warmer, 1);
       pool.yieldTo(() -> busy.getAsBoolean());
       pools.put(key, pool);
+      labels.put(key, label);
       pool.start();
-      for (Iterator<SandboxPool> it = pools.values().iterator(); pools.size() > keys; ) {
-        dropped.add(it.next());
+      for (var it = pools.entrySet().iterator(); pools.size() > keys; ) {
+        var eldest = it.next();
+        dropped.add(eldest.getValue());
+        labels.remove(eldest.getKey());
         it.remove();
       }
     }
@@ -116,6 +124,14 @@ public final class Zygotes implements AutoCloseable {
     return Optional.empty();
   }
 
+  /** The zygotes ready now, least recently used first. */
+  public synchronized List<Ready> ready() {
+    List<Ready> all = new ArrayList<>();
+    pools.forEach(
+        (key, pool) -> pool.readySandboxes().forEach(s -> all.add(new Ready(labels.get(key), s))));
+    return all;
+  }
+
   public synchronized Stats stats() {
     int ready = 0;
     for (SandboxPool p : pools.values()) {
@@ -132,6 +148,7 @@ public final class Zygotes implements AutoCloseable {
       closed = true;
       all = new ArrayList<>(pools.values());
       pools.clear();
+      labels.clear();
     }
     all.forEach(SandboxPool::close);
   }

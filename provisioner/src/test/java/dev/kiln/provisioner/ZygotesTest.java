@@ -31,10 +31,14 @@ class ZygotesTest {
     AtomicInteger asked = new AtomicInteger();
     try (Zygotes zygotes = new Zygotes(new PlaceSandbox(provisioner), p -> {}, 2)) {
       assertThat(zygotes.take("numpy", SMALL)).as("nothing before an offer").isEmpty();
-      zygotes.offer("numpy", () -> recipe("numpy", asked));
-      zygotes.offer("numpy", () -> recipe("numpy", asked));
+      zygotes.offer("numpy", "numpy label", () -> recipe("numpy", asked));
+      zygotes.offer("numpy", "numpy label", () -> recipe("numpy", asked));
       eventually("one ready", () -> zygotes.stats().ready() == 1);
       assertThat(zygotes.stats().keys()).as("offered twice, kept once").isEqualTo(1);
+      assertThat(zygotes.ready())
+          .singleElement()
+          .extracting(Zygotes.Ready::label)
+          .isEqualTo("numpy label");
 
       assertThat(zygotes.take("numpy", LARGE)).as("another size misses").isEmpty();
       assertThat(zygotes.take("pandas", SMALL)).as("another set misses").isEmpty();
@@ -55,11 +59,11 @@ class ZygotesTest {
     MemoryProvisioner provisioner = new MemoryProvisioner();
     AtomicInteger asked = new AtomicInteger();
     try (Zygotes zygotes = new Zygotes(new PlaceSandbox(provisioner), p -> {}, 2)) {
-      zygotes.offer("a", () -> recipe("a", asked));
-      zygotes.offer("b", () -> recipe("b", asked));
+      zygotes.offer("a", "a label", () -> recipe("a", asked));
+      zygotes.offer("b", "b label", () -> recipe("b", asked));
       eventually("two ready", () -> zygotes.stats().ready() == 2);
       zygotes.take("a", SMALL).orElseThrow(); // a is now the most recently used
-      zygotes.offer("c", () -> recipe("c", asked));
+      zygotes.offer("c", "c label", () -> recipe("c", asked));
       eventually(
           "b dropped and stopped, a and c ready",
           () ->
@@ -76,7 +80,7 @@ class ZygotesTest {
     MemoryProvisioner provisioner = new MemoryProvisioner();
     SandboxBudget budget = new SandboxBudget(1, 8L << 30, 0);
     try (Zygotes zygotes = new Zygotes(new PlaceSandbox(provisioner, budget), p -> {}, 2)) {
-      zygotes.offer("numpy", () -> recipe("numpy", new AtomicInteger()));
+      zygotes.offer("numpy", "numpy label", () -> recipe("numpy", new AtomicInteger()));
       eventually("one ready", () -> zygotes.stats().ready() == 1);
       budget.reclaimer(zygotes::discardOne);
       Sandbox udf =
