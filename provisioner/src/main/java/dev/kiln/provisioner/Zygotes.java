@@ -71,7 +71,7 @@ public final class Zygotes implements AutoCloseable {
       if (closed || pools.get(key) != null) {
         return;
       }
-      SandboxPool pool = new SandboxPool(places, recipe, warmer, 1);
+      SandboxPool pool = new SandboxPool(places, recipe, warmer, 1, "kiln-zygote");
       pool.yieldTo(() -> busy.getAsBoolean());
       pools.put(key, pool);
       labels.put(key, label);
