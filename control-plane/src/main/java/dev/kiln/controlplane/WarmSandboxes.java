@@ -8,6 +8,7 @@ import dev.kiln.image.BuildImage;
 import dev.kiln.image.LayerFile;
 import dev.kiln.image.Runtimes;
 import dev.kiln.image.WheelModules;
+import dev.kiln.provisioner.Limits;
 import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxPool;
@@ -173,15 +174,19 @@ final class WarmSandboxes implements AutoCloseable {
     if (zygotes == null) {
       return;
     }
+    // The recipe keeps what it needs, not the resource (which may be gone long before the set).
     List<FetchInputs.Fetched> wheels = in.wheels();
+    Runtimes.Runtime runtime = r.runtime;
+    Limits limits = r.sizing.limits();
+    int runners = r.sizing.runners();
     zygotes.offer(
         zygoteKey(r, lock),
         lock.packages().stream().map(p -> p.name() + "==" + p.version()).collect(joining(" ")),
         () ->
             SandboxRunners.zygoteRecipe(
-                images.packagesImage(r.runtime, bases.python(r.runtime), lock, wheels).image(),
-                r.sizing.limits(),
-                r.sizing.runners(),
+                images.packagesImage(runtime, bases.python(runtime), lock, wheels).image(),
+                limits,
+                runners,
                 modules(wheels)));
   }
 
