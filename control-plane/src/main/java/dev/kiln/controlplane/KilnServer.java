@@ -160,7 +160,8 @@ public final class KilnServer implements AutoCloseable {
     BaseFacts bases =
         new BaseFacts(runner, SandboxRunners.host(sandboxes), data.resolve("runtimes"));
     Sizing serverSizing = Sizing.of(config);
-    BuildImage images = new BuildImage(wheelLayers, runner, pipelines);
+    BuildImage images =
+        new BuildImage(wheelLayers, runner, pipelines, SandboxRunners.host(sandboxes));
     WarmSandboxes warm =
         WarmSandboxes.of(
             config.warmPool(),

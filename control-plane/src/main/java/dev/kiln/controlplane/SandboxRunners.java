@@ -161,6 +161,18 @@ public final class SandboxRunners {
       }
 
       @Override
+      public void prepareLayer(ImageLayer layer) throws IOException, InterruptedException {
+        sandboxes.prepare(
+            new SandboxImage(
+                List.of(
+                    new SandboxImage.Layer(
+                        layer.digest().toString(), layer.mediaType(), layer.blob())),
+                List.of(),
+                List.of(),
+                "/"));
+      }
+
+      @Override
       public String run(BuiltImage image, List<String> argv)
           throws IOException, InterruptedException {
         return sandboxes.runOnce(

@@ -23,6 +23,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.Semaphore;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The provisioning pipeline's image step, and the one place that knows a UDF image's recipe: over
@@ -35,6 +37,7 @@ import java.util.concurrent.Semaphore;
  * same packages and the same imports gets the same image, whoever asks.
  */
 public final class BuildImage {
+  private static final Logger log = LoggerFactory.getLogger(BuildImage.class);
 
   /** The name of every UDF image starts with this; the image key follows. */
   public static final String IMAGE_PREFIX = "kiln/udf:";
@@ -87,6 +90,7 @@ public final class BuildImage {
   private final WheelLayers wheels;
   private final RunnerLayer runner;
   private final ExecutorService executor;
+  private final ImageHost host;
   // Not remembered: an image may be collected once unused; the layout says whether it is there.
   private final SingleFlight<ContentKey, BuiltImage> builds = SingleFlight.forgetting();
   // Wheel layers are CPU-bound: one at a time per core.
@@ -99,9 +103,19 @@ public final class BuildImage {
    * @param executor runs wheel layers in parallel
    */
   public BuildImage(WheelLayers wheels, RunnerLayer runner, ExecutorService executor) {
+    this(wheels, runner, executor, null);
+  }
+
+  /**
+   * @param host gets each wheel layer ready as soon as it is built (the local provisioner extracts
+   *     it while the other layers and the image are still being made), or null
+   */
+  public BuildImage(
+      WheelLayers wheels, RunnerLayer runner, ExecutorService executor, ImageHost host) {
     this.wheels = Objects.requireNonNull(wheels, "wheels");
     this.runner = Objects.requireNonNull(runner, "runner");
     this.executor = Objects.requireNonNull(executor, "executor");
+    this.host = host;
   }
 
   /**
@@ -259,7 +273,9 @@ public final class BuildImage {
       throws KilnException, InterruptedException {
     cpu.acquire();
     try {
-      return wheels.layerFor(wheel.file(), wheel.name(), layout);
+      LayerSpec layer = wheels.layerFor(wheel.file(), wheel.name(), layout);
+      prepareAhead(layer.blob());
+      return layer;
     } catch (KilnException e) {
       throw e.in("the wheel " + wheel.name() + " cannot be installed");
     } catch (IOException e) {
@@ -268,6 +284,30 @@ public final class BuildImage {
     } finally {
       cpu.release();
     }
+  }
+
+  /**
+   * Hands a built layer to the host in the background. A failure only loses the head start: the
+   * sandbox step gets the layer ready again and reports what fails.
+   */
+  private void prepareAhead(LayerBlob blob) {
+    if (host == null || blob == null) {
+      return;
+    }
+    ImageLayer layer =
+        new ImageLayer(blob.digest(), blob.diffId(), blob.mediaType(), blob.size(), blob.file());
+    Thread.ofVirtual()
+        .name("kiln-layer-ahead")
+        .start(
+            () -> {
+              try {
+                host.prepareLayer(layer);
+              } catch (IOException | RuntimeException e) {
+                log.debug("getting layer {} ready ahead failed: {}", blob.digest(), e.toString());
+              } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+              }
+            });
   }
 
   /** sha256 over the request key, the lock and the imports' content, length-prefixed. */
