@@ -114,10 +114,13 @@ final class FastClientThroughput {
       for (Function f : Function.values()) {
         DatabendClient.Resource r = udfs.get(f.ordinal());
         for (int n : s.inFlight()) {
+          double load = loadAverage();
           double[][] reps = measure(venv, client, r, f, n, s);
           ObjectNode row = rows.addObject();
           row.put("function", f.title());
           row.put("in_flight", n);
+          // The machine may be shared: its load before the measurement says how much.
+          row.put("load_average_1m_before", load);
           double rate = median(reps[0]);
           row.put("rows_per_second", Math.round(rate));
           ArrayNode each = row.putArray("rows_per_second_each");
@@ -130,7 +133,7 @@ final class FastClientThroughput {
           row.put("cpu_ms_per_batch_client", median(reps[3]));
           System.out.printf(
               "%-24s %3d in flight: %,12.0f rows/s (runs %s)   plain loop %,12.0f rows/s"
-                  + "   CPU ms/batch: worker %.1f, sandbox %.1f, client %.1f%n",
+                  + "   CPU ms/batch: worker %.1f, sandbox %.1f, client %.1f   load before %.1f%n",
               f.title(),
               n,
               rate,
@@ -138,7 +141,8 @@ final class FastClientThroughput {
               loops[f.ordinal()],
               median(reps[1]),
               median(reps[2]),
-              median(reps[3]));
+              median(reps[3]),
+              load);
         }
       }
       ObjectNode latency = out.putObject("latency");
@@ -211,6 +215,15 @@ final class FastClientThroughput {
     try (Client server = new Client(List.of(venv.python(), venv.script("floor_server.py")))) {
       String port = server.await("");
       return latency(venv, client, "grpc://127.0.0.1:" + port.strip(), java.util.Map.of(), n);
+    }
+  }
+
+  /** The host's 1-minute load average, or -1 where {@code /proc/loadavg} cannot be read. */
+  static double loadAverage() {
+    try {
+      return Double.parseDouble(Files.readString(Path.of("/proc/loadavg")).split(" ")[0]);
+    } catch (IOException | RuntimeException e) {
+      return -1;
     }
   }
 
