@@ -45,8 +45,12 @@ import org.apache.arrow.vector.ViewVarCharVector;
  * image, same limits), fed pre-built batches in this JVM with no Flight and no client; its peer is
  * the same plain-loop UDF, run by a runner in the same sandbox.
  *
- * <p>Run: {@code bin/bench throughput [--mode pool|flight|both] [seconds per measurement, default
- * 15] [calls in flight per runner, default 2]}. Writes {@code
+ * <p>A third mode, {@code fast-client} ({@link FastClientThroughput}), drives the server from a
+ * native (pyarrow) client as Databend's is, with up to 256 calls in flight, and measures one-row
+ * latency against a plain pyarrow Flight server.
+ *
+ * <p>Run: {@code bin/bench throughput [--mode pool|flight|both|fast-client] [seconds per
+ * measurement, default 15] [calls in flight per runner, default 2]}. Writes {@code
  * benchmarks/target/results/throughput.json}: the end-to-end figures at the top level ({@code
  * results}), the worker-level ones under {@code worker_pool}; a mode not run keeps what an earlier
  * run wrote.
@@ -120,28 +124,25 @@ public final class ThroughputBenchmark {
         positional.add(args[i]);
       }
     }
-    if (!List.of("pool", "flight", "both").contains(mode)) {
+    if (!List.of("pool", "flight", "both", "fast-client").contains(mode)) {
       System.err.println(
           "usage: ThroughputBenchmark [--mode pool|flight|both] [seconds per measurement]"
-              + " [calls in flight per runner]");
+              + " [calls in flight per runner]\n"
+              + "       ThroughputBenchmark --mode fast-client [seconds per repetition]"
+              + " [--in-flight 256,64,8] [--reps 5] [--sandbox-cpus 2] [--latency-calls 300]");
       System.exit(2);
+    }
+    Path out = Path.of("benchmarks/target/results/throughput.json");
+    ObjectNode report = readReport(out);
+    if (mode.equals("fast-client")) {
+      FastClientThroughput.run(FastClientThroughput.Settings.parse(positional), report);
+      writeReport(out, report);
+      return;
     }
     Duration measure =
         Duration.ofSeconds(positional.size() > 0 ? Long.parseLong(positional.get(0)) : 15);
     int inFlightPerRunner = positional.size() > 1 ? Integer.parseInt(positional.get(1)) : 2;
 
-    // Whatever an earlier run wrote for the mode not run now stays in the file.
-    Path out = Path.of("benchmarks/target/results/throughput.json");
-    ObjectNode report = JSON.createObjectNode();
-    if (Files.isRegularFile(out)) {
-      try {
-        if (JSON.readTree(out.toFile()) instanceof ObjectNode old) {
-          report = old;
-        }
-      } catch (java.io.IOException e) {
-        System.err.println("ignoring unreadable " + out + ": " + e.getMessage());
-      }
-    }
     ArrayNode poolRows = null;
     ArrayNode flightRows = null;
     if (!mode.equals("flight")) {
@@ -163,6 +164,24 @@ public final class ThroughputBenchmark {
           "End to end: a Kiln server, DoExchange on a new connection per batch from a client JVM");
       printTable(flightRows, true);
     }
+    writeReport(out, report);
+  }
+
+  /** The results file as an earlier run wrote it: the modes not run now keep their figures. */
+  static ObjectNode readReport(Path out) {
+    if (Files.isRegularFile(out)) {
+      try {
+        if (JSON.readTree(out.toFile()) instanceof ObjectNode old) {
+          return old;
+        }
+      } catch (java.io.IOException e) {
+        System.err.println("ignoring unreadable " + out + ": " + e.getMessage());
+      }
+    }
+    return JSON.createObjectNode();
+  }
+
+  static void writeReport(Path out, ObjectNode report) throws java.io.IOException {
     Files.createDirectories(out.getParent());
     JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
     System.out.println("wrote " + out.toAbsolutePath());
