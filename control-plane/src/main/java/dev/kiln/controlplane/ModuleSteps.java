@@ -124,7 +124,8 @@ final class ModuleSteps implements PipelineSteps {
             RunnerFiles.udfFiles(r.definition.spec()),
             lock,
             in.wheels(),
-            in.imports()));
+            in.imports(),
+            bases));
   }
 
   @Override

@@ -23,6 +23,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.Semaphore;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The provisioning pipeline's image step, and the one place that knows a UDF image's recipe: over
@@ -35,6 +37,7 @@ import java.util.concurrent.Semaphore;
  * same packages and the same imports gets the same image, whoever asks.
  */
 public final class BuildImage {
+  private static final Logger log = LoggerFactory.getLogger(BuildImage.class);
 
   /** The name of every UDF image starts with this; the image key follows. */
   public static final String IMAGE_PREFIX = "kiln/udf:";
@@ -53,6 +56,8 @@ public final class BuildImage {
    * @param lock the packages
    * @param wheels the lock's wheel files, in lock order
    * @param imports the staged imports' files, in the UDF's order
+   * @param bases compiles the packages' byte code with the base's Python; null for an image without
+   *     byte code (a runner then compiles what it imports on every start)
    */
   public record Recipe(
       Runtimes.Runtime runtime,
@@ -62,7 +67,22 @@ public final class BuildImage {
       Map<String, byte[]> codeFiles,
       Lock lock,
       List<FetchInputs.Fetched> wheels,
-      List<FetchInputs.Fetched> imports) {
+      List<FetchInputs.Fetched> imports,
+      BaseFacts bases) {
+
+    /** A recipe whose packages get no byte code. */
+    public Recipe(
+        Runtimes.Runtime runtime,
+        TargetEnvironment python,
+        ContentKey requestKey,
+        String handler,
+        Map<String, byte[]> codeFiles,
+        Lock lock,
+        List<FetchInputs.Fetched> wheels,
+        List<FetchInputs.Fetched> imports) {
+      this(runtime, python, requestKey, handler, codeFiles, lock, wheels, imports, null);
+    }
+
     public Recipe {
       Objects.requireNonNull(runtime, "runtime");
       Objects.requireNonNull(requestKey, "requestKey");
@@ -85,6 +105,7 @@ public final class BuildImage {
   public record UdfImage(ContentKey key, BuiltImage image) {}
 
   private final WheelLayers wheels;
+  private final PycLayers pyc;
   private final RunnerLayer runner;
   private final ExecutorService executor;
   // Not remembered: an image may be collected once unused; the layout says whether it is there.
@@ -100,6 +121,7 @@ public final class BuildImage {
    */
   public BuildImage(WheelLayers wheels, RunnerLayer runner, ExecutorService executor) {
     this.wheels = Objects.requireNonNull(wheels, "wheels");
+    this.pyc = new PycLayers(wheels);
     this.runner = Objects.requireNonNull(runner, "runner");
     this.executor = Objects.requireNonNull(executor, "executor");
   }
@@ -202,8 +224,38 @@ public final class BuildImage {
     return l.substring(l.lastIndexOf('/') + 1).replaceFirst("^@", "");
   }
 
-  /** One layer per locked wheel, in lock order, built in parallel and cached by the wheel. */
+  /**
+   * One layer per locked wheel, in lock order, built in parallel and cached by the wheel, each
+   * followed by its byte code when the recipe asks for it.
+   */
   private List<LayerSpec> packageLayers(Recipe r) throws KilnException, InterruptedException {
+    List<LayerSpec> layers = wheelLayers(r);
+    if (r.bases() == null || layers.isEmpty()) {
+      return layers;
+    }
+    List<LayerSpec> byteCode;
+    try {
+      byteCode =
+          pyc.layersFor(layers, r.python(), (ls, argv) -> r.bases().compile(r.runtime(), ls, argv));
+    } catch (KilnException | IOException | RuntimeException e) {
+      // Byte code only saves the runners compiling at import: the image works without it.
+      log.warn(
+          "compiling the byte code of {} packages failed; the image has none: {}",
+          layers.size(),
+          e.toString());
+      return layers;
+    }
+    List<LayerSpec> out = new ArrayList<>();
+    for (int i = 0; i < layers.size(); i++) {
+      out.add(layers.get(i));
+      if (byteCode.get(i) != null) {
+        out.add(byteCode.get(i));
+      }
+    }
+    return out;
+  }
+
+  private List<LayerSpec> wheelLayers(Recipe r) throws KilnException, InterruptedException {
     if (r.wheels().isEmpty()) {
       return List.of();
     }
@@ -252,6 +304,12 @@ public final class BuildImage {
     parts.add(r.requestKey().hex());
     parts.add(r.lock().canonical());
     r.imports().forEach(i -> parts.add(i.digest().toString()));
+    if (r.bases() != null && !r.wheels().isEmpty()) {
+      // The byte code depends on the Python that compiles it (python is set when there are wheels).
+      TargetEnvironment p = r.python();
+      parts.add(
+          String.join(" ", PycLayers.FORMAT, p.implementation(), p.pythonVersion(), p.soabi()));
+    }
     MessageDigest sha = Digest.newSha256();
     for (String part : parts) {
       byte[] b = part.getBytes(StandardCharsets.UTF_8);

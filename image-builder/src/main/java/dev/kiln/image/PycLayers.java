@@ -1,0 +1,335 @@
+package dev.kiln.image;
+
+import dev.kiln.base.KilnException;
+import dev.kiln.cache.Digest;
+import dev.kiln.resolver.TargetEnvironment;
+import java.io.BufferedOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.FileTime;
+import java.security.DigestOutputStream;
+import java.security.MessageDigest;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.UUID;
+import java.util.zip.GZIPInputStream;
+import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
+import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
+import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The byte code of wheel layers, one layer of {@code __pycache__/*.pyc} files per wheel layer, so
+ * that a runner imports packages without compiling them on every start (runners never write byte
+ * code: {@code PYTHONDONTWRITEBYTECODE=1}).
+ *
+ * <p>Compiled by the base image's own Python (its magic number and cache tag are what count), in a
+ * sandbox ({@link Compiler}): {@link #SCRIPT} runs {@code py_compile} on every {@code .py} file the
+ * way {@code python3 -m compileall -q --invalidation-mode unchecked-hash} does, skipping {@code
+ * tests} directories (runners do not import them; pandas' are 6 of its 8 s of compiling). {@code
+ * unchecked-hash} files are deterministic (no source time in them) and are used without looking at
+ * the source. All wheel layers of one build that lack byte code are compiled in one run.
+ *
+ * <p>Each is kept next to the wheel layers ({@code <key>.tar} and {@code <key>.layer}, collected
+ * with them by {@link WheelLayers#collect}), keyed by the wheel layer's digest (the wheel, the
+ * layout and the compression) and the Python that compiled it. The layer sits right above its wheel
+ * layer in an image; why not inside it: the sandbox that compiles has the wheel layers extracted
+ * already, and the UDF's sandbox then reuses them and only extracts the small byte-code layers,
+ * where a wheel layer with byte code inside would be written and extracted a second time.
+ */
+final class PycLayers {
+  private static final Logger log = LoggerFactory.getLogger(PycLayers.class);
+
+  /** Part of every byte-code layer's key: change it whenever such a layer's content changes. */
+  static final String FORMAT = "kiln-pyc-layer 1";
+
+  /** Jib's time for layer entries, as in wheel layers. */
+  private static final long ENTRY_TIME_SECONDS = 1;
+
+  /**
+   * Run by the base's python3 with the directories and files to compile as arguments. Prints the
+   * interpreter's cache tag on the first line, then {@code <source path> TAB <base64 pyc>} per
+   * compiled file; files that do not compile are skipped, as compileall does.
+   */
+  static final String SCRIPT =
+      """
+      import base64, os, py_compile, sys, tempfile
+      mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
+      fd, tmp = tempfile.mkstemp(suffix='.pyc')
+      os.close(fd)
+      out = sys.stdout
+      out.write(sys.implementation.cache_tag + '\\n')
+      def one(src):
+          try:
+              py_compile.compile(src, cfile=tmp, doraise=True, invalidation_mode=mode)
+          except Exception:
+              return
+          with open(tmp, 'rb') as f:
+              out.write(src + '\\t' + base64.b64encode(f.read()).decode('ascii') + '\\n')
+      for root in sys.argv[1:]:
+          if os.path.isfile(root):
+              if root.endswith('.py'):
+                  one(root)
+              continue
+          for d, dirs, files in os.walk(root):
+              dirs[:] = sorted(x for x in dirs if x not in ('tests', '__pycache__'))
+              for f in sorted(files):
+                  if f.endswith('.py'):
+                      one(os.path.join(d, f))
+      os.unlink(tmp)
+      out.flush()
+      """;
+
+  /** Runs {@link #SCRIPT} with the base's Python over an image of these wheel layers. */
+  interface Compiler {
+    /** What the script printed, run with {@code argv} after it, over {@code wheelLayers}. */
+    String compile(List<LayerSpec> wheelLayers, List<String> argv)
+        throws KilnException, IOException, InterruptedException;
+  }
+
+  private final WheelLayers wheels;
+
+  PycLayers(WheelLayers wheels) {
+    this.wheels = wheels;
+  }
+
+  /**
+   * The byte-code layer of each wheel layer, in the same order (null for a wheel without Python
+   * sources), compiling those not made before in one run of {@code compiler}.
+   */
+  List<LayerSpec> layersFor(
+      List<LayerSpec> wheelLayers, TargetEnvironment python, Compiler compiler)
+      throws KilnException, IOException, InterruptedException {
+    List<LayerSpec> out = new ArrayList<>();
+    List<Integer> missing = new ArrayList<>();
+    for (LayerSpec wheel : wheelLayers) {
+      LayerBlob blob = find(key(wheel.blob(), python));
+      out.add(blob == null ? null : LayerSpec.ofBlob(name(wheel), blob));
+      if (blob == null) {
+        missing.add(out.size() - 1);
+      }
+    }
+    if (missing.isEmpty()) {
+      return out;
+    }
+    long t0 = System.nanoTime();
+    // Which wheel installs each source file, and the top-level entries to compile.
+    Map<String, Integer> owner = new HashMap<>();
+    TreeSet<String> roots = new TreeSet<>();
+    List<LayerSpec> toCompile = new ArrayList<>();
+    for (int i : missing) {
+      for (String source : sources(wheelLayers.get(i).blob(), python)) {
+        owner.put(source, i);
+        roots.add(root(source, python));
+      }
+      toCompile.add(wheelLayers.get(i));
+    }
+    Map<Integer, TreeMap<String, byte[]>> compiled = new HashMap<>();
+    String tag = "";
+    if (!roots.isEmpty()) {
+      List<String> argv = new ArrayList<>(List.of("python3", "-c", SCRIPT));
+      argv.addAll(roots);
+      String output = compiler.compile(toCompile, argv);
+      int newline = output.indexOf('\n');
+      tag = newline < 0 ? "" : output.substring(0, newline).strip();
+      if (!tag.matches("[A-Za-z0-9_.-]+")) {
+        throw new IOException("the base's python3 printed no cache tag before its byte code");
+      }
+      for (String line : output.substring(newline + 1).split("\n")) {
+        int tab = line.indexOf('\t');
+        Integer wheel = tab < 0 ? null : owner.get(line.substring(0, tab));
+        if (wheel != null) {
+          compiled
+              .computeIfAbsent(wheel, k -> new TreeMap<>())
+              .put(line.substring(0, tab), Base64.getDecoder().decode(line.substring(tab + 1)));
+        }
+      }
+    }
+    int files = 0;
+    for (int i : missing) {
+      TreeMap<String, byte[]> pyc = compiled.get(i);
+      if (pyc == null || pyc.isEmpty()) {
+        continue; // no Python sources (or none that compile): no layer
+      }
+      files += pyc.size();
+      LayerSpec wheel = wheelLayers.get(i);
+      LayerBlob blob = store(key(wheel.blob(), python), pyc, tag);
+      out.set(i, LayerSpec.ofBlob(name(wheel), blob));
+    }
+    log.info(
+        "compiled {} files of {} wheels to byte code in {} ms",
+        files,
+        missing.size(),
+        (System.nanoTime() - t0) / 1_000_000);
+    return out;
+  }
+
+  private static String name(LayerSpec wheel) {
+    return wheel.name().replaceFirst("^wheel ", "byte code ");
+  }
+
+  /** The layer's key: the wheel layer and the Python (and this layer's format and compression). */
+  private String key(LayerBlob wheelLayer, TargetEnvironment python) {
+    String canonical =
+        String.join(
+            "\n",
+            FORMAT,
+            wheelLayer.digest().toString(),
+            python.implementation(),
+            python.pythonVersion(),
+            python.soabi(),
+            compression());
+    byte[] digest = WheelRecord.digest("sha256").digest(canonical.getBytes(StandardCharsets.UTF_8));
+    return "pyc-" + HexFormat.of().formatHex(digest, 0, 16);
+  }
+
+  private String compression() {
+    int level = wheels.gzipLevel();
+    return level == ImageBuilder.UNCOMPRESSED ? "tar" : "gzip " + level;
+  }
+
+  private LayerBlob find(String key) {
+    Path info = wheels.workDir().resolve(key + ".layer");
+    for (String ext : List.of(".tar", ".tar.gz")) {
+      Path file = wheels.workDir().resolve(key + ext);
+      if (Files.isRegularFile(info) && Files.isRegularFile(file)) {
+        try {
+          LayerBlob blob = WheelLayers.read(info, file);
+          Files.setLastModifiedTime(info, FileTime.from(Instant.now())); // used, for collection
+          return blob;
+        } catch (IOException e) {
+          log.warn("byte-code layer {} is unusable ({}); compiling it again", info, e.toString());
+        }
+      }
+    }
+    return null;
+  }
+
+  /** The {@code .py} files under site-packages that a wheel layer installs, as absolute paths. */
+  private static List<String> sources(LayerBlob wheelLayer, TargetEnvironment python)
+      throws IOException {
+    List<String> out = new ArrayList<>();
+    InputStream file = Files.newInputStream(wheelLayer.file());
+    try (InputStream in =
+            wheelLayer.mediaType().equals(LayerBlob.TAR_GZIP)
+                ? new GZIPInputStream(file, 1 << 16)
+                : file;
+        TarArchiveInputStream tar = new TarArchiveInputStream(in)) {
+      for (TarArchiveEntry e = tar.getNextEntry(); e != null; e = tar.getNextEntry()) {
+        String path = "/" + e.getName();
+        if (e.isFile() && path.endsWith(".py") && root(path, python) != null) {
+          out.add(path);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** The top-level entry of site-packages that holds {@code path}, or null when outside it. */
+  private static String root(String path, TargetEnvironment python) {
+    for (String site : List.of(python.purelib(), python.platlib())) {
+      String prefix = site.endsWith("/") ? site : site + "/";
+      if (path.startsWith(prefix)) {
+        int slash = path.indexOf('/', prefix.length());
+        return slash < 0 ? path : path.substring(0, slash);
+      }
+    }
+    return null;
+  }
+
+  /** Writes the byte-code layer (sorted, every parent directory listed) and the file for it. */
+  private LayerBlob store(String key, TreeMap<String, byte[]> pyc, String tag) throws IOException {
+    TreeMap<String, byte[]> entries = new TreeMap<>();
+    for (Map.Entry<String, byte[]> e : pyc.entrySet()) {
+      String source = e.getKey();
+      int slash = source.lastIndexOf('/');
+      String module = source.substring(slash + 1, source.length() - ".py".length());
+      String target = source.substring(1, slash + 1) + "__pycache__/" + module + "." + tag + ".pyc";
+      entries.put(target, e.getValue());
+      for (int s = target.indexOf('/'); s > 0; s = target.indexOf('/', s + 1)) {
+        entries.putIfAbsent(target.substring(0, s + 1), null);
+      }
+    }
+    int level = wheels.gzipLevel();
+    boolean plain = level == ImageBuilder.UNCOMPRESSED;
+    Path dir = wheels.workDir();
+    Files.createDirectories(dir);
+    String temp = ".tmp-" + key + "-" + UUID.randomUUID();
+    Path tempFile = dir.resolve(temp + ".tar");
+    Path tempInfo = dir.resolve(temp + ".layer");
+    Path file = dir.resolve(key + (plain ? ".tar" : ".tar.gz"));
+    try {
+      MessageDigest compressed = WheelRecord.digest("sha256");
+      MessageDigest uncompressed = WheelRecord.digest("sha256");
+      try (OutputStream out =
+              new DigestOutputStream(
+                  new BufferedOutputStream(Files.newOutputStream(tempFile), 1 << 16), compressed);
+          OutputStream gzip = plain ? out : new Gzip(out, level);
+          TarArchiveOutputStream tar =
+              new TarArchiveOutputStream(
+                  plain ? gzip : new DigestOutputStream(gzip, uncompressed))) {
+        tar.setLongFileMode(TarArchiveOutputStream.LONGFILE_POSIX);
+        tar.setBigNumberMode(TarArchiveOutputStream.BIGNUMBER_POSIX);
+        for (Map.Entry<String, byte[]> e : entries.entrySet()) {
+          byte[] bytes = e.getValue();
+          TarArchiveEntry header =
+              new TarArchiveEntry(
+                  e.getKey(), bytes == null ? TarArchiveEntry.LF_DIR : TarArchiveEntry.LF_NORMAL);
+          header.setMode(bytes == null ? 040755 : 0100644);
+          header.setUserId(0);
+          header.setGroupId(0);
+          header.setUserName("");
+          header.setGroupName("");
+          header.setModTime(ENTRY_TIME_SECONDS * 1000);
+          if (bytes != null) {
+            header.setSize(bytes.length);
+          }
+          tar.putArchiveEntry(header);
+          if (bytes != null) {
+            tar.write(bytes);
+          }
+          tar.closeArchiveEntry();
+        }
+        tar.finish();
+      }
+      Digest digest = Digest.fromSha(compressed);
+      LayerBlob blob =
+          new LayerBlob(
+              file,
+              digest,
+              plain ? digest : Digest.fromSha(uncompressed),
+              Files.size(tempFile),
+              plain ? LayerBlob.TAR : LayerBlob.TAR_GZIP);
+      WheelLayers.write(tempInfo, blob);
+      // The blob first, then the file that vouches for it, as for wheel layers.
+      move(tempFile, file);
+      move(tempInfo, dir.resolve(key + ".layer"));
+      return blob;
+    } finally {
+      Files.deleteIfExists(tempFile);
+      Files.deleteIfExists(tempInfo);
+    }
+  }
+
+  private static void move(Path from, Path to) throws IOException {
+    try {
+      Files.move(from, to, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    } catch (AtomicMoveNotSupportedException e) {
+      throw new IOException("cannot rename " + from + " to " + to + " atomically", e);
+    }
+  }
+}

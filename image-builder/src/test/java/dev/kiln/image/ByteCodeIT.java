@@ -1,0 +1,230 @@
+package dev.kiln.image;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.kiln.cache.Digest;
+import dev.kiln.cache.FetchInputs;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.resolver.Lock;
+import dev.kiln.resolver.LockedPackage;
+import dev.kiln.resolver.TargetEnvironment;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Byte code compiled by the real base image's Python and shipped in layers: the base's python3
+ * imports the packages from the shipped {@code .pyc} files without compiling them. The host here
+ * runs an image in a chroot of its extracted layers (the control plane's host is a gVisor sandbox;
+ * this module does not know sandboxes), which needs root, as the provisioner's tests do.
+ */
+class ByteCodeIT {
+  private static final Path MIRROR = Path.of("/opt/pypi/files");
+  private static final String SITE = "/usr/local/lib/python3.11/dist-packages/";
+
+  @TempDir Path tmp;
+  private final ExecutorService executor = Executors.newFixedThreadPool(2);
+
+  @AfterEach
+  void stop() {
+    executor.shutdownNow();
+  }
+
+  @Test
+  void packagesShipByteCodeThatTheBasesPythonUsesWithoutCompiling() throws Exception {
+    ChrootHost host = new ChrootHost(tmp.resolve("roots"));
+    RunnerLayer runner =
+        new RunnerLayer(
+            Map.of("/kiln/runner/runner.py", "print('runner')\n".getBytes(StandardCharsets.UTF_8)),
+            List.of("/usr/bin/python3", "/kiln/runner/runner.py"),
+            Map.of("PYTHONDONTWRITEBYTECODE", "1"),
+            "0".repeat(64));
+    BaseImage base = BaseImage.parse(TestImages.baseArchive().toString());
+    try (ImageBuilder images = new ImageBuilder(base, tmp.resolve("images"))) {
+      Runtimes.Runtime runtime = new Runtimes.Runtime("default", base, base.digest(), images);
+      BaseFacts bases = new BaseFacts(runner, host, tmp.resolve("runtimes"));
+      TargetEnvironment python = bases.python(runtime);
+      WheelLayers wheels = new WheelLayers(tmp.resolve("wheel-layers"));
+      BuildImage build = new BuildImage(wheels, runner, executor);
+
+      BuiltImage image = build.build(recipe(runtime, python, "first", bases)).image();
+      assertThat(host.runs.get()).as("the probe and one compile for both wheels").isEqualTo(2);
+      int baseLayers = bases.runnerImage(runtime).layers().size() - 1;
+      assertThat(image.layers())
+          .as("base, six and its byte code, humanize and its byte code, runner, code")
+          .hasSize(baseLayers + 6);
+
+      // The base's python3, never writing byte code, finds it valid and uses it.
+      String verbose =
+          host.runAll(
+              image,
+              List.of(
+                  "python3",
+                  "-v",
+                  "-c",
+                  "import humanize, six; print(humanize.intcomma(1234567), six.PY3)"));
+      assertThat(verbose).contains("1,234,567 True");
+      for (String module : List.of("humanize/__init__", "humanize/number", "six")) {
+        String source = SITE + module + ".py";
+        int slash = source.lastIndexOf('/');
+        String pyc =
+            source.substring(0, slash)
+                + "/__pycache__"
+                + source.substring(slash, source.length() - 3)
+                + ".cpython-311.pyc";
+        assertThat(verbose).contains("# " + pyc + " matches " + source);
+      }
+
+      // Another UDF with the same packages reuses the byte code; so does a restart.
+      build.build(recipe(runtime, python, "second", bases));
+      new BuildImage(new WheelLayers(tmp.resolve("wheel-layers")), runner, executor)
+          .build(recipe(runtime, python, "third", bases));
+      assertThat(host.runs.get()).as("no compile again").isEqualTo(2);
+
+      // Compiling is deterministic: the same layers from a fresh work directory.
+      WheelLayers fresh = new WheelLayers(tmp.resolve("fresh"));
+      List<LayerSpec> sources = new ArrayList<>();
+      for (FetchInputs.Fetched wheel : recipe(runtime, python, "first", bases).wheels()) {
+        sources.add(fresh.layerFor(wheel.file(), wheel.name(), InstallLayout.of(python)));
+      }
+      List<LayerSpec> byteCode =
+          new PycLayers(fresh)
+              .layersFor(sources, python, (ls, argv) -> bases.compile(runtime, ls, argv));
+      assertThat(host.runs.get()).isEqualTo(3);
+      assertThat(byteCode.get(0).blob().digest())
+          .isEqualTo(image.layers().get(baseLayers + 1).digest());
+      assertThat(byteCode.get(1).blob().digest())
+          .isEqualTo(image.layers().get(baseLayers + 3).digest());
+
+      // Without the base's facts the image has no byte code, and another key.
+      BuildImage.UdfImage plain = build.build(recipe(runtime, python, "first", null));
+      assertThat(plain.image().layers()).hasSize(image.layers().size() - 2);
+      assertThat(plain.key())
+          .isNotEqualTo(BuildImage.imageKey(recipe(runtime, python, "first", bases)));
+    }
+  }
+
+  private BuildImage.Recipe recipe(
+      Runtimes.Runtime runtime, TargetEnvironment python, String udf, BaseFacts bases)
+      throws IOException {
+    List<LockedPackage> packages = new ArrayList<>();
+    List<FetchInputs.Fetched> files = new ArrayList<>();
+    for (Path wheel :
+        List.of(
+            mirrorWheel("six-", "-py2.py3-none-any.whl"),
+            mirrorWheel("humanize-", "-py3-none-any.whl"))) {
+      String filename = wheel.getFileName().toString();
+      Digest digest;
+      try (InputStream in = Files.newInputStream(wheel)) {
+        digest = Digest.of(in);
+      }
+      String[] parts = filename.split("-");
+      packages.add(
+          new LockedPackage(
+              parts[0], parts[1], filename, URI.create("file://" + wheel), digest.hex()));
+      files.add(new FetchInputs.Fetched(filename, digest, wheel));
+    }
+    return new BuildImage.Recipe(
+        runtime,
+        python,
+        ContentKey.ofBytes(Digest.newSha256().digest(udf.getBytes(StandardCharsets.UTF_8))),
+        "f",
+        Map.of("/kiln/udf/udf.py", ("def f(x):\n    return x  # " + udf + "\n").getBytes()),
+        new Lock(packages),
+        files,
+        List.of(),
+        bases);
+  }
+
+  private static Path mirrorWheel(String prefix, String suffix) throws IOException {
+    try (Stream<Path> files = Files.list(MIRROR)) {
+      return files
+          .filter(
+              p ->
+                  p.getFileName().toString().startsWith(prefix)
+                      && p.getFileName().toString().endsWith(suffix))
+          .sorted()
+          .reduce((a, b) -> b)
+          .orElseThrow(() -> new AssertionError("no " + prefix + "*" + suffix + " in " + MIRROR));
+    }
+  }
+
+  /** Runs images in a chroot of their layers, extracted afresh for every run. */
+  static final class ChrootHost implements ImageHost {
+    final AtomicInteger runs = new AtomicInteger();
+    private final Path dir;
+
+    ChrootHost(Path dir) {
+      this.dir = dir;
+    }
+
+    @Override
+    public void prepare(BuiltImage image) {}
+
+    @Override
+    public String run(BuiltImage image, List<String> argv)
+        throws IOException, InterruptedException {
+      runs.incrementAndGet();
+      return exec(image, argv, false);
+    }
+
+    /** Runs without counting, and returns stdout and stderr together. */
+    String runAll(BuiltImage image, List<String> argv) throws IOException, InterruptedException {
+      return exec(image, argv, true);
+    }
+
+    private String exec(BuiltImage image, List<String> argv, boolean withStderr)
+        throws IOException, InterruptedException {
+      Path root = Files.createTempDirectory(Files.createDirectories(dir), "root-");
+      try {
+        for (ImageLayer layer : image.layers()) {
+          command(List.of("tar", "-xf", layer.blob().toString(), "-C", root.toString()), false);
+        }
+        List<String> command = new ArrayList<>(List.of("chroot", root.toString(), "env", "-i"));
+        command.add("PATH=/usr/local/bin:/usr/bin:/bin");
+        command.addAll(image.env());
+        command.addAll(argv);
+        return command(command, withStderr);
+      } finally {
+        command(List.of("rm", "-rf", root.toString()), false);
+      }
+    }
+
+    private static String command(List<String> argv, boolean withStderr)
+        throws IOException, InterruptedException {
+      Process p = new ProcessBuilder(argv).redirectErrorStream(withStderr).start();
+      p.getOutputStream().close();
+      CompletableFuture<byte[]> err =
+          CompletableFuture.supplyAsync(
+              () -> {
+                try {
+                  return p.getErrorStream().readAllBytes();
+                } catch (IOException e) {
+                  return new byte[0];
+                }
+              });
+      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+      if (!p.waitFor(2, TimeUnit.MINUTES) || p.exitValue() != 0) {
+        p.destroyForcibly();
+        throw new IOException(
+            argv.get(0) + " failed: " + out + new String(err.join(), StandardCharsets.UTF_8));
+      }
+      return out;
+    }
+  }
+}
