@@ -28,10 +28,11 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The provisioning pipeline's image step, and the one place that knows a UDF image's recipe: over
- * the base image, one layer per locked wheel (shared by every image that uses the wheel), then the
- * runner, the staged imports (flattened by basename into {@value #IMPORT_DIR}, the last of a name
- * winning) and the code, so what changes most often sits on top. Built once per image key, or found
- * in the layout from an earlier run.
+ * the base image, one layer per locked wheel (shared by every image that uses the wheel), each
+ * followed by its byte code when the recipe asks for it ({@link PycLayers}), then the runner, the
+ * staged imports (flattened by basename into {@value #IMPORT_DIR}, the last of a name winning) and
+ * the code, so what changes most often sits on top. Built once per image key, or found in the
+ * layout from an earlier run.
  *
  * <p>The image key covers the request key, the lock and the imports' bytes: the same UDF with the
  * same packages and the same imports gets the same image, whoever asks.

@@ -63,7 +63,9 @@ class ByteCodeIT {
       BuildImage build = new BuildImage(wheels, runner, executor);
 
       BuiltImage image = build.build(recipe(runtime, python, "first", bases)).image();
-      assertThat(host.runs.get()).as("the probe and one compile for both wheels").isEqualTo(2);
+      // Two wheels: one sandbox each when there are two cores, one for both on one core.
+      int compiles = Math.min(2, Runtime.getRuntime().availableProcessors());
+      assertThat(host.runs.get()).as("the probe, then the compiles").isEqualTo(1 + compiles);
       int baseLayers = bases.runnerImage(runtime).layers().size() - 1;
       assertThat(image.layers())
           .as("base, six and its byte code, humanize and its byte code, runner, code")
@@ -94,7 +96,7 @@ class ByteCodeIT {
       build.build(recipe(runtime, python, "second", bases));
       new BuildImage(new WheelLayers(tmp.resolve("wheel-layers")), runner, executor)
           .build(recipe(runtime, python, "third", bases));
-      assertThat(host.runs.get()).as("no compile again").isEqualTo(2);
+      assertThat(host.runs.get()).as("no compile again").isEqualTo(1 + compiles);
 
       // Compiling is deterministic: the same layers from a fresh work directory.
       WheelLayers fresh = new WheelLayers(tmp.resolve("fresh"));
@@ -105,7 +107,7 @@ class ByteCodeIT {
       List<LayerSpec> byteCode =
           new PycLayers(fresh)
               .layersFor(sources, python, (ls, argv) -> bases.compile(runtime, ls, argv));
-      assertThat(host.runs.get()).isEqualTo(3);
+      assertThat(host.runs.get()).isEqualTo(1 + 2 * compiles);
       assertThat(byteCode.get(0).blob().digest())
           .isEqualTo(image.layers().get(baseLayers + 1).digest());
       assertThat(byteCode.get(1).blob().digest())

@@ -1,0 +1,164 @@
+package dev.kiln.image;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.kiln.resolver.TargetEnvironment;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * How byte-code layers are made from what the base's Python prints, with that Python played by the
+ * test (ByteCodeIT runs the real one): the layer's files, the cache, and output that arrives
+ * damaged.
+ */
+class PycLayersTest {
+  private static final TargetEnvironment PYTHON =
+      new TargetEnvironment(
+          "3.11.2",
+          "cpython",
+          "cpython-311-x86_64-linux-gnu",
+          "x86_64",
+          "glibc",
+          "2.36",
+          TestWheels.SPLIT.purelib(),
+          TestWheels.SPLIT.platlib(),
+          TestWheels.SPLIT.scripts(),
+          TestWheels.SPLIT.data(),
+          TestWheels.SPLIT.headers(),
+          TestWheels.SPLIT.interpreter());
+
+  @TempDir Path tmp;
+
+  /** The Python side: "compiles" each source under the roots it gets to fixed bytes. */
+  private static final class FakePython implements PycLayers.Compiler {
+    final List<List<String>> calls = new ArrayList<>();
+    final List<Function<String, String>> damage = new ArrayList<>();
+
+    @Override
+    public String compile(List<LayerSpec> layers, List<String> argv) {
+      calls.add(argv.subList(3, argv.size()));
+      StringBuilder out = new StringBuilder("cpython-311\n");
+      int files = 0;
+      for (String root : argv.subList(3, argv.size())) {
+        for (String source : List.of(root + "/__init__.py", root + "/util.py")) {
+          byte[] pyc = pyc(source);
+          out.append(source)
+              .append('\t')
+              .append(HexFormat.of().formatHex(WheelRecord.digest("sha256").digest(pyc)))
+              .append('\t')
+              .append(Base64.getEncoder().encodeToString(pyc))
+              .append('\n');
+          files++;
+        }
+      }
+      out.append("done ").append(files).append('\n');
+      return damage.isEmpty() ? out.toString() : damage.removeFirst().apply(out.toString());
+    }
+  }
+
+  static byte[] pyc(String source) {
+    return ("pyc of " + source).getBytes(StandardCharsets.UTF_8);
+  }
+
+  private LayerSpec wheel(WheelLayers wheels, String name) throws Exception {
+    Path file =
+        new TestWheels(name, "1.0", true)
+            .file(name + "/__init__.py", "X = 1\n")
+            .file(name + "/util.py", "Y = 2\n")
+            .file(name + "/data.txt", "not python\n")
+            .write(tmp.resolve("wheels"));
+    return wheels.layerFor(file, file.getFileName().toString(), TestWheels.SPLIT);
+  }
+
+  @Test
+  void eachWheelGetsALayerOfItsByteCodeNextToItsSourcesAndItIsKept() throws Exception {
+    WheelLayers wheels = new WheelLayers(tmp.resolve("work"));
+    List<LayerSpec> sources = List.of(wheel(wheels, "alpha"), wheel(wheels, "beta"));
+    FakePython python = new FakePython();
+
+    List<LayerSpec> layers = new PycLayers(wheels).layersFor(sources, PYTHON, python);
+
+    assertThat(python.calls.stream().flatMap(List::stream))
+        .containsExactlyInAnyOrder("/py/pure/alpha", "/py/pure/beta");
+    assertThat(layers).hasSize(2);
+    assertThat(layers.get(0).name()).isEqualTo("byte code alpha-1.0-py3-none-any.whl");
+    assertThat(layers.get(0).blob().mediaType()).isEqualTo(LayerBlob.TAR);
+    Map<String, LayoutCheck.Entry> alpha =
+        LayoutCheck.entries(layers.get(0).blob().file()).stream()
+            .collect(Collectors.toMap(LayoutCheck.Entry::name, e -> e));
+    assertThat(LayoutCheck.entries(layers.get(0).blob().file()))
+        .extracting(LayoutCheck.Entry::name)
+        .as("sorted, every parent listed")
+        .containsExactly(
+            "py/",
+            "py/pure/",
+            "py/pure/alpha/",
+            "py/pure/alpha/__pycache__/",
+            "py/pure/alpha/__pycache__/__init__.cpython-311.pyc",
+            "py/pure/alpha/__pycache__/util.cpython-311.pyc");
+    LayoutCheck.Entry init = alpha.get("py/pure/alpha/__pycache__/__init__.cpython-311.pyc");
+    assertThat(init.content()).isEqualTo(pyc("/py/pure/alpha/__init__.py"));
+    assertThat(init.mode() & 0777).isEqualTo(0644);
+    assertThat(init.mtimeSeconds()).isEqualTo(1);
+
+    // Kept: the same wheels need no compile, also after a restart.
+    int calls = python.calls.size();
+    List<LayerSpec> again =
+        new PycLayers(new WheelLayers(tmp.resolve("work"))).layersFor(sources, PYTHON, python);
+    assertThat(python.calls).hasSize(calls);
+    assertThat(again.get(1).blob()).isEqualTo(layers.get(1).blob());
+
+    // Another Python compiles its own.
+    TargetEnvironment other =
+        new TargetEnvironment(
+            "3.11.9",
+            PYTHON.implementation(),
+            PYTHON.soabi(),
+            PYTHON.machine(),
+            PYTHON.libc(),
+            PYTHON.libcVersion(),
+            PYTHON.purelib(),
+            PYTHON.platlib(),
+            PYTHON.scripts(),
+            PYTHON.data(),
+            PYTHON.include(),
+            PYTHON.interpreter());
+    new PycLayers(wheels).layersFor(sources, other, python);
+    assertThat(python.calls.size()).isGreaterThan(calls);
+  }
+
+  @Test
+  void damagedOutputIsCompiledAgainAndFailsWhenItStaysDamaged() throws Exception {
+    WheelLayers wheels = new WheelLayers(tmp.resolve("work"));
+    List<LayerSpec> sources = List.of(wheel(wheels, "alpha"));
+    FakePython python = new FakePython();
+    // Bytes lost in the middle of a line: the hash no longer matches.
+    python.damage.add(out -> out.substring(0, 80) + out.substring(84));
+    List<LayerSpec> layers = new PycLayers(wheels).layersFor(sources, PYTHON, python);
+    assertThat(python.calls).hasSize(2);
+    assertThat(LayoutCheck.entries(layers.get(0).blob().file()))
+        .extracting(LayoutCheck.Entry::name)
+        .contains("py/pure/alpha/__pycache__/util.cpython-311.pyc");
+
+    WheelLayers fresh = new WheelLayers(tmp.resolve("fresh"));
+    List<LayerSpec> freshSources = List.of(wheel(fresh, "gamma"));
+    FakePython truncated = new FakePython();
+    Function<String, String> cut = out -> out.substring(0, out.indexOf("done"));
+    truncated.damage.addAll(List.of(cut, cut));
+    assertThatThrownBy(() -> new PycLayers(fresh).layersFor(freshSources, PYTHON, truncated))
+        .isInstanceOf(IOException.class)
+        .hasMessageContaining("arrived damaged twice")
+        .hasMessageContaining("ended early");
+  }
+}
