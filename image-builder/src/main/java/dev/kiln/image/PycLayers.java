@@ -42,13 +42,15 @@ import org.slf4j.LoggerFactory;
  * code: {@code PYTHONDONTWRITEBYTECODE=1}).
  *
  * <p>Compiled by the base image's own Python (its magic number and cache tag are what count), in a
- * sandbox ({@link Compiler}): {@link #SCRIPT} runs {@code py_compile} on every {@code .py} file the
- * way {@code python3 -m compileall -q --invalidation-mode unchecked-hash} does, skipping {@code
- * tests} directories (runners do not import them; pandas' are 6 of its 8 s of compiling). {@code
- * unchecked-hash} files are deterministic (no source time in them) and are used without looking at
- * the source. The wheel layers of one build that lack byte code are compiled together, in one
- * sandbox per core (each gets one), split by the size of their sources: numpy and pandas alone took
- * 3.7 s in one.
+ * sandbox ({@link Compiler}): {@link #SCRIPT} makes of every {@code .py} file the bytes that {@code
+ * python3 -m compileall -q --invalidation-mode unchecked-hash} writes (py_compile's {@code
+ * UNCHECKED_HASH}: magic number, flags, the source's hash, the marshalled code; checked byte for
+ * byte against py_compile), but in memory: writing and reading back a file per source costs under
+ * gVisor (numpy and pandas: 3.6 s with py_compile, 2.6 s so). {@code tests} directories are skipped
+ * (runners do not import them; pandas' are 6 of its 8 s of compiling). Such files are deterministic
+ * (no source time in them) and used without looking at the source. The wheel layers of one build
+ * that lack byte code are compiled together, in one sandbox per core (each gets one), split by the
+ * size of their sources.
  *
  * <p>Each is kept next to the wheel layers ({@code <key>.tar} and {@code <key>.layer}, collected
  * with them by {@link WheelLayers#collect}), keyed by the wheel layer's digest (the wheel, the
@@ -75,21 +77,21 @@ final class PycLayers {
    */
   static final String SCRIPT =
       """
-      import base64, hashlib, os, py_compile, sys, tempfile
-      mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
-      fd, tmp = tempfile.mkstemp(suffix='.pyc')
-      os.close(fd)
+      import base64, hashlib, importlib.util, marshal, os, sys
+      magic = importlib.util.MAGIC_NUMBER
       out = sys.stdout
       out.write(sys.implementation.cache_tag + '\\n')
       done = 0
       def one(src):
           global done
+          with open(src, 'rb') as f:
+              data = f.read()
           try:
-              py_compile.compile(src, cfile=tmp, doraise=True, invalidation_mode=mode)
+              code = compile(data, src, 'exec', dont_inherit=True)
           except Exception:
               return
-          with open(tmp, 'rb') as f:
-              pyc = f.read()
+          flags = (1).to_bytes(4, 'little')  # hash-based, unchecked (PEP 552)
+          pyc = magic + flags + importlib.util.source_hash(data) + marshal.dumps(code)
           sha = hashlib.sha256(pyc).hexdigest()
           out.write(src + '\\t' + sha + '\\t' + base64.b64encode(pyc).decode('ascii') + '\\n')
           done += 1
@@ -103,7 +105,6 @@ final class PycLayers {
               for f in sorted(files):
                   if f.endswith('.py'):
                       one(os.path.join(d, f))
-      os.unlink(tmp)
       out.write('done %d\\n' % done)
       out.flush()
       """;

@@ -91,6 +91,21 @@ class ByteCodeIT {
                 + ".cpython-311.pyc";
         assertThat(verbose).contains("# " + pyc + " matches " + source);
       }
+      // Byte for byte what py_compile (compileall) writes with unchecked hashes.
+      String same =
+          host.runAll(
+              image,
+              List.of(
+                  "python3",
+                  "-c",
+                  "import importlib.util as u, py_compile, sys\n"
+                      + "for m in ('humanize', 'humanize.number', 'six'):\n"
+                      + "    src = u.find_spec(m).origin\n"
+                      + "    py_compile.compile(src, cfile='/tmp/x.pyc', doraise=True,"
+                      + " invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+                      + "    shipped = open(u.cache_from_source(src), 'rb').read()\n"
+                      + "    print(m, shipped == open('/tmp/x.pyc', 'rb').read())\n"));
+      assertThat(same.lines()).containsExactly("humanize True", "humanize.number True", "six True");
 
       // Another UDF with the same packages reuses the byte code; so does a restart.
       build.build(recipe(runtime, python, "second", bases));
