@@ -119,6 +119,13 @@ class PycLayersTest {
     assertThat(python.calls).hasSize(calls);
     assertThat(again.get(1).blob()).isEqualTo(layers.get(1).blob());
 
+    // Collected with the wheel layers once unused.
+    assertThat(wheels.collect(java.time.Instant.now().plusSeconds(60), false).layers())
+        .isEqualTo(4);
+    assertThat(layers.get(0).blob().file()).doesNotExist();
+    assertThat(sources.get(0).blob().file()).doesNotExist();
+    sources = List.of(wheel(wheels, "alpha"), wheel(wheels, "beta"));
+
     // Another Python compiles its own.
     TargetEnvironment other =
         new TargetEnvironment(
