@@ -124,7 +124,7 @@ final class PycLayers {
 
   /**
    * The byte-code layer of each wheel layer, in the same order (null for a wheel without Python
-   * sources), compiling those not made before in one run of {@code compiler}.
+   * sources), compiling those not made before: one run of {@code compiler} per group of wheels.
    */
   List<LayerSpec> layersFor(
       List<LayerSpec> wheelLayers, TargetEnvironment python, Compiler compiler)
