@@ -87,7 +87,7 @@ class PycLayersTest {
     List<LayerSpec> sources = List.of(wheel(wheels, "alpha"), wheel(wheels, "beta"));
     FakePython python = new FakePython();
 
-    List<LayerSpec> layers = new PycLayers(wheels).layersFor(sources, PYTHON, python);
+    List<LayerSpec> layers = new PycLayers(wheels, 0).layersFor(sources, PYTHON, python);
 
     assertThat(python.calls.stream().flatMap(List::stream))
         .containsExactlyInAnyOrder("/py/pure/alpha", "/py/pure/beta");
@@ -115,7 +115,7 @@ class PycLayersTest {
     // Kept: the same wheels need no compile, also after a restart.
     int calls = python.calls.size();
     List<LayerSpec> again =
-        new PycLayers(new WheelLayers(tmp.resolve("work"))).layersFor(sources, PYTHON, python);
+        new PycLayers(new WheelLayers(tmp.resolve("work")), 0).layersFor(sources, PYTHON, python);
     assertThat(python.calls).hasSize(calls);
     assertThat(again.get(1).blob()).isEqualTo(layers.get(1).blob());
 
@@ -141,8 +141,21 @@ class PycLayersTest {
             PYTHON.data(),
             PYTHON.include(),
             PYTHON.interpreter());
-    new PycLayers(wheels).layersFor(sources, other, python);
+    new PycLayers(wheels, 0).layersFor(sources, other, python);
     assertThat(python.calls.size()).isGreaterThan(calls);
+  }
+
+  @Test
+  void wheelsWithFewSourcesGetNoByteCodeAndCostNoSandbox() throws Exception {
+    WheelLayers wheels = new WheelLayers(tmp.resolve("work"));
+    List<LayerSpec> sources = List.of(wheel(wheels, "alpha"), wheel(wheels, "beta"));
+    FakePython python = new FakePython();
+    // alpha's and beta's sources are 12 bytes each
+    List<LayerSpec> layers = new PycLayers(wheels, 13).layersFor(sources, PYTHON, python);
+    assertThat(layers).containsExactly(null, null);
+    assertThat(python.calls).isEmpty();
+    assertThat(new PycLayers(wheels, 12).layersFor(sources, PYTHON, python)).doesNotContainNull();
+    assertThat(python.calls).isNotEmpty();
   }
 
   @Test
@@ -152,7 +165,7 @@ class PycLayersTest {
     FakePython python = new FakePython();
     // Bytes lost in the middle of a line: the hash no longer matches.
     python.damage.add(out -> out.substring(0, 80) + out.substring(84));
-    List<LayerSpec> layers = new PycLayers(wheels).layersFor(sources, PYTHON, python);
+    List<LayerSpec> layers = new PycLayers(wheels, 0).layersFor(sources, PYTHON, python);
     assertThat(python.calls).hasSize(2);
     assertThat(LayoutCheck.entries(layers.get(0).blob().file()))
         .extracting(LayoutCheck.Entry::name)
@@ -163,7 +176,7 @@ class PycLayersTest {
     FakePython truncated = new FakePython();
     Function<String, String> cut = out -> out.substring(0, out.indexOf("done"));
     truncated.damage.addAll(List.of(cut, cut));
-    assertThatThrownBy(() -> new PycLayers(fresh).layersFor(freshSources, PYTHON, truncated))
+    assertThatThrownBy(() -> new PycLayers(fresh, 0).layersFor(freshSources, PYTHON, truncated))
         .isInstanceOf(IOException.class)
         .hasMessageContaining("arrived damaged twice")
         .hasMessageContaining("ended early");
