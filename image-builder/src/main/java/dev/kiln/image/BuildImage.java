@@ -34,8 +34,9 @@ import org.slf4j.LoggerFactory;
  * the code, so what changes most often sits on top. Built once per image key, or found in the
  * layout from an earlier run.
  *
- * <p>The image key covers the request key, the lock and the imports' bytes: the same UDF with the
- * same packages and the same imports gets the same image, whoever asks.
+ * <p>The image key covers the request key, the lock and the imports' bytes (and, with byte code,
+ * the Python that compiles it): the same UDF with the same packages and the same imports gets the
+ * same image, whoever asks.
  */
 public final class BuildImage {
   private static final Logger log = LoggerFactory.getLogger(BuildImage.class);
@@ -306,10 +307,17 @@ public final class BuildImage {
     parts.add(r.lock().canonical());
     r.imports().forEach(i -> parts.add(i.digest().toString()));
     if (r.bases() != null && !r.wheels().isEmpty()) {
-      // The byte code depends on the Python that compiles it (python is set when there are wheels).
+      // The byte code depends on the Python that compiles it (python is set when there are wheels)
+      // and on which wheels get it.
       TargetEnvironment p = r.python();
       parts.add(
-          String.join(" ", PycLayers.FORMAT, p.implementation(), p.pythonVersion(), p.soabi()));
+          String.join(
+              " ",
+              PycLayers.FORMAT,
+              p.implementation(),
+              p.pythonVersion(),
+              p.soabi(),
+              "min " + PycLayers.MIN_SOURCE_BYTES));
     }
     MessageDigest sha = Digest.newSha256();
     for (String part : parts) {
