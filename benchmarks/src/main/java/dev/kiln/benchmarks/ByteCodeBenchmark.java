@@ -74,7 +74,7 @@ final class ByteCodeBenchmark {
       }
     }
     Path data = Files.createTempDirectory("kiln-bench-pyc-");
-    BuildBenchmark.MirrorServer server = BuildBenchmark.MirrorServer.start(mirror);
+    MirrorServer server = MirrorServer.start(mirror);
     KilnConfig defaults = KilnConfig.builder().build();
     ObjectNode report = JSON.createObjectNode();
     try (Runtimes runtimes =
