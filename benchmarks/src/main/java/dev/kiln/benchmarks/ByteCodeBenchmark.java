@@ -43,8 +43,10 @@ import java.util.concurrent.Executors;
  * BuildBenchmark} (numpy, pandas, humanize, six, requests) over the default base, in gVisor.
  *
  * <ul>
- *   <li><b>build</b>: the UDF image from cold wheel layers, without byte code and with it (the
- *       compile runs in a sandbox of the base's python3, its layers extracted there).
+ *   <li><b>build</b>: the UDF image from cold wheel layers, without byte code and with the base's
+ *       facts (which builds it without byte code too and compiles in the background, in a sandbox
+ *       of the base's python3); how long until the byte code is ready; and the build of a second
+ *       UDF with the same packages, which ships it.
  *   <li><b>import</b>: in a sandbox of each image, {@code python3 -c 'import numpy, pandas'} as a
  *       runner runs (PYTHONDONTWRITEBYTECODE=1, so nothing is written between runs): wall time from
  *       exec to exit, and the import time Python measures itself. Peer: {@code python3 -c pass} in
@@ -107,20 +109,42 @@ final class ByteCodeBenchmark {
       BuiltImage plain =
           new BuildImage(
                   new WheelLayers(data.resolve("plain")), SandboxRunners.runnerLayer(), executor)
-              .build(recipe(runtime, python, lock, wheels, null))
+              .build(recipe(runtime, python, lock, wheels, null, "first"))
               .image();
       long t1 = System.nanoTime();
-      BuiltImage pyc =
+      BuildImage builds =
           new BuildImage(
-                  new WheelLayers(data.resolve("pyc")), SandboxRunners.runnerLayer(), executor)
-              .build(recipe(runtime, python, lock, wheels, bases))
-              .image();
+              new WheelLayers(data.resolve("pyc")), SandboxRunners.runnerLayer(), executor);
+      BuiltImage first =
+          builds.build(recipe(runtime, python, lock, wheels, bases, "first")).image();
       long t2 = System.nanoTime();
+      // The compile runs in the background: a second UDF's image ships the byte code once it is
+      // ready (each try is a build that finds its image or builds it).
+      BuiltImage pyc;
+      long t3;
+      long t4;
+      long deadline = t2 + Duration.ofMinutes(3).toNanos();
+      while (true) {
+        t3 = System.nanoTime();
+        pyc = builds.build(recipe(runtime, python, lock, wheels, bases, "second")).image();
+        t4 = System.nanoTime();
+        if (pyc.layers().size() > first.layers().size() || t4 > deadline) {
+          break;
+        }
+        Thread.sleep(50);
+      }
+      if (pyc.layers().size() == first.layers().size()) {
+        throw new IOException("the byte code was not ready within 3 minutes (see the log)");
+      }
       System.out.printf(
-          "build, cold wheel layers: without byte code %.2f s, with %.2f s (%d wheels)%n",
-          (t1 - t0) / 1e9, (t2 - t1) / 1e9, wheels.size());
+          "build, cold wheel layers: without byte code %.2f s, with the base's facts %.2f s (%d"
+              + " wheels, built without byte code); byte code ready %.2f s after; a second UDF's"
+              + " build with it %.2f s%n",
+          (t1 - t0) / 1e9, (t2 - t1) / 1e9, wheels.size(), (t3 - t2) / 1e9, (t4 - t3) / 1e9);
       report.put("build_without_pyc_s", (t1 - t0) / 1e9);
-      report.put("build_with_pyc_s", (t2 - t1) / 1e9);
+      report.put("first_build_with_bases_s", (t2 - t1) / 1e9);
+      report.put("pyc_ready_after_s", (t3 - t2) / 1e9);
+      report.put("second_build_with_pyc_s", (t4 - t3) / 1e9);
 
       for (var image : List.of(Map.entry("without", plain), Map.entry("with", pyc))) {
         SandboxSpec spec =
@@ -187,13 +211,16 @@ final class ByteCodeBenchmark {
       TargetEnvironment python,
       Lock lock,
       List<FetchInputs.Fetched> wheels,
-      BaseFacts bases) {
+      BaseFacts bases,
+      String udf) {
     return new BuildImage.Recipe(
         runtime,
         python,
-        ContentKey.ofBytes(Digest.newSha256().digest("byte-code".getBytes(StandardCharsets.UTF_8))),
+        ContentKey.ofBytes(Digest.newSha256().digest(udf.getBytes(StandardCharsets.UTF_8))),
         "f",
-        Map.of("/kiln/udf/udf.py", "def f(x):\n    return x\n".getBytes(StandardCharsets.UTF_8)),
+        Map.of(
+            "/kiln/udf/udf.py",
+            ("def f(x):\n    return x  # " + udf + "\n").getBytes(StandardCharsets.UTF_8)),
         lock,
         wheels,
         List.of(),
@@ -229,6 +256,17 @@ final class ByteCodeBenchmark {
             new SandboxSpec("probe", SandboxRunners.sandboxImage(image), PROBE_LIMITS, List.of()),
             argv,
             Duration.ofSeconds(30));
+      }
+
+      @Override
+      public String runInBackground(BuiltImage image, List<String> argv)
+          throws IOException, InterruptedException {
+        return sandboxes.runOnce(
+            new SandboxSpec(
+                    "background", SandboxRunners.sandboxImage(image), PROBE_LIMITS, List.of())
+                .inBackground(),
+            argv,
+            Duration.ofMinutes(5));
       }
     };
   }

@@ -104,9 +104,11 @@ public final class BaseFacts {
    * Compiles the byte code of wheel layers with the base's own Python: runs {@code argv} once in a
    * sandbox of an image of the base, these layers and the runner, and returns what it printed. The
    * image is named like a UDF's ({@code kiln/udf:pyc-...}), so it is collected like one once
-   * unused; its layers are the UDF's, extracted once for both.
+   * unused; its layers are the UDF's, extracted once for both. {@code background}: at the lowest
+   * CPU priority ({@link ImageHost#runInBackground}).
    */
-  String compile(Runtimes.Runtime runtime, List<LayerSpec> wheelLayers, List<String> argv)
+  String compile(
+      Runtimes.Runtime runtime, List<LayerSpec> wheelLayers, List<String> argv, boolean background)
       throws KilnException, IOException, InterruptedException {
     MessageDigest sha = Digest.newSha256();
     sha.update(runtime.digest().getBytes(StandardCharsets.UTF_8));
@@ -123,7 +125,7 @@ public final class BaseFacts {
             .build(
                 new ImageRequest(
                     name, layers, runner.initCommand(), List.of(), runner.env(), "/", Map.of()));
-    return host.run(image, argv);
+    return background ? host.runInBackground(image, argv) : host.run(image, argv);
   }
 
   /**

@@ -12,6 +12,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -23,23 +24,21 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.Semaphore;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * The provisioning pipeline's image step, and the one place that knows a UDF image's recipe: over
  * the base image, one layer per locked wheel (shared by every image that uses the wheel), each
- * followed by its byte code when the recipe asks for it ({@link PycLayers}), then the runner, the
- * staged imports (flattened by basename into {@value #IMPORT_DIR}, the last of a name winning) and
- * the code, so what changes most often sits on top. Built once per image key, or found in the
- * layout from an earlier run.
+ * followed by its byte code when the recipe asks for it and it is ready ({@link PycLayers}: a build
+ * never waits for a compile, see {@link PycBackground}), then the runner, the staged imports
+ * (flattened by basename into {@value #IMPORT_DIR}, the last of a name winning) and the code, so
+ * what changes most often sits on top. Built once per image key, or found in the layout from an
+ * earlier run.
  *
- * <p>The image key covers the request key, the lock and the imports' bytes (and, with byte code,
- * the Python that compiles it): the same UDF with the same packages and the same imports gets the
- * same image, whoever asks.
+ * <p>The image key covers the request key, the lock and the imports' bytes, and the byte-code
+ * layers it ships, if any: the same UDF with the same packages and the same imports gets the same
+ * image, whoever asks; once its packages' byte code is ready, an image with it.
  */
 public final class BuildImage {
-  private static final Logger log = LoggerFactory.getLogger(BuildImage.class);
 
   /** The name of every UDF image starts with this; the image key follows. */
   public static final String IMAGE_PREFIX = "kiln/udf:";
@@ -59,7 +58,8 @@ public final class BuildImage {
    * @param wheels the lock's wheel files, in lock order
    * @param imports the staged imports' files, in the UDF's order
    * @param bases compiles the packages' byte code with the base's Python; null for an image without
-   *     byte code (a runner then compiles what it imports on every start)
+   *     byte code (a runner then compiles what it imports on every start). The first image with new
+   *     packages has none either: their byte code is compiled after, for later builds
    */
   public record Recipe(
       Runtimes.Runtime runtime,
@@ -108,6 +108,7 @@ public final class BuildImage {
 
   private final WheelLayers wheels;
   private final PycLayers pyc;
+  private final PycBackground background;
   private final RunnerLayer runner;
   private final ExecutorService executor;
   // Not remembered: an image may be collected once unused; the layout says whether it is there.
@@ -122,8 +123,15 @@ public final class BuildImage {
    * @param executor runs wheel layers in parallel
    */
   public BuildImage(WheelLayers wheels, RunnerLayer runner, ExecutorService executor) {
+    this(wheels, runner, executor, PycLayers.MIN_SOURCE_BYTES);
+  }
+
+  /** minPycSourceBytes: wheels with fewer bytes of Python sources get no byte code. */
+  BuildImage(
+      WheelLayers wheels, RunnerLayer runner, ExecutorService executor, long minPycSourceBytes) {
     this.wheels = Objects.requireNonNull(wheels, "wheels");
-    this.pyc = new PycLayers(wheels);
+    this.pyc = new PycLayers(wheels, minPycSourceBytes);
+    this.background = new PycBackground(pyc, this::wheelLayers);
     this.runner = Objects.requireNonNull(runner, "runner");
     this.executor = Objects.requireNonNull(executor, "executor");
   }
@@ -136,8 +144,29 @@ public final class BuildImage {
    *     ErrorCode#IMAGE_BUILD_FAILED}) prefixed with what failed
    */
   public UdfImage build(Recipe recipe) throws KilnException, InterruptedException {
-    ContentKey key = imageKey(recipe);
-    return new UdfImage(key, builds.run(key, () -> buildOrFind(key, recipe)));
+    List<PycLayers.Cached> byteCode;
+    UdfImage image;
+    // Collection waits while the wheel layers, the byte code, the blobs and the layout are in use.
+    DiskLock.LOCK.readLock().lock();
+    background.buildStarted();
+    try {
+      byteCode =
+          recipe.bases() == null || recipe.wheels().isEmpty()
+              ? List.of()
+              : pyc.cached(recipe.wheels(), recipe.python());
+      ContentKey key = imageKey(recipe, byteCode);
+      image = new UdfImage(key, builds.run(key, () -> buildOrFind(key, recipe, byteCode)));
+    } finally {
+      background.buildEnded();
+      DiskLock.LOCK.readLock().unlock();
+    }
+    background.submit(recipe, byteCode);
+    return image;
+  }
+
+  /** Waits until the byte code asked for so far is compiled (or failed); false on timeout. */
+  boolean awaitByteCode(Duration timeout) throws InterruptedException {
+    return background.awaitIdle(timeout);
   }
 
   /** The name of the image with this key in the layout. */
@@ -145,18 +174,7 @@ public final class BuildImage {
     return IMAGE_PREFIX + imageKey.hex();
   }
 
-  private BuiltImage buildOrFind(ContentKey key, Recipe r)
-      throws KilnException, InterruptedException {
-    // Collection waits while the wheel layers, the blobs and the layout are in use here.
-    DiskLock.LOCK.readLock().lock();
-    try {
-      return buildOrFindLocked(key, r);
-    } finally {
-      DiskLock.LOCK.readLock().unlock();
-    }
-  }
-
-  private BuiltImage buildOrFindLocked(ContentKey key, Recipe r)
+  private BuiltImage buildOrFind(ContentKey key, Recipe r, List<PycLayers.Cached> byteCode)
       throws KilnException, InterruptedException {
     String name = imageName(key);
     ImageBuilder images = r.runtime().images();
@@ -170,7 +188,7 @@ public final class BuildImage {
           ErrorCode.IMAGE_BUILD_FAILED, "reading the image layout failed: " + e.getMessage(), e);
     }
     // Package layers first (pre-built blobs), then the runner, the imports and the code.
-    List<LayerSpec> layers = new ArrayList<>(packageLayers(r));
+    List<LayerSpec> layers = new ArrayList<>(packageLayers(r, byteCode));
     layers.add(runner.layer());
     if (!r.imports().isEmpty()) {
       layers.add(importsLayer(r.imports()));
@@ -228,30 +246,20 @@ public final class BuildImage {
 
   /**
    * One layer per locked wheel, in lock order, built in parallel and cached by the wheel, each
-   * followed by its byte code when the recipe asks for it.
+   * followed by its byte code when there is some in {@code byteCode}.
    */
-  private List<LayerSpec> packageLayers(Recipe r) throws KilnException, InterruptedException {
+  private List<LayerSpec> packageLayers(Recipe r, List<PycLayers.Cached> byteCode)
+      throws KilnException, InterruptedException {
     List<LayerSpec> layers = wheelLayers(r);
-    if (r.bases() == null || layers.isEmpty()) {
-      return layers;
-    }
-    List<LayerSpec> byteCode;
-    try {
-      byteCode =
-          pyc.layersFor(layers, r.python(), (ls, argv) -> r.bases().compile(r.runtime(), ls, argv));
-    } catch (KilnException | IOException | RuntimeException e) {
-      // Byte code only saves the runners compiling at import: the image works without it.
-      log.warn(
-          "compiling the byte code of {} packages failed; the image has none: {}",
-          layers.size(),
-          e.toString());
+    if (byteCode.isEmpty()) {
       return layers;
     }
     List<LayerSpec> out = new ArrayList<>();
     for (int i = 0; i < layers.size(); i++) {
       out.add(layers.get(i));
-      if (byteCode.get(i) != null) {
-        out.add(byteCode.get(i));
+      LayerBlob pycLayer = byteCode.get(i).layer();
+      if (pycLayer != null) {
+        out.add(LayerSpec.ofBlob(PycLayers.name(layers.get(i)), pycLayer));
       }
     }
     return out;
@@ -299,25 +307,25 @@ public final class BuildImage {
     }
   }
 
-  /** sha256 over the request key, the lock and the imports' content, length-prefixed. */
-  static ContentKey imageKey(Recipe r) {
+  /**
+   * sha256 over the request key, the lock, the imports' content and the byte-code layers shipped
+   * (which wheel's, their digests), length-prefixed. Without byte code, the key of an image without
+   * it (as before byte code existed).
+   */
+  static ContentKey imageKey(Recipe r, List<PycLayers.Cached> byteCode) {
     List<String> parts = new ArrayList<>();
     parts.add("kiln-image-key/v1");
     parts.add(r.requestKey().hex());
     parts.add(r.lock().canonical());
     r.imports().forEach(i -> parts.add(i.digest().toString()));
-    if (r.bases() != null && !r.wheels().isEmpty()) {
-      // The byte code depends on the Python that compiles it (python is set when there are wheels)
-      // and on which wheels get it.
-      TargetEnvironment p = r.python();
-      parts.add(
-          String.join(
-              " ",
-              PycLayers.FORMAT,
-              p.implementation(),
-              p.pythonVersion(),
-              p.soabi(),
-              "min " + PycLayers.MIN_SOURCE_BYTES));
+    if (byteCode.stream().anyMatch(c -> c.layer() != null)) {
+      parts.add(PycLayers.FORMAT);
+      for (int i = 0; i < byteCode.size(); i++) {
+        LayerBlob layer = byteCode.get(i).layer();
+        if (layer != null) {
+          parts.add(i + " " + layer.digest());
+        }
+      }
     }
     MessageDigest sha = Digest.newSha256();
     for (String part : parts) {

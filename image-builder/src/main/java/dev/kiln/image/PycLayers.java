@@ -2,6 +2,7 @@ package dev.kiln.image;
 
 import dev.kiln.base.KilnException;
 import dev.kiln.cache.Digest;
+import dev.kiln.cache.FetchInputs;
 import dev.kiln.resolver.TargetEnvironment;
 import java.io.BufferedOutputStream;
 import java.io.IOException;
@@ -49,15 +50,19 @@ import org.slf4j.LoggerFactory;
  * gVisor (numpy and pandas: 3.6 s with py_compile, 2.6 s so). {@code tests} directories are skipped
  * (runners do not import them; pandas' are 6 of its 8 s of compiling). Such files are deterministic
  * (no source time in them) and used without looking at the source. The wheel layers of one build
- * that lack byte code are compiled together, in one sandbox per core (each gets one), split by the
- * size of their sources.
+ * that lack byte code are compiled together, in as many sandboxes as the caller gives (each gets
+ * one core), split by the size of their sources; builds compile in the background in one ({@link
+ * PycBackground}).
  *
  * <p>Each is kept next to the wheel layers ({@code <key>.tar} and {@code <key>.layer}, collected
- * with them by {@link WheelLayers#collect}), keyed by the wheel layer's digest (the wheel, the
- * layout and the compression) and the Python that compiled it. The layer sits right above its wheel
- * layer in an image; why not inside it: the sandbox that compiles has the wheel layers extracted
- * already, and the UDF's sandbox then reuses them and only extracts the small byte-code layers,
- * where a wheel layer with byte code inside would be written and extracted a second time.
+ * with them by {@link WheelLayers#collect}), keyed by the wheel's sha256, the layout and the
+ * compression (what the wheel layer's digest depends on), the source-size threshold and the Python
+ * that compiled it; a wheel that gets none (too few sources) has a {@code <key>.layer} that says
+ * so, so {@link #cached} tells every wheel's state without reading a wheel. The layer sits right
+ * above its wheel layer in an image; why not inside it: the sandbox that compiles has the wheel
+ * layers extracted already, and the UDF's sandbox then reuses them and only extracts the small
+ * byte-code layers, where a wheel layer with byte code inside would be written and extracted a
+ * second time.
  */
 final class PycLayers {
   private static final Logger log = LoggerFactory.getLogger(PycLayers.class);
@@ -80,13 +85,21 @@ final class PycLayers {
    * TAB <base64 pyc>} per compiled file (files that do not compile are skipped, as compileall
    * does), then {@code done <files>}. Python uses an unchecked-hash pyc without looking at the
    * source, so every file is checked against its hash on arrival.
+   *
+   * <p>It writes with {@code os.write} until every byte is out, never through {@code sys.stdout}:
+   * with the runner's {@code PYTHONUNBUFFERED=1}, {@code sys.stdout} is a text layer straight over
+   * the raw file, which ignores a short write, and gVisor's stdout pipe returns short writes when
+   * it is full (the host reads slower than the compile writes): the rest of that line was lost.
    */
   static final String SCRIPT =
       """
       import base64, hashlib, importlib.util, marshal, os, sys
       magic = importlib.util.MAGIC_NUMBER
-      out = sys.stdout
-      out.write(sys.implementation.cache_tag + '\\n')
+      def write(text):
+          data = memoryview(text.encode('utf-8'))
+          while data:
+              data = data[os.write(1, data):]
+      write(sys.implementation.cache_tag + '\\n')
       done = 0
       def one(src):
           global done
@@ -99,7 +112,7 @@ final class PycLayers {
           flags = (1).to_bytes(4, 'little')  # hash-based, unchecked (PEP 552)
           pyc = magic + flags + importlib.util.source_hash(data) + marshal.dumps(code)
           sha = hashlib.sha256(pyc).hexdigest()
-          out.write(src + '\\t' + sha + '\\t' + base64.b64encode(pyc).decode('ascii') + '\\n')
+          write(src + '\\t' + sha + '\\t' + base64.b64encode(pyc).decode('ascii') + '\\n')
           done += 1
       for root in sys.argv[1:]:
           if os.path.isfile(root):
@@ -111,8 +124,7 @@ final class PycLayers {
               for f in sorted(files):
                   if f.endswith('.py'):
                       one(os.path.join(d, f))
-      out.write('done %d\\n' % done)
-      out.flush()
+      write('done %d\\n' % done)
       """;
 
   /** Runs {@link #SCRIPT} with the base's Python over an image of these wheel layers. */
@@ -121,6 +133,15 @@ final class PycLayers {
     String compile(List<LayerSpec> wheelLayers, List<String> argv)
         throws KilnException, IOException, InterruptedException;
   }
+
+  /**
+   * A wheel's byte code as the cache knows it: its layer, none to ship ({@code layer} null, {@code
+   * known}), or not compiled yet (neither); {@code key} names it in the cache.
+   */
+  record Cached(String key, LayerBlob layer, boolean known) {}
+
+  /** The first line of a byte-code layer's info file that says its wheel gets none. */
+  private static final String NONE_MARK = FORMAT + " none";
 
   private final WheelLayers wheels;
   private final long minSourceBytes;
@@ -136,44 +157,66 @@ final class PycLayers {
   }
 
   /**
-   * The byte-code layer of each wheel layer, in the same order (null for a wheel with too few
-   * Python sources), compiling those not made before: one run of {@code compiler} per group of
-   * wheels.
+   * What the cache holds for each wheel, in the same order, without compiling or reading a wheel (a
+   * small file per wheel); marks what it finds as used, for collection.
    */
-  List<LayerSpec> layersFor(
-      List<LayerSpec> wheelLayers, TargetEnvironment python, Compiler compiler)
+  List<Cached> cached(List<FetchInputs.Fetched> wheelFiles, TargetEnvironment python) {
+    List<Cached> out = new ArrayList<>();
+    for (FetchInputs.Fetched wheel : wheelFiles) {
+      out.add(find(key(wheel, python)));
+    }
+    return out;
+  }
+
+  /**
+   * Compiles the byte code of the wheels the cache knows nothing of, in up to {@code sandboxes}
+   * runs of {@code compiler} (the wheels split between them by their sources' bytes), and keeps it:
+   * a layer per wheel with byte code, a note for each that gets none.
+   *
+   * @param wheelLayers the wheels' layers, in the order of {@code wheelFiles}
+   */
+  void compile(
+      List<FetchInputs.Fetched> wheelFiles,
+      List<LayerSpec> wheelLayers,
+      TargetEnvironment python,
+      Compiler compiler,
+      int sandboxes)
       throws KilnException, IOException, InterruptedException {
-    List<LayerSpec> out = new ArrayList<>();
     List<Integer> missing = new ArrayList<>();
-    for (LayerSpec wheel : wheelLayers) {
-      LayerBlob blob = find(key(wheel.blob(), python));
-      out.add(blob == null ? null : LayerSpec.ofBlob(name(wheel), blob));
-      if (blob == null) {
-        missing.add(out.size() - 1);
+    List<Cached> cached = cached(wheelFiles, python);
+    for (int i = 0; i < cached.size(); i++) {
+      if (!cached.get(i).known()) {
+        missing.add(i);
       }
     }
     if (missing.isEmpty()) {
-      return out;
+      return;
     }
     long t0 = System.nanoTime();
-    // Which wheel installs each source file; the wheels split into one group per core, balanced
-    // by their sources' bytes, each group compiled in its own sandbox (a compile gets one core).
+    // Which wheel installs each source file; the wheels split into groups balanced by their
+    // sources' bytes, each group compiled in its own sandbox (a compile gets one core).
     Map<String, Integer> owner = new HashMap<>();
     Map<Integer, Long> bytes = new HashMap<>();
     for (int i : missing) {
+      bytes.put(i, 0L);
       for (Map.Entry<String, Long> source : sources(wheelLayers.get(i).blob(), python).entrySet()) {
         owner.put(source.getKey(), i);
         bytes.merge(i, source.getValue(), Long::sum);
       }
     }
+    for (int i : missing) {
+      if (bytes.get(i) < minSourceBytes) {
+        markNone(key(wheelFiles.get(i), python));
+      }
+    }
     bytes.values().removeIf(b -> b < minSourceBytes);
     owner.values().removeIf(i -> !bytes.containsKey(i));
     if (bytes.isEmpty()) {
-      return out;
+      return;
     }
     List<Integer> bySize = new ArrayList<>(bytes.keySet());
     bySize.sort((a, b) -> Long.compare(bytes.get(b), bytes.get(a)));
-    int n = Math.min(bySize.size(), Math.max(1, Runtime.getRuntime().availableProcessors()));
+    int n = Math.min(bySize.size(), Math.max(1, sandboxes));
     List<List<Integer>> groups = new ArrayList<>();
     long[] load = new long[n];
     for (int g = 0; g < n; g++) {
@@ -216,15 +259,14 @@ final class PycLayers {
     }
     String tag = tags.isEmpty() ? "" : tags.get(0);
     int files = 0;
-    for (int i : missing) {
+    for (int i : bytes.keySet()) {
       TreeMap<String, byte[]> pyc = compiled.get(i);
       if (pyc == null || pyc.isEmpty()) {
-        continue; // no Python sources (or none that compile): no layer
+        markNone(key(wheelFiles.get(i), python)); // no sources that compile: no layer
+        continue;
       }
       files += pyc.size();
-      LayerSpec wheel = wheelLayers.get(i);
-      LayerBlob blob = store(key(wheel.blob(), python), pyc, tag);
-      out.set(i, LayerSpec.ofBlob(name(wheel), blob));
+      store(key(wheelFiles.get(i), python), pyc, tag);
     }
     log.info(
         "compiled {} files of {} wheels to byte code in {} ms ({} sandboxes)",
@@ -232,7 +274,6 @@ final class PycLayers {
         bytes.size(),
         (System.nanoTime() - t0) / 1_000_000,
         groups.size());
-    return out;
   }
 
   /**
@@ -300,20 +341,26 @@ final class PycLayers {
     }
   }
 
-  private static String name(LayerSpec wheel) {
+  /** The name of a wheel layer's byte-code layer. */
+  static String name(LayerSpec wheel) {
     return wheel.name().replaceFirst("^wheel ", "byte code ");
   }
 
-  /** The layer's key: the wheel layer and the Python (and this layer's format and compression). */
-  private String key(LayerBlob wheelLayer, TargetEnvironment python) {
+  /**
+   * The layer's key: the wheel, the layout and the compression (what its wheel layer's digest
+   * depends on), the threshold and the Python (and this layer's format and compression).
+   */
+  private String key(FetchInputs.Fetched wheel, TargetEnvironment python) {
     String canonical =
         String.join(
             "\n",
             FORMAT,
-            wheelLayer.digest().toString(),
+            wheel.digest().toString(),
+            WheelLayers.layoutHash(InstallLayout.of(python), wheels.gzipLevel()),
             python.implementation(),
             python.pythonVersion(),
             python.soabi(),
+            "min " + minSourceBytes,
             compression());
     byte[] digest = WheelRecord.digest("sha256").digest(canonical.getBytes(StandardCharsets.UTF_8));
     return "pyc-" + HexFormat.of().formatHex(digest, 0, 16);
@@ -324,21 +371,43 @@ final class PycLayers {
     return level == ImageBuilder.UNCOMPRESSED ? "tar" : "gzip " + level;
   }
 
-  private LayerBlob find(String key) {
+  private Cached find(String key) {
     Path info = wheels.workDir().resolve(key + ".layer");
-    for (String ext : List.of(".tar", ".tar.gz")) {
-      Path file = wheels.workDir().resolve(key + ext);
-      if (Files.isRegularFile(info) && Files.isRegularFile(file)) {
-        try {
-          LayerBlob blob = WheelLayers.read(info, file);
-          Files.setLastModifiedTime(info, FileTime.from(Instant.now())); // used, for collection
-          return blob;
-        } catch (IOException e) {
-          log.warn("byte-code layer {} is unusable ({}); compiling it again", info, e.toString());
+    if (!Files.isRegularFile(info)) {
+      return new Cached(key, null, false);
+    }
+    try {
+      Cached found = new Cached(key, null, false);
+      if (Files.readString(info, StandardCharsets.UTF_8).strip().equals(NONE_MARK)) {
+        found = new Cached(key, null, true);
+      } else {
+        for (String ext : List.of(".tar", ".tar.gz")) {
+          Path file = wheels.workDir().resolve(key + ext);
+          if (Files.isRegularFile(file)) {
+            found = new Cached(key, WheelLayers.read(info, file), true);
+          }
         }
       }
+      if (found.known()) {
+        Files.setLastModifiedTime(info, FileTime.from(Instant.now())); // used, for collection
+      }
+      return found;
+    } catch (IOException e) {
+      log.warn("byte-code layer {} is unusable ({}); compiling it again", info, e.toString());
+      return new Cached(key, null, false);
     }
-    return null;
+  }
+
+  /** Notes that the wheel with this key gets no byte code (collected like a layer). */
+  private void markNone(String key) throws IOException {
+    Path dir = Files.createDirectories(wheels.workDir());
+    Path temp = dir.resolve(".tmp-" + key + "-" + UUID.randomUUID() + ".layer");
+    try {
+      Files.writeString(temp, NONE_MARK + "\n", StandardCharsets.UTF_8);
+      move(temp, dir.resolve(key + ".layer"));
+    } finally {
+      Files.deleteIfExists(temp);
+    }
   }
 
   /** The {@code .py} files under site-packages that a wheel layer installs, and their sizes. */
