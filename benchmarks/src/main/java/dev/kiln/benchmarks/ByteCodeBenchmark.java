@@ -109,7 +109,7 @@ final class ByteCodeBenchmark {
       BuiltImage plain =
           new BuildImage(
                   new WheelLayers(data.resolve("plain")), SandboxRunners.runnerLayer(), executor)
-              .build(recipe(runtime, python, lock, wheels, null, "first"))
+              .build(recipe(runtime, python, lock, wheels, null, "plain"))
               .image();
       long t1 = System.nanoTime();
       BuildImage builds =
