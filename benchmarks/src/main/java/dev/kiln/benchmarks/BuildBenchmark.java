@@ -470,7 +470,7 @@ public final class BuildBenchmark {
         t.interpreter());
   }
 
-  private static Path newestPipWheel(Path files) throws IOException {
+  static Path newestPipWheel(Path files) throws IOException {
     try (Stream<Path> s = Files.list(files)) {
       return s.filter(p -> p.getFileName().toString().matches("pip-[0-9.]+-py3-none-any\\.whl"))
           .max((a, b) -> compareVersions(version(a), version(b)))

@@ -32,6 +32,7 @@ import org.apache.arrow.memory.RootAllocator;
  *   <li>the same through CreateWorker, as today's Databend Query sends it ({@link
  *       CreateWorkerBench}): a UDF with one staged import, a new presigned URL on every call;
  *   <li>peer: {@code runsc --platform=ptrace --network=none do true}.
+ *   <li>peer: what Databend's reference control plane does for a new UDF ({@link ReferencePeer}).
  * </ul>
  *
  * <p>Run: {@code bin/bench cold-start [runs] [hot-calls]}. Writes {@code
@@ -104,6 +105,8 @@ public final class ColdStartBenchmark {
     Path mirror = Path.of(System.getProperty("kiln.bench.mirror", "/opt/pypi"));
     PackageColdStart.Result packages =
         Files.isDirectory(mirror.resolve("simple")) ? PackageColdStart.run(mirror, runs) : null;
+    // Peer: what Databend's reference control plane does (buildah + pip, then runsc run).
+    ObjectNode reference = ReferencePeer.run(mirror, runs);
 
     ObjectNode report = JSON.createObjectNode();
     report.put("machine_cpus", Runtime.getRuntime().availableProcessors());
@@ -181,9 +184,28 @@ public final class ColdStartBenchmark {
           rounded(packages.cachedWheels()),
           percentile(packages.codeChange(), 50),
           rounded(packages.codeChange()));
+      report.put("numpy_pandas_zygote_miss_median_ms", percentile(packages.zygoteMiss(), 50));
+      report.put("numpy_pandas_zygote_hit_median_ms", percentile(packages.zygoteHit(), 50));
+      report.put(
+          "numpy_pandas_zygote_code_change_median_ms", percentile(packages.zygoteCodeChange(), 50));
+      System.out.printf(
+          "numpy + pandas with --zygotes 1 after a restart: a new UDF before the zygote is ready"
+              + " (cached wheels) median %.0f ms %s; a new UDF placed in the zygote median %.0f ms"
+              + " %s; code change placed in the zygote median %.0f ms %s; a ready zygote holds"
+              + " %s MiB%n",
+          percentile(packages.zygoteMiss(), 50),
+          rounded(packages.zygoteMiss()),
+          percentile(packages.zygoteHit(), 50),
+          rounded(packages.zygoteHit()),
+          percentile(packages.zygoteCodeChange(), 50),
+          rounded(packages.zygoteCodeChange()),
+          rounded(packages.zygoteMiB()));
+      report.put("numpy_pandas_zygote_memory_median_mib", percentile(packages.zygoteMiB(), 50));
     } else {
       System.out.println("numpy + pandas: skipped, no local PyPI mirror at " + mirror);
     }
+    ReferencePeer.print(reference); // the peer's rows, next to Kiln's numbers above
+    report.set("reference_peer", reference);
     System.out.printf(
         "Resume after idle suspend (DoExchange with the token held, a warm sandbox): median %.0f"
             + " ms (%s)%n",

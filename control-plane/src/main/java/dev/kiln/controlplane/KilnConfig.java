@@ -63,6 +63,8 @@ import java.util.Map;
  * @param scaleDownAfter a sandbox added to a busy worker's UDF stops after this long without calls
  * @param warmPool sandboxes of the server's size kept started ahead of need, runners warm, for new
  *     UDFs without packages (0: none)
+ * @param zygotes package sets (the most recently used) that each get a sandbox kept ready, runners
+ *     having imported the packages, for the next new UDF with that set (0: none)
  */
 public record KilnConfig(
     int grpcPort,
@@ -99,7 +101,8 @@ public record KilnConfig(
     Duration gcAfter,
     long diskMax,
     Duration scaleDownAfter,
-    int warmPool) {
+    int warmPool,
+    int zygotes) {
 
   /** The share of the host's memory sandboxes may hold when --max-sandbox-memory is not set. */
   public static final double DEFAULT_SANDBOX_MEMORY_SHARE = 0.75;
@@ -175,6 +178,7 @@ public record KilnConfig(
     b.diskMax = diskMax;
     b.scaleDownAfter = scaleDownAfter;
     b.warmPool = warmPool;
+    b.zygotes = zygotes;
     return b;
   }
 
@@ -205,6 +209,7 @@ public record KilnConfig(
     long diskMax;
     Duration scaleDownAfter = Duration.ofSeconds(60);
     int warmPool = 2;
+    int zygotes = 2;
     List<String> indexUrls = new ArrayList<>(List.of("https://pypi.org/simple/"));
     boolean indexUrlsFromDefault = true;
     String indexUsername;
@@ -421,6 +426,7 @@ public record KilnConfig(
         case "disk-max" -> diskMax = ConfigValues.size(key, value);
         case "scale-down-after" -> scaleDownAfter = ConfigValues.duration(key, value);
         case "warm-pool" -> warmPool = (int) ConfigValues.number(key, value);
+        case "zygotes" -> zygotes = (int) ConfigValues.number(key, value);
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
@@ -431,7 +437,7 @@ public record KilnConfig(
                     + " index-url, index-username, index-password, cache-memory, cache-local-max,"
                     + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
                     + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory, gc-after,"
-                    + " disk-max, scale-down-after, warm-pool)");
+                    + " disk-max, scale-down-after, warm-pool, zygotes)");
       }
       return this;
     }
@@ -482,6 +488,9 @@ public record KilnConfig(
       }
       if (warmPool < 0) {
         errors.add("warm-pool must be 0 (no warm sandboxes) or more");
+      }
+      if (zygotes < 0) {
+        errors.add("zygotes must be 0 (no package sets kept ready) or more");
       }
       if (budget < sandboxMemoryBytes) {
         errors.add(
@@ -535,7 +544,8 @@ public record KilnConfig(
           gcAfter,
           diskMax,
           scaleDownAfter,
-          warmPool);
+          warmPool,
+          zygotes);
     }
 
     private static void checkPort(List<String> errors, String name, int port) {

@@ -15,7 +15,6 @@ import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.provisioner.SandboxBudget;
-import dev.kiln.provisioner.SandboxPool;
 import dev.kiln.resolver.IndexConfig;
 import dev.kiln.resolver.PackageResolver;
 import dev.kiln.resolver.ResolvePackages;
@@ -25,7 +24,6 @@ import dev.kiln.worker.Tokens;
 import io.grpc.Server;
 import io.grpc.ServerInterceptors;
 import io.grpc.netty.NettyServerBuilder;
-import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
@@ -102,39 +100,6 @@ public final class KilnServer implements AutoCloseable {
     }
   }
 
-  /**
-   * The warm pool ({@code --warm-pool}, null for none): sandboxes of the server's size from the
-   * default runtime's runner image, filled in the background once the server is up.
-   */
-  private SandboxPool warmPool(
-      PlaceSandbox sandboxes, BaseFacts bases, Runtimes.Runtime runtime, Sizing sizing) {
-    if (config.warmPool() == 0) {
-      return null;
-    }
-    SandboxPool pool =
-        new SandboxPool(
-            sandboxes,
-            () ->
-                SandboxRunners.warmRecipe(
-                    bases.runnerImage(runtime), sizing.limits(), sizing.runners()),
-            SandboxRunners::awaitWarm,
-            config.warmPool());
-    closeables.push(pool);
-    Gauge.builder("kiln.warm.pool.ready", pool, p -> p.stats().ready())
-        .description("warm sandboxes ready for new UDFs (--warm-pool)")
-        .register(meters);
-    FunctionCounter.builder("kiln.warm.pool.hits", pool, p -> p.stats().hits())
-        .description("new UDFs placed in a warm sandbox")
-        .register(meters);
-    FunctionCounter.builder("kiln.warm.pool.misses", pool, p -> p.stats().misses())
-        .description("new UDFs without packages that found no warm sandbox of their size")
-        .register(meters);
-    Gauge.builder("kiln.warm.pool.refill.seconds", pool, p -> p.stats().lastMillis() / 1e3)
-        .description("how long the last refill took (sandbox start and warm runners)")
-        .register(meters);
-    return pool;
-  }
-
   private void startAll() throws KilnException, IOException {
     long t0 = System.nanoTime();
     Path data = config.dataDir();
@@ -195,19 +160,29 @@ public final class KilnServer implements AutoCloseable {
     BaseFacts bases =
         new BaseFacts(runner, SandboxRunners.host(sandboxes), data.resolve("runtimes"));
     Sizing serverSizing = Sizing.of(config);
-    Runtimes.Runtime poolRuntime = runtimes.all().get(0);
-    SandboxPool pool = warmPool(sandboxes, bases, poolRuntime, serverSizing);
+    BuildImage images =
+        new BuildImage(wheelLayers, runner, pipelines, SandboxRunners.host(sandboxes));
+    WarmSandboxes warm =
+        WarmSandboxes.of(
+            config.warmPool(),
+            config.zygotes(),
+            sandboxes,
+            bases,
+            images,
+            runtimes.all().get(0),
+            serverSizing,
+            meters);
+    closeables.push(warm);
     ModuleSteps steps =
         new ModuleSteps(
             runtimes,
             bases,
             new ResolvePackages(packages),
             new FetchInputs(cache, data.resolve("tmp")),
-            new BuildImage(wheelLayers, runner, pipelines),
+            images,
             sandboxes,
             new StartRunners(config.batchTimeout()),
-            pool,
-            poolRuntime);
+            warm);
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
     Scaler[] scalerRef = new Scaler[1];
@@ -218,10 +193,7 @@ public final class KilnServer implements AutoCloseable {
               pipeline.start(r);
             });
     steps.warmUp(pipelines);
-    if (pool != null) {
-      pool.yieldTo(pipeline::provisioning);
-      pool.start();
-    }
+    warm.start(pipeline::provisioning);
     registryRef[0] = registry;
     closeables.push(registry);
     Gauge.builder("kiln.udf.resources", registry, UdfRegistry::size)
@@ -299,9 +271,8 @@ public final class KilnServer implements AutoCloseable {
     IdleSuspender idle =
         new IdleSuspender(
             workers, registry, sizes, config.autoSuspend(), InstantSource.system(), meters);
-    // Room for a UDF's sandbox comes from the warm pool first, then from idle UDFs.
-    budget.reclaimer(
-        pool == null ? idle::reclaimOne : () -> pool.discardOne().or(idle::reclaimOne));
+    // Room for a UDF's sandbox comes from the sandboxes started ahead of need, then idle UDFs.
+    budget.reclaimer(() -> warm.discardOne().or(idle::reclaimOne));
     ScheduledExecutorService sweeper =
         Executors.newSingleThreadScheduledExecutor(
             Thread.ofPlatform().daemon().name("kiln-idle-suspend").factory());
@@ -364,7 +335,7 @@ public final class KilnServer implements AutoCloseable {
             config.adminPort(),
             meters,
             () -> !closed.get(),
-            new UdfAdmin(registry, workers, InstantSource.system()),
+            new UdfAdmin(registry, workers, InstantSource.system(), warm::ready),
             cache,
             data,
             disk);

@@ -40,11 +40,10 @@ final class ModuleSteps implements PipelineSteps {
   private final BuildImage images;
   private final PlaceSandbox sandboxes;
   private final StartRunners runners;
-  private final SandboxPool pool;
-  private final Runtimes.Runtime poolRuntime;
+  private final WarmSandboxes warm;
 
   /**
-   * @param pool warm sandboxes of {@code poolRuntime}'s runner image, or null for none
+   * @param warm the sandboxes started ahead of need
    */
   ModuleSteps(
       Runtimes runtimes,
@@ -54,8 +53,7 @@ final class ModuleSteps implements PipelineSteps {
       BuildImage images,
       PlaceSandbox sandboxes,
       StartRunners runners,
-      SandboxPool pool,
-      Runtimes.Runtime poolRuntime) {
+      WarmSandboxes warm) {
     this.runtimes = runtimes;
     this.bases = bases;
     this.packages = packages;
@@ -63,13 +61,13 @@ final class ModuleSteps implements PipelineSteps {
     this.images = images;
     this.sandboxes = sandboxes;
     this.runners = runners;
-    this.pool = pool;
-    this.poolRuntime = poolRuntime;
+    this.warm = warm;
   }
 
   /**
    * Gets what every UDF shares ready in the background: each base's runner image and its layers on
-   * the host. Without it, the first UDF after a start pays for that (seconds, mostly extracting the
+   * the host, and the base's Python (which resolving packages needs; probed in a sandbox once per
+   * base). Without it, the first UDF after a start pays for that (seconds, mostly extracting the
    * base image).
    */
   void warmUp(Executor executor) {
@@ -79,8 +77,9 @@ final class ModuleSteps implements PipelineSteps {
             long t0 = System.nanoTime();
             try {
               bases.runnerImage(runtime);
+              bases.python(runtime);
               log.info(
-                  "warm-up of {} done in {} ms (runner image and layers ready)",
+                  "warm-up of {} done in {} ms (runner image, layers and Python ready)",
                   runtime.base().reference(),
                   TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
             } catch (InterruptedException e) {
@@ -151,10 +150,17 @@ final class ModuleSteps implements PipelineSteps {
 
   @Override
   public Optional<SandboxPool.Warm> takeWarm(UdfResource r) {
-    if (pool == null || !r.runtime.equals(poolRuntime)) {
-      return Optional.empty();
-    }
-    return pool.take(r.sizing.limits());
+    return warm.takeWarm(r);
+  }
+
+  @Override
+  public Optional<SandboxPool.Warm> takeZygote(UdfResource r, Lock lock, Inputs in) {
+    return warm.takeZygote(r, lock, in);
+  }
+
+  @Override
+  public void offerZygote(UdfResource r, Lock lock, Inputs in) {
+    warm.offerZygote(r, lock, in);
   }
 
   @Override

@@ -147,11 +147,10 @@ final class Pipeline {
     long t1 = System.nanoTime();
     PipelineSteps.Inputs inputs = steps.fetchInputs(r, lock);
     long t2 = System.nanoTime();
-    if (lock.packages().isEmpty()) {
-      Optional<SandboxPool.Warm> warm = steps.takeWarm(r);
-      if (warm.isPresent()) {
-        return provisionWarm(r, lock, inputs, warm.get(), t0, t1, t2);
-      }
+    Optional<SandboxPool.Warm> warm =
+        lock.packages().isEmpty() ? steps.takeWarm(r) : steps.takeZygote(r, lock, inputs);
+    if (warm.isPresent()) {
+      return provisionWarm(r, lock, inputs, warm.get(), t0, t1, t2);
     }
     BuildImage.UdfImage image = steps.buildImage(r, lock, inputs);
     long t3 = System.nanoTime();
@@ -167,6 +166,9 @@ final class Pipeline {
       long t5 = System.nanoTime();
       runnersTimer.record(t5 - t4, TimeUnit.NANOSECONDS);
       watch(r, sandbox);
+      if (!lock.packages().isEmpty()) {
+        steps.offerZygote(r, lock, inputs);
+      }
       ProvisioningTimings timings =
           new ProvisioningTimings(
               ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(t4 - t3), ms(t5 - t4), ms(r.age()));
@@ -179,9 +181,9 @@ final class Pipeline {
   }
 
   /**
-   * A UDF without packages in a warm sandbox: its runners get the code, imports and variables its
-   * image would hold, and the image is built in the background (another sandbox of the UDF, after a
-   * scale-out or a restart, starts from it).
+   * A UDF in a warm sandbox (from the warm pool without packages, or its lock's zygote with them):
+   * its runners get the code, imports and variables its image would hold, and the image is built in
+   * the background (another sandbox of the UDF, after a scale-out or a restart, starts from it).
    */
   private Provisioned provisionWarm(
       UdfResource r,

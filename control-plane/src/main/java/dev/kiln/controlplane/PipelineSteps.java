@@ -47,6 +47,20 @@ interface PipelineSteps {
     return Optional.empty();
   }
 
+  /**
+   * A sandbox kept ready with the UDF's packages imported (a zygote of its lock), when there is one
+   * that fits the UDF (provisioner); empty otherwise, and always without zygotes.
+   */
+  default Optional<SandboxPool.Warm> takeZygote(UdfResource r, Lock lock, Inputs inputs) {
+    return Optional.empty();
+  }
+
+  /**
+   * Keeps a zygote of the UDF's lock ready from now on, for the next UDF with those packages (in
+   * the background; nothing without zygotes).
+   */
+  default void offerZygote(UdfResource r, Lock lock, Inputs inputs) {}
+
   /** The UDF's runners in a warm sandbox, handed its code, imports and variables (worker). */
   default RunnerPool startWarmRunners(UdfResource r, SandboxPool.Warm warm, Inputs inputs)
       throws KilnException, InterruptedException {

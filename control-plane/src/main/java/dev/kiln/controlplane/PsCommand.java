@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
     description = {
       "Lists every UDF sandbox a Kiln server runs or is starting: tenant, worker or UDF, key,",
       "state (starting, busy, idle, failed, stopping), age, idle time, CPUs, memory use and",
-      "limit, and calls."
+      "limit, and calls; then the sandboxes started ahead of need (the warm pool, and a zygote",
+      "per package set with its packages), state ready."
     })
 final class PsCommand extends AdminCommand {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -33,9 +34,9 @@ final class PsCommand extends AdminCommand {
               : n.path("worker").asText() + "/" + n.path("handler").asText();
       System.out.printf(
           "%-12s %-20s %-12s %-9s %7s %7s %5s %-17s %8d%n",
-          n.path("tenant").asText(),
+          n.path("tenant").isNull() ? "-" : n.path("tenant").asText(),
           name,
-          n.path("key").asText().substring(0, 12),
+          n.path("key").isNull() ? "-" : n.path("key").asText().substring(0, 12),
           n.path("state").asText(),
           duration(n.path("age_seconds")),
           duration(n.path("idle_seconds")),

@@ -22,6 +22,7 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -72,16 +73,32 @@ public final class SandboxRunners {
    * with the server's limits, and {@code runners} pooled runners started in it.
    */
   public static SandboxPool.Recipe warmRecipe(BuiltImage runnerImage, Limits limits, int runners) {
+    return pooledRecipe("warm", runnerImage, limits, runners, PooledRunners.environment());
+  }
+
+  /**
+   * How a zygote of a package set is made: the set's packages image (base, wheel layers and runner
+   * layer, nothing of any UDF) with the size of the UDFs that use it, and {@code runners} pooled
+   * runners started in it that import {@code modules} before they say they are warm.
+   */
+  public static SandboxPool.Recipe zygoteRecipe(
+      BuiltImage packagesImage, Limits limits, int runners, Collection<String> modules) {
+    return pooledRecipe(
+        "zygote", packagesImage, limits, runners, PooledRunners.environment(modules));
+  }
+
+  private static SandboxPool.Recipe pooledRecipe(
+      String name, BuiltImage image, Limits limits, int runners, List<String> env) {
     return new SandboxPool.Recipe(
         new SandboxSpec(
-            "warm",
-            sandboxImage(runnerImage),
+            name,
+            sandboxImage(image),
             limits,
             List.of(),
             // Where the UDF's image has its code and imports, for the runners to write them there.
             List.of(RunnerFiles.UDF_DIR, BuildImage.IMPORT_DIR)),
         PooledRunners.command(),
-        PooledRunners.environment(),
+        env,
         runners);
   }
 
@@ -143,6 +160,18 @@ public final class SandboxRunners {
       @Override
       public void prepare(BuiltImage image) throws IOException, InterruptedException {
         sandboxes.prepare(sandboxImage(image));
+      }
+
+      @Override
+      public void prepareLayer(ImageLayer layer) throws IOException, InterruptedException {
+        sandboxes.prepare(
+            new SandboxImage(
+                List.of(
+                    new SandboxImage.Layer(
+                        layer.digest().toString(), layer.mediaType(), layer.blob())),
+                List.of(),
+                List.of(),
+                "/"));
       }
 
       @Override

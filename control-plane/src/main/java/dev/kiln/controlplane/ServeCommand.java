@@ -180,6 +180,16 @@ final class ServeCommand implements Callable<Integer> {
   String warmPool;
 
   @Option(
+      names = "--zygotes",
+      paramLabel = "N",
+      description =
+          "Package sets (the N most recently used) that each get a sandbox kept ready with the"
+              + " packages imported, for the next new UDF with that set (default 2; 0 = none)."
+              + " Refilled in the background, inside the node budget, and stopped first when a UDF"
+              + " needs their room.")
+  String zygotes;
+
+  @Option(
       names = "--udf-env",
       paramLabel = "FILE",
       description =
@@ -264,6 +274,7 @@ final class ServeCommand implements Callable<Integer> {
     flags.put("disk-max", diskMax);
     flags.put("scale-down-after", scaleDownAfter);
     flags.put("warm-pool", warmPool);
+    flags.put("zygotes", zygotes);
     KilnConfig config;
     try {
       flags.forEach(

@@ -20,6 +20,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalLong;
+import java.util.function.Supplier;
 
 /**
  * The admin port's view of UDF resources: {@code /udfs} lists them, {@code /udfs/<key>/logs} shows
@@ -33,11 +34,20 @@ final class UdfAdmin {
   private final UdfRegistry registry;
   private final Workers workers;
   private final InstantSource clock;
+  private final Supplier<List<WarmSandboxes.Ready>> ready;
 
-  UdfAdmin(UdfRegistry registry, Workers workers, InstantSource clock) {
+  /**
+   * @param ready the sandboxes started ahead of need and ready now, listed after the UDFs'
+   */
+  UdfAdmin(
+      UdfRegistry registry,
+      Workers workers,
+      InstantSource clock,
+      Supplier<List<WarmSandboxes.Ready>> ready) {
     this.registry = registry;
     this.workers = workers;
     this.clock = clock;
+    this.ready = ready;
   }
 
   /**
@@ -81,7 +91,8 @@ final class UdfAdmin {
   /**
    * {@code /sandboxes}: every UDF resource this server runs or is starting, with its tenant,
    * worker, key, state ({@link #state}), age, idle time, CPUs, memory limit and use, and calls;
-   * what {@code kiln ps} prints.
+   * then each sandbox started ahead of need and ready (no tenant or key; state {@code ready}). What
+   * {@code kiln ps} prints.
    */
   void handleSandboxes(HttpExchange ex) throws IOException {
     ArrayNode arr = JSON.createArrayNode();
@@ -121,6 +132,30 @@ final class UdfAdmin {
       n.put("live_runners", st == null ? 0 : st.liveRunners());
       n.put("sandbox", r.sandbox().map(Sandbox::id).orElse(null));
       n.put("sandboxes", r.sandboxCount());
+    }
+    // Started ahead of need: no tenant, key or calls yet, state "ready".
+    for (WarmSandboxes.Ready w : ready.get()) {
+      ObjectNode n = arr.addObject();
+      n.putNull("tenant");
+      n.putNull("worker");
+      n.put("handler", w.what());
+      n.putNull("key");
+      n.put("state", "ready");
+      n.putNull("age_seconds");
+      n.putNull("idle_seconds");
+      n.putNull("size");
+      n.put("cpus", w.sandbox().spec().limits().cpus());
+      n.put("memory_limit_bytes", w.sandbox().spec().limits().memoryBytes());
+      OptionalLong used = w.sandbox().memoryBytes();
+      if (used.isPresent()) {
+        n.put("memory_bytes", used.getAsLong());
+      } else {
+        n.putNull("memory_bytes");
+      }
+      n.put("calls", 0);
+      n.put("rows", 0);
+      n.put("sandbox", w.sandbox().id());
+      n.put("sandboxes", 1);
     }
     respond(
         ex,

@@ -73,7 +73,8 @@ final class KilnTestSupport {
         .dataDir(dataDir)
         .baseImage(baseImage())
         // The cold path; WarmPoolIT covers the pool.
-        .set("warm-pool", "0");
+        .set("warm-pool", "0")
+        .set("zygotes", "0");
   }
 
   /** The spec of {@code plusN(x) = x + N}, one BIGINT NULL argument: a distinct UDF per N. */

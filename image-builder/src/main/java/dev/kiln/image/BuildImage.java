@@ -24,6 +24,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.Semaphore;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The provisioning pipeline's image step, and the one place that knows a UDF image's recipe: over
@@ -39,6 +41,7 @@ import java.util.concurrent.Semaphore;
  * image, whoever asks; once its packages' byte code is ready, an image with it.
  */
 public final class BuildImage {
+  private static final Logger log = LoggerFactory.getLogger(BuildImage.class);
 
   /** The name of every UDF image starts with this; the image key follows. */
   public static final String IMAGE_PREFIX = "kiln/udf:";
@@ -111,6 +114,7 @@ public final class BuildImage {
   private final PycBackground background;
   private final RunnerLayer runner;
   private final ExecutorService executor;
+  private final ImageHost host;
   // Not remembered: an image may be collected once unused; the layout says whether it is there.
   private final SingleFlight<ContentKey, BuiltImage> builds = SingleFlight.forgetting();
   // Wheel layers are CPU-bound: one at a time per core.
@@ -123,17 +127,31 @@ public final class BuildImage {
    * @param executor runs wheel layers in parallel
    */
   public BuildImage(WheelLayers wheels, RunnerLayer runner, ExecutorService executor) {
-    this(wheels, runner, executor, PycLayers.MIN_SOURCE_BYTES);
+    this(wheels, runner, executor, null);
+  }
+
+  /**
+   * @param host gets each wheel layer ready as soon as it is built (the local provisioner extracts
+   *     it while the other layers and the image are still being made), or null
+   */
+  public BuildImage(
+      WheelLayers wheels, RunnerLayer runner, ExecutorService executor, ImageHost host) {
+    this(wheels, runner, executor, host, PycLayers.MIN_SOURCE_BYTES);
   }
 
   /** minPycSourceBytes: wheels with fewer bytes of Python sources get no byte code. */
   BuildImage(
-      WheelLayers wheels, RunnerLayer runner, ExecutorService executor, long minPycSourceBytes) {
+      WheelLayers wheels,
+      RunnerLayer runner,
+      ExecutorService executor,
+      ImageHost host,
+      long minPycSourceBytes) {
     this.wheels = Objects.requireNonNull(wheels, "wheels");
     this.pyc = new PycLayers(wheels, minPycSourceBytes);
     this.background = new PycBackground(pyc, this::wheelLayers);
     this.runner = Objects.requireNonNull(runner, "runner");
     this.executor = Objects.requireNonNull(executor, "executor");
+    this.host = host;
   }
 
   /**
@@ -174,6 +192,32 @@ public final class BuildImage {
     return IMAGE_PREFIX + imageKey.hex();
   }
 
+  /**
+   * The image of a lock's packages and the runner, without anything of a UDF (no code, no imports):
+   * what a sandbox kept ready for the lock's UDFs starts from. Built once per lock and base.
+   *
+   * @param wheels the lock's wheel files, in lock order
+   */
+  public UdfImage packagesImage(
+      Runtimes.Runtime runtime,
+      TargetEnvironment python,
+      Lock lock,
+      List<FetchInputs.Fetched> wheels)
+      throws KilnException, InterruptedException {
+    Recipe r = new Recipe(runtime, python, PACKAGES_ONLY, "", Map.of(), lock, wheels, List.of());
+    ContentKey key = packagesKey(lock);
+    // Collection waits while the wheel layers, the blobs and the layout are in use.
+    DiskLock.LOCK.readLock().lock();
+    try {
+      return new UdfImage(key, builds.run(key, () -> buildOrFind(key, r, List.of())));
+    } finally {
+      DiskLock.LOCK.readLock().unlock();
+    }
+  }
+
+  /** Stands for "no UDF" in the recipe of {@link #packagesImage}. */
+  private static final ContentKey PACKAGES_ONLY = ContentKey.ofBytes(new byte[32]);
+
   private BuiltImage buildOrFind(ContentKey key, Recipe r, List<PycLayers.Cached> byteCode)
       throws KilnException, InterruptedException {
     String name = imageName(key);
@@ -187,13 +231,16 @@ public final class BuildImage {
       throw new KilnException(
           ErrorCode.IMAGE_BUILD_FAILED, "reading the image layout failed: " + e.getMessage(), e);
     }
+    boolean udf = r.requestKey() != PACKAGES_ONLY;
     // Package layers first (pre-built blobs), then the runner, the imports and the code.
     List<LayerSpec> layers = new ArrayList<>(packageLayers(r, byteCode));
     layers.add(runner.layer());
     if (!r.imports().isEmpty()) {
       layers.add(importsLayer(r.imports()));
     }
-    layers.add(LayerSpec.ofFiles("udf-code", r.codeFiles()));
+    if (udf) {
+      layers.add(LayerSpec.ofFiles("udf-code", r.codeFiles()));
+    }
     Map<String, String> env = new TreeMap<>(runner.env());
     env.putAll(udfEnvironment());
     ImageRequest request =
@@ -204,14 +251,16 @@ public final class BuildImage {
             List.of(),
             env,
             "/",
-            Map.of(
-                "dev.kiln.content-key", r.requestKey().hex(),
-                "dev.kiln.image-key", key.hex(),
-                "dev.kiln.handler", r.handler()));
+            udf
+                ? Map.of(
+                    "dev.kiln.content-key", r.requestKey().hex(),
+                    "dev.kiln.image-key", key.hex(),
+                    "dev.kiln.handler", r.handler())
+                : Map.of("dev.kiln.image-key", key.hex(), "dev.kiln.packages", "only"));
     try {
       return images.build(request);
     } catch (KilnException e) {
-      throw e.in("building the UDF's image failed");
+      throw e.in(udf ? "building the UDF's image failed" : "building the packages' image failed");
     }
   }
 
@@ -296,7 +345,9 @@ public final class BuildImage {
       throws KilnException, InterruptedException {
     cpu.acquire();
     try {
-      return wheels.layerFor(wheel.file(), wheel.name(), layout);
+      LayerSpec layer = wheels.layerFor(wheel.file(), wheel.name(), layout);
+      prepareAhead(layer.blob());
+      return layer;
     } catch (KilnException e) {
       throw e.in("the wheel " + wheel.name() + " cannot be installed");
     } catch (IOException e) {
@@ -305,6 +356,30 @@ public final class BuildImage {
     } finally {
       cpu.release();
     }
+  }
+
+  /**
+   * Hands a built layer to the host in the background. A failure only loses the head start: the
+   * sandbox step gets the layer ready again and reports what fails.
+   */
+  private void prepareAhead(LayerBlob blob) {
+    if (host == null || blob == null) {
+      return;
+    }
+    ImageLayer layer =
+        new ImageLayer(blob.digest(), blob.diffId(), blob.mediaType(), blob.size(), blob.file());
+    Thread.ofVirtual()
+        .name("kiln-layer-ahead")
+        .start(
+            () -> {
+              try {
+                host.prepareLayer(layer);
+              } catch (IOException | RuntimeException e) {
+                log.debug("getting layer {} ready ahead failed: {}", blob.digest(), e.toString());
+              } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+              }
+            });
   }
 
   /**
@@ -327,6 +402,15 @@ public final class BuildImage {
         }
       }
     }
+    return sha256(parts);
+  }
+
+  /** The key of {@link #packagesImage}: sha256 over the lock, length-prefixed. */
+  public static ContentKey packagesKey(Lock lock) {
+    return sha256(List.of("kiln-packages-image/v1", lock.canonical()));
+  }
+
+  private static ContentKey sha256(List<String> parts) {
     MessageDigest sha = Digest.newSha256();
     for (String part : parts) {
       byte[] b = part.getBytes(StandardCharsets.UTF_8);

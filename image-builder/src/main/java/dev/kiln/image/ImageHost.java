@@ -14,6 +14,12 @@ public interface ImageHost {
   void prepare(BuiltImage image) throws IOException, InterruptedException;
 
   /**
+   * Gets one layer ready ahead of the image that will hold it (e.g. extracts it while the image's
+   * other layers are still being built). Nothing by default.
+   */
+  default void prepareLayer(ImageLayer layer) throws IOException, InterruptedException {}
+
+  /**
    * Runs {@code argv} once in a throwaway container of {@code image} and returns what it printed on
    * stdout; fails when it exits non-zero.
    */

@@ -94,7 +94,7 @@ class BackgroundByteCodeTest {
       RunnerLayer runner = runner();
       BaseFacts bases = new BaseFacts(runner, host, tmp.resolve("runtimes"));
       WheelLayers wheels = new WheelLayers(tmp.resolve("wheel-layers"));
-      BuildImage build = new BuildImage(wheels, runner, executor, 0);
+      BuildImage build = new BuildImage(wheels, runner, executor, null, 0);
       List<PycLayersTest.Wheel> built = wheels(wheels);
       List<FetchInputs.Fetched> files = built.stream().map(PycLayersTest.Wheel::file).toList();
 
@@ -135,7 +135,7 @@ class BackgroundByteCodeTest {
       assertThat(again.key()).isNotEqualTo(first.key());
       assertThat(again.image().layers()).hasSize(first.image().layers().size() + 2);
       BuildImage restarted =
-          new BuildImage(new WheelLayers(tmp.resolve("wheel-layers")), runner, executor, 0);
+          new BuildImage(new WheelLayers(tmp.resolve("wheel-layers")), runner, executor, null, 0);
       assertThat(restarted.build(recipe(runtime, files, "one", bases)).key())
           .isEqualTo(again.key());
       assertThat(restarted.awaitByteCode(WAIT)).isTrue();
@@ -154,7 +154,7 @@ class BackgroundByteCodeTest {
       RunnerLayer runner = runner();
       BaseFacts bases = new BaseFacts(runner, host, tmp.resolve("runtimes"));
       WheelLayers wheels = new WheelLayers(tmp.resolve("wheel-layers"));
-      BuildImage build = new BuildImage(wheels, runner, executor, 0);
+      BuildImage build = new BuildImage(wheels, runner, executor, null, 0);
       List<PycLayersTest.Wheel> built = wheels(wheels);
       List<FetchInputs.Fetched> files = built.stream().map(PycLayersTest.Wheel::file).toList();
 

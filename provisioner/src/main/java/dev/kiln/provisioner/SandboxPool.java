@@ -94,6 +94,12 @@ public final class SandboxPool implements AutoCloseable {
    * @param size sandboxes kept ready
    */
   public SandboxPool(PlaceSandbox places, Callable<Recipe> recipe, Warmer warmer, int size) {
+    this(places, recipe, warmer, size, "kiln-warm-pool");
+  }
+
+  /** A pool whose refill thread is called {@code threadName}. */
+  SandboxPool(
+      PlaceSandbox places, Callable<Recipe> recipe, Warmer warmer, int size, String threadName) {
     if (size < 1) {
       throw new IllegalArgumentException("a warm pool holds at least one sandbox, got " + size);
     }
@@ -101,7 +107,7 @@ public final class SandboxPool implements AutoCloseable {
     this.recipeSource = Objects.requireNonNull(recipe, "recipe");
     this.warmer = Objects.requireNonNull(warmer, "warmer");
     this.size = size;
-    this.refiller = Thread.ofPlatform().daemon().name("kiln-warm-pool").unstarted(this::refill);
+    this.refiller = Thread.ofPlatform().daemon().name(threadName).unstarted(this::refill);
   }
 
   /**
@@ -150,12 +156,18 @@ public final class SandboxPool implements AutoCloseable {
     Warm w;
     synchronized (this) {
       w = ready.pollLast();
+      notifyAll(); // a full pool's refill waits for a place to become free
     }
     if (w == null) {
       return Optional.empty();
     }
     log.info("stopped a warm sandbox to make room for a UDF's");
     return Optional.of(CompletableFuture.runAsync(w.sandbox()::close));
+  }
+
+  /** The sandboxes ready now, for {@code kiln ps}. */
+  public synchronized List<Sandbox> readySandboxes() {
+    return ready.stream().map(Warm::sandbox).toList();
   }
 
   public synchronized Stats stats() {

@@ -9,12 +9,15 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Deque;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.regex.Pattern;
 
 /**
  * Runners started before their UDF is known ({@code kiln_runner.py pooled}, PROTOCOL.md): each
@@ -27,6 +30,7 @@ public final class PooledRunners {
   public static final Duration WARM_TIMEOUT = Duration.ofSeconds(30);
 
   private static final ObjectMapper JSON = new ObjectMapper();
+  private static final Pattern MODULE = Pattern.compile("[A-Za-z_][A-Za-z0-9_]*");
 
   private PooledRunners() {}
 
@@ -41,6 +45,49 @@ public final class PooledRunners {
    */
   public static List<String> environment() {
     return List.of("MALLOC_ARENA_MAX=2");
+  }
+
+  /**
+   * The variables of a pooled runner that imports {@code modules} before it says WAITING (a sandbox
+   * kept ready with one lock's packages). A module that fails to import is skipped.
+   */
+  public static List<String> environment(Collection<String> modules) {
+    for (String m : modules) {
+      if (!MODULE.matcher(m).matches()) {
+        throw new IllegalArgumentException("not a Python module name: '" + m + "'");
+      }
+    }
+    if (modules.isEmpty()) {
+      return environment();
+    }
+    List<String> env = new ArrayList<>(environment());
+    env.add("KILN_PRELOAD=" + String.join(",", modules));
+    return env;
+  }
+
+  /**
+   * Whether a UDF can be handed a runner that imported {@code modules} before the UDF was known and
+   * see what a runner started for it alone would: it sets no variables of its own (a package may
+   * read them when it is imported, e.g. a BLAS library's thread count), and none of its imports can
+   * shadow one of the modules (an archive may hold any module; a file or directory named like one
+   * would be found first).
+   */
+  public static boolean preloadFits(
+      Map<String, String> udfEnv, List<String> importNames, Collection<String> modules) {
+    if (!udfEnv.isEmpty()) {
+      return false;
+    }
+    for (String name : importNames) {
+      String lower = name.toLowerCase(Locale.ROOT);
+      if (lower.endsWith(".zip") || lower.endsWith(".whl") || lower.endsWith(".egg")) {
+        return false;
+      }
+      int dot = name.indexOf('.');
+      if (modules.contains(dot < 0 ? name : name.substring(0, dot))) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /**

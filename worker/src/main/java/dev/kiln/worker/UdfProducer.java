@@ -231,8 +231,11 @@ final class UdfProducer extends NoOpFlightProducer {
    */
   private boolean awaitFirstMessage(CallContext context, FlightStream reader)
       throws KilnException, InterruptedException {
-    long deadline = System.nanoTime() + FIRST_MESSAGE_WAIT.toNanos();
-    long pause = TimeUnit.MICROSECONDS.toNanos(100);
+    long start = System.nanoTime();
+    long deadline = start + FIRST_MESSAGE_WAIT.toNanos();
+    // Databend sends the schema right after the headers: look often at first (a late look is
+    // latency on every tiny query), then back off for a caller that is slow to send anything.
+    long pause = TimeUnit.MICROSECONDS.toNanos(20);
     while (!reader.hasRoot()) {
       if (context.isCancelled()) {
         return false;
@@ -248,7 +251,11 @@ final class UdfProducer extends NoOpFlightProducer {
       if (Thread.interrupted()) {
         throw new InterruptedException();
       }
-      pause = Math.min(pause * 2, TimeUnit.MILLISECONDS.toNanos(50));
+      long cap =
+          System.nanoTime() - start < TimeUnit.MILLISECONDS.toNanos(100)
+              ? TimeUnit.MILLISECONDS.toNanos(1)
+              : TimeUnit.MILLISECONDS.toNanos(50);
+      pause = Math.min(pause * 2, cap);
     }
     return true;
   }

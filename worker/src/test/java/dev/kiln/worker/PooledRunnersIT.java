@@ -140,4 +140,74 @@ class PooledRunnersIT {
                 frame.payload(), 4 + headerLength, 12, java.nio.charset.StandardCharsets.UTF_8))
         .isEqualTo("x = 1\ny = 2\n");
   }
+
+  @Test
+  void aRunnerWithAPreloadImportsItsModulesBeforeItIsWarmAndTheUdfFindsThemImported()
+      throws Exception {
+    Path site = Files.createDirectories(dir.resolve("site"));
+    Path log = dir.resolve("imports.log");
+    // Each import appends a line; the module keeps what the environment said at that moment.
+    Files.writeString(
+        site.resolve("kiln_test_preloaded.py"),
+        "import os\n"
+            + "with open(%s, 'a') as f:\n    f.write('imported\\n')\n".formatted(pyString(log))
+            + "ADD_AT_IMPORT = os.environ.get('KILN_TEST_ADD')\n");
+    Files.writeString(site.resolve("kiln_test_broken.py"), "raise RuntimeError('no')\n");
+    HostRunnerLauncher exec = new HostRunnerLauncher(dir.resolve("sandbox"));
+    List<String> env =
+        new ArrayList<>(
+            PooledRunners.environment(List.of("kiln_test_broken", "kiln_test_preloaded")));
+    env.add("PYTHONPATH=" + site);
+    RunnerProcess warm = exec.launch(env);
+    PooledRunners.awaitWarm(warm, PooledRunners.WARM_TIMEOUT);
+    assertThat(Files.readAllLines(log)).as("imported before WAITING").containsExactly("imported");
+
+    RuntimeSpec spec =
+        Udfs.spec(
+            "probe",
+            List.of("BIGINT"),
+            "BIGINT",
+            "import os, sys, kiln_test_preloaded as m\n"
+                + "def probe(x):\n"
+                + "    # 1000: imported before the LOAD's variables; 10: the variable is there now;"
+                + " 1: the preload variable is gone\n"
+                + "    return (x + (1000 if m.ADD_AT_IMPORT is None else 0)\n"
+                + "            + (10 if os.environ.get('KILN_TEST_ADD') == '5' else 0)\n"
+                + "            + (1 if 'KILN_PRELOAD' not in os.environ else 0))\n");
+    RunnerPool pool =
+        RunnerPool.start(
+            UdfSignature.of(spec),
+            PooledRunners.launcher(
+                List.of(warm), exec, load(spec, dir.resolve("udf"), Map.of("KILN_TEST_ADD", "5"))),
+            new RunnerPool.Options(
+                1, StartRunners.START_TIMEOUT, java.time.Duration.ofSeconds(60), 50));
+    pools.add(pool);
+
+    assertThat(call(pool, List.of(1L))).containsExactly(1012L);
+    assertThat(Files.readAllLines(log)).as("the UDF's import found it imported").hasSize(1);
+  }
+
+  @Test
+  void aPreloadServesOnlyUdfsThatCannotTellTheDifference() {
+    List<String> modules = List.of("numpy", "pandas");
+    assertThat(PooledRunners.preloadFits(Map.of(), List.of("helpers.py", "data.csv"), modules))
+        .isTrue();
+    assertThat(PooledRunners.preloadFits(Map.of("OMP_NUM_THREADS", "1"), List.of(), modules))
+        .as("its own variables may change how a package imports")
+        .isFalse();
+    assertThat(PooledRunners.preloadFits(Map.of(), List.of("pandas.py"), modules))
+        .as("an import that shadows a preloaded module")
+        .isFalse();
+    assertThat(PooledRunners.preloadFits(Map.of(), List.of("numpy"), modules)).isFalse();
+    assertThat(PooledRunners.preloadFits(Map.of(), List.of("lib.zip"), modules))
+        .as("an archive may hold any module")
+        .isFalse();
+    assertThat(PooledRunners.environment(modules)).contains("KILN_PRELOAD=numpy,pandas");
+    assertThatThrownBy(() -> PooledRunners.environment(List.of("os; rm")))
+        .isInstanceOf(IllegalArgumentException.class);
+  }
+
+  private static String pyString(Path p) {
+    return "'" + p.toString().replace("\\", "\\\\").replace("'", "\\'") + "'";
+  }
 }

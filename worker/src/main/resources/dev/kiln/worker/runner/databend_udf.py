@@ -22,10 +22,23 @@ Options:
   max_concurrency, concurrency_timeout, stage_refs
                             accepted for compatibility; stage_refs must be empty
 
-Standard library only; imported only by UDF code that asks for it.
+JSON_NULL (Kiln only) is JSON null as a VARIANT value, apart from None (SQL NULL): a VARIANT
+argument holding JSON null arrives as JSON_NULL, and returning JSON_NULL gives JSON null where
+returning None gives SQL NULL. Inside a list or dict parsed from JSON, null is None (and either
+one gives null in a result):
+
+    from databend_udf import JSON_NULL
+
+    def is_json_null(v):
+        return v is JSON_NULL
+
+Standard library only (and the runner's kiln_wire, already loaded); imported only by UDF code that
+asks for it.
 """
 
-__all__ = ["udf", "UDFServer", "ScalarFunction", "UserDefinedFunction"]
+from kiln_wire import JSON_NULL, JsonNull
+
+__all__ = ["udf", "UDFServer", "ScalarFunction", "UserDefinedFunction", "JSON_NULL", "JsonNull"]
 
 
 class UserDefinedFunction:

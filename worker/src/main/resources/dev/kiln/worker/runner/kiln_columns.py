@@ -11,8 +11,8 @@ import array
 import struct
 
 from kiln_wire import (
-    BINARY, BOOLEAN, DECIMAL, FIXED, HAS_NULLS, PARAMETERISED, SEPARATED, STRING, TUPLE,
-    TYPE_NAMES, U16, U32, VARIANT, VECTOR, WIDTHS, Bad, BatchError, T, check_none, lazy,
+    BINARY, BOOLEAN, DECIMAL, FIXED, HAS_NULLS, JSON_NULL, PARAMETERISED, SEPARATED, STRING,
+    TUPLE, TYPE_NAMES, U16, U32, VARIANT, VECTOR, WIDTHS, Bad, BatchError, T, check_none, lazy,
     offsets_of, runner_module,
 )
 
@@ -111,15 +111,8 @@ def decode_separated(view, pos, rows, ctype, validity):
         except UnicodeDecodeError as e:
             raise BatchError("a STRING argument is not valid UTF-8: %s" % e, "input")
         values = text.split(chr(sep)) if rows else []
-        if ctype == VARIANT:
-            loads = lazy("json").loads
-            try:
-                if validity is None:
-                    values = list(map(loads, values))
-                else:
-                    values = [loads(b) if ok else None for b, ok in zip(values, validity)]
-            except ValueError as e:
-                raise BatchError("a VARIANT argument is not valid JSON: %s" % e, "input")
+        if ctype == VARIANT and len(values) == rows:
+            values = parse_variants(values, validity)
     if len(values) != rows:
         raise BatchError("malformed batch frame: %d separated values for %d rows"
                          % (len(values), rows), "input")
@@ -137,14 +130,7 @@ def decode_varwidth(view, pos, rows, ctype, validity):
     if ctype == BINARY:
         return list(map(data.__getitem__, slices)), pos
     if ctype == VARIANT:
-        raw = list(map(data.__getitem__, slices))
-        loads = lazy("json").loads
-        try:
-            if validity is None:
-                return list(map(loads, raw)), pos
-            return [loads(b) if ok else None for b, ok in zip(raw, validity)], pos
-        except ValueError as e:
-            raise BatchError("a VARIANT argument is not valid JSON: %s" % e, "input")
+        return parse_variants(list(map(data.__getitem__, slices)), validity), pos
     if data.isascii():
         # ASCII: byte offsets are character offsets, so slice one decoded str.
         text = data.decode("ascii")
@@ -153,6 +139,26 @@ def decode_varwidth(view, pos, rows, ctype, validity):
         return list(map(bytes.decode, map(data.__getitem__, slices))), pos
     except UnicodeDecodeError as e:
         raise BatchError("a STRING argument is not valid UTF-8: %s" % e, "input")
+
+
+def parse_variants(texts, validity):
+    """VARIANT values from their JSON texts: a JSON null is JSON_NULL, a SQL NULL None.
+
+    Only the top of a value can be both (Query sends SQL NULL as a validity bit, JSON null as the
+    text null); inside a list or dict JSON null stays None. One C-level scan finds the nulls, so
+    a column without any pays nothing more; the caller's set_nulls puts None back under SQL NULLs.
+    """
+    loads = lazy("json").loads
+    try:
+        if validity is None:
+            values = list(map(loads, texts))
+        else:
+            values = [loads(b) if ok else None for b, ok in zip(texts, validity)]
+    except ValueError as e:
+        raise BatchError("a VARIANT argument is not valid JSON: %s" % e, "input")
+    if None in values:
+        values = [JSON_NULL if v is None else v for v in values]
+    return values
 
 
 def set_nulls(values, validity):

@@ -11,8 +11,8 @@ import array
 import itertools
 
 from kiln_wire import (
-    ARRAY, BOOLEAN, BINARY, DATE, DECIMAL, FIXED, FLOAT32, HAS_NULLS, MAP, STRING, TIMESTAMP,
-    TUPLE, TYPE_NAMES, U16, U32, VARIANT, VECTOR, Bad, BatchError, T, check_none, lazy,
+    ARRAY, BOOLEAN, BINARY, DATE, DECIMAL, FIXED, FLOAT32, HAS_NULLS, JSON_NULL, MAP, STRING,
+    TIMESTAMP, TUPLE, TYPE_NAMES, U16, U32, VARIANT, VECTOR, Bad, BatchError, T, check_none, lazy,
     offsets_of, short_repr,
 )
 
@@ -203,9 +203,18 @@ def encode_other(values, t, encode_column):
     return [head] + ([validity] if validity is not None else []) + parts
 
 
+def json_null(value):
+    """The JSON encoder's hook for objects it does not know: JSON_NULL, anywhere, is null."""
+    if value is JSON_NULL:
+        return None
+    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+
 def encode_variant(results, t):
+    """JSON texts; None is SQL NULL when t is nullable, else JSON null, as JSON_NULL always is."""
     json = lazy("json")
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                             default=json_null).encode
     encoded = [b""] * len(results)
     validity = bytearray(len(results))
     for i, v in enumerate(results):

@@ -302,6 +302,23 @@ def take_load(channel):
     return True
 
 
+def preload():
+    """Imports the modules named in $KILN_PRELOAD (comma-separated), for a pooled runner whose
+    sandbox holds a lock's packages (a zygote): the UDF that takes it finds them imported. One
+    that fails to import is skipped, with a line on stderr; the UDF's own import then says why.
+    """
+    names = os.environ.pop("KILN_PRELOAD", "")
+    if not names:
+        return
+    import importlib
+    for name in names.split(","):
+        try:
+            importlib.import_module(name)
+        except BaseException as e:  # SystemExit from a module too: the runner must live on
+            sys.stderr.write("kiln_runner: preloading %s failed: %s: %s\n"
+                             % (name, exception_name(e), e))
+
+
 def serve(pooled=False):
     # The protocol keeps private copies of fds 0 and 1. The UDF's stdin becomes /dev/null and
     # its stdout goes to stderr, so nothing the UDF reads or prints can touch the data stream.
@@ -326,6 +343,7 @@ def serve(pooled=False):
         # Warm and waiting: everything above is done, and what reading the LOAD needs is imported
         # (json costs tens of ms under gVisor); nothing of any UDF is here yet.
         import json  # noqa: F401 (take_load's)
+        preload()
         channel.write_frame(WAITING, b"")
         try:
             if not take_load(channel):

@@ -158,6 +158,39 @@ def label(t):
     return base(t) + (" NULL" if t.nullable else " NOT NULL")
 
 
+# ---------------------------------------------------------------- JSON null
+
+
+class JsonNull:
+    """JSON null as a VARIANT value, apart from None, which is SQL NULL (PROTOCOL.md, "Types and
+    Python values"). One instance, JSON_NULL; UDF code imports it from databend_udf. Falsy, like
+    None; inside a parsed JSON value (a list or dict) null stays None, which is unambiguous there.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls):
+        return JSON_NULL
+
+    def __repr__(self):
+        return "JSON_NULL"
+
+    def __bool__(self):
+        return False
+
+    def __reduce__(self):
+        return "JSON_NULL"
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+JSON_NULL = object.__new__(JsonNull)
+
+
 # ---------------------------------------------------------------- errors
 
 
