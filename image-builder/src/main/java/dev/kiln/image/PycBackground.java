@@ -115,7 +115,7 @@ final class PycBackground {
       } finally {
         DiskLock.LOCK.readLock().unlock();
       }
-      log.info(
+      log.debug(
           "byte code of {} packages ready for later builds in {} ms",
           r.wheels().size(),
           TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
