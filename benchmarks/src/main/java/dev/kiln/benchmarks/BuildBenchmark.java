@@ -85,7 +85,8 @@ import java.util.stream.Stream;
  * <p>Run: {@code bin/bench build [--runs N] [--mirror /opt/pypi] [--base ARCHIVE] [--gzip-level
  * 0-9]} (gzip Kiln's package layers at this level, {@link WheelLayers#setGzipLevel}; by default
  * they are plain tars, as Kiln keeps them). Prints a table (medians) and writes {@code
- * benchmarks/target/results/build.json}.
+ * benchmarks/target/results/build.json}. {@code bin/bench build --byte-code} measures what shipping
+ * byte code costs and saves instead ({@link ByteCodeBenchmark}).
  */
 public final class BuildBenchmark {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -128,6 +129,10 @@ public final class BuildBenchmark {
   private BuildBenchmark() {}
 
   public static void main(String[] args) throws Exception {
+    if (args.length > 0 && args[0].equals("--byte-code")) {
+      ByteCodeBenchmark.main(java.util.Arrays.copyOfRange(args, 1, args.length));
+      return;
+    }
     int runs = 3;
     int gzipLevel = ImageBuilder.UNCOMPRESSED;
     Path mirror = Path.of("/opt/pypi");
@@ -529,7 +534,7 @@ public final class BuildBenchmark {
     return nanos / 1e9;
   }
 
-  private static double median(List<Double> values) {
+  static double median(List<Double> values) {
     List<Double> sorted = new ArrayList<>(values);
     Collections.sort(sorted);
     int n = sorted.size();

@@ -123,7 +123,8 @@ final class ModuleSteps implements PipelineSteps {
             RunnerFiles.udfFiles(r.definition.spec()),
             lock,
             in.wheels(),
-            in.imports()));
+            in.imports(),
+            bases));
   }
 
   @Override

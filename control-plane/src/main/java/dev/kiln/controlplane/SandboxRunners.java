@@ -36,6 +36,8 @@ import java.util.concurrent.CompletableFuture;
 public final class SandboxRunners {
   private static final Limits PROBE_LIMITS = new Limits(256L << 20, 1.0);
   private static final Duration PROBE_TIMEOUT = Duration.ofSeconds(30);
+  // Work at the lowest CPU priority waits while UDFs are busy: it gets longer.
+  private static final Duration BACKGROUND_TIMEOUT = Duration.ofMinutes(5);
 
   private SandboxRunners() {}
 
@@ -179,6 +181,16 @@ public final class SandboxRunners {
             new SandboxSpec("probe", sandboxImage(image), PROBE_LIMITS, List.of()),
             argv,
             PROBE_TIMEOUT);
+      }
+
+      @Override
+      public String runInBackground(BuiltImage image, List<String> argv)
+          throws IOException, InterruptedException {
+        return sandboxes.runOnce(
+            new SandboxSpec("background", sandboxImage(image), PROBE_LIMITS, List.of())
+                .inBackground(),
+            argv,
+            BACKGROUND_TIMEOUT);
       }
     };
   }

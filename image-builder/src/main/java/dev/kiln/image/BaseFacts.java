@@ -3,12 +3,16 @@ package dev.kiln.image;
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import dev.kiln.base.SingleFlight;
+import dev.kiln.cache.Digest;
 import dev.kiln.resolver.TargetEnvironment;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -94,6 +98,34 @@ public final class BaseFacts {
                 runner.env(),
                 "/",
                 Map.of()));
+  }
+
+  /**
+   * Compiles the byte code of wheel layers with the base's own Python: runs {@code argv} once in a
+   * sandbox of an image of the base, these layers and the runner, and returns what it printed. The
+   * image is named like a UDF's ({@code kiln/udf:pyc-...}), so it is collected like one once
+   * unused; its layers are the UDF's, extracted once for both. {@code background}: at the lowest
+   * CPU priority ({@link ImageHost#runInBackground}).
+   */
+  String compile(
+      Runtimes.Runtime runtime, List<LayerSpec> wheelLayers, List<String> argv, boolean background)
+      throws KilnException, IOException, InterruptedException {
+    MessageDigest sha = Digest.newSha256();
+    sha.update(runtime.digest().getBytes(StandardCharsets.UTF_8));
+    sha.update(runner.version().getBytes(StandardCharsets.UTF_8));
+    for (LayerSpec layer : wheelLayers) {
+      sha.update(layer.blob().digest().toString().getBytes(StandardCharsets.UTF_8));
+    }
+    String name = BuildImage.IMAGE_PREFIX + "pyc-" + HexFormat.of().formatHex(sha.digest(), 0, 16);
+    List<LayerSpec> layers = new ArrayList<>(wheelLayers);
+    layers.add(runner.layer());
+    BuiltImage image =
+        runtime
+            .images()
+            .build(
+                new ImageRequest(
+                    name, layers, runner.initCommand(), List.of(), runner.env(), "/", Map.of()));
+    return background ? host.runInBackground(image, argv) : host.run(image, argv);
   }
 
   /**

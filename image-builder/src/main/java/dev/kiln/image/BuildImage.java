@@ -12,6 +12,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -28,13 +29,16 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The provisioning pipeline's image step, and the one place that knows a UDF image's recipe: over
- * the base image, one layer per locked wheel (shared by every image that uses the wheel), then the
- * runner, the staged imports (flattened by basename into {@value #IMPORT_DIR}, the last of a name
- * winning) and the code, so what changes most often sits on top. Built once per image key, or found
- * in the layout from an earlier run.
+ * the base image, one layer per locked wheel (shared by every image that uses the wheel), each
+ * followed by its byte code when the recipe asks for it and it is ready ({@link PycLayers}: a build
+ * never waits for a compile, see {@link PycBackground}), then the runner, the staged imports
+ * (flattened by basename into {@value #IMPORT_DIR}, the last of a name winning) and the code, so
+ * what changes most often sits on top. Built once per image key, or found in the layout from an
+ * earlier run.
  *
- * <p>The image key covers the request key, the lock and the imports' bytes: the same UDF with the
- * same packages and the same imports gets the same image, whoever asks.
+ * <p>The image key covers the request key, the lock and the imports' bytes, and the byte-code
+ * layers it ships, if any: the same UDF with the same packages and the same imports gets the same
+ * image, whoever asks; once its packages' byte code is ready, an image with it.
  */
 public final class BuildImage {
   private static final Logger log = LoggerFactory.getLogger(BuildImage.class);
@@ -56,6 +60,9 @@ public final class BuildImage {
    * @param lock the packages
    * @param wheels the lock's wheel files, in lock order
    * @param imports the staged imports' files, in the UDF's order
+   * @param bases compiles the packages' byte code with the base's Python; null for an image without
+   *     byte code (a runner then compiles what it imports on every start). The first image with new
+   *     packages has none either: their byte code is compiled after, for later builds
    */
   public record Recipe(
       Runtimes.Runtime runtime,
@@ -65,7 +72,22 @@ public final class BuildImage {
       Map<String, byte[]> codeFiles,
       Lock lock,
       List<FetchInputs.Fetched> wheels,
-      List<FetchInputs.Fetched> imports) {
+      List<FetchInputs.Fetched> imports,
+      BaseFacts bases) {
+
+    /** A recipe whose packages get no byte code. */
+    public Recipe(
+        Runtimes.Runtime runtime,
+        TargetEnvironment python,
+        ContentKey requestKey,
+        String handler,
+        Map<String, byte[]> codeFiles,
+        Lock lock,
+        List<FetchInputs.Fetched> wheels,
+        List<FetchInputs.Fetched> imports) {
+      this(runtime, python, requestKey, handler, codeFiles, lock, wheels, imports, null);
+    }
+
     public Recipe {
       Objects.requireNonNull(runtime, "runtime");
       Objects.requireNonNull(requestKey, "requestKey");
@@ -88,6 +110,8 @@ public final class BuildImage {
   public record UdfImage(ContentKey key, BuiltImage image) {}
 
   private final WheelLayers wheels;
+  private final PycLayers pyc;
+  private final PycBackground background;
   private final RunnerLayer runner;
   private final ExecutorService executor;
   private final ImageHost host;
@@ -112,7 +136,19 @@ public final class BuildImage {
    */
   public BuildImage(
       WheelLayers wheels, RunnerLayer runner, ExecutorService executor, ImageHost host) {
+    this(wheels, runner, executor, host, PycLayers.MIN_SOURCE_BYTES);
+  }
+
+  /** minPycSourceBytes: wheels with fewer bytes of Python sources get no byte code. */
+  BuildImage(
+      WheelLayers wheels,
+      RunnerLayer runner,
+      ExecutorService executor,
+      ImageHost host,
+      long minPycSourceBytes) {
     this.wheels = Objects.requireNonNull(wheels, "wheels");
+    this.pyc = new PycLayers(wheels, minPycSourceBytes);
+    this.background = new PycBackground(pyc, this::wheelLayers);
     this.runner = Objects.requireNonNull(runner, "runner");
     this.executor = Objects.requireNonNull(executor, "executor");
     this.host = host;
@@ -126,8 +162,29 @@ public final class BuildImage {
    *     ErrorCode#IMAGE_BUILD_FAILED}) prefixed with what failed
    */
   public UdfImage build(Recipe recipe) throws KilnException, InterruptedException {
-    ContentKey key = imageKey(recipe);
-    return new UdfImage(key, builds.run(key, () -> buildOrFind(key, recipe)));
+    List<PycLayers.Cached> byteCode;
+    UdfImage image;
+    // Collection waits while the wheel layers, the byte code, the blobs and the layout are in use.
+    DiskLock.LOCK.readLock().lock();
+    background.buildStarted();
+    try {
+      byteCode =
+          recipe.bases() == null || recipe.wheels().isEmpty()
+              ? List.of()
+              : pyc.cached(recipe.wheels(), recipe.python());
+      ContentKey key = imageKey(recipe, byteCode);
+      image = new UdfImage(key, builds.run(key, () -> buildOrFind(key, recipe, byteCode)));
+    } finally {
+      background.buildEnded();
+      DiskLock.LOCK.readLock().unlock();
+    }
+    background.submit(recipe, byteCode);
+    return image;
+  }
+
+  /** Waits until the byte code asked for so far is compiled (or failed); false on timeout. */
+  boolean awaitByteCode(Duration timeout) throws InterruptedException {
+    return background.awaitIdle(timeout);
   }
 
   /** The name of the image with this key in the layout. */
@@ -149,24 +206,19 @@ public final class BuildImage {
       throws KilnException, InterruptedException {
     Recipe r = new Recipe(runtime, python, PACKAGES_ONLY, "", Map.of(), lock, wheels, List.of());
     ContentKey key = packagesKey(lock);
-    return new UdfImage(key, builds.run(key, () -> buildOrFind(key, r)));
-  }
-
-  /** Stands for "no UDF" in the recipe of {@link #packagesImage}. */
-  private static final ContentKey PACKAGES_ONLY = ContentKey.ofBytes(new byte[32]);
-
-  private BuiltImage buildOrFind(ContentKey key, Recipe r)
-      throws KilnException, InterruptedException {
-    // Collection waits while the wheel layers, the blobs and the layout are in use here.
+    // Collection waits while the wheel layers, the blobs and the layout are in use.
     DiskLock.LOCK.readLock().lock();
     try {
-      return buildOrFindLocked(key, r);
+      return new UdfImage(key, builds.run(key, () -> buildOrFind(key, r, List.of())));
     } finally {
       DiskLock.LOCK.readLock().unlock();
     }
   }
 
-  private BuiltImage buildOrFindLocked(ContentKey key, Recipe r)
+  /** Stands for "no UDF" in the recipe of {@link #packagesImage}. */
+  private static final ContentKey PACKAGES_ONLY = ContentKey.ofBytes(new byte[32]);
+
+  private BuiltImage buildOrFind(ContentKey key, Recipe r, List<PycLayers.Cached> byteCode)
       throws KilnException, InterruptedException {
     String name = imageName(key);
     ImageBuilder images = r.runtime().images();
@@ -181,7 +233,7 @@ public final class BuildImage {
     }
     boolean udf = r.requestKey() != PACKAGES_ONLY;
     // Package layers first (pre-built blobs), then the runner, the imports and the code.
-    List<LayerSpec> layers = new ArrayList<>(packageLayers(r));
+    List<LayerSpec> layers = new ArrayList<>(packageLayers(r, byteCode));
     layers.add(runner.layer());
     if (!r.imports().isEmpty()) {
       layers.add(importsLayer(r.imports()));
@@ -241,8 +293,28 @@ public final class BuildImage {
     return l.substring(l.lastIndexOf('/') + 1).replaceFirst("^@", "");
   }
 
-  /** One layer per locked wheel, in lock order, built in parallel and cached by the wheel. */
-  private List<LayerSpec> packageLayers(Recipe r) throws KilnException, InterruptedException {
+  /**
+   * One layer per locked wheel, in lock order, built in parallel and cached by the wheel, each
+   * followed by its byte code when there is some in {@code byteCode}.
+   */
+  private List<LayerSpec> packageLayers(Recipe r, List<PycLayers.Cached> byteCode)
+      throws KilnException, InterruptedException {
+    List<LayerSpec> layers = wheelLayers(r);
+    if (byteCode.isEmpty()) {
+      return layers;
+    }
+    List<LayerSpec> out = new ArrayList<>();
+    for (int i = 0; i < layers.size(); i++) {
+      out.add(layers.get(i));
+      LayerBlob pycLayer = byteCode.get(i).layer();
+      if (pycLayer != null) {
+        out.add(LayerSpec.ofBlob(PycLayers.name(layers.get(i)), pycLayer));
+      }
+    }
+    return out;
+  }
+
+  private List<LayerSpec> wheelLayers(Recipe r) throws KilnException, InterruptedException {
     if (r.wheels().isEmpty()) {
       return List.of();
     }
@@ -310,13 +382,26 @@ public final class BuildImage {
             });
   }
 
-  /** sha256 over the request key, the lock and the imports' content, length-prefixed. */
-  static ContentKey imageKey(Recipe r) {
+  /**
+   * sha256 over the request key, the lock, the imports' content and the byte-code layers shipped
+   * (which wheel's, their digests), length-prefixed. Without byte code, the key of an image without
+   * it (as before byte code existed).
+   */
+  static ContentKey imageKey(Recipe r, List<PycLayers.Cached> byteCode) {
     List<String> parts = new ArrayList<>();
     parts.add("kiln-image-key/v1");
     parts.add(r.requestKey().hex());
     parts.add(r.lock().canonical());
     r.imports().forEach(i -> parts.add(i.digest().toString()));
+    if (byteCode.stream().anyMatch(c -> c.layer() != null)) {
+      parts.add(PycLayers.FORMAT);
+      for (int i = 0; i < byteCode.size(); i++) {
+        LayerBlob layer = byteCode.get(i).layer();
+        if (layer != null) {
+          parts.add(i + " " + layer.digest());
+        }
+      }
+    }
     return sha256(parts);
   }
 

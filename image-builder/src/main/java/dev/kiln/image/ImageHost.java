@@ -24,4 +24,13 @@ public interface ImageHost {
    * stdout; fails when it exits non-zero.
    */
   String run(BuiltImage image, List<String> argv) throws IOException, InterruptedException;
+
+  /**
+   * As {@link #run}, for work nobody waits for (byte code compiled ahead of need): at the lowest
+   * CPU priority where the host has one, so it does not slow down what runs meanwhile.
+   */
+  default String runInBackground(BuiltImage image, List<String> argv)
+      throws IOException, InterruptedException {
+    return run(image, argv);
+  }
 }

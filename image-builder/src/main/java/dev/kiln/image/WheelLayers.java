@@ -99,6 +99,16 @@ public final class WheelLayers {
     this.gzipLevel = level;
   }
 
+  /** Where layers are kept (byte-code layers too, see {@link PycLayers}). */
+  Path workDir() {
+    return workDir;
+  }
+
+  /** The gzip level of layers made now, or {@link ImageBuilder#UNCOMPRESSED}. */
+  int gzipLevel() {
+    return gzipLevel;
+  }
+
   /**
    * The layer that installs {@code wheelFile} with {@code layout}, named {@code "wheel
    * <filename>"}, as a {@linkplain LayerSpec#ofBlob built layer}. The first call for a wheel and
