@@ -194,7 +194,8 @@ public final class BuildImage {
 
   /**
    * The image of a lock's packages and the runner, without anything of a UDF (no code, no imports):
-   * what a sandbox kept ready for the lock's UDFs starts from. Built once per lock and base.
+   * what a sandbox kept ready for the lock's UDFs starts from. Built once per lock and base, and
+   * again with the packages' byte code once a UDF's build has had it compiled.
    *
    * @param wheels the lock's wheel files, in lock order
    */
@@ -205,11 +206,12 @@ public final class BuildImage {
       List<FetchInputs.Fetched> wheels)
       throws KilnException, InterruptedException {
     Recipe r = new Recipe(runtime, python, PACKAGES_ONLY, "", Map.of(), lock, wheels, List.of());
-    ContentKey key = packagesKey(lock);
-    // Collection waits while the wheel layers, the blobs and the layout are in use.
+    // Collection waits while the wheel layers, the byte code, the blobs and the layout are in use.
     DiskLock.LOCK.readLock().lock();
     try {
-      return new UdfImage(key, builds.run(key, () -> buildOrFind(key, r, List.of())));
+      List<PycLayers.Cached> byteCode = wheels.isEmpty() ? List.of() : pyc.cached(wheels, python);
+      ContentKey key = packagesKey(lock, byteCode);
+      return new UdfImage(key, builds.run(key, () -> buildOrFind(key, r, byteCode)));
     } finally {
       DiskLock.LOCK.readLock().unlock();
     }
@@ -393,6 +395,12 @@ public final class BuildImage {
     parts.add(r.requestKey().hex());
     parts.add(r.lock().canonical());
     r.imports().forEach(i -> parts.add(i.digest().toString()));
+    addByteCode(parts, byteCode);
+    return sha256(parts);
+  }
+
+  /** The byte-code layers an image ships (which wheel's, their digests), when it ships any. */
+  private static void addByteCode(List<String> parts, List<PycLayers.Cached> byteCode) {
     if (byteCode.stream().anyMatch(c -> c.layer() != null)) {
       parts.add(PycLayers.FORMAT);
       for (int i = 0; i < byteCode.size(); i++) {
@@ -402,12 +410,21 @@ public final class BuildImage {
         }
       }
     }
-    return sha256(parts);
   }
 
-  /** The key of {@link #packagesImage}: sha256 over the lock, length-prefixed. */
+  /**
+   * What the zygotes of a lock are kept by: sha256 over the lock, length-prefixed (the same lock
+   * with or without byte code is the same package set).
+   */
   public static ContentKey packagesKey(Lock lock) {
     return sha256(List.of("kiln-packages-image/v1", lock.canonical()));
+  }
+
+  /** The key of {@link #packagesImage}: the lock and the byte-code layers it ships. */
+  private static ContentKey packagesKey(Lock lock, List<PycLayers.Cached> byteCode) {
+    List<String> parts = new ArrayList<>(List.of("kiln-packages-image/v1", lock.canonical()));
+    addByteCode(parts, byteCode);
+    return sha256(parts);
   }
 
   private static ContentKey sha256(List<String> parts) {

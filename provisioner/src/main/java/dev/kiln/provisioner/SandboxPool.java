@@ -77,7 +77,6 @@ public final class SandboxPool implements AutoCloseable {
   private final Deque<Warm> ready = new ArrayDeque<>();
   private final Thread refiller;
   private volatile BooleanSupplier busy = () -> false;
-  private Recipe recipe;
   private int failedInARow;
   private boolean closed;
   private long hits;
@@ -88,8 +87,7 @@ public final class SandboxPool implements AutoCloseable {
 
   /**
    * @param places starts the sandboxes (inside the node budget)
-   * @param recipe how a pooled sandbox is made; asked for by the first refill (and again after it
-   *     failed)
+   * @param recipe how a pooled sandbox is made; asked for by every refill
    * @param warmer waits until each started process is warm
    * @param size sandboxes kept ready
    */
@@ -198,7 +196,6 @@ public final class SandboxPool implements AutoCloseable {
       } catch (KilnException | IOException | RuntimeException e) {
         synchronized (this) {
           failures++;
-          recipe = null;
         }
         // 5 s, doubling up to 5 min while it keeps failing (a base image that cannot be had).
         Duration wait = RETRY.multipliedBy(1L << Math.min(failedInARow++, 6));
@@ -255,24 +252,18 @@ public final class SandboxPool implements AutoCloseable {
     }
   }
 
+  /**
+   * Asked for at every refill: a recipe may get better (an image with byte code, once compiled), so
+   * it must be cheap when nothing changed.
+   */
   private Recipe recipe() throws KilnException, IOException {
-    synchronized (this) {
-      if (recipe != null) {
-        return recipe;
-      }
-    }
-    Recipe r;
     try {
-      r = recipeSource.call();
+      return recipeSource.call();
     } catch (KilnException | IOException | RuntimeException e) {
       throw e;
     } catch (Exception e) {
       throw new IOException("the warm pool's recipe failed: " + e, e);
     }
-    synchronized (this) {
-      recipe = r;
-    }
-    return r;
   }
 
   private synchronized void pause(Duration wait) {
