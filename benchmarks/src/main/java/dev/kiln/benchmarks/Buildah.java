@@ -104,7 +104,8 @@ final class Buildah implements AutoCloseable {
     }
   }
 
-  private static List<String> mountsUnder(Path dir) throws IOException {
+  /** The mount points under {@code dir}, innermost first. */
+  static List<String> mountsUnder(Path dir) throws IOException {
     List<String> out = new ArrayList<>();
     for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"))) {
       String[] f = line.split(" ");

@@ -88,15 +88,7 @@ final class FastClientThroughput {
             + " Flight client (CPython, one thread per call in flight), a new FlightClient and"
             + " connection per DoExchange, Utf8View strings, every result row checked");
     ArrayNode rows = out.putArray("results");
-    KilnConfig config =
-        KilnConfig.builder()
-            .grpcPort(0)
-            .flightPort(0)
-            .adminPort(0)
-            .bindHost("127.0.0.1")
-            .dataDir(data)
-            .sandboxCpus(s.sandboxCpus())
-            .build();
+    KilnConfig config = ColdStartBenchmark.localServer(data).sandboxCpus(s.sandboxCpus()).build();
     try (BufferAllocator allocator = new RootAllocator();
         KilnServer server = KilnServer.start(config);
         DatabendClient api = new DatabendClient("127.0.0.1:" + server.grpcPort())) {

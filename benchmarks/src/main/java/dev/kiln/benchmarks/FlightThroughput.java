@@ -62,12 +62,7 @@ final class FlightThroughput {
     try (BufferAllocator allocator = new RootAllocator()) {
       for (int runners : runnerCounts) {
         KilnConfig kiln =
-            KilnConfig.builder()
-                .grpcPort(0)
-                .flightPort(0)
-                .adminPort(0)
-                .bindHost("127.0.0.1")
-                .dataDir(data)
+            ColdStartBenchmark.localServer(data)
                 .sandboxCpus(cores)
                 .runnersPerSandbox(runners)
                 .build();

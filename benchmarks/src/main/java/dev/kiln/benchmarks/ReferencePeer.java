@@ -376,7 +376,7 @@ final class ReferencePeer implements AutoCloseable {
     }
     quietly(buildah("rm", "--all"));
     quietly(buildah("rmi", "--all", "--force"));
-    for (String mount : mountsUnder(dir)) {
+    for (String mount : Buildah.mountsUnder(dir)) {
       quietly(List.of("umount", "-l", mount));
     }
   }
@@ -392,17 +392,5 @@ final class ReferencePeer implements AutoCloseable {
 
   private static String last(List<String> lines) {
     return lines.get(lines.size() - 1).strip();
-  }
-
-  private static List<String> mountsUnder(Path dir) throws IOException {
-    List<String> out = new ArrayList<>();
-    for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"))) {
-      String[] f = line.split(" ");
-      if (f.length > 4 && f[4].startsWith(dir.toString())) {
-        out.add(f[4]);
-      }
-    }
-    Collections.reverse(out); // innermost first
-    return out;
   }
 }

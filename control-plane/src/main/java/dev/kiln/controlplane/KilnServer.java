@@ -194,6 +194,7 @@ public final class KilnServer implements AutoCloseable {
             });
     steps.warmUp(pipelines);
     warm.start(pipeline::provisioning);
+    images.yieldTo(pipeline::provisioning);
     registryRef[0] = registry;
     closeables.push(registry);
     Gauge.builder("kiln.udf.resources", registry, UdfRegistry::size)

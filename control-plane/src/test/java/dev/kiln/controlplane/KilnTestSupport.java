@@ -77,6 +77,36 @@ final class KilnTestSupport {
         .set("zygotes", "0");
   }
 
+  /**
+   * The code of {@code look()}: everything a UDF can see from inside its sandbox, one item per line
+   * — files under /kiln and /tmp with their contents ({@code PATH:CONTENT}), its variables ({@code
+   * ENV:...}) and the command line of every process ({@code PROC:...}); {@code preamble} runs at
+   * import, {@code first} (a Python expression, or empty) is the first item.
+   */
+  static String lookAround(String preamble, String first) {
+    return "import os\n"
+        + preamble
+        + "def look():\n"
+        + "    seen = ["
+        + first
+        + "]\n"
+        + "    for top in ('/kiln', '/tmp'):\n"
+        + "        for d, _, names in os.walk(top):\n"
+        + "            for n in names:\n"
+        + "                p = os.path.join(d, n)\n"
+        + "                with open(p, 'rb') as f:\n"
+        + "                    seen.append(p + ':' + f.read().decode('latin-1'))\n"
+        + "    seen.append('ENV:' + repr(sorted(os.environ.items())))\n"
+        + "    for pid in os.listdir('/proc'):\n"
+        + "        if pid.isdigit():\n"
+        + "            try:\n"
+        + "                with open('/proc/%s/cmdline' % pid, 'rb') as f:\n"
+        + "                    seen.append('PROC:' + f.read().decode('latin-1'))\n"
+        + "            except OSError:\n"
+        + "                pass\n"
+        + "    return '\\n'.join(seen)\n";
+  }
+
   /** The spec of {@code plusN(x) = x + N}, one BIGINT NULL argument: a distinct UDF per N. */
   static String plus(int n) {
     return spec(

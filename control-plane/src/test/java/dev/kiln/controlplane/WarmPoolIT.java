@@ -77,29 +77,7 @@ class WarmPoolIT {
             .render();
     // Everything the second UDF can see: files under /kiln and /tmp with their contents, its
     // variables, and the command lines of every process in its sandbox.
-    String look =
-        spec(
-            "look",
-            List.of(),
-            "VARCHAR NULL",
-            "import os\n"
-                + "def look():\n"
-                + "    seen = []\n"
-                + "    for top in ('/kiln', '/tmp'):\n"
-                + "        for d, _, names in os.walk(top):\n"
-                + "            for n in names:\n"
-                + "                p = os.path.join(d, n)\n"
-                + "                with open(p, 'rb') as f:\n"
-                + "                    seen.append(p + ':' + f.read().decode('latin-1'))\n"
-                + "    seen.append('ENV:' + repr(sorted(os.environ.items())))\n"
-                + "    for pid in os.listdir('/proc'):\n"
-                + "        if pid.isdigit():\n"
-                + "            try:\n"
-                + "                with open('/proc/%s/cmdline' % pid, 'rb') as f:\n"
-                + "                    seen.append('PROC:' + f.read().decode('latin-1'))\n"
-                + "            except OSError:\n"
-                + "                pass\n"
-                + "    return '\\n'.join(seen)\n");
+    String look = spec("look", List.of(), "VARCHAR NULL", KilnTestSupport.lookAround("", ""));
     try (RunningKiln kiln =
         RunningKiln.start(
             dir.resolve("data"), b -> b.set("warm-pool", "2").set("udf-env", envFile.toString()))) {

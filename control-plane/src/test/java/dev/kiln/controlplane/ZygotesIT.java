@@ -55,26 +55,9 @@ class ZygotesIT {
             "VARCHAR NULL",
             List.of(),
             List.of("humanize"),
-            "import os, sys\n"
-                + "PRELOADED = 'humanize' in sys.modules\n"
-                + "import humanize\n"
-                + "def look():\n"
-                + "    seen = ['PRELOADED:%s %s' % (PRELOADED, humanize.intcomma(1000))]\n"
-                + "    for top in ('/kiln', '/tmp'):\n"
-                + "        for d, _, names in os.walk(top):\n"
-                + "            for n in names:\n"
-                + "                p = os.path.join(d, n)\n"
-                + "                with open(p, 'rb') as f:\n"
-                + "                    seen.append(p + ':' + f.read().decode('latin-1'))\n"
-                + "    seen.append('ENV:' + repr(sorted(os.environ.items())))\n"
-                + "    for pid in os.listdir('/proc'):\n"
-                + "        if pid.isdigit():\n"
-                + "            try:\n"
-                + "                with open('/proc/%s/cmdline' % pid, 'rb') as f:\n"
-                + "                    seen.append('PROC:' + f.read().decode('latin-1'))\n"
-                + "            except OSError:\n"
-                + "                pass\n"
-                + "    return '\\n'.join(seen)\n");
+            KilnTestSupport.lookAround(
+                "import sys\nPRELOADED = 'humanize' in sys.modules\nimport humanize\n",
+                "'PRELOADED:%s %s' % (PRELOADED, humanize.intcomma(1000))"));
     try (StaticIndexServer mirror = new StaticIndexServer(PipMirror.fileIndexes());
         RunningKiln kiln =
             RunningKiln.start(
@@ -115,7 +98,7 @@ class ZygotesIT {
 
       assertThat(meter(kiln, "kiln.zygotes.hits")).as("placed in the zygote").isEqualTo(1);
       assertThat(seen).startsWith("PRELOADED:True 1,000");
-      assertThat(seen).contains("/kiln/udf/udf.py:import os, sys\nPRELOADED =");
+      assertThat(seen).contains("/kiln/udf/udf.py:import os\nimport sys\nPRELOADED =");
       assertThat(seen).doesNotContain("alpha-7731").doesNotContain("ACME_SECRET");
       assertThat(seen).doesNotContain("def secret");
       assertThat(seen.lines().filter(l -> l.startsWith("ENV:")))

@@ -24,6 +24,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.Semaphore;
+import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -180,6 +181,14 @@ public final class BuildImage {
     }
     background.submit(recipe, byteCode);
     return image;
+  }
+
+  /**
+   * Background compiles of byte code wait while {@code busy} holds as well as while a build runs:
+   * on a small machine a compile would slow down the UDF start it follows (its runners importing).
+   */
+  public void yieldTo(BooleanSupplier busy) {
+    background.yieldTo(Objects.requireNonNull(busy, "busy"));
   }
 
   /** Waits until the byte code asked for so far is compiled (or failed); false on timeout. */

@@ -11,6 +11,7 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -37,6 +38,7 @@ final class PycBackground {
   private final Set<String> pending = ConcurrentHashMap.newKeySet();
   private final ReentrantLock lock = new ReentrantLock();
   private final Condition changed = lock.newCondition();
+  private volatile BooleanSupplier busy = () -> false;
   private int builds; // builds under way
   private int compiles; // compiles asked for and not finished
 
@@ -58,6 +60,11 @@ final class PycBackground {
               return t;
             });
     this.thread.allowCoreThreadTimeOut(true);
+  }
+
+  /** Compiles also wait while {@code busy} holds (e.g. a UDF is being provisioned). */
+  void yieldTo(BooleanSupplier busy) {
+    this.busy = busy;
   }
 
   /** A build starts: compiles wait until none is under way. */
@@ -142,8 +149,9 @@ final class PycBackground {
   private void awaitNoBuild() throws InterruptedException {
     lock.lock();
     try {
-      while (builds > 0) {
-        changed.await();
+      // Looked at again every 50 ms: nothing signals when busy stops holding.
+      while (builds > 0 || busy.getAsBoolean()) {
+        changed.await(50, TimeUnit.MILLISECONDS);
       }
     } finally {
       lock.unlock();

@@ -12,13 +12,10 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.types.pojo.ArrowType;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -30,19 +27,7 @@ class PooledRunnersIT {
   private static final ArrowType INT64 = new ArrowType.Int(64, true);
 
   @TempDir Path dir;
-  private BufferAllocator allocator;
-  private final List<RunnerPool> pools = new ArrayList<>();
-
-  @BeforeEach
-  void setUp() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void tearDown() {
-    pools.forEach(RunnerPool::close);
-    allocator.close();
-  }
+  @RegisterExtension final HostRunnerPools pools = new HostRunnerPools();
 
   /** The UDF's files where a LOAD puts them (under the test's directory), and its variables. */
   private PooledRunners.Load load(RuntimeSpec spec, Path udfDir, Map<String, String> env) {
@@ -61,9 +46,24 @@ class PooledRunnersIT {
     return new PooledRunners.Load(all, files);
   }
 
+  /**
+   * The UDF's pool of {@code runners}: {@code warm} first, then new pooled runners from {@code
+   * exec}, each loaded with the UDF and {@code KILN_TEST_ADD=5}.
+   */
+  private RunnerPool startLoaded(
+      RuntimeSpec spec, RunnerProcess warm, HostRunnerLauncher exec, int runners) throws Exception {
+    return pools.closedAfter(
+        RunnerPool.start(
+            UdfSignature.of(spec),
+            PooledRunners.launcher(
+                List.of(warm), exec, load(spec, dir.resolve("udf"), Map.of("KILN_TEST_ADD", "5"))),
+            new RunnerPool.Options(
+                runners, StartRunners.START_TIMEOUT, java.time.Duration.ofSeconds(60), 50)));
+  }
+
   private List<Object> call(RunnerPool pool, List<Long> values) throws Exception {
-    try (FieldVector in = Vectors.of(allocator, "arg1", INT64, values);
-        FieldVector out = pool.call(List.of(in), values.size(), allocator)) {
+    try (FieldVector in = Vectors.of(pools.allocator(), "arg1", INT64, values);
+        FieldVector out = pool.call(List.of(in), values.size(), pools.allocator())) {
       return Vectors.values(out);
     }
   }
@@ -81,14 +81,7 @@ class PooledRunnersIT {
             List.of("BIGINT"),
             "BIGINT",
             "import os\ndef plus(x):\n    return x + int(os.environ['KILN_TEST_ADD'])\n");
-    RunnerPool pool =
-        RunnerPool.start(
-            UdfSignature.of(spec),
-            PooledRunners.launcher(
-                List.of(warm), exec, load(spec, dir.resolve("udf"), Map.of("KILN_TEST_ADD", "5"))),
-            new RunnerPool.Options(
-                2, StartRunners.START_TIMEOUT, java.time.Duration.ofSeconds(60), 50));
-    pools.add(pool);
+    RunnerPool pool = startLoaded(spec, warm, exec, 2);
 
     assertThat(call(pool, List.of(1L, 2L, 3L))).containsExactly(6L, 7L, 8L);
     // One runner was the warm one; the second was started for the UDF, warmed, then loaded.
@@ -174,14 +167,7 @@ class PooledRunnersIT {
                 + "    return (x + (1000 if m.ADD_AT_IMPORT is None else 0)\n"
                 + "            + (10 if os.environ.get('KILN_TEST_ADD') == '5' else 0)\n"
                 + "            + (1 if 'KILN_PRELOAD' not in os.environ else 0))\n");
-    RunnerPool pool =
-        RunnerPool.start(
-            UdfSignature.of(spec),
-            PooledRunners.launcher(
-                List.of(warm), exec, load(spec, dir.resolve("udf"), Map.of("KILN_TEST_ADD", "5"))),
-            new RunnerPool.Options(
-                1, StartRunners.START_TIMEOUT, java.time.Duration.ofSeconds(60), 50));
-    pools.add(pool);
+    RunnerPool pool = startLoaded(spec, warm, exec, 1);
 
     assertThat(call(pool, List.of(1L))).containsExactly(1012L);
     assertThat(Files.readAllLines(log)).as("the UDF's import found it imported").hasSize(1);

@@ -18,19 +18,14 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.types.TimeUnit;
 import org.apache.arrow.vector.types.pojo.ArrowType;
 import org.apache.arrow.vector.types.pojo.Field;
 import org.apache.arrow.vector.types.pojo.FieldType;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -45,32 +40,11 @@ class RunnerTypesIT {
 
   static final String IDENTITY = "def ident(x):\n    return x\n";
 
-  @TempDir Path dir;
-  private BufferAllocator allocator;
-  private final List<RunnerPool> pools = new ArrayList<>();
-  private final AtomicInteger dirs = new AtomicInteger();
-
-  @BeforeEach
-  void setUp() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void tearDown() {
-    pools.forEach(RunnerPool::close);
-    allocator.close(); // fails the test on a leaked buffer
-  }
+  @RegisterExtension final HostRunnerPools pools = new HostRunnerPools();
 
   private RunnerPool start(RuntimeSpec spec, int runners) throws Exception {
-    HostRunnerLauncher launcher =
-        new HostRunnerLauncher(dir.resolve("udf" + dirs.incrementAndGet()), spec);
-    RunnerPool pool =
-        RunnerPool.start(
-            UdfSignature.of(spec),
-            launcher,
-            new RunnerPool.Options(runners, Duration.ofSeconds(30), Duration.ofSeconds(60), 50));
-    pools.add(pool);
-    return pool;
+    return pools.start(
+        spec, new RunnerPool.Options(runners, Duration.ofSeconds(30), Duration.ofSeconds(60), 50));
   }
 
   /** Calls with one column per (field, values); returns the result values. */
@@ -79,10 +53,10 @@ class RunnerTypesIT {
     List<FieldVector> inputs = new ArrayList<>();
     try {
       for (int i = 0; i < columns.length; i++) {
-        inputs.add(Vectors.of(allocator, fields.get(i), columns[i]));
+        inputs.add(Vectors.of(pools.allocator(), fields.get(i), columns[i]));
       }
       int rows = columns.length == 0 ? 0 : columns[0].size();
-      try (FieldVector out = pool.call(inputs, rows, allocator)) {
+      try (FieldVector out = pool.call(inputs, rows, pools.allocator())) {
         assertThat(out.getValueCount()).isEqualTo(rows);
         return Vectors.values(out);
       }

@@ -4,21 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kiln.base.KilnException;
 import dev.kiln.definition.RuntimeSpec;
-import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.atomic.AtomicInteger;
-import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.types.pojo.Field;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * A VARIANT holding JSON null is a value, not SQL NULL, as Databend Query treats it: Query sends
@@ -30,35 +23,16 @@ class VariantJsonNullIT {
 
   static final String IDENTITY = "def ident(x):\n    return x\n";
 
-  @TempDir Path dir;
-  private BufferAllocator allocator;
-  private final List<RunnerPool> pools = new ArrayList<>();
-  private final AtomicInteger dirs = new AtomicInteger();
-
-  @BeforeEach
-  void setUp() {
-    allocator = new RootAllocator();
-  }
-
-  @AfterEach
-  void tearDown() {
-    pools.forEach(RunnerPool::close);
-    allocator.close(); // fails the test on a leaked buffer
-  }
+  @RegisterExtension final HostRunnerPools runners = new HostRunnerPools();
 
   private RunnerPool start(RuntimeSpec spec) throws Exception {
-    HostRunnerLauncher launcher =
-        new HostRunnerLauncher(dir.resolve("udf" + dirs.incrementAndGet()), spec);
-    RunnerPool pool =
-        RunnerPool.start(UdfSignature.of(spec), launcher, RunnerPool.Options.defaults());
-    pools.add(pool);
-    return pool;
+    return runners.start(spec);
   }
 
   /** Calls with one column of the type Query sends for typeText; returns the result values. */
   private List<Object> call(RunnerPool pool, String typeText, List<?> values) throws Exception {
-    try (FieldVector in = Vectors.of(allocator, query(typeText), values);
-        FieldVector out = pool.call(List.of(in), values.size(), allocator)) {
+    try (FieldVector in = Vectors.of(runners.allocator(), query(typeText), values);
+        FieldVector out = pool.call(List.of(in), values.size(), runners.allocator())) {
       assertThat(out.getValueCount()).isEqualTo(values.size());
       return Vectors.values(out);
     }
