@@ -7,6 +7,7 @@ import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
@@ -148,6 +149,18 @@ class KilnServeProcessIT {
     // No warm pool here: every sandbox found running after the start would be the dead one's.
     Serve second = startServe("0");
     try {
+      // Its own warm-up probes the base's Python in a sandbox once per data directory (unless the
+      // dead one finished that); the probe's result is on disk once its sandbox is gone.
+      KilnTestSupport.eventually(
+          "the new server's warm-up knows the base's Python",
+          Duration.ofSeconds(60),
+          () -> {
+            try (var files = Files.list(dataDir.resolve("runtimes"))) {
+              return files.anyMatch(f -> f.getFileName().toString().endsWith(".json"));
+            } catch (IOException e) {
+              return false;
+            }
+          });
       KilnTestSupport.assertNothingLeftBehind(dataDir);
       provisionOneUdf(second.grpcPort());
     } finally {
