@@ -374,10 +374,32 @@ final class RunscSandbox implements Sandbox {
       log.error("ending the processes of sandbox {} failed", id, e);
     }
     try {
-      cleanUp();
-    } catch (IOException | RuntimeException e) {
-      log.error(
-          "cleaning up sandbox {} failed; the next provisioner start reaps what is left", id, e);
+      // On a thread of its own, which nothing interrupts: an interrupt that reaches the caller
+      // while `runsc delete` or the unmount runs (a server shutting down interrupts its pipeline
+      // threads) would otherwise leave the root file system mounted.
+      Thread cleaner =
+          Thread.ofVirtual()
+              .name("kiln-stop-" + id)
+              .start(
+                  () -> {
+                    try {
+                      cleanUp();
+                    } catch (IOException | RuntimeException e) {
+                      log.error(
+                          "cleaning up sandbox {} failed; the next provisioner start reaps what is"
+                              + " left",
+                          id,
+                          e);
+                    }
+                  });
+      while (true) {
+        try {
+          cleaner.join();
+          break;
+        } catch (InterruptedException e) {
+          interrupted = true;
+        }
+      }
     } finally {
       owner.forget(this);
       Integer status = initHost.isAlive() ? null : initHost.exitValue();

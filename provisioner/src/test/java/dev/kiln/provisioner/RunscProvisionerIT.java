@@ -383,6 +383,22 @@ class RunscProvisionerIT {
   }
 
   @Test
+  void aSandboxClosedByAThreadThatKeepsBeingInterruptedLeavesNothingMounted() throws Exception {
+    // A server shutting down interrupts its pipeline threads, which may be closing a sandbox just
+    // then: the stop must still delete the container and unmount its root file system.
+    Sandbox s = start("interrupted", TestImages.ECHO_INIT);
+    Path dir = workDir.resolve("sandboxes").resolve(s.id());
+    Thread closer = Thread.ofPlatform().start(s::close);
+    while (closer.isAlive()) {
+      closer.interrupt();
+      Thread.onSpinWait();
+    }
+    assertThat(s.isRunning()).isFalse();
+    assertThat(HostState.mountsUnder(dir)).isEmpty();
+    assertThat(dir).doesNotExist();
+  }
+
+  @Test
   void exitStatusIsTheCodeOr128PlusTheSignal() throws Exception {
     try (Sandbox s = start("signals", python("import sys\nsys.stdin.read()"))) {
       SandboxProcess abort =

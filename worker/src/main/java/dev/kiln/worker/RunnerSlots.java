@@ -17,9 +17,9 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingDeque;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -179,7 +179,7 @@ final class RunnerSlots {
       for (int i = 0; i < slices; i++) {
         int start = (int) ((long) rowCount * i / slices);
         int end = (int) ((long) rowCount * (i + 1) / slices);
-        Task task = new Task(encoder.encode(start, end - start), end - start);
+        Task task = new Task(encoder, start, end - start);
         tasks.add(task);
         queue.add(task);
       }
@@ -202,6 +202,11 @@ final class RunnerSlots {
     }
   }
 
+  /** Slices queued for a runner: for tests. */
+  int queuedForTests() {
+    return queue.size();
+  }
+
   /** One slice per idle runner, for batches large enough to be worth splitting. */
   private int sliceCount(int rows) {
     if (slots.size() < 2 || rows < 2 * MIN_SLICE_ROWS) {
@@ -218,50 +223,96 @@ final class RunnerSlots {
   private List<byte[]> await(List<Task> tasks, BooleanSupplier cancelled)
       throws KilnException, InterruptedException {
     List<byte[]> results = new ArrayList<>(tasks.size());
+    Thread waiter = Thread.currentThread();
     for (Task task : tasks) {
-      while (true) {
-        try {
-          results.add(task.done.get(POLL_MILLIS, TimeUnit.MILLISECONDS));
-          break;
-        } catch (TimeoutException e) {
-          if (cancelled.getAsBoolean()) {
-            throw new KilnException(
-                ErrorCode.CALL_CANCELLED, "the call was cancelled while the UDF was computing");
-          }
-          if (closed && !task.done.isDone()) {
-            // close() fails what is queued; this catches a slice requeued just as it ran.
-            task.done.completeExceptionally(shuttingDown());
-          }
-        } catch (ExecutionException e) {
-          throw e.getCause() instanceof KilnException u
-              ? u
-              : new KilnException(ErrorCode.INTERNAL, "a UDF slice failed: " + e.getCause(), e);
+      // Parked until the slice is done, looking at cancellation every POLL_MILLIS. A timed get()
+      // would do the same but throw (and fill in) a TimeoutException per look: with 256 calls
+      // queued for two runners, thousands a second.
+      task.done.whenComplete((v, e) -> LockSupport.unpark(waiter));
+      while (!task.done.isDone()) {
+        LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(POLL_MILLIS));
+        if (Thread.interrupted()) {
+          throw new InterruptedException();
         }
+        if (task.done.isDone()) {
+          break;
+        }
+        if (cancelled.getAsBoolean()) {
+          throw new KilnException(
+              ErrorCode.CALL_CANCELLED, "the call was cancelled while the UDF was computing");
+        }
+        if (closed) {
+          // close() fails what is queued; this catches a slice requeued just as it ran.
+          task.done.completeExceptionally(shuttingDown());
+        }
+      }
+      try {
+        results.add(task.done.get());
+      } catch (ExecutionException e) {
+        throw e.getCause() instanceof KilnException u
+            ? u
+            : new KilnException(ErrorCode.INTERNAL, "a UDF slice failed: " + e.getCause(), e);
       }
     }
     return results;
   }
 
-  /** A slice of a batch waiting for, or being computed by, a runner. */
+  /**
+   * A slice of a batch waiting for, or being computed by, a runner. It is encoded when a runner's
+   * slot takes it, not when it is queued: with hundreds of calls queued for a few runners, only the
+   * slices about to be sent exist as frames (a 65,536-row batch is about a MiB).
+   */
   private static final class Task {
-    final FrameIO.Encoded frame;
+    private final SliceEncoder encoder;
+    private final int start;
     final int rows;
+    private FrameIO.Encoded frame;
 
     /** Completes with the RESULT payload, or with the KilnException that ended the slice. */
     final CompletableFuture<byte[]> done = new CompletableFuture<>();
 
     private boolean abandoned;
 
-    Task(FrameIO.Encoded frame, int rows) {
-      this.frame = frame;
+    Task(SliceEncoder encoder, int start, int rows) {
+      this.encoder = encoder;
+      this.start = start;
       this.rows = rows;
     }
 
-    /** Claims the task for a runner; false when its caller has gone. */
+    /**
+     * Claims the task for a runner and encodes its slice the first time, from the caller's columns;
+     * false when the caller has gone, or when the slice cannot be encoded (the caller is then told
+     * why).
+     */
     synchronized boolean start() {
+      if (abandoned) {
+        return false;
+      }
+      if (frame == null) {
+        try {
+          frame = encoder.encode(start, rows);
+        } catch (KilnException | RuntimeException e) {
+          done.completeExceptionally(e);
+          return false;
+        }
+      }
+      return true;
+    }
+
+    /** Claims the task only to fail it; false when its caller has gone. */
+    synchronized boolean claim() {
       return !abandoned;
     }
 
+    /** The frame {@link #start} encoded. */
+    synchronized FrameIO.Encoded frame() {
+      return frame;
+    }
+
+    /**
+     * The caller has gone and its columns may be freed: no encoding starts after this returns, and
+     * one under way has finished (both hold this task's monitor).
+     */
     synchronized void abandon() {
       abandoned = true;
     }
@@ -319,12 +370,12 @@ final class RunnerSlots {
     private void serveFrom(Task first) throws InterruptedException {
       Runner r = runner;
       Task current = first;
-      r.send(current.frame);
+      r.send(current.frame());
       while (current != null) {
         // Only when no other runner is idle: an idle one should take it instead.
         Task next = closed || idleSlots.get() > 0 ? null : queue.poll();
         if (next != null && next.start()) {
-          r.send(next.frame);
+          r.send(next.frame());
         } else {
           next = null;
         }
@@ -370,7 +421,7 @@ final class RunnerSlots {
       }
       // No runner anywhere: the next queued call fails now rather than wait for nothing.
       Task task = take();
-      if (task != null && task.start()) {
+      if (task != null && task.claim()) {
         task.done.completeExceptionally(
             new KilnException(
                 failure.code(),
