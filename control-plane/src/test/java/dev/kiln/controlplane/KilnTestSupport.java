@@ -107,6 +107,12 @@ final class KilnTestSupport {
         + "    return '\\n'.join(seen)\n";
   }
 
+  /** What {@code look()} (of {@link #lookAround}) of {@code tenant} saw. */
+  static String look(BufferAllocator allocator, DatabendClient.Resource r, String tenant)
+      throws Exception {
+    return (String) call(allocator, r, tenant, "look", List.of(), "[[]]").get(0).get(0);
+  }
+
   /** The spec of {@code plusN(x) = x + N}, one BIGINT NULL argument: a distinct UDF per N. */
   static String plus(int n) {
     return spec(

@@ -91,11 +91,7 @@ class WarmPoolIT {
           .as("the first UDF has its variable")
           .isEqualTo("alpha-7731");
       DatabendClient.Resource second = kiln.api().apply("other", look);
-      String seen =
-          (String)
-              KilnTestSupport.call(allocator, second, "other", "look", List.of(), "[[]]")
-                  .get(0)
-                  .get(0);
+      String seen = KilnTestSupport.look(allocator, second, "other");
 
       assertThat(meter(kiln, "kiln.warm.pool.hits"))
           .as("both placed in warm sandboxes")

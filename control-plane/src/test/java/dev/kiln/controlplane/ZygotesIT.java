@@ -90,11 +90,7 @@ class ZygotesIT {
           .containsPattern("- +\\(zygote\\) humanize==\\S+ +- +ready ");
 
       DatabendClient.Resource second = kiln.api().apply("other", look);
-      String seen =
-          (String)
-              KilnTestSupport.call(allocator, second, "other", "look", List.of(), "[[]]")
-                  .get(0)
-                  .get(0);
+      String seen = KilnTestSupport.look(allocator, second, "other");
 
       assertThat(meter(kiln, "kiln.zygotes.hits")).as("placed in the zygote").isEqualTo(1);
       assertThat(seen).startsWith("PRELOADED:True 1,000");

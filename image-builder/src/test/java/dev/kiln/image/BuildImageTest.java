@@ -32,20 +32,7 @@ import org.junit.jupiter.api.io.TempDir;
 class BuildImageTest {
   @TempDir Path tmp;
 
-  private static final TargetEnvironment PYTHON =
-      new TargetEnvironment(
-          "3.11.2",
-          "cpython",
-          "cpython-311-x86_64-linux-gnu",
-          "x86_64",
-          "glibc",
-          "2.36",
-          "/usr/local/lib/python3.11/dist-packages",
-          "/usr/local/lib/python3.11/dist-packages",
-          "/usr/local/bin",
-          "/usr/local",
-          "/usr/local/include/python3.11",
-          "/usr/bin/python3");
+  private static final TargetEnvironment PYTHON = TestWheels.python(TestWheels.DEBIAN);
 
   @Test
   void wheelLayersReachTheHostAsBuiltAndThePackagesImageHoldsNoUdf() throws Exception {

@@ -27,20 +27,7 @@ import org.junit.jupiter.api.io.TempDir;
  * damaged.
  */
 class PycLayersTest {
-  static final TargetEnvironment PYTHON =
-      new TargetEnvironment(
-          "3.11.2",
-          "cpython",
-          "cpython-311-x86_64-linux-gnu",
-          "x86_64",
-          "glibc",
-          "2.36",
-          TestWheels.SPLIT.purelib(),
-          TestWheels.SPLIT.platlib(),
-          TestWheels.SPLIT.scripts(),
-          TestWheels.SPLIT.data(),
-          TestWheels.SPLIT.headers(),
-          TestWheels.SPLIT.interpreter());
+  static final TargetEnvironment PYTHON = TestWheels.python(TestWheels.SPLIT);
 
   @TempDir Path tmp;
 

@@ -1,5 +1,6 @@
 package dev.kiln.image;
 
+import dev.kiln.resolver.TargetEnvironment;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
@@ -29,6 +30,25 @@ final class TestWheels {
           "/usr/local",
           "/usr/local/include/python3.11",
           "/usr/bin/python3");
+
+  /**
+   * CPython 3.11.2 on glibc 2.36 x86_64 (as the Debian base reports it), installing as {@code l}.
+   */
+  static TargetEnvironment python(InstallLayout l) {
+    return new TargetEnvironment(
+        "3.11.2",
+        "cpython",
+        "cpython-311-x86_64-linux-gnu",
+        "x86_64",
+        "glibc",
+        "2.36",
+        l.purelib(),
+        l.platlib(),
+        l.scripts(),
+        l.data(),
+        l.headers(),
+        l.interpreter());
+  }
 
   /** A layout where every part goes somewhere else, so a test sees where each file went. */
   static final InstallLayout SPLIT =
