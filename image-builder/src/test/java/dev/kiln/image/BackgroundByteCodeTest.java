@@ -4,12 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kiln.cache.Digest;
 import dev.kiln.cache.FetchInputs;
-import dev.kiln.definition.ContentKey;
-import dev.kiln.resolver.Lock;
-import dev.kiln.resolver.LockedPackage;
-import dev.kiln.resolver.TargetEnvironment;
 import java.io.IOException;
-import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -202,23 +197,6 @@ class BackgroundByteCodeTest {
 
   private static BuildImage.Recipe recipe(
       Runtimes.Runtime runtime, List<FetchInputs.Fetched> files, String udf, BaseFacts bases) {
-    List<LockedPackage> packages = new ArrayList<>();
-    for (FetchInputs.Fetched f : files) {
-      String[] parts = f.name().split("-");
-      packages.add(
-          new LockedPackage(
-              parts[0], parts[1], f.name(), URI.create("file://" + f.file()), f.digest().hex()));
-    }
-    TargetEnvironment python = PycLayersTest.PYTHON;
-    return new BuildImage.Recipe(
-        runtime,
-        python,
-        ContentKey.ofBytes(Digest.newSha256().digest(udf.getBytes(StandardCharsets.UTF_8))),
-        "f",
-        Map.of("/kiln/udf/udf.py", ("def f(x):\n    return x  # " + udf + "\n").getBytes()),
-        new Lock(packages),
-        files,
-        List.of(),
-        bases);
+    return TestWheels.udfRecipe(runtime, PycLayersTest.PYTHON, files, udf, bases);
   }
 }

@@ -4,13 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.kiln.cache.Digest;
 import dev.kiln.cache.FetchInputs;
-import dev.kiln.definition.ContentKey;
-import dev.kiln.resolver.Lock;
-import dev.kiln.resolver.LockedPackage;
 import dev.kiln.resolver.TargetEnvironment;
 import java.io.IOException;
 import java.io.InputStream;
-import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -153,34 +149,17 @@ class ByteCodeIT {
   private BuildImage.Recipe recipe(
       Runtimes.Runtime runtime, TargetEnvironment python, String udf, BaseFacts bases)
       throws IOException {
-    List<LockedPackage> packages = new ArrayList<>();
     List<FetchInputs.Fetched> files = new ArrayList<>();
     for (Path wheel :
         List.of(
             mirrorWheel("urllib3-", "-py3-none-any.whl"),
             mirrorWheel("idna-", "-py3-none-any.whl"),
             mirrorWheel("six-", "-py2.py3-none-any.whl"))) {
-      String filename = wheel.getFileName().toString();
-      Digest digest;
       try (InputStream in = Files.newInputStream(wheel)) {
-        digest = Digest.of(in);
+        files.add(new FetchInputs.Fetched(wheel.getFileName().toString(), Digest.of(in), wheel));
       }
-      String[] parts = filename.split("-");
-      packages.add(
-          new LockedPackage(
-              parts[0], parts[1], filename, URI.create("file://" + wheel), digest.hex()));
-      files.add(new FetchInputs.Fetched(filename, digest, wheel));
     }
-    return new BuildImage.Recipe(
-        runtime,
-        python,
-        ContentKey.ofBytes(Digest.newSha256().digest(udf.getBytes(StandardCharsets.UTF_8))),
-        "f",
-        Map.of("/kiln/udf/udf.py", ("def f(x):\n    return x  # " + udf + "\n").getBytes()),
-        new Lock(packages),
-        files,
-        List.of(),
-        bases);
+    return TestWheels.udfRecipe(runtime, python, files, udf, bases);
   }
 
   private static Path mirrorWheel(String prefix, String suffix) throws IOException {

@@ -1,15 +1,23 @@
 package dev.kiln.image;
 
+import dev.kiln.cache.Digest;
+import dev.kiln.cache.FetchInputs;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.resolver.Lock;
+import dev.kiln.resolver.LockedPackage;
 import dev.kiln.resolver.TargetEnvironment;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
 import java.util.Base64;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.function.UnaryOperator;
 import org.apache.commons.compress.archivers.zip.ZipArchiveEntry;
@@ -48,6 +56,37 @@ final class TestWheels {
         l.data(),
         l.headers(),
         l.interpreter());
+  }
+
+  /**
+   * The recipe of UDF {@code udf} ({@code f(x) = x}, its name in a comment, so each name is its own
+   * image) with {@code files} locked as they are named ({@code name-version-...whl}).
+   */
+  static BuildImage.Recipe udfRecipe(
+      Runtimes.Runtime runtime,
+      TargetEnvironment python,
+      List<FetchInputs.Fetched> files,
+      String udf,
+      BaseFacts bases) {
+    List<LockedPackage> packages = new ArrayList<>();
+    for (FetchInputs.Fetched f : files) {
+      String[] parts = f.name().split("-");
+      packages.add(
+          new LockedPackage(
+              parts[0], parts[1], f.name(), URI.create("file://" + f.file()), f.digest().hex()));
+    }
+    return new BuildImage.Recipe(
+        runtime,
+        python,
+        ContentKey.ofBytes(Digest.newSha256().digest(udf.getBytes(StandardCharsets.UTF_8))),
+        "f",
+        Map.of(
+            "/kiln/udf/udf.py",
+            ("def f(x):\n    return x  # " + udf + "\n").getBytes(StandardCharsets.UTF_8)),
+        new Lock(packages),
+        files,
+        List.of(),
+        bases);
   }
 
   /** A layout where every part goes somewhere else, so a test sees where each file went. */
