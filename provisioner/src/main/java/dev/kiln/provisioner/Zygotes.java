@@ -1,7 +1,6 @@
 package dev.kiln.provisioner;
 
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -30,12 +29,14 @@ public final class Zygotes implements AutoCloseable {
   /** A ready zygote and the label its key was offered with: for {@code kiln ps}. */
   public record Ready(String label, Sandbox sandbox) {}
 
+  /** A kept key's pool and what it holds, for people. */
+  private record Kept(SandboxPool pool, String label) {}
+
   private final PlaceSandbox places;
   private final SandboxPool.Warmer warmer;
   private final int keys;
   // Access order: the first entry is the least recently offered or taken.
-  private final Map<String, SandboxPool> pools = new LinkedHashMap<>(16, 0.75f, true);
-  private final Map<String, String> labels = new HashMap<>();
+  private final Map<String, Kept> pools = new LinkedHashMap<>(16, 0.75f, true);
   private volatile BooleanSupplier busy = () -> false;
   private boolean closed;
   private long hits;
@@ -73,13 +74,11 @@ public final class Zygotes implements AutoCloseable {
       }
       SandboxPool pool = new SandboxPool(places, recipe, warmer, 1, "kiln-zygote");
       pool.yieldTo(() -> busy.getAsBoolean());
-      pools.put(key, pool);
-      labels.put(key, label);
+      pools.put(key, new Kept(pool, label));
       pool.start();
       for (var it = pools.entrySet().iterator(); pools.size() > keys; ) {
         var eldest = it.next();
-        dropped.add(eldest.getValue());
-        labels.remove(eldest.getKey());
+        dropped.add(eldest.getValue().pool());
         it.remove();
       }
     }
@@ -96,7 +95,8 @@ public final class Zygotes implements AutoCloseable {
   public Optional<SandboxPool.Warm> take(String key, Limits limits) {
     SandboxPool pool;
     synchronized (this) {
-      pool = pools.get(key);
+      Kept kept = pools.get(key);
+      pool = kept == null ? null : kept.pool();
     }
     Optional<SandboxPool.Warm> w = pool == null ? Optional.empty() : pool.take(limits);
     synchronized (this) {
@@ -113,7 +113,7 @@ public final class Zygotes implements AutoCloseable {
   public Optional<CompletableFuture<Void>> discardOne() {
     List<SandboxPool> all;
     synchronized (this) {
-      all = new ArrayList<>(pools.values());
+      all = pools.values().stream().map(Kept::pool).toList();
     }
     for (SandboxPool p : all) {
       Optional<CompletableFuture<Void>> d = p.discardOne();
@@ -127,15 +127,16 @@ public final class Zygotes implements AutoCloseable {
   /** The zygotes ready now, least recently used first. */
   public synchronized List<Ready> ready() {
     List<Ready> all = new ArrayList<>();
-    pools.forEach(
-        (key, pool) -> pool.readySandboxes().forEach(s -> all.add(new Ready(labels.get(key), s))));
+    for (Kept k : pools.values()) {
+      k.pool().readySandboxes().forEach(s -> all.add(new Ready(k.label(), s)));
+    }
     return all;
   }
 
   public synchronized Stats stats() {
     int ready = 0;
-    for (SandboxPool p : pools.values()) {
-      ready += p.stats().ready();
+    for (Kept k : pools.values()) {
+      ready += k.pool().stats().ready();
     }
     return new Stats(pools.size(), ready, hits, misses);
   }
@@ -146,9 +147,8 @@ public final class Zygotes implements AutoCloseable {
     List<SandboxPool> all;
     synchronized (this) {
       closed = true;
-      all = new ArrayList<>(pools.values());
+      all = pools.values().stream().map(Kept::pool).toList();
       pools.clear();
-      labels.clear();
     }
     all.forEach(SandboxPool::close);
   }
