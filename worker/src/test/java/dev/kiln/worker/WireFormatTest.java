@@ -106,19 +106,61 @@ class WireFormatTest {
       all.append(c);
     }
     List<Object> values = Arrays.asList(all.toString(), null, "x");
-    try (FieldVector v = Vectors.of(allocator, "arg1", ArrowType.LargeUtf8.INSTANCE, values)) {
-      FrameIO.Encoded frame =
-          BatchEncoder.encodeBatch(
-              List.of(v), List.of(Udfs.type("VARCHAR")), 0, 3, Udfs.type("INT"));
-      ByteBuffer bb = le(frame);
-      bb.position(5 + 10 + 2);
-      assertThat(bb.get()).isEqualTo((byte) TypeCode.STRING.code);
-      assertThat(bb.get()).isEqualTo((byte) TypeCode.HAS_NULLS);
-      bb.position(bb.position() + 3);
-      assertThat(new long[] {bb.getLong(), bb.getLong(), bb.getLong(), bb.getLong()})
-          .containsExactly(0, 128, 128, 129);
+    for (ArrowType kind : List.of(ArrowType.LargeUtf8.INSTANCE, ArrowType.Utf8View.INSTANCE)) {
+      try (FieldVector v = Vectors.of(allocator, "arg1", kind, values)) {
+        FrameIO.Encoded frame =
+            BatchEncoder.encodeBatch(
+                List.of(v), List.of(Udfs.type("VARCHAR")), 0, 3, Udfs.type("INT"));
+        ByteBuffer bb = le(frame);
+        bb.position(5 + 10 + 2);
+        assertThat(bb.get()).isEqualTo((byte) TypeCode.STRING.code);
+        assertThat(bb.get()).as("%s", kind).isEqualTo((byte) TypeCode.HAS_NULLS);
+        bb.position(bb.position() + 3);
+        assertThat(new long[] {bb.getLong(), bb.getLong(), bb.getLong(), bb.getLong()})
+            .containsExactly(0, 128, 128, 129);
+      }
     }
     assertThat(BatchEncoder.absentAsciiByte(new byte[] {0, 1, 3, (byte) 0xc3}, 4)).isEqualTo(2);
+  }
+
+  @Test
+  void zeroBytesAreCountedInEveryPosition() {
+    byte[] bytes = new byte[37];
+    Arrays.fill(bytes, (byte) 0x80);
+    assertThat(BatchEncoder.zeroBytes(bytes, 0, bytes.length)).isZero();
+    bytes[0] = 0;
+    bytes[7] = 0;
+    bytes[8] = 0;
+    bytes[36] = 0;
+    bytes[20] = 1;
+    assertThat(BatchEncoder.zeroBytes(bytes, 0, bytes.length)).isEqualTo(4);
+    assertThat(BatchEncoder.zeroBytes(bytes, 1, 36)).isEqualTo(2);
+    assertThat(BatchEncoder.zeroBytes(new byte[16], 3, 16)).isEqualTo(13);
+  }
+
+  @Test
+  void aViewSliceWithAZeroByteInsideAValueIsJoinedByAnotherByte() throws Exception {
+    List<Object> values =
+        Arrays.asList("skipped", "a", null, "longer than twelve \0 with a zero", "b\0", "c");
+    byte[] expected = null;
+    for (ArrowType kind : List.of(ArrowType.Utf8.INSTANCE, ArrowType.Utf8View.INSTANCE)) {
+      try (FieldVector v = Vectors.of(allocator, "arg1", kind, values)) {
+        FrameIO.Encoded frame =
+            BatchEncoder.encodeBatch(
+                List.of(v), List.of(Udfs.type("VARCHAR")), 1, 4, Udfs.type("INT"));
+        byte[] bytes = Arrays.copyOf(frame.bytes(), frame.length());
+        if (expected == null) {
+          expected = bytes;
+          ByteBuffer bb = le(frame);
+          bb.position(5 + 10 + 2 + 1);
+          assertThat(bb.get() & TypeCode.SEPARATED).as("separated").isNotZero();
+          bb.position(bb.position() + 4);
+          assertThat(bb.get()).as("the smallest byte no value holds").isEqualTo((byte) 1);
+        } else {
+          assertThat(bytes).as("%s", kind).isEqualTo(expected);
+        }
+      }
+    }
   }
 
   @Test
