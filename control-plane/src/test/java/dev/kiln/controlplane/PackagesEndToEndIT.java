@@ -107,6 +107,25 @@ class PackagesEndToEndIT {
   }
 
   @Test
+  void packagesAreImportedFromTheirLayersModuleBundleAndKeepTheirFiles() throws Exception {
+    String code =
+        "import humanize, humanize.number, inspect, os, pkgutil\n"
+            + "def bundled(x):\n"
+            + "    return ' '.join(str(v) for v in [\n"
+            + "        type(humanize.__spec__.loader).__name__,\n"
+            + "        type(humanize.number.__spec__.loader).__name__,\n"
+            + "        os.path.isfile(humanize.number.__file__),\n"
+            + "        inspect.getsource(humanize.number.intcomma).split('(')[0],\n"
+            + "        'number' in [m.name for m in pkgutil.iter_modules(humanize.__path__)],\n"
+            + "        humanize.intcomma(x)])\n";
+    DatabendClient.Resource r =
+        kiln.api().apply("acme", spec("bundled", "BIGINT", "VARCHAR", List.of("humanize"), code));
+    assertThat(call(allocator, r, "acme", "bundled", List.of("BIGINT"), "[[1234]]"))
+        .as("modules from the bundle, with their real files for inspect, pkgutil and tracebacks")
+        .isEqualTo(rows("BundleLoader BundleLoader True def intcomma True 1,234"));
+  }
+
+  @Test
   void pep723DependenciesThenPackagesThroughCreateWorker() throws Exception {
     // Query puts the code's PEP 723 dependencies first, then PACKAGES, on one unquoted pip line.
     String code =

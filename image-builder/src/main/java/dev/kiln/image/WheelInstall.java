@@ -4,6 +4,7 @@ import dev.kiln.cache.Digest;
 import dev.kiln.resolver.Requirement;
 import dev.kiln.resolver.WheelFilename;
 import java.io.BufferedOutputStream;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -65,6 +66,9 @@ final class WheelInstall {
 
   /** Scripts are rewritten in memory; real ones are a few KB. */
   private static final int MAX_SCRIPT_BYTES = 16 << 20;
+
+  /** Larger sources stay out of the layer's {@link ModuleBundle} (generated tables, mostly). */
+  private static final long MAX_BUNDLED = 8 << 20;
 
   /** Jib's time for layer entries (FileEntriesLayer.DEFAULT_MODIFICATION_TIME). */
   private static final long ENTRY_TIME_SECONDS = 1;
@@ -313,13 +317,14 @@ final class WheelInstall {
 
   /** Writes the planned files, and their parent directories, as a gzip tar. */
   private Result write(ZipFile zip, Path out, int gzipLevel) throws IOException {
+    TreeMap<String, Planned> entries = new TreeMap<>(plan);
+    addModuleBundle(zip, entries);
     TreeSet<String> dirs = new TreeSet<>();
-    for (String path : plan.keySet()) {
+    for (String path : entries.keySet()) {
       for (int slash = path.indexOf('/'); slash > 0; slash = path.indexOf('/', slash + 1)) {
         dirs.add(path.substring(0, slash + 1));
       }
     }
-    TreeMap<String, Planned> entries = new TreeMap<>(plan);
     dirs.forEach(d -> entries.put(d, null));
 
     MessageDigest compressed = WheelRecord.digest("sha256");
@@ -335,19 +340,10 @@ final class WheelInstall {
       tar.setBigNumberMode(TarArchiveOutputStream.BIGNUMBER_POSIX);
       for (Map.Entry<String, Planned> e : entries.entrySet()) {
         Planned f = e.getValue();
-        TarArchiveEntry header =
-            new TarArchiveEntry(
-                e.getKey(), f == null ? TarArchiveEntry.LF_DIR : TarArchiveEntry.LF_NORMAL);
-        header.setMode(f == null ? 040755 : 0100000 | f.mode());
-        header.setUserId(0);
-        header.setGroupId(0);
-        header.setUserName("");
-        header.setGroupName("");
-        header.setModTime(ENTRY_TIME_SECONDS * 1000);
-        if (f != null) {
-          header.setSize(f.bytes() != null ? f.bytes().length : f.size());
-        }
-        tar.putArchiveEntry(header);
+        tar.putArchiveEntry(
+            f == null
+                ? header(e.getKey(), -1, 0)
+                : header(e.getKey(), f.mode(), f.bytes() != null ? f.bytes().length : f.size()));
         if (f != null && f.bytes() != null) {
           tar.write(f.bytes());
         } else if (f != null) {
@@ -360,6 +356,55 @@ final class WheelInstall {
     Digest digest = Digest.fromSha(compressed);
     return new Result(
         digest, plain ? digest : Digest.fromSha(uncompressed), Files.size(out), plan.size());
+  }
+
+  /**
+   * Adds the layer's {@link ModuleBundle} of sources to {@code entries}. The sources are read from
+   * the zip (and checked) here, and then written to the tar from memory.
+   */
+  private void addModuleBundle(ZipFile zip, TreeMap<String, Planned> entries) throws IOException {
+    ModuleBundle modules = new ModuleBundle();
+    for (Map.Entry<String, Planned> e : entries.entrySet()) {
+      String path = "/" + e.getKey();
+      Planned f = e.getValue();
+      if (!ModuleBundle.bundled(path, layout.purelib(), layout.platlib())) {
+        continue;
+      }
+      if (ModuleBundle.isExtension(path)) {
+        modules.add(ModuleBundle.OTHER, path, new byte[0]);
+      } else if (path.endsWith(".py") && f.size() <= MAX_BUNDLED) {
+        byte[] source = f.bytes();
+        if (source == null) {
+          ByteArrayOutputStream out = new ByteArrayOutputStream((int) f.size());
+          copy(zip, f, out);
+          source = out.toByteArray();
+          e.setValue(new Planned(f.mode(), f.size(), null, null, source));
+        }
+        modules.add(ModuleBundle.SOURCE, path, source);
+      }
+    }
+    if (!modules.isEmpty()) {
+      byte[] bytes = modules.toBytes();
+      entries.put(
+          ModuleBundle.target(name.filename().replaceFirst("\\.whl$", ""), ModuleBundle.SOURCE),
+          new Planned(0644, bytes.length, null, null, bytes));
+    }
+  }
+
+  /** A tar entry: a directory when {@code mode} is -1, else a file of {@code size} bytes. */
+  private static TarArchiveEntry header(String path, int mode, long size) {
+    TarArchiveEntry header =
+        new TarArchiveEntry(path, mode < 0 ? TarArchiveEntry.LF_DIR : TarArchiveEntry.LF_NORMAL);
+    header.setMode(mode < 0 ? 040755 : 0100000 | mode);
+    header.setUserId(0);
+    header.setGroupId(0);
+    header.setUserName("");
+    header.setGroupName("");
+    header.setModTime(ENTRY_TIME_SECONDS * 1000);
+    if (mode >= 0) {
+      header.setSize(size);
+    }
+    return header;
   }
 
   /** Streams one file from the zip into the tar, checking size and hash against RECORD. */

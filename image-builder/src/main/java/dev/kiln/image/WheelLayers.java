@@ -54,7 +54,7 @@ public final class WheelLayers {
    * Part of every layer's key: change it whenever the layer for a given wheel and layout changes,
    * so that old layers are not reused.
    */
-  static final String FORMAT = "kiln-wheel-layer 3";
+  static final String FORMAT = "kiln-wheel-layer 4";
 
   private static final String TEMP_PREFIX = ".tmp-";
   private static final Duration STALE_TEMP = Duration.ofHours(1);

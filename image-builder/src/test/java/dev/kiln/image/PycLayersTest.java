@@ -8,10 +8,13 @@ import dev.kiln.cache.FetchInputs;
 import dev.kiln.resolver.TargetEnvironment;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Base64;
 import java.util.HexFormat;
 import java.util.List;
@@ -124,10 +127,31 @@ class PycLayersTest {
     Map<String, LayoutCheck.Entry> alpha =
         LayoutCheck.entries(layers.get(0).blob().file()).stream()
             .collect(Collectors.toMap(LayoutCheck.Entry::name, e -> e));
-    assertThat(LayoutCheck.entries(layers.get(0).blob().file()))
-        .extracting(LayoutCheck.Entry::name)
+    List<String> names =
+        LayoutCheck.entries(layers.get(0).blob().file()).stream()
+            .map(LayoutCheck.Entry::name)
+            .toList();
+    assertThat(names.get(2)).matches("kiln/modules/[0-9a-z_.-]+\\.pyc\\.kmb");
+    // The same byte code as one module bundle, under the sources' paths.
+    ByteBuffer bundle =
+        ByteBuffer.wrap(alpha.get(names.get(2)).content()).order(ByteOrder.LITTLE_ENDIAN);
+    bundle.position(8);
+    assertThat(bundle.getInt()).isEqualTo(2);
+    assertThat(bundle.get()).as("byte code").isEqualTo((byte) 1);
+    byte[] path = new byte[bundle.getShort()];
+    bundle.get(path);
+    assertThat(new String(path, StandardCharsets.UTF_8)).isEqualTo("/py/pure/alpha/__init__.py");
+    int offset = Math.toIntExact(bundle.getLong());
+    byte[] first = pyc("/py/pure/alpha/__init__.py");
+    assertThat(bundle.getLong()).isEqualTo(first.length);
+    assertThat(Arrays.copyOfRange(alpha.get(names.get(2)).content(), offset, offset + first.length))
+        .isEqualTo(first);
+    assertThat(names)
         .as("sorted, every parent listed")
         .containsExactly(
+            "kiln/",
+            "kiln/modules/",
+            names.get(2),
             "py/",
             "py/pure/",
             "py/pure/alpha/",

@@ -8,6 +8,8 @@ import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -22,6 +24,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -120,7 +123,8 @@ class WheelLayersTest {
             "py/include/demo_pkg/demo.h",
             "py/data/share/demo/README",
             "py/plat/demo_native/__init__.py",
-            "py/pure/demo_extra/__init__.py");
+            "py/pure/demo_extra/__init__.py",
+            "kiln/modules/demo_pkg-1.2.0-py3-none-any.src.kmb");
 
     // Modes: scripts and files the wheel marks executable are 0755, the rest 0644.
     assertThat(mode(files, "py/pure/demo_pkg/tool.sh")).isEqualTo(0755);
@@ -156,9 +160,10 @@ class WheelLayersTest {
             "../plat/demo_native/__init__.py,sha256="
                 + TestWheels.sha256("NATIVE = True\n".getBytes(StandardCharsets.UTF_8))
                 + ",14")
-        .hasSize(files.size());
+        .as("every file but the module bundle, which is Kiln's, outside site-packages")
+        .hasSize(files.size() - 1);
     for (Map.Entry<String, LayoutCheck.Entry> f : files.entrySet()) {
-      if (!f.getKey().endsWith("/RECORD")) {
+      if (!f.getKey().endsWith("/RECORD") && !f.getKey().startsWith("kiln/")) {
         String rel = Path.of("/py/pure").relativize(Path.of("/" + f.getKey())).toString();
         byte[] content = f.getValue().content();
         assertThat(record.lines())
@@ -169,6 +174,48 @@ class WheelLayersTest {
   }
 
   @Test
+  void theLayerBundlesItsModulesSourcesButNotTestsNorExtensions() throws Exception {
+    byte[] init = "from .core import f\n".getBytes(StandardCharsets.UTF_8);
+    Path wheel =
+        new TestWheels("bundled", "1.0", false)
+            .file("bundled/__init__.py", init, 0644)
+            .file("bundled/core.py", "def f():\n    return 1\n")
+            .file("bundled/fast.cpython-311-x86_64-linux-gnu.so", "ELF")
+            .file("bundled/tests/__init__.py", "")
+            .file("bundled/tests/test_core.py", "def test():\n    pass\n")
+            .file("bundled/data.txt", "data\n")
+            .write(tmp.resolve("wheels"));
+    LayerSpec layer =
+        new WheelLayers(tmp.resolve("work"))
+            .layerFor(wheel, wheel.getFileName().toString(), TestWheels.SPLIT);
+    Map<String, LayoutCheck.Entry> files = files(layer);
+    String target = "kiln/modules/bundled-1.0-py3-none-any.src.kmb";
+    assertThat(files).containsKey(target);
+
+    ByteBuffer b = ByteBuffer.wrap(files.get(target).content()).order(ByteOrder.LITTLE_ENDIAN);
+    byte[] magic = new byte[8];
+    b.get(magic);
+    assertThat(new String(magic, StandardCharsets.US_ASCII)).isEqualTo("KILNMB1\n");
+    Map<String, String> entries = new TreeMap<>();
+    for (int i = b.getInt(); i > 0; i--) {
+      int kind = b.get();
+      byte[] path = new byte[b.getShort()];
+      b.get(path);
+      int offset = Math.toIntExact(b.getLong());
+      int length = Math.toIntExact(b.getLong());
+      String content =
+          new String(files.get(target).content(), offset, length, StandardCharsets.UTF_8);
+      entries.put(new String(path, StandardCharsets.UTF_8), kind + ":" + content);
+    }
+    assertThat(entries)
+        .containsExactly(
+            Map.entry("/py/plat/bundled/__init__.py", "0:from .core import f\n"),
+            Map.entry("/py/plat/bundled/core.py", "0:def f():\n    return 1\n"),
+            Map.entry("/py/plat/bundled/fast.cpython-311-x86_64-linux-gnu.so", "2:"));
+    assertThat(files.get("py/plat/bundled/__init__.py").content()).isEqualTo(init);
+  }
+
+  @Test
   void layerTarsAreReproducibleAndListEveryDirectory() throws Exception {
     Path wheel = demo().write(tmp.resolve("wheels"));
     LayerSpec layer =
@@ -176,7 +223,10 @@ class WheelLayersTest {
             .layerFor(wheel, wheel.getFileName().toString(), TestWheels.SPLIT);
     List<LayoutCheck.Entry> entries = LayoutCheck.entries(layer.blob().file());
     List<String> names = entries.stream().map(LayoutCheck.Entry::name).toList();
-    assertThat(names).isSorted().startsWith("py/", "py/bin/").contains("py/pure/demo_pkg/");
+    assertThat(names)
+        .isSorted()
+        .startsWith("kiln/", "kiln/modules/", "kiln/modules/demo_pkg-1.2.0-py3-none-any.src.kmb")
+        .contains("py/", "py/bin/", "py/pure/demo_pkg/");
     assertThat(names)
         .as("every parent directory is listed")
         .allSatisfy(

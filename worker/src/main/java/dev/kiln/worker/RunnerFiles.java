@@ -44,6 +44,7 @@ public final class RunnerFiles {
   private static final List<String> RUNNER_FILES =
       List.of(
           "kiln_runner.py",
+          "kiln_modules.py",
           "kiln_serve.py",
           "kiln_calls.py",
           "kiln_columns.py",

@@ -27,6 +27,7 @@ class RunnerFilesTest {
     assertThat(files)
         .containsOnlyKeys(
             "/kiln/runner/kiln_runner.py",
+            "/kiln/runner/kiln_modules.py",
             "/kiln/runner/kiln_serve.py",
             "/kiln/runner/kiln_calls.py",
             "/kiln/runner/kiln_columns.py",

@@ -16,6 +16,7 @@ The runner is a few modules, each with one concern, each importing only those
 below it:
 
     kiln_runner.py   this entry point: init mode, or serve mode from kiln_serve
+    kiln_modules.py  packages' modules from the image's module bundles
     kiln_serve.py    loading the UDF and the serve loop
     kiln_calls.py    decorator options and error messages (imported on first use)
     kiln_columns.py  the column codecs of the flat types
@@ -52,13 +53,12 @@ def main(argv):
     mode = argv[1] if len(argv) > 1 else ""
     if mode == "init":
         return init()
-    if mode == "serve":
+    if mode in ("serve", "pooled"):
         # From this script's directory, first on sys.path until the UDF's imports are set up.
+        import kiln_modules
+        kiln_modules.install()
         import kiln_serve
-        return kiln_serve.serve()
-    if mode == "pooled":
-        import kiln_serve
-        return kiln_serve.serve(pooled=True)
+        return kiln_serve.serve(pooled=mode == "pooled")
     sys.stderr.write("usage: kiln_runner.py init|serve|pooled\n")
     return 64
 
