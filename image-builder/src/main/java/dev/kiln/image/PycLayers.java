@@ -79,9 +79,6 @@ final class PycLayers {
    */
   static final long MIN_SOURCE_BYTES = 128 << 10;
 
-  /** Jib's time for layer entries, as in wheel layers. */
-  private static final long ENTRY_TIME_SECONDS = 1;
-
   /**
    * Run by the base's python3 with the directories and files to compile as arguments. Prints the
    * interpreter's cache tag on the first line, then {@code <source path> TAB <sha256 of the pyc>
@@ -489,19 +486,10 @@ final class PycLayers {
         tar.setBigNumberMode(TarArchiveOutputStream.BIGNUMBER_POSIX);
         for (Map.Entry<String, byte[]> e : entries.entrySet()) {
           byte[] bytes = e.getValue();
-          TarArchiveEntry header =
-              new TarArchiveEntry(
-                  e.getKey(), bytes == null ? TarArchiveEntry.LF_DIR : TarArchiveEntry.LF_NORMAL);
-          header.setMode(bytes == null ? 040755 : 0100644);
-          header.setUserId(0);
-          header.setGroupId(0);
-          header.setUserName("");
-          header.setGroupName("");
-          header.setModTime(ENTRY_TIME_SECONDS * 1000);
-          if (bytes != null) {
-            header.setSize(bytes.length);
-          }
-          tar.putArchiveEntry(header);
+          tar.putArchiveEntry(
+              bytes == null
+                  ? TarEntries.header(e.getKey(), -1, 0)
+                  : TarEntries.header(e.getKey(), 0644, bytes.length));
           if (bytes != null) {
             tar.write(bytes);
           }

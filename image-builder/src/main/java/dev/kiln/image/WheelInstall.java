@@ -25,7 +25,6 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.zip.ZipException;
-import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
 import org.apache.commons.compress.archivers.zip.ZipArchiveEntry;
 import org.apache.commons.compress.archivers.zip.ZipFile;
@@ -69,9 +68,6 @@ final class WheelInstall {
 
   /** Larger sources stay out of the layer's {@link ModuleBundle} (generated tables, mostly). */
   private static final long MAX_BUNDLED = 8 << 20;
-
-  /** Jib's time for layer entries (FileEntriesLayer.DEFAULT_MODIFICATION_TIME). */
-  private static final long ENTRY_TIME_SECONDS = 1;
 
   private static final byte[] PYTHON_SHEBANG = "#!python".getBytes(StandardCharsets.US_ASCII);
   private static final Set<String> RECORD_FILES = Set.of("RECORD", "RECORD.jws", "RECORD.p7s");
@@ -342,8 +338,9 @@ final class WheelInstall {
         Planned f = e.getValue();
         tar.putArchiveEntry(
             f == null
-                ? header(e.getKey(), -1, 0)
-                : header(e.getKey(), f.mode(), f.bytes() != null ? f.bytes().length : f.size()));
+                ? TarEntries.header(e.getKey(), -1, 0)
+                : TarEntries.header(
+                    e.getKey(), f.mode(), f.bytes() != null ? f.bytes().length : f.size()));
         if (f != null && f.bytes() != null) {
           tar.write(f.bytes());
         } else if (f != null) {
@@ -389,22 +386,6 @@ final class WheelInstall {
           ModuleBundle.target(name.filename().replaceFirst("\\.whl$", ""), ModuleBundle.SOURCE),
           new Planned(0644, bytes.length, null, null, bytes));
     }
-  }
-
-  /** A tar entry: a directory when {@code mode} is -1, else a file of {@code size} bytes. */
-  private static TarArchiveEntry header(String path, int mode, long size) {
-    TarArchiveEntry header =
-        new TarArchiveEntry(path, mode < 0 ? TarArchiveEntry.LF_DIR : TarArchiveEntry.LF_NORMAL);
-    header.setMode(mode < 0 ? 040755 : 0100000 | mode);
-    header.setUserId(0);
-    header.setGroupId(0);
-    header.setUserName("");
-    header.setGroupName("");
-    header.setModTime(ENTRY_TIME_SECONDS * 1000);
-    if (mode >= 0) {
-      header.setSize(size);
-    }
-    return header;
   }
 
   /** Streams one file from the zip into the tar, checking size and hash against RECORD. */
