@@ -264,7 +264,9 @@ final class BatchEncoder {
    * offsets and bytes.
    */
   private static void writeVarWidth(Sink s, FieldVector v, int start, int n, int flagsAt) {
-    if (v instanceof BaseVariableWidthViewVector view && writeViewsSeparated(s, view, start, n)) {
+    boolean nulls = (s.buf[flagsAt] & TypeCode.HAS_NULLS) != 0;
+    if (v instanceof BaseVariableWidthViewVector view
+        && writeViewsSeparated(s, view, start, n, nulls)) {
       s.buf[flagsAt] |= (byte) TypeCode.SEPARATED;
       return;
     }
@@ -309,11 +311,10 @@ final class BatchEncoder {
    * nothing counts as written ({@code s.pos} stays) and this returns false.
    */
   private static boolean writeViewsSeparated(
-      Sink s, BaseVariableWidthViewVector view, int start, int n) {
+      Sink s, BaseVariableWidthViewVector view, int start, int n, boolean nulls) {
     int size = BaseVariableWidthViewVector.ELEMENT_SIZE;
     byte[] views = new byte[n * size];
     view.getDataBuffer().getBytes((long) start * size, views, 0, views.length);
-    boolean nulls = hasNulls(view, start, n);
     ArrowBuf bitmap = view.getValidityBuffer();
     long total = Math.max(n - 1, 0);
     for (int i = 0; i < n; i++) {
