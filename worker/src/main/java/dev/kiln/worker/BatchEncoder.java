@@ -337,16 +337,7 @@ final class BatchEncoder {
       if (nulls && BitVectorHelper.get(bitmap, start + i) == 0) {
         continue;
       }
-      int at = i * size;
-      int length = (int) INT.get(views, at);
-      if (length <= BaseVariableWidthViewVector.INLINE_SIZE) {
-        System.arraycopy(views, at + 4, out, pos, length);
-      } else {
-        int bufferIndex = (int) INT.get(views, at + 8);
-        int bufferOffset = (int) INT.get(views, at + 12);
-        buffers.get(bufferIndex).getBytes(bufferOffset, out, pos, length);
-      }
-      pos += length;
+      pos += copyView(views, i * size, buffers, out, pos);
     }
     if (zeroBytes(out, header + 9, pos) != Math.max(n - 1, 0)) {
       return false;
@@ -355,6 +346,22 @@ final class BatchEncoder {
     LONG.set(out, header + 1, total);
     s.pos = pos;
     return true;
+  }
+
+  /**
+   * Copies the value of the view at {@code views[at]} to {@code out[pos]}: from inside the view
+   * when it is short, else from the data buffer it names. Returns its length.
+   */
+  private static int copyView(byte[] views, int at, List<ArrowBuf> buffers, byte[] out, int pos) {
+    int length = (int) INT.get(views, at);
+    if (length <= BaseVariableWidthViewVector.INLINE_SIZE) {
+      System.arraycopy(views, at + 4, out, pos, length);
+    } else {
+      int bufferIndex = (int) INT.get(views, at + 8);
+      int bufferOffset = (int) INT.get(views, at + 12);
+      buffers.get(bufferIndex).getBytes(bufferOffset, out, pos, length);
+    }
+    return length;
   }
 
   /** How many bytes of {@code a[from, to)} are 0, eight at a time. */
@@ -462,16 +469,7 @@ final class BatchEncoder {
       if (valid != null && valid[i] == 0) {
         continue;
       }
-      int at = i * size;
-      int length = (int) INT.get(views, at);
-      if (length <= BaseVariableWidthViewVector.INLINE_SIZE) {
-        System.arraycopy(views, at + 4, data, offset, length);
-      } else {
-        int bufferIndex = (int) INT.get(views, at + 8);
-        int bufferOffset = (int) INT.get(views, at + 12);
-        buffers.get(bufferIndex).getBytes(bufferOffset, data, offset, length);
-      }
-      offset += length;
+      offset += copyView(views, i * size, buffers, data, offset);
     }
     offsets[n] = offset;
     return new Gathered(data, offsets);
