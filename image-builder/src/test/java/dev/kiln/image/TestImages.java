@@ -30,6 +30,11 @@ final class TestImages {
    * The real Python base image archive: {@code KILN_BASE_IMAGE} (system property or environment),
    * else {@code ${KILN_CACHE_DIR:-$HOME/.cache/kiln}/base/debian-bookworm-python3.tar}.
    */
+  /** An image of {@code layers} over the base, with no command, variables or labels. */
+  static ImageRequest request(String name, List<LayerSpec> layers) {
+    return new ImageRequest(name, layers, List.of(), List.of(), Map.of(), "/", Map.of());
+  }
+
   static Path baseArchive() {
     String configured = System.getProperty("KILN_BASE_IMAGE", System.getenv("KILN_BASE_IMAGE"));
     Path archive;

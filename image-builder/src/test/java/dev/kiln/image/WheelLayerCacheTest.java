@@ -125,16 +125,7 @@ class WheelLayerCacheTest {
         new LayerSpec("code", List.of(LayerFile.ofBytes("/kiln/udf/udf.py", new byte[1], 0644)));
     try (ImageBuilder builder = new ImageBuilder(base, tmp.resolve("images"))) {
       assertThatThrownBy(
-              () ->
-                  builder.build(
-                      new ImageRequest(
-                          "kiln/udf:x",
-                          List.of(code, layer),
-                          List.of(),
-                          List.of(),
-                          Map.of(),
-                          "/",
-                          Map.of())))
+              () -> builder.build(TestImages.request("kiln/udf:x", List.of(code, layer))))
           .isInstanceOf(IllegalArgumentException.class)
           .hasMessageContaining("comes after layer code; put built (package) layers first");
       Files.delete(layer.blob().file());
