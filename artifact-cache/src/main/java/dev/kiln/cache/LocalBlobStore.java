@@ -83,6 +83,33 @@ public final class LocalBlobStore implements BlobStore {
     return d;
   }
 
+  /**
+   * Stores {@code file}, which the caller wrote and knows to hold {@code expected}, as a hard link
+   * instead of a copy: no second write of its bytes. Only its size is checked. Returns false when
+   * it cannot be linked here (another file system, or not the size expected): then {@link #put} it,
+   * which checks its hash.
+   */
+  public boolean link(Digest expected, Path file, long size) throws IOException {
+    if (contains(expected)) {
+      return true;
+    }
+    if (Files.size(file) != size) {
+      return false;
+    }
+    Path temp = tmp.resolve(UUID.randomUUID() + ".part");
+    try {
+      Files.createLink(temp, file);
+    } catch (IOException | UnsupportedOperationException e) {
+      return false;
+    }
+    try {
+      move(temp, path(expected));
+      return true;
+    } finally {
+      Files.deleteIfExists(temp);
+    }
+  }
+
   private Digest write(Digest expected, InputStream content) throws IOException {
     Path temp = tmp.resolve(UUID.randomUUID() + ".part");
     MessageDigest sha = Digest.newSha256();

@@ -6,7 +6,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.SimpleFileVisitor;
 import java.nio.file.attribute.BasicFileAttributes;
+import java.util.HashSet;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 
 /**
@@ -26,6 +28,7 @@ final class DiskUsage {
   /** The use of each kind under {@code data}, by kind name. */
   static Map<String, Use> measure(Path data) throws IOException {
     Map<String, long[]> sums = new TreeMap<>();
+    Set<Object> seen = new HashSet<>();
     if (!Files.isDirectory(data)) {
       return Map.of();
     }
@@ -46,7 +49,12 @@ final class DiskUsage {
           @Override
           public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) {
             long[] s = sums.computeIfAbsent(kind(data.relativize(file)), k -> new long[2]);
-            s[0] += attrs.size();
+            // A file linked under two names (a package layer in the wheel cache and in the image
+            // layout) takes its bytes once, under the first name met.
+            Object key = attrs.fileKey();
+            if (key == null || seen.add(key)) {
+              s[0] += attrs.size();
+            }
             s[1]++;
             return FileVisitResult.CONTINUE;
           }

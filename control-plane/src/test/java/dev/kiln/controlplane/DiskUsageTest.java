@@ -11,10 +11,10 @@ import org.junit.jupiter.api.io.TempDir;
 class DiskUsageTest {
   @TempDir Path data;
 
-  private void file(String rel, int bytes) throws Exception {
+  private Path file(String rel, int bytes) throws Exception {
     Path p = data.resolve(rel);
     Files.createDirectories(p.getParent());
-    Files.write(p, new byte[bytes]);
+    return Files.write(p, new byte[bytes]);
   }
 
   @Test
@@ -40,5 +40,16 @@ class DiskUsageTest {
     assertThat(use.get("records")).isEqualTo(new DiskUsage.Use(35, 2));
     assertThat(use.get("temporary")).isEqualTo(new DiskUsage.Use(1, 1));
     assertThat(use).doesNotContainKey("other");
+  }
+
+  @Test
+  void aFileLinkedUnderTwoNamesTakesItsBytesOnce() throws Exception {
+    Path layer = file("wheel-layers/k.tar", 500);
+    Path blob = data.resolve("images/oci/blobs/sha256/bb");
+    Files.createDirectories(blob.getParent());
+    Files.createLink(blob, layer);
+    var use = DiskUsage.measure(data);
+    assertThat(use.get("images").bytes() + use.get("wheel-layers").bytes()).isEqualTo(500);
+    assertThat(use.get("images").files() + use.get("wheel-layers").files()).isEqualTo(2);
   }
 }

@@ -242,7 +242,8 @@ final class OciLayout {
     for (int i = 0; i < built.size(); i++) {
       LayerSpec spec = built.get(i);
       LayerBlob blob = spec.blob();
-      if (!blobs.contains(blob.digest())) {
+      // A package layer's file is Kiln's own, written once: linked, not copied a second time.
+      if (!blobs.link(blob.digest(), blob.file(), blob.size())) {
         try (InputStream in = Files.newInputStream(blob.file())) {
           blobs.put(blob.digest(), in);
         }

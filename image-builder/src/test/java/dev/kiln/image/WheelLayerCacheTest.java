@@ -112,6 +112,10 @@ class WheelLayerCacheTest {
       assertThat(history.get(history.size() - 1).path("comment").asText()).isEqualTo("code");
       assertThat(image.config().path("config").path("Entrypoint").get(0).asText())
           .isEqualTo("/usr/bin/python3");
+      Path stored = builder.layoutDir().resolve("blobs/sha256/" + first.blob().digest().hex());
+      assertThat(Files.isSameFile(stored, first.blob().file()))
+          .as("the layout links the layer's file, it does not write its bytes again")
+          .isTrue();
     }
   }
 
