@@ -141,6 +141,9 @@ public final class RunscProvisioner implements Provisioner {
     // held by the read lock.
     layerUse.readLock().lock();
     try {
+      // Again under the lock: close() takes the write lock, so a start either finished mounting
+      // and is among the live sandboxes close() stops, or sees it closed here and mounts nothing.
+      ensureOpen();
       layerDirs = layers.extractAll(spec.image().layers());
       t1 = System.nanoTime();
       Path dir = Files.createDirectory(sandboxesDir.resolve(id));
@@ -252,7 +255,17 @@ public final class RunscProvisioner implements Provisioner {
         return;
       }
       closed = true;
-      toStop = new ArrayList<>(live);
+    }
+    // Waits for starts that are mounting a root file system: their sandboxes are live after, and
+    // stopped here. Stopping only what was live before let a background start that was under way
+    // leave its root file system mounted after close() returned.
+    layerUse.writeLock().lock();
+    try {
+      synchronized (lifecycle) {
+        toStop = new ArrayList<>(live);
+      }
+    } finally {
+      layerUse.writeLock().unlock();
     }
     long t0 = System.nanoTime();
     // In parallel: the control plane calls this from a shutdown hook, where time is short.
