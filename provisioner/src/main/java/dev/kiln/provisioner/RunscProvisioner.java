@@ -130,7 +130,6 @@ public final class RunscProvisioner implements Provisioner {
   @Override
   public Sandbox start(SandboxSpec spec) throws IOException, InterruptedException {
     Objects.requireNonNull(spec, "spec");
-    ensureOpen();
     String id = newId(spec.name());
     long t0 = System.nanoTime();
     RunscSandbox sandbox;
@@ -141,8 +140,8 @@ public final class RunscProvisioner implements Provisioner {
     // held by the read lock.
     layerUse.readLock().lock();
     try {
-      // Again under the lock: close() takes the write lock, so a start either finished mounting
-      // and is among the live sandboxes close() stops, or sees it closed here and mounts nothing.
+      // Under the lock: close() takes the write lock, so a start either finished mounting and is
+      // among the live sandboxes close() stops, or sees it closed here and mounts nothing.
       ensureOpen();
       layerDirs = layers.extractAll(spec.image().layers());
       t1 = System.nanoTime();

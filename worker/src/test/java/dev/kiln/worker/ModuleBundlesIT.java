@@ -16,8 +16,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The runner's {@code kiln_modules.py} with module bundles as PROTOCOL.md describes them (the image
- * builder's {@code ModuleBundle} writes them; written here by hand), in a host {@code python3}.
+ * The runner's module bundles ({@code kiln_runner.module_bundles}, {@code kiln_modules.py}) as
+ * PROTOCOL.md describes them (the image builder's {@code ModuleBundle} writes them; written here by
+ * hand), in a host {@code python3}.
  */
 class ModuleBundlesIT {
   @TempDir Path tmp;
@@ -78,8 +79,8 @@ class ModuleBundlesIT {
             "\n",
             "import sys, os",
             "sys.path.insert(0, " + quoted(runner) + ")",
-            "import kiln_modules",
-            "print('dirs', kiln_modules.install())",
+            "import kiln_runner",
+            "print('dirs', kiln_runner.module_bundles())",
             "print('env', os.environ.get('KILN_MODULE_BUNDLES'))",
             "sys.path.insert(0, " + quoted(site) + ")",
             "import pkg, pkg.core, pkg.native, plain, inspect, pkgutil",

@@ -18,19 +18,16 @@ tracebacks, inspect and package resources read the files in the image.
 
 import sys
 
-DEFAULT_DIR = "/kiln/modules"
 _MAGIC = b"KILNMB1\n"
 _SOURCE, _BYTECODE, _OTHER = 0, 1, 2
 
 
-def install(directory=None):
-    """Serves modules from every bundle in directory ($KILN_MODULE_BUNDLES, else
-    /kiln/modules). Returns how many directories got a finder: 0 without
-    bundles, and on any problem with them (the normal path finder then works as
-    it always does)."""
+def install(directory):
+    """Serves modules from every bundle in directory (kiln_runner.module_bundles
+    says which). Returns how many directories got a finder: 0 without bundles,
+    and on any problem with them (the normal path finder then works as it
+    always does)."""
     import os
-    if directory is None:
-        directory = os.environ.pop("KILN_MODULE_BUNDLES", DEFAULT_DIR)
     try:
         names = sorted(os.listdir(directory))
     except OSError:

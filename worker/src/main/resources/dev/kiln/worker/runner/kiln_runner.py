@@ -49,14 +49,27 @@ def init():
     return 0
 
 
+def module_bundles():
+    """Serves packages' modules from the image's module bundles (kiln_modules), if it has any:
+    every *.kmb file in $KILN_MODULE_BUNDLES (default /kiln/modules; the variable is removed).
+    Returns how many directories got a finder. Most UDFs have no packages, so kiln_modules is
+    only imported when the directory exists: compiling it costs a runner about 6 ms under gVisor.
+    os is loaded already (site imports it)."""
+    import os
+    directory = os.environ.pop("KILN_MODULE_BUNDLES", "/kiln/modules")
+    if not os.path.isdir(directory):
+        return 0
+    import kiln_modules
+    return kiln_modules.install(directory)
+
+
 def main(argv):
     mode = argv[1] if len(argv) > 1 else ""
     if mode == "init":
         return init()
     if mode in ("serve", "pooled"):
+        module_bundles()
         # From this script's directory, first on sys.path until the UDF's imports are set up.
-        import kiln_modules
-        kiln_modules.install()
         import kiln_serve
         return kiln_serve.serve(pooled=mode == "pooled")
     sys.stderr.write("usage: kiln_runner.py init|serve|pooled\n")
