@@ -19,6 +19,9 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 
@@ -146,6 +149,7 @@ final class FastClientThroughput {
       DatabendClient.Resource add = udfs.get(Function.ADD_BIGINT.ordinal());
       latency.set("kiln", latency(venv, client, add.endpoint(), add.headers(), s.latencyCalls()));
       latency.set("pyarrow_server", floorLatency(venv, client, s.latencyCalls()));
+      latency.set("kiln_pool_refills", refillLatency(venv, client, server, add, s.latencyCalls()));
     } finally {
       deleteTree(data);
     }
@@ -199,6 +203,127 @@ final class FastClientThroughput {
       node.put("p99_ms", Double.parseDouble(line[2]));
       node.put("mean_ms", Double.parseDouble(line[3]));
       return node;
+    }
+  }
+
+  /**
+   * What warm-pool refills cost hot calls: the same latency calls in pairs of blocks, the second of
+   * each pair while refills are due all the time (each time the pool is full, its oldest sandbox is
+   * recycled; no UDF takes any), the first as the quiet peer. Pairs alternate so that the machine's
+   * drift falls on both alike. Four short pairs (refills wait for the calls to pause), then one
+   * long pair of about 14 s of unbroken calls (a refill waits 10 s at most, then goes ahead at the
+   * least CPU priority).
+   */
+  static ObjectNode refillLatency(
+      BenchVenv venv, String script, KilnServer server, DatabendClient.Resource r, int n)
+      throws Exception {
+    AtomicInteger recycled = new AtomicInteger();
+    List<List<Double>> quiet = new ArrayList<>(List.of(new ArrayList<>(), new ArrayList<>()));
+    List<List<Double>> refilling = new ArrayList<>(List.of(new ArrayList<>(), new ArrayList<>()));
+    long[] refillsDuring = new long[2];
+    for (int b = 0; b < 4; b++) {
+      refillsDuring[0] +=
+          pair(
+              venv,
+              script,
+              server,
+              r,
+              Math.max(20, n / 4),
+              quiet.get(0),
+              refilling.get(0),
+              recycled);
+    }
+    int longBlock = (int) Math.ceil(14_000 / ColdStartBenchmark.percentile(quiet.get(0), 50));
+    refillsDuring[1] +=
+        pair(venv, script, server, r, longBlock, quiet.get(1), refilling.get(1), recycled);
+    ObjectNode node = JSON.createObjectNode();
+    node.put("sandboxes_recycled", recycled.get());
+    node.put("refills_deferred", Math.round(counter(server, "kiln.warm.pool.refills.deferred")));
+    for (int i = 0; i < 2; i++) {
+      ObjectNode o = node.putObject(i == 0 ? "short_blocks" : "long_block");
+      o.put("calls_each", quiet.get(i).size());
+      o.put("refills_done_during_the_calls", refillsDuring[i]);
+      o.put("quiet_p50_ms", ColdStartBenchmark.percentile(quiet.get(i), 50));
+      o.put("quiet_p99_ms", ColdStartBenchmark.percentile(quiet.get(i), 99));
+      o.put("quiet_max_ms", ColdStartBenchmark.percentile(quiet.get(i), 100));
+      o.put("refilling_p50_ms", ColdStartBenchmark.percentile(refilling.get(i), 50));
+      o.put("refilling_p99_ms", ColdStartBenchmark.percentile(refilling.get(i), 99));
+      o.put("refilling_max_ms", ColdStartBenchmark.percentile(refilling.get(i), 100));
+    }
+    return node;
+  }
+
+  /**
+   * One quiet block of {@code calls} latency calls, then one while refills are due; returns the
+   * refills done during the second.
+   */
+  private static long pair(
+      BenchVenv venv,
+      String script,
+      KilnServer server,
+      DatabendClient.Resource r,
+      int calls,
+      List<Double> quiet,
+      List<Double> refilling,
+      AtomicInteger recycled)
+      throws Exception {
+    ColdStartBenchmark.await(
+        server,
+        "the warm pool fills",
+        () ->
+            ColdStartBenchmark.gauge(server, "kiln.warm.pool.ready") >= server.config().warmPool());
+    quiet.addAll(latencyTimes(venv, script, r, calls));
+    AtomicBoolean on = new AtomicBoolean(true);
+    // From the client's first measured call on (after its 20 warm-up calls): a refill that
+    // started before the calls did is not one that calls could hold back.
+    double started = batches(server) + 20;
+    Thread recycler =
+        Thread.ofPlatform()
+            .name("bench-recycler")
+            .start(
+                () -> {
+                  while (on.get() && batches(server) < started) {
+                    LockSupport.parkNanos(Duration.ofMillis(1).toNanos());
+                  }
+                  while (on.get()) {
+                    if (server.recycleWarmSandbox()) {
+                      recycled.incrementAndGet();
+                    }
+                    LockSupport.parkNanos(Duration.ofMillis(20).toNanos());
+                  }
+                });
+    double refills = counter(server, "kiln.warm.pool.refills");
+    try {
+      refilling.addAll(latencyTimes(venv, script, r, calls));
+    } finally {
+      on.set(false);
+      recycler.join();
+    }
+    return Math.round(counter(server, "kiln.warm.pool.refills") - refills);
+  }
+
+  /** Batches the server's Flight endpoint has answered, all UDFs together. */
+  private static double batches(KilnServer server) {
+    return server.meters().find("kiln.worker.batches").counters().stream()
+        .mapToDouble(c -> c.count())
+        .sum();
+  }
+
+  private static double counter(KilnServer server, String name) {
+    return server.meters().get(name).functionCounter().count();
+  }
+
+  /** {@code n} latency calls after a warm-up; each call's ms. */
+  private static List<Double> latencyTimes(
+      BenchVenv venv, String script, DatabendClient.Resource r, int n) throws Exception {
+    List<String> command = new ArrayList<>(List.of(venv.python(), script, "latency", r.endpoint()));
+    command.add(Integer.toString(n));
+    r.headers().forEach((k, v) -> command.add(k + "=" + v));
+    try (Client client = new Client(command)) {
+      String line = client.await("times ");
+      return Arrays.stream(line.substring("times ".length()).trim().split(" "))
+          .map(Double::parseDouble)
+          .toList();
     }
   }
 
@@ -256,6 +381,27 @@ final class FastClientThroughput {
     System.out.printf(
         "Latency, %d sequential 1-row add calls, each on a new connection (pyarrow client):%n",
         l.get("calls").asInt());
+    var refills = l.get("kiln_pool_refills");
+    for (String block : List.of("short_blocks", "long_block")) {
+      var b = refills.get(block);
+      System.out.printf(
+          "  Kiln, %s (%d calls each way), while refills are due all the time: p50 %.2f ms, p99 %.2f ms,"
+              + " max %.1f ms; quiet blocks between: p50 %.2f ms, p99 %.2f ms, max %.1f ms (%d"
+              + " refills done during the calls)%n",
+          block.equals("short_blocks") ? "4 pairs of blocks" : "1 long pair of blocks",
+          b.get("calls_each").asInt(),
+          b.get("refilling_p50_ms").asDouble(),
+          b.get("refilling_p99_ms").asDouble(),
+          b.get("refilling_max_ms").asDouble(),
+          b.get("quiet_p50_ms").asDouble(),
+          b.get("quiet_p99_ms").asDouble(),
+          b.get("quiet_max_ms").asDouble(),
+          b.get("refills_done_during_the_calls").asInt());
+    }
+    System.out.printf(
+        "    (%d warm sandboxes recycled; %d refills waited for the calls to pause, 10 s at"
+            + " most)%n",
+        refills.get("sandboxes_recycled").asInt(), refills.get("refills_deferred").asInt());
     for (String k : List.of("kiln", "pyarrow_server")) {
       System.out.printf(
           "  %-58s p50 %.2f ms, p99 %.2f ms, mean %.2f ms%n",

@@ -10,7 +10,7 @@ its input: fields arg1..argN, strings as Utf8View. Every result row is checked.
       "result BATCHES ROWS_PER_SECOND CLIENT_CPU_SECONDS". Ends at the end of stdin.
   fast_client.py latency ENDPOINT CALLS [HEADER=VALUE ...]
       CALLS sequential add calls of one row (after 20 not counted); prints
-      "latency P50_MS P99_MS MEAN_MS".
+      "latency P50_MS P99_MS MEAN_MS", then "times MS MS ..." (each call, in order).
 """
 
 import sys
@@ -138,10 +138,12 @@ def latency(endpoint, calls, headers):
         checker.check(caller.call(data))
         if i >= 20:
             times.append((time.perf_counter() - start) * 1000)
+    each = list(times)
     times.sort()
     p50 = times[len(times) // 2]
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
     print("latency %f %f %f" % (p50, p99, sum(times) / len(times)), flush=True)
+    print("times " + " ".join("%.3f" % t for t in each), flush=True)
 
 
 def main(argv):

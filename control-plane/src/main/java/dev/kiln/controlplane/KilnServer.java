@@ -69,6 +69,12 @@ public final class KilnServer implements AutoCloseable {
    */
   static final long SANDBOX_OVERHEAD_BYTES = 64L << 20;
 
+  /** Calls this far apart count as one stretch of serving, which warm-pool refills wait out. */
+  static final Duration SERVING_QUIET = Duration.ofMillis(50);
+
+  /** The longest a warm-pool or zygote refill waits for calls to pause. */
+  static final Duration REFILL_DEFER = Duration.ofSeconds(10);
+
   /** How often unused files are collected ({@link DiskCollector}). */
   static final Duration DISK_SWEEP = Duration.ofMinutes(10);
 
@@ -76,10 +82,11 @@ public final class KilnServer implements AutoCloseable {
   private final Deque<AutoCloseable> closeables = new ArrayDeque<>();
   private final AtomicBoolean closed = new AtomicBoolean();
   private Server grpc;
-  private FlightEndpoint flight;
+  private volatile FlightEndpoint flight;
   private AdminServer admin;
   private UdfRegistry registry;
   private DiskCollector disk;
+  private WarmSandboxes warm;
   private String endpoint;
   private String baseImageDigest;
   private PrometheusMeterRegistry meters;
@@ -162,7 +169,7 @@ public final class KilnServer implements AutoCloseable {
     Sizing serverSizing = Sizing.of(config);
     BuildImage images =
         new BuildImage(wheelLayers, runner, pipelines, SandboxRunners.host(sandboxes));
-    WarmSandboxes warm =
+    warm =
         WarmSandboxes.of(
             config.warmPool(),
             config.zygotes(),
@@ -193,7 +200,15 @@ public final class KilnServer implements AutoCloseable {
               pipeline.start(r);
             });
     steps.warmUp(pipelines);
-    warm.start(pipeline::provisioning);
+    // Calls come before refills: a refill waits for the Flight endpoint to pause, at most
+    // REFILL_DEFER (the endpoint starts below; until then nothing is being served).
+    warm.start(
+        pipeline::provisioning,
+        () -> {
+          FlightEndpoint f = flight;
+          return f != null && f.servedWithin(SERVING_QUIET);
+        },
+        REFILL_DEFER);
     images.yieldTo(pipeline::provisioning);
     registryRef[0] = registry;
     closeables.push(registry);
@@ -466,6 +481,15 @@ public final class KilnServer implements AutoCloseable {
         .flatMap(r -> r.provisioned().stream())
         .findFirst()
         .map(Provisioned::timings);
+  }
+
+  /**
+   * Replaces the oldest ready sandbox of the warm pool with a fresh one, in the background: a
+   * refill with no UDF taking anything (for measuring what refills cost the calls being served).
+   * False when the pool is off or holds none now.
+   */
+  public boolean recycleWarmSandbox() {
+    return warm.recycleWarm();
   }
 
   DiskCollector diskForTests() {

@@ -20,6 +20,7 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -95,6 +96,12 @@ final class WarmSandboxes implements AutoCloseable {
       FunctionCounter.builder("kiln.warm.pool.misses", pool, p -> p.stats().misses())
           .description("new UDFs without packages that found no warm sandbox of their size")
           .register(meters);
+      FunctionCounter.builder("kiln.warm.pool.refills", pool, p -> p.stats().refills())
+          .description("warm sandboxes started and made ready")
+          .register(meters);
+      FunctionCounter.builder("kiln.warm.pool.refills.deferred", pool, p -> p.stats().deferred())
+          .description("refills that waited for calls to pause first (at most 10 s each)")
+          .register(meters);
       Gauge.builder("kiln.warm.pool.refill.seconds", pool, p -> p.stats().lastMillis() / 1e3)
           .description("how long the last refill took (sandbox start and warm runners)")
           .register(meters);
@@ -130,14 +137,19 @@ final class WarmSandboxes implements AutoCloseable {
     return all;
   }
 
-  /** Starts filling in the background; refills wait while {@code busy} holds. */
-  void start(BooleanSupplier busy) {
+  /**
+   * Starts filling in the background; refills wait while {@code busy} holds, and while {@code
+   * serving} holds for at most {@code maxDefer} each (see {@link SandboxPool#deferWhile}).
+   */
+  void start(BooleanSupplier busy, BooleanSupplier serving, Duration maxDefer) {
     if (pool != null) {
       pool.yieldTo(busy);
+      pool.deferWhile(serving, maxDefer);
       pool.start();
     }
     if (zygotes != null) {
       zygotes.yieldTo(busy);
+      zygotes.deferWhile(serving, maxDefer);
     }
   }
 
@@ -194,6 +206,14 @@ final class WarmSandboxes implements AutoCloseable {
   Optional<CompletableFuture<Void>> discardOne() {
     Optional<CompletableFuture<Void>> d = zygotes == null ? Optional.empty() : zygotes.discardOne();
     return d.isPresent() || pool == null ? d : pool.discardOne();
+  }
+
+  /**
+   * Replaces the oldest ready warm sandbox (not a zygote) with a fresh one, in the background (see
+   * {@link SandboxPool#recycleOne}); false when the pool is off or holds none.
+   */
+  boolean recycleWarm() {
+    return pool != null && pool.recycleOne();
   }
 
   private static String zygoteKey(UdfResource r, Lock lock) {

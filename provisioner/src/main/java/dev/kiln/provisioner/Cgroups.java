@@ -93,13 +93,40 @@ final class Cgroups {
   }
 
   /**
-   * Gives sandbox {@code id} the default CPU priority: {@code cpu.shares} 1024 on cgroup v1, {@code
-   * cpu.weight} 100 on v2. Logs and goes on when it cannot (the sandbox then stays slower).
+   * Makes a sandbox's cgroup (any of its {@link #candidates}) idle for the CPU scheduler ({@code
+   * cpu.idle} 1, Linux 5.15 or later): any task that is not idle takes a CPU from it as soon as it
+   * wakes up, where the least CPU shares still let it keep a CPU for a moment. False when the
+   * kernel has no such setting (the least shares then do what they can).
+   */
+  static boolean idleCpuPriority(List<Path> candidates) {
+    boolean set = false;
+    for (Path dir : candidates) {
+      Path file = dir.resolve("cpu.idle");
+      try {
+        if (Files.isRegularFile(file)) {
+          Files.writeString(file, "1");
+          set = true;
+        }
+      } catch (IOException e) {
+        log.debug("could not make the cgroup {} idle: {}", dir, e.toString());
+      }
+    }
+    return set;
+  }
+
+  /**
+   * Gives sandbox {@code id} the default CPU priority: {@code cpu.idle} 0, and {@code cpu.shares}
+   * 1024 on cgroup v1, {@code cpu.weight} 100 on v2. Logs and goes on when it cannot (the sandbox
+   * then stays slower).
    */
   static void normalCpuPriority(String id) {
     try {
       for (Path dir : existing(id)) {
-        for (var f : List.of(Map.entry("cpu.shares", "1024"), Map.entry("cpu.weight", "100"))) {
+        for (var f :
+            List.of(
+                Map.entry("cpu.idle", "0"),
+                Map.entry("cpu.shares", "1024"),
+                Map.entry("cpu.weight", "100"))) {
           Path file = dir.resolve(f.getKey());
           if (Files.isRegularFile(file)) {
             Files.writeString(file, f.getValue());

@@ -172,7 +172,7 @@ public final class RunscProvisioner implements Provisioner {
                 id, initProcess, rootfs, spec.limits(), spec.writableDirs(), spec.background()),
             dir.resolve("config.json"));
         host =
-            new ProcessBuilder(runsc.command("run", "--bundle=" + dir, id))
+            new ProcessBuilder(runsc.command(spec.background(), "run", "--bundle=" + dir, id))
                 .directory(dir.toFile())
                 .start();
       } catch (IOException | RuntimeException e) {

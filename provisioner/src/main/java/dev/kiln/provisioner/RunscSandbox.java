@@ -53,6 +53,11 @@ final class RunscSandbox implements Sandbox {
   private final CompletableFuture<Void> stopped = new CompletableFuture<>();
   private final long startedNanos = System.nanoTime();
   private volatile boolean ready;
+  // Taken into the foreground (see toForeground): processes started from now on are not niced.
+  private volatile boolean foreground;
+  private final Object priority = new Object();
+  // Where runsc makes this sandbox's cgroups (found once, for a background start).
+  private List<Path> cgroups = List.of();
 
   RunscSandbox(
       String id,
@@ -120,8 +125,14 @@ final class RunscSandbox implements Sandbox {
             });
     String failure;
     try {
+      if (spec.background()) {
+        awaitIdleCgroup(line, timeout);
+      }
       line.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
       ready = true;
+      if (spec.background()) {
+        toIdleCpuPriority();
+      }
       return;
     } catch (TimeoutException e) {
       failure =
@@ -233,7 +244,11 @@ final class RunscSandbox implements Sandbox {
     Process host =
         new ProcessBuilder(
                 runsc.command(
-                    "exec", "--internal-pid-file=" + pidFile, "--process=" + processJson, id))
+                    inBackground(),
+                    "exec",
+                    "--internal-pid-file=" + pidFile,
+                    "--process=" + processJson,
+                    id))
             .start();
     String what = "process " + n + " (" + argv.getFirst() + ") in sandbox " + id;
     int pid;
@@ -326,10 +341,38 @@ final class RunscSandbox implements Sandbox {
     }
   }
 
+  /**
+   * A sandbox started in the background gives way to any other work at once (see {@link
+   * Cgroups#idleCpuPriority}) from the moment runsc has made its cgroup, early in its boot: until
+   * then, or until its readiness {@code line} comes, this looks for the cgroup every 2 ms.
+   */
+  private void awaitIdleCgroup(CompletableFuture<String> line, Duration timeout)
+      throws InterruptedException, IOException {
+    cgroups = Cgroups.candidates(id);
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (!line.isDone() && System.nanoTime() < deadline && !toIdleCpuPriority()) {
+      try {
+        line.get(2, TimeUnit.MILLISECONDS);
+      } catch (TimeoutException | ExecutionException e) {
+        // Not ready yet, or failed: the caller looks at the line itself.
+      }
+    }
+  }
+
+  /** Until {@link #toForeground}, the sandbox's cgroup is idle; false when there is none yet. */
+  private boolean toIdleCpuPriority() {
+    synchronized (priority) {
+      return !foreground && Cgroups.idleCpuPriority(cgroups);
+    }
+  }
+
   @Override
   public void toForeground() {
-    if (spec.background() && isRunning()) {
-      Cgroups.normalCpuPriority(id);
+    synchronized (priority) {
+      foreground = true;
+      if (spec.background() && isRunning()) {
+        Cgroups.normalCpuPriority(id);
+      }
     }
   }
 
@@ -436,7 +479,9 @@ final class RunscSandbox implements Sandbox {
   }
 
   private void cleanUp() throws IOException {
-    HostCommand deleted = runsc.delete(id);
+    // A sandbox stopped without ever being taken (a warm one recycled or making room) is
+    // background work to the end.
+    HostCommand deleted = runsc.delete(id, inBackground());
     if (!deleted.ok()) {
       log.warn("runsc delete {} failed: {}", id, deleted.diagnostics());
     }
@@ -444,6 +489,10 @@ final class RunscSandbox implements Sandbox {
     // Only an unmounted directory is deleted: FileTree.delete refuses to reach through a mount.
     RootFs.unmount(rootfs);
     FileTree.delete(dir);
+  }
+
+  private boolean inBackground() {
+    return spec.background() && !foreground;
   }
 
   @Override

@@ -35,6 +35,9 @@ public final class SandboxPool implements AutoCloseable {
   /** How often a refill that yields looks again. */
   static final Duration YIELD = Duration.ofMillis(50);
 
+  /** How often a refill that waits for calls to pause looks again. */
+  static final Duration DEFER_POLL = Duration.ofMillis(10);
+
   /** A sandbox started ahead of need, and the processes started in it. */
   public record Warm(Sandbox sandbox, List<SandboxProcess> processes) {
     public Warm {
@@ -68,15 +71,23 @@ public final class SandboxPool implements AutoCloseable {
       long misses,
       long refills,
       long failures,
-      double lastMillis) {}
+      double lastMillis,
+      long deferred,
+      boolean deferring) {}
 
   private final PlaceSandbox places;
   private final Callable<Recipe> recipeSource;
   private final Warmer warmer;
   private final int size;
   private final Deque<Warm> ready = new ArrayDeque<>();
+  // Recycled: out of the ready ones, stopped by the refill thread before its next refill.
+  private final List<Warm> retiring = new ArrayList<>();
   private final Thread refiller;
   private volatile BooleanSupplier busy = () -> false;
+  private volatile BooleanSupplier serving = () -> false;
+  private volatile Duration maxDefer = Duration.ZERO;
+  private long deferred;
+  private boolean deferring;
   private int failedInARow;
   private boolean closed;
   private long hits;
@@ -117,6 +128,18 @@ public final class SandboxPool implements AutoCloseable {
     this.busy = Objects.requireNonNull(busy, "busy");
   }
 
+  /**
+   * Refills also wait while {@code serving} holds (calls are being served), but at most {@code
+   * maxDefer} each: a refill takes CPU time and caches from the calls of UDFs at work, even at the
+   * least priority, and those calls count for more than the next new UDF's pool hit. One that has
+   * waited that long goes ahead anyway, in the background, so a server that never pauses still
+   * refills.
+   */
+  public void deferWhile(BooleanSupplier serving, Duration maxDefer) {
+    this.serving = Objects.requireNonNull(serving, "serving");
+    this.maxDefer = Objects.requireNonNull(maxDefer, "maxDefer");
+  }
+
   /** Starts filling the pool in the background. */
   public void start() {
     refiller.start();
@@ -153,7 +176,8 @@ public final class SandboxPool implements AutoCloseable {
   public Optional<CompletableFuture<Void>> discardOne() {
     Warm w;
     synchronized (this) {
-      w = ready.pollLast();
+      // A recycled one first: it was going anyway.
+      w = retiring.isEmpty() ? ready.pollLast() : retiring.removeLast();
       notifyAll(); // a full pool's refill waits for a place to become free
     }
     if (w == null) {
@@ -163,17 +187,34 @@ public final class SandboxPool implements AutoCloseable {
     return Optional.of(CompletableFuture.runAsync(w.sandbox()::close));
   }
 
+  /**
+   * Replaces the oldest ready sandbox with a fresh one: it leaves the ready ones now, and the
+   * refill thread stops it and starts another, both background work that waits like any refill (see
+   * {@link #yieldTo}, {@link #deferWhile}). False when none is ready.
+   */
+  public synchronized boolean recycleOne() {
+    Warm w = ready.pollFirst();
+    if (w == null) {
+      return false;
+    }
+    retiring.add(w);
+    notifyAll();
+    return true;
+  }
+
   /** The sandboxes ready now, for {@code kiln ps}. */
   public synchronized List<Sandbox> readySandboxes() {
     return ready.stream().map(Warm::sandbox).toList();
   }
 
   public synchronized Stats stats() {
-    return new Stats(size, ready.size(), hits, misses, refills, failures, lastMillis);
+    return new Stats(
+        size, ready.size(), hits, misses, refills, failures, lastMillis, deferred, deferring);
   }
 
   private void refill() {
     while (true) {
+      List<Warm> toStop;
       synchronized (this) {
         while (!closed && ready.size() >= size) {
           waitQuietly(0);
@@ -181,9 +222,16 @@ public final class SandboxPool implements AutoCloseable {
         while (!closed && busy.getAsBoolean()) {
           waitQuietly(YIELD.toMillis());
         }
+        awaitPause();
         if (closed) {
           return;
         }
+        toStop = List.copyOf(retiring);
+        retiring.clear();
+      }
+      for (Warm w : toStop) {
+        w.sandbox().close();
+        log.info("stopped a recycled warm sandbox; starting a fresh one in its place");
       }
       try {
         if (refillOne()) {
@@ -203,6 +251,23 @@ public final class SandboxPool implements AutoCloseable {
         log.warn("starting a warm sandbox failed (retrying in {} s): {}", wait.toSeconds(), e);
         pause(wait);
       }
+    }
+  }
+
+  /** Waits, at most {@link #maxDefer}, while calls are being served (see {@link #deferWhile}). */
+  private synchronized void awaitPause() {
+    long until = System.nanoTime() + maxDefer.toNanos();
+    if (closed || !serving.getAsBoolean() || maxDefer.isZero()) {
+      return;
+    }
+    deferred++;
+    deferring = true;
+    try {
+      while (!closed && serving.getAsBoolean() && System.nanoTime() - until < 0) {
+        waitQuietly(DEFER_POLL.toMillis());
+      }
+    } finally {
+      deferring = false;
     }
   }
 
@@ -292,7 +357,9 @@ public final class SandboxPool implements AutoCloseable {
       closed = true;
       notifyAll();
       left = new ArrayList<>(ready);
+      left.addAll(retiring);
       ready.clear();
+      retiring.clear();
     }
     try {
       refiller.join(TimeUnit.SECONDS.toMillis(30));
@@ -301,7 +368,9 @@ public final class SandboxPool implements AutoCloseable {
     }
     synchronized (this) {
       left.addAll(ready);
+      left.addAll(retiring);
       ready.clear();
+      retiring.clear();
     }
     left.forEach(w -> w.sandbox().close());
   }

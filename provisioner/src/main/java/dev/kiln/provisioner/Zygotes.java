@@ -1,5 +1,6 @@
 package dev.kiln.provisioner;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -38,6 +39,8 @@ public final class Zygotes implements AutoCloseable {
   // Access order: the first entry is the least recently offered or taken.
   private final Map<String, Kept> pools = new LinkedHashMap<>(16, 0.75f, true);
   private volatile BooleanSupplier busy = () -> false;
+  private volatile BooleanSupplier serving = () -> false;
+  private volatile Duration maxDefer = Duration.ZERO;
   private boolean closed;
   private long hits;
   private long misses;
@@ -61,6 +64,12 @@ public final class Zygotes implements AutoCloseable {
     this.busy = Objects.requireNonNull(busy, "busy");
   }
 
+  /** Refills wait while {@code serving} holds, at most {@code maxDefer} each, as the pool's do. */
+  public void deferWhile(BooleanSupplier serving, Duration maxDefer) {
+    this.serving = Objects.requireNonNull(serving, "serving");
+    this.maxDefer = Objects.requireNonNull(maxDefer, "maxDefer");
+  }
+
   /**
    * Keeps a zygote of {@code key} ready from now on, made by {@code recipe} (asked for by its first
    * refill, in the background); a key already kept only counts as used. {@code label} says what it
@@ -74,6 +83,7 @@ public final class Zygotes implements AutoCloseable {
       }
       SandboxPool pool = new SandboxPool(places, recipe, warmer, 1, "kiln-zygote");
       pool.yieldTo(() -> busy.getAsBoolean());
+      pool.deferWhile(() -> serving.getAsBoolean(), maxDefer);
       pools.put(key, new Kept(pool, label));
       pool.start();
       for (var it = pools.entrySet().iterator(); pools.size() > keys; ) {

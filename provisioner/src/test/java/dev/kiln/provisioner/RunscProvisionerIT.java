@@ -309,15 +309,33 @@ class RunscProvisionerIT {
   }
 
   @Test
-  void aSandboxInTheBackgroundHasTheLeastCpuSharesUntilItComesToTheForeground() throws Exception {
+  void aSandboxInTheBackgroundHasTheLeastCpuPriorityUntilItComesToTheForeground() throws Exception {
     SandboxImage image = TestImages.image(List.of(base), python("import sys\nsys.stdin.read()"));
     SandboxSpec spec =
         new SandboxSpec("warm", image, new Limits(256L << 20, 1), List.of()).inBackground();
     try (Sandbox s = provisioner.start(spec)) {
-      Path shares = hierarchyDir(s.id(), "cpu.shares").resolve("cpu.shares");
-      assertThat(Files.readString(shares).strip()).isEqualTo("2");
+      Path cpu = hierarchyDir(s.id(), "cpu.shares");
+      Path shares = cpu.resolve("cpu.shares");
+      // Linux 5.15 and later: the cgroup is idle, so any other work takes a CPU from it at once;
+      // the kernel then shows its own weight for idle groups (3) as its shares.
+      boolean idleKnob = Files.exists(cpu.resolve("cpu.idle"));
+      if (idleKnob) {
+        assertThat(Files.readString(cpu.resolve("cpu.idle")).strip()).isEqualTo("1");
+      }
+      assertThat(Files.readString(shares).strip()).isEqualTo(idleKnob ? "3" : "2");
+      // Its host processes (runsc's sandbox and gofer) were started at nice 19.
+      List<String> pids = Files.readAllLines(cpu.resolve("cgroup.procs"));
+      assertThat(pids).isNotEmpty();
+      for (String pid : pids) {
+        String stat = Files.readString(Path.of("/proc", pid.strip(), "stat"));
+        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        assertThat(f[16]).as("nice of host process %s", pid).isEqualTo("19");
+      }
       s.toForeground();
       assertThat(Files.readString(shares).strip()).isEqualTo("1024");
+      if (idleKnob) {
+        assertThat(Files.readString(cpu.resolve("cpu.idle")).strip()).isEqualTo("0");
+      }
     }
     try (Sandbox s =
         provisioner.start(new SandboxSpec("normal", image, new Limits(256L << 20, 1), List.of()))) {

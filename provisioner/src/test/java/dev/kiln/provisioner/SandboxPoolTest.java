@@ -2,8 +2,10 @@ package dev.kiln.provisioner;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.Test;
@@ -77,6 +79,61 @@ class SandboxPoolTest {
       assertThat(budget.usage().sandboxes()).isEqualTo(1);
       udf.close();
       eventually("refilled once there is room", () -> pool.stats().ready() == 1);
+    }
+  }
+
+  @Test
+  void refillsWaitForCallsToPauseAndRecycledSandboxesAreReplacedThen() {
+    MemoryProvisioner provisioner = new MemoryProvisioner();
+    AtomicBoolean serving = new AtomicBoolean();
+    try (SandboxPool pool = pool(new PlaceSandbox(provisioner), new AtomicInteger(), 1)) {
+      pool.deferWhile(serving::get, Duration.ofHours(1));
+      pool.start();
+      eventually("one ready", () -> pool.stats().ready() == 1);
+      Sandbox first = provisioner.started.get(0);
+
+      serving.set(true);
+      assertThat(pool.recycleOne()).isTrue();
+      assertThat(pool.recycleOne()).as("none ready now").isFalse();
+      eventually("the refill waits for the calls", () -> pool.stats().deferring());
+      assertThat(pool.stats().ready()).isZero();
+      assertThat(first.isRunning()).as("a recycled sandbox is stopped in a pause too").isTrue();
+      assertThat(provisioner.started).hasSize(1);
+
+      serving.set(false);
+      eventually("refilled in the pause", () -> pool.stats().ready() == 1);
+      assertThat(first.isRunning()).isFalse();
+      assertThat(provisioner.started).hasSize(2);
+      assertThat(pool.stats().deferred()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void aRefillGoesAheadWhenCallsNeverPause() {
+    MemoryProvisioner provisioner = new MemoryProvisioner();
+    try (SandboxPool pool = pool(new PlaceSandbox(provisioner), new AtomicInteger(), 1)) {
+      pool.deferWhile(() -> true, Duration.ofMillis(100));
+      pool.start();
+      eventually("ready after waiting at most 100 ms", () -> pool.stats().ready() == 1);
+      assertThat(pool.stats().deferred()).isEqualTo(1);
+      assertThat(pool.stats().deferring()).isFalse();
+    }
+  }
+
+  @Test
+  void makingRoomStopsARecycledSandboxFirst() throws Exception {
+    MemoryProvisioner provisioner = new MemoryProvisioner();
+    AtomicBoolean serving = new AtomicBoolean();
+    try (SandboxPool pool = pool(new PlaceSandbox(provisioner), new AtomicInteger(), 2)) {
+      pool.deferWhile(serving::get, Duration.ofHours(1));
+      pool.start();
+      eventually("two ready", () -> pool.stats().ready() == 2);
+      serving.set(true);
+      Sandbox oldest = provisioner.started.get(0);
+      assertThat(pool.recycleOne()).isTrue();
+      pool.discardOne().orElseThrow().get(10, TimeUnit.SECONDS);
+      assertThat(oldest.isRunning()).as("the recycled one made the room").isFalse();
+      assertThat(pool.stats().ready()).isEqualTo(1);
     }
   }
 }

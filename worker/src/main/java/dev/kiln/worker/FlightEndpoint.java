@@ -171,6 +171,14 @@ public final class FlightEndpoint implements AutoCloseable {
     }
   }
 
+  /**
+   * Whether the endpoint is serving: a DoExchange is running, or one ended less than {@code quiet}
+   * ago (Databend's next call of a query comes within moments).
+   */
+  public boolean servedWithin(Duration quiet) {
+    return producer.servedWithin(quiet);
+  }
+
   /** The TCP port the endpoint listens on. */
   public int port() {
     return server.getPort();

@@ -52,6 +52,8 @@ final class UdfProducer extends NoOpFlightProducer {
   private final MeterRegistry meters;
   private final Duration readyWait;
   private final AtomicInteger activeCalls = new AtomicInteger();
+  // System.nanoTime() when the last DoExchange ended.
+  private volatile long lastCallEnded = System.nanoTime() - Long.MAX_VALUE / 2;
 
   static final Duration ROW_ERROR_LOG_INTERVAL = Duration.ofSeconds(10);
 
@@ -106,8 +108,14 @@ final class UdfProducer extends NoOpFlightProducer {
     try {
       serveExchange(context, reader, writer);
     } finally {
+      lastCallEnded = System.nanoTime();
       activeCalls.decrementAndGet();
     }
+  }
+
+  /** Whether a DoExchange is running, or one ended less than {@code quiet} ago. */
+  boolean servedWithin(Duration quiet) {
+    return activeCalls.get() > 0 || System.nanoTime() - lastCallEnded < quiet.toNanos();
   }
 
   private void serveExchange(
