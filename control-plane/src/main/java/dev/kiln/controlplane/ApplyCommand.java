@@ -22,6 +22,17 @@ import picocli.CommandLine.Option;
  */
 @Command(
     name = "apply",
+    header = "Asks for a UDF resource, as Databend does, and prints it as JSON.",
+    footer = {
+      "%nExamples:",
+      "  kiln apply --spec examples/add_one.json",
+      "  kiln apply --script examples/add_one.sh --name add_one",
+      "  kiln apply --protocol worker --spec examples/add_one.json --name add_one",
+      "%nExit status:",
+      "  0  done",
+      "  1  the server refused or failed (its code and message on stderr)",
+      "  2  bad usage (a missing file, a malformed flag)"
+    },
     mixinStandardHelpOptions = true,
     description = {
       "Asks a Kiln server for a UDF resource, as Databend does on every query, and prints",

@@ -11,7 +11,9 @@ import picocli.CommandLine.Option;
 @Command(
     name = "cache",
     mixinStandardHelpOptions = true,
+    header = "Inspects the artifact cache of a running server, or collects it now.",
     description = "Inspects the artifact cache of a running Kiln server.",
+    footer = {"%nExamples:", "  kiln cache stats", "  kiln cache gc --dry-run"},
     subcommands = {CacheCommand.Stats.class, CacheCommand.Gc.class})
 final class CacheCommand implements Runnable {
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
@@ -27,6 +29,16 @@ final class CacheCommand implements Runnable {
   @Command(
       name = "stats",
       mixinStandardHelpOptions = true,
+      header = "Prints the cache's hits, misses, bytes and sizes per tier, and disk use.",
+      footer = {
+        "%nExamples:",
+        "  kiln cache stats",
+        "  kiln cache stats --json",
+        "%nExit status:",
+        "  0  done",
+        "  1  the server could not be reached or failed",
+        "  2  bad usage"
+      },
       description = {
         "Prints hits, misses, bytes, hit latency, evictions and size per cache tier (memory,",
         "local, remote), the remote write queue, import downloads done and avoided, and the",
@@ -64,6 +76,16 @@ final class CacheCommand implements Runnable {
   @Command(
       name = "gc",
       mixinStandardHelpOptions = true,
+      header = "Removes now what no UDF uses; with --dry-run, shows what would go.",
+      footer = {
+        "%nExamples:",
+        "  kiln cache gc --dry-run",
+        "  kiln cache gc",
+        "%nExit status:",
+        "  0  done",
+        "  1  the server could not be reached or failed",
+        "  2  bad usage"
+      },
       description = {
         "Removes now what no running UDF uses and nobody used for --gc-after: UDF images and",
         "their blobs, Jib's layer cache, wheel layers, extracted layers (then, over --disk-max,",

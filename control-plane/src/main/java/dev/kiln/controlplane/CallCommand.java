@@ -20,6 +20,17 @@ import picocli.CommandLine.Option;
 /** {@code kiln call}: calls a UDF endpoint the way Databend's Flight client does. */
 @Command(
     name = "call",
+    header = "Calls a UDF through its Flight endpoint and prints the rows as JSON.",
+    footer = {
+      "%nExample:",
+      "  kiln call --endpoint http://127.0.0.1:8815 -H x-kiln-token=v1.... \\",
+      "    --handler add_one --input-types 'INT NULL' --result-type 'INT NULL' \\",
+      "    --rows '[[1],[null],[41]]'",
+      "%nExit status:",
+      "  0  done",
+      "  1  the server refused or failed (its code and message on stderr)",
+      "  2  bad usage (a missing file, a malformed flag)"
+    },
     mixinStandardHelpOptions = true,
     description = {
       "Calls a UDF through its Flight endpoint (DoExchange, as Databend Query does) and prints",

@@ -12,6 +12,17 @@ import picocli.CommandLine.Command;
     mixinStandardHelpOptions = true,
     version = "kiln 0.1.0",
     description = "Control plane for sandboxed Python UDFs (Databend server-UDF protocol).",
+    footer = {
+      "%nExamples:",
+      "  kiln serve                                  start Kiln with embedded defaults",
+      "  kiln apply --spec examples/add_one.json     ask for a UDF resource",
+      "  kiln ps                                     what runs now",
+      "  kiln COMMAND --help                         one command's flags and examples",
+      "%nExit status:",
+      "  0  done",
+      "  1  the server refused or failed (its code and message on stderr)",
+      "  2  bad usage"
+    },
     subcommands = {
       ServeCommand.class,
       ApplyCommand.class,

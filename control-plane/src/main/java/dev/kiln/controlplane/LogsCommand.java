@@ -12,6 +12,16 @@ import picocli.CommandLine.Parameters;
 /** {@code kiln logs}: what a UDF printed (stdout and stderr, the last lines), from the server. */
 @Command(
     name = "logs",
+    header = "Shows the last lines a UDF printed to stdout and stderr.",
+    footer = {
+      "%nExamples:",
+      "  kiln logs 5c1f2a        a key prefix, as kiln apply prints it",
+      "  kiln logs v1.AbC...     the x-kiln-token value",
+      "%nExit status:",
+      "  0  done",
+      "  1  the server refused or failed (its code and message on stderr)",
+      "  2  bad usage (a missing file, a malformed flag)"
+    },
     mixinStandardHelpOptions = true,
     description = {
       "Shows the last lines a UDF printed to stdout/stderr, kept per sandbox by the server.",

@@ -7,6 +7,16 @@ import picocli.CommandLine.Command;
 /** {@code kiln ps}: the sandboxes a Kiln server runs, for SREs. */
 @Command(
     name = "ps",
+    header = "Lists the sandboxes a server runs, and those started ahead of need.",
+    footer = {
+      "%nExamples:",
+      "  kiln ps",
+      "  kiln ps --admin 10.0.0.5:9090",
+      "%nExit status:",
+      "  0  done",
+      "  1  the server refused or failed (its code and message on stderr)",
+      "  2  bad usage (a missing file, a malformed flag)"
+    },
     mixinStandardHelpOptions = true,
     description = {
       "Lists every UDF sandbox a Kiln server runs or is starting: tenant, worker or UDF, key,",

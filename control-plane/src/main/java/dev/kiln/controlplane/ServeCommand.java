@@ -13,6 +13,17 @@ import picocli.CommandLine.Option;
 /** {@code kiln serve}: runs the control plane until SIGTERM or SIGINT. */
 @Command(
     name = "serve",
+    header = "Starts Kiln: the gRPC API, the Flight endpoint and the admin port.",
+    footer = {
+      "%nExamples:",
+      "  kiln serve                                  all on this machine, defaults",
+      "  kiln serve --warm-pool 4 --sandbox-cpus 2   more warm sandboxes, 2 CPUs each",
+      "  kiln serve --config kiln.toml               flags from a file",
+      "%nExit status:",
+      "  0  stopped cleanly",
+      "  1  it could not start (the reason on stderr)",
+      "  2  bad usage"
+    },
     mixinStandardHelpOptions = true,
     description = {
       "Starts Kiln: the provisioning API (gRPC), the Flight endpoint and the admin port.",
@@ -141,7 +152,7 @@ final class ServeCommand implements Callable<Integer> {
       names = "--max-sandbox-memory",
       paramLabel = "SIZE",
       description =
-          "Memory all sandboxes may hold together, gVisor's own included (default: 75% of the"
+          "Memory all sandboxes may hold together, gVisor's own included (default: 75%% of the"
               + " host's memory). A new one first stops idle ones, least recently used first.")
   String maxSandboxMemory;
 

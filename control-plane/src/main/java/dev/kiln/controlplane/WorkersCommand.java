@@ -15,6 +15,16 @@ import picocli.CommandLine.Option;
 /** {@code kiln workers}: a tenant's workers, as Databend's SHOW WORKERS lists them. */
 @Command(
     name = "workers",
+    header = "Lists a tenant's workers, as Databend's SHOW WORKERS does.",
+    footer = {
+      "%nExamples:",
+      "  kiln workers --tenant acme",
+      "  kiln workers --tenant acme --json",
+      "%nExit status:",
+      "  0  done",
+      "  1  the server refused or failed (its code and message on stderr)",
+      "  2  bad usage (a missing file, a malformed flag)"
+    },
     mixinStandardHelpOptions = true,
     description = {
       "Lists a tenant's workers (name, tags, options, created and updated) from a Kiln server,",
