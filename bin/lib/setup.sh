@@ -16,8 +16,12 @@ kiln_ensure_commands() {
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "$who: installing ${missing[*]} (Debian packages it needs) ..." >&2
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get update -qq >/dev/null || !
-      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    local ok=1
+    apt-get update -qq >/dev/null || ok=0
+    if ((ok)); then
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || ok=0
+    fi
+    if ((!ok)); then
       echo "$who: installing ${missing[*]} failed (see apt-get's message above);" \
         "run: apt-get install -y ${missing[*]}" >&2
       return 1
