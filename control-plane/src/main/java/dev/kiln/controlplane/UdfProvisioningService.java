@@ -53,9 +53,9 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
             .description("ApplyUdfResource latency")
             .publishPercentiles(0.5, 0.99)
             .register(meters);
-    this.hot = meters.counter("kiln.apply.requests", "result", "hot");
-    this.cold = meters.counter("kiln.apply.requests", "result", "cold");
-    this.rejected = meters.counter("kiln.apply.requests", "result", "error");
+    this.hot = requests(meters, "hot");
+    this.cold = requests(meters, "cold");
+    this.rejected = requests(meters, "error");
   }
 
   @Override
@@ -126,5 +126,13 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
     return request.getImportsList().stream()
         .map((UdfImport imp) -> new StagedImport(imp.getLocation(), imp.getUrl(), imp.getTag()))
         .toList();
+  }
+
+  private static Counter requests(MeterRegistry meters, String result) {
+    return Counter.builder("kiln.apply.requests")
+        .description(
+            "ApplyUdfResource requests by result: hot (known), cold (provisioning started), error")
+        .tag("result", result)
+        .register(meters);
   }
 }

@@ -28,6 +28,7 @@ import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.BooleanSupplier;
+import java.util.function.ToDoubleFunction;
 
 /**
  * The sandboxes started ahead of need, wired: the warm pool ({@code --warm-pool}: the default
@@ -85,41 +86,52 @@ final class WarmSandboxes implements AutoCloseable {
     return warm;
   }
 
+  /** Registered with the pool or zygotes off too (they read 0): a dashboard shows a zero line. */
   private void register(MeterRegistry meters) {
-    if (pool != null) {
-      Gauge.builder("kiln.warm.pool.ready", pool, p -> p.stats().ready())
-          .description("warm sandboxes ready for new UDFs (--warm-pool)")
-          .register(meters);
-      FunctionCounter.builder("kiln.warm.pool.hits", pool, p -> p.stats().hits())
-          .description("new UDFs placed in a warm sandbox")
-          .register(meters);
-      FunctionCounter.builder("kiln.warm.pool.misses", pool, p -> p.stats().misses())
-          .description("new UDFs without packages that found no warm sandbox of their size")
-          .register(meters);
-      FunctionCounter.builder("kiln.warm.pool.refills", pool, p -> p.stats().refills())
-          .description("warm sandboxes started and made ready")
-          .register(meters);
-      FunctionCounter.builder("kiln.warm.pool.refills.deferred", pool, p -> p.stats().deferred())
-          .description("refills that waited for calls to pause first (at most 10 s each)")
-          .register(meters);
-      Gauge.builder("kiln.warm.pool.refill.seconds", pool, p -> p.stats().lastMillis() / 1e3)
-          .description("how long the last refill took (sandbox start and warm runners)")
-          .register(meters);
-    }
-    if (zygotes != null) {
-      Gauge.builder("kiln.zygotes.ready", zygotes, z -> z.stats().ready())
-          .description("sandboxes ready with a package set imported (--zygotes)")
-          .register(meters);
-      Gauge.builder("kiln.zygotes.package.sets", zygotes, z -> z.stats().keys())
-          .description("package sets kept ready (at most --zygotes)")
-          .register(meters);
-      FunctionCounter.builder("kiln.zygotes.hits", zygotes, z -> z.stats().hits())
-          .description("new UDFs with packages placed in a zygote")
-          .register(meters);
-      FunctionCounter.builder("kiln.zygotes.misses", zygotes, z -> z.stats().misses())
-          .description("new UDFs with packages that found no zygote of their package set")
-          .register(meters);
-    }
+    Gauge.builder("kiln.warm.pool.ready", this, w -> w.poolStat(SandboxPool.Stats::ready))
+        .description("warm sandboxes ready for new UDFs (--warm-pool)")
+        .register(meters);
+    FunctionCounter.builder("kiln.warm.pool.hits", this, w -> w.poolStat(SandboxPool.Stats::hits))
+        .description("new UDFs placed in a warm sandbox")
+        .register(meters);
+    FunctionCounter.builder(
+            "kiln.warm.pool.misses", this, w -> w.poolStat(SandboxPool.Stats::misses))
+        .description("new UDFs without packages that found no warm sandbox of their size")
+        .register(meters);
+    FunctionCounter.builder(
+            "kiln.warm.pool.refills", this, w -> w.poolStat(SandboxPool.Stats::refills))
+        .description("warm sandboxes started and made ready")
+        .register(meters);
+    FunctionCounter.builder(
+            "kiln.warm.pool.refills.deferred", this, w -> w.poolStat(SandboxPool.Stats::deferred))
+        .description("refills that waited for calls to pause first (at most 10 s each)")
+        .register(meters);
+    Gauge.builder(
+            "kiln.warm.pool.refill.seconds",
+            this,
+            w -> w.poolStat(SandboxPool.Stats::lastMillis) / 1e3)
+        .description("how long the last refill took (sandbox start and warm runners)")
+        .register(meters);
+    Gauge.builder("kiln.zygotes.ready", this, w -> w.zygoteStat(Zygotes.Stats::ready))
+        .description("sandboxes ready with a package set imported (--zygotes)")
+        .register(meters);
+    Gauge.builder("kiln.zygotes.package.sets", this, w -> w.zygoteStat(Zygotes.Stats::keys))
+        .description("package sets kept ready (at most --zygotes)")
+        .register(meters);
+    FunctionCounter.builder("kiln.zygotes.hits", this, w -> w.zygoteStat(Zygotes.Stats::hits))
+        .description("new UDFs with packages placed in a zygote")
+        .register(meters);
+    FunctionCounter.builder("kiln.zygotes.misses", this, w -> w.zygoteStat(Zygotes.Stats::misses))
+        .description("new UDFs with packages that found no zygote of their package set")
+        .register(meters);
+  }
+
+  private double poolStat(ToDoubleFunction<SandboxPool.Stats> stat) {
+    return pool == null ? 0 : stat.applyAsDouble(pool.stats());
+  }
+
+  private double zygoteStat(ToDoubleFunction<Zygotes.Stats> stat) {
+    return zygotes == null ? 0 : stat.applyAsDouble(zygotes.stats());
   }
 
   /** A sandbox started ahead of need and ready, and what it is for: for {@code kiln ps}. */

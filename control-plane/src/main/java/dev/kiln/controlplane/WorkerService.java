@@ -104,9 +104,9 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
             .description("CreateWorker latency (UDFs)")
             .publishPercentiles(0.5, 0.99)
             .register(meters);
-    this.hot = meters.counter("kiln.create_worker.requests", "result", "hot");
-    this.cold = meters.counter("kiln.create_worker.requests", "result", "cold");
-    this.rejected = meters.counter("kiln.create_worker.requests", "result", "error");
+    this.hot = requests(meters, "hot");
+    this.cold = requests(meters, "cold");
+    this.rejected = requests(meters, "error");
   }
 
   @Override
@@ -438,5 +438,13 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
         GrpcErrors.toStatus(
             new KilnException(
                 ErrorCode.INTERNAL, "internal error in Kiln (logged on the server)")));
+  }
+
+  private static Counter requests(MeterRegistry meters, String result) {
+    return Counter.builder("kiln.create_worker.requests")
+        .description(
+            "CreateWorker requests by result: hot (known), cold (provisioning started), error")
+        .tag("result", result)
+        .register(meters);
   }
 }

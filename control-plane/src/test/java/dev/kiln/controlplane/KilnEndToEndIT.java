@@ -16,6 +16,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
 import org.junit.jupiter.api.AfterAll;
@@ -326,6 +327,47 @@ class KilnEndToEndIT {
     assertThat(cache.statusCode()).isEqualTo(200);
     var tiers = KilnTestSupport.JSON.readTree(cache.body()).get("tiers");
     assertThat(tiers).extracting(t -> t.get("tier").asText()).contains("memory", "local");
+  }
+
+  @Test
+  void theGrafanaDashboardQueriesOnlyWhatTheServerExportsNamedAsPrometheusAsks() throws Exception {
+    // Traffic that makes every metric the dashboard shows appear: a call that works, one that
+    // fails in the UDF, both for one tenant.
+    DatabendClient.Resource ok =
+        kiln.api()
+            .apply(
+                "acme", spec("dash_ok", List.of("INT"), "INT", "def dash_ok(x):\n    return x\n"));
+    assertThat(call(allocator, ok, "acme", "dash_ok", List.of("INT"), "[[1]]")).isEqualTo(rows(1));
+    DatabendClient.Resource bad =
+        kiln.api()
+            .apply(
+                "acme",
+                spec("dash_bad", List.of("INT"), "INT", "def dash_bad(x):\n    return 1 // 0\n"));
+    assertThatThrownBy(() -> call(allocator, bad, "acme", "dash_bad", List.of("INT"), "[[1]]"))
+        .isInstanceOf(FlightRuntimeException.class);
+
+    String page = adminGet("/metrics").body();
+    PrometheusText metrics = PrometheusText.parse(page);
+    Set<String> queried =
+        PrometheusText.dashboardMetrics(Path.of("..", "deploy", "grafana", "kiln.json"));
+    assertThat(queried).as("the dashboard's metrics").hasSizeGreaterThan(30);
+    assertThat(metrics.samples).as("exported by a running server").containsAll(queried);
+    // What the dashboard groups by: calls, rows and errors per tenant and UDF, cache per tier.
+    assertThat(page.lines())
+        .anySatisfy(
+            l ->
+                assertThat(l)
+                    .startsWith("kiln_worker_batches_total{")
+                    .contains("handler=\"dash_ok\"")
+                    .contains("tenant=\"acme\""))
+        .anySatisfy(
+            l ->
+                assertThat(l)
+                    .startsWith("kiln_worker_errors_total{")
+                    .contains("handler=\"dash_bad\"")
+                    .contains("tenant=\"acme\""))
+        .anySatisfy(l -> assertThat(l).startsWith("kiln_cache_hits_total{").contains("tier="));
+    assertThat(metrics.kilnConventionViolations()).isEmpty();
   }
 
   /** GETs {@code path} from the server's admin port. */

@@ -61,7 +61,7 @@ final class UdfProducer extends NoOpFlightProducer {
       new LogThrottle(ROW_ERROR_LOG_INTERVAL, TimeSource.SYSTEM);
 
   /** What a call computes: a builtin (handle null) or a UDF from the directory. */
-  private record Target(String name, UdfSignature signature, UdfHandle handle) {
+  private record Target(String name, String tenant, UdfSignature signature, UdfHandle handle) {
     boolean builtin() {
       return handle == null;
     }
@@ -83,16 +83,17 @@ final class UdfProducer extends NoOpFlightProducer {
   @Override
   public FlightInfo getFlightInfo(CallContext context, FlightDescriptor descriptor) {
     String tag = "unknown";
+    String tenant = callTenant(context);
     try {
       Target target = resolve(context, descriptor);
       tag = target.name();
       Schema schema = ArrowTypes.signatureSchema(target.signature());
       return new FlightInfo(schema, descriptor, List.of(), -1, -1);
     } catch (KilnException e) {
-      countError(tag, e.code().name());
+      countError(tag, tenant, e.code().name());
       throw FlightErrors.toFlight(e);
     } catch (FlightRuntimeException e) {
-      countError(tag, e.status().code().name());
+      countError(tag, tenant, e.status().code().name());
       throw e;
     }
   }
@@ -121,6 +122,7 @@ final class UdfProducer extends NoOpFlightProducer {
   private void serveExchange(
       CallContext context, FlightStream reader, ServerStreamListener writer) {
     String tag = "unknown";
+    String tenant = callTenant(context);
     try {
       if (!awaitFirstMessage(context, reader)) {
         return;
@@ -129,23 +131,23 @@ final class UdfProducer extends NoOpFlightProducer {
       tag = target.name();
       exchange(context, target, reader, writer);
     } catch (KilnException e) {
-      countError(tag, e.code().name());
+      countError(tag, tenant, e.code().name());
       log.info("UDF {}: call failed ({}): {}", tag, e.code(), e.getMessage(), e.getCause());
       writer.error(FlightErrors.toFlight(e));
     } catch (FlightRuntimeException e) {
-      countError(tag, e.status().code().name());
+      countError(tag, tenant, e.status().code().name());
       log.info("UDF {}: call failed ({}): {}", tag, e.status().code(), e.getMessage());
       writer.error(e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      countError(tag, ErrorCode.SHUTTING_DOWN.name());
+      countError(tag, tenant, ErrorCode.SHUTTING_DOWN.name());
       writer.error(
           FlightErrors.toFlight(
               new KilnException(
                   ErrorCode.SHUTTING_DOWN,
                   "the Kiln server is shutting down; run the query again")));
     } catch (RuntimeException e) {
-      countError(tag, ErrorCode.INTERNAL.name());
+      countError(tag, tenant, ErrorCode.INTERNAL.name());
       log.error("UDF {}: call failed with an internal error", tag, e);
       writer.error(
           FlightErrors.toFlight(
@@ -164,17 +166,18 @@ final class UdfProducer extends NoOpFlightProducer {
     checkSchema(signature, reader.getSchema());
     RunnerPool pool = target.builtin() ? null : awaitReady(context, target);
     Field resultField = ArrowTypes.field(ArrowTypes.RESULT_FIELD, signature.resultType());
-    Counter rowsCounter = counter("kiln.worker.rows", target.name());
-    Counter batchCounter = counter("kiln.worker.batches", target.name());
+    Counter rowsCounter = counter("kiln.worker.rows", "rows computed", target);
+    Counter batchCounter = counter("kiln.worker.batches", "batches computed", target);
     Counter rowErrors =
-        Counter.builder("kiln.worker.row.errors")
-            .description("rows whose call failed and that were returned as NULL (on_error='null')")
-            .tag("handler", target.name())
-            .register(meters);
+        counter(
+            "kiln.worker.row.errors",
+            "rows whose call failed and that were returned as NULL (on_error='null')",
+            target);
     Timer latency =
         Timer.builder("kiln.worker.batch.latency")
             .description("time to compute one batch, waiting for a free runner included")
             .tag("handler", target.name())
+            .tag("tenant", target.tenant())
             .register(meters);
     try (VectorSchemaRoot out =
         VectorSchemaRoot.create(new Schema(List.of(resultField)), allocator)) {
@@ -280,7 +283,7 @@ final class UdfProducer extends NoOpFlightProducer {
     String name = descriptor.getPath().get(0);
     Optional<UdfSignature> builtin = Builtins.signature(name);
     if (builtin.isPresent()) {
-      return new Target(name, builtin.get(), null);
+      return new Target(name, callTenant(context), builtin.get(), null);
     }
     CallHeadersMiddleware headers = context.getMiddleware(CallHeadersMiddleware.KEY);
     String token = headers == null ? null : headers.get(Tokens.HEADER);
@@ -344,7 +347,7 @@ final class UdfProducer extends NoOpFlightProducer {
               + "'; pass the headers ApplyUdfResource returned"
               + " for this function");
     }
-    return new Target(name, signature, handle);
+    return new Target(name, grant.tenant().name(), signature, handle);
   }
 
   private static void checkSchema(UdfSignature signature, Schema schema) throws KilnException {
@@ -430,15 +433,31 @@ final class UdfProducer extends NoOpFlightProducer {
         rows);
   }
 
-  private Counter counter(String name, String handler) {
-    return Counter.builder(name).tag("handler", handler).register(meters);
+  private Counter counter(String name, String description, Target target) {
+    return Counter.builder(name)
+        .description(description)
+        .tag("handler", target.name())
+        .tag("tenant", target.tenant())
+        .register(meters);
   }
 
-  private void countError(String handler, String kind) {
+  private void countError(String handler, String tenant, String kind) {
     Counter.builder("kiln.worker.errors")
+        .description("calls that failed, by error code (kind)")
         .tag("handler", handler)
+        .tag("tenant", tenant)
         .tag("kind", kind)
         .register(meters)
         .increment();
+  }
+
+  /** The tenant a call says it comes from, for metrics (its token is checked apart). */
+  private static String callTenant(CallContext context) {
+    CallHeadersMiddleware headers = context.getMiddleware(CallHeadersMiddleware.KEY);
+    try {
+      return Tenant.fromHeader(headers == null ? null : headers.get(Tenant.HEADER)).name();
+    } catch (KilnException | IllegalArgumentException e) {
+      return "invalid";
+    }
   }
 }

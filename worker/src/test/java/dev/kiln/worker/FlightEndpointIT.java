@@ -219,7 +219,11 @@ class FlightEndpointIT {
         .hasMessageContaining("row 1 of the batch, arguments (1, 0)");
     assertThat(client.lastStatus().getCode()).isEqualTo(Status.Code.UNKNOWN);
     assertThat(
-            meters.counter("kiln.worker.errors", "handler", "divide", "kind", "UDF_RAISED").count())
+            meters
+                .get("kiln.worker.errors")
+                .tags("handler", "divide", "kind", "UDF_RAISED")
+                .counter()
+                .count())
         .isEqualTo(1.0);
   }
 
@@ -506,9 +510,12 @@ class FlightEndpointIT {
         schema(INT64),
         List.of(List.of(List.of(1L, 2L, 3L)), List.of(List.of(4L))));
 
-    assertThat(meters.counter("kiln.worker.rows", "handler", "ident").count()).isEqualTo(4.0);
-    assertThat(meters.counter("kiln.worker.batches", "handler", "ident").count()).isEqualTo(2.0);
-    assertThat(meters.timer("kiln.worker.batch.latency", "handler", "ident").count()).isEqualTo(2);
+    assertThat(meters.get("kiln.worker.rows").tag("handler", "ident").counter().count())
+        .isEqualTo(4.0);
+    assertThat(meters.get("kiln.worker.batches").tag("handler", "ident").counter().count())
+        .isEqualTo(2.0);
+    assertThat(meters.get("kiln.worker.batch.latency").tag("handler", "ident").timer().count())
+        .isEqualTo(2);
   }
 
   // ---------------------------------------------------------------- Query's wire types

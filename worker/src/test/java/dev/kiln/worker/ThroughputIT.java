@@ -143,7 +143,7 @@ class ThroughputIT {
       handle.ready.complete(pool);
       // The client warms up first, then measures; the worker's counters cover both, so they
       // are read once the warm-up is over, when the endpoint has answered WARMUP calls.
-      Counter batches = meters.counter("kiln.worker.batches", "handler", "add");
+      Counter batches = meters.counter("kiln.worker.batches", "handler", "add", "tenant", "t");
       double before = batches.count();
       CompletableFuture<double[]> client =
           CompletableFuture.supplyAsync(
