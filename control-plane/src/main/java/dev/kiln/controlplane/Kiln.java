@@ -26,6 +26,7 @@ import picocli.CommandLine.Command;
     subcommands = {
       ServeCommand.class,
       ApplyCommand.class,
+      PrewarmCommand.class,
       CallCommand.class,
       LogsCommand.class,
       CacheCommand.class,

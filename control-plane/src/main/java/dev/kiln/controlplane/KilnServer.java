@@ -47,10 +47,12 @@ import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -87,6 +89,7 @@ public final class KilnServer implements AutoCloseable {
   private UdfRegistry registry;
   private DiskCollector disk;
   private WarmSandboxes warm;
+  private BuildImage images;
   private String endpoint;
   private String baseImageDigest;
   private PrometheusMeterRegistry meters;
@@ -167,8 +170,7 @@ public final class KilnServer implements AutoCloseable {
     BaseFacts bases =
         new BaseFacts(runner, SandboxRunners.host(sandboxes), data.resolve("runtimes"));
     Sizing serverSizing = Sizing.of(config);
-    BuildImage images =
-        new BuildImage(wheelLayers, runner, pipelines, SandboxRunners.host(sandboxes));
+    images = new BuildImage(wheelLayers, runner, pipelines, SandboxRunners.host(sandboxes));
     warm =
         WarmSandboxes.of(
             config.warmPool(),
@@ -490,6 +492,49 @@ public final class KilnServer implements AutoCloseable {
    */
   public boolean recycleWarmSandbox() {
     return warm.recycleWarm();
+  }
+
+  /**
+   * Waits until a tenant's UDF resource is ready (its image built, its runners up) and returns how
+   * long each step took.
+   *
+   * @throws KilnException why it failed (the message a call would get), or SANDBOX_UNAVAILABLE when
+   *     this server has no such resource or it is not ready within {@code timeout}
+   */
+  public ProvisioningTimings awaitReady(String tenant, String keyHex, Duration timeout)
+      throws KilnException, InterruptedException {
+    UdfResource r =
+        registry.all().stream()
+            .filter(x -> x.tenant.name().equals(tenant) && x.key.hex().equals(keyHex))
+            .findFirst()
+            .orElseThrow(
+                () ->
+                    new KilnException(
+                        ErrorCode.SANDBOX_UNAVAILABLE,
+                        "this server has no UDF resource " + keyHex + " of tenant " + tenant));
+    try {
+      r.ready().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof KilnException k) {
+        throw k;
+      }
+      throw new KilnException(ErrorCode.INTERNAL, "provisioning failed: " + e.getCause(), e);
+    } catch (TimeoutException e) {
+      throw new KilnException(
+          ErrorCode.SANDBOX_UNAVAILABLE,
+          "the UDF was not ready within " + timeout.toSeconds() + " s");
+    }
+    return timings(tenant, keyHex)
+        .orElseThrow(
+            () -> new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF is not ready"));
+  }
+
+  /**
+   * Waits until the byte code of every package used so far is compiled (it is compiled in the
+   * background after a UDF's first start); false when {@code timeout} passed first.
+   */
+  public boolean awaitByteCode(Duration timeout) throws InterruptedException {
+    return images.awaitByteCode(timeout);
   }
 
   DiskCollector diskForTests() {

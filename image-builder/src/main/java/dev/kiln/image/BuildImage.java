@@ -192,7 +192,7 @@ public final class BuildImage {
   }
 
   /** Waits until the byte code asked for so far is compiled (or failed); false on timeout. */
-  boolean awaitByteCode(Duration timeout) throws InterruptedException {
+  public boolean awaitByteCode(Duration timeout) throws InterruptedException {
     return background.awaitIdle(timeout);
   }
 

@@ -1,0 +1,241 @@
+package dev.kiln.controlplane;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.base.KilnException;
+import dev.kiln.definition.DatabendSql;
+import io.grpc.StatusRuntimeException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * {@code kiln prewarm}: for CI, so that the first query after a deploy is a warm one. Reads the
+ * UDFs of Databend SQL files, ApplyUdfResource specs and CreateWorker scripts, and runs each
+ * through the server's own pipeline on the data directory (and caches) a server will use: the
+ * request is checked as the server checks it, packages resolved, wheels fetched, layers and the
+ * image built, the UDF loaded once in a sandbox, and the packages' byte code compiled.
+ */
+@Command(
+    name = "prewarm",
+    header = "Builds UDFs' packages and images ahead of their first query (for CI).",
+    mixinStandardHelpOptions = true,
+    sortOptions = false,
+    description = {
+      "Reads every CREATE FUNCTION ... LANGUAGE python statement of Databend SQL files (other",
+      "statements are skipped), ApplyUdfResource specs (*.json) and CreateWorker scripts (*.sh,",
+      "named after the file), and runs each UDF through the pipeline a server runs, on the same",
+      "data directory and caches (the flags below are kiln serve's): checked as the server checks",
+      "it, packages resolved and fetched, layers and image built, loaded once in a sandbox, byte",
+      "code compiled. A server started on that data directory then starts them warm. Staged",
+      "imports are fetched per query, as Databend presigns them per query."
+    },
+    footer = {
+      "%nExamples:",
+      "  kiln prewarm udfs/*.sql",
+      "  kiln prewarm --json --data-dir /var/lib/kiln --s3-bucket udf-cache udfs/*.sql",
+      "%nExit status:",
+      "  0  every UDF is warm",
+      "  1  a UDF failed (each failure names its file:line and the server's message)",
+      "  2  bad usage (a missing file, a malformed flag)"
+    })
+final class PrewarmCommand implements Callable<Integer> {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  @Parameters(paramLabel = "FILE", arity = "1..*", description = "*.sql, *.json or *.sh files.")
+  List<Path> files;
+
+  @Option(
+      names = "--tenant",
+      paramLabel = "TENANT",
+      defaultValue = "default",
+      description = "The tenant the UDFs are prewarmed for (default ${DEFAULT-VALUE}).")
+  String tenant;
+
+  @Option(names = "--json", description = "One JSON object per UDF on stdout, for scripts.")
+  boolean json;
+
+  @Option(
+      names = "--udf-timeout",
+      paramLabel = "SECONDS",
+      defaultValue = "900",
+      description = "How long one UDF may take (default ${DEFAULT-VALUE}).")
+  long udfTimeoutSeconds;
+
+  @Option(names = "--verbose", description = "The server's log on stderr as well.")
+  boolean verbose;
+
+  @Mixin ServerOptions options;
+
+  /** One UDF to prewarm, where it was read, and how to ask for it. */
+  private record Udf(String name, String source, String spec, String script, String problem) {}
+
+  @Override
+  public Integer call() throws Exception {
+    List<Udf> udfs = new ArrayList<>();
+    int skipped = 0;
+    for (Path f : files) {
+      String text;
+      try {
+        text = Files.readString(f);
+      } catch (NoSuchFileException e) {
+        System.err.println("kiln prewarm: file " + f + " does not exist");
+        return 2;
+      }
+      String name = f.getFileName().toString();
+      String lower = name.toLowerCase(Locale.ROOT);
+      if (lower.endsWith(".json")) {
+        udfs.add(new Udf(name.substring(0, name.length() - 5), f + ":1", text, null, null));
+      } else if (lower.endsWith(".sh")) {
+        udfs.add(new Udf(name.substring(0, name.length() - 3), f + ":1", null, text, null));
+      } else {
+        try {
+          DatabendSql.Script sql = DatabendSql.read(text);
+          skipped += sql.otherStatements();
+          for (DatabendSql.Function fn : sql.functions()) {
+            udfs.add(new Udf(fn.name(), f + ":" + fn.line(), fn.spec(), null, null));
+          }
+        } catch (DatabendSql.Malformed e) {
+          udfs.add(new Udf("?", f + ":" + e.line(), null, null, e.getMessage()));
+        }
+      }
+    }
+    if (!verbose && System.getProperty("KILN_LOG_LEVEL") == null) {
+      System.setProperty("KILN_LOG_LEVEL", "WARN");
+    }
+    KilnConfig config;
+    try {
+      config =
+          options
+              .builder()
+              .set("grpc-port", "0")
+              .set("flight-port", "0")
+              .set("admin-port", "0")
+              .set("bind-host", "127.0.0.1")
+              .set("warm-pool", "0")
+              .set("zygotes", "0")
+              .build();
+    } catch (IllegalArgumentException | KilnException e) {
+      System.err.println("kiln prewarm: " + e.getMessage());
+      return 2;
+    } catch (IOException e) {
+      System.err.println("kiln prewarm: cannot read the --config file: " + e.getMessage());
+      return 2;
+    }
+    int failed = 0;
+    long started = System.nanoTime();
+    try (KilnServer server = KilnServer.start(config);
+        DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
+      for (Udf u : udfs) {
+        ObjectNode out = prewarm(server, client, u);
+        if (!out.get("status").asText().equals("warm")) {
+          failed++;
+        }
+        print(out);
+      }
+      if (failed < udfs.size()) {
+        progress("compiling the packages' byte code ...");
+        if (!server.awaitByteCode(Duration.ofSeconds(udfTimeoutSeconds))) {
+          System.err.println(
+              "kiln prewarm: the packages' byte code was not compiled within "
+                  + udfTimeoutSeconds
+                  + " s; a server compiles it after the first start");
+        }
+      }
+    } catch (KilnException e) {
+      System.err.println("kiln prewarm: the pipeline could not start: " + e.getMessage());
+      return 1;
+    }
+    progress(
+        "%d of %d UDFs warm, %d failed; %d other statements skipped; %.1f s"
+            .formatted(
+                udfs.size() - failed,
+                udfs.size(),
+                failed,
+                skipped,
+                (System.nanoTime() - started) / 1e9));
+    return failed == 0 ? 0 : 1;
+  }
+
+  private ObjectNode prewarm(KilnServer server, DatabendClient client, Udf u)
+      throws InterruptedException {
+    ObjectNode out = JSON.createObjectNode();
+    out.put("name", u.name());
+    out.put("source", u.source());
+    if (u.problem() != null) {
+      return failed(out, "INVALID_ARGUMENT", u.problem());
+    }
+    progress(u.source() + " " + u.name() + ": prewarming ...");
+    long t0 = System.nanoTime();
+    Duration rpc = Duration.ofSeconds(60);
+    try {
+      DatabendClient.Resource r =
+          u.spec() != null
+              ? client.apply(tenant, u.spec(), List.of(), rpc)
+              : client.createWorker(tenant, u.name(), u.script(), rpc);
+      out.put("key", r.key());
+      ProvisioningTimings t =
+          server.awaitReady(tenant, r.key(), Duration.ofSeconds(udfTimeoutSeconds));
+      out.put("status", "warm");
+      out.put("seconds", (System.nanoTime() - t0) / 1e9);
+      ObjectNode steps = out.putObject("step_seconds");
+      steps.put("packages", t.packagesMillis() / 1e3);
+      steps.put("imports_and_wheels", t.inputsMillis() / 1e3);
+      steps.put("image", t.imageMillis() / 1e3);
+      steps.put("sandbox", t.sandboxMillis() / 1e3);
+      steps.put("runners", t.runnersMillis() / 1e3);
+      return out;
+    } catch (StatusRuntimeException e) {
+      String code = e.getStatus().getCode().name();
+      return failed(out, code, String.valueOf(e.getStatus().getDescription()));
+    } catch (KilnException e) {
+      return failed(out, e.code().name(), e.getMessage());
+    }
+  }
+
+  private static ObjectNode failed(ObjectNode out, String code, String message) {
+    out.put("status", "failed");
+    out.put("code", code);
+    out.put("error", message);
+    return out;
+  }
+
+  private void print(ObjectNode out) {
+    if (json) {
+      System.out.println(out);
+      return;
+    }
+    String where = out.get("source").asText() + " " + out.get("name").asText();
+    if (out.get("status").asText().equals("warm")) {
+      var s = out.get("step_seconds");
+      System.out.printf(
+          "%s: warm in %.1f s (key %s; packages %.1f s, wheels %.1f s, image %.1f s, sandbox"
+              + " %.1f s, runners %.1f s)%n",
+          where,
+          out.get("seconds").asDouble(),
+          out.get("key").asText().substring(0, 12),
+          s.get("packages").asDouble(),
+          s.get("imports_and_wheels").asDouble(),
+          s.get("image").asDouble(),
+          s.get("sandbox").asDouble(),
+          s.get("runners").asDouble());
+    } else {
+      System.out.printf(
+          "%s: FAILED %s: %s%n", where, out.get("code").asText(), out.get("error").asText());
+    }
+  }
+
+  private void progress(String line) {
+    System.err.println("kiln prewarm: " + line);
+  }
+}

@@ -1,0 +1,152 @@
+package dev.kiln.controlplane;
+
+import static dev.kiln.controlplane.KilnTestSupport.call;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.kiln.definition.DatabendSql;
+import dev.kiln.resolver.PipMirror;
+import dev.kiln.resolver.StaticIndexServer;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/**
+ * {@code kiln prewarm} as a CI job runs it: the examples' SQL file (a plain UDF, one with numpy
+ * from PACKAGES, one with humanize from a PEP 723 block, against the local mirror of real wheels
+ * served over HTTP), real gVisor sandboxes; then a server on the same data directory answers them.
+ */
+class PrewarmIT {
+  private static final Path EXAMPLES = Path.of("..", "examples", "udfs.sql");
+
+  static StaticIndexServer mirror;
+  @TempDir Path dataDir;
+  @TempDir Path files;
+  @RegisterExtension final TestAllocator allocator = new TestAllocator();
+
+  @BeforeAll
+  static void startMirror() throws Exception {
+    mirror = new StaticIndexServer(PipMirror.fileIndexes());
+  }
+
+  @AfterAll
+  static void stopMirror() {
+    if (mirror != null) {
+      mirror.close();
+    }
+  }
+
+  private record Run(int exit, String stdout) {
+    List<JsonNode> lines() throws Exception {
+      List<JsonNode> out = new ArrayList<>();
+      for (String l : stdout.split("\n")) {
+        if (!l.isBlank()) {
+          out.add(KilnTestSupport.JSON.readTree(l));
+        }
+      }
+      return out;
+    }
+  }
+
+  private Run prewarm(Path... sqlFiles) {
+    List<String> args =
+        new ArrayList<>(
+            List.of(
+                "prewarm",
+                "--json",
+                "--data-dir",
+                dataDir.toString(),
+                "--base-image",
+                KilnTestSupport.baseImage()));
+    for (URI u : mirror.indexUrls()) {
+      args.addAll(List.of("--index-url", u.toString()));
+    }
+    for (Path f : sqlFiles) {
+      args.add(f.toString());
+    }
+    PrintStream stdout = System.out;
+    ByteArrayOutputStream captured = new ByteArrayOutputStream();
+    System.setOut(new PrintStream(captured, true, StandardCharsets.UTF_8));
+    try {
+      int exit = new CommandLine(new Kiln()).execute(args.toArray(String[]::new));
+      return new Run(exit, captured.toString(StandardCharsets.UTF_8));
+    } finally {
+      System.setOut(stdout);
+    }
+  }
+
+  @Test
+  void theExamplesArePrewarmedAndAServerOnTheirDataDirectoryAnswersThem() throws Exception {
+    Run run = prewarm(EXAMPLES);
+    assertThat(run.exit()).as(run.stdout()).isZero();
+    List<JsonNode> udfs = run.lines();
+    assertThat(udfs)
+        .extracting(n -> n.get("name").asText())
+        .containsExactly("add_one", "hypot", "human_size");
+    assertThat(udfs).allSatisfy(n -> assertThat(n.get("status").asText()).isEqualTo("warm"));
+    assertThat(udfs.get(1).get("source").asText()).endsWith("udfs.sql:11");
+
+    // The server a deploy starts next, on the same data directory: the same UDF, the same key.
+    DatabendSql.Function hypot = DatabendSql.read(Files.readString(EXAMPLES)).functions().get(1);
+    try (RunningKiln kiln =
+        RunningKiln.start(
+            dataDir,
+            config -> config.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList()))) {
+      DatabendClient.Resource r = kiln.api().apply("default", hypot.spec());
+      assertThat(r.key()).isEqualTo(udfs.get(1).get("key").asText());
+      assertThat(
+              call(
+                  allocator,
+                  r,
+                  "default",
+                  "hypot",
+                  List.of("DOUBLE NULL", "DOUBLE NULL"),
+                  "[[3.0, 4.0]]"))
+          .isEqualTo(List.of(List.of(5.0)));
+    }
+  }
+
+  @Test
+  void aFunctionThatCannotBeWarmedFailsTheRunNamingItsFileAndLine() throws Exception {
+    Path bad = files.resolve("bad.sql");
+    Files.writeString(
+        bad,
+        """
+        CREATE FUNCTION ok (INT) RETURNS INT LANGUAGE python HANDLER = 'ok' AS $$
+        def ok(x):
+            return x
+        $$;
+
+        CREATE FUNCTION nope (INT) RETURNS INT LANGUAGE python
+        PACKAGES = ('kiln-no-such-package-anywhere') HANDLER = 'nope' AS $$
+        def nope(x):
+            return x
+        $$;
+        CREATE FUNCTION lost (INT) RETURNS INT LANGUAGE python HANDLER = 'missing' AS $$
+        def lost(x):
+            return x
+        $$;
+        """);
+    Run run = prewarm(bad);
+    assertThat(run.exit()).isEqualTo(1);
+    List<JsonNode> udfs = run.lines();
+    assertThat(udfs)
+        .extracting(n -> n.get("status").asText())
+        .containsExactly("warm", "failed", "failed");
+    assertThat(udfs.get(1).get("source").asText()).endsWith("bad.sql:6");
+    assertThat(udfs.get(1).get("error").asText()).contains("kiln-no-such-package-anywhere");
+    assertThat(udfs.get(2).get("source").asText()).endsWith("bad.sql:11");
+    assertThat(udfs.get(2).get("error").asText()).contains("missing");
+  }
+}
