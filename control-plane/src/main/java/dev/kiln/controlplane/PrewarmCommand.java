@@ -134,22 +134,43 @@ final class PrewarmCommand implements Callable<Integer> {
     }
     int failed = 0;
     long started = System.nanoTime();
-    try (KilnServer server = KilnServer.start(config);
-        DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
-      for (Udf u : udfs) {
-        ObjectNode out = prewarm(server, client, u);
-        if (!out.get("status").asText().equals("warm")) {
-          failed++;
+    List<Udf> warm = new ArrayList<>();
+    try {
+      try (KilnServer server = KilnServer.start(config);
+          DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
+        for (Udf u : udfs) {
+          ObjectNode out = prewarm(server, client, u);
+          if (out.get("status").asText().equals("warm")) {
+            warm.add(u);
+          } else {
+            failed++;
+          }
+          print(out);
         }
-        print(out);
+        if (!warm.isEmpty()) {
+          progress("compiling the packages' byte code ...");
+          if (!server.awaitByteCode(Duration.ofSeconds(udfTimeoutSeconds))) {
+            System.err.println(
+                "kiln prewarm: the packages' byte code was not compiled within "
+                    + udfTimeoutSeconds
+                    + " s; a server compiles it after the first start");
+          }
+        }
       }
-      if (failed < udfs.size()) {
-        progress("compiling the packages' byte code ...");
-        if (!server.awaitByteCode(Duration.ofSeconds(udfTimeoutSeconds))) {
-          System.err.println(
-              "kiln prewarm: the packages' byte code was not compiled within "
-                  + udfTimeoutSeconds
-                  + " s; a server compiles it after the first start");
+      if (!warm.isEmpty()) {
+        // The images built above came before their packages' byte code: build them again with it,
+        // as a server started on this data directory would at its first query, and load each once
+        // more from the image that server will find.
+        progress("building the images again with the byte code ...");
+        try (KilnServer server = KilnServer.start(config);
+            DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
+          for (Udf u : warm) {
+            ObjectNode out = prewarm(server, client, u);
+            if (!out.get("status").asText().equals("warm")) {
+              failed++;
+              print(out);
+            }
+          }
         }
       }
     } catch (KilnException e) {

@@ -97,8 +97,10 @@ class PrewarmIT {
     assertThat(udfs).allSatisfy(n -> assertThat(n.get("status").asText()).isEqualTo("warm"));
     assertThat(udfs.get(1).get("source").asText()).endsWith("udfs.sql:11");
 
-    // The server a deploy starts next, on the same data directory: the same UDF, the same key.
+    // The server a deploy starts next, on the same data directory: the same UDF, the same key,
+    // and its image (with the packages' byte code) found, not built again.
     DatabendSql.Function hypot = DatabendSql.read(Files.readString(EXAMPLES)).functions().get(1);
+    List<String> images = images();
     try (RunningKiln kiln =
         RunningKiln.start(
             dataDir,
@@ -115,6 +117,19 @@ class PrewarmIT {
                   "[[3.0, 4.0]]"))
           .isEqualTo(List.of(List.of(5.0)));
     }
+    assertThat(images()).as("images in the layout after the first query").isEqualTo(images);
+  }
+
+  /** The names of the images in the data directory's OCI layout. */
+  private List<String> images() throws Exception {
+    JsonNode index =
+        KilnTestSupport.JSON.readTree(
+            Files.readString(dataDir.resolve("images").resolve("oci").resolve("index.json")));
+    List<String> names = new ArrayList<>();
+    for (JsonNode m : index.path("manifests")) {
+      names.add(m.path("annotations").path("org.opencontainers.image.ref.name").asText());
+    }
+    return names;
   }
 
   @Test
