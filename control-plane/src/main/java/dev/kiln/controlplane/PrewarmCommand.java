@@ -5,7 +5,6 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.base.KilnException;
 import dev.kiln.definition.DatabendSql;
 import io.grpc.StatusRuntimeException;
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -113,23 +112,17 @@ final class PrewarmCommand implements Callable<Integer> {
     if (!verbose && System.getProperty("KILN_LOG_LEVEL") == null) {
       System.setProperty("KILN_LOG_LEVEL", "WARN");
     }
-    KilnConfig config;
-    try {
-      config =
-          options
-              .builder()
-              .set("grpc-port", "0")
-              .set("flight-port", "0")
-              .set("admin-port", "0")
-              .set("bind-host", "127.0.0.1")
-              .set("warm-pool", "0")
-              .set("zygotes", "0")
-              .build();
-    } catch (IllegalArgumentException | KilnException e) {
-      System.err.println("kiln prewarm: " + e.getMessage());
-      return 2;
-    } catch (IOException e) {
-      System.err.println("kiln prewarm: cannot read the --config file: " + e.getMessage());
+    KilnConfig config =
+        options.configOrExplain(
+            "kiln prewarm",
+            b ->
+                b.set("grpc-port", "0")
+                    .set("flight-port", "0")
+                    .set("admin-port", "0")
+                    .set("bind-host", "127.0.0.1")
+                    .set("warm-pool", "0")
+                    .set("zygotes", "0"));
+    if (config == null) {
       return 2;
     }
     int failed = 0;

@@ -1,7 +1,6 @@
 package dev.kiln.controlplane;
 
 import dev.kiln.base.KilnException;
-import java.io.IOException;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -32,14 +31,8 @@ final class ServeCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    KilnConfig config;
-    try {
-      config = options.builder().build();
-    } catch (IllegalArgumentException | KilnException e) {
-      System.err.println("kiln serve: " + e.getMessage());
-      return 2;
-    } catch (IOException e) {
-      System.err.println("kiln serve: cannot read the --config file: " + e.getMessage());
+    KilnConfig config = options.configOrExplain("kiln serve", b -> b);
+    if (config == null) {
       return 2;
     }
     KilnServer server;

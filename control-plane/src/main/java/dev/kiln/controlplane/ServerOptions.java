@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.UnaryOperator;
 import picocli.CommandLine.Option;
 
 /**
@@ -233,6 +234,21 @@ final class ServerOptions {
       paramLabel = "BOOL",
       description = "Path-style S3 addressing (needed by most non-AWS servers).")
   String s3PathStyle;
+
+  /**
+   * The configuration these flags give, as {@code adjust} changes it; null after saying on stderr,
+   * as {@code command}, what is wrong with a flag or the {@code --config} file.
+   */
+  KilnConfig configOrExplain(String command, UnaryOperator<KilnConfig.Builder> adjust) {
+    try {
+      return adjust.apply(builder()).build();
+    } catch (IllegalArgumentException | KilnException e) {
+      System.err.println(command + ": " + e.getMessage());
+    } catch (IOException e) {
+      System.err.println(command + ": cannot read the --config file: " + e.getMessage());
+    }
+    return null;
+  }
 
   /**
    * The configuration these flags (and {@code --config}'s file under them) give.

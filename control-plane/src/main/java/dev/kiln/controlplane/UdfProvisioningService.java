@@ -53,9 +53,11 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
             .description("ApplyUdfResource latency")
             .publishPercentiles(0.5, 0.99)
             .register(meters);
-    this.hot = requests(meters, "hot");
-    this.cold = requests(meters, "cold");
-    this.rejected = requests(meters, "error");
+    RequestCounters counters =
+        RequestCounters.register(meters, "kiln.apply.requests", "ApplyUdfResource");
+    this.hot = counters.hot();
+    this.cold = counters.cold();
+    this.rejected = counters.rejected();
   }
 
   @Override
@@ -126,13 +128,5 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
     return request.getImportsList().stream()
         .map((UdfImport imp) -> new StagedImport(imp.getLocation(), imp.getUrl(), imp.getTag()))
         .toList();
-  }
-
-  private static Counter requests(MeterRegistry meters, String result) {
-    return Counter.builder("kiln.apply.requests")
-        .description(
-            "ApplyUdfResource requests by result: hot (known), cold (provisioning started), error")
-        .tag("result", result)
-        .register(meters);
   }
 }

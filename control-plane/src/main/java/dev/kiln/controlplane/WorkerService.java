@@ -104,9 +104,11 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
             .description("CreateWorker latency (UDFs)")
             .publishPercentiles(0.5, 0.99)
             .register(meters);
-    this.hot = requests(meters, "hot");
-    this.cold = requests(meters, "cold");
-    this.rejected = requests(meters, "error");
+    RequestCounters counters =
+        RequestCounters.register(meters, "kiln.create_worker.requests", "CreateWorker");
+    this.hot = counters.hot();
+    this.cold = counters.cold();
+    this.rejected = counters.rejected();
   }
 
   @Override
@@ -438,13 +440,5 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
         GrpcErrors.toStatus(
             new KilnException(
                 ErrorCode.INTERNAL, "internal error in Kiln (logged on the server)")));
-  }
-
-  private static Counter requests(MeterRegistry meters, String result) {
-    return Counter.builder("kiln.create_worker.requests")
-        .description(
-            "CreateWorker requests by result: hot (known), cold (provisioning started), error")
-        .tag("result", result)
-        .register(meters);
   }
 }
