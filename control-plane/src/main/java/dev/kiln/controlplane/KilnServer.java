@@ -237,6 +237,20 @@ public final class KilnServer implements AutoCloseable {
     UdfRequests requests =
         new UdfRequests(
             registry, definitions, pipeline, tokens, config.applyWait(), InstantSource.system());
+    if (config.zygotes() > 0) {
+      // The package sets this data directory knows (from before a restart, or from kiln prewarm)
+      // get their zygotes now, in the background, not at their next UDF's first start.
+      pipelines.execute(
+          () -> {
+            try {
+              pipeline.offerZygotes(requests.recentWithPackages(64), config.zygotes());
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            } catch (RuntimeException e) {
+              log.warn("keeping zygotes ready for known package sets failed: {}", e.toString());
+            }
+          });
+    }
     Workers workers = Workers.open(data.resolve("workers.json"));
     WorkerSizes sizes = WorkerSizes.of(config.workerSizes());
     Scaler scaler =

@@ -15,7 +15,11 @@ import dev.kiln.worker.StartRunners;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
@@ -177,6 +181,48 @@ final class Pipeline {
     } catch (KilnException | InterruptedException | RuntimeException e) {
       sandbox.close();
       throw e;
+    }
+  }
+
+  /**
+   * Keeps zygotes ready for the package sets of {@code recentFirst} (resources of kept definitions,
+   * newest first), as their UDFs' own starts would have: the newest {@code max} distinct sets, each
+   * resolved and its wheels fetched from the caches. For a server that starts on a data directory a
+   * restart or {@code kiln prewarm} left, so that the next new UDF of a set finds its zygote. A
+   * definition that cannot be resolved or fetched now (an import whose URL expired) is skipped.
+   */
+  void offerZygotes(List<UdfResource> recentFirst, int max) throws InterruptedException {
+    record Offer(UdfResource r, Lock lock, PipelineSteps.Inputs inputs) {}
+    List<Offer> offers = new ArrayList<>();
+    Set<String> sets = new HashSet<>();
+    for (UdfResource r : recentFirst) {
+      if (offers.size() >= max) {
+        break;
+      }
+      try {
+        Lock lock = steps.resolvePackages(r);
+        String set =
+            lock.packages()
+                + " "
+                + r.runtime.digest()
+                + " "
+                + r.sizing.limits()
+                + r.sizing.runners();
+        if (!lock.packages().isEmpty() && sets.add(set)) {
+          offers.add(new Offer(r, lock, steps.fetchInputs(r, lock)));
+        }
+      } catch (KilnException e) {
+        log.debug("no zygote for udf {}: {}", r.key.shortForm(), e.getMessage());
+      }
+    }
+    // Oldest first: the newest set is then the most recently used one, kept longest.
+    for (Offer o : offers.reversed()) {
+      steps.offerZygote(o.r(), o.lock(), o.inputs());
+      log.info(
+          "keeping a zygote ready for {} (known from udf {} tenant={})",
+          o.lock().packages(),
+          o.r().key.shortForm(),
+          o.r().tenant);
     }
   }
 

@@ -12,6 +12,9 @@ import io.grpc.Context;
 import io.grpc.Deadline;
 import java.time.Duration;
 import java.time.InstantSource;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -141,6 +144,44 @@ final class UdfRequests {
         tenant,
         key,
         () -> new UdfResource(tenant, key, definition, runtime, sizing, env, owner, clock));
+  }
+
+  /**
+   * Resources (registered nowhere, nothing started) of the kept definitions that ask for packages,
+   * most recently answered first, at most {@code max}: what a server knows its users' package sets
+   * from after a restart or a prewarm. Definitions of a runtime this server no longer has are left
+   * out.
+   */
+  List<UdfResource> recentWithPackages(int max) {
+    List<UdfResource> out = new ArrayList<>();
+    List<Definitions.Entry> recent =
+        definitions.all().stream()
+            .filter(e -> !e.definition().requirements().isEmpty())
+            .sorted(Comparator.comparing(Definitions.Entry::answered).reversed())
+            .limit(max)
+            .toList();
+    for (Definitions.Entry e : recent) {
+      try {
+        Runtimes.Runtime runtime = pipeline.check(e.definition());
+        // Without its staged imports: their URLs were presigned for one query long gone, and a
+        // zygote needs only the packages.
+        UdfDefinition packagesOnly =
+            new UdfDefinition(e.definition().spec(), e.definition().requirements(), List.of());
+        out.add(
+            new UdfResource(
+                e.tenant(),
+                e.key(),
+                packagesOnly,
+                runtime,
+                e.sizing(),
+                Map.of(),
+                e.owner(),
+                clock));
+      } catch (KilnException ex) {
+        // Its runtime is gone from this server's configuration: nothing to keep ready for it.
+      }
+    }
+    return out;
   }
 
   /** Forgets the kept definitions of the tenant's worker {@code owner} (it was dropped). */

@@ -13,6 +13,7 @@ import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
@@ -100,11 +101,20 @@ class PrewarmIT {
     // The server a deploy starts next, on the same data directory: the same UDF, the same key,
     // and its image (with the packages' byte code) found, not built again.
     DatabendSql.Function hypot = DatabendSql.read(Files.readString(EXAMPLES)).functions().get(1);
-    List<String> images = images();
+    List<String> images;
     try (RunningKiln kiln =
         RunningKiln.start(
             dataDir,
-            config -> config.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList()))) {
+            config ->
+                config
+                    .set("zygotes", "2")
+                    .indexUrls(mirror.indexUrls().stream().map(URI::toString).toList()))) {
+      // Before any request, it keeps a zygote of each package set the data directory knows.
+      KilnTestSupport.eventually(
+          "zygotes of numpy and of humanize are ready",
+          Duration.ofSeconds(120),
+          () -> kiln.server().meters().find("kiln.zygotes.ready").gauge().value() == 2);
+      images = images(); // the zygotes' own images (base, wheels, runner) are there by now
       DatabendClient.Resource r = kiln.api().apply("default", hypot.spec());
       assertThat(r.key()).isEqualTo(udfs.get(1).get("key").asText());
       assertThat(
@@ -116,6 +126,9 @@ class PrewarmIT {
                   List.of("DOUBLE NULL", "DOUBLE NULL"),
                   "[[3.0, 4.0]]"))
           .isEqualTo(List.of(List.of(5.0)));
+      assertThat(kiln.server().meters().find("kiln.zygotes.hits").functionCounter().count())
+          .as("the first query was placed in numpy's zygote")
+          .isEqualTo(1);
     }
     assertThat(images()).as("images in the layout after the first query").isEqualTo(images);
   }

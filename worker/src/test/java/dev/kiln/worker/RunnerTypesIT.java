@@ -8,7 +8,6 @@ import dev.kiln.base.KilnException;
 import dev.kiln.definition.DataType;
 import dev.kiln.definition.RuntimeSpec;
 import java.math.BigDecimal;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.LocalDate;
@@ -26,6 +25,7 @@ import org.apache.arrow.vector.types.pojo.Field;
 import org.apache.arrow.vector.types.pojo.FieldType;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -345,11 +345,10 @@ class RunnerTypesIT {
   }
 
   @Test
-  void nestedBatchesSplitAcrossRunnersJoinInOrder() throws Exception {
+  void nestedBatchesSplitAcrossRunnersJoinInOrder(@TempDir Path meet) throws Exception {
     // Each runner, on its first row, waits (bounded) until the other runner has a row too, so
     // the test does not depend on which runner thread wakes first: if the pool sliced the batch,
     // the second slice must go to the idle runner while the first one waits.
-    Path meet = Files.createTempDirectory("kiln-meet");
     String code =
         """
         import os, time
