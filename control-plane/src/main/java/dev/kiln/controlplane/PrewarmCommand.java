@@ -1,10 +1,15 @@
 package dev.kiln.controlplane;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import dev.kiln.definition.DatabendSql;
 import io.grpc.StatusRuntimeException;
+import java.io.IOException;
+import java.net.URLEncoder;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -43,6 +48,7 @@ import picocli.CommandLine.Parameters;
       "%nExamples:",
       "  kiln prewarm udfs/*.sql",
       "  kiln prewarm --json --data-dir /var/lib/kiln --s3-bucket udf-cache udfs/*.sql",
+      "  kiln prewarm --server kiln:50051 --admin http://kiln:9090 --tenant acme x.sql",
       "%nExit status:",
       "  0  every UDF is warm",
       "  1  a UDF failed (each failure names its file:line and the server's message)",
@@ -50,6 +56,7 @@ import picocli.CommandLine.Parameters;
     })
 final class PrewarmCommand implements Callable<Integer> {
   private static final ObjectMapper JSON = new ObjectMapper();
+  private static final Duration REMOTE_POLL = Duration.ofMillis(200);
 
   @Parameters(paramLabel = "FILE", arity = "1..*", description = "*.sql, *.json or *.sh files.")
   List<Path> files;
@@ -73,6 +80,18 @@ final class PrewarmCommand implements Callable<Integer> {
 
   @Option(names = "--verbose", description = "The server's log on stderr as well.")
   boolean verbose;
+
+  @Option(
+      names = "--server",
+      paramLabel = "HOST:PORT",
+      description = {
+        "Prewarm on a running server (its provisioning API, with --admin for its admin port)",
+        "instead of on a data directory: each UDF is started there, as a query would start it,",
+        "and stays until it idles out (--auto-suspend)."
+      })
+  String server;
+
+  @Mixin AdminOption admin;
 
   @Mixin ServerOptions options;
 
@@ -109,6 +128,9 @@ final class PrewarmCommand implements Callable<Integer> {
         }
       }
     }
+    if (server != null) {
+      return remote(udfs, skipped);
+    }
     if (!verbose && System.getProperty("KILN_LOG_LEVEL") == null) {
       System.setProperty("KILN_LOG_LEVEL", "WARN");
     }
@@ -132,7 +154,7 @@ final class PrewarmCommand implements Callable<Integer> {
       try (KilnServer server = KilnServer.start(config);
           DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
         for (Udf u : udfs) {
-          ObjectNode out = prewarm(server, client, u);
+          ObjectNode out = prewarm(client, u, key -> localReady(server, key));
           if (out.get("status").asText().equals("warm")) {
             warm.add(u);
           } else {
@@ -158,7 +180,7 @@ final class PrewarmCommand implements Callable<Integer> {
         try (KilnServer server = KilnServer.start(config);
             DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
           for (Udf u : warm) {
-            ObjectNode out = prewarm(server, client, u);
+            ObjectNode out = prewarm(client, u, key -> localReady(server, key));
             if (!out.get("status").asText().equals("warm")) {
               failed++;
               print(out);
@@ -170,18 +192,85 @@ final class PrewarmCommand implements Callable<Integer> {
       System.err.println("kiln prewarm: the pipeline could not start: " + e.getMessage());
       return 1;
     }
-    progress(
-        "%d of %d UDFs warm, %d failed; %d other statements skipped; %.1f s"
-            .formatted(
-                udfs.size() - failed,
-                udfs.size(),
-                failed,
-                skipped,
-                (System.nanoTime() - started) / 1e9));
+    summary(udfs.size(), failed, skipped, started);
     return failed == 0 ? 0 : 1;
   }
 
-  private ObjectNode prewarm(KilnServer server, DatabendClient client, Udf u)
+  private void summary(int udfs, int failed, int skipped, long startedNanos) {
+    progress(
+        "%d of %d UDFs warm, %d failed; %d other statements skipped; %.1f s"
+            .formatted(
+                udfs - failed, udfs, failed, skipped, (System.nanoTime() - startedNanos) / 1e9));
+  }
+
+  /** Waits until the UDF resource of a key is ready; its step timings when they are known. */
+  @FunctionalInterface
+  private interface Readiness {
+    ProvisioningTimings await(String key) throws KilnException, InterruptedException;
+  }
+
+  private ProvisioningTimings localReady(KilnServer server, String key)
+      throws KilnException, InterruptedException {
+    return server.awaitReady(tenant, key, Duration.ofSeconds(udfTimeoutSeconds));
+  }
+
+  /** Against a running server: each UDF applied there, as a query would, then awaited. */
+  private int remote(List<Udf> udfs, int skipped) throws InterruptedException {
+    int failed = 0;
+    long started = System.nanoTime();
+    try (DatabendClient client = new DatabendClient(server)) {
+      for (Udf u : udfs) {
+        ObjectNode out = prewarm(client, u, this::remoteReady);
+        if (!out.get("status").asText().equals("warm")) {
+          failed++;
+        }
+        print(out);
+      }
+    }
+    summary(udfs.size(), failed, skipped, started);
+    return failed == 0 ? 0 : 1;
+  }
+
+  /** Polls the server's admin port until the resource of {@code key} is ready or failed. */
+  private ProvisioningTimings remoteReady(String key) throws KilnException, InterruptedException {
+    long deadline = System.nanoTime() + Duration.ofSeconds(udfTimeoutSeconds).toNanos();
+    String path = "/udfs?tenant=" + URLEncoder.encode(tenant, StandardCharsets.UTF_8);
+    while (true) {
+      try {
+        for (JsonNode n : JSON.readTree(AdminClient.get("kiln prewarm", admin.url, path))) {
+          if (!n.path("key").asText().equals(key)) {
+            continue;
+          }
+          String state = n.path("state").asText();
+          if (state.equals("failed")) {
+            throw new KilnException(
+                errorCode(n.path("error_code").asText()), n.path("error").asText());
+          }
+          if (state.equals("idle") || state.equals("busy")) {
+            return null;
+          }
+        }
+      } catch (AdminClient.CommandFailure | IOException e) {
+        throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, e.getMessage(), e);
+      }
+      if (System.nanoTime() - deadline > 0) {
+        throw new KilnException(
+            ErrorCode.SANDBOX_UNAVAILABLE,
+            "the UDF was not ready within " + udfTimeoutSeconds + " s");
+      }
+      Thread.sleep(REMOTE_POLL.toMillis());
+    }
+  }
+
+  private static ErrorCode errorCode(String name) {
+    try {
+      return ErrorCode.valueOf(name);
+    } catch (IllegalArgumentException e) {
+      return ErrorCode.INTERNAL;
+    }
+  }
+
+  private ObjectNode prewarm(DatabendClient client, Udf u, Readiness readiness)
       throws InterruptedException {
     ObjectNode out = JSON.createObjectNode();
     out.put("name", u.name());
@@ -198,10 +287,12 @@ final class PrewarmCommand implements Callable<Integer> {
               ? client.apply(tenant, u.spec(), List.of(), rpc)
               : client.createWorker(tenant, u.name(), u.script(), rpc);
       out.put("key", r.key());
-      ProvisioningTimings t =
-          server.awaitReady(tenant, r.key(), Duration.ofSeconds(udfTimeoutSeconds));
+      ProvisioningTimings t = readiness.await(r.key());
       out.put("status", "warm");
       out.put("seconds", (System.nanoTime() - t0) / 1e9);
+      if (t == null) {
+        return out;
+      }
       ObjectNode steps = out.putObject("step_seconds");
       steps.put("packages", t.packagesMillis() / 1e3);
       steps.put("imports_and_wheels", t.inputsMillis() / 1e3);
@@ -210,8 +301,15 @@ final class PrewarmCommand implements Callable<Integer> {
       steps.put("runners", t.runnersMillis() / 1e3);
       return out;
     } catch (StatusRuntimeException e) {
+      // The server names its own error code at the end of the message ("... [KILN-107]").
+      String message = String.valueOf(e.getStatus().getDescription());
       String code = e.getStatus().getCode().name();
-      return failed(out, code, String.valueOf(e.getStatus().getDescription()));
+      for (ErrorCode c : ErrorCode.values()) {
+        if (message.endsWith("[" + c.label() + "]")) {
+          code = c.name();
+        }
+      }
+      return failed(out, code, message);
     } catch (KilnException e) {
       return failed(out, e.code().name(), e.getMessage());
     }
@@ -230,7 +328,11 @@ final class PrewarmCommand implements Callable<Integer> {
       return;
     }
     String where = out.get("source").asText() + " " + out.get("name").asText();
-    if (out.get("status").asText().equals("warm")) {
+    if (out.get("status").asText().equals("warm") && !out.has("step_seconds")) {
+      System.out.printf(
+          "%s: warm in %.1f s (key %s)%n",
+          where, out.get("seconds").asDouble(), out.get("key").asText().substring(0, 12));
+    } else if (out.get("status").asText().equals("warm")) {
       var s = out.get("step_seconds");
       System.out.printf(
           "%s: warm in %.1f s (key %s; packages %.1f s, wheels %.1f s, image %.1f s, sandbox"

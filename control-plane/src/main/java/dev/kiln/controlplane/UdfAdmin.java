@@ -220,6 +220,7 @@ final class UdfAdmin {
       n.put("sandbox", r.sandbox().map(Sandbox::id).orElse(null));
       KilnException f = r.failure();
       n.put("error", f == null ? null : f.getMessage());
+      n.put("error_code", f == null ? null : f.code().name());
     }
     return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(arr) + "\n";
   }

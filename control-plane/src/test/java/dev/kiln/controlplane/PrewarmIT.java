@@ -63,19 +63,20 @@ class PrewarmIT {
   private Run prewarm(Path... sqlFiles) {
     List<String> args =
         new ArrayList<>(
-            List.of(
-                "prewarm",
-                "--json",
-                "--data-dir",
-                dataDir.toString(),
-                "--base-image",
-                KilnTestSupport.baseImage()));
+            List.of("--data-dir", dataDir.toString(), "--base-image", KilnTestSupport.baseImage()));
     for (URI u : mirror.indexUrls()) {
       args.addAll(List.of("--index-url", u.toString()));
     }
     for (Path f : sqlFiles) {
       args.add(f.toString());
     }
+    return run(args);
+  }
+
+  /** {@code kiln prewarm --json ARGS...}: its exit status and stdout. */
+  private static Run run(List<String> prewarmArgs) {
+    List<String> args = new ArrayList<>(List.of("prewarm", "--json"));
+    args.addAll(prewarmArgs);
     PrintStream stdout = System.out;
     ByteArrayOutputStream captured = new ByteArrayOutputStream();
     System.setOut(new PrintStream(captured, true, StandardCharsets.UTF_8));
@@ -133,6 +134,51 @@ class PrewarmIT {
     assertThat(images()).as("images in the layout after the first query").isEqualTo(images);
   }
 
+  @Test
+  void againstARunningServerTheUdfsStartThereAndFailuresNameTheirLine() throws Exception {
+    Path sql = files.resolve("two.sql");
+    Files.writeString(
+        sql,
+        """
+        CREATE FUNCTION twice (INT) RETURNS INT LANGUAGE python HANDLER = 'twice' AS $$
+        def twice(x):
+            return None if x is None else 2 * x
+        $$;
+        CREATE FUNCTION nope (INT) RETURNS INT LANGUAGE python
+        PACKAGES = ('kiln-no-such-package-anywhere') HANDLER = 'nope' AS $$
+        def nope(x):
+            return x
+        $$;
+        """);
+    try (RunningKiln kiln =
+        RunningKiln.start(
+            dataDir,
+            config -> config.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList()))) {
+      Run run =
+          run(
+              List.of(
+                  "--server",
+                  "127.0.0.1:" + kiln.server().grpcPort(),
+                  "--admin",
+                  "http://127.0.0.1:" + kiln.server().adminPort(),
+                  "--tenant",
+                  "acme",
+                  sql.toString()));
+      assertThat(run.exit()).as(run.stdout()).isEqualTo(1);
+      List<JsonNode> udfs = run.lines();
+      assertThat(udfs).extracting(n -> n.get("status").asText()).containsExactly("warm", "failed");
+      assertThat(udfs.get(1).get("source").asText()).endsWith("two.sql:5");
+      assertThat(udfs.get(1).get("code").asText()).isEqualTo("PACKAGE_NOT_FOUND");
+      assertThat(udfs.get(1).get("error").asText()).contains("kiln-no-such-package-anywhere");
+      // The warm one is running on that server, for the tenant: its first query finds it ready.
+      DatabendSql.Function twice = DatabendSql.read(Files.readString(sql)).functions().get(0);
+      assertThat(kiln.server().timings("acme", udfs.get(0).get("key").asText())).isPresent();
+      DatabendClient.Resource r = kiln.api().apply("acme", twice.spec());
+      assertThat(call(allocator, r, "acme", "twice", List.of("INT NULL"), "[[21]]"))
+          .isEqualTo(List.of(List.of(42)));
+    }
+  }
+
   /** The names of the images in the data directory's OCI layout. */
   private List<String> images() throws Exception {
     JsonNode index =
@@ -173,6 +219,7 @@ class PrewarmIT {
         .extracting(n -> n.get("status").asText())
         .containsExactly("warm", "failed", "failed");
     assertThat(udfs.get(1).get("source").asText()).endsWith("bad.sql:6");
+    assertThat(udfs.get(1).get("code").asText()).isEqualTo("PACKAGE_NOT_FOUND");
     assertThat(udfs.get(1).get("error").asText()).contains("kiln-no-such-package-anywhere");
     assertThat(udfs.get(2).get("source").asText()).endsWith("bad.sql:11");
     assertThat(udfs.get(2).get("error").asText()).contains("missing");
