@@ -31,6 +31,16 @@ import picocli.CommandLine;
 class PrewarmIT {
   private static final Path EXAMPLES = Path.of("..", "examples", "udfs.sql");
 
+  /** Five lines: a Python UDF whose package is in no index. */
+  private static final String UNKNOWN_PACKAGE =
+      """
+      CREATE FUNCTION nope (INT) RETURNS INT LANGUAGE python
+      PACKAGES = ('kiln-no-such-package-anywhere') HANDLER = 'nope' AS $$
+      def nope(x):
+          return x
+      $$;
+      """;
+
   static StaticIndexServer mirror;
   @TempDir Path dataDir;
   @TempDir Path files;
@@ -144,12 +154,8 @@ class PrewarmIT {
         def twice(x):
             return None if x is None else 2 * x
         $$;
-        CREATE FUNCTION nope (INT) RETURNS INT LANGUAGE python
-        PACKAGES = ('kiln-no-such-package-anywhere') HANDLER = 'nope' AS $$
-        def nope(x):
-            return x
-        $$;
-        """);
+        """
+            + UNKNOWN_PACKAGE);
     try (RunningKiln kiln =
         RunningKiln.start(
             dataDir,
@@ -202,11 +208,9 @@ class PrewarmIT {
             return x
         $$;
 
-        CREATE FUNCTION nope (INT) RETURNS INT LANGUAGE python
-        PACKAGES = ('kiln-no-such-package-anywhere') HANDLER = 'nope' AS $$
-        def nope(x):
-            return x
-        $$;
+        """
+            + UNKNOWN_PACKAGE
+            + """
         CREATE FUNCTION lost (INT) RETURNS INT LANGUAGE python HANDLER = 'missing' AS $$
         def lost(x):
             return x
