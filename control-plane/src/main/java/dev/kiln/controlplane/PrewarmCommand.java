@@ -36,13 +36,15 @@ import picocli.CommandLine.Parameters;
     mixinStandardHelpOptions = true,
     sortOptions = false,
     description = {
-      "Reads every CREATE FUNCTION ... LANGUAGE python statement of Databend SQL files (other",
-      "statements are skipped), ApplyUdfResource specs (*.json) and CreateWorker scripts (*.sh,",
-      "named after the file), and runs each UDF through the pipeline a server runs, on the same",
-      "data directory and caches (the flags below are kiln serve's): checked as the server checks",
-      "it, packages resolved and fetched, layers and image built, loaded once in a sandbox, byte",
-      "code compiled. A server started on that data directory then starts them warm. Staged",
-      "imports are fetched per query, as Databend presigns them per query."
+      "Reads every CREATE FUNCTION ... LANGUAGE python statement of Databend SQL",
+      "files (other statements are skipped), ApplyUdfResource specs (*.json) and",
+      "CreateWorker scripts (*.sh, named after the file), and runs each UDF through",
+      "the pipeline a server runs, on the same data directory and caches (the",
+      "server flags below are kiln serve's): checked as the server checks it,",
+      "packages resolved and fetched, layers and image built, loaded once in a",
+      "sandbox, byte code compiled. A server started on that data directory then",
+      "starts them warm. Staged imports are fetched per query, as Databend presigns",
+      "them per query."
     },
     footer = {
       "%nExamples:",
@@ -84,11 +86,10 @@ final class PrewarmCommand implements Callable<Integer> {
   @Option(
       names = "--server",
       paramLabel = "HOST:PORT",
-      description = {
-        "Prewarm on a running server (its provisioning API, with --admin for its admin port)",
-        "instead of on a data directory: each UDF is started there, as a query would start it,",
-        "and stays until it idles out (--auto-suspend)."
-      })
+      description =
+          "Prewarm on a running server (its provisioning API; --admin is its admin port)"
+              + " instead of on a data directory: each UDF is started there, as a query would"
+              + " start it, and stays until it idles out (--auto-suspend).")
   String server;
 
   @Mixin AdminOption admin;
