@@ -515,7 +515,7 @@ public final class KilnServer implements AutoCloseable {
    * @throws KilnException why it failed (the message a call would get), or SANDBOX_UNAVAILABLE when
    *     this server has no such resource or it is not ready within {@code timeout}
    */
-  public ProvisioningTimings awaitReady(String tenant, String keyHex, Duration timeout)
+  public Ready awaitReady(String tenant, String keyHex, Duration timeout)
       throws KilnException, InterruptedException {
     UdfResource r =
         registry.all().stream()
@@ -538,10 +538,21 @@ public final class KilnServer implements AutoCloseable {
           ErrorCode.SANDBOX_UNAVAILABLE,
           "the UDF was not ready within " + timeout.toSeconds() + " s");
     }
-    return timings(tenant, keyHex)
-        .orElseThrow(
-            () -> new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF is not ready"));
+    Provisioned p =
+        r.provisioned()
+            .orElseThrow(
+                () -> new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF is not ready"));
+    return new Ready(
+        p.timings(),
+        p.builtImage().map(i -> i.image().manifestDigest().toString()).orElse(null),
+        p.lock());
   }
+
+  /**
+   * A ready UDF resource: where the time went, its image's manifest digest (null while it is still
+   * being built, after a warm start), and its packages as {@code name==version}.
+   */
+  public record Ready(ProvisioningTimings timings, String imageDigest, List<String> lock) {}
 
   /**
    * Waits until the byte code of every package used so far is compiled (it is compiled in the

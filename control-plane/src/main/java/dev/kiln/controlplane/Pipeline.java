@@ -177,11 +177,16 @@ final class Pipeline {
           new ProvisioningTimings(
               ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(t4 - t3), ms(t5 - t4), ms(r.age()));
       return new Provisioned(
-          CompletableFuture.completedFuture(image), sandbox, pool, timings, false);
+          CompletableFuture.completedFuture(image), sandbox, pool, timings, false, pins(lock));
     } catch (KilnException | InterruptedException | RuntimeException e) {
       sandbox.close();
       throw e;
     }
+  }
+
+  /** A lock's packages as {@code name==version}, in its order. */
+  private static List<String> pins(Lock lock) {
+    return lock.packages().stream().map(p -> p.name() + "==" + p.version()).toList();
   }
 
   /**
@@ -268,7 +273,7 @@ final class Pipeline {
       watch(r, sandbox);
       ProvisioningTimings timings =
           new ProvisioningTimings(ms(t1 - t0), ms(t2 - t1), 0, 0, ms(t3 - t2), ms(r.age()));
-      return new Provisioned(image, sandbox, pool, timings, true);
+      return new Provisioned(image, sandbox, pool, timings, true, pins(lock));
     } catch (KilnException | InterruptedException | RuntimeException e) {
       sandbox.close();
       throw e;
@@ -299,7 +304,8 @@ final class Pipeline {
               sandbox,
               pool,
               new ProvisioningTimings(0, 0, 0, ms(t1 - t0), ms(t2 - t1), ms(t2 - t0)),
-              false);
+              false,
+              first.lock());
       sandbox.stopped().thenRun(() -> r.removeSandbox(p));
       return p;
     } catch (KilnException | InterruptedException | RuntimeException e) {

@@ -207,10 +207,10 @@ final class PrewarmCommand implements Callable<Integer> {
   /** Waits until the UDF resource of a key is ready; its step timings when they are known. */
   @FunctionalInterface
   private interface Readiness {
-    ProvisioningTimings await(String key) throws KilnException, InterruptedException;
+    KilnServer.Ready await(String key) throws KilnException, InterruptedException;
   }
 
-  private ProvisioningTimings localReady(KilnServer server, String key)
+  private KilnServer.Ready localReady(KilnServer server, String key)
       throws KilnException, InterruptedException {
     return server.awaitReady(tenant, key, Duration.ofSeconds(udfTimeoutSeconds));
   }
@@ -233,7 +233,7 @@ final class PrewarmCommand implements Callable<Integer> {
   }
 
   /** Polls the server's admin port until the resource of {@code key} is ready or failed. */
-  private ProvisioningTimings remoteReady(String key) throws KilnException, InterruptedException {
+  private KilnServer.Ready remoteReady(String key) throws KilnException, InterruptedException {
     long deadline = System.nanoTime() + Duration.ofSeconds(udfTimeoutSeconds).toNanos();
     String path = "/udfs?tenant=" + URLEncoder.encode(tenant, StandardCharsets.UTF_8);
     while (true) {
@@ -288,12 +288,15 @@ final class PrewarmCommand implements Callable<Integer> {
               ? client.apply(tenant, u.spec(), List.of(), rpc)
               : client.createWorker(tenant, u.name(), u.script(), rpc);
       out.put("key", r.key());
-      ProvisioningTimings t = readiness.await(r.key());
+      KilnServer.Ready ready = readiness.await(r.key());
       out.put("status", "warm");
       out.put("seconds", (System.nanoTime() - t0) / 1e9);
-      if (t == null) {
+      if (ready == null) {
         return out;
       }
+      out.put("image_digest", ready.imageDigest());
+      ready.lock().forEach(out.putArray("lock")::add);
+      ProvisioningTimings t = ready.timings();
       ObjectNode steps = out.putObject("step_seconds");
       steps.put("packages", t.packagesMillis() / 1e3);
       steps.put("imports_and_wheels", t.inputsMillis() / 1e3);

@@ -5,21 +5,23 @@ import dev.kiln.base.KilnException;
 import dev.kiln.image.BuildImage;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.worker.RunnerPool;
+import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 
 /**
  * What the provisioning pipeline made for a UDF resource: its image (still being built when the UDF
- * was placed in a warm sandbox), the sandbox it runs in, the runners that serve it, and where the
- * time went.
+ * was placed in a warm sandbox), the sandbox it runs in, the runners that serve it, where the time
+ * went, and the packages it was locked to ({@code name==version}, in the lock's order).
  */
 record Provisioned(
     CompletableFuture<BuildImage.UdfImage> image,
     Sandbox sandbox,
     RunnerPool pool,
     ProvisioningTimings timings,
-    boolean warm) {
+    boolean warm,
+    List<String> lock) {
 
   /** The image when it is built; empty while it is being built or when its build failed. */
   Optional<BuildImage.UdfImage> builtImage() {

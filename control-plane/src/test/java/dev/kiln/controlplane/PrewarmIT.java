@@ -108,6 +108,9 @@ class PrewarmIT {
         .containsExactly("add_one", "hypot", "human_size");
     assertThat(udfs).allSatisfy(n -> assertThat(n.get("status").asText()).isEqualTo("warm"));
     assertThat(udfs.get(1).get("source").asText()).endsWith("udfs.sql:11");
+    assertThat(udfs.get(1).get("image_digest").asText()).startsWith("sha256:");
+    assertThat(udfs.get(1).get("lock").toString()).contains("\"numpy==");
+    assertThat(udfs.get(0).get("lock")).isEmpty();
 
     // The server a deploy starts next, on the same data directory: the same UDF, the same key,
     // and its image (with the packages' byte code) found, not built again.
