@@ -193,10 +193,7 @@ final class FastClientThroughput {
   static ObjectNode latency(
       BenchVenv venv, String script, String endpoint, java.util.Map<String, String> headers, int n)
       throws Exception {
-    List<String> command = new ArrayList<>(List.of(venv.python(), script, "latency", endpoint));
-    command.add(Integer.toString(n));
-    headers.forEach((k, v) -> command.add(k + "=" + v));
-    try (Client client = new Client(command)) {
+    try (Client client = new Client(latencyCommand(venv, script, endpoint, headers, n))) {
       String[] line = client.await("latency ").split(" ");
       ObjectNode node = JSON.createObjectNode();
       node.put("p50_ms", Double.parseDouble(line[1]));
@@ -316,15 +313,25 @@ final class FastClientThroughput {
   /** {@code n} latency calls after a warm-up; each call's ms. */
   private static List<Double> latencyTimes(
       BenchVenv venv, String script, DatabendClient.Resource r, int n) throws Exception {
-    List<String> command = new ArrayList<>(List.of(venv.python(), script, "latency", r.endpoint()));
-    command.add(Integer.toString(n));
-    r.headers().forEach((k, v) -> command.add(k + "=" + v));
-    try (Client client = new Client(command)) {
+    try (Client client = new Client(latencyCommand(venv, script, r.endpoint(), r.headers(), n))) {
       String line = client.await("times ");
       return Arrays.stream(line.substring("times ".length()).trim().split(" "))
           .map(Double::parseDouble)
           .toList();
     }
+  }
+
+  /** fast_client.py's latency mode: {@code n} calls to {@code endpoint} with {@code headers}. */
+  private static List<String> latencyCommand(
+      BenchVenv venv,
+      String script,
+      String endpoint,
+      java.util.Map<String, String> headers,
+      int n) {
+    List<String> command = new ArrayList<>(List.of(venv.python(), script, "latency", endpoint));
+    command.add(Integer.toString(n));
+    headers.forEach((k, v) -> command.add(k + "=" + v));
+    return command;
   }
 
   /** The same latency calls to a pyarrow Flight server computing add in a plain Python process. */

@@ -492,11 +492,13 @@ public final class KilnServer implements AutoCloseable {
 
   /** How long each step took for a tenant's resource, once it is ready. */
   public Optional<ProvisioningTimings> timings(String tenant, String keyHex) {
+    return resource(tenant, keyHex).flatMap(UdfResource::provisioned).map(Provisioned::timings);
+  }
+
+  private Optional<UdfResource> resource(String tenant, String keyHex) {
     return registry.all().stream()
         .filter(r -> r.tenant.name().equals(tenant) && r.key.hex().equals(keyHex))
-        .flatMap(r -> r.provisioned().stream())
-        .findFirst()
-        .map(Provisioned::timings);
+        .findFirst();
   }
 
   /**
@@ -518,9 +520,7 @@ public final class KilnServer implements AutoCloseable {
   public Ready awaitReady(String tenant, String keyHex, Duration timeout)
       throws KilnException, InterruptedException {
     UdfResource r =
-        registry.all().stream()
-            .filter(x -> x.tenant.name().equals(tenant) && x.key.hex().equals(keyHex))
-            .findFirst()
+        resource(tenant, keyHex)
             .orElseThrow(
                 () ->
                     new KilnException(

@@ -206,14 +206,7 @@ final class Pipeline {
       }
       try {
         Lock lock = steps.resolvePackages(r);
-        String set =
-            lock.packages()
-                + " "
-                + r.runtime.digest()
-                + " "
-                + r.sizing.limits()
-                + r.sizing.runners();
-        if (!lock.packages().isEmpty() && sets.add(set)) {
+        if (!lock.packages().isEmpty() && sets.add(WarmSandboxes.zygoteKey(r, lock))) {
           offers.add(new Offer(r, lock, steps.fetchInputs(r, lock)));
         }
       } catch (KilnException e) {

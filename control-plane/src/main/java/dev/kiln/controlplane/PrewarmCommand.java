@@ -148,53 +148,73 @@ final class PrewarmCommand implements Callable<Integer> {
     if (config == null) {
       return 2;
     }
-    int failed = 0;
     long started = System.nanoTime();
-    List<Udf> warm = new ArrayList<>();
+    List<ObjectNode> results;
     try {
-      try (KilnServer server = KilnServer.start(config);
-          DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
-        for (Udf u : udfs) {
-          ObjectNode out = prewarm(client, u, key -> localReady(server, key));
-          if (out.get("status").asText().equals("warm")) {
-            warm.add(u);
-          } else {
-            failed++;
-          }
-          print(out);
-        }
-        if (!warm.isEmpty()) {
-          progress("compiling the packages' byte code ...");
-          if (!server.awaitByteCode(Duration.ofSeconds(udfTimeoutSeconds))) {
-            System.err.println(
-                "kiln prewarm: the packages' byte code was not compiled within "
-                    + udfTimeoutSeconds
-                    + " s; a server compiles it after the first start");
-          }
+      results = pass(config, udfs, true);
+      // Those images came before their packages' byte code: build them again with it, as a server
+      // started on this data directory would at its first query, and load each once more from the
+      // image that server will find. A UDF without packages has no byte code to wait for.
+      List<Integer> again = new ArrayList<>();
+      for (int i = 0; i < results.size(); i++) {
+        if (withPackages(results.get(i))) {
+          again.add(i);
         }
       }
-      if (!warm.isEmpty()) {
-        // The images built above came before their packages' byte code: build them again with it,
-        // as a server started on this data directory would at its first query, and load each once
-        // more from the image that server will find.
+      if (!again.isEmpty()) {
         progress("building the images again with the byte code ...");
-        try (KilnServer server = KilnServer.start(config);
-            DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
-          for (Udf u : warm) {
-            ObjectNode out = prewarm(client, u, key -> localReady(server, key));
-            if (!out.get("status").asText().equals("warm")) {
-              failed++;
-              print(out);
-            }
+        List<ObjectNode> second = pass(config, again.stream().map(udfs::get).toList(), false);
+        for (int k = 0; k < again.size(); k++) {
+          ObjectNode first = results.get(again.get(k));
+          ObjectNode rebuilt = second.get(k);
+          if (isWarm(rebuilt)) {
+            first.set("image_digest", rebuilt.get("image_digest"));
+          } else {
+            results.set(again.get(k), rebuilt);
           }
         }
       }
-    } catch (KilnException e) {
+    } catch (KilnException | IOException e) {
       System.err.println("kiln prewarm: the pipeline could not start: " + e.getMessage());
       return 1;
     }
+    results.forEach(this::print);
+    int failed = (int) results.stream().filter(r -> !isWarm(r)).count();
     summary(udfs.size(), failed, skipped, started);
     return failed == 0 ? 0 : 1;
+  }
+
+  /**
+   * One server on the data directory prewarms {@code udfs}, then, with {@code awaitByteCode}, waits
+   * for the byte code of their packages; each UDF's result, in order.
+   */
+  private List<ObjectNode> pass(KilnConfig config, List<Udf> udfs, boolean awaitByteCode)
+      throws KilnException, IOException, InterruptedException {
+    List<ObjectNode> results = new ArrayList<>();
+    try (KilnServer server = KilnServer.start(config);
+        DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
+      for (Udf u : udfs) {
+        results.add(prewarm(client, u, key -> localReady(server, key)));
+      }
+      if (awaitByteCode && results.stream().anyMatch(PrewarmCommand::withPackages)) {
+        progress("compiling the packages' byte code ...");
+        if (!server.awaitByteCode(Duration.ofSeconds(udfTimeoutSeconds))) {
+          System.err.println(
+              "kiln prewarm: the packages' byte code was not compiled within "
+                  + udfTimeoutSeconds
+                  + " s; a server compiles it after the first start");
+        }
+      }
+    }
+    return results;
+  }
+
+  private static boolean isWarm(ObjectNode result) {
+    return result.get("status").asText().equals("warm");
+  }
+
+  private static boolean withPackages(ObjectNode result) {
+    return isWarm(result) && !result.path("lock").isEmpty();
   }
 
   private void summary(int udfs, int failed, int skipped, long startedNanos) {
@@ -222,7 +242,7 @@ final class PrewarmCommand implements Callable<Integer> {
     try (DatabendClient client = new DatabendClient(server)) {
       for (Udf u : udfs) {
         ObjectNode out = prewarm(client, u, this::remoteReady);
-        if (!out.get("status").asText().equals("warm")) {
+        if (!isWarm(out)) {
           failed++;
         }
         print(out);
@@ -332,11 +352,11 @@ final class PrewarmCommand implements Callable<Integer> {
       return;
     }
     String where = out.get("source").asText() + " " + out.get("name").asText();
-    if (out.get("status").asText().equals("warm") && !out.has("step_seconds")) {
+    if (isWarm(out) && !out.has("step_seconds")) {
       System.out.printf(
           "%s: warm in %.1f s (key %s)%n",
           where, out.get("seconds").asDouble(), out.get("key").asText().substring(0, 12));
-    } else if (out.get("status").asText().equals("warm")) {
+    } else if (isWarm(out)) {
       var s = out.get("step_seconds");
       System.out.printf(
           "%s: warm in %.1f s (key %s; packages %.1f s, wheels %.1f s, image %.1f s, sandbox"

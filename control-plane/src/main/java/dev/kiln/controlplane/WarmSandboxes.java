@@ -228,7 +228,8 @@ final class WarmSandboxes implements AutoCloseable {
     return pool != null && pool.recycleOne();
   }
 
-  private static String zygoteKey(UdfResource r, Lock lock) {
+  /** What makes two UDFs' zygotes the same: runtime, package lock, sandbox size and runners. */
+  static String zygoteKey(UdfResource r, Lock lock) {
     return r.runtime.digest()
         + " "
         + BuildImage.packagesKey(lock).hex()

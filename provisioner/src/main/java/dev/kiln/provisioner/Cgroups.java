@@ -115,26 +115,21 @@ final class Cgroups {
   }
 
   /**
-   * Gives sandbox {@code id} the default CPU priority: {@code cpu.idle} 0, and {@code cpu.shares}
-   * 1024 on cgroup v1, {@code cpu.weight} 100 on v2. Logs and goes on when it cannot (the sandbox
-   * then stays slower).
+   * Gives a sandbox's cgroup (any of its {@link #candidates}) the default CPU priority: {@code
+   * cpu.idle} 0, and {@code cpu.shares} 1024 on cgroup v1, {@code cpu.weight} 100 on v2.
    */
-  static void normalCpuPriority(String id) {
-    try {
-      for (Path dir : existing(id)) {
-        for (var f :
-            List.of(
-                Map.entry("cpu.idle", "0"),
-                Map.entry("cpu.shares", "1024"),
-                Map.entry("cpu.weight", "100"))) {
-          Path file = dir.resolve(f.getKey());
-          if (Files.isRegularFile(file)) {
-            Files.writeString(file, f.getValue());
-          }
+  static void normalCpuPriority(List<Path> candidates) throws IOException {
+    for (Path dir : candidates) {
+      for (var f :
+          List.of(
+              Map.entry("cpu.idle", "0"),
+              Map.entry("cpu.shares", "1024"),
+              Map.entry("cpu.weight", "100"))) {
+        Path file = dir.resolve(f.getKey());
+        if (Files.isRegularFile(file)) {
+          Files.writeString(file, f.getValue());
         }
       }
-    } catch (IOException e) {
-      log.warn("sandbox {}: could not restore its CPU priority: {}", id, e.toString());
     }
   }
 

@@ -56,8 +56,10 @@ final class RunscSandbox implements Sandbox {
   // Taken into the foreground (see toForeground): processes started from now on are not niced.
   private volatile boolean foreground;
   private final Object priority = new Object();
-  // Where runsc makes this sandbox's cgroups (found once, for a background start).
-  private List<Path> cgroups = List.of();
+  // Guarded by priority: where runsc makes this sandbox's cgroups (found once, on first use), and
+  // whether they were made idle.
+  private List<Path> cgroups;
+  private boolean idle;
 
   RunscSandbox(
       String id,
@@ -348,7 +350,6 @@ final class RunscSandbox implements Sandbox {
    */
   private void awaitIdleCgroup(CompletableFuture<String> line, Duration timeout)
       throws InterruptedException, IOException {
-    cgroups = Cgroups.candidates(id);
     long deadline = System.nanoTime() + timeout.toNanos();
     while (!line.isDone() && System.nanoTime() < deadline && !toIdleCpuPriority()) {
       try {
@@ -359,11 +360,25 @@ final class RunscSandbox implements Sandbox {
     }
   }
 
-  /** Until {@link #toForeground}, the sandbox's cgroup is idle; false when there is none yet. */
-  private boolean toIdleCpuPriority() {
+  /**
+   * Until {@link #toForeground}, makes the sandbox's cgroup idle, once; false while runsc has not
+   * made it yet.
+   */
+  private boolean toIdleCpuPriority() throws IOException {
     synchronized (priority) {
-      return !foreground && Cgroups.idleCpuPriority(cgroups);
+      if (!idle && !foreground) {
+        idle = Cgroups.idleCpuPriority(cgroups());
+      }
+      return idle || foreground;
     }
+  }
+
+  /** This sandbox's cgroup directories, looked up once. Call holding {@code priority}. */
+  private List<Path> cgroups() throws IOException {
+    if (cgroups == null) {
+      cgroups = Cgroups.candidates(id);
+    }
+    return cgroups;
   }
 
   @Override
@@ -371,7 +386,11 @@ final class RunscSandbox implements Sandbox {
     synchronized (priority) {
       foreground = true;
       if (spec.background() && isRunning()) {
-        Cgroups.normalCpuPriority(id);
+        try {
+          Cgroups.normalCpuPriority(cgroups());
+        } catch (IOException e) {
+          log.warn("sandbox {}: could not restore its CPU priority: {}", id, e.toString());
+        }
       }
     }
   }

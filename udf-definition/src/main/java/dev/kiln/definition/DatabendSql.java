@@ -70,7 +70,7 @@ public final class DatabendSql {
     int others = 0;
     for (Statement s : statements(sql)) {
       Matcher create = CREATE_FUNCTION.matcher(s.text);
-      Matcher language = LANGUAGE.matcher(s.head());
+      Matcher language = LANGUAGE.matcher(s.head);
       if (create.find() && language.find() && language.group(1).equalsIgnoreCase("python")) {
         functions.add(function(s, create.end()));
       } else {
@@ -110,7 +110,7 @@ public final class DatabendSql {
       throw new Malformed(s.line, "CREATE FUNCTION " + sqlName + ": LANGUAGE is missing");
     }
     String result = specType(rest.substring(0, language.start()));
-    Matcher handler = HANDLER.matcher(s.head());
+    Matcher handler = HANDLER.matcher(s.head);
     if (!handler.find()) {
       throw new Malformed(
           s.line,
@@ -124,7 +124,7 @@ public final class DatabendSql {
     }
     List<String> packages = new ArrayList<>();
     int imports = 0;
-    Matcher list = LIST_OPTION.matcher(s.head());
+    Matcher list = LIST_OPTION.matcher(s.head);
     while (list.find()) {
       Matcher q = QUOTED.matcher(list.group(2));
       while (q.find()) {
@@ -198,9 +198,13 @@ public final class DatabendSql {
    * One statement: its text with comments removed and its {@code $$} body cut out (kept apart), and
    * the line it starts on.
    */
-  private record Statement(String text, String body, int line) {
-    /** The text before the body: where the options are. */
-    String head() {
+  private record Statement(String text, String body, int line, String head) {
+    /** {@code head}: the text before the body, where the options are. */
+    Statement(String text, String body, int line) {
+      this(text, body, line, headOf(text));
+    }
+
+    private static String headOf(String text) {
       Matcher m = BODY.matcher(text);
       return m.find() ? text.substring(0, m.start()) : text;
     }

@@ -9,9 +9,11 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -52,6 +54,7 @@ final class UdfProducer extends NoOpFlightProducer {
   private final MeterRegistry meters;
   private final Duration readyWait;
   private final AtomicInteger activeCalls = new AtomicInteger();
+  private final Map<MeterKey, CallMeters> callMeters = new ConcurrentHashMap<>();
   // System.nanoTime() when the last DoExchange ended.
   private volatile long lastCallEnded = System.nanoTime() - Long.MAX_VALUE / 2;
 
@@ -83,17 +86,16 @@ final class UdfProducer extends NoOpFlightProducer {
   @Override
   public FlightInfo getFlightInfo(CallContext context, FlightDescriptor descriptor) {
     String tag = "unknown";
-    String tenant = callTenant(context);
     try {
       Target target = resolve(context, descriptor);
       tag = target.name();
       Schema schema = ArrowTypes.signatureSchema(target.signature());
       return new FlightInfo(schema, descriptor, List.of(), -1, -1);
     } catch (KilnException e) {
-      countError(tag, tenant, e.code().name());
+      countError(tag, context, e.code().name());
       throw FlightErrors.toFlight(e);
     } catch (FlightRuntimeException e) {
-      countError(tag, tenant, e.status().code().name());
+      countError(tag, context, e.status().code().name());
       throw e;
     }
   }
@@ -122,7 +124,6 @@ final class UdfProducer extends NoOpFlightProducer {
   private void serveExchange(
       CallContext context, FlightStream reader, ServerStreamListener writer) {
     String tag = "unknown";
-    String tenant = callTenant(context);
     try {
       if (!awaitFirstMessage(context, reader)) {
         return;
@@ -131,23 +132,23 @@ final class UdfProducer extends NoOpFlightProducer {
       tag = target.name();
       exchange(context, target, reader, writer);
     } catch (KilnException e) {
-      countError(tag, tenant, e.code().name());
+      countError(tag, context, e.code().name());
       log.info("UDF {}: call failed ({}): {}", tag, e.code(), e.getMessage(), e.getCause());
       writer.error(FlightErrors.toFlight(e));
     } catch (FlightRuntimeException e) {
-      countError(tag, tenant, e.status().code().name());
+      countError(tag, context, e.status().code().name());
       log.info("UDF {}: call failed ({}): {}", tag, e.status().code(), e.getMessage());
       writer.error(e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      countError(tag, tenant, ErrorCode.SHUTTING_DOWN.name());
+      countError(tag, context, ErrorCode.SHUTTING_DOWN.name());
       writer.error(
           FlightErrors.toFlight(
               new KilnException(
                   ErrorCode.SHUTTING_DOWN,
                   "the Kiln server is shutting down; run the query again")));
     } catch (RuntimeException e) {
-      countError(tag, tenant, ErrorCode.INTERNAL.name());
+      countError(tag, context, ErrorCode.INTERNAL.name());
       log.error("UDF {}: call failed with an internal error", tag, e);
       writer.error(
           FlightErrors.toFlight(
@@ -166,19 +167,13 @@ final class UdfProducer extends NoOpFlightProducer {
     checkSchema(signature, reader.getSchema());
     RunnerPool pool = target.builtin() ? null : awaitReady(context, target);
     Field resultField = ArrowTypes.field(ArrowTypes.RESULT_FIELD, signature.resultType());
-    Counter rowsCounter = counter("kiln.worker.rows", "rows computed", target);
-    Counter batchCounter = counter("kiln.worker.batches", "batches computed", target);
-    Counter rowErrors =
-        counter(
-            "kiln.worker.row.errors",
-            "rows whose call failed and that were returned as NULL (on_error='null')",
-            target);
-    Timer latency =
-        Timer.builder("kiln.worker.batch.latency")
-            .description("time to compute one batch, waiting for a free runner included")
-            .tag("handler", target.name())
-            .tag("tenant", target.tenant())
-            .register(meters);
+    CallMeters m =
+        callMeters.computeIfAbsent(
+            new MeterKey(target.name(), target.tenant()), k -> CallMeters.register(meters, k));
+    Counter rowsCounter = m.rows();
+    Counter batchCounter = m.batches();
+    Counter rowErrors = m.rowErrors();
+    Timer latency = m.latency();
     try (VectorSchemaRoot out =
         VectorSchemaRoot.create(new Schema(List.of(resultField)), allocator)) {
       // The response (and its headers) starts with the first result, never before: Databend
@@ -433,19 +428,46 @@ final class UdfProducer extends NoOpFlightProducer {
         rows);
   }
 
-  private Counter counter(String name, String description, Target target) {
-    return Counter.builder(name)
-        .description(description)
-        .tag("handler", target.name())
-        .tag("tenant", target.tenant())
-        .register(meters);
+  /** The meters of one UDF (handler) of one tenant. */
+  private record MeterKey(String handler, String tenant) {}
+
+  /**
+   * A UDF's meters, registered on its first call and kept: a call then looks them up in one map
+   * instead of building and registering four meter ids on the data path.
+   */
+  private record CallMeters(Counter rows, Counter batches, Counter rowErrors, Timer latency) {
+    static CallMeters register(MeterRegistry meters, MeterKey k) {
+      return new CallMeters(
+          counter(meters, "kiln.worker.rows", "rows computed", k),
+          counter(meters, "kiln.worker.batches", "batches computed", k),
+          counter(
+              meters,
+              "kiln.worker.row.errors",
+              "rows whose call failed and that were returned as NULL (on_error='null')",
+              k),
+          Timer.builder("kiln.worker.batch.latency")
+              .description("time to compute one batch, waiting for a free runner included")
+              .tag("handler", k.handler())
+              .tag("tenant", k.tenant())
+              .register(meters));
+    }
+
+    private static Counter counter(
+        MeterRegistry meters, String name, String description, MeterKey k) {
+      return Counter.builder(name)
+          .description(description)
+          .tag("handler", k.handler())
+          .tag("tenant", k.tenant())
+          .register(meters);
+    }
   }
 
-  private void countError(String handler, String tenant, String kind) {
+  /** Counts a failed call; the tenant its headers name is read only then, off the data path. */
+  private void countError(String handler, CallContext context, String kind) {
     Counter.builder("kiln.worker.errors")
         .description("calls that failed, by error code (kind)")
         .tag("handler", handler)
-        .tag("tenant", tenant)
+        .tag("tenant", callTenant(context))
         .tag("kind", kind)
         .register(meters)
         .increment();
