@@ -30,9 +30,10 @@ final class AdminServer implements AutoCloseable {
       DiskCollector disk)
       throws IOException {
     server = HttpServer.create(new InetSocketAddress(host, port), 0);
+    // A thread per exchange: a progress stream lasts as long as a UDF's provisioning, and must not
+    // hold up /metrics or /healthz meanwhile.
     server.setExecutor(
-        Executors.newFixedThreadPool(
-            2, Thread.ofPlatform().daemon().name("kiln-admin-", 0).factory()));
+        Executors.newThreadPerTaskExecutor(Thread.ofVirtual().name("kiln-admin-", 0).factory()));
     server.createContext(
         "/healthz",
         ex -> {

@@ -47,12 +47,10 @@ import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -511,48 +509,12 @@ public final class KilnServer implements AutoCloseable {
   }
 
   /**
-   * Waits until a tenant's UDF resource is ready (its image built, its runners up) and returns how
-   * long each step took.
-   *
-   * @throws KilnException why it failed (the message a call would get), or SANDBOX_UNAVAILABLE when
-   *     this server has no such resource or it is not ready within {@code timeout}
+   * Where a tenant's UDF resource's provisioning is, as it changes ({@link UdfProgress#watch});
+   * empty when this server has no such resource.
    */
-  public Ready awaitReady(String tenant, String keyHex, Duration timeout)
-      throws KilnException, InterruptedException {
-    UdfResource r =
-        resource(tenant, keyHex)
-            .orElseThrow(
-                () ->
-                    new KilnException(
-                        ErrorCode.SANDBOX_UNAVAILABLE,
-                        "this server has no UDF resource " + keyHex + " of tenant " + tenant));
-    try {
-      r.ready().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
-    } catch (ExecutionException e) {
-      if (e.getCause() instanceof KilnException k) {
-        throw k;
-      }
-      throw new KilnException(ErrorCode.INTERNAL, "provisioning failed: " + e.getCause(), e);
-    } catch (TimeoutException e) {
-      throw new KilnException(
-          ErrorCode.SANDBOX_UNAVAILABLE,
-          "the UDF was not ready within " + timeout.toSeconds() + " s");
-    }
-    Provisioned p =
-        r.provisioned()
-            .orElseThrow(
-                () -> new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF is not ready"));
-    return new Ready(
-        p.timings(),
-        p.builtImage().map(i -> i.image().manifestDigest().toString()).orElse(null),
-        p.lock());
+  Optional<UdfProgress.Watch> watchProgress(String tenant, String keyHex, Duration timeout) {
+    return resource(tenant, keyHex).map(r -> UdfProgress.watch(r, timeout));
   }
-
-  /**
-   * A ready UDF resource: where the time went, its image's manifest digest (null while it is still
-   * being built, after a warm start), and its packages as {@code name==version}.
-   */
-  public record Ready(ProvisioningTimings timings, String imageDigest, List<String> lock) {}
 
   /**
    * Waits until the byte code of every package used so far is compiled (it is compiled in the

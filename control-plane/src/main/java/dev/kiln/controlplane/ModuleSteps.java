@@ -107,7 +107,7 @@ final class ModuleSteps implements PipelineSteps {
         inputs.imports(
             r.tenant.name(), r.definition.imports().stream().map(ModuleSteps::source).toList());
     List<FetchInputs.Fetched> wheels =
-        inputs.blobs(lock.packages().stream().map(this::download).toList());
+        inputs.blobs(lock.packages().stream().map(p -> download(r, p)).toList());
     return new Inputs(imports, wheels);
   }
 
@@ -187,11 +187,12 @@ final class ModuleSteps implements PipelineSteps {
     return new FetchInputs.Import(imp.location(), imp.url(), imp.headers(), imp.tag());
   }
 
-  private FetchInputs.Download download(LockedPackage pkg) {
+  /** A wheel's download, its bytes counted in the resource's progress. */
+  private FetchInputs.Download download(UdfResource r, LockedPackage pkg) {
     return new FetchInputs.Download(
         Digest.parse(pkg.sha256()),
         pkg.filename(),
-        out -> packages.download(pkg, out),
+        out -> packages.download(pkg, r.progress.counting(out)),
         ErrorCode.PACKAGE_INDEX_UNAVAILABLE);
   }
 }

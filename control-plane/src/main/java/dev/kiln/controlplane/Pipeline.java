@@ -147,8 +147,10 @@ final class Pipeline {
   /** The recipe: every step once, in order, each result handed to the next. */
   Provisioned provision(UdfResource r) throws KilnException, InterruptedException {
     long t0 = System.nanoTime();
+    r.progress.enter(UdfProgress.Step.PACKAGES);
     Lock lock = steps.resolvePackages(r);
     long t1 = System.nanoTime();
+    r.progress.enter(UdfProgress.Step.WHEELS);
     PipelineSteps.Inputs inputs = steps.fetchInputs(r, lock);
     long t2 = System.nanoTime();
     Optional<SandboxPool.Warm> warm =
@@ -156,9 +158,11 @@ final class Pipeline {
     if (warm.isPresent()) {
       return provisionWarm(r, lock, inputs, warm.get(), t0, t1, t2);
     }
+    r.progress.enter(UdfProgress.Step.IMAGE);
     BuildImage.UdfImage image = steps.buildImage(r, lock, inputs);
     long t3 = System.nanoTime();
     buildTimer.record(t3 - t2, TimeUnit.NANOSECONDS);
+    r.progress.enter(UdfProgress.Step.SANDBOX);
     Sandbox sandbox = steps.placeSandbox(r, image);
     try {
       long t4 = System.nanoTime();
@@ -166,6 +170,7 @@ final class Pipeline {
       if (r.isClosed()) {
         throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource was stopped");
       }
+      r.progress.enter(UdfProgress.Step.RUNNERS);
       RunnerPool pool = steps.startRunners(r, sandbox);
       long t5 = System.nanoTime();
       runnersTimer.record(t5 - t4, TimeUnit.NANOSECONDS);
@@ -243,6 +248,7 @@ final class Pipeline {
       if (r.isClosed()) {
         throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource was stopped");
       }
+      r.progress.enter(UdfProgress.Step.RUNNERS);
       RunnerPool pool = steps.startWarmRunners(r, warm, inputs);
       long t3 = System.nanoTime();
       runnersTimer.record(t3 - t2, TimeUnit.NANOSECONDS);

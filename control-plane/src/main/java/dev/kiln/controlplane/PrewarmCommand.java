@@ -8,6 +8,7 @@ import dev.kiln.base.KilnException;
 import dev.kiln.definition.DatabendSql;
 import io.grpc.StatusRuntimeException;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -15,6 +16,7 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -84,6 +86,15 @@ final class PrewarmCommand implements Callable<Integer> {
   boolean verbose;
 
   @Option(
+      names = "--progress",
+      paramLabel = "HOW",
+      defaultValue = "auto",
+      description =
+          "bars (a progress bar per UDF on stderr), lines (a line per step, for logs) or auto:"
+              + " bars when stderr is a terminal (default ${DEFAULT-VALUE}).")
+  String progressMode;
+
+  @Option(
       names = "--server",
       paramLabel = "HOST:PORT",
       description =
@@ -99,8 +110,19 @@ final class PrewarmCommand implements Callable<Integer> {
   /** One UDF to prewarm, where it was read, and how to ask for it. */
   private record Udf(String name, String source, String spec, String script, String problem) {}
 
+  private PrewarmDisplay display;
+
   @Override
   public Integer call() throws Exception {
+    PrewarmDisplay.Mode mode;
+    try {
+      mode = PrewarmDisplay.Mode.valueOf(progressMode.toUpperCase(Locale.ROOT));
+    } catch (IllegalArgumentException e) {
+      System.err.println(
+          "kiln prewarm: --progress takes auto, bars or lines, not '" + progressMode + "'");
+      return 2;
+    }
+    display = PrewarmDisplay.of(mode, System.err);
     List<Udf> udfs = new ArrayList<>();
     int skipped = 0;
     for (Path f : files) {
@@ -130,7 +152,7 @@ final class PrewarmCommand implements Callable<Integer> {
       }
     }
     if (server != null) {
-      return remote(udfs, skipped);
+      return onServer(udfs, skipped);
     }
     if (!verbose && System.getProperty("KILN_LOG_LEVEL") == null) {
       System.setProperty("KILN_LOG_LEVEL", "WARN");
@@ -144,7 +166,9 @@ final class PrewarmCommand implements Callable<Integer> {
                     .set("admin-port", "0")
                     .set("bind-host", "127.0.0.1")
                     .set("warm-pool", "0")
-                    .set("zygotes", "0"));
+                    .set("zygotes", "0")
+                    // Answered at once, so that the UDF's progress shows from its first step.
+                    .set("apply-wait", "0s"));
     if (config == null) {
       return 2;
     }
@@ -162,7 +186,7 @@ final class PrewarmCommand implements Callable<Integer> {
         }
       }
       if (!again.isEmpty()) {
-        progress("building the images again with the byte code ...");
+        display.say("building the images again with the byte code ...");
         List<ObjectNode> second = pass(config, again.stream().map(udfs::get).toList(), false);
         for (int k = 0; k < again.size(); k++) {
           ObjectNode first = results.get(again.get(k));
@@ -194,10 +218,10 @@ final class PrewarmCommand implements Callable<Integer> {
     try (KilnServer server = KilnServer.start(config);
         DatabendClient client = new DatabendClient("127.0.0.1:" + server.grpcPort())) {
       for (Udf u : udfs) {
-        results.add(prewarm(client, u, key -> localReady(server, key)));
+        results.add(prewarm(client, u, key -> local(server, key)));
       }
       if (awaitByteCode && results.stream().anyMatch(PrewarmCommand::withPackages)) {
-        progress("compiling the packages' byte code ...");
+        display.say("compiling the packages' byte code ...");
         if (!server.awaitByteCode(Duration.ofSeconds(udfTimeoutSeconds))) {
           System.err.println(
               "kiln prewarm: the packages' byte code was not compiled within "
@@ -218,30 +242,38 @@ final class PrewarmCommand implements Callable<Integer> {
   }
 
   private void summary(int udfs, int failed, int skipped, long startedNanos) {
-    progress(
+    display.say(
         "%d of %d UDFs warm, %d failed; %d other statements skipped; %.1f s"
             .formatted(
                 udfs - failed, udfs, failed, skipped, (System.nanoTime() - startedNanos) / 1e9));
   }
 
-  /** Waits until the UDF resource of a key is ready; its step timings when they are known. */
+  /** The progress reports of the UDF resource of a key, until it is ready or failed. */
   @FunctionalInterface
-  private interface Readiness {
-    KilnServer.Ready await(String key) throws KilnException, InterruptedException;
+  private interface Reports {
+    /** The next report, or null after the last. */
+    JsonNode next() throws KilnException, InterruptedException;
   }
 
-  private KilnServer.Ready localReady(KilnServer server, String key)
-      throws KilnException, InterruptedException {
-    return server.awaitReady(tenant, key, Duration.ofSeconds(udfTimeoutSeconds));
+  /** Reports of a resource of the in-process server. */
+  private Reports local(KilnServer server, String key) throws KilnException {
+    UdfProgress.Watch watch =
+        server
+            .watchProgress(tenant, key, Duration.ofSeconds(udfTimeoutSeconds))
+            .orElseThrow(
+                () ->
+                    new KilnException(
+                        ErrorCode.INTERNAL, "the server forgot the UDF resource " + key));
+    return watch::next;
   }
 
   /** Against a running server: each UDF applied there, as a query would, then awaited. */
-  private int remote(List<Udf> udfs, int skipped) throws InterruptedException {
+  private int onServer(List<Udf> udfs, int skipped) throws InterruptedException {
     int failed = 0;
     long started = System.nanoTime();
     try (DatabendClient client = new DatabendClient(server)) {
       for (Udf u : udfs) {
-        ObjectNode out = prewarm(client, u, this::remoteReady);
+        ObjectNode out = prewarm(client, u, this::remote);
         if (!isWarm(out)) {
           failed++;
         }
@@ -252,46 +284,31 @@ final class PrewarmCommand implements Callable<Integer> {
     return failed == 0 ? 0 : 1;
   }
 
-  /** Polls the server's admin port until the resource of {@code key} is ready or failed. */
-  private KilnServer.Ready remoteReady(String key) throws KilnException, InterruptedException {
-    long deadline = System.nanoTime() + Duration.ofSeconds(udfTimeoutSeconds).toNanos();
-    String path = "/udfs?tenant=" + URLEncoder.encode(tenant, StandardCharsets.UTF_8);
-    while (true) {
+  /** Reports of a resource of a running server, streamed from its admin port. */
+  private Reports remote(String key) throws KilnException {
+    String path =
+        "/udfs/%s/progress?tenant=%s&timeout=%d"
+            .formatted(key, URLEncoder.encode(tenant, StandardCharsets.UTF_8), udfTimeoutSeconds);
+    Iterator<String> lines;
+    try {
+      lines = AdminClient.lines("kiln prewarm", admin.url, path, Duration.ofSeconds(30)).iterator();
+    } catch (AdminClient.CommandFailure e) {
+      throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, e.getMessage(), e);
+    }
+    return () -> {
       try {
-        for (JsonNode n : JSON.readTree(AdminClient.get("kiln prewarm", admin.url, path))) {
-          if (!n.path("key").asText().equals(key)) {
-            continue;
-          }
-          String state = n.path("state").asText();
-          if (state.equals("failed")) {
-            throw new KilnException(
-                errorCode(n.path("error_code").asText()), n.path("error").asText());
-          }
-          if (state.equals("idle") || state.equals("busy")) {
-            return null;
-          }
-        }
-      } catch (AdminClient.CommandFailure | IOException e) {
-        throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, e.getMessage(), e);
-      }
-      if (System.nanoTime() - deadline > 0) {
+        return lines.hasNext() ? JSON.readTree(lines.next()) : null;
+      } catch (IOException | UncheckedIOException e) {
         throw new KilnException(
             ErrorCode.SANDBOX_UNAVAILABLE,
-            "the UDF was not ready within " + udfTimeoutSeconds + " s");
+            "the server's progress stream broke off (" + e.getMessage() + ")",
+            e);
       }
-      Thread.sleep(REMOTE_POLL.toMillis());
-    }
+    };
   }
 
-  private static ErrorCode errorCode(String name) {
-    try {
-      return ErrorCode.valueOf(name);
-    } catch (IllegalArgumentException e) {
-      return ErrorCode.INTERNAL;
-    }
-  }
-
-  private ObjectNode prewarm(DatabendClient client, Udf u, Readiness readiness)
+  /** Asks for the UDF as a query would, then follows its progress to the end. */
+  private ObjectNode prewarm(DatabendClient client, Udf u, ReportSource source)
       throws InterruptedException {
     ObjectNode out = JSON.createObjectNode();
     out.put("name", u.name());
@@ -299,7 +316,7 @@ final class PrewarmCommand implements Callable<Integer> {
     if (u.problem() != null) {
       return failed(out, "INVALID_ARGUMENT", u.problem());
     }
-    progress(u.source() + " " + u.name() + ": prewarming ...");
+    display.begin(u.source(), u.name());
     long t0 = System.nanoTime();
     Duration rpc = Duration.ofSeconds(60);
     try {
@@ -308,22 +325,16 @@ final class PrewarmCommand implements Callable<Integer> {
               ? client.apply(tenant, u.spec(), List.of(), rpc)
               : client.createWorker(tenant, u.name(), u.script(), rpc);
       out.put("key", r.key());
-      KilnServer.Ready ready = readiness.await(r.key());
-      out.put("status", "warm");
-      out.put("seconds", (System.nanoTime() - t0) / 1e9);
-      if (ready == null) {
-        return out;
+      Reports reports = source.reports(r.key());
+      JsonNode last = null;
+      for (JsonNode n = reports.next(); n != null; n = reports.next()) {
+        last = n;
+        if (!n.path("state").asText().equals("starting")) {
+          break;
+        }
+        display.update(n);
       }
-      out.put("image_digest", ready.imageDigest());
-      ready.lock().forEach(out.putArray("lock")::add);
-      ProvisioningTimings t = ready.timings();
-      ObjectNode steps = out.putObject("step_seconds");
-      steps.put("packages", t.packagesMillis() / 1e3);
-      steps.put("imports_and_wheels", t.inputsMillis() / 1e3);
-      steps.put("image", t.imageMillis() / 1e3);
-      steps.put("sandbox", t.sandboxMillis() / 1e3);
-      steps.put("runners", t.runnersMillis() / 1e3);
-      return out;
+      return finish(out, last, t0);
     } catch (StatusRuntimeException e) {
       // The server names its own error code at the end of the message ("... [KILN-107]").
       String message = String.valueOf(e.getStatus().getDescription());
@@ -336,7 +347,39 @@ final class PrewarmCommand implements Callable<Integer> {
       return failed(out, code, message);
     } catch (KilnException e) {
       return failed(out, e.code().name(), e.getMessage());
+    } finally {
+      display.end(isWarm(out));
     }
+  }
+
+  /** Where a UDF's reports are read from: the server in process, or a running one. */
+  @FunctionalInterface
+  private interface ReportSource {
+    Reports reports(String key) throws KilnException;
+  }
+
+  /** The result from the last report: warm with what the server made, or why not. */
+  private ObjectNode finish(ObjectNode out, JsonNode last, long startedNanos) {
+    String state = last == null ? "starting" : last.path("state").asText();
+    if (state.equals("failed")) {
+      return failed(out, last.path("code").asText(), last.path("error").asText());
+    }
+    if (!state.equals("ready")) {
+      return failed(
+          out,
+          ErrorCode.SANDBOX_UNAVAILABLE.name(),
+          "the UDF was not ready within "
+              + udfTimeoutSeconds
+              + " s (--udf-timeout)"
+              + (last == null ? "" : "; it was " + last.path("doing").asText()));
+    }
+    out.put("status", "warm");
+    out.put("seconds", (System.nanoTime() - startedNanos) / 1e9);
+    for (String field : List.of("image_digest", "lock", "warm_sandbox", "step_seconds")) {
+      out.set(field, last.get(field));
+    }
+    out.put("fetched_bytes", last.path("fetched_bytes").asLong());
+    return out;
   }
 
   private static ObjectNode failed(ObjectNode out, String code, String message) {
@@ -352,30 +395,30 @@ final class PrewarmCommand implements Callable<Integer> {
       return;
     }
     String where = out.get("source").asText() + " " + out.get("name").asText();
-    if (isWarm(out) && !out.has("step_seconds")) {
+    if (isWarm(out)) {
+      JsonNode s = out.get("step_seconds");
       System.out.printf(
-          "%s: warm in %.1f s (key %s)%n",
-          where, out.get("seconds").asDouble(), out.get("key").asText().substring(0, 12));
-    } else if (isWarm(out)) {
-      var s = out.get("step_seconds");
-      System.out.printf(
-          "%s: warm in %.1f s (key %s; packages %.1f s, wheels %.1f s, image %.1f s, sandbox"
-              + " %.1f s, runners %.1f s)%n",
+          Locale.ROOT,
+          "%s: warm in %.1f s (key %s; packages %.1f s, wheels %.1f s%s, %s, runners %.1f s)%n",
           where,
           out.get("seconds").asDouble(),
           out.get("key").asText().substring(0, 12),
-          s.get("packages").asDouble(),
-          s.get("imports_and_wheels").asDouble(),
-          s.get("image").asDouble(),
-          s.get("sandbox").asDouble(),
-          s.get("runners").asDouble());
+          s.path("packages").asDouble(),
+          s.path("wheels").asDouble(),
+          out.path("fetched_bytes").asLong() == 0
+              ? ""
+              : " for " + PrewarmDisplay.megabytes(out.path("fetched_bytes").asLong()),
+          out.path("warm_sandbox").asBoolean()
+              ? "a warm sandbox"
+              : String.format(
+                  Locale.ROOT,
+                  "image %.1f s, sandbox %.1f s",
+                  s.path("image").asDouble(),
+                  s.path("sandbox").asDouble()),
+          s.path("runners").asDouble());
     } else {
       System.out.printf(
           "%s: FAILED %s: %s%n", where, out.get("code").asText(), out.get("error").asText());
     }
-  }
-
-  private void progress(String line) {
-    System.err.println("kiln prewarm: " + line);
   }
 }

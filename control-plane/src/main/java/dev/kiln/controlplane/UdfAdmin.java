@@ -10,6 +10,7 @@ import dev.kiln.definition.Tenant;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.worker.RunnerPool;
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.io.OutputStream;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
@@ -25,11 +26,15 @@ import java.util.function.Supplier;
 /**
  * The admin port's view of UDF resources: {@code /udfs} lists them, {@code /udfs/<key>/logs} shows
  * what the UDF printed (bounded), {@code /udfs/<key>/health} answers {@code 1} when it can serve
- * and {@code /udfs/<key>/stats} counts its requests (databend-wire.md §5). A key may be given by a
- * unique prefix; {@code ?tenant=} narrows to one tenant.
+ * and {@code /udfs/<key>/stats} counts its requests (databend-wire.md §5); {@code
+ * /udfs/<key>/progress} streams where its provisioning is ({@code kiln prewarm --server}). A key
+ * may be given by a unique prefix; {@code ?tenant=} narrows to one tenant.
  */
 final class UdfAdmin {
   private static final ObjectMapper JSON = new ObjectMapper();
+
+  /** How long a progress stream lasts unless {@code ?timeout=} (seconds) says otherwise. */
+  private static final Duration PROGRESS_TIMEOUT = Duration.ofMinutes(15);
 
   private final UdfRegistry registry;
   private final Workers workers;
@@ -173,7 +178,11 @@ final class UdfAdmin {
       return;
     }
     if (parts.length != 4) {
-      respond(ex, 404, "text/plain", "try /udfs, /udfs/<key>/logs, /udfs/<key>/stats or /health\n");
+      respond(
+          ex,
+          404,
+          "text/plain",
+          "try /udfs, /udfs/<key>/logs, /udfs/<key>/stats, /udfs/<key>/progress or /health\n");
       return;
     }
     List<UdfResource> matches = find(parts[2], tenant);
@@ -188,7 +197,42 @@ final class UdfAdmin {
         boolean ok = matches.stream().allMatch(UdfAdmin::healthy);
         respond(ex, ok ? 200 : 503, "text/plain", ok ? "1\n" : "0\n");
       }
+      case "progress" -> {
+        if (matches.size() > 1) {
+          respond(ex, 400, "text/plain", "several tenants have that UDF; add ?tenant=TENANT\n");
+          return;
+        }
+        String timeout = query(uri, "timeout");
+        try {
+          progress(
+              ex,
+              matches.get(0),
+              timeout == null ? PROGRESS_TIMEOUT : Duration.ofSeconds(Long.parseLong(timeout)));
+        } catch (NumberFormatException e) {
+          respond(ex, 400, "text/plain", "timeout must be whole seconds, got " + timeout + "\n");
+        }
+      }
       default -> respond(ex, 404, "text/plain", "unknown page " + parts[3] + "\n");
+    }
+  }
+
+  /**
+   * Streams a resource's progress ({@link UdfProgress#watch}) as JSON lines until it is ready or
+   * failed, or {@code timeout} passed. A client that goes away ends it.
+   */
+  private static void progress(HttpExchange ex, UdfResource r, Duration timeout)
+      throws IOException {
+    ex.getResponseHeaders().set("Content-Type", "application/x-ndjson");
+    ex.sendResponseHeaders(200, 0);
+    UdfProgress.Watch watch = UdfProgress.watch(r, timeout);
+    try (OutputStream out = ex.getResponseBody()) {
+      for (ObjectNode n = watch.next(); n != null; n = watch.next()) {
+        out.write((n + "\n").getBytes(StandardCharsets.UTF_8));
+        out.flush();
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new InterruptedIOException("the admin server is stopping");
     }
   }
 

@@ -46,6 +46,10 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   final String owner;
 
   final Instant created;
+
+  /** Where its provisioning is (the pipeline moves it along). */
+  final UdfProgress progress = new UdfProgress();
+
   private final InstantSource clock;
   private final UdfSignature signature;
   private final CompletableFuture<RunnerPool> ready = new CompletableFuture<>();

@@ -58,7 +58,7 @@ class PrewarmIT {
     }
   }
 
-  private record Run(int exit, String stdout) {
+  private record Run(int exit, String stdout, String stderr) {
     List<JsonNode> lines() throws Exception {
       List<JsonNode> out = new ArrayList<>();
       for (String l : stdout.split("\n")) {
@@ -88,13 +88,19 @@ class PrewarmIT {
     List<String> args = new ArrayList<>(List.of("prewarm", "--json"));
     args.addAll(prewarmArgs);
     PrintStream stdout = System.out;
-    ByteArrayOutputStream captured = new ByteArrayOutputStream();
-    System.setOut(new PrintStream(captured, true, StandardCharsets.UTF_8));
+    PrintStream stderr = System.err;
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+    System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
     try {
       int exit = new CommandLine(new Kiln()).execute(args.toArray(String[]::new));
-      return new Run(exit, captured.toString(StandardCharsets.UTF_8));
+      return new Run(
+          exit, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
     } finally {
       System.setOut(stdout);
+      System.setErr(stderr);
+      System.err.print(err.toString(StandardCharsets.UTF_8));
     }
   }
 
@@ -110,7 +116,16 @@ class PrewarmIT {
     assertThat(udfs.get(1).get("source").asText()).endsWith("udfs.sql:11");
     assertThat(udfs.get(1).get("image_digest").asText()).startsWith("sha256:");
     assertThat(udfs.get(1).get("lock").toString()).contains("\"numpy==");
+    assertThat(udfs.get(1).get("fetched_bytes").asLong())
+        .as("numpy's wheel came from the index")
+        .isGreaterThan(1_000_000);
+    assertThat(udfs.get(1).get("step_seconds").get("wheels").asDouble()).isPositive();
     assertThat(udfs.get(0).get("lock")).isEmpty();
+    // Not a terminal: a line per step on stderr, for CI logs (a step shorter than a glance at the
+    // server, 0.1 s, may go unsaid), with the bytes fetched so far.
+    assertThat(run.stderr())
+        .containsPattern(
+            "udfs.sql:11 hypot: step 5 of 5, starting the runners \\([0-9.]+ MB fetched\\)");
 
     // The server a deploy starts next, on the same data directory: the same UDF, the same key,
     // and its image (with the packages' byte code) found, not built again.
@@ -176,6 +191,11 @@ class PrewarmIT {
       assertThat(run.exit()).as(run.stdout()).isEqualTo(1);
       List<JsonNode> udfs = run.lines();
       assertThat(udfs).extracting(n -> n.get("status").asText()).containsExactly("warm", "failed");
+      // The server streamed its progress: what it made is in the result as locally.
+      assertThat(udfs.get(0).get("image_digest").asText()).startsWith("sha256:");
+      assertThat(udfs.get(0).get("lock")).isEmpty();
+      assertThat(udfs.get(0).get("step_seconds").get("runners").asDouble()).isPositive();
+      assertThat(run.stderr()).contains("two.sql:1 twice: step ");
       assertThat(udfs.get(1).get("source").asText()).endsWith("two.sql:5");
       assertThat(udfs.get(1).get("code").asText()).isEqualTo("PACKAGE_NOT_FOUND");
       assertThat(udfs.get(1).get("error").asText()).contains("kiln-no-such-package-anywhere");

@@ -285,6 +285,46 @@ class UdfProvisioningServiceTest {
   }
 
   @Test
+  void theProgressOfAUdfFollowsItsStepsAndEndsWithItsFailure() throws Exception {
+    steps.blockRunners = true;
+    steps.startFailure =
+        new KilnException(ErrorCode.UDF_LOAD_FAILED, "the UDF's code raised NameError");
+    start(Executors.newVirtualThreadPerTaskExecutor(), Duration.ZERO);
+    apply("acme", spec("f", List.of("INT"), "INT", CODE));
+    UdfResource r = registry.all().iterator().next();
+    UdfProgress.Watch watch = UdfProgress.watch(r, Duration.ofSeconds(30));
+    assertThat(steps.startedRunners.await(30, TimeUnit.SECONDS)).isTrue();
+    // The pipeline waits in its last step: the watch says so, and sees it fail once released.
+    List<String> seen = new ArrayList<>();
+    var first = watch.next();
+    seen.add(first.get("state").asText() + " " + first.path("step").asText());
+    assertThat(first.get("step_number").asInt()).isEqualTo(5);
+    assertThat(first.get("doing").asText()).isEqualTo("starting the runners");
+    steps.release.countDown();
+    for (var n = watch.next(); n != null; n = watch.next()) {
+      seen.add(n.get("state").asText() + " " + n.path("step").asText());
+      if (UdfProgress.isFinal(n)) {
+        assertThat(n.get("code").asText()).isEqualTo("UDF_LOAD_FAILED");
+        assertThat(n.get("error").asText()).contains("NameError");
+      }
+    }
+    assertThat(seen).containsExactly("starting runners", "failed ");
+  }
+
+  @Test
+  void aWatchEndsAtItsTimeoutSayingWhereTheUdfWaits() throws Exception {
+    steps.blockRunners = true;
+    start(Executors.newVirtualThreadPerTaskExecutor(), Duration.ZERO);
+    apply("acme", spec("f", List.of("INT"), "INT", CODE));
+    assertThat(steps.startedRunners.await(30, TimeUnit.SECONDS)).isTrue();
+    UdfProgress.Watch watch = UdfProgress.watch(registry.all().iterator().next(), Duration.ZERO);
+    var last = watch.next();
+    assertThat(last.get("state").asText()).isEqualTo("starting");
+    assertThat(last.get("step").asText()).isEqualTo("runners");
+    assertThat(watch.next()).as("the watch has ended").isNull();
+  }
+
+  @Test
   void aCallWithoutATenantBelongsToTheDefaultTenant() throws Exception {
     steps.blockRunners = true;
     start(Executors.newVirtualThreadPerTaskExecutor(), Duration.ZERO);
@@ -432,11 +472,11 @@ class UdfProvisioningServiceTest {
         throws KilnException, InterruptedException {
       order.add("start");
       startedRunners.countDown();
-      if (startFailure != null) {
-        throw startFailure;
-      }
       if (blockRunners) {
         release.await();
+      }
+      if (startFailure != null) {
+        throw startFailure;
       }
       throw new KilnException(ErrorCode.SHUTTING_DOWN, "the test is over");
     }
