@@ -39,25 +39,26 @@ class PrewarmDisplayTest {
             "kiln prewarm: udfs.sql:11 hypot: step 3 of 5, building the image (16.5 MB fetched)");
   }
 
+  /** What a bar shows of one UDF that got as far as {@code report}, then ended. */
+  private String bar(String name, JsonNode report, boolean warm) {
+    PrewarmDisplay d = PrewarmDisplay.of(PrewarmDisplay.Mode.BARS, err);
+    d.begin("udfs.sql:1", name);
+    d.update(report);
+    d.end(warm);
+    return bytes.toString(StandardCharsets.UTF_8);
+  }
+
   @Test
   void aBarShowsTheUdfItsStepsAndTheBytesFetched() throws Exception {
-    PrewarmDisplay d = PrewarmDisplay.of(PrewarmDisplay.Mode.BARS, err);
-    d.begin("udfs.sql:11", "hypot");
-    d.update(report(2, "wheels", "fetching imports and wheels", 4_000_000));
-    d.end(true);
-    String shown = bytes.toString(StandardCharsets.UTF_8);
+    String shown =
+        bar("hypot", report(2, "wheels", "fetching imports and wheels", 4_000_000), true);
     assertThat(shown).contains("hypot").contains("wheels 4.0 MB").contains("5/5 steps");
-    assertThat(shown).contains("warm");
-    assertThat(shown).doesNotContain("FAILED");
+    assertThat(shown).contains("warm").doesNotContain("FAILED");
   }
 
   @Test
   void aFailedUdfsBarSaysSoWhereItStopped() throws Exception {
-    PrewarmDisplay d = PrewarmDisplay.of(PrewarmDisplay.Mode.BARS, err);
-    d.begin("bad.sql:6", "nope");
-    d.update(report(1, "packages", "resolving packages", 0));
-    d.end(false);
-    String shown = bytes.toString(StandardCharsets.UTF_8);
-    assertThat(shown).contains("0/5 steps").contains("FAILED");
+    String shown = bar("nope", report(1, "packages", "resolving packages", 0), false);
+    assertThat(shown).contains("nope").contains("0/5 steps").contains("FAILED");
   }
 }

@@ -2,8 +2,14 @@ package dev.kiln.worker;
 
 import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
+import io.grpc.netty.GrpcHttp2ConnectionHandler;
+import io.grpc.netty.InternalProtocolNegotiator;
+import io.grpc.netty.InternalProtocolNegotiators;
 import io.grpc.netty.NettyServerBuilder;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.netty.channel.ChannelHandler;
+import io.netty.handler.codec.ByteToMessageDecoder;
+import io.netty.util.AsciiString;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.Objects;
@@ -116,7 +122,8 @@ public final class FlightEndpoint implements AutoCloseable {
             netty
                 .permitKeepAliveTime(PERMITTED_PING_INTERVAL.toMillis(), TimeUnit.MILLISECONDS)
                 .permitKeepAliveWithoutCalls(true)
-                .addService(service);
+                .addService(service)
+                .protocolNegotiator(new ComposingPlaintext());
     FlightServer server =
         FlightServer.builder(
                 allocator, Location.forGrpcInsecure(config.bindHost(), config.port()), producer)
@@ -141,6 +148,36 @@ public final class FlightEndpoint implements AutoCloseable {
     }
     log.info("Flight endpoint listening on {}:{}", config.bindHost(), server.getPort());
     return new FlightEndpoint(allocator, producer, server, executor);
+  }
+
+  /**
+   * gRPC's plaintext HTTP/2 connections, whose handler gathers the bytes of a frame split across
+   * socket reads by composing the read buffers instead of merging them. With Databend's 1 MiB
+   * batches the merging copied every partial frame into a new, larger buffer on each read (gRPC
+   * still holds slices of the old one): a quarter of the event loop's samples in a profile of the
+   * fast-client benchmark at 256 calls in flight, with Netty's pool allocating and zeroing fresh
+   * chunks for it. Composing ended those copies (none left in the profile) and did at least as well
+   * in three alternating pairs of runs against the plain loop of the same run.
+   */
+  static final class ComposingPlaintext implements InternalProtocolNegotiator.ProtocolNegotiator {
+    private final InternalProtocolNegotiator.ProtocolNegotiator plain =
+        InternalProtocolNegotiators.serverPlaintext();
+
+    @Override
+    public AsciiString scheme() {
+      return plain.scheme();
+    }
+
+    @Override
+    public ChannelHandler newHandler(GrpcHttp2ConnectionHandler grpc) {
+      grpc.setCumulator(ByteToMessageDecoder.COMPOSITE_CUMULATOR);
+      return plain.newHandler(grpc);
+    }
+
+    @Override
+    public void close() {
+      plain.close();
+    }
   }
 
   /**

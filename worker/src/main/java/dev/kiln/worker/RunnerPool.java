@@ -347,8 +347,12 @@ public final class RunnerPool implements AutoCloseable {
                     inputs, signature.inputTypes(), start, rows, signature.resultType()),
             cancelled);
     try {
-      return ResultDecoder.decodeResults(
-          computed.payloads(), computed.rows(), signature.resultType(), allocator);
+      ResultDecoder.Result result =
+          ResultDecoder.decodeResults(
+              computed.payloads(), computed.rows(), signature.resultType(), allocator);
+      // Decoded into Arrow memory: the payloads are read no more.
+      computed.payloads().forEach(FrameIO.RESULT_ARRAYS::give);
+      return result;
     } catch (FrameIO.MalformedFrameException e) {
       log.error("UDF {}: malformed result from a runner: {}", signature.handler(), e.getMessage());
       throw new KilnException(

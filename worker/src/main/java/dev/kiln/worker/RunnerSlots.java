@@ -477,6 +477,8 @@ final class RunnerSlots {
         return false;
       }
       FrameIO.Frame frame = reply.frame();
+      // Answered: no runner reads the batch's frame again.
+      FrameIO.BATCH_ARRAYS.give(task.frame().bytes());
       if (frame.type() == FrameIO.BATCH_ERROR) {
         task.done.completeExceptionally(batchError(r, frame, reply.output()));
         return runner == r;

@@ -164,6 +164,55 @@ class WireFormatTest {
   }
 
   @Test
+  void aFrameWrittenOverARecycledArrayIsTheFrameANewArrayGets() throws Exception {
+    List<Object> strings = new java.util.ArrayList<>();
+    List<Object> longs = new java.util.ArrayList<>();
+    for (int i = 0; i < 5000; i++) {
+      strings.add(i % 7 == 0 ? null : "value " + i + (i % 3 == 0 ? " longer than twelve" : ""));
+      longs.add(i % 5 == 0 ? null : (long) i * 31);
+    }
+    try (FieldVector s = Vectors.of(allocator, "arg1", ArrowType.Utf8View.INSTANCE, strings);
+        FieldVector l = Vectors.of(allocator, "arg2", new ArrowType.Int(64, true), longs)) {
+      FrameIO.BATCH_ARRAYS.clear();
+      List<FieldVector> columns = List.of(s, l);
+      var types = List.of(Udfs.type("VARCHAR"), Udfs.type("BIGINT"));
+      FrameIO.Encoded fresh = BatchEncoder.encodeBatch(columns, types, 0, 5000, Udfs.type("INT"));
+      byte[] expected = Arrays.copyOf(fresh.bytes(), fresh.length());
+      // Once its runner answered, the array carries the next frame: it holds the old bytes (here
+      // scrambled) and nothing of them may show through.
+      Arrays.fill(fresh.bytes(), (byte) 0x5a);
+      FrameIO.BATCH_ARRAYS.give(fresh.bytes());
+      FrameIO.Encoded again = BatchEncoder.encodeBatch(columns, types, 0, 5000, Udfs.type("INT"));
+      assertThat(again.bytes()).as("the recycled array").isSameAs(fresh.bytes());
+      assertThat(Arrays.copyOf(again.bytes(), again.length())).isEqualTo(expected);
+      // A much smaller frame does not keep a large array busy.
+      FrameIO.BATCH_ARRAYS.give(again.bytes());
+      FrameIO.Encoded small = BatchEncoder.encodeBatch(columns, types, 0, 2, Udfs.type("INT"));
+      assertThat(small.bytes()).isNotSameAs(again.bytes());
+      FrameIO.BATCH_ARRAYS.clear();
+    }
+  }
+
+  @Test
+  void aResultIsReadIntoAGivenBackArrayOnlyOfItsExactSize() throws Exception {
+    FrameIO.RESULT_ARRAYS.clear();
+    byte[] spare = new byte[3];
+    Arrays.fill(spare, (byte) 0x5a);
+    FrameIO.RESULT_ARRAYS.give(spare);
+    byte[] wire = {
+      3, 0, 0, 0, (byte) FrameIO.RESULT, 1, 2, 3, 4, 0, 0, 0, (byte) FrameIO.RESULT, 9, 9, 9, 9
+    };
+    ByteArrayInputStream in = new ByteArrayInputStream(wire);
+    FrameIO.Frame three = FrameIO.readFrame(in);
+    assertThat(three.payload()).isSameAs(spare).containsExactly(1, 2, 3);
+    // A payload is its whole array: a spare of another size is not taken.
+    FrameIO.RESULT_ARRAYS.give(three.payload());
+    FrameIO.Frame four = FrameIO.readFrame(in);
+    assertThat(four.payload()).isNotSameAs(spare).containsExactly(9, 9, 9, 9);
+    FrameIO.RESULT_ARRAYS.clear();
+  }
+
+  @Test
   void stringsOfEveryArrowKindEncodeAlike() throws Exception {
     List<Object> values = Arrays.asList("a", null, "a string longer than twelve", "ü");
     byte[] expected = null;
