@@ -60,7 +60,6 @@ import picocli.CommandLine.Parameters;
     })
 final class PrewarmCommand implements Callable<Integer> {
   private static final ObjectMapper JSON = new ObjectMapper();
-  private static final Duration REMOTE_POLL = Duration.ofMillis(200);
 
   @Parameters(paramLabel = "FILE", arity = "1..*", description = "*.sql, *.json or *.sh files.")
   List<Path> files;
@@ -372,6 +371,14 @@ final class PrewarmCommand implements Callable<Integer> {
               + udfTimeoutSeconds
               + " s (--udf-timeout)"
               + (last == null ? "" : "; it was " + last.path("doing").asText()));
+    }
+    if (last.has("image_error")) {
+      // It runs, but its image is what a prewarm is for: the next server would build it again.
+      return failed(
+          out,
+          last.path("image_error_code").asText(),
+          "the UDF started in a warm sandbox but its image failed to build: "
+              + last.path("image_error").asText());
     }
     out.put("status", "warm");
     out.put("seconds", (System.nanoTime() - startedNanos) / 1e9);

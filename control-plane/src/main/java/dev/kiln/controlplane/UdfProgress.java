@@ -2,6 +2,7 @@ package dev.kiln.controlplane;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import java.io.FilterOutputStream;
 import java.io.IOException;
@@ -82,9 +83,10 @@ final class UdfProgress {
    * The resource's progress as {@code kiln prewarm} reads it: {@code state} is {@code starting}
    * (with {@code step}, its number of {@code steps}, and {@code fetched_bytes}), {@code ready}
    * (with {@code image_digest}, {@code lock} as {@code name==version}, {@code warm_sandbox} and
-   * {@code step_seconds}) or {@code failed} (with {@code code} and {@code error}, the message a
-   * query would get). After a warm start the image is built in the background: the resource reports
-   * the image step until it is built.
+   * {@code step_seconds}; {@code image_error} and its {@code image_error_code} when the image built
+   * after a warm start failed) or {@code failed} (with {@code code} and {@code error}, the message
+   * a query would get). After a warm start the image is built in the background: the resource
+   * reports the image step until it is built.
    */
   static ObjectNode report(UdfResource r) {
     ObjectNode n = JSON.createObjectNode();
@@ -114,7 +116,11 @@ final class UdfProgress {
         done.builtImage().map(i -> i.image().manifestDigest().toString()).orElse(null));
     if (done.image().isCompletedExceptionally()) {
       // It serves from its warm sandbox; another sandbox of it cannot start until a build succeeds.
-      n.put("image_error", String.valueOf(done.image().exceptionNow()));
+      Throwable t = done.image().exceptionNow();
+      n.put("image_error", t.getMessage() == null ? t.toString() : t.getMessage());
+      n.put(
+          "image_error_code",
+          (t instanceof KilnException k ? k.code() : ErrorCode.IMAGE_BUILD_FAILED).name());
     }
     done.lock().forEach(n.putArray("lock")::add);
     ProvisioningTimings t = done.timings();
