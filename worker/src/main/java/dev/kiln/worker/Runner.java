@@ -56,6 +56,7 @@ final class Runner {
   private Thread writer; // started by the first send(); only the owning slot thread sends
   private final Object syncLock = new Object();
   private long syncs; // guarded by syncLock: output sync marks seen on stderr
+  private boolean outputEnded; // guarded by syncLock: stderr ended (or a runner has none)
   private volatile boolean expired;
   private volatile boolean closing;
 
@@ -236,7 +237,8 @@ final class Runner {
   private void awaitSync(long base, Duration wait) throws InterruptedException {
     long deadline = System.nanoTime() + wait.toNanos();
     synchronized (syncLock) {
-      while (syncs <= base) {
+      // No mark comes once the output has ended (a runner over TCP has none here).
+      while (syncs <= base && !outputEnded) {
         long left = deadline - System.nanoTime();
         if (left <= 0) {
           return;
@@ -324,7 +326,10 @@ final class Runner {
       Thread.currentThread().interrupt();
       return "stopped answering";
     } catch (ExecutionException e) {
-      return "ended";
+      // No status to tell (a runner over TCP): what is known of its end.
+      return e.getCause() == null || e.getCause().getMessage() == null
+          ? "ended"
+          : e.getCause().getMessage();
     }
   }
 
@@ -402,6 +407,10 @@ final class Runner {
     } finally {
       if (line.size() > 0) {
         emit(line);
+      }
+      synchronized (syncLock) {
+        outputEnded = true;
+        syncLock.notifyAll();
       }
       drained.countDown();
     }

@@ -46,6 +46,7 @@ public final class RunnerFiles {
           "kiln_runner.py",
           "kiln_modules.py",
           "kiln_serve.py",
+          "kiln_listen.py",
           "kiln_calls.py",
           "kiln_columns.py",
           "kiln_nested.py",
@@ -77,6 +78,15 @@ public final class RunnerFiles {
   /** Starts a runner that serves batches over stdin/stdout (see PROTOCOL.md). */
   public static List<String> serveCommand() {
     return List.of("python3", RUNNER_PATH, "serve");
+  }
+
+  /**
+   * Starts a listener on {@code hostPort} ({@code HOST:PORT}; port 0 picks one) that forks a runner
+   * serving batches for each TCP connection ({@link TcpRunnerLauncher}); it prints {@code
+   * kiln-runner listening on HOST:PORT} on stdout once it listens.
+   */
+  public static List<String> listenCommand(String hostPort) {
+    return List.of("python3", RUNNER_PATH, "listen", hostPort);
   }
 
   /**

@@ -70,6 +70,44 @@ final class HostRunnerLauncher implements RunnerLauncher {
     return new HostProcess(process);
   }
 
+  /**
+   * Starts a runner listener on loopback ({@link RunnerFiles#listenCommand}) with the UDF's files
+   * and environment, as a sandbox pod runs it, and returns it once it listens; the caller stops it.
+   */
+  Listener listen() throws IOException {
+    List<String> command = new ArrayList<>(RunnerFiles.listenCommand("127.0.0.1:0"));
+    command.set(1, inRoot(command.get(1)).toString());
+    ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(false);
+    builder.environment().putAll(RunnerFiles.environment());
+    builder.environment().put("KILN_UDF_DIR", inRoot(RunnerFiles.UDF_DIR).toString());
+    builder.redirectError(ProcessBuilder.Redirect.INHERIT);
+    Process process = builder.start();
+    started.add(process);
+    String line =
+        new java.io.BufferedReader(
+                new java.io.InputStreamReader(
+                    process.getInputStream(), java.nio.charset.StandardCharsets.UTF_8))
+            .readLine();
+    if (line == null || !line.startsWith("kiln-runner listening on ")) {
+      process.destroyForcibly();
+      throw new IOException("the runner listener said " + line + " instead of where it listens");
+    }
+    String where = line.substring("kiln-runner listening on ".length());
+    int colon = where.lastIndexOf(':');
+    return new Listener(
+        process,
+        new java.net.InetSocketAddress(
+            where.substring(0, colon), Integer.parseInt(where.substring(colon + 1))));
+  }
+
+  /** A runner listener process and where it listens. */
+  record Listener(Process process, java.net.InetSocketAddress address) implements AutoCloseable {
+    @Override
+    public void close() {
+      process.destroyForcibly();
+    }
+  }
+
   /** The extra environment of every launch, in order. */
   List<List<String>> environments() {
     return List.copyOf(environments);

@@ -7,6 +7,7 @@ Python 3.8 or newer.
     python3 kiln_runner.py init    # prints "ready", then waits for stdin to close
     python3 kiln_runner.py serve   # loads $KILN_UDF_DIR/udf.py and serves batches
     python3 kiln_runner.py pooled  # says WAITING, takes the UDF from a LOAD frame, then serves
+    python3 kiln_runner.py listen HOST:PORT [pooled]  # a serve (or pooled) runner per TCP connection
 
 Speed matters more than elegance here: columns are decoded and encoded whole
 (memoryview.cast, array, bytes.join) and the function is called through map(),
@@ -18,6 +19,7 @@ below it:
     kiln_runner.py   this entry point: init mode, or serve mode from kiln_serve
     kiln_modules.py  packages' modules from the image's module bundles
     kiln_serve.py    loading the UDF and the serve loop
+    kiln_listen.py   listen mode: runners over TCP connections (a sandbox pod)
     kiln_calls.py    decorator options and error messages (imported on first use)
     kiln_columns.py  the column codecs of the flat types
     kiln_nested.py   DATE, TIMESTAMP, DECIMAL, VARIANT results, nested types (on first use)
@@ -72,7 +74,11 @@ def main(argv):
         # From this script's directory, first on sys.path until the UDF's imports are set up.
         import kiln_serve
         return kiln_serve.serve(pooled=mode == "pooled")
-    sys.stderr.write("usage: kiln_runner.py init|serve|pooled\n")
+    if mode == "listen" and len(argv) in (3, 4):
+        module_bundles()
+        import kiln_listen
+        return kiln_listen.listen(argv[2], pooled=argv[3:] == ["pooled"])
+    sys.stderr.write("usage: kiln_runner.py init|serve|pooled|listen HOST:PORT [pooled]\n")
     return 64
 
 
