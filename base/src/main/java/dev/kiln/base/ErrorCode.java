@@ -87,7 +87,9 @@ public enum ErrorCode {
   /** A package index cannot be read now; retry, or check the index settings. */
   PACKAGE_INDEX_UNAVAILABLE(403),
   /** A file downloaded from a package index does not have the sha256 the index promised. */
-  PACKAGE_HASH_MISMATCH(404);
+  PACKAGE_HASH_MISMATCH(404),
+  /** An OCI registry cannot be reached, or refused a push; retry, or check the registry. */
+  REGISTRY_UNAVAILABLE(405);
 
   /** What kind of error a code is, from its hundreds digit. */
   public enum Kind {

@@ -52,7 +52,8 @@ final class GrpcErrors {
           IMAGE_BUILD_FAILED,
           IMPORT_UNAVAILABLE,
           PACKAGE_INDEX_UNAVAILABLE,
-          PACKAGE_HASH_MISMATCH ->
+          PACKAGE_HASH_MISMATCH,
+          REGISTRY_UNAVAILABLE ->
           Status.Code.UNAVAILABLE;
     };
   }

@@ -91,8 +91,8 @@ public final class ImageBuilder implements AutoCloseable {
   /**
    * A "gzip level" that means no compression at all: package layers are plain tars ({@link
    * LayerBlob#TAR}) unless {@link WheelLayers#setGzipLevel} asks for gzip. Kiln keeps images in a
-   * local layout that only the local provisioner reads (it has no path that pushes an image or
-   * writes one for elsewhere), which would only decompress again what was compressed.
+   * local layout that the local provisioner reads, which would only decompress again what was
+   * compressed; a push to a registry ({@link RegistryPush}) compresses them on the way.
    */
   public static final int UNCOMPRESSED = -1;
 
@@ -170,6 +170,11 @@ public final class ImageBuilder implements AutoCloseable {
   /** The OCI image layout directory: {@code oci-layout}, {@code index.json}, {@code blobs/}. */
   public Path layoutDir() {
     return layout.dir();
+  }
+
+  /** The file of an image's config in the layout (a registry push sends it with the layers). */
+  public Path configBlob(BuiltImage image) {
+    return layout.blob(image.configDigest());
   }
 
   /**

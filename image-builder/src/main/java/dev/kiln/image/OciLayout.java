@@ -85,6 +85,11 @@ final class OciLayout {
     return dir;
   }
 
+  /** Where a blob of the layout is stored. */
+  Path blob(Digest digest) {
+    return blobs.path(digest);
+  }
+
   /** Writes an OCI image tarball to a stream, as Jib's {@code ImageTarball.writeTo} does. */
   interface TarballWriter {
     void writeTo(OutputStream out) throws IOException;

@@ -60,7 +60,8 @@ final class FlightErrors {
           IMAGE_BUILD_FAILED,
           IMPORT_UNAVAILABLE,
           PACKAGE_INDEX_UNAVAILABLE,
-          PACKAGE_HASH_MISMATCH ->
+          PACKAGE_HASH_MISMATCH,
+          REGISTRY_UNAVAILABLE ->
           FlightStatusCode.UNAVAILABLE;
     };
   }
