@@ -14,9 +14,7 @@ import dev.kiln.worker.TcpRunnerLauncher;
 import dev.kiln.worker.UdfSignature;
 import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -26,7 +24,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 
@@ -166,38 +163,7 @@ final class TransportBenchmark {
         int eq = e.indexOf('=');
         b.environment().put(e.substring(0, eq), e.substring(eq + 1));
       }
-      Process p = b.start();
-      return new RunnerProcess() {
-        @Override
-        public OutputStream stdin() {
-          return p.getOutputStream();
-        }
-
-        @Override
-        public InputStream stdout() {
-          return p.getInputStream();
-        }
-
-        @Override
-        public InputStream stderr() {
-          return p.getErrorStream();
-        }
-
-        @Override
-        public boolean isAlive() {
-          return p.isAlive();
-        }
-
-        @Override
-        public CompletableFuture<Integer> exited() {
-          return p.onExit().thenApply(Process::exitValue);
-        }
-
-        @Override
-        public void kill() {
-          p.destroyForcibly();
-        }
-      };
+      return RunnerProcess.of(b.start());
     };
   }
 }

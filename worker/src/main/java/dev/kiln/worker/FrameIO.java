@@ -9,6 +9,7 @@ import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.arrow.memory.ArrowBuf;
 
 /**
@@ -59,7 +60,11 @@ final class FrameIO {
    * simply collected.
    */
   static final class Spares {
+    /** At most this many bytes are kept, whatever the sizes (a batch of long strings is large). */
+    private static final long MAX_KEPT_BYTES = 64L << 20;
+
     private final ArrayBlockingQueue<byte[]> arrays = new ArrayBlockingQueue<>(32);
+    private final AtomicLong kept = new AtomicLong();
     private final boolean exact;
 
     /**
@@ -73,21 +78,28 @@ final class FrameIO {
     /** An array of {@code size} bytes (or more, unless exact): a spare that fits, else new. */
     byte[] take(int size) {
       byte[] spare = arrays.poll();
+      if (spare == null) {
+        return new byte[size];
+      }
+      kept.addAndGet(-spare.length);
       // One much too large would keep memory that a smaller batch does not need.
       boolean fits =
-          spare != null
-              && (exact ? spare.length == size : spare.length >= size && spare.length / 4 <= size);
+          exact ? spare.length == size : spare.length >= size && spare.length / 4 <= size;
       return fits ? spare : new byte[size];
     }
 
     /** Keeps an array for a later frame; only one nothing reads again, as it is overwritten. */
     void give(byte[] array) {
-      arrays.offer(array);
+      if (kept.addAndGet(array.length) > MAX_KEPT_BYTES || !arrays.offer(array)) {
+        kept.addAndGet(-array.length);
+      }
     }
 
     /** Forgets the spare arrays (tests start from none). */
     void clear() {
-      arrays.clear();
+      for (byte[] a = arrays.poll(); a != null; a = arrays.poll()) {
+        kept.addAndGet(-a.length);
+      }
     }
   }
 

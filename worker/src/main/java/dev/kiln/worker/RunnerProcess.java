@@ -23,4 +23,39 @@ public interface RunnerProcess {
 
   /** Kills the process; returns at once. */
   void kill();
+
+  /** A runner that is a process of this machine, connected by its pipes. */
+  static RunnerProcess of(Process process) {
+    return new RunnerProcess() {
+      @Override
+      public OutputStream stdin() {
+        return process.getOutputStream();
+      }
+
+      @Override
+      public InputStream stdout() {
+        return process.getInputStream();
+      }
+
+      @Override
+      public InputStream stderr() {
+        return process.getErrorStream();
+      }
+
+      @Override
+      public boolean isAlive() {
+        return process.isAlive();
+      }
+
+      @Override
+      public CompletableFuture<Integer> exited() {
+        return process.onExit().thenApply(Process::exitValue);
+      }
+
+      @Override
+      public void kill() {
+        process.destroyForcibly();
+      }
+    };
+  }
 }

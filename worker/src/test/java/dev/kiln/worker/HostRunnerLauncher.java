@@ -2,14 +2,11 @@ package dev.kiln.worker;
 
 import dev.kiln.definition.RuntimeSpec;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
@@ -67,7 +64,7 @@ final class HostRunnerLauncher implements RunnerLauncher {
     environments.add(List.copyOf(env));
     Process process = builder.start();
     started.add(process);
-    return new HostProcess(process);
+    return RunnerProcess.of(process);
   }
 
   /**
@@ -116,37 +113,5 @@ final class HostRunnerLauncher implements RunnerLauncher {
   /** Every process this launcher started, in order. */
   List<Process> started() {
     return List.copyOf(started);
-  }
-
-  private record HostProcess(Process process) implements RunnerProcess {
-    @Override
-    public OutputStream stdin() {
-      return process.getOutputStream();
-    }
-
-    @Override
-    public InputStream stdout() {
-      return process.getInputStream();
-    }
-
-    @Override
-    public InputStream stderr() {
-      return process.getErrorStream();
-    }
-
-    @Override
-    public boolean isAlive() {
-      return process.isAlive();
-    }
-
-    @Override
-    public CompletableFuture<Integer> exited() {
-      return process.onExit().thenApply(Process::exitValue);
-    }
-
-    @Override
-    public void kill() {
-      process.destroyForcibly();
-    }
   }
 }

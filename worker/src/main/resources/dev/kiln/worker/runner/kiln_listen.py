@@ -32,6 +32,8 @@ def listen(where, pooled=False):
     sys.stdout.flush()
     # Runners that end are reaped by the kernel; a runner puts the default back for its UDF.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Imported once here, so that each runner forked from this process has it already.
+    import kiln_serve
     while True:
         conn, _ = server.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -48,7 +50,6 @@ def listen(where, pooled=False):
         os.close(fd)
         status = 1
         try:
-            import kiln_serve
             status = kiln_serve.serve(pooled=pooled) or 0
         except (BrokenPipeError, ConnectionResetError, EOFError):
             status = 0
