@@ -125,7 +125,7 @@ final class SnapshotZygote {
     Path img = Files.createDirectories(dir.resolve("checkpoint-" + id));
     // One batch before the checkpoint: a zygote is checkpointed warm, its first call made.
     try (RunnerPool pool =
-        starter.start(signature, e -> new HostRunner(p, frame), 1, limits.memoryBytes())) {
+        starter.start(signature, e -> hostRunner(p, frame), 1, limits.memoryBytes())) {
       check(pool, allocator);
       long t2 = System.nanoTime();
       Result c = exec(runsc("checkpoint", "--image-path=" + img, id));
@@ -161,7 +161,7 @@ final class SnapshotZygote {
           new ProcessBuilder(
                   runsc("restore", "--image-path=" + checkpoint, "--bundle=" + bundle, id))
               .start();
-      HostRunner runner = new HostRunner(p, ready);
+      RunnerProcess runner = hostRunner(p, ready);
       try (RunnerPool pool = starter.start(signature, e -> runner, 1, limits.memoryBytes())) {
         long t1 = System.nanoTime();
         check(pool, allocator);
@@ -397,45 +397,10 @@ final class SnapshotZygote {
    * replay} is read before its stdout (the READY frame a restored runner sent before the
    * checkpoint).
    */
-  static final class HostRunner implements RunnerProcess {
-    private final Process process;
-    private final InputStream stdout;
-
-    HostRunner(Process process, byte[] replay) {
-      this.process = process;
-      this.stdout =
-          new SequenceInputStream(new ByteArrayInputStream(replay), process.getInputStream());
-    }
-
-    @Override
-    public OutputStream stdin() {
-      return process.getOutputStream();
-    }
-
-    @Override
-    public InputStream stdout() {
-      return stdout;
-    }
-
-    @Override
-    public InputStream stderr() {
-      return process.getErrorStream();
-    }
-
-    @Override
-    public boolean isAlive() {
-      return process.isAlive();
-    }
-
-    @Override
-    public CompletableFuture<Integer> exited() {
-      return process.onExit().thenApply(Process::exitValue);
-    }
-
-    @Override
-    public void kill() {
-      process.destroyForcibly();
-    }
+  static RunnerProcess hostRunner(Process process, byte[] replay) {
+    return RunnerProcess.of(
+        process,
+        new SequenceInputStream(new ByteArrayInputStream(replay), process.getInputStream()));
   }
 
   /**

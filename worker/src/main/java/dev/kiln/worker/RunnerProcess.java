@@ -26,6 +26,11 @@ public interface RunnerProcess {
 
   /** A runner that is a process of this machine, connected by its pipes. */
   static RunnerProcess of(Process process) {
+    return of(process, process.getInputStream());
+  }
+
+  /** As {@link #of(Process)}, its frames read from {@code stdout} (which may replay some first). */
+  static RunnerProcess of(Process process, InputStream stdout) {
     return new RunnerProcess() {
       @Override
       public OutputStream stdin() {
@@ -34,7 +39,7 @@ public interface RunnerProcess {
 
       @Override
       public InputStream stdout() {
-        return process.getInputStream();
+        return stdout;
       }
 
       @Override
