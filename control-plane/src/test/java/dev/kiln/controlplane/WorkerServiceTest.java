@@ -453,6 +453,11 @@ class WorkerServiceTest {
     importTags.put("@s/helper.py", "etag:\"v2\"");
     CreateWorkerResponse reuploaded = createUdf("acme", "f", script.apply(3));
     assertThat(key(reuploaded)).as("new content: a new resource").isNotEqualTo(key(first));
+    // Each resource's pipeline runs in the background: the second one's has started by now or soon.
+    KilnTestSupport.eventually(
+        "the new resource's pipeline resolved",
+        Duration.ofSeconds(10),
+        () -> steps.resolves.get() == 2);
     assertThat(steps.resolves).hasValue(2);
   }
 

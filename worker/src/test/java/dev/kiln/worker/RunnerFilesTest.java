@@ -29,6 +29,7 @@ class RunnerFilesTest {
             "/kiln/runner/kiln_runner.py",
             "/kiln/runner/kiln_modules.py",
             "/kiln/runner/kiln_serve.py",
+            "/kiln/runner/kiln_listen.py",
             "/kiln/runner/kiln_calls.py",
             "/kiln/runner/kiln_columns.py",
             "/kiln/runner/kiln_nested.py",
