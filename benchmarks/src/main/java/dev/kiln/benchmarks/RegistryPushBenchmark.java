@@ -69,17 +69,17 @@ final class RegistryPushBenchmark {
             long t3 = System.nanoTime();
             skopeo(images.resolve("oci"), name, skopeoTarget);
             long t4 = System.nanoTime();
-            rows.add(new double[] {ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(t4 - t3)});
+            double[] row = {
+              ColdStartBenchmark.ms(t1 - t0),
+              ColdStartBenchmark.ms(t2 - t1),
+              ColdStartBenchmark.ms(t3 - t2),
+              ColdStartBenchmark.ms(t4 - t3)
+            };
+            rows.add(row);
             System.out.printf(
                 "run %d: Kiln %.0f ms (%d blobs, %.1f MB sent), skopeo %.0f ms; again: Kiln %.0f"
                     + " ms, skopeo %.0f ms%n",
-                run,
-                ms(t1 - t0),
-                kiln.blobsSent(),
-                kiln.bytesSent() / 1e6,
-                ms(t2 - t1),
-                ms(t3 - t2),
-                ms(t4 - t3));
+                run, row[0], kiln.blobsSent(), kiln.bytesSent() / 1e6, row[1], row[2], row[3]);
           }
         }
       }
@@ -91,8 +91,8 @@ final class RegistryPushBenchmark {
         System.out.printf(
             "| %s | %.0f ms | %.0f ms |%n",
             what[k],
-            median(rows.stream().mapToDouble(r -> r[kiln]).toArray()),
-            median(rows.stream().mapToDouble(r -> r[kiln + 1]).toArray()));
+            FastClientThroughput.median(rows.stream().mapToDouble(r -> r[kiln]).toArray()),
+            FastClientThroughput.median(rows.stream().mapToDouble(r -> r[kiln + 1]).toArray()));
       }
     } finally {
       ColdStartBenchmark.deleteTree(data);
@@ -167,14 +167,6 @@ final class RegistryPushBenchmark {
     if (p.waitFor() != 0) {
       throw new IOException("skopeo copy failed: " + out);
     }
-  }
-
-  private static double ms(long nanos) {
-    return nanos / 1e6;
-  }
-
-  private static double median(double[] values) {
-    return FastClientThroughput.median(values);
   }
 
   /** Debian's {@code docker-registry} on a free loopback port, its storage under {@code dir}. */

@@ -12,11 +12,8 @@ import dev.kiln.worker.RunnerPool;
 import dev.kiln.worker.RunnerProcess;
 import dev.kiln.worker.TcpRunnerLauncher;
 import dev.kiln.worker.UdfSignature;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -69,7 +66,7 @@ final class TransportBenchmark {
         write(files, RunnerFiles.udfFiles(spec));
         Process listener = listen(files);
         try {
-          InetSocketAddress address = address(listener);
+          InetSocketAddress address = TcpRunnerLauncher.listening(listener);
           RunnerPool.Options options =
               new RunnerPool.Options(runners, Duration.ofSeconds(60), Duration.ofSeconds(60), 50);
           RunnerPool pipes = RunnerPool.start(UdfSignature.of(spec), pipeLauncher(files), options);
@@ -140,19 +137,6 @@ final class TransportBenchmark {
     return process(root, RunnerFiles.listenCommand("127.0.0.1:0"))
         .redirectError(ProcessBuilder.Redirect.INHERIT)
         .start();
-  }
-
-  private static InetSocketAddress address(Process listener) throws IOException {
-    String line =
-        new BufferedReader(new InputStreamReader(listener.getInputStream(), StandardCharsets.UTF_8))
-            .readLine();
-    if (line == null || !line.startsWith("kiln-runner listening on ")) {
-      throw new IOException("the runner listener said " + line);
-    }
-    String where = line.substring("kiln-runner listening on ".length());
-    int colon = where.lastIndexOf(':');
-    return new InetSocketAddress(
-        where.substring(0, colon), Integer.parseInt(where.substring(colon + 1)));
   }
 
   /** Runners as host processes over pipes. */

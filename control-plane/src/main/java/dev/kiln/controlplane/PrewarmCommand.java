@@ -328,7 +328,7 @@ final class PrewarmCommand implements Callable<Integer> {
       JsonNode last = null;
       for (JsonNode n = reports.next(); n != null; n = reports.next()) {
         last = n;
-        if (!n.path("state").asText().equals("starting")) {
+        if (UdfProgress.isFinal(n)) {
           break;
         }
         display.update(n);

@@ -1,5 +1,6 @@
 package dev.kiln.controlplane;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.base.ErrorCode;
@@ -54,10 +55,6 @@ final class UdfProgress {
     step = next;
   }
 
-  Step step() {
-    return step;
-  }
-
   long fetchedBytes() {
     return fetchedBytes.get();
   }
@@ -101,11 +98,12 @@ final class UdfProgress {
     }
     Provisioned done = r.provisioned().orElse(null);
     if (done == null || !done.image().isDone()) {
+      Step step = done == null ? p.step : Step.IMAGE;
       n.put("state", "starting");
-      n.put("step", done == null ? p.step.id() : Step.IMAGE.id());
-      n.put("step_number", (done == null ? p.step : Step.IMAGE).ordinal() + 1);
+      n.put("step", step.id());
+      n.put("step_number", step.ordinal() + 1);
       n.put("steps", Step.values().length);
-      n.put("doing", done == null ? p.step.doing : "building the image after a warm start");
+      n.put("doing", done == null ? step.doing : "building the image after a warm start");
       n.put("fetched_bytes", p.fetchedBytes());
       return n;
     }
@@ -135,7 +133,7 @@ final class UdfProgress {
   }
 
   /** Whether a report is the last one: the resource is ready or failed. */
-  static boolean isFinal(ObjectNode report) {
+  static boolean isFinal(JsonNode report) {
     return !report.path("state").asText().equals("starting");
   }
 

@@ -41,13 +41,22 @@ final class RegistryManifests implements AutoCloseable {
 
   RegistryManifests(ImageReference image, boolean allowInsecure) {
     this.image = image;
-    this.http = new FailoverHttpClient(allowInsecure, false, e -> log.debug("{}", e.getMessage()));
+    this.http = httpClient(allowInsecure);
+    this.client = registryClient(image, http);
+  }
+
+  /** Jib's HTTP client for registries; {@code allowInsecure} lets it fall back to plain http. */
+  static FailoverHttpClient httpClient(boolean allowInsecure) {
+    return new FailoverHttpClient(allowInsecure, false, e -> log.debug("{}", e.getMessage()));
+  }
+
+  /** Jib's registry client for the repository of {@code image}, its events in the debug log. */
+  static RegistryClient registryClient(ImageReference image, FailoverHttpClient http) {
     EventHandlers events =
         EventHandlers.builder().add(LogEvent.class, e -> log.debug("{}", e.getMessage())).build();
-    this.client =
-        RegistryClient.factory(events, image.getRegistry(), image.getRepository(), http)
-            .setUserAgent("kiln-image-builder")
-            .newRegistryClient();
+    return RegistryClient.factory(events, image.getRegistry(), image.getRepository(), http)
+        .setUserAgent("kiln-image-builder")
+        .newRegistryClient();
   }
 
   /** The digest of the manifest (or manifest list) the reference names now. */

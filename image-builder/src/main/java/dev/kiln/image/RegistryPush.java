@@ -3,10 +3,8 @@ package dev.kiln.image;
 import com.google.cloud.tools.jib.api.DescriptorDigest;
 import com.google.cloud.tools.jib.api.ImageReference;
 import com.google.cloud.tools.jib.api.InvalidImageReferenceException;
-import com.google.cloud.tools.jib.api.LogEvent;
 import com.google.cloud.tools.jib.api.RegistryException;
 import com.google.cloud.tools.jib.blob.Blobs;
-import com.google.cloud.tools.jib.event.EventHandlers;
 import com.google.cloud.tools.jib.http.FailoverHttpClient;
 import com.google.cloud.tools.jib.image.json.OciManifestTemplate;
 import com.google.cloud.tools.jib.registry.RegistryClient;
@@ -74,7 +72,7 @@ public final class RegistryPush implements AutoCloseable {
     }
     this.compressed = Files.createDirectories(compressedDir);
     this.gzipLevel = gzipLevel;
-    this.http = new FailoverHttpClient(allowInsecure, false, e -> log.debug("{}", e.getMessage()));
+    this.http = RegistryManifests.httpClient(allowInsecure);
   }
 
   /**
@@ -94,12 +92,7 @@ public final class RegistryPush implements AutoCloseable {
       throw new IllegalArgumentException(
           "'" + target + "' is not an image reference; give REGISTRY/REPOSITORY:TAG", e);
     }
-    EventHandlers events =
-        EventHandlers.builder().add(LogEvent.class, e -> log.debug("{}", e.getMessage())).build();
-    RegistryClient client =
-        RegistryClient.factory(events, ref.getRegistry(), ref.getRepository(), http)
-            .setUserAgent("kiln-image-builder")
-            .newRegistryClient();
+    RegistryClient client = RegistryManifests.registryClient(ref, http);
     AtomicInteger sent = new AtomicInteger();
     AtomicInteger present = new AtomicInteger();
     AtomicLong bytes = new AtomicLong();

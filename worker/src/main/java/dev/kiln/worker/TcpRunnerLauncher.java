@@ -1,12 +1,15 @@
 package dev.kiln.worker;
 
+import java.io.BufferedReader;
 import java.io.FilterInputStream;
 import java.io.FilterOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
@@ -23,6 +26,8 @@ import java.util.concurrent.CompletableFuture;
  * environment and limits), so they are not sent.
  */
 public final class TcpRunnerLauncher implements RunnerLauncher {
+  /** What a runner listener prints once it listens, before {@code HOST:PORT} (kiln_listen.py). */
+  private static final String LISTENING = "kiln-runner listening on ";
 
   private final InetSocketAddress address;
   private final Duration connectTimeout;
@@ -34,6 +39,25 @@ public final class TcpRunnerLauncher implements RunnerLauncher {
   public TcpRunnerLauncher(InetSocketAddress address, Duration connectTimeout) {
     this.address = Objects.requireNonNull(address, "address");
     this.connectTimeout = Objects.requireNonNull(connectTimeout, "connectTimeout");
+  }
+
+  /**
+   * Where a runner listener started by {@link RunnerFiles#listenCommand} listens: read from the
+   * first line of its stdout ({@code kiln-runner listening on HOST:PORT}).
+   *
+   * @throws IOException when the listener ended or said something else first
+   */
+  public static InetSocketAddress listening(Process listener) throws IOException {
+    String line =
+        new BufferedReader(new InputStreamReader(listener.getInputStream(), StandardCharsets.UTF_8))
+            .readLine();
+    if (line == null || !line.startsWith(LISTENING)) {
+      throw new IOException("the runner listener said " + line + " instead of where it listens");
+    }
+    String where = line.substring(LISTENING.length());
+    int colon = where.lastIndexOf(':');
+    return new InetSocketAddress(
+        where.substring(0, colon), Integer.parseInt(where.substring(colon + 1)));
   }
 
   /** {@code HOST:PORT}, as the runner listener was given it. */

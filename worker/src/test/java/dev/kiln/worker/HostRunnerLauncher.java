@@ -50,13 +50,19 @@ final class HostRunnerLauncher implements RunnerLauncher {
     return root.resolve(imagePath.substring(1));
   }
 
-  @Override
-  public RunnerProcess launch(List<String> env) throws IOException {
-    List<String> command = new ArrayList<>(this.command);
-    command.set(1, inRoot(command.get(1)).toString());
-    ProcessBuilder builder = new ProcessBuilder(command);
+  /** {@code command} with the runner's path under {@link #root}, in the image's environment. */
+  private ProcessBuilder builder(List<String> command) {
+    List<String> mapped = new ArrayList<>(command);
+    mapped.set(1, inRoot(mapped.get(1)).toString());
+    ProcessBuilder builder = new ProcessBuilder(mapped);
     builder.environment().putAll(RunnerFiles.environment());
     builder.environment().put("KILN_UDF_DIR", inRoot(RunnerFiles.UDF_DIR).toString());
+    return builder;
+  }
+
+  @Override
+  public RunnerProcess launch(List<String> env) throws IOException {
+    ProcessBuilder builder = builder(command);
     for (String e : env) {
       int eq = e.indexOf('=');
       builder.environment().put(e.substring(0, eq), e.substring(eq + 1));
@@ -72,29 +78,17 @@ final class HostRunnerLauncher implements RunnerLauncher {
    * and environment, as a sandbox pod runs it, and returns it once it listens; the caller stops it.
    */
   Listener listen() throws IOException {
-    List<String> command = new ArrayList<>(RunnerFiles.listenCommand("127.0.0.1:0"));
-    command.set(1, inRoot(command.get(1)).toString());
-    ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(false);
-    builder.environment().putAll(RunnerFiles.environment());
-    builder.environment().put("KILN_UDF_DIR", inRoot(RunnerFiles.UDF_DIR).toString());
-    builder.redirectError(ProcessBuilder.Redirect.INHERIT);
-    Process process = builder.start();
+    Process process =
+        builder(RunnerFiles.listenCommand("127.0.0.1:0"))
+            .redirectError(ProcessBuilder.Redirect.INHERIT)
+            .start();
     started.add(process);
-    String line =
-        new java.io.BufferedReader(
-                new java.io.InputStreamReader(
-                    process.getInputStream(), java.nio.charset.StandardCharsets.UTF_8))
-            .readLine();
-    if (line == null || !line.startsWith("kiln-runner listening on ")) {
+    try {
+      return new Listener(process, TcpRunnerLauncher.listening(process));
+    } catch (IOException | RuntimeException e) {
       process.destroyForcibly();
-      throw new IOException("the runner listener said " + line + " instead of where it listens");
+      throw e;
     }
-    String where = line.substring("kiln-runner listening on ".length());
-    int colon = where.lastIndexOf(':');
-    return new Listener(
-        process,
-        new java.net.InetSocketAddress(
-            where.substring(0, colon), Integer.parseInt(where.substring(colon + 1))));
   }
 
   /** A runner listener process and where it listens. */
