@@ -1,0 +1,399 @@
+package dev.kiln.provisioner.kubernetes;
+
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.fabric8.kubernetes.client.dsl.NonDeletingOperation;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
+import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
+import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElectionConfigBuilder;
+import io.fabric8.kubernetes.client.extended.leaderelection.resourcelock.LeaseLock;
+import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Turns {@link UdfWorker} resources into sandbox pods. Every Kiln replica runs one; the one holding
+ * the lease {@value #LEASE} in Kiln's namespace reconciles, the others wait to take over (a leader
+ * that stops renewing loses the lease after {@link KubernetesSettings#leaseDuration}).
+ *
+ * <p>Reconciling a worker, level-based and idempotent: its tenant's namespace and network policy
+ * exist; exactly {@link UdfWorkerSpec#desiredPods} pods of its current template run (ended and
+ * out-of-date pods are replaced, extra ones removed, those not ready first); its status lists the
+ * ready pods' runner endpoints. Pods of a deleted worker are deleted. Pods this reconciler created
+ * or deleted count as such until its informer sees them, so a quick second pass starts no extra
+ * pod. A pass that fails is tried again.
+ */
+public final class UdfWorkerReconciler implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(UdfWorkerReconciler.class);
+
+  /** The lease whose holder reconciles. */
+  public static final String LEASE = "kiln-reconciler";
+
+  private static final String BY_WORKER = "worker";
+  private static final Duration RESYNC = Duration.ofSeconds(30);
+  private static final Duration RETRY = Duration.ofSeconds(1);
+  // A pod created but never seen by the informer (deleted at once by someone else) stops counting.
+  private static final Duration UNSEEN = Duration.ofSeconds(60);
+  private static final String POD_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789";
+
+  private final KubernetesClient client;
+  private final KubernetesSettings settings;
+  private final String identity;
+  private final ScheduledExecutorService queue;
+  private final Set<String> pending = ConcurrentHashMap.newKeySet();
+
+  /** Worker name -> pods created (name -> when) that the informer has not shown yet. */
+  private final Map<String, Map<String, Long>> created = new ConcurrentHashMap<>();
+
+  /** {@code namespace/name} of pods deleted that the informer still shows. */
+  private final Set<String> deleted = ConcurrentHashMap.newKeySet();
+
+  private final Set<String> tenantsReady = ConcurrentHashMap.newKeySet();
+  private final SecureRandom random = new SecureRandom();
+  private SharedIndexInformer<UdfWorker> workers;
+  private SharedIndexInformer<Pod> pods;
+  private volatile boolean leading;
+  private volatile boolean closed;
+  private volatile CompletableFuture<?> election;
+
+  /**
+   * @param client the API server
+   * @param settings how sandboxes run
+   * @param identity this replica's name in the lease (its pod name)
+   */
+  public UdfWorkerReconciler(
+      KubernetesClient client, KubernetesSettings settings, String identity) {
+    this.client = Objects.requireNonNull(client, "client");
+    this.settings = Objects.requireNonNull(settings, "settings");
+    this.identity = Objects.requireNonNull(identity, "identity");
+    this.queue =
+        Executors.newSingleThreadScheduledExecutor(
+            r -> {
+              Thread t = new Thread(r, "kiln-reconciler");
+              t.setDaemon(true);
+              return t;
+            });
+  }
+
+  /**
+   * Starts watching workers and sandbox pods (returns once both caches are filled) and competes for
+   * the lease.
+   */
+  public synchronized void start() {
+    if (workers != null) {
+      return;
+    }
+    workers =
+        client
+            .resources(UdfWorker.class)
+            .inNamespace(settings.kilnNamespace())
+            .inform(handler(w -> enqueue(w.getMetadata().getName()), w -> {}), RESYNC.toMillis());
+    pods =
+        client
+            .pods()
+            .inAnyNamespace()
+            .withLabel(KubernetesNames.MANAGED_BY, "kiln")
+            .withLabel(KubernetesNames.COMPONENT, KubernetesNames.SANDBOX)
+            .runnableInformer(RESYNC.toMillis());
+    pods.addIndexers(Map.of(BY_WORKER, p -> List.of(workerOf(p))));
+    pods.addEventHandler(handler(this::seen, this::gone));
+    pods.run();
+    elect();
+  }
+
+  /** Whether this replica holds the lease now. */
+  public boolean isLeader() {
+    return leading;
+  }
+
+  private void elect() {
+    if (closed) {
+      return;
+    }
+    Duration lease = settings.leaseDuration();
+    election =
+        client
+            .leaderElector()
+            .withConfig(
+                new LeaderElectionConfigBuilder()
+                    .withName(LEASE)
+                    .withLock(new LeaseLock(settings.kilnNamespace(), LEASE, identity))
+                    .withLeaseDuration(lease)
+                    .withRenewDeadline(lease.multipliedBy(2).dividedBy(3))
+                    .withRetryPeriod(lease.dividedBy(5))
+                    .withReleaseOnCancel(true)
+                    .withLeaderCallbacks(
+                        new LeaderCallbacks(
+                            this::startLeading,
+                            this::stopLeading,
+                            leader -> log.info("the reconciling Kiln replica is {}", leader)))
+                    .build())
+            .build()
+            .start();
+    // A replica that lost the lease competes for it again.
+    election.whenComplete(
+        (v, e) -> {
+          if (!closed) {
+            queue.execute(this::elect);
+          }
+        });
+  }
+
+  private void startLeading() {
+    log.info("{} reconciles UDF workers", identity);
+    leading = true;
+    tenantsReady.clear();
+    Set<String> names = new HashSet<>();
+    workers.getStore().list().forEach(w -> names.add(w.getMetadata().getName()));
+    pods.getStore().list().forEach(p -> names.add(workerOf(p))); // pods of deleted workers too
+    names.forEach(this::enqueue);
+  }
+
+  private void stopLeading() {
+    log.info("{} no longer reconciles UDF workers", identity);
+    leading = false;
+  }
+
+  private void enqueue(String worker) {
+    if (leading && !closed && pending.add(worker)) {
+      queue.execute(
+          () -> {
+            pending.remove(worker);
+            if (!leading || closed) {
+              return;
+            }
+            try {
+              reconcile(worker);
+            } catch (KubernetesClientException | IllegalArgumentException e) {
+              log.warn(
+                  "reconciling UDF worker {} failed, trying again: {}", worker, e.getMessage());
+              queue.schedule(() -> enqueue(worker), RETRY.toMillis(), TimeUnit.MILLISECONDS);
+            }
+          });
+    }
+  }
+
+  private void seen(Pod p) {
+    Map<String, Long> mine = created.get(workerOf(p));
+    if (mine != null) {
+      mine.remove(p.getMetadata().getName());
+    }
+    enqueue(workerOf(p));
+  }
+
+  private void gone(Pod p) {
+    deleted.remove(p.getMetadata().getNamespace() + "/" + p.getMetadata().getName());
+  }
+
+  private static String workerOf(Pod p) {
+    return p.getMetadata().getLabels().getOrDefault(KubernetesNames.WORKER, "");
+  }
+
+  /** One pass over one worker; see the class comment. */
+  private void reconcile(String name) {
+    UdfWorker w = workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + name);
+    List<Pod> live = new ArrayList<>();
+    for (Pod p : pods.getIndexer().byIndex(BY_WORKER, name)) {
+      String id = p.getMetadata().getNamespace() + "/" + p.getMetadata().getName();
+      if (p.getMetadata().getDeletionTimestamp() != null || deleted.contains(id)) {
+        continue;
+      }
+      if (w == null || SandboxPods.hasEnded(p)) {
+        delete(p);
+      } else {
+        live.add(p);
+      }
+    }
+    if (w == null) {
+      created.remove(name);
+      return;
+    }
+    UdfWorkerSpec spec = w.getSpec();
+    if (spec.getTenant() == null || spec.getTenant().isEmpty()) {
+      setStatus(w, status(w, "Invalid", List.of(), 0, "spec.tenant is empty: set the tenant"));
+      return;
+    }
+    int desired = spec.desiredPods();
+    if (desired > 0) {
+      ensureTenant(spec.getTenant());
+    }
+    String template = SandboxPods.template(spec, settings);
+    List<Pod> current = new ArrayList<>();
+    for (Pod p : live) {
+      if (template.equals(p.getMetadata().getLabels().get(KubernetesNames.TEMPLATE))) {
+        current.add(p);
+      } else {
+        delete(p);
+      }
+    }
+    Map<String, Long> unseen = created.computeIfAbsent(name, k -> new ConcurrentHashMap<>());
+    long now = System.nanoTime();
+    unseen.values().removeIf(t -> now - t > UNSEEN.toNanos());
+    // The cache may show a pod before its event reaches this reconciler.
+    live.forEach(p -> unseen.remove(p.getMetadata().getName()));
+    int count = current.size() + unseen.size();
+    if (count > desired) {
+      // Remove pods that are not ready first, then the newest.
+      current.sort(
+          Comparator.comparing(SandboxPods::isReady)
+              .thenComparing(
+                  p -> String.valueOf(p.getMetadata().getCreationTimestamp()),
+                  Comparator.reverseOrder()));
+      while (count > desired && !current.isEmpty()) {
+        delete(current.removeFirst());
+        count--;
+      }
+    }
+    for (; count < desired; count++) {
+      String podName = name + "-" + suffix();
+      client
+          .pods()
+          .inNamespace(KubernetesNames.tenantNamespace(spec.getTenant()))
+          .resource(SandboxPods.pod(name, spec, settings, podName))
+          .create();
+      unseen.put(podName, System.nanoTime());
+      log.info("UDF worker {}: started pod {}", name, podName);
+    }
+    List<String> endpoints =
+        current.stream()
+            .filter(SandboxPods::isReady)
+            .map(p -> p.getStatus().getPodIP() + ":" + settings.runnerPort())
+            .sorted()
+            .toList();
+    String phase;
+    String message;
+    if (spec.isSuspended()) {
+      phase = "Suspended";
+      message = "suspended: no pods until it is resumed";
+    } else if (desired == 0 && (spec.getImage() == null || spec.getImage().isEmpty())) {
+      phase = "Waiting";
+      message = "waiting for its image to be built and pushed";
+    } else if (!endpoints.isEmpty()) {
+      phase = "Ready";
+      message = endpoints.size() + " of " + desired + " pods ready";
+    } else {
+      phase = "Starting";
+      message = "0 of " + desired + " pods ready";
+    }
+    setStatus(w, status(w, phase, endpoints, count, message));
+  }
+
+  private static UdfWorkerStatus status(
+      UdfWorker w, String phase, List<String> endpoints, int pods, String message) {
+    UdfWorkerStatus s = new UdfWorkerStatus();
+    s.setPhase(phase);
+    s.setPods(pods);
+    s.setReadyPods(endpoints.size());
+    s.setEndpoints(new ArrayList<>(endpoints));
+    s.setObservedGeneration(w.getMetadata().getGeneration());
+    s.setMessage(message);
+    return s;
+  }
+
+  private void setStatus(UdfWorker w, UdfWorkerStatus s) {
+    if (s.equals(w.getStatus())) {
+      return;
+    }
+    // A JSON patch (RFC 6902) of the status alone: it never conflicts with a spec change.
+    client
+        .resources(UdfWorker.class)
+        .inNamespace(settings.kilnNamespace())
+        .withName(w.getMetadata().getName())
+        .subresource("status")
+        .patch(
+            PatchContext.of(PatchType.JSON),
+            Serialization.asJson(List.of(Map.of("op", "add", "path", "/status", "value", s))));
+  }
+
+  /** The tenant's namespace and network policy, made once per leadership. */
+  private void ensureTenant(String tenant) {
+    if (tenantsReady.contains(tenant)) {
+      return;
+    }
+    client
+        .namespaces()
+        .resource(SandboxPods.namespace(tenant))
+        .createOr(NonDeletingOperation::update);
+    client
+        .network()
+        .v1()
+        .networkPolicies()
+        .inNamespace(KubernetesNames.tenantNamespace(tenant))
+        .resource(SandboxPods.networkPolicy(tenant, settings))
+        .createOr(NonDeletingOperation::update);
+    tenantsReady.add(tenant);
+  }
+
+  private void delete(Pod p) {
+    deleted.add(p.getMetadata().getNamespace() + "/" + p.getMetadata().getName());
+    client
+        .pods()
+        .inNamespace(p.getMetadata().getNamespace())
+        .withName(p.getMetadata().getName())
+        .delete();
+    log.info("UDF worker {}: removed pod {}", workerOf(p), p.getMetadata().getName());
+  }
+
+  private String suffix() {
+    StringBuilder s = new StringBuilder();
+    for (int i = 0; i < 5; i++) {
+      s.append(POD_NAME_CHARS.charAt(random.nextInt(POD_NAME_CHARS.length())));
+    }
+    return s.toString();
+  }
+
+  private static <T> ResourceEventHandler<T> handler(Consumer<T> changed, Consumer<T> deleted) {
+    return new ResourceEventHandler<>() {
+      @Override
+      public void onAdd(T obj) {
+        changed.accept(obj);
+      }
+
+      @Override
+      public void onUpdate(T oldObj, T newObj) {
+        changed.accept(newObj);
+      }
+
+      @Override
+      public void onDelete(T obj, boolean finalStateUnknown) {
+        deleted.accept(obj);
+        changed.accept(obj);
+      }
+    };
+  }
+
+  /** Stops reconciling and watching, and gives the lease up so another replica takes over. */
+  @Override
+  public synchronized void close() {
+    closed = true;
+    leading = false;
+    CompletableFuture<?> e = election;
+    if (e != null) {
+      e.cancel(true);
+    }
+    if (workers != null) {
+      workers.close();
+      pods.close();
+    }
+    queue.shutdownNow();
+  }
+}

@@ -1,0 +1,160 @@
+package dev.kiln.provisioner.kubernetes;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * What a {@link UdfWorker} asks for: its tenant, the image (by digest) and the command that starts
+ * its runner listener, the size of each sandbox pod, how many pods, and whether it is suspended.
+ * Nothing here is secret: it is readable by whoever may read the resource.
+ */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class UdfWorkerSpec {
+  private String tenant;
+  private String udf;
+  private String key;
+  private String image;
+  private List<String> command = new ArrayList<>();
+  private Map<String, String> env = new TreeMap<>();
+  private String cpu = "1";
+  private String memory = "1Gi";
+  private int gpu;
+  private int replicas = 1;
+  private int minReplicas;
+  private int maxReplicas = 1;
+  private boolean suspended;
+
+  /** The tenant the worker belongs to; its pods run in the tenant's namespace. */
+  public String getTenant() {
+    return tenant;
+  }
+
+  public void setTenant(String tenant) {
+    this.tenant = tenant;
+  }
+
+  /** The worker's or UDF's name as its users know it (for people; pods are labelled with it). */
+  public String getUdf() {
+    return udf;
+  }
+
+  public void setUdf(String udf) {
+    this.udf = udf;
+  }
+
+  /** The definition's content key. */
+  public String getKey() {
+    return key;
+  }
+
+  public void setKey(String key) {
+    this.key = key;
+  }
+
+  /**
+   * The image, by digest ({@code registry/repository@sha256:…}); empty until it is built and
+   * pushed, and no pod starts before.
+   */
+  public String getImage() {
+    return image;
+  }
+
+  public void setImage(String image) {
+    this.image = image;
+  }
+
+  /**
+   * The runner listener's command line in the image; it listens on every address at {@link
+   * KubernetesSettings#runnerPort}.
+   */
+  public List<String> getCommand() {
+    return command;
+  }
+
+  public void setCommand(List<String> command) {
+    this.command = command == null ? new ArrayList<>() : command;
+  }
+
+  /** The UDF's own variables, set on its pods. */
+  public Map<String, String> getEnv() {
+    return env;
+  }
+
+  public void setEnv(Map<String, String> env) {
+    this.env = env == null ? new TreeMap<>() : env;
+  }
+
+  /** CPU per pod, as a Kubernetes quantity; requested and limited. */
+  public String getCpu() {
+    return cpu;
+  }
+
+  public void setCpu(String cpu) {
+    this.cpu = cpu;
+  }
+
+  /** Memory per pod, as a Kubernetes quantity; requested and limited. */
+  public String getMemory() {
+    return memory;
+  }
+
+  public void setMemory(String memory) {
+    this.memory = memory;
+  }
+
+  /** GPUs per pod ({@code nvidia.com/gpu}); 0 for none. */
+  public int getGpu() {
+    return gpu;
+  }
+
+  public void setGpu(int gpu) {
+    this.gpu = gpu;
+  }
+
+  /** How many pods the worker wants now (its load); kept between the bounds. */
+  public int getReplicas() {
+    return replicas;
+  }
+
+  public void setReplicas(int replicas) {
+    this.replicas = replicas;
+  }
+
+  /** The fewest pods while not suspended ({@code min_cluster_count}). */
+  public int getMinReplicas() {
+    return minReplicas;
+  }
+
+  public void setMinReplicas(int minReplicas) {
+    this.minReplicas = minReplicas;
+  }
+
+  /** The most pods ({@code max_cluster_count}). */
+  public int getMaxReplicas() {
+    return maxReplicas;
+  }
+
+  public void setMaxReplicas(int maxReplicas) {
+    this.maxReplicas = maxReplicas;
+  }
+
+  /** Suspended (idle past {@code auto_suspend}, or by hand): no pods. */
+  public boolean isSuspended() {
+    return suspended;
+  }
+
+  public void setSuspended(boolean suspended) {
+    this.suspended = suspended;
+  }
+
+  /** How many pods the reconciler keeps: none while suspended or without an image. */
+  public int desiredPods() {
+    if (suspended || image == null || image.isEmpty()) {
+      return 0;
+    }
+    return Math.max(minReplicas, Math.min(replicas, maxReplicas));
+  }
+}

@@ -1,0 +1,162 @@
+package dev.kiln.provisioner.kubernetes;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
+import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinitionVersion;
+import io.fabric8.kubernetes.api.model.apiextensions.v1.JSONSchemaProps;
+import io.fabric8.kubernetes.api.model.apps.Deployment;
+import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy;
+import io.fabric8.kubernetes.api.model.rbac.ClusterRole;
+import io.fabric8.kubernetes.api.model.rbac.PolicyRule;
+import io.fabric8.kubernetes.api.model.rbac.Role;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The manifests under {@code deploy/kubernetes/} load with the fabric8 client, are accepted by its
+ * mock API server in CRUD mode ({@link KubernetesMock}: the one fake, since no Kubernetes API
+ * server can be installed here), and agree with the code: the CRD with {@link UdfWorker}, the
+ * tenant network policy with {@link SandboxPods}, the RBAC rules with what the reconciler does.
+ */
+class KubernetesManifestsTest {
+  private KubernetesMock mock;
+  private KubernetesClient client;
+
+  @BeforeEach
+  void start() throws IOException {
+    mock = new KubernetesMock();
+    client = mock.client();
+  }
+
+  @AfterEach
+  void stop() {
+    mock.close();
+  }
+
+  private List<HasMetadata> load(String file) throws IOException {
+    try (InputStream in = Files.newInputStream(KubernetesMock.MANIFESTS.resolve(file))) {
+      return client.load(in).items();
+    }
+  }
+
+  private <T> List<T> all(Class<T> kind) throws IOException {
+    List<T> found = new ArrayList<>();
+    for (Path f : manifests()) {
+      load(f.getFileName().toString()).stream()
+          .filter(kind::isInstance)
+          .map(kind::cast)
+          .forEach(found::add);
+    }
+    return found;
+  }
+
+  private static List<Path> manifests() throws IOException {
+    try (Stream<Path> files = Files.list(KubernetesMock.MANIFESTS)) {
+      return files.filter(f -> f.toString().endsWith(".yaml")).sorted().toList();
+    }
+  }
+
+  @Test
+  void everyManifestLoadsAndTheApiServerAcceptsIt() throws IOException {
+    assertThat(manifests()).hasSizeGreaterThanOrEqualTo(6);
+    for (Path f : manifests()) {
+      List<HasMetadata> items = load(f.getFileName().toString());
+      assertThat(items).as(f.toString()).isNotEmpty();
+      for (HasMetadata item : items) {
+        if (item instanceof CustomResourceDefinition) {
+          continue; // the mock was started with it
+        }
+        HasMetadata created = client.resource(item).create();
+        assertThat(client.resource(created).get()).as(f + ": " + item.getKind()).isNotNull();
+      }
+    }
+  }
+
+  @Test
+  void theCrdDescribesTheUdfWorkerModel() throws IOException {
+    CustomResourceDefinition crd = all(CustomResourceDefinition.class).getFirst();
+    assertThat(crd.getMetadata().getName())
+        .isEqualTo(HasMetadata.getFullResourceName(UdfWorker.class));
+    assertThat(crd.getSpec().getGroup()).isEqualTo(UdfWorker.GROUP);
+    assertThat(crd.getSpec().getNames().getKind()).isEqualTo(HasMetadata.getKind(UdfWorker.class));
+    assertThat(crd.getSpec().getScope()).isEqualTo("Namespaced");
+    CustomResourceDefinitionVersion v = crd.getSpec().getVersions().getFirst();
+    assertThat(v.getName()).isEqualTo(UdfWorker.VERSION);
+    assertThat(v.getSubresources().getStatus()).isNotNull();
+    Map<String, JSONSchemaProps> props = v.getSchema().getOpenAPIV3Schema().getProperties();
+
+    // Every field the model writes is in the schema (an API server prunes unknown fields).
+    UdfWorkerSpec spec = new UdfWorkerSpec();
+    spec.setTenant("t");
+    spec.setUdf("u");
+    spec.setKey("k");
+    spec.setImage("i");
+    UdfWorkerStatus status = new UdfWorkerStatus();
+    status.setPhase("Ready");
+    status.setObservedGeneration(1L);
+    status.setMessage("m");
+    assertThat(props.get("spec").getProperties().keySet())
+        .containsExactlyInAnyOrderElementsOf(fields(spec));
+    assertThat(props.get("status").getProperties().keySet())
+        .containsExactlyInAnyOrderElementsOf(fields(status));
+  }
+
+  @SuppressWarnings("unchecked")
+  private static List<String> fields(Object o) {
+    return new ArrayList<>(Serialization.unmarshal(Serialization.asJson(o), Map.class).keySet());
+  }
+
+  @Test
+  void theTenantPolicyShownIsTheOneKilnCreates() throws IOException {
+    NetworkPolicy shown = all(NetworkPolicy.class).getFirst();
+    NetworkPolicy made = SandboxPods.networkPolicy("example", KubernetesSettings.defaults("kiln"));
+    assertThat(shown.getMetadata().getNamespace()).isEqualTo(made.getMetadata().getNamespace());
+    assertThat(shown.getMetadata().getName()).isEqualTo(made.getMetadata().getName());
+    assertThat(shown.getSpec()).isEqualTo(made.getSpec());
+  }
+
+  @Test
+  void kilnsPodsAreTheOnesTenantPoliciesAdmitAndMayDoWhatTheReconcilerDoes() throws IOException {
+    Deployment kiln = all(Deployment.class).getFirst();
+    assertThat(kiln.getMetadata().getNamespace()).isEqualTo("kiln");
+    assertThat(kiln.getSpec().getTemplate().getMetadata().getLabels())
+        .containsAllEntriesOf(KubernetesSettings.KILN_POD_LABELS);
+    assertThat(kiln.getSpec().getTemplate().getSpec().getServiceAccountName()).isEqualTo("kiln");
+
+    List<PolicyRule> rules = new ArrayList<>();
+    all(ClusterRole.class).forEach(r -> rules.addAll(r.getRules()));
+    all(Role.class).forEach(r -> rules.addAll(r.getRules()));
+    assertThat(allows(rules, "", "pods", "create")).isTrue();
+    assertThat(allows(rules, "", "pods", "delete")).isTrue();
+    assertThat(allows(rules, "", "pods", "watch")).isTrue();
+    assertThat(allows(rules, "", "namespaces", "create")).isTrue();
+    assertThat(allows(rules, "networking.k8s.io", "networkpolicies", "create")).isTrue();
+    assertThat(allows(rules, "coordination.k8s.io", "leases", "update")).isTrue();
+    assertThat(allows(rules, UdfWorker.GROUP, "udfworkers", "watch")).isTrue();
+    assertThat(allows(rules, UdfWorker.GROUP, "udfworkers/status", "patch")).isTrue();
+    assertThat(allows(rules, "", "secrets", "get")).isFalse();
+  }
+
+  private static boolean allows(
+      List<PolicyRule> rules, String group, String resource, String verb) {
+    return rules.stream()
+        .anyMatch(
+            r ->
+                r.getApiGroups().contains(group)
+                    && r.getResources().contains(resource)
+                    && r.getVerbs().contains(verb));
+  }
+}
