@@ -90,6 +90,21 @@ final class OciSpec {
       Limits limits,
       List<String> writableDirs,
       boolean background) {
+    return config(id, init, rootfs, limits, writableDirs, background, false);
+  }
+
+  /**
+   * As above; with {@code runscNetwork}, the sandbox gets no network namespace of its own: it uses
+   * the one runsc runs in (a {@link SandboxNetwork}'s).
+   */
+  static ObjectNode config(
+      String id,
+      ProcessSpec init,
+      Path rootfs,
+      Limits limits,
+      List<String> writableDirs,
+      boolean background,
+      boolean runscNetwork) {
     ObjectNode n = JSON.createObjectNode();
     n.put("ociVersion", "1.0.2");
     ObjectNode process = process(init);
@@ -138,7 +153,9 @@ final class OciSpec {
     ObjectNode linux = n.putObject("linux");
     ArrayNode namespaces = linux.putArray("namespaces");
     for (String ns : List.of("pid", "network", "ipc", "uts", "mount")) {
-      namespaces.addObject().put("type", ns);
+      if (!(runscNetwork && ns.equals("network"))) {
+        namespaces.addObject().put("type", ns);
+      }
     }
     ObjectNode resources = linux.putObject("resources");
     resources.putObject("memory").put("limit", limits.memoryBytes());

@@ -17,6 +17,7 @@ final class Runsc {
   private static final String SETSID = findSetsid();
   private static final String PERL = findExecutable("/usr/bin/perl", "/bin/perl");
   private static final String NICE = findExecutable("/usr/bin/nice", "/bin/nice");
+  private static final String NSENTER = "nsenter";
 
   /**
    * Makes the process's stdin and stdout pipes 1 MiB (F_SETPIPE_SZ = 1031), then execs the rest of
@@ -33,6 +34,7 @@ final class Runsc {
   private final String binary;
   private final Path root;
   private final List<String> globalFlags;
+  private final SandboxNetwork network;
 
   Runsc(String binary, Path root, String platform, String network, List<String> extraFlags) {
     this.binary = binary;
@@ -49,6 +51,27 @@ final class Runsc {
     flags.add("--cpu-num-from-quota");
     flags.addAll(extraFlags);
     this.globalFlags = List.copyOf(flags);
+    this.network = null;
+  }
+
+  private Runsc(Runsc of, SandboxNetwork network) {
+    this.binary = of.binary;
+    this.root = of.root;
+    this.globalFlags = of.globalFlags;
+    this.network = network;
+  }
+
+  /**
+   * The commands of a sandbox on {@code network} (itself when null): runsc runs in the network's
+   * namespace (nsenter) with {@code --network=host}, so the sandbox uses that namespace's
+   * interfaces through the host kernel and sees nothing else of the host's network. Every command
+   * for such a sandbox runs there: runsc reaches a sandbox through an abstract Unix socket, which
+   * belongs to a network namespace. ({@code --network=sandbox}, gVisor's own network stack, is what
+   * one would want; the runsc of Debian bookworm refuses it in any namespace on newer kernels,
+   * taking every namespace for the host's.)
+   */
+  Runsc on(SandboxNetwork network) {
+    return network == null ? this : new Runsc(this, network);
   }
 
   private static String findSetsid() {
@@ -99,8 +122,14 @@ final class Runsc {
     if (PERL != null && subcommand.length > 0 && subcommand[0].equals("exec")) {
       argv.addAll(List.of(PERL, "-e", LARGE_PIPES));
     }
+    if (network != null) {
+      argv.addAll(List.of(NSENTER, "--net=" + network.namespace()));
+    }
     argv.add(binary);
     argv.addAll(globalFlags);
+    if (network != null) {
+      argv.add("--network=host"); // the last of a flag given twice wins
+    }
     argv.addAll(Arrays.asList(subcommand));
     return argv;
   }

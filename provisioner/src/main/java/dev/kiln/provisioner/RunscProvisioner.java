@@ -169,10 +169,19 @@ public final class RunscProvisioner implements Provisioner {
       try {
         OciSpec.write(
             OciSpec.config(
-                id, initProcess, rootfs, spec.limits(), spec.writableDirs(), spec.background()),
+                id,
+                initProcess,
+                rootfs,
+                spec.limits(),
+                spec.writableDirs(),
+                spec.background(),
+                spec.network() != null),
             dir.resolve("config.json"));
         host =
-            new ProcessBuilder(runsc.command(spec.background(), "run", "--bundle=" + dir, id))
+            new ProcessBuilder(
+                    runsc
+                        .on(spec.network())
+                        .command(spec.background(), "run", "--bundle=" + dir, id))
                 .directory(dir.toFile())
                 .start();
       } catch (IOException | RuntimeException e) {

@@ -73,7 +73,7 @@ final class RunscSandbox implements Sandbox {
     this.dir = dir;
     this.rootfs = rootfs;
     this.owner = owner;
-    this.runsc = owner.runsc();
+    this.runsc = owner.runsc().on(spec.network());
     this.initHost = initHost;
     CompletableFuture<Integer> initExited = initHost.onExit().thenApply(Process::exitValue);
     this.init =

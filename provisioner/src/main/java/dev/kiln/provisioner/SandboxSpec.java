@@ -16,6 +16,8 @@ import java.util.Objects;
  *     the sandbox's memory
  * @param background started with the lowest CPU priority (a sandbox started ahead of need must not
  *     slow down those at work) until {@link Sandbox#toForeground} is called
+ * @param network the sandbox's network: null for none (only its own loopback), or a {@link
+ *     SandboxNetwork} whose interfaces the sandbox uses (and nothing else of the host's network)
  */
 public record SandboxSpec(
     String name,
@@ -23,7 +25,8 @@ public record SandboxSpec(
     Limits limits,
     List<String> extraEnv,
     List<String> writableDirs,
-    boolean background) {
+    boolean background,
+    SandboxNetwork network) {
   public SandboxSpec {
     Objects.requireNonNull(name, "name");
     Objects.requireNonNull(image, "image");
@@ -39,7 +42,7 @@ public record SandboxSpec(
 
   /** A sandbox with no writable directories beyond the usual scratch space. */
   public SandboxSpec(String name, SandboxImage image, Limits limits, List<String> extraEnv) {
-    this(name, image, limits, extraEnv, List.of(), false);
+    this(name, image, limits, extraEnv, List.of(), false, null);
   }
 
   /** A sandbox with writable directories, at normal CPU priority. */
@@ -49,11 +52,16 @@ public record SandboxSpec(
       Limits limits,
       List<String> extraEnv,
       List<String> writableDirs) {
-    this(name, image, limits, extraEnv, writableDirs, false);
+    this(name, image, limits, extraEnv, writableDirs, false, null);
   }
 
   /** The same sandbox, started in the background. */
   public SandboxSpec inBackground() {
-    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, true);
+    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, true, network);
+  }
+
+  /** The same sandbox, on {@code network} (see {@link SandboxNetwork}). */
+  public SandboxSpec withNetwork(SandboxNetwork network) {
+    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, background, network);
   }
 }

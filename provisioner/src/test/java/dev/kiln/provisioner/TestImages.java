@@ -109,6 +109,18 @@ final class TestImages {
     }
   }
 
+  /** Reads one line of a process's stdout (without its newline), byte by byte: nothing more. */
+  static String readLine(SandboxProcess p) throws IOException {
+    java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
+    for (int b = p.stdout().read(); b != '\n'; b = p.stdout().read()) {
+      if (b < 0) {
+        throw new IOException("the process's output ended before a line: " + line);
+      }
+      line.write(b);
+    }
+    return line.toString(java.nio.charset.StandardCharsets.UTF_8);
+  }
+
   /** Reads all of a process's stdout as UTF-8, after it ends. */
   static String readAll(SandboxProcess p) throws IOException {
     return new String(p.stdout().readAllBytes(), StandardCharsets.UTF_8);
