@@ -65,6 +65,10 @@ import java.util.Map;
  *     UDFs without packages (0: none)
  * @param zygotes package sets (the most recently used) that each get a sandbox kept ready, runners
  *     having imported the packages, for the next new UDF with that set (0: none)
+ * @param registry where UDF images are pushed once built ({@code HOST[:PORT]/REPOSITORY}), or null
+ *     for nowhere (the local layout serves the local provisioner)
+ * @param registryInsecure whether that registry may be spoken to over plain http (always so for a
+ *     registry on localhost)
  */
 public record KilnConfig(
     int grpcPort,
@@ -102,7 +106,9 @@ public record KilnConfig(
     long diskMax,
     Duration scaleDownAfter,
     int warmPool,
-    int zygotes) {
+    int zygotes,
+    String registry,
+    boolean registryInsecure) {
 
   /** The share of the host's memory sandboxes may hold when --max-sandbox-memory is not set. */
   public static final double DEFAULT_SANDBOX_MEMORY_SHARE = 0.75;
@@ -179,6 +185,8 @@ public record KilnConfig(
     b.scaleDownAfter = scaleDownAfter;
     b.warmPool = warmPool;
     b.zygotes = zygotes;
+    b.registry = registry;
+    b.registryInsecure = registryInsecure;
     return b;
   }
 
@@ -221,6 +229,8 @@ public record KilnConfig(
     String s3Endpoint;
     String s3Region = "us-east-1";
     boolean s3PathStyle;
+    String registry;
+    boolean registryInsecure;
 
     public Builder grpcPort(int v) {
       grpcPort = v;
@@ -329,6 +339,13 @@ public record KilnConfig(
       return this;
     }
 
+    /** Pushes every UDF image to {@code repository} ({@code HOST[:PORT]/REPOSITORY}) once built. */
+    public Builder registry(String repository, boolean insecure) {
+      registry = repository;
+      registryInsecure = insecure;
+      return this;
+    }
+
     /**
      * Applies a YAML (or JSON) config file whose keys are the long flag names. Unknown keys are
      * errors, so a typo does not silently fall back to a default.
@@ -427,6 +444,8 @@ public record KilnConfig(
         case "scale-down-after" -> scaleDownAfter = ConfigValues.duration(key, value);
         case "warm-pool" -> warmPool = (int) ConfigValues.number(key, value);
         case "zygotes" -> zygotes = (int) ConfigValues.number(key, value);
+        case "registry" -> registry = value.trim();
+        case "registry-insecure" -> registryInsecure = Boolean.parseBoolean(value.trim());
         default ->
             throw new IllegalArgumentException(
                 "unknown setting '"
@@ -437,7 +456,8 @@ public record KilnConfig(
                     + " index-url, index-username, index-password, cache-memory, cache-local-max,"
                     + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
                     + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory, gc-after,"
-                    + " disk-max, scale-down-after, warm-pool, zygotes)");
+                    + " disk-max, scale-down-after, warm-pool, zygotes, registry,"
+                    + " registry-insecure)");
       }
       return this;
     }
@@ -500,6 +520,13 @@ public record KilnConfig(
                 + (sandboxMemoryBytes >> 20)
                 + "MiB)");
       }
+      if (registry != null && !registry.matches(REGISTRY)) {
+        errors.add(
+            "registry '"
+                + registry
+                + "' must be HOST[:PORT]/REPOSITORY (lower-case repository, no tag or digest),"
+                + " e.g. localhost:5000/kiln");
+      }
       try {
         WorkerSizes.of(workerSizes);
       } catch (KilnException e) {
@@ -545,8 +572,14 @@ public record KilnConfig(
           diskMax,
           scaleDownAfter,
           warmPool,
-          zygotes);
+          zygotes,
+          registry,
+          registryInsecure || (registry != null && registry.matches(LOCAL_REGISTRY)));
     }
+
+    private static final String REGISTRY =
+        "[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+";
+    private static final String LOCAL_REGISTRY = "(localhost|127\\.[0-9.]+)(:[0-9]+)?/.*";
 
     private static void checkPort(List<String> errors, String name, int port) {
       if (port < 0 || port > 65535) {

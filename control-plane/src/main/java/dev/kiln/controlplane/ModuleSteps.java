@@ -7,6 +7,7 @@ import dev.kiln.cache.FetchInputs;
 import dev.kiln.definition.StagedImport;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
+import dev.kiln.image.RegistryPush;
 import dev.kiln.image.Runtimes;
 import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Sandbox;
@@ -41,9 +42,17 @@ final class ModuleSteps implements PipelineSteps {
   private final PlaceSandbox sandboxes;
   private final StartRunners runners;
   private final WarmSandboxes warm;
+  private final ImageRegistry registry;
+
+  /**
+   * Where images are pushed: {@code repository} ({@code HOST[:PORT]/REPOSITORY}) through {@code
+   * push}.
+   */
+  record ImageRegistry(RegistryPush push, String repository) {}
 
   /**
    * @param warm the sandboxes started ahead of need
+   * @param registry where built images are pushed, or null for nowhere
    */
   ModuleSteps(
       Runtimes runtimes,
@@ -53,7 +62,8 @@ final class ModuleSteps implements PipelineSteps {
       BuildImage images,
       PlaceSandbox sandboxes,
       StartRunners runners,
-      WarmSandboxes warm) {
+      WarmSandboxes warm,
+      ImageRegistry registry) {
     this.runtimes = runtimes;
     this.bases = bases;
     this.packages = packages;
@@ -62,6 +72,7 @@ final class ModuleSteps implements PipelineSteps {
     this.sandboxes = sandboxes;
     this.runners = runners;
     this.warm = warm;
+    this.registry = registry;
   }
 
   /**
@@ -125,6 +136,29 @@ final class ModuleSteps implements PipelineSteps {
             in.wheels(),
             in.imports(),
             bases));
+  }
+
+  @Override
+  public boolean pushes() {
+    return registry != null;
+  }
+
+  @Override
+  public Optional<String> pushImage(UdfResource r, BuildImage.UdfImage image)
+      throws KilnException, InterruptedException {
+    if (registry == null) {
+      return Optional.empty();
+    }
+    String name = BuildImage.imageName(image.key());
+    String tag = name.substring(name.lastIndexOf(':') + 1);
+    return Optional.of(
+        registry
+            .push()
+            .push(
+                image.image(),
+                r.runtime.images().configBlob(image.image()),
+                registry.repository() + ":" + tag)
+            .reference());
   }
 
   @Override

@@ -106,6 +106,19 @@ final class Pipeline {
     inFlight.incrementAndGet();
     try {
       Provisioned p = provision(r);
+      if (steps.pushes()) {
+        p.image()
+            .whenComplete(
+                (image, e) -> {
+                  if (e == null) {
+                    executor.execute(() -> push(r, image));
+                  } else {
+                    r.pushedImage.complete(Optional.empty());
+                  }
+                });
+      } else {
+        r.pushedImage.complete(Optional.empty());
+      }
       r.complete(p);
       ProvisioningTimings t = p.timings();
       coldTimer.record((long) (t.totalMillis() * 1e6), TimeUnit.NANOSECONDS);
@@ -141,6 +154,26 @@ final class Pipeline {
               e));
     } finally {
       inFlight.decrementAndGet();
+    }
+  }
+
+  /** Pushes the resource's image to the registry; the resource's report shows how it went. */
+  private void push(UdfResource r, BuildImage.UdfImage image) {
+    long t0 = System.nanoTime();
+    try {
+      Optional<String> ref = steps.pushImage(r, image);
+      log.info(
+          "udf {} tenant={}: image pushed as {} in {} ms",
+          r.key.shortForm(),
+          r.tenant,
+          ref.orElse("-"),
+          TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
+      r.pushedImage.complete(ref);
+    } catch (KilnException | RuntimeException e) {
+      log.warn("udf {} tenant={}: {}", r.key.shortForm(), r.tenant, e.getMessage());
+      r.pushedImage.completeExceptionally(e);
+    } catch (InterruptedException e) {
+      r.pushedImage.completeExceptionally(e);
     }
   }
 

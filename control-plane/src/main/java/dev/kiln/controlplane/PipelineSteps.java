@@ -35,6 +35,20 @@ interface PipelineSteps {
   Sandbox placeSandbox(UdfResource r, BuildImage.UdfImage image)
       throws KilnException, InterruptedException;
 
+  /** Whether built images are pushed to a registry ({@link #pushImage}). */
+  default boolean pushes() {
+    return false;
+  }
+
+  /**
+   * Pushes the UDF's image to the registry (image builder); returns its reference by digest, or
+   * empty when there is no registry.
+   */
+  default Optional<String> pushImage(UdfResource r, BuildImage.UdfImage image)
+      throws KilnException, InterruptedException {
+    return Optional.empty();
+  }
+
   /** The UDF's runners in the sandbox, loaded (worker). */
   RunnerPool startRunners(UdfResource r, Sandbox sandbox)
       throws KilnException, InterruptedException;

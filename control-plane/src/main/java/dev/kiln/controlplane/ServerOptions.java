@@ -235,6 +235,20 @@ final class ServerOptions {
       description = "Path-style S3 addressing (needed by most non-AWS servers).")
   String s3PathStyle;
 
+  @Option(
+      names = "--registry",
+      paramLabel = "HOST[:PORT]/REPOSITORY",
+      description =
+          "Push every UDF image there once built (only the blobs it lacks), for Kubernetes"
+              + " nodes to pull by digest. A registry that needs no login, for now. Default: none.")
+  String registry;
+
+  @Option(
+      names = "--registry-insecure",
+      paramLabel = "BOOL",
+      description = "Allow plain http to the registry (always allowed on localhost).")
+  String registryInsecure;
+
   /**
    * The configuration these flags give, as {@code adjust} changes it; null after saying on stderr,
    * as {@code command}, what is wrong with a flag or the {@code --config} file.
@@ -281,6 +295,8 @@ final class ServerOptions {
     flags.put("s3-endpoint", s3Endpoint);
     flags.put("s3-region", s3Region);
     flags.put("s3-path-style", s3PathStyle);
+    flags.put("registry", registry);
+    flags.put("registry-insecure", registryInsecure);
     flags.put("auto-suspend", autoSuspend);
     flags.put("udf-env", udfEnv);
     flags.put("max-sandboxes", maxSandboxes);

@@ -97,13 +97,19 @@ final class UdfProgress {
       return n;
     }
     Provisioned done = r.provisioned().orElse(null);
-    if (done == null || !done.image().isDone()) {
+    if (done == null || !done.image().isDone() || !r.pushedImage.isDone()) {
       Step step = done == null ? p.step : Step.IMAGE;
       n.put("state", "starting");
       n.put("step", step.id());
       n.put("step_number", step.ordinal() + 1);
       n.put("steps", Step.values().length);
-      n.put("doing", done == null ? step.doing : "building the image after a warm start");
+      n.put(
+          "doing",
+          done == null
+              ? step.doing
+              : done.image().isDone()
+                  ? "pushing the image to the registry"
+                  : "building the image after a warm start");
       n.put("fetched_bytes", p.fetchedBytes());
       return n;
     }
@@ -119,6 +125,13 @@ final class UdfProgress {
       n.put(
           "image_error_code",
           (t instanceof KilnException k ? k.code() : ErrorCode.IMAGE_BUILD_FAILED).name());
+    }
+    if (r.pushedImage.isCompletedExceptionally()) {
+      // It serves here; a Kubernetes pod of it cannot start until a push succeeds.
+      Throwable t = r.pushedImage.exceptionNow();
+      n.put("image_push_error", t.getMessage() == null ? t.toString() : t.getMessage());
+    } else {
+      r.pushedImage.join().ifPresent(ref -> n.put("image_reference", ref));
     }
     done.lock().forEach(n.putArray("lock")::add);
     ProvisioningTimings t = done.timings();
@@ -174,7 +187,10 @@ final class UdfProgress {
 
     /** Returns when the resource is ready (or its image built), or after {@link #INTERVAL}. */
     private void awaitChange() throws InterruptedException {
-      Future<?> next = r.provisioned().<Future<?>>map(Provisioned::image).orElse(r.ready());
+      Future<?> next =
+          r.provisioned()
+              .<Future<?>>map(p -> p.image().isDone() ? r.pushedImage : p.image())
+              .orElse(r.ready());
       try {
         next.get(INTERVAL.toMillis(), TimeUnit.MILLISECONDS);
       } catch (ExecutionException | TimeoutException | CancellationException e) {

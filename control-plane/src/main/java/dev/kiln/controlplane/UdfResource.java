@@ -50,6 +50,12 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   /** Where its provisioning is (the pipeline moves it along). */
   final UdfProgress progress = new UdfProgress();
 
+  /**
+   * Its image in the registry ({@code --registry}) by digest, once pushed; empty when there is no
+   * registry or its image could not be built.
+   */
+  final CompletableFuture<Optional<String>> pushedImage = new CompletableFuture<>();
+
   private final InstantSource clock;
   private final UdfSignature signature;
   private final CompletableFuture<RunnerPool> ready = new CompletableFuture<>();

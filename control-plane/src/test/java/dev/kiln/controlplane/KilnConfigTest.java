@@ -50,4 +50,26 @@ class KilnConfigTest {
         .extracting(Object::toString)
         .containsExactly("INT32 NULL", "DECIMAL(10, 2) NULL", "STRING NULL");
   }
+
+  @Test
+  void aRegistryIsARepositoryAndPlainHttpIsAllowedOnLocalhostOnly() throws Exception {
+    assertThat(KilnConfig.builder().build().registry()).isNull();
+    KilnConfig local = KilnConfig.builder().set("registry", "localhost:5000/kiln").build();
+    assertThat(local.registry()).isEqualTo("localhost:5000/kiln");
+    assertThat(local.registryInsecure()).isTrue();
+    KilnConfig remote =
+        KilnConfig.builder().set("registry", "registry.example.com/team/kiln").build();
+    assertThat(remote.registryInsecure()).isFalse();
+    assertThat(
+            KilnConfig.builder()
+                .set("registry", "registry.example.com/kiln")
+                .set("registry-insecure", "true")
+                .build()
+                .registryInsecure())
+        .isTrue();
+    for (String bad : List.of("localhost:5000", "localhost:5000/Kiln", "r.example.com/kiln:v1")) {
+      assertThatThrownBy(() -> KilnConfig.builder().set("registry", bad).build())
+          .hasMessageContaining("registry '" + bad + "' must be HOST[:PORT]/REPOSITORY");
+    }
+  }
 }

@@ -25,7 +25,7 @@ import java.util.concurrent.TimeoutException;
  * as a child process on a free loopback port, with its own storage and config under a temporary
  * directory. Not its systemd service.
  */
-final class LocalRegistry implements AutoCloseable {
+public final class LocalRegistry implements AutoCloseable {
   private static final Duration STARTUP = Duration.ofSeconds(30);
 
   private final Process process;
@@ -37,7 +37,7 @@ final class LocalRegistry implements AutoCloseable {
     this.port = port;
   }
 
-  static LocalRegistry start(Path dir) throws IOException, InterruptedException {
+  public static LocalRegistry start(Path dir) throws IOException, InterruptedException {
     Path binary = binary();
     Files.createDirectories(dir.resolve("storage"));
     int port;
@@ -134,7 +134,7 @@ final class LocalRegistry implements AutoCloseable {
     }
   }
 
-  int port() {
+  public int port() {
     return port;
   }
 

@@ -24,10 +24,34 @@ final class HostRunnerLauncher implements RunnerLauncher {
   private final List<String> command;
 
   HostRunnerLauncher(Path dir, RuntimeSpec spec) throws IOException {
+    this(dir, spec, RunnerFiles.serveCommand());
+  }
+
+  private HostRunnerLauncher(Path dir, RuntimeSpec spec, List<String> command) throws IOException {
     this.root = dir;
-    this.command = RunnerFiles.serveCommand();
+    this.command = command;
     write(RunnerFiles.runtimeFiles());
     write(RunnerFiles.udfFiles(spec));
+  }
+
+  /**
+   * Runners whose stdin and stdout do not block: reads find nothing yet and writes find the pipe
+   * full, as on a TCP connection under gVisor's host network.
+   */
+  static HostRunnerLauncher nonBlocking(Path dir, RuntimeSpec spec) throws IOException {
+    List<String> serve = RunnerFiles.serveCommand();
+    List<String> command = new ArrayList<>();
+    command.add(serve.getFirst());
+    command.add("-c");
+    command.add(
+        "import os, runpy, sys\n"
+            + "os.set_blocking(0, False)\n"
+            + "os.set_blocking(1, False)\n"
+            + "sys.argv = sys.argv[1:]\n"
+            + "sys.path.insert(0, os.path.dirname(sys.argv[0]))\n"
+            + "runpy.run_path(sys.argv[0], run_name='__main__')\n");
+    command.addAll(serve.subList(1, serve.size()));
+    return new HostRunnerLauncher(dir, spec, command);
   }
 
   /** Pooled runners ({@link PooledRunners#command()}): the runner layer only, no UDF yet. */
@@ -53,7 +77,9 @@ final class HostRunnerLauncher implements RunnerLauncher {
   /** {@code command} with the runner's path under {@link #root}, in the image's environment. */
   private ProcessBuilder builder(List<String> command) {
     List<String> mapped = new ArrayList<>(command);
-    mapped.set(1, inRoot(mapped.get(1)).toString());
+    // The runner's path in the image, mapped under the root.
+    int runner = mapped.indexOf(RunnerFiles.RUNNER_PATH);
+    mapped.set(runner, inRoot(RunnerFiles.RUNNER_PATH).toString());
     ProcessBuilder builder = new ProcessBuilder(mapped);
     builder.environment().putAll(RunnerFiles.environment());
     builder.environment().put("KILN_UDF_DIR", inRoot(RunnerFiles.UDF_DIR).toString());

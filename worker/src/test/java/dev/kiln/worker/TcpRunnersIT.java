@@ -92,6 +92,26 @@ class TcpRunnersIT {
   }
 
   @Test
+  void aRunnerWhoseStreamsDoNotBlockServesEveryRow() throws Exception {
+    // A TCP connection under gVisor's host network reads "nothing yet" even when set to block; a
+    // runner that took that for the end of its input died on its first batch in a sandbox pod.
+    RuntimeSpec spec = Udfs.spec("add", List.of("BIGINT NULL", "BIGINT NULL"), "BIGINT NULL", ADD);
+    RunnerPool pool =
+        RunnerPool.start(
+            UdfSignature.of(spec),
+            HostRunnerLauncher.nonBlocking(dir.resolve("udf"), spec),
+            new RunnerPool.Options(1, Duration.ofSeconds(30), Duration.ofSeconds(30), 50));
+    closeables.add(pool);
+    assertThat(call(pool, List.of(20L), List.of(1L))).containsExactly(21L);
+    // 400,000 rows: 6 MiB in, 3 MiB out, more than a pipe holds either way.
+    List<Long> a = LongStream.range(0, 400_000).boxed().toList();
+    List<Object> out = call(pool, a, a);
+    assertThat(out).hasSize(400_000);
+    assertThat(out.get(399_999)).isEqualTo(2 * 399_999L);
+    assertThat(pool.stats().restarts()).isZero();
+  }
+
+  @Test
   void aUdfErrorNamesItsLineAndTheRunnerServesOn() throws Exception {
     String code = "def divide(a, b):\n    q = a // b\n    return q\n";
     RunnerPool pool = start(Udfs.spec("divide", List.of("BIGINT", "BIGINT"), "BIGINT", code), 1);

@@ -21,14 +21,14 @@ import java.util.function.BooleanSupplier;
  * API server can be installed on these machines. It knows the UdfWorker CRD of {@code
  * deploy/kubernetes/}. No kubelet runs: tests set pod status themselves where one would.
  */
-final class KubernetesMock implements AutoCloseable {
+public final class KubernetesMock implements AutoCloseable {
   /** The manifests, from a module's working directory. */
-  static final Path MANIFESTS = Path.of("..", "deploy", "kubernetes");
+  public static final Path MANIFESTS = Path.of("..", "deploy", "kubernetes");
 
   private final KubernetesMockServer server;
   private final List<KubernetesClient> clients = new ArrayList<>();
 
-  KubernetesMock() throws IOException {
+  public KubernetesMock() throws IOException {
     server =
         new KubernetesMockServer(
             new Context(),
@@ -43,14 +43,14 @@ final class KubernetesMock implements AutoCloseable {
   }
 
   /** A new client of the mock, as another Kiln replica would have; closed with the mock. */
-  synchronized KubernetesClient client() {
+  public synchronized KubernetesClient client() {
     KubernetesClient c = server.createClient();
     clients.add(c);
     return c;
   }
 
   /** Polls {@code condition} until it holds; fails after {@code timeout}. */
-  static void await(String what, Duration timeout, BooleanSupplier condition)
+  public static void await(String what, Duration timeout, BooleanSupplier condition)
       throws InterruptedException {
     long deadline = System.nanoTime() + timeout.toNanos();
     while (!condition.getAsBoolean()) {

@@ -53,6 +53,10 @@ def listen(where, pooled=False):
             status = kiln_serve.serve(pooled=pooled) or 0
         except (BrokenPipeError, ConnectionResetError, EOFError):
             status = 0
+        except BaseException:
+            # What ended the runner goes to the pod's log, not into the connection.
+            import traceback
+            traceback.print_exc()
         finally:
             sys.stderr.flush()
             os._exit(status)

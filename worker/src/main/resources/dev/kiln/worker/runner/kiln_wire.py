@@ -259,6 +259,7 @@ class Channel:
 
     def __init__(self, read_fd, write_fd):
         self.reader = io.FileIO(read_fd, "rb", closefd=False)
+        self.read_fd = read_fd
         self.write_fd = write_fd
 
     def _read_exact(self, n):
@@ -267,6 +268,11 @@ class Channel:
         got = 0
         while got < n:
             k = self.reader.readinto(view[got:])
+            if k is None:
+                # Nothing yet on a stream that does not block: a TCP connection under gVisor's
+                # host network can read that way even when it is set to block. Wait for data.
+                _wait(self.read_fd, False)
+                continue
             if not k:
                 return None if got == 0 else _truncated(got, n)
             got += k
@@ -301,10 +307,21 @@ class Channel:
     def _write(self, data):
         data = memoryview(data).cast("B")
         while data:
-            data = data[os.write(self.write_fd, data):]
+            try:
+                data = data[os.write(self.write_fd, data):]
+            except BlockingIOError:
+                _wait(self.write_fd, True)  # a full connection that does not block (see above)
 
     def write_json(self, frame_type, obj):
         self.write_frame(frame_type, lazy("json").dumps(obj).encode("utf-8"))
+
+
+def _wait(fd, writing):
+    """Waits until fd can be read (or written)."""
+    import select
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if writing else select.POLLIN)
+    poller.poll()
 
 
 def _truncated(got, n):

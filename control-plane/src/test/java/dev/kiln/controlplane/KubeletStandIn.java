@@ -1,0 +1,231 @@
+package dev.kiln.controlplane;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kiln.provisioner.Limits;
+import dev.kiln.provisioner.RunscProvisioner;
+import dev.kiln.provisioner.Sandbox;
+import dev.kiln.provisioner.SandboxImage;
+import dev.kiln.provisioner.SandboxNetwork;
+import dev.kiln.provisioner.SandboxSpec;
+import dev.kiln.provisioner.kubernetes.KubernetesNames;
+import io.fabric8.kubernetes.api.model.Container;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.PodCondition;
+import io.fabric8.kubernetes.api.model.PodStatus;
+import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A test-only stand-in for the kubelet, since none can run here: it watches Kiln's sandbox pods on
+ * the (mock) API server and runs each as a real local gVisor sandbox, as a node with the gVisor
+ * RuntimeClass would: the pod's image pulled from the registry by digest ({@code skopeo copy}, as a
+ * node's container runtime pulls it), the pod's command as its init, its memory and CPU as limits,
+ * and a network namespace of its own ({@link SandboxNetwork}) whose address becomes the pod's IP.
+ * The init's first line (the runner listener's {@code listening on}) is its readiness; then it
+ * writes the pod's IP and Ready condition back, as a kubelet does. A deleted pod's sandbox and
+ * network are removed.
+ */
+final class KubeletStandIn implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(KubeletStandIn.class);
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private final KubernetesClient client;
+  private final RunscProvisioner provisioner;
+  private final Path images;
+  private final ExecutorService work = Executors.newVirtualThreadPerTaskExecutor();
+  private final Map<String, Running> running = new ConcurrentHashMap<>();
+  private final AtomicInteger networks = new AtomicInteger(1000);
+  private SharedIndexInformer<Pod> pods;
+
+  private record Running(Sandbox sandbox, SandboxNetwork network) {}
+
+  KubeletStandIn(KubernetesClient client, Path workDir) throws IOException {
+    this.client = client;
+    this.images = Files.createDirectories(workDir.resolve("images"));
+    this.provisioner =
+        RunscProvisioner.builder()
+            .workDir(Files.createDirectories(workDir.resolve("node")))
+            .build();
+  }
+
+  /** Watches sandbox pods from now on. */
+  KubeletStandIn start() {
+    pods =
+        client
+            .pods()
+            .inAnyNamespace()
+            .withLabel(KubernetesNames.COMPONENT, KubernetesNames.SANDBOX)
+            .inform(
+                new ResourceEventHandler<>() {
+                  @Override
+                  public void onAdd(Pod p) {
+                    work.execute(() -> run(p));
+                  }
+
+                  @Override
+                  public void onUpdate(Pod old, Pod p) {}
+
+                  @Override
+                  public void onDelete(Pod p, boolean unknown) {
+                    work.execute(() -> stop(id(p)));
+                  }
+                });
+    return this;
+  }
+
+  /** Sandboxes running for pods now. */
+  int sandboxes() {
+    return running.size();
+  }
+
+  private static String id(Pod p) {
+    return p.getMetadata().getNamespace() + "/" + p.getMetadata().getName();
+  }
+
+  private void run(Pod p) {
+    String id = id(p);
+    Container c = p.getSpec().getContainers().getFirst();
+    SandboxNetwork network = null;
+    try {
+      SandboxImage image = pull(c);
+      network = SandboxNetwork.create(networks.getAndAdd(7));
+      Map<String, Quantity> limits = c.getResources().getLimits();
+      List<String> env = new ArrayList<>();
+      c.getEnv().forEach(e -> env.add(e.getName() + "=" + e.getValue()));
+      SandboxSpec spec =
+          new SandboxSpec(
+                  p.getMetadata().getName(),
+                  image,
+                  new Limits(
+                      Quantity.getAmountInBytes(limits.get("memory")).longValue(),
+                      Quantity.getAmountInBytes(limits.get("cpu")).doubleValue()),
+                  env)
+              .withNetwork(network);
+      Sandbox sandbox = provisioner.start(spec);
+      running.put(id, new Running(sandbox, network));
+      // The pod's log: what the runner listener and its runners write.
+      work.execute(() -> podLog(id, sandbox.init().stderr()));
+      if (client
+              .pods()
+              .inNamespace(p.getMetadata().getNamespace())
+              .withName(p.getMetadata().getName())
+              .get()
+          == null) {
+        stop(id); // deleted while it started
+        return;
+      }
+      String ip = network.sandboxAddress().getHostAddress();
+      client
+          .pods()
+          .inNamespace(p.getMetadata().getNamespace())
+          .withName(p.getMetadata().getName())
+          .editStatus(
+              cur -> {
+                PodStatus s = new PodStatus();
+                s.setPhase("Running");
+                s.setPodIP(ip);
+                PodCondition ready = new PodCondition();
+                ready.setType("Ready");
+                ready.setStatus("True");
+                s.setConditions(List.of(ready));
+                cur.setStatus(s);
+                return cur;
+              });
+      log.info("pod {} runs as sandbox {} at {}", id, sandbox.id(), ip);
+    } catch (Exception e) {
+      log.warn("pod {} failed to start: {}", id, e.toString());
+      if (network != null && !running.containsKey(id)) {
+        network.close();
+      }
+    }
+  }
+
+  /**
+   * The pod's image as the provisioner runs it: pulled by digest into an OCI layout of its own, its
+   * layers and config read from there, the pod's command as the init.
+   */
+  private SandboxImage pull(Container c) throws IOException, InterruptedException {
+    String ref = c.getImage();
+    Path dir = images.resolve(Integer.toHexString(ref.hashCode()));
+    if (!Files.exists(dir.resolve("index.json"))) {
+      Process skopeo =
+          new ProcessBuilder(
+                  "skopeo", "copy", "--src-tls-verify=false", "docker://" + ref, "oci:" + dir)
+              .redirectErrorStream(true)
+              .start();
+      String out = new String(skopeo.getInputStream().readAllBytes());
+      if (!skopeo.waitFor(2, TimeUnit.MINUTES) || skopeo.exitValue() != 0) {
+        throw new IOException("skopeo copy of " + ref + " failed: " + out);
+      }
+    }
+    JsonNode index = JSON.readTree(dir.resolve("index.json").toFile());
+    JsonNode manifest =
+        JSON.readTree(blob(dir, index.get("manifests").get(0).get("digest").asText()).toFile());
+    JsonNode config =
+        JSON.readTree(blob(dir, manifest.get("config").get("digest").asText()).toFile());
+    List<SandboxImage.Layer> layers = new ArrayList<>();
+    for (JsonNode l : manifest.get("layers")) {
+      String digest = l.get("digest").asText();
+      layers.add(new SandboxImage.Layer(digest, l.get("mediaType").asText(), blob(dir, digest)));
+    }
+    List<String> env = new ArrayList<>();
+    config.path("config").path("Env").forEach(e -> env.add(e.asText()));
+    return new SandboxImage(
+        layers, c.getCommand(), env, config.path("config").path("WorkingDir").asText("/"));
+  }
+
+  private static void podLog(String pod, java.io.InputStream err) {
+    try (var lines = new java.io.BufferedReader(new java.io.InputStreamReader(err))) {
+      for (String line = lines.readLine(); line != null; line = lines.readLine()) {
+        log.info("pod {}: {}", pod, line);
+      }
+    } catch (IOException e) {
+      // the sandbox ended
+    }
+  }
+
+  private static Path blob(Path layout, String digest) {
+    return layout.resolve("blobs").resolve("sha256").resolve(digest.substring("sha256:".length()));
+  }
+
+  private void stop(String id) {
+    Running r = running.remove(id);
+    if (r != null) {
+      r.sandbox().close();
+      r.network().close();
+    }
+  }
+
+  @Override
+  public void close() {
+    if (pods != null) {
+      pods.close();
+    }
+    work.shutdownNow();
+    // Stopped sandboxes end the pod logs that are being read.
+    new ArrayList<>(running.keySet()).forEach(this::stop);
+    try {
+      work.awaitTermination(30, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    new ArrayList<>(running.keySet()).forEach(this::stop);
+    provisioner.close();
+  }
+}

@@ -1,0 +1,206 @@
+package dev.kiln.controlplane;
+
+import static dev.kiln.controlplane.KilnTestSupport.spec;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.kiln.definition.DataType;
+import dev.kiln.image.LocalRegistry;
+import dev.kiln.provisioner.kubernetes.KubernetesMock;
+import dev.kiln.provisioner.kubernetes.KubernetesNames;
+import dev.kiln.provisioner.kubernetes.KubernetesSettings;
+import dev.kiln.provisioner.kubernetes.UdfWorker;
+import dev.kiln.provisioner.kubernetes.UdfWorkerReconciler;
+import dev.kiln.provisioner.kubernetes.UdfWorkerSpec;
+import dev.kiln.resolver.PipMirror;
+import dev.kiln.resolver.StaticIndexServer;
+import dev.kiln.worker.RunnerFiles;
+import dev.kiln.worker.RunnerPool;
+import dev.kiln.worker.TcpRunnerLauncher;
+import dev.kiln.worker.UdfSignature;
+import dev.kiln.worker.Vectors;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.types.pojo.ArrowType;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A UDF with packages in Kubernetes pods, from its pushed image: the Kiln server builds the image
+ * and pushes it to a real registry ({@code --registry}, Debian's docker-registry); a {@link
+ * UdfWorker} names it; the reconciler makes the pod; the {@link KubeletStandIn} pulls the image and
+ * runs the pod as a real gVisor sandbox on a network namespace of its own; the runner pool reaches
+ * the pod's runner listener over TCP and every row comes back right. Then the worker scales to two
+ * pods and is suspended. The API server is fabric8's mock in CRUD mode and the kubelet a test
+ * stand-in: the two fakes, since neither can run here. {@code kiln serve --kubernetes}, which will
+ * do what this test does by hand, is not wired yet.
+ */
+class KubernetesPodsIT {
+  private static final Duration WAIT = Duration.ofMinutes(3);
+  private static final ArrowType INT64 = new ArrowType.Int(64, true);
+  private static final String CODE =
+      "import humanize\n\ndef fmt(x):\n    return None if x is None else humanize.intcomma(x)\n";
+
+  @TempDir Path tmp;
+
+  @Test
+  void aUdfWithPackagesRunsInPodsFromItsPushedImage() throws Exception {
+    List<AutoCloseable> open = new ArrayList<>();
+    try (StaticIndexServer mirror = new StaticIndexServer(PipMirror.fileIndexes());
+        LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
+        RunningKiln kiln =
+            RunningKiln.start(
+                tmp.resolve("data"),
+                c ->
+                    c.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList())
+                        .registry("127.0.0.1:" + registry.port() + "/kiln", false));
+        KubernetesMock api = new KubernetesMock();
+        BufferAllocator allocator = new RootAllocator()) {
+      // The server builds the image and pushes it; its progress report names it by digest.
+      DatabendClient.Resource resource =
+          kiln.api()
+              .apply(
+                  "acme",
+                  spec(
+                      "fmt",
+                      List.of("BIGINT NULL"),
+                      "VARCHAR NULL",
+                      List.of(),
+                      List.of("humanize"),
+                      CODE));
+      JsonNode last = null;
+      UdfProgress.Watch watch =
+          kiln.server().watchProgress("acme", resource.key(), WAIT).orElseThrow();
+      for (JsonNode r = watch.next(); r != null; r = watch.next()) {
+        last = r;
+      }
+      assertThat(last.path("state").asText()).as(last.toString()).isEqualTo("ready");
+      String image = last.path("image_reference").asText();
+      assertThat(image)
+          .startsWith("127.0.0.1:" + registry.port() + "/kiln@sha256:")
+          .as("a pod pulls the image by digest");
+
+      KubernetesSettings settings =
+          KubernetesSettings.defaults("kiln").withLeaseDuration(Duration.ofSeconds(3));
+      UdfWorkerReconciler reconciler = new UdfWorkerReconciler(api.client(), settings, "kiln-0");
+      open.add(reconciler);
+      reconciler.start();
+      KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start();
+      open.add(kubelet);
+
+      KubernetesClient client = api.client();
+      UdfWorker w = new UdfWorker();
+      w.getMetadata().setName(KubernetesNames.workerName("acme", "fmt"));
+      w.getMetadata().setNamespace("kiln");
+      UdfWorkerSpec s = w.getSpec();
+      s.setTenant("acme");
+      s.setUdf("fmt");
+      s.setKey(resource.key());
+      s.setImage(image);
+      s.setCommand(RunnerFiles.listenCommand("0.0.0.0:" + settings.runnerPort()));
+      s.setCpu("1");
+      s.setEnv(Map.of("PYTHONFAULTHANDLER", "1"));
+      s.setMemory("512Mi");
+      s.setReplicas(1);
+      s.setMaxReplicas(2);
+      long t0 = System.nanoTime();
+      client.resource(w).create();
+      KubernetesMock.await("a pod", WAIT, () -> !pods(client).isEmpty());
+      long tPod = System.nanoTime();
+      KubernetesMock.await("a ready endpoint", WAIT, () -> endpoints(client).size() == 1);
+      long tReady = System.nanoTime();
+
+      UdfSignature signature =
+          new UdfSignature(
+              "fmt", List.of(DataType.parse("BIGINT NULL")), DataType.parse("VARCHAR NULL"));
+      RunnerPool pool = pool(signature, endpoints(client).getFirst());
+      open.add(pool);
+      assertThat(call(pool, allocator, Arrays.asList(1234567L, null, 42L)))
+          .containsExactly("1,234,567", null, "42");
+      long tResult = System.nanoTime();
+      System.out.printf(
+          "UdfWorker created -> pod created %d ms, -> pod ready %d ms (image pulled, sandbox"
+              + " started), -> first result %d ms%n",
+          (tPod - t0) / 1_000_000, (tReady - t0) / 1_000_000, (tResult - t0) / 1_000_000);
+
+      // Two pods under load, each answering; then none while suspended.
+      edit(client, w, spec -> spec.setReplicas(2));
+      KubernetesMock.await("two ready endpoints", WAIT, () -> endpoints(client).size() == 2);
+      RunnerPool second = pool(signature, endpoints(client).getLast());
+      open.add(second);
+      List<Long> many = new ArrayList<>();
+      for (long i = 0; i < 20_000; i++) {
+        many.add(i * 1000);
+      }
+      List<Object> out = call(second, allocator, many);
+      assertThat(out).hasSize(20_000);
+      assertThat(out.get(19_999)).isEqualTo("19,999,000");
+
+      edit(client, w, spec -> spec.setSuspended(true));
+      KubernetesMock.await("no pods", WAIT, () -> pods(client).isEmpty());
+      KubernetesMock.await("no sandboxes", WAIT, () -> kubelet.sandboxes() == 0);
+    } finally {
+      for (AutoCloseable c : open.reversed()) {
+        c.close();
+      }
+    }
+  }
+
+  private static List<?> pods(KubernetesClient client) {
+    return client.pods().inNamespace(KubernetesNames.tenantNamespace("acme")).list().getItems();
+  }
+
+  private static List<String> endpoints(KubernetesClient client) {
+    UdfWorker w =
+        client
+            .resources(UdfWorker.class)
+            .inNamespace("kiln")
+            .withName(KubernetesNames.workerName("acme", "fmt"))
+            .get();
+    return w == null || w.getStatus() == null ? List.of() : w.getStatus().getEndpoints();
+  }
+
+  /** A spec change as the control plane makes it: a JSON patch of the spec alone. */
+  private static void edit(KubernetesClient client, UdfWorker w, Consumer<UdfWorkerSpec> edit) {
+    var resource =
+        client.resources(UdfWorker.class).inNamespace("kiln").withName(w.getMetadata().getName());
+    UdfWorkerSpec spec = resource.get().getSpec();
+    edit.accept(spec);
+    resource.patch(
+        PatchContext.of(PatchType.JSON),
+        Serialization.asJson(List.of(Map.of("op", "add", "path", "/spec", "value", spec))));
+  }
+
+  private static RunnerPool pool(UdfSignature signature, String endpoint) throws Exception {
+    int colon = endpoint.lastIndexOf(':');
+    return RunnerPool.start(
+        signature,
+        new TcpRunnerLauncher(
+            new InetSocketAddress(
+                endpoint.substring(0, colon), Integer.parseInt(endpoint.substring(colon + 1))),
+            Duration.ofSeconds(5)),
+        new RunnerPool.Options(1, Duration.ofSeconds(60), Duration.ofSeconds(60), 50));
+  }
+
+  private static List<Object> call(RunnerPool pool, BufferAllocator allocator, List<Long> xs)
+      throws Exception {
+    try (FieldVector in = Vectors.of(allocator, "arg1", INT64, xs);
+        FieldVector out = pool.call(List.of(in), xs.size(), allocator)) {
+      return Vectors.values(out);
+    }
+  }
+}
