@@ -253,7 +253,7 @@ final class ServerOptions {
    * The configuration these flags give, as {@code adjust} changes it; null after saying on stderr,
    * as {@code command}, what is wrong with a flag or the {@code --config} file.
    */
-  KilnConfig configOrExplain(String command, UnaryOperator<KilnConfig.Builder> adjust) {
+  KilnConfig configOrExplain(String command, UnaryOperator<KilnConfigBuilder> adjust) {
     try {
       return adjust.apply(builder()).build();
     } catch (IllegalArgumentException | KilnException e) {
@@ -270,8 +270,8 @@ final class ServerOptions {
    * @throws IllegalArgumentException or KilnException for a flag or file that is not valid
    * @throws IOException when the {@code --config} file cannot be read
    */
-  KilnConfig.Builder builder() throws KilnException, IOException {
-    KilnConfig.Builder builder = KilnConfig.builder();
+  KilnConfigBuilder builder() throws KilnException, IOException {
+    KilnConfigBuilder builder = KilnConfig.builder();
     if (configFile != null) {
       builder.load(configFile);
     }

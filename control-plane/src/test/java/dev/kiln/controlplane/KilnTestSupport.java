@@ -64,7 +64,7 @@ final class KilnTestSupport {
     return path;
   }
 
-  static KilnConfig.Builder testConfig(Path dataDir) {
+  static KilnConfigBuilder testConfig(Path dataDir) {
     return KilnConfig.builder()
         .grpcPort(0)
         .flightPort(0)

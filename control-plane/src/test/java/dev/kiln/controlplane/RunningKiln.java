@@ -27,7 +27,7 @@ final class RunningKiln implements AutoCloseable {
   }
 
   /** Starts a server with the test configuration as {@code customize} changes it. */
-  static RunningKiln start(Path dataDir, UnaryOperator<KilnConfig.Builder> customize)
+  static RunningKiln start(Path dataDir, UnaryOperator<KilnConfigBuilder> customize)
       throws KilnException, IOException {
     KilnServer server =
         KilnServer.start(customize.apply(KilnTestSupport.testConfig(dataDir)).build());
