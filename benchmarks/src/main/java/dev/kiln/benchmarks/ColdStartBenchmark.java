@@ -372,7 +372,7 @@ public final class ColdStartBenchmark {
   }
 
   /** A server on this machine's loopback, on free ports, with its data in {@code data}. */
-  static KilnConfig.Builder localServer(Path data) {
+  static KilnConfigBuilder localServer(Path data) {
     return KilnConfig.builder()
         .grpcPort(0)
         .flightPort(0)

@@ -61,6 +61,11 @@ import java.util.Map;
  *     for nowhere (the local layout serves the local provisioner)
  * @param registryInsecure whether that registry may be spoken to over plain http (always so for a
  *     registry on localhost)
+ * @param kubernetes UDF sandboxes are pods of a Kubernetes cluster (gVisor RuntimeClass) instead of
+ *     local gVisor sandboxes; needs {@code registry}
+ * @param kubeconfig the cluster's kubeconfig file, or null to find the cluster as kubectl does (in
+ *     a pod, its service account)
+ * @param kubernetesNamespace Kiln's namespace: its UdfWorker resources and leader lease
  */
 public record KilnConfig(
     int grpcPort,
@@ -100,7 +105,10 @@ public record KilnConfig(
     int warmPool,
     int zygotes,
     String registry,
-    boolean registryInsecure) {
+    boolean registryInsecure,
+    boolean kubernetes,
+    Path kubeconfig,
+    String kubernetesNamespace) {
 
   /** The share of the host's memory sandboxes may hold when --max-sandbox-memory is not set. */
   public static final double DEFAULT_SANDBOX_MEMORY_SHARE = 0.75;
@@ -179,6 +187,9 @@ public record KilnConfig(
     b.zygotes = zygotes;
     b.registry = registry;
     b.registryInsecure = registryInsecure;
+    b.kubernetes = kubernetes;
+    b.kubeconfig = kubeconfig;
+    b.kubernetesNamespace = kubernetesNamespace;
     return b;
   }
 }

@@ -58,6 +58,9 @@ public final class KilnConfigBuilder {
   boolean s3PathStyle;
   String registry;
   boolean registryInsecure;
+  boolean kubernetes;
+  Path kubeconfig;
+  String kubernetesNamespace = "kiln";
 
   public KilnConfigBuilder grpcPort(int v) {
     grpcPort = v;
@@ -174,6 +177,17 @@ public final class KilnConfigBuilder {
   }
 
   /**
+   * Runs UDF sandboxes as pods of the cluster {@code kubeconfig} names (null: found as kubectl
+   * finds it), with Kiln's resources in {@code namespace}.
+   */
+  public KilnConfigBuilder kubernetes(Path kubeconfig, String namespace) {
+    kubernetes = true;
+    this.kubeconfig = kubeconfig;
+    kubernetesNamespace = namespace;
+    return this;
+  }
+
+  /**
    * Applies a YAML (or JSON) config file whose keys are the long flag names. Unknown keys are
    * errors, so a typo does not silently fall back to a default.
    */
@@ -273,6 +287,9 @@ public final class KilnConfigBuilder {
       case "zygotes" -> zygotes = (int) ConfigValues.number(key, value);
       case "registry" -> registry = value.trim();
       case "registry-insecure" -> registryInsecure = Boolean.parseBoolean(value.trim());
+      case "kubernetes" -> kubernetes = Boolean.parseBoolean(value.trim());
+      case "kubeconfig" -> kubeconfig = Path.of(value.trim());
+      case "kubernetes-namespace" -> kubernetesNamespace = value.trim();
       default ->
           throw new IllegalArgumentException(
               "unknown setting '"
@@ -284,7 +301,7 @@ public final class KilnConfigBuilder {
                   + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
                   + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory, gc-after,"
                   + " disk-max, scale-down-after, warm-pool, zygotes, registry,"
-                  + " registry-insecure)");
+                  + " registry-insecure, kubernetes, kubeconfig, kubernetes-namespace)");
     }
     return this;
   }
@@ -354,6 +371,15 @@ public final class KilnConfigBuilder {
               + "' must be HOST[:PORT]/REPOSITORY (lower-case repository, no tag or digest),"
               + " e.g. localhost:5000/kiln");
     }
+    if (kubernetes && registry == null) {
+      errors.add(
+          "kubernetes needs a registry its nodes pull UDF images from: set --registry"
+              + " HOST[:PORT]/REPOSITORY");
+    }
+    if (kubernetesNamespace == null
+        || !kubernetesNamespace.matches("[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")) {
+      errors.add("kubernetes-namespace '" + kubernetesNamespace + "' is not a namespace name");
+    }
     try {
       WorkerSizes.of(workerSizes);
     } catch (KilnException e) {
@@ -401,7 +427,10 @@ public final class KilnConfigBuilder {
         warmPool,
         zygotes,
         registry,
-        registryInsecure || (registry != null && registry.matches(LOCAL_REGISTRY)));
+        registryInsecure || (registry != null && registry.matches(LOCAL_REGISTRY)),
+        kubernetes,
+        kubeconfig == null ? null : kubeconfig.toAbsolutePath(),
+        kubernetesNamespace);
   }
 
   private static final String REGISTRY =

@@ -165,16 +165,20 @@ public final class KilnServer implements AutoCloseable {
     Gauge.builder("kiln.budget.memory.max.bytes", budget, SandboxBudget::maxMemoryBytes)
         .description("the node's sandbox memory budget (--max-sandbox-memory)")
         .register(meters);
-    PlaceSandbox sandboxes = new PlaceSandbox(provisioner, budget);
-    BaseFacts bases =
-        new BaseFacts(runner, SandboxRunners.host(sandboxes), data.resolve("runtimes"));
+    // Local sandboxes run what building images needs (a base's Python, byte code); a UDF's run here
+    // too, or as pods of a cluster (--kubernetes: no node budget, no warm pool or zygotes here).
+    PlaceSandbox local = new PlaceSandbox(provisioner, budget);
+    Provisioner udfProvisioner =
+        config.kubernetes() ? KubernetesBackend.start(config, closeables) : provisioner;
+    PlaceSandbox sandboxes = config.kubernetes() ? new PlaceSandbox(udfProvisioner) : local;
+    BaseFacts bases = new BaseFacts(runner, SandboxRunners.host(local), data.resolve("runtimes"));
     Sizing serverSizing = Sizing.of(config);
-    images = new BuildImage(wheelLayers, runner, pipelines, SandboxRunners.host(sandboxes));
+    images = new BuildImage(wheelLayers, runner, pipelines, SandboxRunners.host(local));
     warm =
         WarmSandboxes.of(
-            config.warmPool(),
-            config.zygotes(),
-            sandboxes,
+            config.kubernetes() ? 0 : config.warmPool(),
+            config.kubernetes() ? 0 : config.zygotes(),
+            local,
             bases,
             images,
             runtimes.all().get(0),
@@ -191,7 +195,8 @@ public final class KilnServer implements AutoCloseable {
             sandboxes,
             new StartRunners(config.batchTimeout()),
             warm,
-            imageRegistry(config, data));
+            imageRegistry(config, data),
+            config.kubernetes() ? KubernetesBackend.settings(config).runnerPort() : 0);
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
     Scaler[] scalerRef = new Scaler[1];
@@ -217,8 +222,8 @@ public final class KilnServer implements AutoCloseable {
     Gauge.builder("kiln.udf.resources", registry, UdfRegistry::size)
         .description("UDF resources known to this server")
         .register(meters);
-    Gauge.builder("kiln.sandboxes.running", provisioner, p -> p.sandboxes().size())
-        .description("gVisor sandboxes running")
+    Gauge.builder("kiln.sandboxes.running", udfProvisioner, p -> p.sandboxes().size())
+        .description("gVisor sandboxes running (pods with --kubernetes)")
         .register(meters);
     for (String state : List.of("starting", "busy", "idle", "failed")) {
       Gauge.builder(

@@ -20,8 +20,12 @@ import dev.kiln.resolver.TargetEnvironment;
 import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerPool;
 import dev.kiln.worker.StartRunners;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -43,6 +47,10 @@ final class ModuleSteps implements PipelineSteps {
   private final StartRunners runners;
   private final WarmSandboxes warm;
   private final ImageRegistry registry;
+  private final int podRunnerPort;
+
+  /** Images pushed, by manifest digest: a pod's sandbox and the report push each once. */
+  private final Map<String, String> pushed = new ConcurrentHashMap<>();
 
   /**
    * Where images are pushed: {@code repository} ({@code HOST[:PORT]/REPOSITORY}) through {@code
@@ -53,6 +61,8 @@ final class ModuleSteps implements PipelineSteps {
   /**
    * @param warm the sandboxes started ahead of need
    * @param registry where built images are pushed, or null for nowhere
+   * @param podRunnerPort the port of a sandbox pod's runner listener when sandboxes are Kubernetes
+   *     pods (which pull the pushed image); 0 when they are local
    */
   ModuleSteps(
       Runtimes runtimes,
@@ -63,7 +73,8 @@ final class ModuleSteps implements PipelineSteps {
       PlaceSandbox sandboxes,
       StartRunners runners,
       WarmSandboxes warm,
-      ImageRegistry registry) {
+      ImageRegistry registry,
+      int podRunnerPort) {
     this.runtimes = runtimes;
     this.bases = bases;
     this.packages = packages;
@@ -73,6 +84,7 @@ final class ModuleSteps implements PipelineSteps {
     this.runners = runners;
     this.warm = warm;
     this.registry = registry;
+    this.podRunnerPort = podRunnerPort;
   }
 
   /**
@@ -149,21 +161,43 @@ final class ModuleSteps implements PipelineSteps {
     if (registry == null) {
       return Optional.empty();
     }
+    String digest = image.image().manifestDigest().toString();
+    String done = pushed.get(digest);
+    if (done != null) {
+      return Optional.of(done);
+    }
     String name = BuildImage.imageName(image.key());
     String tag = name.substring(name.lastIndexOf(':') + 1);
-    return Optional.of(
+    String reference =
         registry
             .push()
             .push(
                 image.image(),
                 r.runtime.images().configBlob(image.image()),
                 registry.repository() + ":" + tag)
-            .reference());
+            .reference();
+    pushed.put(digest, reference);
+    return Optional.of(reference);
   }
 
   @Override
   public Sandbox placeSandbox(UdfResource r, BuildImage.UdfImage image)
       throws KilnException, InterruptedException {
+    if (podRunnerPort > 0) {
+      // A pod pulls the image from the registry; its variables are the pod's.
+      String reference =
+          pushImage(r, image)
+              .orElseThrow(() -> new IllegalStateException("sandbox pods need --registry"));
+      List<String> env = new ArrayList<>();
+      new TreeMap<>(r.env).forEach((k, v) -> env.add(k + "=" + v));
+      return sandboxes.place(
+          new SandboxSpec(
+                  r.key.shortForm(),
+                  SandboxRunners.podImage(image.image(), reference, podRunnerPort),
+                  r.sizing.limits(),
+                  env)
+              .withOwner(r.tenant.name()));
+    }
     return sandboxes.place(
         new SandboxSpec(
             r.key.shortForm(),

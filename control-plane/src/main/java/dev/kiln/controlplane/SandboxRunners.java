@@ -17,6 +17,7 @@ import dev.kiln.worker.PooledRunners;
 import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerLauncher;
 import dev.kiln.worker.RunnerProcess;
+import dev.kiln.worker.TcpRunnerLauncher;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -38,6 +39,7 @@ public final class SandboxRunners {
   private static final Duration PROBE_TIMEOUT = Duration.ofSeconds(30);
   // Work at the lowest CPU priority waits while UDFs are busy: it gets longer.
   private static final Duration BACKGROUND_TIMEOUT = Duration.ofMinutes(5);
+  private static final Duration POD_CONNECT_TIMEOUT = Duration.ofSeconds(10);
 
   private SandboxRunners() {}
 
@@ -60,6 +62,10 @@ public final class SandboxRunners {
    * its memory limit, come after them and win on a clash).
    */
   public static RunnerLauncher launcher(Sandbox sandbox, Map<String, String> udfEnv) {
+    if (sandbox.runnerEndpoint().isPresent()) {
+      // A pod: its listener forks a runner per connection; the variables are the pod's already.
+      return new TcpRunnerLauncher(sandbox.runnerEndpoint().get(), POD_CONNECT_TIMEOUT);
+    }
     return env -> {
       List<String> all = new ArrayList<>();
       new TreeMap<>(udfEnv).forEach((k, v) -> all.add(k + "=" + v));
@@ -141,6 +147,20 @@ public final class SandboxRunners {
   /** A process in a sandbox, as the worker sees a runner. */
   public static RunnerProcess runner(SandboxProcess process) {
     return new SandboxRunner(process);
+  }
+
+  /**
+   * A built image as a sandbox pod runs it: pulled from the registry by {@code reference}, its
+   * runner listener (listening on every address at {@code port}) as the init.
+   */
+  public static SandboxImage podImage(BuiltImage image, String reference, int port) {
+    SandboxImage local = sandboxImage(image);
+    return new SandboxImage(
+        local.layers(),
+        RunnerFiles.listenCommand("0.0.0.0:" + port),
+        local.env(),
+        local.workingDir(),
+        reference);
   }
 
   /** What the provisioner needs of a built image: its layer blobs and process settings. */

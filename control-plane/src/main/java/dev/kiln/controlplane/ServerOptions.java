@@ -244,6 +244,30 @@ final class ServerOptions {
   String registry;
 
   @Option(
+      names = "--kubernetes",
+      arity = "0..1",
+      fallbackValue = "true",
+      paramLabel = "BOOL",
+      description =
+          "Run UDF sandboxes as pods of a Kubernetes cluster (gVisor RuntimeClass) instead of"
+              + " local gVisor sandboxes; needs --registry. Default: false.")
+  String kubernetes;
+
+  @Option(
+      names = "--kubeconfig",
+      paramLabel = "FILE",
+      description =
+          "The cluster's kubeconfig (default: as kubectl finds it; in a pod, its service"
+              + " account).")
+  String kubeconfig;
+
+  @Option(
+      names = "--kubernetes-namespace",
+      paramLabel = "NAMESPACE",
+      description = "Kiln's namespace: its UdfWorker resources and leader lease (default kiln).")
+  String kubernetesNamespace;
+
+  @Option(
       names = "--registry-insecure",
       paramLabel = "BOOL",
       description = "Allow plain http to the registry (always allowed on localhost).")
@@ -297,6 +321,9 @@ final class ServerOptions {
     flags.put("s3-path-style", s3PathStyle);
     flags.put("registry", registry);
     flags.put("registry-insecure", registryInsecure);
+    flags.put("kubernetes", kubernetes);
+    flags.put("kubeconfig", kubeconfig);
+    flags.put("kubernetes-namespace", kubernetesNamespace);
     flags.put("auto-suspend", autoSuspend);
     flags.put("udf-env", udfEnv);
     flags.put("max-sandboxes", maxSandboxes);

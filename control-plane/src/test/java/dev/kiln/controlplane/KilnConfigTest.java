@@ -72,4 +72,20 @@ class KilnConfigTest {
           .hasMessageContaining("registry '" + bad + "' must be HOST[:PORT]/REPOSITORY");
     }
   }
+
+  @Test
+  void kubernetesNeedsARegistryItsNodesPullFrom() throws Exception {
+    assertThatThrownBy(() -> KilnConfig.builder().set("kubernetes", "true").build())
+        .hasMessageContaining("kubernetes needs a registry its nodes pull UDF images from");
+    KilnConfig c =
+        KilnConfig.builder()
+            .set("kubernetes", "true")
+            .set("registry", "localhost:5000/kiln")
+            .set("kubernetes-namespace", "udfs")
+            .build();
+    assertThat(c.kubernetes()).isTrue();
+    assertThat(c.kubernetesNamespace()).isEqualTo("udfs");
+    assertThatThrownBy(() -> KilnConfig.builder().set("kubernetes-namespace", "Not_A_Name").build())
+        .hasMessageContaining("kubernetes-namespace 'Not_A_Name' is not a namespace name");
+  }
 }

@@ -160,6 +160,72 @@ class KubernetesPodsIT {
     }
   }
 
+  @Test
+  void kilnServeOnKubernetesAnswersFromAPod() throws Exception {
+    try (StaticIndexServer mirror = new StaticIndexServer(PipMirror.fileIndexes());
+        LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
+        KubernetesMock api = new KubernetesMock();
+        KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start()) {
+      Path kubeconfig = api.kubeconfig(tmp);
+      try (RunningKiln kiln =
+              RunningKiln.start(
+                  tmp.resolve("data"),
+                  c ->
+                      c.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList())
+                          .registry("127.0.0.1:" + registry.port() + "/kiln", false)
+                          .kubernetes(kubeconfig, "kiln"));
+          BufferAllocator allocator = new RootAllocator()) {
+        servesFromAPod(kiln, api, kubelet, registry, allocator);
+      }
+    }
+  }
+
+  private static void servesFromAPod(
+      RunningKiln kiln,
+      KubernetesMock api,
+      KubeletStandIn kubelet,
+      LocalRegistry registry,
+      BufferAllocator allocator)
+      throws Exception {
+    {
+      long t0 = System.nanoTime();
+      DatabendClient.Resource resource =
+          kiln.api()
+              .apply(
+                  "acme",
+                  spec(
+                      "fmt",
+                      List.of("BIGINT NULL"),
+                      "VARCHAR NULL",
+                      List.of(),
+                      List.of("humanize"),
+                      CODE));
+      List<List<Object>> rows =
+          KilnTestSupport.call(
+              allocator, resource, "acme", "fmt", List.of("BIGINT NULL"), "[[1234567],[null],[7]]");
+      long tResult = System.nanoTime();
+      assertThat(rows)
+          .containsExactly(List.of("1,234,567"), Arrays.asList((Object) null), List.of("7"));
+      System.out.printf(
+          "kiln serve --kubernetes: ApplyUdfResource -> first result through a pod %d ms%n",
+          (tResult - t0) / 1_000_000);
+
+      KubernetesClient client = api.client();
+      UdfWorker w =
+          client
+              .resources(UdfWorker.class)
+              .inNamespace("kiln")
+              .withName(KubernetesNames.workerName("acme", resource.key().substring(0, 12)))
+              .get();
+      assertThat(w).as("the UdfWorker of (acme, key)").isNotNull();
+      assertThat(w.getSpec().getImage())
+          .startsWith("127.0.0.1:" + registry.port() + "/kiln@sha256:");
+      assertThat(w.getStatus().getPhase()).isEqualTo("Ready");
+      assertThat(pods(client)).hasSize(1);
+      assertThat(kubelet.sandboxes()).isEqualTo(1);
+    }
+  }
+
   private static List<?> pods(KubernetesClient client) {
     return client.pods().inNamespace(KubernetesNames.tenantNamespace("acme")).list().getItems();
   }

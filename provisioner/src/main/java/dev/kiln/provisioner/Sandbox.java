@@ -1,7 +1,9 @@
 package dev.kiln.provisioner;
 
 import java.io.IOException;
+import java.net.InetSocketAddress;
 import java.util.List;
+import java.util.Optional;
 import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 
@@ -28,6 +30,14 @@ public interface Sandbox extends AutoCloseable {
   SandboxProcess exec(List<String> argv, List<String> env) throws IOException;
 
   boolean isRunning();
+
+  /**
+   * Where the sandbox's runner listener is reached, when its processes are not started with {@link
+   * #exec} but one per TCP connection (a Kubernetes pod's); empty for a sandbox Kiln execs into.
+   */
+  default Optional<InetSocketAddress> runnerEndpoint() {
+    return Optional.empty();
+  }
 
   /**
    * Memory the sandbox uses now (its processes and gVisor's own inside its cgroup), when the

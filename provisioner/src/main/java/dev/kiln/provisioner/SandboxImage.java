@@ -12,9 +12,11 @@ import java.util.Objects;
  * @param argv the init process: the image's entrypoint followed by its cmd
  * @param env {@code KEY=value} pairs from the image config
  * @param workingDir the init process's working directory ({@code /} when empty)
+ * @param reference the same image in a registry, by digest ({@code registry/repository@sha256:…}),
+ *     for runtimes that pull images (Kubernetes nodes); null when it is only here
  */
 public record SandboxImage(
-    List<Layer> layers, List<String> argv, List<String> env, String workingDir) {
+    List<Layer> layers, List<String> argv, List<String> env, String workingDir, String reference) {
 
   /**
    * One layer blob.
@@ -29,6 +31,11 @@ public record SandboxImage(
       Objects.requireNonNull(mediaType, "mediaType");
       Objects.requireNonNull(blob, "blob");
     }
+  }
+
+  /** An image that is only here (no registry reference). */
+  public SandboxImage(List<Layer> layers, List<String> argv, List<String> env, String workingDir) {
+    this(layers, argv, env, workingDir, null);
   }
 
   public SandboxImage {

@@ -18,6 +18,8 @@ import java.util.Objects;
  *     slow down those at work) until {@link Sandbox#toForeground} is called
  * @param network the sandbox's network: null for none (only its own loopback), or a {@link
  *     SandboxNetwork} whose interfaces the sandbox uses (and nothing else of the host's network)
+ * @param owner who the sandbox is for (a tenant), for provisioners that place sandboxes by owner (a
+ *     Kubernetes namespace per tenant); null when nobody in particular
  */
 public record SandboxSpec(
     String name,
@@ -26,7 +28,8 @@ public record SandboxSpec(
     List<String> extraEnv,
     List<String> writableDirs,
     boolean background,
-    SandboxNetwork network) {
+    SandboxNetwork network,
+    String owner) {
   public SandboxSpec {
     Objects.requireNonNull(name, "name");
     Objects.requireNonNull(image, "image");
@@ -42,7 +45,7 @@ public record SandboxSpec(
 
   /** A sandbox with no writable directories beyond the usual scratch space. */
   public SandboxSpec(String name, SandboxImage image, Limits limits, List<String> extraEnv) {
-    this(name, image, limits, extraEnv, List.of(), false, null);
+    this(name, image, limits, extraEnv, List.of(), false, null, null);
   }
 
   /** A sandbox with writable directories, at normal CPU priority. */
@@ -52,16 +55,21 @@ public record SandboxSpec(
       Limits limits,
       List<String> extraEnv,
       List<String> writableDirs) {
-    this(name, image, limits, extraEnv, writableDirs, false, null);
+    this(name, image, limits, extraEnv, writableDirs, false, null, null);
   }
 
   /** The same sandbox, started in the background. */
   public SandboxSpec inBackground() {
-    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, true, network);
+    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, true, network, owner);
   }
 
   /** The same sandbox, on {@code network} (see {@link SandboxNetwork}). */
   public SandboxSpec withNetwork(SandboxNetwork network) {
-    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, background, network);
+    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, background, network, owner);
+  }
+
+  /** The same sandbox, for {@code owner}. */
+  public SandboxSpec withOwner(String owner) {
+    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, background, network, owner);
   }
 }

@@ -49,6 +49,28 @@ public final class KubernetesMock implements AutoCloseable {
     return c;
   }
 
+  /** A kubeconfig file for the mock (plain http, any token), as a Kiln server is given one. */
+  public Path kubeconfig(Path dir) throws IOException {
+    String url = client().getMasterUrl().toString();
+    return Files.writeString(
+        dir.resolve("kubeconfig"),
+        """
+        apiVersion: v1
+        kind: Config
+        clusters:
+          - name: mock
+            cluster: {server: "%s", insecure-skip-tls-verify: true}
+        users:
+          - name: kiln
+            user: {token: mock}
+        contexts:
+          - name: mock
+            context: {cluster: mock, user: kiln, namespace: kiln}
+        current-context: mock
+        """
+            .formatted(url.endsWith("/") ? url.substring(0, url.length() - 1) : url));
+  }
+
   /** Polls {@code condition} until it holds; fails after {@code timeout}. */
   public static void await(String what, Duration timeout, BooleanSupplier condition)
       throws InterruptedException {

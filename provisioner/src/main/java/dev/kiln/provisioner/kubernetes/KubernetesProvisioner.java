@@ -1,0 +1,326 @@
+package dev.kiln.provisioner.kubernetes;
+
+import dev.kiln.provisioner.Provisioner;
+import dev.kiln.provisioner.Sandbox;
+import dev.kiln.provisioner.SandboxSpec;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.client.Config;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
+import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import java.io.IOException;
+import java.math.BigDecimal;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Sandboxes as Kubernetes pods: {@link #start} asks the {@link UdfWorker} of the sandbox's owner
+ * (tenant) and name for one pod more and returns the first ready pod no other sandbox holds, as a
+ * {@link PodSandbox} whose runners are reached over TCP. The pods are made by the {@link
+ * UdfWorkerReconciler} of whichever Kiln replica holds the lease, from the image's registry
+ * reference and argv (the runner listener); the sandbox's variables become the pod's. Closing a
+ * sandbox deletes its pod and asks for one fewer; the worker goes with the last.
+ *
+ * <p>What is not here yet: several Kiln replicas sharing one worker (each asks for its own count).
+ */
+public final class KubernetesProvisioner implements Provisioner {
+  private static final Logger log = LoggerFactory.getLogger(KubernetesProvisioner.class);
+
+  private final KubernetesClient client;
+  private final KubernetesSettings settings;
+  private final Duration startTimeout;
+  private final SharedIndexInformer<UdfWorker> workers;
+  private final SharedIndexInformer<Pod> pods;
+  private final Object changed = new Object();
+
+  /** Sandboxes by endpoint ({@code IP:PORT}). */
+  private final Map<String, PodSandbox> live = new ConcurrentHashMap<>();
+
+  /** Worker name -> pods wanted (held and starting). Guarded by this. */
+  private final Map<String, Integer> wanted = new HashMap<>();
+
+  private volatile boolean closed;
+
+  /**
+   * @param client the API server
+   * @param settings how sandbox pods run (the reconciler's)
+   * @param startTimeout how long a new pod may take to be ready (pulling its image included)
+   */
+  public KubernetesProvisioner(
+      KubernetesClient client, KubernetesSettings settings, Duration startTimeout) {
+    this.client = client;
+    this.settings = settings;
+    this.startTimeout = startTimeout;
+    this.workers =
+        client
+            .resources(UdfWorker.class)
+            .inNamespace(settings.kilnNamespace())
+            .inform(onChange(), 0);
+    this.pods =
+        client
+            .pods()
+            .inAnyNamespace()
+            .withLabel(KubernetesNames.MANAGED_BY, "kiln")
+            .withLabel(KubernetesNames.COMPONENT, KubernetesNames.SANDBOX)
+            .inform(onChange(), 0);
+  }
+
+  /**
+   * A client of the cluster: from {@code kubeconfig} when given, else found as kubectl finds it (in
+   * a pod, its service account; else {@code KUBECONFIG} or {@code ~/.kube/config}).
+   */
+  public static KubernetesClient connect(Path kubeconfig) throws IOException {
+    Config config =
+        kubeconfig == null
+            ? Config.autoConfigure(null)
+            : Config.fromKubeconfig(Files.readString(kubeconfig));
+    return new KubernetesClientBuilder().withConfig(config).build();
+  }
+
+  private <T> ResourceEventHandler<T> onChange() {
+    return new ResourceEventHandler<>() {
+      @Override
+      public void onAdd(T obj) {
+        changed();
+      }
+
+      @Override
+      public void onUpdate(T oldObj, T newObj) {
+        changed();
+      }
+
+      @Override
+      public void onDelete(T obj, boolean finalStateUnknown) {
+        changed();
+      }
+    };
+  }
+
+  /** Sandboxes whose pod is gone or ended are lost; starts waiting for a pod look again. */
+  private void changed() {
+    for (Map.Entry<String, PodSandbox> e : live.entrySet()) {
+      PodSandbox s = e.getValue();
+      Pod p = pods.getIndexer().getByKey(s.namespace() + "/" + s.podName());
+      if (p == null || p.getMetadata().getDeletionTimestamp() != null || SandboxPods.hasEnded(p)) {
+        if (live.remove(e.getKey(), s)) {
+          log.warn("pod {} of UDF worker {} is gone", s.id(), s.worker());
+          s.lost();
+          lower(s.worker());
+        }
+      }
+    }
+    synchronized (changed) {
+      changed.notifyAll();
+    }
+  }
+
+  @Override
+  public Sandbox start(SandboxSpec spec) throws IOException, InterruptedException {
+    if (closed) {
+      throw new IOException("the Kubernetes provisioner is closed");
+    }
+    if (spec.image().reference() == null) {
+      throw new IOException(
+          "a Kubernetes pod pulls its image from a registry, and this one is only local: run kiln"
+              + " serve with --registry");
+    }
+    if (spec.owner() == null || spec.owner().isEmpty()) {
+      throw new IllegalArgumentException("a sandbox pod needs an owner (its tenant's namespace)");
+    }
+    String worker = KubernetesNames.workerName(spec.owner(), spec.name());
+    int want;
+    synchronized (this) {
+      want = wanted.merge(worker, 1, Integer::sum);
+    }
+    try {
+      apply(worker, spec, want);
+      long deadline = System.nanoTime() + startTimeout.toNanos();
+      synchronized (changed) {
+        while (true) {
+          PodSandbox s = claim(worker, spec);
+          if (s != null) {
+            log.info("UDF worker {}: sandbox pod {} at {}", worker, s.id(), endpoint(s));
+            return s;
+          }
+          long left = deadline - System.nanoTime();
+          if (closed || left <= 0) {
+            UdfWorker w = workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + worker);
+            String why =
+                w == null || w.getStatus() == null ? "" : ": " + w.getStatus().getMessage();
+            throw new IOException(
+                "no new pod of UDF worker "
+                    + worker
+                    + " became ready within "
+                    + startTimeout.toSeconds()
+                    + " s"
+                    + why
+                    + "; check the pods in namespace "
+                    + KubernetesNames.tenantNamespace(spec.owner())
+                    + " (kubectl describe pods)");
+          }
+          changed.wait(Math.max(1, Math.min(left / 1_000_000, 1000)));
+        }
+      }
+    } catch (IOException | InterruptedException | RuntimeException e) {
+      lower(worker);
+      throw e;
+    }
+  }
+
+  /** A ready pod of the worker that no sandbox holds, taken for a new one; null when none. */
+  private PodSandbox claim(String worker, SandboxSpec spec) {
+    UdfWorker w = workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + worker);
+    if (w == null || w.getStatus() == null) {
+      return null;
+    }
+    for (String endpoint : w.getStatus().getEndpoints()) {
+      if (live.containsKey(endpoint)) {
+        continue;
+      }
+      int colon = endpoint.lastIndexOf(':');
+      String ip = endpoint.substring(0, colon);
+      for (Pod p : pods.getIndexer().list()) {
+        if (worker.equals(p.getMetadata().getLabels().get(KubernetesNames.WORKER))
+            && SandboxPods.isReady(p)
+            && ip.equals(p.getStatus().getPodIP())
+            && p.getMetadata().getDeletionTimestamp() == null) {
+          PodSandbox s =
+              new PodSandbox(
+                  p.getMetadata().getName(),
+                  p.getMetadata().getNamespace(),
+                  worker,
+                  spec,
+                  new InetSocketAddress(ip, Integer.parseInt(endpoint.substring(colon + 1))),
+                  this);
+          live.put(endpoint, s);
+          return s;
+        }
+      }
+    }
+    return null;
+  }
+
+  private static String endpoint(PodSandbox s) {
+    InetSocketAddress a = s.runnerEndpoint().orElseThrow();
+    return a.getHostString() + ":" + a.getPort();
+  }
+
+  /** The worker's resource as {@code spec} and {@code pods} say: made, or its spec replaced. */
+  private void apply(String worker, SandboxSpec spec, int pods) {
+    UdfWorkerSpec s = new UdfWorkerSpec();
+    s.setTenant(spec.owner());
+    s.setUdf(spec.name());
+    s.setKey(spec.name());
+    s.setImage(spec.image().reference());
+    s.setCommand(spec.image().argv());
+    Map<String, String> env = new TreeMap<>();
+    for (String kv : spec.extraEnv()) {
+      int eq = kv.indexOf('=');
+      env.put(kv.substring(0, eq), kv.substring(eq + 1));
+    }
+    s.setEnv(env);
+    s.setCpu(BigDecimal.valueOf(spec.limits().cpus()).stripTrailingZeros().toPlainString());
+    s.setMemory(Long.toString(spec.limits().memoryBytes()));
+    s.setReplicas(pods);
+    s.setMinReplicas(0);
+    s.setMaxReplicas(pods);
+    if (workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + worker) == null) {
+      UdfWorker w = new UdfWorker();
+      w.getMetadata().setName(worker);
+      w.getMetadata().setNamespace(settings.kilnNamespace());
+      w.setSpec(s);
+      w.setStatus(null);
+      try {
+        client.resource(w).create();
+        return;
+      } catch (KubernetesClientException e) {
+        if (e.getCode() != 409) {
+          throw e;
+        }
+        // made meanwhile: replace its spec below
+      }
+    }
+    patchSpec(worker, s);
+  }
+
+  private void patchSpec(String worker, UdfWorkerSpec s) {
+    client
+        .resources(UdfWorker.class)
+        .inNamespace(settings.kilnNamespace())
+        .withName(worker)
+        .patch(
+            PatchContext.of(PatchType.JSON),
+            Serialization.asJson(List.of(Map.of("op", "add", "path", "/spec", "value", s))));
+  }
+
+  /** One pod fewer for the worker; its resource goes with the last. */
+  private void lower(String worker) {
+    int left;
+    synchronized (this) {
+      left = wanted.merge(worker, -1, Integer::sum);
+      if (left <= 0) {
+        wanted.remove(worker);
+      }
+    }
+    try {
+      var resource =
+          client.resources(UdfWorker.class).inNamespace(settings.kilnNamespace()).withName(worker);
+      if (left <= 0) {
+        resource.delete();
+        return;
+      }
+      resource.patch(
+          PatchContext.of(PatchType.JSON),
+          Serialization.asJson(
+              List.of(
+                  Map.of("op", "replace", "path", "/spec/replicas", "value", left),
+                  Map.of("op", "replace", "path", "/spec/maxReplicas", "value", left))));
+    } catch (KubernetesClientException e) {
+      log.warn("UDF worker {}: asking for {} pods failed: {}", worker, left, e.getMessage());
+    }
+  }
+
+  /** A sandbox closed: its pod goes, and the worker asks for one fewer. */
+  void release(PodSandbox s) {
+    live.values().remove(s);
+    try {
+      client.pods().inNamespace(s.namespace()).withName(s.podName()).delete();
+    } catch (KubernetesClientException e) {
+      log.warn("deleting pod {} failed: {}", s.id(), e.getMessage());
+    }
+    lower(s.worker());
+  }
+
+  @Override
+  public List<Sandbox> sandboxes() {
+    return List.copyOf(live.values());
+  }
+
+  /**
+   * Stops watching. The pods stay: the workers are the cluster's desired state, which the next Kiln
+   * (or another replica) takes up.
+   */
+  @Override
+  public void close() {
+    closed = true;
+    synchronized (changed) {
+      changed.notifyAll();
+    }
+    workers.close();
+    pods.close();
+  }
+}
