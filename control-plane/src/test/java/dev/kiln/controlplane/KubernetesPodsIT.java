@@ -31,6 +31,9 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.function.Consumer;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
@@ -223,6 +226,58 @@ class KubernetesPodsIT {
       assertThat(w.getStatus().getPhase()).isEqualTo("Ready");
       assertThat(pods(client)).hasSize(1);
       assertThat(kubelet.sandboxes()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void queuedCallsAddAPodThatGoesWhenIdle() throws Exception {
+    try (LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
+        KubernetesMock api = new KubernetesMock();
+        KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start();
+        ExecutorService callers = Executors.newFixedThreadPool(6)) {
+      Path kubeconfig = api.kubeconfig(tmp);
+      KubernetesClient client = api.client();
+      try (RunningKiln kiln =
+              RunningKiln.start(
+                  tmp.resolve("data"),
+                  c ->
+                      c.set("scale-down-after", "2s")
+                          .registry("127.0.0.1:" + registry.port() + "/kiln", false)
+                          .kubernetes(kubeconfig, "kiln"));
+          BufferAllocator allocator = new RootAllocator()) {
+        ScalingIT.worker(kiln.api(), "busy", Map.of("max_cluster_count", "2"));
+        DatabendClient.Resource r = ScalingIT.udf(kiln.api(), "busy");
+        assertThat(ScalingIT.call(allocator, r, 1)).isEqualTo(2);
+        assertThat(pods(client)).hasSize(1);
+
+        // Six callers at once on one runner: calls queue until a second pod takes some.
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        List<CompletableFuture<Long>> calls = new ArrayList<>();
+        int n = 0;
+        while (ScalingIT.sandboxesOf(kiln, "busy") < 2) {
+          assertThat(System.nanoTime() - deadline).as("a second pod in time").isNegative();
+          for (int i = 0; i < 6; i++) {
+            long x = n++;
+            calls.add(
+                CompletableFuture.supplyAsync(
+                    () -> {
+                      try {
+                        return ScalingIT.call(allocator, r, x) - x;
+                      } catch (Exception e) {
+                        throw new IllegalStateException(e);
+                      }
+                    },
+                    callers));
+          }
+          CompletableFuture.allOf(calls.toArray(CompletableFuture[]::new)).join();
+        }
+        assertThat(calls).allSatisfy(c -> assertThat(c.join()).isEqualTo(1));
+        assertThat(pods(client)).hasSize(2);
+        assertThat(kubelet.sandboxes()).isEqualTo(2);
+
+        KubernetesMock.await("the added pod gone when idle", WAIT, () -> pods(client).size() == 1);
+        assertThat(ScalingIT.call(allocator, r, 41)).isEqualTo(42);
+      }
     }
   }
 

@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import org.apache.arrow.memory.BufferAllocator;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
@@ -28,7 +29,7 @@ class ScalingIT {
   private static final String SLOW =
       "import time\n\ndef slow(x):\n    time.sleep(0.2)\n    return x + 1\n";
 
-  private static void worker(DatabendClient api, String name, Map<String, String> options) {
+  static void worker(DatabendClient api, String name, Map<String, String> options) {
     api.workers("acme", Duration.ofSeconds(5))
         .createWorker(
             CreateWorkerRequest.newBuilder()
@@ -38,13 +39,18 @@ class ScalingIT {
                 .build());
   }
 
-  private DatabendClient.Resource udf(DatabendClient api, String name) {
+  static DatabendClient.Resource udf(DatabendClient api, String name) {
     String script =
         QueryScripts.udf(SLOW, "slow").inputs("BIGINT NULL").result("BIGINT NULL").render();
     return api.createWorker("acme", name, script, Duration.ofSeconds(5));
   }
 
   private long call(DatabendClient.Resource r, long x) throws Exception {
+    return call(allocator, r, x);
+  }
+
+  /** The slow UDF of {@code x}: {@code x + 1}. */
+  static long call(BufferAllocator allocator, DatabendClient.Resource r, long x) throws Exception {
     return ((Number)
             KilnTestSupport.call(
                     allocator, r, "acme", "slow", List.of("BIGINT NULL"), "[[" + x + "]]")
@@ -53,7 +59,7 @@ class ScalingIT {
         .longValue();
   }
 
-  private static int sandboxesOf(RunningKiln kiln, String worker) {
+  static int sandboxesOf(RunningKiln kiln, String worker) {
     return kiln.server().registryForTests().all().stream()
         .filter(r -> worker.equals(r.owner))
         .mapToInt(UdfResource::sandboxCount)
