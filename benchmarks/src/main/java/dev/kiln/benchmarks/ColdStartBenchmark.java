@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.controlplane.DatabendClient;
 import dev.kiln.controlplane.KilnConfig;
+import dev.kiln.controlplane.KilnConfigBuilder;
 import dev.kiln.controlplane.KilnServer;
 import dev.kiln.controlplane.ProvisioningTimings;
 import dev.kiln.definition.DataType;
