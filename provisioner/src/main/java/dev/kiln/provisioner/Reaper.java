@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -61,6 +62,15 @@ final class Reaper {
     }
     for (Path d : dirs) {
       FileTree.delete(d);
+    }
+    // Networks of sandboxes a dead process ran: no process is in them any more.
+    try {
+      int networks = SandboxNetwork.reapUnused(Duration.ofMinutes(1));
+      if (networks > 0) {
+        log.info("reaped {} sandbox networks no process used", networks);
+      }
+    } catch (IOException e) {
+      log.warn("reaping sandbox networks failed: {}", e.getMessage());
     }
     Reaped reaped = new Reaped(containers.size(), processes, mounts.size(), dirs.size(), cgroups);
     if (!reaped.isEmpty()) {

@@ -3,8 +3,11 @@ package dev.kiln.provisioner;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.UnknownHostException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -87,6 +90,37 @@ public final class SandboxNetwork implements AutoCloseable {
     run("ip", "-n", ns, "addr", "add", sandboxAddress().getHostAddress() + "/30", "dev", "eth0");
     run("ip", "-n", ns, "link", "set", "eth0", "up");
     run("ip", "-n", ns, "link", "set", "lo", "up");
+  }
+
+  /**
+   * Deletes the sandbox networks no process uses any more that are older than {@code minAge} (what
+   * a process that died left behind; a younger one may be another process's, still being set up).
+   * Returns how many it deleted.
+   */
+  static int reapUnused(Duration minAge) throws IOException {
+    Path dir = Path.of("/run/netns");
+    if (!Files.isDirectory(dir)) {
+      return 0;
+    }
+    List<Path> candidates = new ArrayList<>();
+    try (DirectoryStream<Path> entries = Files.newDirectoryStream(dir, PREFIX + "*")) {
+      entries.forEach(candidates::add);
+    }
+    int reaped = 0;
+    Instant before = Instant.now().minus(minAge);
+    for (Path ns : candidates) {
+      String name = ns.getFileName().toString();
+      HostCommand pids = ip("netns", "pids", name);
+      if (!pids.ok()
+          || !pids.stdout().isBlank()
+          || Files.getLastModifiedTime(ns).toInstant().isAfter(before)) {
+        continue;
+      }
+      if (ip("netns", "delete", name).ok()) {
+        reaped++;
+      }
+    }
+    return reaped;
   }
 
   /** The namespace's path, for {@code nsenter --net=}. */

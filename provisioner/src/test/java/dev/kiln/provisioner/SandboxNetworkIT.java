@@ -11,6 +11,7 @@ import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -139,6 +140,26 @@ class SandboxNetworkIT {
         provisioner.start(
             TestImages.spec("none", TestImages.image(List.of(base), TestImages.python(code))))) {
       assertThat(TestImages.readLine(sandbox.init())).isEqualTo("unreachable");
+    }
+  }
+
+  @Test
+  void networksNoProcessUsesAreReapedAndOnesInUseAreNot() throws Exception {
+    SandboxNetwork left = SandboxNetwork.create(400); // as a process that died leaves one
+    try (SandboxNetwork used = SandboxNetwork.create(500);
+        Sandbox sandbox =
+            provisioner.start(
+                TestImages.spec(
+                        "used", TestImages.image(List.of(base), TestImages.python(UPPER_SERVER)))
+                    .withNetwork(used))) {
+      assertThat(TestImages.readLine(sandbox.init())).isEqualTo("listening");
+      assertThat(SandboxNetwork.reapUnused(Duration.ZERO)).isGreaterThanOrEqualTo(1);
+      assertThat(left.namespace()).doesNotExist();
+      assertThat(used.namespace()).exists();
+      assertThat(ask(new InetSocketAddress(used.sandboxAddress(), 7070), "still"))
+          .isEqualTo("STILL");
+    } finally {
+      left.close();
     }
   }
 

@@ -1,0 +1,159 @@
+package dev.kiln.benchmarks;
+
+import dev.kiln.provisioner.kubernetes.KubernetesNames;
+import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
+import dev.kiln.provisioner.kubernetes.KubernetesSettings;
+import dev.kiln.provisioner.kubernetes.UdfWorker;
+import dev.kiln.provisioner.kubernetes.UdfWorkerReconciler;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.server.mock.KubernetesCrudDispatcher;
+import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import io.fabric8.mockwebserver.Context;
+import io.fabric8.mockwebserver.MockWebServer;
+import java.io.InputStream;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * A Kiln replica's memory and reconcile time with many UdfWorker resources: N workers on fabric8's
+ * mock API server (CRUD mode; no real API server can run here), then the heap a replica's informers
+ * hold for them (the pod provisioner's and the reconciler's caches, after a full GC), next to the
+ * size of the same resources as JSON and as plain objects in a list (the peer, same run), and the
+ * time the leader takes to give every worker its first status. Workers have no image yet, so no pod
+ * is made: the figures are the control plane's own.
+ *
+ * <p>Run: {@code bin/bench kubernetes [WORKERS, default 10000]}.
+ */
+final class KubernetesScaleBenchmark {
+  private KubernetesScaleBenchmark() {}
+
+  public static void main(String[] args) throws Exception {
+    int n = args.length > 0 ? Integer.parseInt(args[0]) : 10_000;
+    Logger.getLogger("io.fabric8.mockwebserver").setLevel(Level.WARNING);
+    KubernetesMockServer server =
+        new KubernetesMockServer(
+            new Context(),
+            new MockWebServer(),
+            new HashMap<>(),
+            new KubernetesCrudDispatcher(List.of()),
+            false);
+    server.init();
+    try (KubernetesClient client = server.createClient();
+        InputStream crd =
+            Files.newInputStream(Path.of("deploy", "kubernetes", "udfworker-crd.yaml"))) {
+      client.load(crd).create();
+      long t0 = System.nanoTime();
+      create(client, n);
+      double createS = (System.nanoTime() - t0) / 1e9;
+      System.out.printf(
+          "created %d UdfWorkers in %.1f s (%.0f/s, 8 at once)%n", n, createS, n / createS);
+
+      List<UdfWorker> listed =
+          client.resources(UdfWorker.class).inNamespace("kiln").list().getItems();
+      long json = Serialization.asJson(listed).getBytes(StandardCharsets.UTF_8).length;
+      long base = heap();
+      List<UdfWorker> plain = new ArrayList<>();
+      for (UdfWorker w : listed) {
+        plain.add(Serialization.unmarshal(Serialization.asJson(w), UdfWorker.class));
+      }
+      listed = null;
+      long plainBytes = heap() - base;
+      System.out.printf(
+          "peer: %d workers as JSON %.1f MiB; as plain objects in a list %.1f MiB (%d bytes each)%n",
+          plain.size(), json / 1048576.0, plainBytes / 1048576.0, plainBytes / plain.size());
+      plain = null;
+
+      KubernetesSettings settings =
+          KubernetesSettings.defaults("kiln").withLeaseDuration(Duration.ofSeconds(5));
+      base = heap();
+      long t1 = System.nanoTime();
+      try (KubernetesClient replica = server.createClient();
+          KubernetesProvisioner pods =
+              new KubernetesProvisioner(replica, settings, Duration.ofMinutes(1));
+          UdfWorkerReconciler reconciler = new UdfWorkerReconciler(replica, settings, "bench")) {
+        double syncS = (System.nanoTime() - t1) / 1e9;
+        long t2 = System.nanoTime();
+        reconciler.start();
+        double reconcilerSyncS = (System.nanoTime() - t2) / 1e9;
+        long held = heap() - base;
+        System.out.printf(
+            "a replica's informers (pod provisioner's and reconciler's) synced in %.1f s + %.1f s;"
+                + " heap held %.1f MiB (%d bytes per worker, both caches)%n",
+            syncS, reconcilerSyncS, held / 1048576.0, held / n);
+        long t3 = System.nanoTime();
+        long deadline = t3 + Duration.ofMinutes(10).toNanos();
+        while (waiting(client) < n) {
+          if (System.nanoTime() > deadline) {
+            throw new IllegalStateException("the reconciler did not reach every worker in time");
+          }
+          Thread.sleep(200);
+        }
+        double passS = (System.nanoTime() - t3) / 1e9;
+        System.out.printf(
+            "the leader's first pass over %d workers (every status written): %.1f s (%.0f/s)%n",
+            n, passS, n / passS);
+      }
+    } finally {
+      server.destroy();
+    }
+  }
+
+  private static void create(KubernetesClient client, int n) throws Exception {
+    try (ExecutorService pool = Executors.newFixedThreadPool(8)) {
+      List<Future<?>> done = new ArrayList<>();
+      for (int i = 0; i < n; i++) {
+        int id = i;
+        done.add(
+            pool.submit(
+                () -> {
+                  String tenant = "tenant-" + (id % 100);
+                  String udf = "udf_" + id;
+                  UdfWorker w = new UdfWorker();
+                  w.getMetadata().setName(KubernetesNames.workerName(tenant, udf));
+                  w.getMetadata().setNamespace("kiln");
+                  w.getSpec().setTenant(tenant);
+                  w.getSpec().setUdf(udf);
+                  w.getSpec().setKey(String.format("%064x", id));
+                  w.getSpec()
+                      .setCommand(
+                          List.of(
+                              "python3", "/kiln/runner/kiln_runner.py", "listen", "0.0.0.0:7070"));
+                  w.getSpec().setEnv(Map.of("MODEL", "small"));
+                  w.setStatus(null);
+                  client.resource(w).create();
+                }));
+      }
+      for (Future<?> f : done) {
+        f.get();
+      }
+    }
+  }
+
+  private static long waiting(KubernetesClient client) {
+    return client.resources(UdfWorker.class).inNamespace("kiln").list().getItems().stream()
+        .filter(w -> w.getStatus() != null && "Waiting".equals(w.getStatus().getPhase()))
+        .count();
+  }
+
+  /** Heap in use after a full collection. */
+  private static long heap() throws InterruptedException {
+    for (int i = 0; i < 3; i++) {
+      System.gc();
+      Thread.sleep(100);
+    }
+    return ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
+  }
+}
