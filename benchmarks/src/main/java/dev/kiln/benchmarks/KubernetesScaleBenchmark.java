@@ -1,24 +1,18 @@
 package dev.kiln.benchmarks;
 
+import dev.kiln.provisioner.kubernetes.KubernetesMock;
 import dev.kiln.provisioner.kubernetes.KubernetesNames;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;
 import dev.kiln.provisioner.kubernetes.UdfWorker;
 import dev.kiln.provisioner.kubernetes.UdfWorkerReconciler;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.server.mock.KubernetesCrudDispatcher;
-import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
 import io.fabric8.kubernetes.client.utils.Serialization;
-import io.fabric8.mockwebserver.Context;
-import io.fabric8.mockwebserver.MockWebServer;
-import java.io.InputStream;
 import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
@@ -43,18 +37,8 @@ final class KubernetesScaleBenchmark {
   public static void main(String[] args) throws Exception {
     int n = args.length > 0 ? Integer.parseInt(args[0]) : 10_000;
     Logger.getLogger("io.fabric8.mockwebserver").setLevel(Level.WARNING);
-    KubernetesMockServer server =
-        new KubernetesMockServer(
-            new Context(),
-            new MockWebServer(),
-            new HashMap<>(),
-            new KubernetesCrudDispatcher(List.of()),
-            false);
-    server.init();
-    try (KubernetesClient client = server.createClient();
-        InputStream crd =
-            Files.newInputStream(Path.of("deploy", "kubernetes", "udfworker-crd.yaml"))) {
-      client.load(crd).create();
+    try (KubernetesMock server = new KubernetesMock(Path.of("deploy", "kubernetes"))) {
+      KubernetesClient client = server.client();
       long t0 = System.nanoTime();
       create(client, n);
       double createS = (System.nanoTime() - t0) / 1e9;
@@ -80,7 +64,7 @@ final class KubernetesScaleBenchmark {
           KubernetesSettings.defaults("kiln").withLeaseDuration(Duration.ofSeconds(5));
       base = heap();
       long t1 = System.nanoTime();
-      try (KubernetesClient replica = server.createClient();
+      try (KubernetesClient replica = server.client();
           KubernetesProvisioner pods =
               new KubernetesProvisioner(replica, settings, Duration.ofMinutes(1));
           UdfWorkerReconciler reconciler = new UdfWorkerReconciler(replica, settings, "bench")) {
@@ -106,8 +90,6 @@ final class KubernetesScaleBenchmark {
                 + " in this process): %.1f s (%.0f/s)%n",
             n, passS, n / passS);
       }
-    } finally {
-      server.destroy();
     }
   }
 

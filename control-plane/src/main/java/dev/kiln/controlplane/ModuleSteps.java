@@ -190,6 +190,7 @@ final class ModuleSteps implements PipelineSteps {
               .orElseThrow(() -> new IllegalStateException("sandbox pods need --registry"));
       List<String> env = new ArrayList<>();
       new TreeMap<>(r.env).forEach((k, v) -> env.add(k + "=" + v));
+      // One UdfWorker per resource, as the registry keeps them: per tenant and definition.
       return sandboxes.place(
           new SandboxSpec(
                   r.key.shortForm(),

@@ -8,11 +8,10 @@ import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxImage;
 import dev.kiln.provisioner.SandboxNetwork;
 import dev.kiln.provisioner.SandboxSpec;
+import dev.kiln.provisioner.kubernetes.KubernetesMock;
 import dev.kiln.provisioner.kubernetes.KubernetesNames;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.Pod;
-import io.fabric8.kubernetes.api.model.PodCondition;
-import io.fabric8.kubernetes.api.model.PodStatus;
 import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
@@ -131,22 +130,7 @@ final class KubeletStandIn implements AutoCloseable {
         return;
       }
       String ip = network.sandboxAddress().getHostAddress();
-      client
-          .pods()
-          .inNamespace(p.getMetadata().getNamespace())
-          .withName(p.getMetadata().getName())
-          .editStatus(
-              cur -> {
-                PodStatus s = new PodStatus();
-                s.setPhase("Running");
-                s.setPodIP(ip);
-                PodCondition ready = new PodCondition();
-                ready.setType("Ready");
-                ready.setStatus("True");
-                s.setConditions(List.of(ready));
-                cur.setStatus(s);
-                return cur;
-              });
+      KubernetesMock.setPodStatus(client, p, ip);
       log.info("pod {} runs as sandbox {} at {}", id, sandbox.id(), ip);
     } catch (Exception e) {
       log.warn("pod {} failed to start: {}", id, e.toString());

@@ -20,9 +20,6 @@ import dev.kiln.worker.TcpRunnerLauncher;
 import dev.kiln.worker.UdfSignature;
 import dev.kiln.worker.Vectors;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.dsl.base.PatchContext;
-import io.fabric8.kubernetes.client.dsl.base.PatchType;
-import io.fabric8.kubernetes.client.utils.Serialization;
 import java.net.InetSocketAddress;
 import java.net.URI;
 import java.nio.file.Path;
@@ -58,6 +55,9 @@ class KubernetesPodsIT {
   private static final String CODE =
       "import humanize\n\ndef fmt(x):\n    return None if x is None else humanize.intcomma(x)\n";
 
+  /** {@code slow(x)}: {@code x + 1}, as ScalingIT's, without the wait. */
+  private static final String SLEEPY = "def slow(x):\n    return x + 1\n";
+
   @TempDir Path tmp;
 
   @Test
@@ -74,17 +74,7 @@ class KubernetesPodsIT {
         KubernetesMock api = new KubernetesMock();
         BufferAllocator allocator = new RootAllocator()) {
       // The server builds the image and pushes it; its progress report names it by digest.
-      DatabendClient.Resource resource =
-          kiln.api()
-              .apply(
-                  "acme",
-                  spec(
-                      "fmt",
-                      List.of("BIGINT NULL"),
-                      "VARCHAR NULL",
-                      List.of(),
-                      List.of("humanize"),
-                      CODE));
+      DatabendClient.Resource resource = applyFmt(kiln);
       JsonNode last = null;
       UdfProgress.Watch watch =
           kiln.server().watchProgress("acme", resource.key(), WAIT).orElseThrow();
@@ -192,17 +182,7 @@ class KubernetesPodsIT {
       throws Exception {
     {
       long t0 = System.nanoTime();
-      DatabendClient.Resource resource =
-          kiln.api()
-              .apply(
-                  "acme",
-                  spec(
-                      "fmt",
-                      List.of("BIGINT NULL"),
-                      "VARCHAR NULL",
-                      List.of(),
-                      List.of("humanize"),
-                      CODE));
+      DatabendClient.Resource resource = applyFmt(kiln);
       List<List<Object>> rows =
           KilnTestSupport.call(
               allocator, resource, "acme", "fmt", List.of("BIGINT NULL"), "[[1234567],[null],[7]]");
@@ -230,7 +210,7 @@ class KubernetesPodsIT {
   }
 
   @Test
-  void queuedCallsAddAPodThatGoesWhenIdle() throws Exception {
+  void podsFollowLoadAndIdleness() throws Exception {
     try (LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
         KubernetesMock api = new KubernetesMock();
         KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start();
@@ -251,34 +231,48 @@ class KubernetesPodsIT {
         assertThat(pods(client)).hasSize(1);
 
         // Six callers at once on one runner: calls queue until a second pod takes some.
-        long deadline = System.nanoTime() + WAIT.toNanos();
-        List<CompletableFuture<Long>> calls = new ArrayList<>();
-        int n = 0;
-        while (ScalingIT.sandboxesOf(kiln, "busy") < 2) {
-          assertThat(System.nanoTime() - deadline).as("a second pod in time").isNegative();
-          for (int i = 0; i < 6; i++) {
-            long x = n++;
-            calls.add(
-                CompletableFuture.supplyAsync(
-                    () -> {
-                      try {
-                        return ScalingIT.call(allocator, r, x) - x;
-                      } catch (Exception e) {
-                        throw new IllegalStateException(e);
-                      }
-                    },
-                    callers));
-          }
-          CompletableFuture.allOf(calls.toArray(CompletableFuture[]::new)).join();
-        }
+        List<CompletableFuture<Long>> calls =
+            ScalingIT.loadUntil(kiln, "busy", 2, allocator, r, callers, WAIT);
         assertThat(calls).allSatisfy(c -> assertThat(c.join()).isEqualTo(1));
         assertThat(pods(client)).hasSize(2);
         assertThat(kubelet.sandboxes()).isEqualTo(2);
 
         KubernetesMock.await("the added pod gone when idle", WAIT, () -> pods(client).size() == 1);
         assertThat(ScalingIT.call(allocator, r, 41)).isEqualTo(42);
+
+        // A worker idle past auto_suspend has no pod; the next query resumes it with a new one.
+        // (Its own code: a worker with the same code would share the first one's pods.)
+        ScalingIT.worker(kiln.api(), "sleepy", Map.of("auto_suspend", "1"));
+        DatabendClient.Resource sleepy = ScalingIT.udf(kiln.api(), "sleepy", SLEEPY);
+        assertThat(ScalingIT.call(allocator, sleepy, 1)).isEqualTo(2);
+        assertThat(pods(client)).hasSize(2);
+        KubernetesMock.await("the idle worker's pod gone", WAIT, () -> pods(client).size() == 1);
+        assertThat(
+                kiln.api().listWorkers("acme", Duration.ofSeconds(5)).stream()
+                    .filter(w -> w.getName().equals("sleepy"))
+                    .findFirst()
+                    .orElseThrow()
+                    .getOptionsMap())
+            .containsEntry("state", "suspended");
+        DatabendClient.Resource resumed = ScalingIT.udf(kiln.api(), "sleepy", SLEEPY);
+        assertThat(ScalingIT.call(allocator, resumed, 5)).isEqualTo(6);
+        assertThat(pods(client)).hasSize(2);
       }
     }
+  }
+
+  /** ApplyUdfResource of the humanize UDF, as Databend sends it. */
+  private static DatabendClient.Resource applyFmt(RunningKiln kiln) {
+    return kiln.api()
+        .apply(
+            "acme",
+            spec(
+                "fmt",
+                List.of("BIGINT NULL"),
+                "VARCHAR NULL",
+                List.of(),
+                List.of("humanize"),
+                CODE));
   }
 
   private static List<?> pods(KubernetesClient client) {
@@ -297,13 +291,11 @@ class KubernetesPodsIT {
 
   /** A spec change as the control plane makes it: a JSON patch of the spec alone. */
   private static void edit(KubernetesClient client, UdfWorker w, Consumer<UdfWorkerSpec> edit) {
-    var resource =
-        client.resources(UdfWorker.class).inNamespace("kiln").withName(w.getMetadata().getName());
-    UdfWorkerSpec spec = resource.get().getSpec();
+    String name = w.getMetadata().getName();
+    UdfWorkerSpec spec =
+        client.resources(UdfWorker.class).inNamespace("kiln").withName(name).get().getSpec();
     edit.accept(spec);
-    resource.patch(
-        PatchContext.of(PatchType.JSON),
-        Serialization.asJson(List.of(Map.of("op", "add", "path", "/spec", "value", spec))));
+    UdfWorker.replaceSpec(client, "kiln", name, spec);
   }
 
   private static RunnerPool pool(UdfSignature signature, String endpoint) throws Exception {

@@ -40,8 +40,13 @@ class ScalingIT {
   }
 
   static DatabendClient.Resource udf(DatabendClient api, String name) {
+    return udf(api, name, SLOW);
+  }
+
+  /** The worker's UDF {@code slow(x)} with {@code code}. */
+  static DatabendClient.Resource udf(DatabendClient api, String name, String code) {
     String script =
-        QueryScripts.udf(SLOW, "slow").inputs("BIGINT NULL").result("BIGINT NULL").render();
+        QueryScripts.udf(code, "slow").inputs("BIGINT NULL").result("BIGINT NULL").render();
     return api.createWorker("acme", name, script, Duration.ofSeconds(5));
   }
 
@@ -57,6 +62,41 @@ class ScalingIT {
                 .get(0)
                 .get(0))
         .longValue();
+  }
+
+  /**
+   * Calls the worker's slow UDF six at a time until it has {@code sandboxes}; returns every call,
+   * each with its result minus its argument (1 when right).
+   */
+  static List<CompletableFuture<Long>> loadUntil(
+      RunningKiln kiln,
+      String worker,
+      int sandboxes,
+      BufferAllocator allocator,
+      DatabendClient.Resource r,
+      ExecutorService callers,
+      Duration timeout) {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    List<CompletableFuture<Long>> calls = new ArrayList<>();
+    int n = 0;
+    while (sandboxesOf(kiln, worker) < sandboxes) {
+      assertThat(System.nanoTime() - deadline).as(sandboxes + " sandboxes in time").isNegative();
+      for (int i = 0; i < 6; i++) {
+        long x = n++;
+        calls.add(
+            CompletableFuture.supplyAsync(
+                () -> {
+                  try {
+                    return call(allocator, r, x) - x;
+                  } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                  }
+                },
+                callers));
+      }
+      CompletableFuture.allOf(calls.toArray(CompletableFuture[]::new)).join();
+    }
+    return calls;
   }
 
   static int sandboxesOf(RunningKiln kiln, String worker) {
@@ -77,26 +117,8 @@ class ScalingIT {
       assertThat(sandboxesOf(kiln, "busy")).isEqualTo(1);
 
       // Six callers at once on one runner: calls queue until a second sandbox takes some.
-      long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-      List<CompletableFuture<Long>> calls = new ArrayList<>();
-      int n = 0;
-      while (sandboxesOf(kiln, "busy") < 2) {
-        assertThat(System.nanoTime() - deadline).as("a second sandbox in time").isNegative();
-        for (int i = 0; i < 6; i++) {
-          long x = n++;
-          calls.add(
-              CompletableFuture.supplyAsync(
-                  () -> {
-                    try {
-                      return call(r, x) - x;
-                    } catch (Exception e) {
-                      throw new IllegalStateException(e);
-                    }
-                  },
-                  callers));
-        }
-        CompletableFuture.allOf(calls.toArray(CompletableFuture[]::new)).join();
-      }
+      List<CompletableFuture<Long>> calls =
+          loadUntil(kiln, "busy", 2, allocator, r, callers, Duration.ofSeconds(60));
       assertThat(calls).allSatisfy(c -> assertThat(c.join()).isEqualTo(1));
       assertThat(sandboxesOf(kiln, "busy")).as("never above max_cluster_count").isEqualTo(2);
       assertThat(

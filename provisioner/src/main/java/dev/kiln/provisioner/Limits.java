@@ -14,8 +14,10 @@ package dev.kiln.provisioner;
  * @param maxProcesses tasks (processes and threads) the sandbox's user may have at once
  *     (RLIMIT_NPROC, enforced by gVisor): a fork or thread start beyond fails with EAGAIN in that
  *     process instead of the sandbox running out of memory
+ * @param gpus GPUs of the sandbox ({@code nvidia.com/gpu}); only sandbox pods on GPU nodes have any
  */
-public record Limits(long memoryBytes, double cpus, long writableBytes, int maxProcesses) {
+public record Limits(
+    long memoryBytes, double cpus, long writableBytes, int maxProcesses, int gpus) {
   /**
    * Memory allowed per task. Threads cost the sandbox little, but a forked Python process costs it
    * 4.5-7 MiB under runsc's ptrace platform (its stub process, page tables and the pages the child
@@ -49,6 +51,19 @@ public record Limits(long memoryBytes, double cpus, long writableBytes, int maxP
       throw new IllegalArgumentException(
           "a sandbox needs at least 2 processes (init and one more), got " + maxProcesses);
     }
+    if (gpus < 0) {
+      throw new IllegalArgumentException("gpus must not be negative, got " + gpus);
+    }
+  }
+
+  /** Limits without GPUs. */
+  public Limits(long memoryBytes, double cpus, long writableBytes, int maxProcesses) {
+    this(memoryBytes, cpus, writableBytes, maxProcesses, 0);
+  }
+
+  /** The same limits with {@code gpus} GPUs. */
+  public Limits withGpus(int gpus) {
+    return new Limits(memoryBytes, cpus, writableBytes, maxProcesses, gpus);
   }
 
   /**

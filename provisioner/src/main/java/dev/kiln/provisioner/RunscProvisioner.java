@@ -130,6 +130,11 @@ public final class RunscProvisioner implements Provisioner {
   @Override
   public Sandbox start(SandboxSpec spec) throws IOException, InterruptedException {
     Objects.requireNonNull(spec, "spec");
+    if (spec.limits().gpus() > 0) {
+      throw new IOException(
+          "a local gVisor sandbox has no GPUs; a worker with gpu > 0 needs kiln serve --kubernetes"
+              + " on a cluster with GPU nodes (gVisor with nvproxy)");
+    }
     String id = newId(spec.name());
     long t0 = System.nanoTime();
     RunscSandbox sandbox;

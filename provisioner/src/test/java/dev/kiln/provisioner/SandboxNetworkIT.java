@@ -66,17 +66,22 @@ class SandboxNetworkIT {
     }
   }
 
+  /** A sandbox on {@code net} running {@link #UPPER_SERVER}, returned once it listens. */
+  private static Sandbox upperServer(String name, SandboxNetwork net) throws Exception {
+    Sandbox sandbox =
+        provisioner.start(
+            TestImages.spec(name, TestImages.image(List.of(base), TestImages.python(UPPER_SERVER)))
+                .withNetwork(net));
+    // The server prints 'listening' once bound; the init's 'ready' came before.
+    assertThat(TestImages.readLine(sandbox.init())).isEqualTo("listening");
+    return sandbox;
+  }
+
   @Test
   void theHostReachesAServerInTheSandboxAtItsAddress() throws Exception {
     try (SandboxNetwork net = SandboxNetwork.create(100);
-        Sandbox sandbox =
-            provisioner.start(
-                TestImages.spec(
-                        "net", TestImages.image(List.of(base), TestImages.python(UPPER_SERVER)))
-                    .withNetwork(net))) {
+        Sandbox sandbox = upperServer("net", net)) {
       InetSocketAddress at = new InetSocketAddress(net.sandboxAddress(), 7070);
-      // The server prints 'listening' once bound; the init's 'ready' came before.
-      assertThat(TestImages.readLine(sandbox.init())).isEqualTo("listening");
       assertThat(ask(at, "hello")).isEqualTo("HELLO");
       assertThat(ask(at, "again")).isEqualTo("AGAIN");
 
@@ -147,12 +152,7 @@ class SandboxNetworkIT {
   void networksNoProcessUsesAreReapedAndOnesInUseAreNot() throws Exception {
     SandboxNetwork left = SandboxNetwork.create(400); // as a process that died leaves one
     try (SandboxNetwork used = SandboxNetwork.create(500);
-        Sandbox sandbox =
-            provisioner.start(
-                TestImages.spec(
-                        "used", TestImages.image(List.of(base), TestImages.python(UPPER_SERVER)))
-                    .withNetwork(used))) {
-      assertThat(TestImages.readLine(sandbox.init())).isEqualTo("listening");
+        Sandbox sandbox = upperServer("used", used)) {
       assertThat(SandboxNetwork.reapUnused(Duration.ZERO)).isGreaterThanOrEqualTo(1);
       assertThat(left.namespace()).doesNotExist();
       assertThat(used.namespace()).exists();

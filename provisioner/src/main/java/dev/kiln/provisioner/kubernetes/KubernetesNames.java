@@ -30,6 +30,12 @@ public final class KubernetesNames {
   /** The label naming a namespace's or pod's tenant (as {@link #labelValue}). */
   public static final String TENANT = UdfWorker.GROUP + "/tenant";
 
+  /**
+   * The label of a pod its sandbox no longer needs: when the worker asks for fewer pods, these go
+   * first.
+   */
+  public static final String RELEASED = UdfWorker.GROUP + "/released";
+
   /** The label holding a pod's template hash: a pod whose template changed is replaced. */
   public static final String TEMPLATE = UdfWorker.GROUP + "/template";
 

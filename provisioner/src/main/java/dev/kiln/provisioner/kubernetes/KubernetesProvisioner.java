@@ -33,7 +33,8 @@ import org.slf4j.LoggerFactory;
  * {@link PodSandbox} whose runners are reached over TCP. The pods are made by the {@link
  * UdfWorkerReconciler} of whichever Kiln replica holds the lease, from the image's registry
  * reference and argv (the runner listener); the sandbox's variables become the pod's. Closing a
- * sandbox deletes its pod and asks for one fewer; the worker goes with the last.
+ * sandbox marks its pod released and asks for one fewer (the reconciler removes released pods
+ * first); the worker goes with the last.
  *
  * <p>What is not here yet: several Kiln replicas sharing one worker (each asks for its own count).
  */
@@ -119,7 +120,8 @@ public final class KubernetesProvisioner implements Provisioner {
         if (live.remove(e.getKey(), s)) {
           log.warn("pod {} of UDF worker {} is gone", s.id(), s.worker());
           s.lost();
-          lower(s.worker());
+          // Not on the informer's thread: asking the API server takes a round trip.
+          Thread.ofVirtual().start(() -> lower(s.worker()));
         }
       }
     }
@@ -235,6 +237,7 @@ public final class KubernetesProvisioner implements Provisioner {
     s.setEnv(env);
     s.setCpu(BigDecimal.valueOf(spec.limits().cpus()).stripTrailingZeros().toPlainString());
     s.setMemory(Long.toString(spec.limits().memoryBytes()));
+    s.setGpu(spec.limits().gpus());
     s.setReplicas(pods);
     s.setMinReplicas(0);
     s.setMaxReplicas(pods);
@@ -254,17 +257,7 @@ public final class KubernetesProvisioner implements Provisioner {
         // made meanwhile: replace its spec below
       }
     }
-    patchSpec(worker, s);
-  }
-
-  private void patchSpec(String worker, UdfWorkerSpec s) {
-    client
-        .resources(UdfWorker.class)
-        .inNamespace(settings.kilnNamespace())
-        .withName(worker)
-        .patch(
-            PatchContext.of(PatchType.JSON),
-            Serialization.asJson(List.of(Map.of("op", "add", "path", "/spec", "value", s))));
+    UdfWorker.replaceSpec(client, settings.kilnNamespace(), worker, s);
   }
 
   /** One pod fewer for the worker; its resource goes with the last. */
@@ -294,13 +287,24 @@ public final class KubernetesProvisioner implements Provisioner {
     }
   }
 
-  /** A sandbox closed: its pod goes, and the worker asks for one fewer. */
+  /**
+   * A sandbox closed: its pod is marked released, then the worker asks for one fewer, and the
+   * reconciler removes released pods first. (Deleting the pod before asking for fewer would make
+   * the reconciler start a replacement in between.)
+   */
   void release(PodSandbox s) {
     live.values().remove(s);
     try {
-      client.pods().inNamespace(s.namespace()).withName(s.podName()).delete();
+      client
+          .pods()
+          .inNamespace(s.namespace())
+          .withName(s.podName())
+          .patch(
+              PatchContext.of(PatchType.JSON_MERGE),
+              Serialization.asJson(
+                  Map.of("metadata", Map.of("labels", Map.of(KubernetesNames.RELEASED, "true")))));
     } catch (KubernetesClientException e) {
-      log.warn("deleting pod {} failed: {}", s.id(), e.getMessage());
+      log.warn("marking pod {} released failed: {}", s.id(), e.getMessage());
     }
     lower(s.worker());
   }

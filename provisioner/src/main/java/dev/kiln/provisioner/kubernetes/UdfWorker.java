@@ -2,11 +2,17 @@ package dev.kiln.provisioner.kubernetes;
 
 import io.fabric8.kubernetes.api.model.Namespaced;
 import io.fabric8.kubernetes.client.CustomResource;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
+import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.kubernetes.model.annotation.Group;
 import io.fabric8.kubernetes.model.annotation.Kind;
 import io.fabric8.kubernetes.model.annotation.Plural;
 import io.fabric8.kubernetes.model.annotation.Singular;
 import io.fabric8.kubernetes.model.annotation.Version;
+import java.util.List;
+import java.util.Map;
 
 /**
  * The desired state of one UDF's (or Databend worker's) sandboxes in the API server, in Kiln's own
@@ -23,6 +29,21 @@ public class UdfWorker extends CustomResource<UdfWorkerSpec, UdfWorkerStatus>
     implements Namespaced {
   public static final String GROUP = "kiln.dev";
   public static final String VERSION = "v1alpha1";
+
+  /**
+   * Replaces a worker's spec with a JSON patch (RFC 6902) of the spec alone, without its resource
+   * version: it never conflicts with the reconciler's status updates.
+   */
+  public static void replaceSpec(
+      KubernetesClient client, String namespace, String name, UdfWorkerSpec spec) {
+    client
+        .resources(UdfWorker.class)
+        .inNamespace(namespace)
+        .withName(name)
+        .patch(
+            PatchContext.of(PatchType.JSON),
+            Serialization.asJson(List.of(Map.of("op", "add", "path", "/spec", "value", spec))));
+  }
 
   @Override
   protected UdfWorkerSpec initSpec() {

@@ -1,5 +1,8 @@
 package dev.kiln.provisioner.kubernetes;
 
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.PodCondition;
+import io.fabric8.kubernetes.api.model.PodStatus;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.server.mock.KubernetesCrudDispatcher;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
@@ -29,6 +32,11 @@ public final class KubernetesMock implements AutoCloseable {
   private final List<KubernetesClient> clients = new ArrayList<>();
 
   public KubernetesMock() throws IOException {
+    this(MANIFESTS);
+  }
+
+  /** A mock that knows the CRD of the manifests in {@code manifests}. */
+  public KubernetesMock(Path manifests) throws IOException {
     server =
         new KubernetesMockServer(
             new Context(),
@@ -37,7 +45,7 @@ public final class KubernetesMock implements AutoCloseable {
             new KubernetesCrudDispatcher(List.of()),
             false);
     server.init();
-    try (InputStream crd = Files.newInputStream(MANIFESTS.resolve("udfworker-crd.yaml"))) {
+    try (InputStream crd = Files.newInputStream(manifests.resolve("udfworker-crd.yaml"))) {
       client().load(crd).create();
     }
   }
@@ -71,6 +79,33 @@ public final class KubernetesMock implements AutoCloseable {
             .formatted(url.endsWith("/") ? url.substring(0, url.length() - 1) : url));
   }
 
+  /**
+   * Writes a pod's status as a kubelet would: {@code Running} and Ready at {@code ip}, or ended in
+   * {@code Failed} when {@code ip} is null.
+   */
+  public static void setPodStatus(KubernetesClient client, Pod pod, String ip) {
+    PodStatus s = new PodStatus();
+    if (ip == null) {
+      s.setPhase("Failed");
+    } else {
+      s.setPhase("Running");
+      s.setPodIP(ip);
+      PodCondition ready = new PodCondition();
+      ready.setType("Ready");
+      ready.setStatus("True");
+      s.setConditions(List.of(ready));
+    }
+    client
+        .pods()
+        .inNamespace(pod.getMetadata().getNamespace())
+        .withName(pod.getMetadata().getName())
+        .editStatus(
+            cur -> {
+              cur.setStatus(s);
+              return cur;
+            });
+  }
+
   /** Polls {@code condition} until it holds; fails after {@code timeout}. */
   public static void await(String what, Duration timeout, BooleanSupplier condition)
       throws InterruptedException {
@@ -83,9 +118,19 @@ public final class KubernetesMock implements AutoCloseable {
     }
   }
 
+  /**
+   * Stops the server, then its clients. In this order: the mock writes a watch event to a client
+   * that closed its watch by blocking its only thread for 30 s.
+   */
   @Override
   public synchronized void close() {
+    try {
+      server.destroy();
+    } catch (IllegalStateException e) {
+      // The mock could not stop within its 10 s (its thread still blocked on such a write): the
+      // fake's own shutdown, not what a test checks.
+      System.err.println("the mock API server did not stop cleanly: " + e.getMessage());
+    }
     clients.forEach(KubernetesClient::close);
-    server.destroy();
   }
 }

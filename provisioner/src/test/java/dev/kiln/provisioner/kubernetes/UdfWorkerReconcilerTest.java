@@ -5,13 +5,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.Pod;
-import io.fabric8.kubernetes.api.model.PodCondition;
-import io.fabric8.kubernetes.api.model.PodStatus;
 import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.dsl.base.PatchContext;
-import io.fabric8.kubernetes.client.dsl.base.PatchType;
-import io.fabric8.kubernetes.client.utils.Serialization;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -36,6 +31,7 @@ class UdfWorkerReconcilerTest {
       KubernetesSettings.defaults("kiln").withLeaseDuration(Duration.ofSeconds(2));
   private KubernetesMock mock;
   private KubernetesClient client;
+  private KubernetesClient leaderClient;
   private UdfWorkerReconciler reconciler;
   private final AtomicInteger ips = new AtomicInteger(10);
 
@@ -43,15 +39,16 @@ class UdfWorkerReconcilerTest {
   void start() throws Exception {
     mock = new KubernetesMock();
     client = mock.client();
-    reconciler = new UdfWorkerReconciler(mock.client(), settings, "kiln-a");
+    leaderClient = mock.client();
+    reconciler = new UdfWorkerReconciler(leaderClient, settings, "kiln-a");
     reconciler.start();
     await("kiln-a to lead", WAIT, reconciler::isLeader);
   }
 
   @AfterEach
   void stop() {
+    mock.close(); // first: see KubernetesMock#close
     reconciler.close();
-    mock.close();
   }
 
   private UdfWorker create(String tenant, String udf, Consumer<UdfWorkerSpec> edit) {
@@ -78,13 +75,11 @@ class UdfWorkerReconcilerTest {
    * so it never conflicts with the reconciler's status updates.
    */
   private void edit(UdfWorker w, Consumer<UdfWorkerSpec> edit) {
-    var resource =
-        client.resources(UdfWorker.class).inNamespace("kiln").withName(w.getMetadata().getName());
-    UdfWorkerSpec spec = resource.get().getSpec();
+    String name = w.getMetadata().getName();
+    UdfWorkerSpec spec =
+        client.resources(UdfWorker.class).inNamespace("kiln").withName(name).get().getSpec();
     edit.accept(spec);
-    resource.patch(
-        PatchContext.of(PatchType.JSON),
-        Serialization.asJson(List.of(Map.of("op", "add", "path", "/spec", "value", spec))));
+    UdfWorker.replaceSpec(client, "kiln", name, spec);
   }
 
   private List<Pod> pods(UdfWorker w) {
@@ -109,22 +104,7 @@ class UdfWorkerReconcilerTest {
   /** What a kubelet would write once the pod's readiness probe passes; returns the pod's IP. */
   private String markReady(Pod p) {
     String ip = "10.0.0." + ips.incrementAndGet();
-    client
-        .pods()
-        .inNamespace(p.getMetadata().getNamespace())
-        .withName(p.getMetadata().getName())
-        .editStatus(
-            cur -> {
-              PodStatus s = new PodStatus();
-              s.setPhase("Running");
-              s.setPodIP(ip);
-              PodCondition ready = new PodCondition();
-              ready.setType("Ready");
-              ready.setStatus("True");
-              s.setConditions(List.of(ready));
-              cur.setStatus(s);
-              return cur;
-            });
+    KubernetesMock.setPodStatus(client, p, ip);
     return ip + ":7070";
   }
 
@@ -237,17 +217,7 @@ class UdfWorkerReconcilerTest {
     assertThat(names(pods(w))).doesNotContainAnyElementsOf(before);
 
     Pod failed = pods(w).getFirst();
-    client
-        .pods()
-        .inNamespace(failed.getMetadata().getNamespace())
-        .withName(failed.getMetadata().getName())
-        .editStatus(
-            cur -> {
-              PodStatus s = new PodStatus();
-              s.setPhase("Failed");
-              cur.setStatus(s);
-              return cur;
-            });
+    KubernetesMock.setPodStatus(client, failed, null);
     await(
         "the ended pod replaced",
         WAIT,
@@ -297,7 +267,8 @@ class UdfWorkerReconcilerTest {
       assertThat(other.isLeader()).isFalse();
       assertThat(pods(w)).hasSize(2); // one reconciler made them, not two
 
-      reconciler.close();
+      // The leader's process dies: its connections end, its lease is no longer renewed.
+      leaderClient.close();
       await("kiln-b to lead", WAIT, other::isLeader);
       edit(w, s -> s.setReplicas(3));
       awaitPods(w, 3);

@@ -1,0 +1,161 @@
+package dev.kiln.provisioner.kubernetes;
+
+import static dev.kiln.provisioner.kubernetes.KubernetesMock.await;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.kiln.provisioner.Limits;
+import dev.kiln.provisioner.Sandbox;
+import dev.kiln.provisioner.SandboxImage;
+import dev.kiln.provisioner.SandboxSpec;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Sandboxes as pods, against fabric8's mock API server in CRUD mode ({@link KubernetesMock}: the
+ * one fake, since no Kubernetes API server can be installed here) with the real reconciler. No
+ * kubelet runs, so the test marks the reconciler's pods ready itself, as a kubelet would.
+ */
+class KubernetesProvisionerTest {
+  private static final Duration WAIT = Duration.ofSeconds(20);
+  private static final String IMAGE = "localhost:5000/kiln/udf@sha256:" + "c".repeat(64);
+  private static final List<String> LISTEN =
+      List.of("python3", "/kiln/runner/kiln_runner.py", "listen", "0.0.0.0:7070");
+
+  private final KubernetesSettings settings =
+      KubernetesSettings.defaults("kiln").withLeaseDuration(Duration.ofSeconds(2));
+  private final AtomicInteger ips = new AtomicInteger(20);
+  private KubernetesMock mock;
+  private KubernetesClient client;
+  private UdfWorkerReconciler reconciler;
+  private KubernetesProvisioner pods;
+
+  @BeforeEach
+  void start() throws Exception {
+    mock = new KubernetesMock();
+    client = mock.client();
+    reconciler = new UdfWorkerReconciler(mock.client(), settings, "kiln-a");
+    reconciler.start();
+    pods = new KubernetesProvisioner(mock.client(), settings, WAIT);
+    // What a kubelet does: every new pod of the reconciler becomes ready at an address of its own.
+    client
+        .pods()
+        .inAnyNamespace()
+        .inform(
+            new io.fabric8.kubernetes.client.informers.ResourceEventHandler<Pod>() {
+              @Override
+              public void onAdd(Pod p) {
+                CompletableFuture.runAsync(
+                    () ->
+                        KubernetesMock.setPodStatus(client, p, "10.0.1." + ips.incrementAndGet()));
+              }
+
+              @Override
+              public void onUpdate(Pod o, Pod p) {}
+
+              @Override
+              public void onDelete(Pod p, boolean unknown) {}
+            });
+  }
+
+  @AfterEach
+  void stop() {
+    mock.close(); // first: see KubernetesMock#close
+    pods.close();
+    reconciler.close();
+  }
+
+  private static SandboxSpec spec(String image, int gpus) {
+    return new SandboxSpec(
+            "0123456789ab",
+            new SandboxImage(
+                List.of(new SandboxImage.Layer("sha256:" + "d".repeat(64), "tar", Path.of("/x"))),
+                LISTEN,
+                List.of("PATH=/usr/bin"),
+                "/",
+                image),
+            new Limits(512L << 20, 0.5).withGpus(gpus),
+            List.of("MODEL=small"))
+        .withOwner("acme");
+  }
+
+  private UdfWorker worker() {
+    return client
+        .resources(UdfWorker.class)
+        .inNamespace("kiln")
+        .withName(KubernetesNames.workerName("acme", "0123456789ab"))
+        .get();
+  }
+
+  private List<Pod> tenantPods() {
+    return client.pods().inNamespace(KubernetesNames.tenantNamespace("acme")).list().getItems();
+  }
+
+  @Test
+  void eachSandboxIsAReadyPodOfTheOwnersWorkerReachedOverTcp() throws Exception {
+    Sandbox first = pods.start(spec(IMAGE, 0));
+    UdfWorker w = worker();
+    assertThat(w.getSpec().getImage()).isEqualTo(IMAGE);
+    assertThat(w.getSpec().getCommand()).isEqualTo(LISTEN);
+    assertThat(w.getSpec().getEnv()).containsEntry("MODEL", "small");
+    assertThat(w.getSpec().getCpu()).isEqualTo("0.5");
+    assertThat(w.getSpec().getMemory()).isEqualTo(Long.toString(512L << 20));
+    assertThat(w.getSpec().getReplicas()).isEqualTo(1);
+    assertThat(first.runnerEndpoint()).isPresent();
+    assertThat(first.runnerEndpoint().get().getPort()).isEqualTo(7070);
+    assertThatThrownBy(() -> first.exec(List.of("true"), List.of()))
+        .hasMessageContaining("its runners are reached over TCP");
+
+    Sandbox second = pods.start(spec(IMAGE, 0));
+    assertThat(second.runnerEndpoint()).isNotEqualTo(first.runnerEndpoint());
+    assertThat(worker().getSpec().getReplicas()).isEqualTo(2);
+    assertThat(pods.sandboxes()).hasSize(2);
+
+    second.close();
+    assertThat(second.stopped()).isDone();
+    await("one pod", WAIT, () -> tenantPods().size() == 1);
+    assertThat(worker().getSpec().getReplicas()).isEqualTo(1);
+    assertThat(first.isRunning()).isTrue();
+
+    first.close();
+    await("the worker gone with its last sandbox", WAIT, () -> worker() == null);
+    await("no pods", WAIT, () -> tenantPods().isEmpty());
+  }
+
+  @Test
+  void aSandboxWhosePodGoesIsLost() throws Exception {
+    Sandbox s = pods.start(spec(IMAGE, 0));
+    Pod pod = tenantPods().getFirst();
+    client.resource(pod).delete();
+    s.stopped().get(WAIT.toSeconds(), TimeUnit.SECONDS);
+    assertThat(s.isRunning()).isFalse();
+    assertThat(pods.sandboxes()).isEmpty();
+  }
+
+  @Test
+  void gpusGoToTheWorkersPods() throws Exception {
+    try (Sandbox s = pods.start(spec(IMAGE, 1))) {
+      assertThat(worker().getSpec().getGpu()).isEqualTo(1);
+      assertThat(tenantPods().getFirst().getSpec().getRuntimeClassName())
+          .isEqualTo(settings.gpuRuntimeClass());
+    }
+  }
+
+  @Test
+  void anImageOnlyHereOrASandboxOfNobodyIsRefusedAndNothingIsAskedFor() {
+    assertThatThrownBy(() -> pods.start(spec(null, 0)))
+        .hasMessageContaining("run kiln serve with --registry");
+    assertThatThrownBy(() -> pods.start(spec(IMAGE, 0).withOwner(null)))
+        .hasMessageContaining("needs an owner");
+    assertThat(worker()).isNull();
+  }
+}
