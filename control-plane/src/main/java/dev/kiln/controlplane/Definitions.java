@@ -248,6 +248,7 @@ final class Definitions {
     size.put("cpus", e.sizing().cpus());
     size.put("memory_bytes", e.sizing().memoryBytes());
     size.put("runners", e.sizing().runners());
+    size.put("gpus", e.sizing().gpus());
     UdfDefinition d = e.definition();
     n.put("spec", d.spec().canonicalJson());
     ArrayNode reqs = n.putArray("requirements");
@@ -293,7 +294,8 @@ final class Definitions {
             size.path("name").asText(),
             size.path("cpus").asDouble(),
             size.path("memory_bytes").asLong(),
-            size.path("runners").asInt()),
+            size.path("runners").asInt(),
+            size.path("gpus").asInt(0)),
         n.hasNonNull("owner") ? n.path("owner").asText() : null,
         Instant.parse(n.path("answered").asText()));
   }

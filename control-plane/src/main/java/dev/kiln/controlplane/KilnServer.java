@@ -257,7 +257,10 @@ public final class KilnServer implements AutoCloseable {
           });
     }
     Workers workers = Workers.open(data.resolve("workers.json"));
-    WorkerSizes sizes = WorkerSizes.of(config.workerSizes());
+    WorkerSizes sizes =
+        config.kubernetes()
+            ? WorkerSizes.of(config.workerSizes()).withGpus()
+            : WorkerSizes.of(config.workerSizes());
     Scaler scaler =
         new Scaler(
             pipeline,

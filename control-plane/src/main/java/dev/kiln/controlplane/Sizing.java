@@ -11,12 +11,13 @@ import dev.kiln.provisioner.Limits;
  * @param memoryBytes memory of the sandbox's processes; its scratch space ({@link #limits}) comes
  *     on top
  * @param runners runner processes in the sandbox
+ * @param gpus GPUs of the sandbox (a worker's {@code gpu} option; only sandbox pods have any)
  */
-record Sizing(String name, double cpus, long memoryBytes, int runners) {
+record Sizing(String name, double cpus, long memoryBytes, int runners, int gpus) {
   static final String DEFAULT = "default";
 
   Sizing {
-    if (!(cpus > 0) || memoryBytes < 64L << 20 || runners < 1) {
+    if (!(cpus > 0) || memoryBytes < 64L << 20 || runners < 1 || gpus < 0) {
       throw new IllegalArgumentException(
           "size "
               + name
@@ -27,6 +28,16 @@ record Sizing(String name, double cpus, long memoryBytes, int runners) {
               + " MiB, "
               + runners);
     }
+  }
+
+  /** A size without GPUs. */
+  Sizing(String name, double cpus, long memoryBytes, int runners) {
+    this(name, cpus, memoryBytes, runners, 0);
+  }
+
+  /** The same size with {@code gpus} GPUs. */
+  Sizing withGpus(int gpus) {
+    return new Sizing(name, cpus, memoryBytes, runners, gpus);
   }
 
   /** The server's own sandbox settings, for UDFs whose worker names no size. */
@@ -52,11 +63,20 @@ record Sizing(String name, double cpus, long memoryBytes, int runners) {
   Limits limits() {
     long writable = Limits.defaultWritableBytes(memoryBytes);
     return new Limits(
-        memoryBytes + writable, cpus, writable, Limits.defaultMaxProcesses(memoryBytes));
+        memoryBytes + writable, cpus, writable, Limits.defaultMaxProcesses(memoryBytes), gpus);
   }
 
   @Override
   public String toString() {
-    return name + " (" + cpus + " CPUs, " + (memoryBytes >> 20) + " MiB, " + runners + " runners)";
+    return name
+        + " ("
+        + cpus
+        + " CPUs, "
+        + (memoryBytes >> 20)
+        + " MiB, "
+        + runners
+        + " runners"
+        + (gpus > 0 ? ", " + gpus + " GPUs" : "")
+        + ")";
   }
 }

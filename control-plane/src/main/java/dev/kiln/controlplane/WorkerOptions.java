@@ -16,23 +16,30 @@ import java.util.TreeMap;
  * memory and runners), {@code auto_resume} ({@code true}: the next query starts a suspended worker
  * again), {@code auto_suspend} (seconds without calls before the worker's sandboxes stop; 0 =
  * never; {@link IdleSuspender} acts on it), {@code min_cluster_count} and {@code max_cluster_count}
- * (sandboxes under load: checked and kept; scaling out is still to come).
+ * (sandboxes under load), {@code gpu} (GPUs per sandbox: pods on GPU nodes, with {@code kiln serve
+ * --kubernetes}).
  *
  * @param size the size, empty for the server's own sandbox settings
  * @param autoSuspend idle time before the sandboxes stop, {@link Duration#ZERO} = never
  * @param autoResume whether a query resumes a suspended worker
  * @param minClusterCount fewest sandboxes
  * @param maxClusterCount most sandboxes
+ * @param gpus GPUs per sandbox
  */
 record WorkerOptions(
     Optional<Sizing> size,
     Duration autoSuspend,
     boolean autoResume,
     int minClusterCount,
-    int maxClusterCount) {
+    int maxClusterCount,
+    int gpus) {
 
   static final List<String> KEYS =
-      List.of("size", "auto_suspend", "auto_resume", "min_cluster_count", "max_cluster_count");
+      List.of(
+          "size", "auto_suspend", "auto_resume", "min_cluster_count", "max_cluster_count", "gpu");
+
+  /** The most GPUs a sandbox may ask for (a node's, at most). */
+  static final int MAX_GPUS = 16;
 
   /**
    * The options {@code raw} names (others at their defaults).
@@ -49,6 +56,7 @@ record WorkerOptions(
     boolean autoResume = true;
     int min = 1;
     int max = 1;
+    int gpus = 0;
     for (Map.Entry<String, String> e : new TreeMap<>(raw).entrySet()) {
       String key = e.getKey().toLowerCase(Locale.ROOT);
       String value = e.getValue().strip();
@@ -86,6 +94,20 @@ record WorkerOptions(
             max = n.intValue();
           }
         }
+        case "gpu" -> {
+          Long n = nonNegative(value);
+          if (n == null || n > MAX_GPUS) {
+            errors.add("gpu '" + value + "' is not a count of GPUs from 0 to " + MAX_GPUS);
+          } else if (n > 0 && !sizes.gpus()) {
+            errors.add(
+                "gpu '"
+                    + value
+                    + "': this server's sandboxes are local gVisor sandboxes, which have no GPUs;"
+                    + " GPUs need kiln serve --kubernetes on a cluster with GPU nodes");
+          } else {
+            gpus = n.intValue();
+          }
+        }
         default -> errors.add("'" + e.getKey() + "' is not a worker option");
       }
     }
@@ -100,9 +122,11 @@ record WorkerOptions(
               + ". Supported: size ("
               + String.join(", ", sizes.names())
               + "), auto_suspend (seconds, 0 = never), auto_resume (true, false),"
-              + " min_cluster_count and max_cluster_count (1 to 1000, min <= max)");
+              + " min_cluster_count and max_cluster_count (1 to 1000, min <= max), gpu (0 to "
+              + MAX_GPUS
+              + ", with kiln serve --kubernetes)");
     }
-    return new WorkerOptions(size, autoSuspend, autoResume, min, max);
+    return new WorkerOptions(size, autoSuspend, autoResume, min, max, gpus);
   }
 
   private static Long nonNegative(String value) {
@@ -116,6 +140,6 @@ record WorkerOptions(
 
   /** The sandbox size these options ask for, or {@code fallback} (the server's own). */
   Sizing sizing(Sizing fallback) {
-    return size.orElse(fallback);
+    return size.orElse(fallback).withGpus(gpus);
   }
 }

@@ -14,7 +14,8 @@ import java.util.regex.Pattern;
 /**
  * The worker sizes a {@code size} option may name, each a sandbox's CPUs, memory and runner
  * processes. The defaults ({@link #DEFAULTS}) are replaced or extended by {@code --worker-size
- * NAME=CPUS,MEMORY,RUNNERS} (e.g. {@code medium=2,1GiB,2}).
+ * NAME=CPUS,MEMORY,RUNNERS} (e.g. {@code medium=2,1GiB,2}). Whether a worker's {@code gpu} option
+ * may ask for GPUs on top ({@link #gpus}): only when sandboxes are pods of a cluster.
  */
 final class WorkerSizes {
   /** The built-in table, smallest first. */
@@ -27,9 +28,21 @@ final class WorkerSizes {
           Pattern.CASE_INSENSITIVE);
 
   private final Map<String, Sizing> byName;
+  private final boolean gpus;
 
-  private WorkerSizes(Map<String, Sizing> byName) {
+  private WorkerSizes(Map<String, Sizing> byName, boolean gpus) {
     this.byName = byName;
+    this.gpus = gpus;
+  }
+
+  /** The same table, where sandboxes may have GPUs (pods of a cluster with GPU nodes). */
+  WorkerSizes withGpus() {
+    return new WorkerSizes(byName, true);
+  }
+
+  /** Whether sandboxes may have GPUs. */
+  boolean gpus() {
+    return gpus;
   }
 
   /**
@@ -47,7 +60,7 @@ final class WorkerSizes {
       Sizing z = parse(s.strip());
       sizes.put(z.name(), z);
     }
-    return new WorkerSizes(sizes);
+    return new WorkerSizes(sizes, false);
   }
 
   private static Sizing parse(String spec) throws KilnException {

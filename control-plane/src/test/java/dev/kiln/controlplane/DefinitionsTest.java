@@ -40,7 +40,8 @@ class DefinitionsTest {
         new Tenant(tenant),
         new ContentKey("ab".repeat(32)),
         d,
-        new Sizing("small", 1.0, 512L << 20, 1),
+        // A worker's GPUs are kept with its size (a worker without any has 0).
+        new Sizing("small", 1.0, 512L << 20, 1, owner == null ? 0 : 1),
         owner,
         Instant.parse("2026-12-03T10:00:00Z"));
   }
