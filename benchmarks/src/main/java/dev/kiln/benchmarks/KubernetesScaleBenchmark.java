@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks;
 
+import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesMock;
 import dev.kiln.provisioner.kubernetes.KubernetesNames;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
@@ -65,15 +66,17 @@ final class KubernetesScaleBenchmark {
       base = heap();
       long t1 = System.nanoTime();
       try (KubernetesClient replica = server.client();
+          KubernetesCaches caches = KubernetesCaches.start(replica, settings);
           KubernetesProvisioner pods =
-              new KubernetesProvisioner(replica, settings, Duration.ofMinutes(1));
-          UdfWorkerReconciler reconciler = new UdfWorkerReconciler(replica, settings, "bench")) {
+              new KubernetesProvisioner(replica, caches, settings, Duration.ofMinutes(1));
+          UdfWorkerReconciler reconciler =
+              new UdfWorkerReconciler(replica, caches, settings, "bench")) {
         double syncS = (System.nanoTime() - t1) / 1e9;
         // Before the reconciler leads: its status writes grow the mock's store (same process).
         long held = heap() - base;
         System.out.printf(
-            "a replica's cache of the workers (the pod provisioner's informer) synced in %.1f s;"
-                + " heap held %.1f MiB (%d bytes per worker; the reconciler keeps a second)%n",
+            "a replica's caches (workers and pods, shared by its reconciler and pod provisioner)"
+                + " synced in %.1f s; heap held %.1f MiB (%d bytes per worker)%n",
             syncS, held / 1048576.0, held / n);
         reconciler.start();
         long t3 = System.nanoTime();

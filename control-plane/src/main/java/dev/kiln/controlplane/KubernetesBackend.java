@@ -1,6 +1,7 @@
 package dev.kiln.controlplane;
 
 import dev.kiln.provisioner.Provisioner;
+import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;
 import dev.kiln.provisioner.kubernetes.UdfWorkerReconciler;
@@ -26,10 +27,13 @@ final class KubernetesBackend {
     KubernetesClient client = KubernetesProvisioner.connect(config.kubeconfig());
     closeables.push(client);
     KubernetesSettings settings = settings(config);
-    UdfWorkerReconciler reconciler = new UdfWorkerReconciler(client, settings, identity());
+    // One cache of the workers and one of the pods, for the reconciler and the provisioner.
+    KubernetesCaches caches = KubernetesCaches.start(client, settings);
+    closeables.push(caches);
+    UdfWorkerReconciler reconciler = new UdfWorkerReconciler(client, caches, settings, identity());
     closeables.push(reconciler);
     reconciler.start();
-    KubernetesProvisioner pods = new KubernetesProvisioner(client, settings, POD_START);
+    KubernetesProvisioner pods = new KubernetesProvisioner(client, caches, settings, POD_START);
     closeables.push(pods);
     return pods;
   }

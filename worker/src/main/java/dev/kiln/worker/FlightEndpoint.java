@@ -36,6 +36,9 @@ import org.slf4j.LoggerFactory;
  * Decimal64Schemas}).
  */
 public final class FlightEndpoint implements AutoCloseable {
+  /** How long closing waits for gRPC to free the messages of calls that just ended. */
+  private static final Duration RELEASE_WAIT = Duration.ofSeconds(2);
+
   private static final String ZERO_COPY_READ = "arrow.flight.enable_zero_copy_read";
 
   /**
@@ -241,6 +244,17 @@ public final class FlightEndpoint implements AutoCloseable {
           running,
           allocator.getAllocatedMemory());
       return;
+    }
+    // A call that ended moments ago may still have a message in flight that gRPC's threads free
+    // (a batch that arrived as the call was refused): give them a moment before calling it a leak.
+    long deadline = System.nanoTime() + RELEASE_WAIT.toNanos();
+    while (allocator.getAllocatedMemory() > 0 && System.nanoTime() < deadline) {
+      try {
+        Thread.sleep(10);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
     }
     allocator.close();
   }

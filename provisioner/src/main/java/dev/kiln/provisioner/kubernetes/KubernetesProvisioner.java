@@ -44,6 +44,10 @@ public final class KubernetesProvisioner implements Provisioner {
   private final KubernetesClient client;
   private final KubernetesSettings settings;
   private final Duration startTimeout;
+  private final KubernetesCaches caches;
+  private final boolean ownsCaches;
+  private final ResourceEventHandler<UdfWorker> workerEvents = onChange();
+  private final ResourceEventHandler<Pod> podEvents = onChange();
   private final SharedIndexInformer<UdfWorker> workers;
   private final SharedIndexInformer<Pod> pods;
   private final Object changed = new Object();
@@ -63,21 +67,29 @@ public final class KubernetesProvisioner implements Provisioner {
    */
   public KubernetesProvisioner(
       KubernetesClient client, KubernetesSettings settings, Duration startTimeout) {
+    this(client, null, settings, startTimeout);
+  }
+
+  /**
+   * @param client the API server
+   * @param caches the replica's caches, shared with its reconciler; null for caches of its own
+   * @param settings how sandbox pods run (the reconciler's)
+   * @param startTimeout how long a new pod may take to be ready (pulling its image included)
+   */
+  public KubernetesProvisioner(
+      KubernetesClient client,
+      KubernetesCaches caches,
+      KubernetesSettings settings,
+      Duration startTimeout) {
     this.client = client;
     this.settings = settings;
     this.startTimeout = startTimeout;
-    this.workers =
-        client
-            .resources(UdfWorker.class)
-            .inNamespace(settings.kilnNamespace())
-            .inform(onChange(), 0);
-    this.pods =
-        client
-            .pods()
-            .inAnyNamespace()
-            .withLabel(KubernetesNames.MANAGED_BY, "kiln")
-            .withLabel(KubernetesNames.COMPONENT, KubernetesNames.SANDBOX)
-            .inform(onChange(), 0);
+    this.ownsCaches = caches == null;
+    this.caches = caches == null ? KubernetesCaches.start(client, settings) : caches;
+    this.workers = this.caches.workers;
+    this.pods = this.caches.pods;
+    workers.addEventHandler(workerEvents);
+    pods.addEventHandler(podEvents);
   }
 
   /**
@@ -324,7 +336,10 @@ public final class KubernetesProvisioner implements Provisioner {
     synchronized (changed) {
       changed.notifyAll();
     }
-    workers.close();
-    pods.close();
+    workers.removeEventHandler(workerEvents);
+    pods.removeEventHandler(podEvents);
+    if (ownsCaches) {
+      caches.close();
+    }
   }
 }

@@ -48,8 +48,7 @@ public final class UdfWorkerReconciler implements AutoCloseable {
   /** The lease whose holder reconciles. */
   public static final String LEASE = "kiln-reconciler";
 
-  private static final String BY_WORKER = "worker";
-  private static final Duration RESYNC = Duration.ofSeconds(30);
+  private static final String BY_WORKER = KubernetesCaches.BY_WORKER;
   private static final Duration RETRY = Duration.ofSeconds(1);
   // A pod created but never seen by the informer (deleted at once by someone else) stops counting.
   private static final Duration UNSEEN = Duration.ofSeconds(60);
@@ -69,6 +68,11 @@ public final class UdfWorkerReconciler implements AutoCloseable {
 
   private final Set<String> tenantsReady = ConcurrentHashMap.newKeySet();
   private final SecureRandom random = new SecureRandom();
+  private final boolean ownsCaches;
+  private final ResourceEventHandler<UdfWorker> workerEvents =
+      handler(w -> enqueue(w.getMetadata().getName()), w -> {});
+  private final ResourceEventHandler<Pod> podEvents = handler(this::seen, this::gone);
+  private KubernetesCaches caches;
   private SharedIndexInformer<UdfWorker> workers;
   private SharedIndexInformer<Pod> pods;
   private volatile boolean leading;
@@ -82,6 +86,22 @@ public final class UdfWorkerReconciler implements AutoCloseable {
    */
   public UdfWorkerReconciler(
       KubernetesClient client, KubernetesSettings settings, String identity) {
+    this(client, null, settings, identity);
+  }
+
+  /**
+   * @param client the API server
+   * @param caches the replica's caches, shared with its pod provisioner; null for caches of its own
+   * @param settings how sandboxes run
+   * @param identity this replica's name in the lease (its pod name)
+   */
+  public UdfWorkerReconciler(
+      KubernetesClient client,
+      KubernetesCaches caches,
+      KubernetesSettings settings,
+      String identity) {
+    this.caches = caches;
+    this.ownsCaches = caches == null;
     this.client = Objects.requireNonNull(client, "client");
     this.settings = Objects.requireNonNull(settings, "settings");
     this.identity = Objects.requireNonNull(identity, "identity");
@@ -102,21 +122,14 @@ public final class UdfWorkerReconciler implements AutoCloseable {
     if (workers != null) {
       return;
     }
-    workers =
-        client
-            .resources(UdfWorker.class)
-            .inNamespace(settings.kilnNamespace())
-            .inform(handler(w -> enqueue(w.getMetadata().getName()), w -> {}), RESYNC.toMillis());
-    pods =
-        client
-            .pods()
-            .inAnyNamespace()
-            .withLabel(KubernetesNames.MANAGED_BY, "kiln")
-            .withLabel(KubernetesNames.COMPONENT, KubernetesNames.SANDBOX)
-            .runnableInformer(RESYNC.toMillis());
-    pods.addIndexers(Map.of(BY_WORKER, p -> List.of(workerOf(p))));
-    pods.addEventHandler(handler(this::seen, this::gone));
-    pods.run();
+    if (caches == null) {
+      caches = KubernetesCaches.start(client, settings);
+    }
+    workers = caches.workers;
+    pods = caches.pods;
+    // The caches hand every worker over again now and then: a pass an event missed still happens.
+    workers.addEventHandler(workerEvents);
+    pods.addEventHandler(podEvents);
     elect();
   }
 
@@ -205,7 +218,7 @@ public final class UdfWorkerReconciler implements AutoCloseable {
   }
 
   private static String workerOf(Pod p) {
-    return p.getMetadata().getLabels().getOrDefault(KubernetesNames.WORKER, "");
+    return KubernetesCaches.workerOf(p);
   }
 
   /** One pass over one worker; see the class comment. */
@@ -393,8 +406,11 @@ public final class UdfWorkerReconciler implements AutoCloseable {
       e.cancel(true);
     }
     if (workers != null) {
-      workers.close();
-      pods.close();
+      workers.removeEventHandler(workerEvents);
+      pods.removeEventHandler(podEvents);
+    }
+    if (caches != null && ownsCaches) {
+      caches.close();
     }
     queue.shutdownNow();
   }

@@ -36,6 +36,7 @@ class KubernetesProvisionerTest {
   private final AtomicInteger ips = new AtomicInteger(20);
   private KubernetesMock mock;
   private KubernetesClient client;
+  private KubernetesCaches caches;
   private UdfWorkerReconciler reconciler;
   private KubernetesProvisioner pods;
 
@@ -43,9 +44,12 @@ class KubernetesProvisionerTest {
   void start() throws Exception {
     mock = new KubernetesMock();
     client = mock.client();
-    reconciler = new UdfWorkerReconciler(mock.client(), settings, "kiln-a");
+    // As a Kiln replica runs them: one client, and caches its reconciler and provisioner share.
+    KubernetesClient replica = mock.client();
+    caches = KubernetesCaches.start(replica, settings);
+    reconciler = new UdfWorkerReconciler(replica, caches, settings, "kiln-a");
     reconciler.start();
-    pods = new KubernetesProvisioner(mock.client(), settings, WAIT);
+    pods = new KubernetesProvisioner(replica, caches, settings, WAIT);
     // What a kubelet does: every new pod of the reconciler becomes ready at an address of its own.
     client
         .pods()
@@ -72,6 +76,7 @@ class KubernetesProvisionerTest {
     mock.close(); // first: see KubernetesMock#close
     pods.close();
     reconciler.close();
+    caches.close();
   }
 
   private static SandboxSpec spec(String image, int gpus) {
