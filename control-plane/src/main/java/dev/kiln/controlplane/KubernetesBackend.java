@@ -8,6 +8,7 @@ import dev.kiln.provisioner.kubernetes.UdfWorkerReconciler;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import java.io.IOException;
 import java.net.InetAddress;
+import java.net.UnknownHostException;
 import java.time.Duration;
 import java.util.Deque;
 
@@ -43,12 +44,18 @@ final class KubernetesBackend {
   }
 
   /** This replica's name in the lease: its pod's name ($KILN_POD_NAME), else host and process. */
-  static String identity() throws IOException {
+  static String identity() {
     String pod = System.getenv("KILN_POD_NAME");
     if (pod != null && !pod.isBlank()) {
       return pod;
     }
-    return InetAddress.getLocalHost().getHostName() + "-" + ProcessHandle.current().pid();
+    String host;
+    try {
+      host = InetAddress.getLocalHost().getHostName();
+    } catch (UnknownHostException e) {
+      host = "kiln";
+    }
+    return host + "-" + ProcessHandle.current().pid();
   }
 
   /** Whether {@code p} is the pod provisioner (its sandboxes are not on this host). */
