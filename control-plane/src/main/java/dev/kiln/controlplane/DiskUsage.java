@@ -15,8 +15,10 @@ import java.util.TreeMap;
  * Disk use under the data directory by kind, each kind owned by one module: images (OCI layouts)
  * and Jib's layer caches (image-builder), wheel layers (image-builder), extracted layers and
  * sandbox directories (provisioner), the blob cache (artifact-cache), the package index cache
- * (resolver), Kiln's records (definitions, workers, base facts, token secret) and temporary files.
- * Sandboxes' mounted root file systems are not walked: their files are the extracted layers'.
+ * (resolver), the compressed layers kept for registry pushes (image-builder, with {@code
+ * --registry}), Kiln's records (definitions, workers, base facts, token secret) and temporary
+ * files. Sandboxes' mounted root file systems are not walked: their files are the extracted
+ * layers'.
  */
 final class DiskUsage {
 
@@ -82,6 +84,7 @@ final class DiskUsage {
           };
       case "provisioner" -> second.equals("layers") ? "extracted-layers" : "sandboxes";
       case "wheel-layers" -> "wheel-layers";
+      case "registry-layers" -> "registry-layers";
       case "cache" -> "blob-cache";
       case "packages" -> "package-index";
       case "runtimes", "definitions", "workers.json", "token-secret", "kiln.lock" -> "records";

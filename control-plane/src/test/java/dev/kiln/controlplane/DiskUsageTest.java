@@ -26,6 +26,7 @@ class DiskUsageTest {
     file("provisioner/sandboxes/kiln-x/config.json", 5);
     file("provisioner/sandboxes/kiln-x/rootfs/usr/bin/python3", 1000); // the overlay's view
     file("wheel-layers/k.tar.gz", 50);
+    file("registry-layers/k.tar.gz", 40);
     file("cache/blobs/ab/cd", 20);
     file("definitions/acme/k.json", 3);
     file("token-secret", 32);
@@ -36,6 +37,7 @@ class DiskUsageTest {
     assertThat(use.get("extracted-layers")).isEqualTo(new DiskUsage.Use(1000, 1));
     assertThat(use.get("sandboxes")).isEqualTo(new DiskUsage.Use(5, 1));
     assertThat(use.get("wheel-layers")).isEqualTo(new DiskUsage.Use(50, 1));
+    assertThat(use.get("registry-layers")).isEqualTo(new DiskUsage.Use(40, 1));
     assertThat(use.get("blob-cache")).isEqualTo(new DiskUsage.Use(20, 1));
     assertThat(use.get("records")).isEqualTo(new DiskUsage.Use(35, 2));
     assertThat(use.get("temporary")).isEqualTo(new DiskUsage.Use(1, 1));
