@@ -1,5 +1,10 @@
 package dev.kiln.benchmarks;
 
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.controlplane.DatabendClient;
+import dev.kiln.controlplane.KilnServer;
+import dev.kiln.image.LocalRegistry;
+import dev.kiln.provisioner.kubernetes.KubeletStandIn;
 import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesMock;
 import dev.kiln.provisioner.kubernetes.KubernetesNames;
@@ -11,6 +16,7 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -21,6 +27,8 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.logging.Level;
 import java.util.logging.Logger;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
 
 /**
  * A Kiln replica's memory and reconcile time with many UdfWorker resources: N workers on fabric8's
@@ -30,13 +38,15 @@ import java.util.logging.Logger;
  * time the leader takes to give every worker its first status. Workers have no image yet, so no pod
  * is made: the figures are the control plane's own.
  *
- * <p>Run: {@code bin/bench kubernetes [WORKERS, default 10000]}.
+ * <p>Run: {@code bin/bench kubernetes [WORKERS, default 10000]}. With HOT_CALLS ({@code bin/bench
+ * kubernetes 10000 300}), also CreateWorker cold and hot through pods, next to a local server.
  */
 final class KubernetesScaleBenchmark {
   private KubernetesScaleBenchmark() {}
 
   public static void main(String[] args) throws Exception {
     int n = args.length > 0 ? Integer.parseInt(args[0]) : 10_000;
+    int hotCalls = args.length > 1 ? Integer.parseInt(args[1]) : 0;
     Logger.getLogger("io.fabric8.mockwebserver").setLevel(Level.WARNING);
     try (KubernetesMock server = new KubernetesMock(Path.of("deploy", "kubernetes"))) {
       KubernetesClient client = server.client();
@@ -92,6 +102,50 @@ final class KubernetesScaleBenchmark {
             "the leader's first pass over %d workers (every status written, the mock API server"
                 + " in this process): %.1f s (%.0f/s)%n",
             n, passS, n / passS);
+      }
+      if (hotCalls > 0) {
+        createWorker(server, hotCalls);
+      }
+    }
+  }
+
+  /**
+   * Databend's CreateWorker against two servers in one run: the peer with local gVisor sandboxes,
+   * then {@code kiln serve --kubernetes} on the mock holding the workers made above (its caches
+   * hold them all), its pods run by the test stand-in for a kubelet (KubeletStandIn: gVisor on a
+   * network namespace), its images pushed to a real registry.
+   */
+  private static void createWorker(KubernetesMock api, int hotCalls) throws Exception {
+    Path tmp = Files.createTempDirectory("kiln-kubernetes-bench");
+    try (LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
+        KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start()) {
+      ObjectNode local;
+      try (KilnServer s =
+              KilnServer.start(ColdStartBenchmark.localServer(tmp.resolve("local")).build());
+          DatabendClient c = new DatabendClient("127.0.0.1:" + s.grpcPort());
+          BufferAllocator a = new RootAllocator()) {
+        local = CreateWorkerBench.run(s, c, a, hotCalls);
+      }
+      Path kubeconfig = api.kubeconfig(tmp);
+      ObjectNode pods;
+      try (KilnServer s =
+              KilnServer.start(
+                  ColdStartBenchmark.localServer(tmp.resolve("pods"))
+                      .registry("127.0.0.1:" + registry.port() + "/kiln", false)
+                      .kubernetes(kubeconfig, "kiln")
+                      .build());
+          DatabendClient c = new DatabendClient("127.0.0.1:" + s.grpcPort());
+          BufferAllocator a = new RootAllocator()) {
+        pods = CreateWorkerBench.run(s, c, a, hotCalls);
+      }
+      System.out.println("peer, local gVisor sandboxes:");
+      CreateWorkerBench.print(local);
+      System.out.println(
+          "kiln serve --kubernetes (pods run by the stand-in), the workers above in its caches:");
+      CreateWorkerBench.print(pods);
+    } finally {
+      try (var files = Files.walk(tmp)) {
+        files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
       }
     }
   }

@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.definition.DataType;
 import dev.kiln.image.LocalRegistry;
+import dev.kiln.provisioner.kubernetes.KubeletStandIn;
 import dev.kiln.provisioner.kubernetes.KubernetesMock;
 import dev.kiln.provisioner.kubernetes.KubernetesNames;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;

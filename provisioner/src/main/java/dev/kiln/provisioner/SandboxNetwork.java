@@ -158,6 +158,9 @@ public final class SandboxNetwork implements AutoCloseable {
     if (!closed.compareAndSet(false, true)) {
       return;
     }
+    // Cleanup runs to the end even on an interrupted thread (one stopping a pool of them): a
+    // namespace left behind would only go at the next provisioner's start.
+    boolean interrupted = Thread.interrupted();
     try {
       HostCommand r = ip("netns", "delete", PREFIX + index);
       if (!r.ok()) {
@@ -165,6 +168,10 @@ public final class SandboxNetwork implements AutoCloseable {
       }
     } catch (IOException e) {
       log.warn("deleting network namespace {}{} failed: {}", PREFIX, index, e.getMessage());
+    } finally {
+      if (interrupted) {
+        Thread.currentThread().interrupt();
+      }
     }
   }
 
@@ -180,9 +187,14 @@ public final class SandboxNetwork implements AutoCloseable {
     try {
       return HostCommand.run(argv, TIMEOUT);
     } catch (IOException e) {
-      throw new IOException(
-          "cannot run 'ip' (" + e.getMessage() + "); install iproute2 (Debian package 'iproute2')",
-          e);
+      if (e.getMessage() != null && e.getMessage().contains("error=2,")) {
+        throw new IOException(
+            "cannot run 'ip' ("
+                + e.getMessage()
+                + "); install iproute2 (Debian package 'iproute2')",
+            e);
+      }
+      throw e;
     }
   }
 

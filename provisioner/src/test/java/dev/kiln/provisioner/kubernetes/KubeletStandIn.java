@@ -1,4 +1,4 @@
-package dev.kiln.controlplane;
+package dev.kiln.provisioner.kubernetes;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -8,8 +8,6 @@ import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxImage;
 import dev.kiln.provisioner.SandboxNetwork;
 import dev.kiln.provisioner.SandboxSpec;
-import dev.kiln.provisioner.kubernetes.KubernetesMock;
-import dev.kiln.provisioner.kubernetes.KubernetesNames;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.Quantity;
@@ -40,7 +38,7 @@ import org.slf4j.LoggerFactory;
  * writes the pod's IP and Ready condition back, as a kubelet does. A deleted pod's sandbox and
  * network are removed.
  */
-final class KubeletStandIn implements AutoCloseable {
+public final class KubeletStandIn implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(KubeletStandIn.class);
   private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -54,7 +52,7 @@ final class KubeletStandIn implements AutoCloseable {
 
   private record Running(Sandbox sandbox, SandboxNetwork network) {}
 
-  KubeletStandIn(KubernetesClient client, Path workDir) throws IOException {
+  public KubeletStandIn(KubernetesClient client, Path workDir) throws IOException {
     this.client = client;
     this.images = Files.createDirectories(workDir.resolve("images"));
     this.provisioner =
@@ -64,7 +62,7 @@ final class KubeletStandIn implements AutoCloseable {
   }
 
   /** Watches sandbox pods from now on. */
-  KubeletStandIn start() {
+  public KubeletStandIn start() {
     pods =
         client
             .pods()
@@ -89,7 +87,7 @@ final class KubeletStandIn implements AutoCloseable {
   }
 
   /** Sandboxes running for pods now. */
-  int sandboxes() {
+  public int sandboxes() {
     return running.size();
   }
 
