@@ -1,6 +1,5 @@
 package dev.kiln.controlplane;
 
-import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;
@@ -56,10 +55,5 @@ final class KubernetesBackend {
       host = "kiln";
     }
     return host + "-" + ProcessHandle.current().pid();
-  }
-
-  /** Whether {@code p} is the pod provisioner (its sandboxes are not on this host). */
-  static boolean isPods(Provisioner p) {
-    return p instanceof KubernetesProvisioner;
   }
 }

@@ -2,6 +2,7 @@ package dev.kiln.controlplane;
 
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
+import dev.kiln.base.SingleFlight;
 import dev.kiln.cache.Digest;
 import dev.kiln.cache.FetchInputs;
 import dev.kiln.definition.StagedImport;
@@ -22,10 +23,8 @@ import dev.kiln.worker.RunnerPool;
 import dev.kiln.worker.StartRunners;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -49,8 +48,8 @@ final class ModuleSteps implements PipelineSteps {
   private final ImageRegistry registry;
   private final int podRunnerPort;
 
-  /** Images pushed, by manifest digest: a pod's sandbox and the report push each once. */
-  private final Map<String, String> pushed = new ConcurrentHashMap<>();
+  /** Image references by manifest digest, each pushed once. */
+  private final SingleFlight<String, String> pushed = SingleFlight.remembering();
 
   /**
    * Where images are pushed: {@code repository} ({@code HOST[:PORT]/REPOSITORY}) through {@code
@@ -161,23 +160,20 @@ final class ModuleSteps implements PipelineSteps {
     if (registry == null) {
       return Optional.empty();
     }
-    String digest = image.image().manifestDigest().toString();
-    String done = pushed.get(digest);
-    if (done != null) {
-      return Optional.of(done);
-    }
+    // Once per image: a pod's sandbox and the report share that push.
     String name = BuildImage.imageName(image.key());
     String tag = name.substring(name.lastIndexOf(':') + 1);
-    String reference =
-        registry
-            .push()
-            .push(
-                image.image(),
-                r.runtime.images().configBlob(image.image()),
-                registry.repository() + ":" + tag)
-            .reference();
-    pushed.put(digest, reference);
-    return Optional.of(reference);
+    return Optional.of(
+        pushed.run(
+            image.image().manifestDigest().toString(),
+            () ->
+                registry
+                    .push()
+                    .push(
+                        image.image(),
+                        r.runtime.images().configBlob(image.image()),
+                        registry.repository() + ":" + tag)
+                    .reference()));
   }
 
   @Override

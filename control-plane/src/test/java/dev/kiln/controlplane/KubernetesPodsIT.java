@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.definition.DataType;
 import dev.kiln.image.LocalRegistry;
 import dev.kiln.provisioner.kubernetes.KubeletStandIn;
+import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesMock;
 import dev.kiln.provisioner.kubernetes.KubernetesNames;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;
@@ -90,7 +91,10 @@ class KubernetesPodsIT {
 
       KubernetesSettings settings =
           KubernetesSettings.defaults("kiln").withLeaseDuration(Duration.ofSeconds(3));
-      UdfWorkerReconciler reconciler = new UdfWorkerReconciler(api.client(), settings, "kiln-0");
+      KubernetesClient replica = api.client();
+      UdfWorkerReconciler reconciler =
+          new UdfWorkerReconciler(
+              replica, KubernetesCaches.start(replica, settings), settings, "kiln-0");
       open.add(reconciler);
       reconciler.start();
       KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start();

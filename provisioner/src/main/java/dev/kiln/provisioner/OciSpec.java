@@ -75,27 +75,14 @@ final class OciSpec {
 
   /** The bundle configuration of sandbox {@code id} whose root file system is {@code rootfs}. */
   static ObjectNode config(String id, ProcessSpec init, Path rootfs, Limits limits) {
-    return config(id, init, rootfs, limits, List.of(), false);
+    return config(id, init, rootfs, limits, List.of(), false, false);
   }
 
   /**
    * The bundle configuration, with {@code writableDirs} (see {@link SandboxSpec#writableDirs}) as
    * tmpfs mounts the sandbox user may write, each as large as the sandbox's scratch space, and the
-   * least CPU shares when in the {@code background}.
-   */
-  static ObjectNode config(
-      String id,
-      ProcessSpec init,
-      Path rootfs,
-      Limits limits,
-      List<String> writableDirs,
-      boolean background) {
-    return config(id, init, rootfs, limits, writableDirs, background, false);
-  }
-
-  /**
-   * As above; with {@code runscNetwork}, the sandbox gets no network namespace of its own: it uses
-   * the one runsc runs in (a {@link SandboxNetwork}'s).
+   * least CPU shares when in the {@code background}. With {@code runscNetwork}, the sandbox gets no
+   * network namespace of its own: it uses the one runsc runs in (a {@link SandboxNetwork}'s).
    */
   static ObjectNode config(
       String id,

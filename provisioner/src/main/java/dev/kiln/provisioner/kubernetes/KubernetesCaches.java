@@ -21,10 +21,13 @@ public final class KubernetesCaches implements AutoCloseable {
 
   final SharedIndexInformer<UdfWorker> workers;
   final SharedIndexInformer<Pod> pods;
+  private final String kilnNamespace;
 
-  private KubernetesCaches(SharedIndexInformer<UdfWorker> workers, SharedIndexInformer<Pod> pods) {
+  private KubernetesCaches(
+      SharedIndexInformer<UdfWorker> workers, SharedIndexInformer<Pod> pods, String kilnNamespace) {
     this.workers = workers;
     this.pods = pods;
+    this.kilnNamespace = kilnNamespace;
   }
 
   /** Starts watching; returns once both caches are filled. */
@@ -44,7 +47,7 @@ public final class KubernetesCaches implements AutoCloseable {
     pods.addIndexers(Map.of(BY_WORKER, p -> List.of(workerOf(p))));
     workers.run();
     pods.run();
-    return new KubernetesCaches(workers, pods);
+    return new KubernetesCaches(workers, pods, settings.kilnNamespace());
   }
 
   /** The worker a sandbox pod belongs to (its label). */
@@ -53,8 +56,18 @@ public final class KubernetesCaches implements AutoCloseable {
   }
 
   /** A worker by name, as last seen; null when there is none. */
-  UdfWorker worker(KubernetesSettings settings, String name) {
-    return workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + name);
+  UdfWorker worker(String name) {
+    return workers.getIndexer().getByKey(kilnNamespace + "/" + name);
+  }
+
+  /** The sandbox pods of a worker, as last seen. */
+  List<Pod> podsOf(String worker) {
+    return pods.getIndexer().byIndex(BY_WORKER, worker);
+  }
+
+  /** {@code namespace/name}: how the caches key a pod. */
+  static String id(Pod p) {
+    return p.getMetadata().getNamespace() + "/" + p.getMetadata().getName();
   }
 
   @Override

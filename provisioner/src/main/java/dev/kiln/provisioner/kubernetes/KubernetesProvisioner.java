@@ -11,7 +11,6 @@ import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
-import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import java.io.IOException;
 import java.math.BigDecimal;
@@ -45,14 +44,10 @@ public final class KubernetesProvisioner implements Provisioner {
   private final KubernetesSettings settings;
   private final Duration startTimeout;
   private final KubernetesCaches caches;
-  private final boolean ownsCaches;
-  private final ResourceEventHandler<UdfWorker> workerEvents = onChange();
-  private final ResourceEventHandler<Pod> podEvents = onChange();
-  private final SharedIndexInformer<UdfWorker> workers;
-  private final SharedIndexInformer<Pod> pods;
+  private final ResourceEventHandler<Pod> podEvents = podEvents();
   private final Object changed = new Object();
 
-  /** Sandboxes by endpoint ({@code IP:PORT}). */
+  /** Sandboxes by their pod ({@code namespace/name}). */
   private final Map<String, PodSandbox> live = new ConcurrentHashMap<>();
 
   /** Worker name -> pods wanted (held and starting). Guarded by this. */
@@ -62,17 +57,7 @@ public final class KubernetesProvisioner implements Provisioner {
 
   /**
    * @param client the API server
-   * @param settings how sandbox pods run (the reconciler's)
-   * @param startTimeout how long a new pod may take to be ready (pulling its image included)
-   */
-  public KubernetesProvisioner(
-      KubernetesClient client, KubernetesSettings settings, Duration startTimeout) {
-    this(client, null, settings, startTimeout);
-  }
-
-  /**
-   * @param client the API server
-   * @param caches the replica's caches, shared with its reconciler; null for caches of its own
+   * @param caches the replica's caches, shared with its reconciler
    * @param settings how sandbox pods run (the reconciler's)
    * @param startTimeout how long a new pod may take to be ready (pulling its image included)
    */
@@ -84,12 +69,8 @@ public final class KubernetesProvisioner implements Provisioner {
     this.client = client;
     this.settings = settings;
     this.startTimeout = startTimeout;
-    this.ownsCaches = caches == null;
-    this.caches = caches == null ? KubernetesCaches.start(client, settings) : caches;
-    this.workers = this.caches.workers;
-    this.pods = this.caches.pods;
-    workers.addEventHandler(workerEvents);
-    pods.addEventHandler(podEvents);
+    this.caches = caches;
+    caches.pods.addEventHandler(podEvents);
   }
 
   /**
@@ -104,38 +85,35 @@ public final class KubernetesProvisioner implements Provisioner {
     return new KubernetesClientBuilder().withConfig(config).build();
   }
 
-  private <T> ResourceEventHandler<T> onChange() {
+  /** A pod changed: its sandbox, if any, may be lost; starts waiting for a pod look again. */
+  private ResourceEventHandler<Pod> podEvents() {
     return new ResourceEventHandler<>() {
       @Override
-      public void onAdd(T obj) {
-        changed();
+      public void onAdd(Pod p) {
+        changed(p, false);
       }
 
       @Override
-      public void onUpdate(T oldObj, T newObj) {
-        changed();
+      public void onUpdate(Pod oldPod, Pod p) {
+        changed(p, false);
       }
 
       @Override
-      public void onDelete(T obj, boolean finalStateUnknown) {
-        changed();
+      public void onDelete(Pod p, boolean finalStateUnknown) {
+        changed(p, true);
       }
     };
   }
 
-  /** Sandboxes whose pod is gone or ended are lost; starts waiting for a pod look again. */
-  private void changed() {
-    for (Map.Entry<String, PodSandbox> e : live.entrySet()) {
-      PodSandbox s = e.getValue();
-      Pod p = pods.getIndexer().getByKey(s.namespace() + "/" + s.podName());
-      if (p == null || p.getMetadata().getDeletionTimestamp() != null || SandboxPods.hasEnded(p)) {
-        if (live.remove(e.getKey(), s)) {
-          log.warn("pod {} of UDF worker {} is gone", s.id(), s.worker());
-          s.lost();
-          // Not on the informer's thread: asking the API server takes a round trip.
-          Thread.ofVirtual().start(() -> lower(s.worker()));
-        }
-      }
+  private void changed(Pod p, boolean deleted) {
+    PodSandbox s = live.get(KubernetesCaches.id(p));
+    if (s != null
+        && (deleted || p.getMetadata().getDeletionTimestamp() != null || SandboxPods.hasEnded(p))
+        && live.remove(s.id(), s)) {
+      log.warn("pod {} of UDF worker {} is gone", s.id(), s.worker());
+      s.lost();
+      // Not on the informer's thread: asking the API server takes a round trip.
+      Thread.ofVirtual().start(() -> lower(s.worker()));
     }
     synchronized (changed) {
       changed.notifyAll();
@@ -172,7 +150,7 @@ public final class KubernetesProvisioner implements Provisioner {
           }
           long left = deadline - System.nanoTime();
           if (closed || left <= 0) {
-            UdfWorker w = workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + worker);
+            UdfWorker w = caches.worker(worker);
             String why =
                 w == null || w.getStatus() == null ? "" : ": " + w.getStatus().getMessage();
             throw new IOException(
@@ -195,34 +173,26 @@ public final class KubernetesProvisioner implements Provisioner {
     }
   }
 
-  /** A ready pod of the worker that no sandbox holds, taken for a new one; null when none. */
+  /**
+   * A ready pod of the worker that no sandbox holds and that is not released, taken for a new
+   * sandbox; null when none.
+   */
   private PodSandbox claim(String worker, SandboxSpec spec) {
-    UdfWorker w = workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + worker);
-    if (w == null || w.getStatus() == null) {
-      return null;
-    }
-    for (String endpoint : w.getStatus().getEndpoints()) {
-      if (live.containsKey(endpoint)) {
-        continue;
-      }
-      int colon = endpoint.lastIndexOf(':');
-      String ip = endpoint.substring(0, colon);
-      for (Pod p : pods.getIndexer().list()) {
-        if (worker.equals(p.getMetadata().getLabels().get(KubernetesNames.WORKER))
-            && SandboxPods.isReady(p)
-            && ip.equals(p.getStatus().getPodIP())
-            && p.getMetadata().getDeletionTimestamp() == null) {
-          PodSandbox s =
-              new PodSandbox(
-                  p.getMetadata().getName(),
-                  p.getMetadata().getNamespace(),
-                  worker,
-                  spec,
-                  new InetSocketAddress(ip, Integer.parseInt(endpoint.substring(colon + 1))),
-                  this);
-          live.put(endpoint, s);
-          return s;
-        }
+    for (Pod p : caches.podsOf(worker)) {
+      if (SandboxPods.isReady(p)
+          && p.getMetadata().getDeletionTimestamp() == null
+          && !p.getMetadata().getLabels().containsKey(KubernetesNames.RELEASED)
+          && !live.containsKey(KubernetesCaches.id(p))) {
+        PodSandbox s =
+            new PodSandbox(
+                p.getMetadata().getName(),
+                p.getMetadata().getNamespace(),
+                worker,
+                spec,
+                new InetSocketAddress(p.getStatus().getPodIP(), settings.runnerPort()),
+                this);
+        live.put(s.id(), s);
+        return s;
       }
     }
     return null;
@@ -253,7 +223,7 @@ public final class KubernetesProvisioner implements Provisioner {
     s.setReplicas(pods);
     s.setMinReplicas(0);
     s.setMaxReplicas(pods);
-    if (workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + worker) == null) {
+    if (caches.worker(worker) == null) {
       UdfWorker w = new UdfWorker();
       w.getMetadata().setName(worker);
       w.getMetadata().setNamespace(settings.kilnNamespace());
@@ -305,7 +275,7 @@ public final class KubernetesProvisioner implements Provisioner {
    * the reconciler start a replacement in between.)
    */
   void release(PodSandbox s) {
-    live.values().remove(s);
+    live.remove(s.id(), s);
     try {
       client
           .pods()
@@ -336,10 +306,6 @@ public final class KubernetesProvisioner implements Provisioner {
     synchronized (changed) {
       changed.notifyAll();
     }
-    workers.removeEventHandler(workerEvents);
-    pods.removeEventHandler(podEvents);
-    if (ownsCaches) {
-      caches.close();
-    }
+    caches.pods.removeEventHandler(podEvents);
   }
 }

@@ -10,7 +10,6 @@ import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElectionConfigBuilder;
 import io.fabric8.kubernetes.client.extended.leaderelection.resourcelock.LeaseLock;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
-import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import java.security.SecureRandom;
 import java.time.Duration;
@@ -48,7 +47,6 @@ public final class UdfWorkerReconciler implements AutoCloseable {
   /** The lease whose holder reconciles. */
   public static final String LEASE = "kiln-reconciler";
 
-  private static final String BY_WORKER = KubernetesCaches.BY_WORKER;
   private static final Duration RETRY = Duration.ofSeconds(1);
   // A pod created but never seen by the informer (deleted at once by someone else) stops counting.
   private static final Duration UNSEEN = Duration.ofSeconds(60);
@@ -68,30 +66,18 @@ public final class UdfWorkerReconciler implements AutoCloseable {
 
   private final Set<String> tenantsReady = ConcurrentHashMap.newKeySet();
   private final SecureRandom random = new SecureRandom();
-  private final boolean ownsCaches;
   private final ResourceEventHandler<UdfWorker> workerEvents =
       handler(w -> enqueue(w.getMetadata().getName()), w -> {});
   private final ResourceEventHandler<Pod> podEvents = handler(this::seen, this::gone);
-  private KubernetesCaches caches;
-  private SharedIndexInformer<UdfWorker> workers;
-  private SharedIndexInformer<Pod> pods;
+  private final KubernetesCaches caches;
+  private boolean started;
   private volatile boolean leading;
   private volatile boolean closed;
   private volatile CompletableFuture<?> election;
 
   /**
    * @param client the API server
-   * @param settings how sandboxes run
-   * @param identity this replica's name in the lease (its pod name)
-   */
-  public UdfWorkerReconciler(
-      KubernetesClient client, KubernetesSettings settings, String identity) {
-    this(client, null, settings, identity);
-  }
-
-  /**
-   * @param client the API server
-   * @param caches the replica's caches, shared with its pod provisioner; null for caches of its own
+   * @param caches the replica's caches, shared with its pod provisioner
    * @param settings how sandboxes run
    * @param identity this replica's name in the lease (its pod name)
    */
@@ -100,8 +86,7 @@ public final class UdfWorkerReconciler implements AutoCloseable {
       KubernetesCaches caches,
       KubernetesSettings settings,
       String identity) {
-    this.caches = caches;
-    this.ownsCaches = caches == null;
+    this.caches = Objects.requireNonNull(caches, "caches");
     this.client = Objects.requireNonNull(client, "client");
     this.settings = Objects.requireNonNull(settings, "settings");
     this.identity = Objects.requireNonNull(identity, "identity");
@@ -114,22 +99,15 @@ public final class UdfWorkerReconciler implements AutoCloseable {
             });
   }
 
-  /**
-   * Starts watching workers and sandbox pods (returns once both caches are filled) and competes for
-   * the lease.
-   */
+  /** Starts following the workers and sandbox pods of the caches and competes for the lease. */
   public synchronized void start() {
-    if (workers != null) {
+    if (started) {
       return;
     }
-    if (caches == null) {
-      caches = KubernetesCaches.start(client, settings);
-    }
-    workers = caches.workers;
-    pods = caches.pods;
+    started = true;
     // The caches hand every worker over again now and then: a pass an event missed still happens.
-    workers.addEventHandler(workerEvents);
-    pods.addEventHandler(podEvents);
+    caches.workers.addEventHandler(workerEvents);
+    caches.pods.addEventHandler(podEvents);
     elect();
   }
 
@@ -176,8 +154,9 @@ public final class UdfWorkerReconciler implements AutoCloseable {
     leading = true;
     tenantsReady.clear();
     Set<String> names = new HashSet<>();
-    workers.getStore().list().forEach(w -> names.add(w.getMetadata().getName()));
-    pods.getStore().list().forEach(p -> names.add(workerOf(p))); // pods of deleted workers too
+    caches.workers.getStore().list().forEach(w -> names.add(w.getMetadata().getName()));
+    // Pods of deleted workers too.
+    caches.pods.getStore().list().forEach(p -> names.add(KubernetesCaches.workerOf(p)));
     names.forEach(this::enqueue);
   }
 
@@ -206,27 +185,23 @@ public final class UdfWorkerReconciler implements AutoCloseable {
   }
 
   private void seen(Pod p) {
-    Map<String, Long> mine = created.get(workerOf(p));
+    Map<String, Long> mine = created.get(KubernetesCaches.workerOf(p));
     if (mine != null) {
       mine.remove(p.getMetadata().getName());
     }
-    enqueue(workerOf(p));
+    enqueue(KubernetesCaches.workerOf(p));
   }
 
   private void gone(Pod p) {
-    deleted.remove(p.getMetadata().getNamespace() + "/" + p.getMetadata().getName());
-  }
-
-  private static String workerOf(Pod p) {
-    return KubernetesCaches.workerOf(p);
+    deleted.remove(KubernetesCaches.id(p));
   }
 
   /** One pass over one worker; see the class comment. */
   private void reconcile(String name) {
-    UdfWorker w = workers.getIndexer().getByKey(settings.kilnNamespace() + "/" + name);
+    UdfWorker w = caches.worker(name);
     List<Pod> live = new ArrayList<>();
-    for (Pod p : pods.getIndexer().byIndex(BY_WORKER, name)) {
-      String id = p.getMetadata().getNamespace() + "/" + p.getMetadata().getName();
+    for (Pod p : caches.podsOf(name)) {
+      String id = KubernetesCaches.id(p);
       if (p.getMetadata().getDeletionTimestamp() != null || deleted.contains(id)) {
         continue;
       }
@@ -359,13 +334,14 @@ public final class UdfWorkerReconciler implements AutoCloseable {
   }
 
   private void delete(Pod p) {
-    deleted.add(p.getMetadata().getNamespace() + "/" + p.getMetadata().getName());
+    deleted.add(KubernetesCaches.id(p));
     client
         .pods()
         .inNamespace(p.getMetadata().getNamespace())
         .withName(p.getMetadata().getName())
         .delete();
-    log.info("UDF worker {}: removed pod {}", workerOf(p), p.getMetadata().getName());
+    log.info(
+        "UDF worker {}: removed pod {}", KubernetesCaches.workerOf(p), p.getMetadata().getName());
   }
 
   private String suffix() {
@@ -405,12 +381,9 @@ public final class UdfWorkerReconciler implements AutoCloseable {
     if (e != null) {
       e.cancel(true);
     }
-    if (workers != null) {
-      workers.removeEventHandler(workerEvents);
-      pods.removeEventHandler(podEvents);
-    }
-    if (caches != null && ownsCaches) {
-      caches.close();
+    if (started) {
+      caches.workers.removeEventHandler(workerEvents);
+      caches.pods.removeEventHandler(podEvents);
     }
     queue.shutdownNow();
   }

@@ -40,7 +40,9 @@ class UdfWorkerReconcilerTest {
     mock = new KubernetesMock();
     client = mock.client();
     leaderClient = mock.client();
-    reconciler = new UdfWorkerReconciler(leaderClient, settings, "kiln-a");
+    reconciler =
+        new UdfWorkerReconciler(
+            leaderClient, KubernetesCaches.start(leaderClient, settings), settings, "kiln-a");
     reconciler.start();
     await("kiln-a to lead", WAIT, reconciler::isLeader);
   }
@@ -258,7 +260,10 @@ class UdfWorkerReconcilerTest {
 
   @Test
   void whenTheLeaderStopsAnotherReplicaReconciles() throws Exception {
-    UdfWorkerReconciler other = new UdfWorkerReconciler(mock.client(), settings, "kiln-b");
+    KubernetesClient otherClient = mock.client();
+    UdfWorkerReconciler other =
+        new UdfWorkerReconciler(
+            otherClient, KubernetesCaches.start(otherClient, settings), settings, "kiln-b");
     try {
       other.start();
       UdfWorker w = create("acme", "failover", s -> {});
