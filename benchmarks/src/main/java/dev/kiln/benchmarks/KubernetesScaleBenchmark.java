@@ -78,7 +78,7 @@ final class KubernetesScaleBenchmark {
       try (KubernetesClient replica = server.client();
           KubernetesCaches caches = KubernetesCaches.start(replica, settings);
           KubernetesProvisioner pods =
-              new KubernetesProvisioner(replica, caches, settings, Duration.ofMinutes(1));
+              new KubernetesProvisioner(replica, caches, settings, Duration.ofMinutes(1), "bench");
           UdfWorkerReconciler reconciler =
               new UdfWorkerReconciler(replica, caches, settings, "bench")) {
         double syncS = (System.nanoTime() - t1) / 1e9;

@@ -39,6 +39,10 @@ import org.slf4j.LoggerFactory;
  * written to a temporary file and moved into place, so a crash never leaves half a record; all of
  * them are read at start and kept in memory, so a lookup touches no disk.
  *
+ * <p>With several replicas ({@code --kubernetes}) each new record is also kept where every replica
+ * reads it ({@link SharedDefinitions}), before its token goes out; a lookup that misses here asks
+ * there, and keeps what it finds.
+ *
  * <p>What is kept: the definition (canonical spec, requirements, imports with the URLs and headers
  * of the request that made it), the sandbox size and the worker it runs for. Never the values of
  * the UDF's environment: those are read again from {@code --udf-env} when it starts again.
@@ -61,19 +65,26 @@ final class Definitions {
   private record Id(Tenant tenant, ContentKey key) {}
 
   private final Path dir;
+  private final SharedDefinitions shared;
   private final ConcurrentHashMap<Id, Entry> entries = new ConcurrentHashMap<>();
   private final AtomicLong temps = new AtomicLong();
 
-  private Definitions(Path dir) {
+  private Definitions(Path dir, SharedDefinitions shared) {
     this.dir = dir;
+    this.shared = shared;
   }
 
   /**
    * The records under {@code dir} (created when missing); unreadable ones are logged and skipped.
    */
   static Definitions open(Path dir) throws IOException {
+    return open(dir, SharedDefinitions.NONE);
+  }
+
+  /** The records under {@code dir}, and those other replicas keep in {@code shared}. */
+  static Definitions open(Path dir, SharedDefinitions shared) throws IOException {
     Files.createDirectories(dir);
-    Definitions d = new Definitions(dir);
+    Definitions d = new Definitions(dir, shared);
     int bad = 0;
     try (DirectoryStream<Path> tenants = Files.newDirectoryStream(dir, Files::isDirectory)) {
       for (Path t : tenants) {
@@ -105,9 +116,18 @@ final class Definitions {
     return d;
   }
 
-  /** The record for the tenant's key, if Kiln ever answered for it. */
+  /**
+   * The record for the tenant's key, if Kiln (this server, or another replica) ever answered for
+   * it.
+   */
   Optional<Entry> get(Tenant tenant, ContentKey key) {
-    return Optional.ofNullable(entries.get(new Id(tenant, key)));
+    Entry e = entries.get(new Id(tenant, key));
+    if (e != null) {
+      return Optional.of(e);
+    }
+    Optional<Entry> elsewhere = shared.get(tenant, key);
+    elsewhere.ifPresent(this::keep);
+    return elsewhere;
   }
 
   /** Every record. */
@@ -125,6 +145,12 @@ final class Definitions {
    * restart).
    */
   boolean put(Entry e) {
+    shared.put(e);
+    return keep(e);
+  }
+
+  /** Keeps {@code e} here (in memory and in its file). */
+  private boolean keep(Entry e) {
     Id id = new Id(e.tenant(), e.key());
     Entry before = entries.put(id, e);
     if (before != null && same(before, e)) {
@@ -192,8 +218,12 @@ final class Definitions {
         (id, e) -> new Entry(e.tenant(), e.key(), e.definition(), e.sizing(), e.owner(), now));
   }
 
-  /** Forgets the tenant's records for worker {@code owner} (DROP WORKER); returns how many. */
+  /**
+   * Forgets the tenant's records for worker {@code owner} (DROP WORKER), here and shared; returns
+   * how many were here.
+   */
   int removeOwned(Tenant tenant, String owner) {
+    shared.removeOwned(tenant, owner);
     int n = 0;
     for (Entry e : all()) {
       if (e.tenant().equals(tenant) && owner.equals(e.owner())) {

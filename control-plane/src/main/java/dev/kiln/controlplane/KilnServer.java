@@ -123,8 +123,6 @@ public final class KilnServer implements AutoCloseable {
     gc.bindTo(meters);
     closeables.push(gc);
 
-    Tokens tokens = Tokens.loadOrCreate(data.resolve("token-secret"));
-
     Runtimes runtimes =
         Runtimes.open(
             config.runtimes(),
@@ -168,8 +166,13 @@ public final class KilnServer implements AutoCloseable {
     // Local sandboxes run what building images needs (a base's Python, byte code); a UDF's run here
     // too, or as pods of a cluster (--kubernetes: no node budget, no warm pool or zygotes here).
     PlaceSandbox local = new PlaceSandbox(provisioner, budget);
-    Provisioner udfProvisioner =
-        config.kubernetes() ? KubernetesBackend.start(config, closeables) : provisioner;
+    KubernetesBackend cluster =
+        config.kubernetes() ? KubernetesBackend.start(config, closeables) : null;
+    Provisioner udfProvisioner = cluster != null ? cluster.pods() : provisioner;
+    // Replicas share their token secret and definitions through the cluster; a server keeps its
+    // own.
+    Tokens tokens =
+        cluster != null ? cluster.tokens() : Tokens.loadOrCreate(data.resolve("token-secret"));
     PlaceSandbox sandboxes = config.kubernetes() ? new PlaceSandbox(udfProvisioner) : local;
     BaseFacts bases = new BaseFacts(runner, SandboxRunners.host(local), data.resolve("runtimes"));
     Sizing serverSizing = Sizing.of(config);
@@ -235,7 +238,10 @@ public final class KilnServer implements AutoCloseable {
           .register(meters);
     }
 
-    Definitions definitions = Definitions.open(data.resolve("definitions"));
+    Definitions definitions =
+        Definitions.open(
+            data.resolve("definitions"),
+            cluster != null ? cluster.definitions() : SharedDefinitions.NONE);
     Gauge.builder("kiln.udf.definitions", definitions, Definitions::size)
         .description("UDF definitions kept in the data directory (what Kiln ever answered for)")
         .register(meters);

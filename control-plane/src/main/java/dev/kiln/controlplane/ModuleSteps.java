@@ -189,7 +189,7 @@ final class ModuleSteps implements PipelineSteps {
       // One UdfWorker per resource, as the registry keeps them: per tenant and definition.
       return sandboxes.place(
           new SandboxSpec(
-                  r.key.shortForm(),
+                  ClusterDefinitions.workerOf(r.key),
                   SandboxRunners.podImage(image.image(), reference, podRunnerPort),
                   r.sizing.limits(),
                   env)

@@ -4,6 +4,7 @@ import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.kiln.base.KilnException;
 import dev.kiln.definition.DataType;
 import dev.kiln.image.LocalRegistry;
 import dev.kiln.provisioner.kubernetes.KubeletStandIn;
@@ -34,6 +35,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.FieldVector;
@@ -42,14 +44,14 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A UDF with packages in Kubernetes pods, from its pushed image: the Kiln server builds the image
- * and pushes it to a real registry ({@code --registry}, Debian's docker-registry); a {@link
- * UdfWorker} names it; the reconciler makes the pod; the {@link KubeletStandIn} pulls the image and
- * runs the pod as a real gVisor sandbox on a network namespace of its own; the runner pool reaches
- * the pod's runner listener over TCP and every row comes back right. Then the worker scales to two
- * pods and is suspended. The API server is fabric8's mock in CRUD mode and the kubelet a test
- * stand-in: the two fakes, since neither can run here. {@code kiln serve --kubernetes}, which will
- * do what this test does by hand, is not wired yet.
+ * UDFs in Kubernetes pods, from their pushed images: the Kiln server builds the image and pushes it
+ * to a real registry ({@code --registry}, Debian's docker-registry); a {@link UdfWorker} names it;
+ * the reconciler makes the pods; the {@link KubeletStandIn} pulls the image and runs each pod as a
+ * real gVisor sandbox on a network namespace of its own; the runner pool reaches the pod's runner
+ * listener over TCP and every row comes back right. By hand first, then through {@code kiln serve
+ * --kubernetes}: one replica, two replicas sharing the workers, and pods following load and
+ * idleness. The API server is fabric8's mock in CRUD mode and the kubelet a test stand-in: the two
+ * fakes, since neither can run here.
  */
 class KubernetesPodsIT {
   private static final Duration WAIT = Duration.ofMinutes(3);
@@ -212,6 +214,102 @@ class KubernetesPodsIT {
       assertThat(pods(client)).hasSize(1);
       assertThat(kubelet.sandboxes()).isEqualTo(1);
     }
+  }
+
+  /**
+   * Two replicas on one API server, as behind one Service: the request lands on one, the Flight
+   * calls on the other, which finds the definition in the UdfWorker, checks the token with the
+   * secret both share, and serves from the worker's pods; then the first replica stops and the
+   * second, leading now, reconciles the worker down to its own claim and goes on serving.
+   */
+  @Test
+  void anyReplicaServesTheCallsOfAUdfAnotherProvisioned() throws Exception {
+    try (StaticIndexServer mirror = new StaticIndexServer(PipMirror.fileIndexes());
+        LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
+        KubernetesMock api = new KubernetesMock();
+        KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start();
+        BufferAllocator allocator = new RootAllocator()) {
+      Path kubeconfig = api.kubeconfig(tmp);
+      UnaryOperator<KilnConfigBuilder> replica =
+          c ->
+              c.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList())
+                  .registry("127.0.0.1:" + registry.port() + "/kiln", false)
+                  .kubernetes(kubeconfig, "kiln");
+      KubernetesClient client = api.client();
+      // The first to start takes the lease: a reconciles until it stops.
+      RunningKiln a = RunningKiln.start(tmp.resolve("data-a"), replica);
+      KubernetesMock.await("replica a leading", WAIT, () -> leader(client).equals(identity(a)));
+      RunningKiln b;
+      try {
+        b = RunningKiln.start(tmp.resolve("data-b"), replica);
+      } catch (RuntimeException | KilnException | java.io.IOException e) {
+        a.close();
+        throw e;
+      }
+      try (b) {
+        DatabendClient.Resource onA;
+        try (a) {
+          long t0 = System.nanoTime();
+          onA = applyFmt(a);
+          // Databend calls the endpoint it was given; behind a Service that may be any replica.
+          DatabendClient.Resource onB = at(b, onA);
+          assertThat(fmt(allocator, onB, 1234567L)).isEqualTo("1,234,567");
+          long tB = System.nanoTime();
+          assertThat(fmt(allocator, onA, 42L)).isEqualTo("42");
+          System.out.printf(
+              "two replicas: ApplyUdfResource on one -> first result through the other %d ms%n",
+              (tB - t0) / 1_000_000);
+          UdfWorker w = worker(client, onA.key());
+          assertThat(w.getSpec().getDefinition())
+              .as("the definition, for every replica")
+              .isNotNull();
+          assertThat(w.getSpec().getClaims()).as("a claim of each replica").hasSize(2);
+          assertThat(kubelet.sandboxes()).isBetween(1, 2);
+        }
+        // b leads once the lease runs out, and keeps the pods its own claim asks for.
+        long stopped = System.nanoTime();
+        KubernetesMock.await("replica b leading", WAIT, () -> leader(client).equals(identity(b)));
+        assertThat(worker(client, onA.key()).getSpec().getClaims())
+            .as("a gave its claim back when it stopped")
+            .hasSize(1);
+        KubernetesMock.await("one pod", WAIT, () -> pods(client).size() == 1);
+        System.out.printf(
+            "two replicas: the leader stopped -> the other reconciled the worker to its claim %d"
+                + " ms%n",
+            (System.nanoTime() - stopped) / 1_000_000);
+        assertThat(fmt(allocator, at(b, onA), 7L)).isEqualTo("7");
+      }
+    }
+  }
+
+  private static String leader(KubernetesClient client) {
+    var lease = client.leases().inNamespace("kiln").withName(UdfWorkerReconciler.LEASE).get();
+    return lease == null ? "" : String.valueOf(lease.getSpec().getHolderIdentity());
+  }
+
+  private static String identity(RunningKiln replica) {
+    return KubernetesBackend.identity(replica.dataDir());
+  }
+
+  /** The resource Databend got from one replica, called at {@code replica}'s endpoint. */
+  private static DatabendClient.Resource at(RunningKiln replica, DatabendClient.Resource r) {
+    return new DatabendClient.Resource(replica.server().endpoint(), r.headers(), r.key());
+  }
+
+  private static Object fmt(BufferAllocator allocator, DatabendClient.Resource r, long x)
+      throws Exception {
+    return KilnTestSupport.call(
+            allocator, r, "acme", "fmt", List.of("BIGINT NULL"), "[[" + x + "]]")
+        .getFirst()
+        .getFirst();
+  }
+
+  private static UdfWorker worker(KubernetesClient client, String key) {
+    return client
+        .resources(UdfWorker.class)
+        .inNamespace("kiln")
+        .withName(KubernetesNames.workerName("acme", key.substring(0, 12)))
+        .get();
   }
 
   @Test

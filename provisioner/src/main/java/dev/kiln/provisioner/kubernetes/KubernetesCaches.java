@@ -60,6 +60,11 @@ public final class KubernetesCaches implements AutoCloseable {
     return workers.getIndexer().getByKey(kilnNamespace + "/" + name);
   }
 
+  /** Every worker, as last seen. */
+  List<UdfWorker> workers() {
+    return workers.getStore().list();
+  }
+
   /** The sandbox pods of a worker, as last seen. */
   List<Pod> podsOf(String worker) {
     return pods.getIndexer().byIndex(BY_WORKER, worker);

@@ -1,10 +1,12 @@
 package dev.kiln.provisioner.kubernetes;
 
+import io.fabric8.kubernetes.api.model.Pod;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
 import java.util.Locale;
+import java.util.Map;
 
 /**
  * Kubernetes names and label values for Kiln's objects. Tenants and UDF names may hold anything a
@@ -31,10 +33,11 @@ public final class KubernetesNames {
   public static final String TENANT = UdfWorker.GROUP + "/tenant";
 
   /**
-   * The label of a pod its sandbox no longer needs: when the worker asks for fewer pods, these go
+   * The prefix of the annotations that say which Kiln replicas hold a sandbox on a pod, one per
+   * replica ({@link #holder}): when the worker asks for fewer pods, those no replica holds go
    * first.
    */
-  public static final String RELEASED = UdfWorker.GROUP + "/released";
+  static final String HELD_BY = UdfWorker.GROUP + "/held-by-";
 
   /** The label holding a pod's template hash: a pod whose template changed is replaced. */
   public static final String TEMPLATE = UdfWorker.GROUP + "/template";
@@ -51,6 +54,23 @@ public final class KubernetesNames {
   /** The name of the {@link UdfWorker} of a tenant's worker or UDF. */
   public static String workerName(String tenant, String udf) {
     return readable(tenant + "-" + udf, tenant + "\0" + udf, MAX, true);
+  }
+
+  /** The annotation a replica named {@code replica} puts on the pods it holds sandboxes on. */
+  public static String holder(String replica) {
+    return HELD_BY + hash(replica);
+  }
+
+  /** Whether some replica holds a sandbox on the pod. */
+  public static boolean isHeld(Pod p) {
+    Map<String, String> a = p.getMetadata().getAnnotations();
+    return a != null && a.keySet().stream().anyMatch(k -> k.startsWith(HELD_BY));
+  }
+
+  /** How many replicas hold a sandbox on the pod. */
+  static long holders(Pod p) {
+    Map<String, String> a = p.getMetadata().getAnnotations();
+    return a == null ? 0 : a.keySet().stream().filter(k -> k.startsWith(HELD_BY)).count();
   }
 
   /** A label value that stands for {@code s} (kept as it is when it is one already). */

@@ -8,6 +8,7 @@ import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.fabric8.kubernetes.client.dsl.Resource;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
@@ -18,39 +19,55 @@ import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Sandboxes as Kubernetes pods: {@link #start} asks the {@link UdfWorker} of the sandbox's owner
- * (tenant) and name for one pod more and returns the first ready pod no other sandbox holds, as a
- * {@link PodSandbox} whose runners are reached over TCP. The pods are made by the {@link
- * UdfWorkerReconciler} of whichever Kiln replica holds the lease, from the image's registry
- * reference and argv (the runner listener); the sandbox's variables become the pod's. Closing a
- * sandbox marks its pod released and asks for one fewer (the reconciler removes released pods
- * first); the worker goes with the last.
+ * Sandboxes as Kubernetes pods: {@link #start} claims one pod more of the {@link UdfWorker} of the
+ * sandbox's owner (tenant) and name, and returns a ready pod, as a {@link PodSandbox} whose runners
+ * are reached over TCP. The pods are made by the {@link UdfWorkerReconciler} of whichever Kiln
+ * replica holds the lease, from the image's registry reference and argv (the runner listener); the
+ * sandbox's variables become the pod's.
  *
- * <p>What is not here yet: several Kiln replicas sharing one worker (each asks for its own count).
+ * <p>Several replicas share a worker. Each writes only its own entry of the worker's {@link
+ * UdfWorkerSpec#getClaims claims} (a merge patch of one key), and the worker keeps as many pods as
+ * all claims together. A replica marks the pods it holds sandboxes on with its own annotation
+ * ({@link KubernetesNames#holder}): a new sandbox takes a ready pod no replica holds; a replica's
+ * first sandbox of a worker shares the least-held ready pod when no free one is ready, so that a
+ * replica that did not provision a UDF serves it at once. Closing a sandbox removes the replica's
+ * annotation and lowers its claim; the reconciler removes pods nobody holds first. The worker stays
+ * (without claims, without pods) with the control plane's record of its definition ({@link
+ * #declare}), which any replica reads back ({@link #record}).
  */
 public final class KubernetesProvisioner implements Provisioner {
   private static final Logger log = LoggerFactory.getLogger(KubernetesProvisioner.class);
+
+  /**
+   * The most pods of one worker a replica's claims can make, summed over replicas (each replica's
+   * scaler keeps its own claim within the worker's {@code max_cluster_count}).
+   */
+  static final int MAX_PODS = 100;
 
   private final KubernetesClient client;
   private final KubernetesSettings settings;
   private final Duration startTimeout;
   private final KubernetesCaches caches;
+  private final String replica;
   private final ResourceEventHandler<Pod> podEvents = podEvents();
   private final Object changed = new Object();
 
   /** Sandboxes by their pod ({@code namespace/name}). */
   private final Map<String, PodSandbox> live = new ConcurrentHashMap<>();
 
-  /** Worker name -> pods wanted (held and starting). Guarded by this. */
+  /** Worker name -> pods this replica claims (held and starting). Guarded by this. */
   private final Map<String, Integer> wanted = new HashMap<>();
 
   private volatile boolean closed;
@@ -60,16 +77,19 @@ public final class KubernetesProvisioner implements Provisioner {
    * @param caches the replica's caches, shared with its reconciler
    * @param settings how sandbox pods run (the reconciler's)
    * @param startTimeout how long a new pod may take to be ready (pulling its image included)
+   * @param replica this Kiln replica's name (its pod's), under which it claims pods
    */
   public KubernetesProvisioner(
       KubernetesClient client,
       KubernetesCaches caches,
       KubernetesSettings settings,
-      Duration startTimeout) {
+      Duration startTimeout,
+      String replica) {
     this.client = client;
     this.settings = settings;
     this.startTimeout = startTimeout;
     this.caches = caches;
+    this.replica = Objects.requireNonNull(replica, "replica");
     caches.pods.addEventHandler(podEvents);
   }
 
@@ -145,6 +165,7 @@ public final class KubernetesProvisioner implements Provisioner {
         while (true) {
           PodSandbox s = claim(worker, spec);
           if (s != null) {
+            hold(s, true);
             log.info("UDF worker {}: sandbox pod {} at {}", worker, s.id(), endpoint(s));
             return s;
           }
@@ -174,28 +195,44 @@ public final class KubernetesProvisioner implements Provisioner {
   }
 
   /**
-   * A ready pod of the worker that no sandbox holds and that is not released, taken for a new
-   * sandbox; null when none.
+   * A ready pod of the worker for a new sandbox: one no replica holds; else, when this replica
+   * holds none of the worker's pods yet, the ready pod the fewest replicas hold; null when neither.
    */
   private PodSandbox claim(String worker, SandboxSpec spec) {
+    Pod free = null;
+    Pod shared = null;
     for (Pod p : caches.podsOf(worker)) {
-      if (SandboxPods.isReady(p)
-          && p.getMetadata().getDeletionTimestamp() == null
-          && !p.getMetadata().getLabels().containsKey(KubernetesNames.RELEASED)
-          && !live.containsKey(KubernetesCaches.id(p))) {
-        PodSandbox s =
-            new PodSandbox(
-                p.getMetadata().getName(),
-                p.getMetadata().getNamespace(),
-                worker,
-                spec,
-                new InetSocketAddress(p.getStatus().getPodIP(), settings.runnerPort()),
-                this);
-        live.put(s.id(), s);
-        return s;
+      if (!SandboxPods.isReady(p)
+          || p.getMetadata().getDeletionTimestamp() != null
+          || live.containsKey(KubernetesCaches.id(p))) {
+        continue;
+      }
+      if (!KubernetesNames.isHeld(p)) {
+        free = p;
+        break;
+      }
+      if (shared == null || KubernetesNames.holders(p) < KubernetesNames.holders(shared)) {
+        shared = p;
       }
     }
-    return null;
+    Pod p = free != null ? free : holdsAny(worker) ? null : shared;
+    if (p == null) {
+      return null;
+    }
+    PodSandbox s =
+        new PodSandbox(
+            p.getMetadata().getName(),
+            p.getMetadata().getNamespace(),
+            worker,
+            spec,
+            new InetSocketAddress(p.getStatus().getPodIP(), settings.runnerPort()),
+            this);
+    live.put(s.id(), s);
+    return s;
+  }
+
+  private boolean holdsAny(String worker) {
+    return live.values().stream().anyMatch(s -> s.worker().equals(worker));
   }
 
   private static String endpoint(PodSandbox s) {
@@ -203,7 +240,47 @@ public final class KubernetesProvisioner implements Provisioner {
     return a.getHostString() + ":" + a.getPort();
   }
 
-  /** The worker's resource as {@code spec} and {@code pods} say: made, or its spec replaced. */
+  /** Puts this replica's annotation on the sandbox's pod, or takes it off. */
+  private void hold(PodSandbox s, boolean held) {
+    String key = KubernetesNames.holder(replica);
+    var pod = client.pods().inNamespace(s.namespace()).withName(s.podName());
+    try {
+      if (held) {
+        pod.patch(
+            PatchContext.of(PatchType.JSON_MERGE),
+            Serialization.asJson(Map.of("metadata", Map.of("annotations", Map.of(key, replica)))));
+      } else {
+        pod.patch(PatchContext.of(PatchType.JSON), remove("/metadata/annotations/" + pointer(key)));
+      }
+    } catch (KubernetesClientException e) {
+      if (held || e.getCode() != 404) {
+        log.warn(
+            "marking pod {} {} by {} failed: {}",
+            s.id(),
+            held ? "held" : "no longer held",
+            replica,
+            e.getMessage());
+      }
+    }
+  }
+
+  /**
+   * A JSON patch (RFC 6902) removing one member. (Not a merge patch with null: the mock API server
+   * of the tests keeps the null.)
+   */
+  private static String remove(String path) {
+    return Serialization.asJson(List.of(Map.of("op", "remove", "path", path)));
+  }
+
+  /** {@code s} as one JSON pointer segment (RFC 6901). */
+  private static String pointer(String s) {
+    return s.replace("~", "~0").replace("/", "~1");
+  }
+
+  /**
+   * The worker's resource as {@code spec} says, with this replica's claim at {@code pods}: made, or
+   * its sandbox fields replaced (never the other replicas' claims, nor the definition).
+   */
   private void apply(String worker, SandboxSpec spec, int pods) {
     UdfWorkerSpec s = new UdfWorkerSpec();
     s.setTenant(spec.owner());
@@ -220,29 +297,67 @@ public final class KubernetesProvisioner implements Provisioner {
     s.setCpu(BigDecimal.valueOf(spec.limits().cpus()).stripTrailingZeros().toPlainString());
     s.setMemory(Long.toString(spec.limits().memoryBytes()));
     s.setGpu(spec.limits().gpus());
-    s.setReplicas(pods);
-    s.setMinReplicas(0);
-    s.setMaxReplicas(pods);
     if (caches.worker(worker) == null) {
-      UdfWorker w = new UdfWorker();
-      w.getMetadata().setName(worker);
-      w.getMetadata().setNamespace(settings.kilnNamespace());
-      w.setSpec(s);
-      w.setStatus(null);
+      s.setClaims(new TreeMap<>(Map.of(replica, pods)));
       try {
-        client.resource(w).create();
+        create(worker, s);
         return;
       } catch (KubernetesClientException e) {
         if (e.getCode() != 409) {
           throw e;
         }
-        // made meanwhile: replace its spec below
+        // made meanwhile: set the fields below
       }
     }
-    UdfWorker.replaceSpec(client, settings.kilnNamespace(), worker, s);
+    List<Map<String, Object>> ops = new ArrayList<>();
+    ops.add(add("tenant", s.getTenant()));
+    ops.add(add("udf", s.getUdf()));
+    ops.add(add("key", s.getKey()));
+    ops.add(add("image", s.getImage()));
+    ops.add(add("command", s.getCommand()));
+    ops.add(add("env", s.getEnv()));
+    ops.add(add("cpu", s.getCpu()));
+    ops.add(add("memory", s.getMemory()));
+    ops.add(add("gpu", s.getGpu()));
+    workerResource(worker).patch(PatchContext.of(PatchType.JSON), Serialization.asJson(ops));
+    setClaim(worker, pods);
   }
 
-  /** One pod fewer for the worker; its resource goes with the last. */
+  private static Map<String, Object> add(String field, Object value) {
+    return Map.of("op", "add", "path", "/spec/" + field, "value", value);
+  }
+
+  /** Makes the worker; claims go to the spec's, between no pods and {@link #MAX_PODS}. */
+  private void create(String worker, UdfWorkerSpec s) {
+    s.setReplicas(0);
+    s.setMinReplicas(0);
+    s.setMaxReplicas(MAX_PODS);
+    UdfWorker w = new UdfWorker();
+    w.getMetadata().setName(worker);
+    w.getMetadata().setNamespace(settings.kilnNamespace());
+    w.setSpec(s);
+    w.setStatus(null);
+    client.resource(w).create();
+  }
+
+  private Resource<UdfWorker> workerResource(String worker) {
+    return client.resources(UdfWorker.class).inNamespace(settings.kilnNamespace()).withName(worker);
+  }
+
+  /** This replica's claim on the worker: {@code pods}, or no entry when none. */
+  private void setClaim(String worker, int pods) {
+    if (pods > 0) {
+      workerResource(worker)
+          .patch(
+              PatchContext.of(PatchType.JSON_MERGE),
+              Serialization.asJson(Map.of("spec", Map.of("claims", Map.of(replica, pods)))));
+    } else {
+      workerResource(worker)
+          .patch(PatchContext.of(PatchType.JSON), remove("/spec/claims/" + pointer(replica)));
+    }
+  }
+
+  /** This replica claims one pod fewer of the worker. */
   private void lower(String worker) {
     int left;
     synchronized (this) {
@@ -252,41 +367,103 @@ public final class KubernetesProvisioner implements Provisioner {
       }
     }
     try {
-      var resource =
-          client.resources(UdfWorker.class).inNamespace(settings.kilnNamespace()).withName(worker);
-      if (left <= 0) {
-        resource.delete();
-        return;
-      }
-      resource.patch(
-          PatchContext.of(PatchType.JSON),
-          Serialization.asJson(
-              List.of(
-                  Map.of("op", "replace", "path", "/spec/replicas", "value", left),
-                  Map.of("op", "replace", "path", "/spec/maxReplicas", "value", left))));
+      setClaim(worker, left);
     } catch (KubernetesClientException e) {
-      log.warn("UDF worker {}: asking for {} pods failed: {}", worker, left, e.getMessage());
+      // 404: the worker is gone; 422: it has no claim of this replica (made by hand, or lost).
+      if (e.getCode() != 404 && e.getCode() != 422) {
+        log.warn("UDF worker {}: claiming {} pods failed: {}", worker, left, e.getMessage());
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ the control plane's record
+
+  /**
+   * Keeps {@code record} (opaque here: the control plane's record of what the sandboxes of {@code
+   * owner}'s {@code name} run) in the worker, making the worker when there is none: before a token
+   * for it goes out, so that any replica can serve the calls that follow. A record already there is
+   * kept.
+   *
+   * @throws IOException when the API server refuses
+   */
+  public void declare(String owner, String name, String record) throws IOException {
+    String worker = KubernetesNames.workerName(owner, name);
+    UdfWorker cached = caches.worker(worker);
+    if (cached != null && cached.getSpec().getDefinition() != null) {
+      return;
+    }
+    try {
+      if (cached == null) {
+        UdfWorkerSpec s = new UdfWorkerSpec();
+        s.setTenant(owner);
+        s.setUdf(name);
+        s.setKey(name);
+        s.setDefinition(record);
+        try {
+          create(worker, s);
+          return;
+        } catch (KubernetesClientException e) {
+          if (e.getCode() != 409) {
+            throw e;
+          }
+        }
+      }
+      workerResource(worker)
+          .patch(
+              PatchContext.of(PatchType.JSON_MERGE),
+              Serialization.asJson(Map.of("spec", Map.of("definition", record))));
+    } catch (KubernetesClientException e) {
+      throw new IOException(
+          "cannot keep the definition of UDF worker " + worker + ": " + e.getMessage(), e);
     }
   }
 
   /**
-   * A sandbox closed: its pod is marked released, then the worker asks for one fewer, and the
-   * reconciler removes released pods first. (Deleting the pod before asking for fewer would make
-   * the reconciler start a replacement in between.)
+   * The record kept for {@code owner}'s {@code name}: from the cache, else (a worker made a moment
+   * ago by another replica) from the API server; empty when there is none.
+   */
+  public Optional<String> record(String owner, String name) {
+    String worker = KubernetesNames.workerName(owner, name);
+    UdfWorker w = caches.worker(worker);
+    if (w == null || w.getSpec().getDefinition() == null) {
+      try {
+        w = workerResource(worker).get();
+      } catch (KubernetesClientException e) {
+        log.warn("reading UDF worker {} failed: {}", worker, e.getMessage());
+        return Optional.empty();
+      }
+    }
+    return w == null ? Optional.empty() : Optional.ofNullable(w.getSpec().getDefinition());
+  }
+
+  /** The records kept for {@code owner}'s workers, by name, as last seen. */
+  public Map<String, String> records(String owner) {
+    Map<String, String> out = new TreeMap<>();
+    for (UdfWorker w : caches.workers()) {
+      if (owner.equals(w.getSpec().getTenant()) && w.getSpec().getDefinition() != null) {
+        out.put(w.getSpec().getUdf(), w.getSpec().getDefinition());
+      }
+    }
+    return out;
+  }
+
+  /** Deletes {@code owner}'s worker {@code name}, its record and its pods. */
+  public void forget(String owner, String name) {
+    try {
+      workerResource(KubernetesNames.workerName(owner, name)).delete();
+    } catch (KubernetesClientException e) {
+      log.warn("deleting UDF worker of {} failed: {}", name, e.getMessage());
+    }
+  }
+
+  /**
+   * A sandbox closed: this replica's annotation goes from its pod, then the replica claims one pod
+   * fewer, and the reconciler removes pods no replica holds first. (Lowering the claim before would
+   * let the reconciler remove a pod still in use.)
    */
   void release(PodSandbox s) {
-    live.remove(s.id(), s);
-    try {
-      client
-          .pods()
-          .inNamespace(s.namespace())
-          .withName(s.podName())
-          .patch(
-              PatchContext.of(PatchType.JSON_MERGE),
-              Serialization.asJson(
-                  Map.of("metadata", Map.of("labels", Map.of(KubernetesNames.RELEASED, "true")))));
-    } catch (KubernetesClientException e) {
-      log.warn("marking pod {} released failed: {}", s.id(), e.getMessage());
+    if (live.remove(s.id(), s)) {
+      hold(s, false);
     }
     lower(s.worker());
   }
@@ -297,8 +474,8 @@ public final class KubernetesProvisioner implements Provisioner {
   }
 
   /**
-   * Stops watching. The pods stay: the workers are the cluster's desired state, which the next Kiln
-   * (or another replica) takes up.
+   * Stops watching. Starts under way fail and take back their claims; the claims of open sandboxes
+   * go as each is closed. Pods other replicas claim stay.
    */
   @Override
   public void close() {

@@ -15,8 +15,8 @@ import java.util.concurrent.CompletableFuture;
 /**
  * One sandbox pod of a {@link UdfWorker}, as the pipeline sees a sandbox: its runners are reached
  * over TCP at {@link #runnerEndpoint} (the pod's runner listener forks one per connection), not
- * started with exec. It stops when its pod goes away or stops being ready; closing it removes the
- * pod and lowers the worker's replicas.
+ * started with exec. It stops when its pod goes away or stops being ready; closing it gives the pod
+ * back (this replica no longer holds it, and claims one pod fewer).
  */
 final class PodSandbox implements Sandbox {
   private final String podName;

@@ -36,10 +36,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Reconciling a worker, level-based and idempotent: its tenant's namespace and network policy
  * exist; exactly {@link UdfWorkerSpec#desiredPods} pods of its current template run (ended and
- * out-of-date pods are replaced, extra ones removed: released ones first, then those not ready);
- * its status lists the ready pods' runner endpoints. Pods of a deleted worker are deleted. Pods
- * this reconciler created or deleted count as such until its informer sees them, so a quick second
- * pass starts no extra pod. A pass that fails is tried again.
+ * out-of-date pods are replaced, extra ones removed: those no Kiln replica holds first, then those
+ * not ready); its status lists the ready pods' runner endpoints. Pods of a deleted worker are
+ * deleted. Pods this reconciler created or deleted count as such until its informer sees them, so a
+ * quick second pass starts no extra pod. A pass that fails is tried again.
  */
 public final class UdfWorkerReconciler implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(UdfWorkerReconciler.class);
@@ -240,10 +240,9 @@ public final class UdfWorkerReconciler implements AutoCloseable {
     live.forEach(p -> unseen.remove(p.getMetadata().getName()));
     int count = current.size() + unseen.size();
     if (count > desired) {
-      // Remove released pods first, then those not ready, then the newest.
+      // Remove pods no replica holds first, then those not ready, then the newest.
       current.sort(
-          Comparator.comparing(
-                  (Pod p) -> !p.getMetadata().getLabels().containsKey(KubernetesNames.RELEASED))
+          Comparator.comparing(KubernetesNames::isHeld)
               .thenComparing(SandboxPods::isReady)
               .thenComparing(
                   p -> String.valueOf(p.getMetadata().getCreationTimestamp()),

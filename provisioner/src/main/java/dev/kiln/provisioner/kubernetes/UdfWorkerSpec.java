@@ -26,6 +26,8 @@ public class UdfWorkerSpec {
   private int minReplicas;
   private int maxReplicas = 1;
   private boolean suspended;
+  private Map<String, Integer> claims = new TreeMap<>();
+  private String definition;
 
   /** The tenant the worker belongs to; its pods run in the tenant's namespace. */
   public String getTenant() {
@@ -114,7 +116,10 @@ public class UdfWorkerSpec {
     this.gpu = gpu;
   }
 
-  /** How many pods the worker wants now (its load); kept between the bounds. */
+  /**
+   * How many pods the worker wants now besides its {@link #getClaims claims} (set by hand or by a
+   * tool); the sum is kept between the bounds.
+   */
   public int getReplicas() {
     return replicas;
   }
@@ -150,11 +155,48 @@ public class UdfWorkerSpec {
     this.suspended = suspended;
   }
 
-  /** How many pods the reconciler keeps: none while suspended or without an image. */
+  /**
+   * The pods each Kiln replica holds or is starting for its sandboxes, by replica: each replica
+   * writes only its own entry (a merge patch of one key), so replicas never overwrite each other's
+   * count.
+   */
+  public Map<String, Integer> getClaims() {
+    return claims;
+  }
+
+  public void setClaims(Map<String, Integer> claims) {
+    this.claims = claims == null ? new TreeMap<>() : claims;
+  }
+
+  /**
+   * The record of the worker's definition that Kiln's control plane keeps here, so that any replica
+   * can serve a call for it (opaque to the reconciler); null for a worker made without one.
+   */
+  public String getDefinition() {
+    return definition;
+  }
+
+  public void setDefinition(String definition) {
+    this.definition = definition;
+  }
+
+  /** The pods all replicas claim. */
+  public int claimedPods() {
+    int n = 0;
+    for (Integer c : claims.values()) {
+      n += c == null ? 0 : Math.max(0, c);
+    }
+    return n;
+  }
+
+  /**
+   * How many pods the reconciler keeps: {@link #getReplicas replicas} plus the replicas' claims,
+   * within the bounds; none while suspended or without an image.
+   */
   public int desiredPods() {
     if (suspended || image == null || image.isEmpty()) {
       return 0;
     }
-    return Math.max(minReplicas, Math.min(replicas, maxReplicas));
+    return Math.max(minReplicas, Math.min(replicas + claimedPods(), maxReplicas));
   }
 }

@@ -104,6 +104,7 @@ class KubernetesManifestsTest {
     spec.setUdf("u");
     spec.setKey("k");
     spec.setImage("i");
+    spec.setDefinition("d");
     UdfWorkerStatus status = new UdfWorkerStatus();
     status.setPhase("Ready");
     status.setObservedGeneration(1L);
@@ -138,6 +139,7 @@ class KubernetesManifestsTest {
 
     List<PolicyRule> rules = new ArrayList<>();
     all(ClusterRole.class).forEach(r -> rules.addAll(r.getRules()));
+    List<PolicyRule> clusterRules = List.copyOf(rules);
     all(Role.class).forEach(r -> rules.addAll(r.getRules()));
     assertThat(allows(rules, "", "pods", "create")).isTrue();
     assertThat(allows(rules, "", "pods", "delete")).isTrue();
@@ -147,7 +149,15 @@ class KubernetesManifestsTest {
     assertThat(allows(rules, "coordination.k8s.io", "leases", "update")).isTrue();
     assertThat(allows(rules, UdfWorker.GROUP, "udfworkers", "watch")).isTrue();
     assertThat(allows(rules, UdfWorker.GROUP, "udfworkers/status", "patch")).isTrue();
-    assertThat(allows(rules, "", "secrets", "get")).isFalse();
+    assertThat(allows(rules, "", "pods", "patch")).as("a replica marks the pods it holds").isTrue();
+    // Secrets: only the one the replicas share, by name, in Kiln's own namespace.
+    assertThat(allows(clusterRules, "", "secrets", "get")).isFalse();
+    assertThat(allows(rules, "", "secrets", "list")).isFalse();
+    assertThat(allows(rules, "", "secrets", "create")).isTrue();
+    assertThat(rules)
+        .filteredOn(r -> r.getResources().contains("secrets") && r.getVerbs().contains("get"))
+        .singleElement()
+        .satisfies(r -> assertThat(r.getResourceNames()).containsExactly(ReplicaSecret.NAME));
   }
 
   private static boolean allows(

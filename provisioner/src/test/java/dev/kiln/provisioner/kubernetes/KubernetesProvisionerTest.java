@@ -13,6 +13,7 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -49,7 +50,7 @@ class KubernetesProvisionerTest {
     caches = KubernetesCaches.start(replica, settings);
     reconciler = new UdfWorkerReconciler(replica, caches, settings, "kiln-a");
     reconciler.start();
-    pods = new KubernetesProvisioner(replica, caches, settings, WAIT);
+    pods = new KubernetesProvisioner(replica, caches, settings, WAIT, "kiln-a");
     // What a kubelet does: every new pod of the reconciler becomes ready at an address of its own.
     client
         .pods()
@@ -101,6 +102,10 @@ class KubernetesProvisionerTest {
         .get();
   }
 
+  private long readyPods() {
+    return tenantPods().stream().filter(SandboxPods::isReady).count();
+  }
+
   private List<Pod> tenantPods() {
     return client.pods().inNamespace(KubernetesNames.tenantNamespace("acme")).list().getItems();
   }
@@ -114,7 +119,7 @@ class KubernetesProvisionerTest {
     assertThat(w.getSpec().getEnv()).containsEntry("MODEL", "small");
     assertThat(w.getSpec().getCpu()).isEqualTo("0.5");
     assertThat(w.getSpec().getMemory()).isEqualTo(Long.toString(512L << 20));
-    assertThat(w.getSpec().getReplicas()).isEqualTo(1);
+    assertThat(w.getSpec().getClaims()).isEqualTo(Map.of("kiln-a", 1));
     assertThat(first.runnerEndpoint()).isPresent();
     assertThat(first.runnerEndpoint().get().getPort()).isEqualTo(7070);
     assertThatThrownBy(() -> first.exec(List.of("true"), List.of()))
@@ -122,18 +127,94 @@ class KubernetesProvisionerTest {
 
     Sandbox second = pods.start(spec(IMAGE, 0));
     assertThat(second.runnerEndpoint()).isNotEqualTo(first.runnerEndpoint());
-    assertThat(worker().getSpec().getReplicas()).isEqualTo(2);
+    assertThat(worker().getSpec().getClaims()).isEqualTo(Map.of("kiln-a", 2));
     assertThat(pods.sandboxes()).hasSize(2);
+    assertThat(tenantPods()).allSatisfy(p -> assertThat(KubernetesNames.isHeld(p)).isTrue());
 
     second.close();
     assertThat(second.stopped()).isDone();
     await("one pod", WAIT, () -> tenantPods().size() == 1);
-    assertThat(worker().getSpec().getReplicas()).isEqualTo(1);
+    assertThat(worker().getSpec().getClaims()).isEqualTo(Map.of("kiln-a", 1));
     assertThat(first.isRunning()).isTrue();
+    assertThat(tenantPods().getFirst().getMetadata().getName())
+        .as("the pod still held is the one kept")
+        .isEqualTo(first.id().substring(first.id().indexOf('/') + 1));
 
     first.close();
-    await("the worker gone with its last sandbox", WAIT, () -> worker() == null);
     await("no pods", WAIT, () -> tenantPods().isEmpty());
+    assertThat(worker().getSpec().getClaims()).as("the worker stays, unclaimed").isEmpty();
+  }
+
+  @Test
+  void replicasClaimPodsEachForItselfAndAReplicasFirstSandboxSharesAReadyPod() throws Exception {
+    // A second replica: its own client and caches, no reconciler (replica a leads).
+    KubernetesClient other = mock.client();
+    try (KubernetesCaches otherCaches = KubernetesCaches.start(other, settings);
+        KubernetesProvisioner b =
+            new KubernetesProvisioner(other, otherCaches, settings, WAIT, "kiln-b")) {
+      Sandbox onA = pods.start(spec(IMAGE, 0));
+      Sandbox onB = b.start(spec(IMAGE, 0));
+      assertThat(onB.runnerEndpoint())
+          .as("b's first sandbox shares a's ready pod instead of waiting for one of its own")
+          .isEqualTo(onA.runnerEndpoint());
+      assertThat(worker().getSpec().getClaims()).isEqualTo(Map.of("kiln-a", 1, "kiln-b", 1));
+      await("a pod per claim", WAIT, () -> readyPods() == 2);
+
+      // a's second sandbox takes the pod nobody holds; b's claim is untouched.
+      Sandbox second = pods.start(spec(IMAGE, 0));
+      assertThat(second.runnerEndpoint()).isNotEqualTo(onA.runnerEndpoint());
+      assertThat(worker().getSpec().getClaims()).isEqualTo(Map.of("kiln-a", 2, "kiln-b", 1));
+      await("three pods", WAIT, () -> readyPods() == 3);
+
+      // b gives its pod back: a still holds it, so the pod nobody holds is the one removed.
+      onB.close();
+      assertThat(worker().getSpec().getClaims()).isEqualTo(Map.of("kiln-a", 2));
+      await("two pods", WAIT, () -> tenantPods().size() == 2);
+      assertThat(onA.isRunning()).isTrue();
+      assertThat(second.isRunning()).isTrue();
+      assertThat(tenantPods()).allSatisfy(p -> assertThat(KubernetesNames.isHeld(p)).isTrue());
+      onA.close();
+      second.close();
+      await("no pods", WAIT, () -> tenantPods().isEmpty());
+    }
+  }
+
+  @Test
+  void theControlPlanesRecordIsKeptInTheWorkerForEveryReplica() throws Exception {
+    pods.declare("acme", "0123456789ab", "{\"first\":1}");
+    assertThat(worker().getSpec().getDefinition()).isEqualTo("{\"first\":1}");
+    assertThat(worker().getSpec().desiredPods()).as("no image yet, no pods").isZero();
+    // Another replica reads it at once, whether its cache has the worker yet or not.
+    KubernetesClient other = mock.client();
+    try (KubernetesCaches otherCaches = KubernetesCaches.start(other, settings);
+        KubernetesProvisioner b =
+            new KubernetesProvisioner(other, otherCaches, settings, WAIT, "kiln-b")) {
+      assertThat(b.record("acme", "0123456789ab")).contains("{\"first\":1}");
+      assertThat(b.record("acme", "ffffffffffff")).isEmpty();
+      b.declare("acme", "0123456789ab", "{\"second\":1}");
+      assertThat(worker().getSpec().getDefinition())
+          .as("the first record is kept")
+          .contains("first");
+    }
+    // A sandbox of the worker leaves the record alone.
+    try (Sandbox s = pods.start(spec(IMAGE, 0))) {
+      assertThat(worker().getSpec().getDefinition()).isEqualTo("{\"first\":1}");
+      assertThat(worker().getSpec().getImage()).isEqualTo(IMAGE);
+    }
+    await("listed", WAIT, () -> pods.records("acme").containsKey("0123456789ab"));
+    assertThat(pods.records("other")).isEmpty();
+    pods.forget("acme", "0123456789ab");
+    await("forgotten", WAIT, () -> worker() == null);
+  }
+
+  @Test
+  void replicasShareOneTokenSecretMadeByTheFirst() throws Exception {
+    byte[] first = ReplicaSecret.loadOrCreate(client, "kiln", 32);
+    byte[] again = ReplicaSecret.loadOrCreate(mock.client(), "kiln", 32);
+    assertThat(first).hasSize(32).isEqualTo(again);
+    assertThatThrownBy(() -> ReplicaSecret.loadOrCreate(client, "kiln", 64))
+        .hasMessageContaining("fewer than 64")
+        .hasMessageContaining("delete it");
   }
 
   @Test
