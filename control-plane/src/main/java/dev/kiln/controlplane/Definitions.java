@@ -130,6 +130,11 @@ final class Definitions {
     return elsewhere;
   }
 
+  /** Whether other replicas keep records too (those of their workers' UDFs among them). */
+  boolean shared() {
+    return shared != SharedDefinitions.NONE;
+  }
+
   /** Every record. */
   Collection<Entry> all() {
     return List.copyOf(entries.values());

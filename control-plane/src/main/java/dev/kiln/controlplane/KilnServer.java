@@ -199,7 +199,7 @@ public final class KilnServer implements AutoCloseable {
             new StartRunners(config.batchTimeout()),
             warm,
             imageRegistry(config, data),
-            config.kubernetes() ? KubernetesBackend.settings(config).runnerPort() : 0);
+            cluster);
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
     Scaler[] scalerRef = new Scaler[1];

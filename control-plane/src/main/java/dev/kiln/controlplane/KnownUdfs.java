@@ -17,7 +17,9 @@ import java.util.Optional;
  * lookup), or — when none is running because the server restarted, the UDF was suspended for being
  * idle, or its sandbox died — the resource started again from its kept definition, which the call
  * then waits for like any cold call. A UDF of a worker starts again only as its worker allows: not
- * when the worker was dropped, and when suspended only with {@code auto_resume}.
+ * when the worker was dropped, and when suspended only with {@code auto_resume}. With several
+ * replicas, a UDF whose worker another replica keeps the record of starts here from the shared
+ * definition (dropping the worker there forgets that definition).
  */
 final class KnownUdfs implements UdfDirectory {
   private final UdfRegistry registry;
@@ -68,19 +70,19 @@ final class KnownUdfs implements UdfDirectory {
     Definitions.Entry e = kept.get();
     UdfEnv.Entry env = UdfEnv.Entry.NONE;
     if (e.owner() != null) {
-      Workers.Worker w =
-          workers
-              .get(tenant, e.owner())
-              .orElseThrow(
-                  () ->
-                      new KilnException(
-                          ErrorCode.WORKER_NOT_FOUND,
-                          "the worker "
-                              + e.owner()
-                              + " of this UDF was dropped; run the query again so Databend"
-                              + " asks Kiln for the UDF again"));
-      WorkerOptions options = WorkerOptions.parse(w.options(), sizes, defaultAutoSuspend);
-      workers.resumeIfSuspended(tenant, w, options.autoResume(), clock.instant());
+      Optional<Workers.Worker> w = workers.get(tenant, e.owner());
+      if (w.isPresent()) {
+        WorkerOptions options = WorkerOptions.parse(w.get().options(), sizes, defaultAutoSuspend);
+        workers.resumeIfSuspended(tenant, w.get(), options.autoResume(), clock.instant());
+      } else if (!definitions.shared()) {
+        throw new KilnException(
+            ErrorCode.WORKER_NOT_FOUND,
+            "the worker "
+                + e.owner()
+                + " of this UDF was dropped; run the query again so Databend"
+                + " asks Kiln for the UDF again");
+      }
+      // else: a worker another replica keeps the record of (dropping it forgets its UDFs there)
       env = udfEnv.get(tenant, e.owner());
     }
     UdfRegistry.Obtained obtained = requests.revive(e, env);

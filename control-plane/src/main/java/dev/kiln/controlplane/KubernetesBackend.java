@@ -1,5 +1,6 @@
 package dev.kiln.controlplane;
 
+import dev.kiln.provisioner.kubernetes.ImageBuilds;
 import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;
@@ -12,18 +13,29 @@ import java.net.InetAddress;
 import java.net.UnknownHostException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.InstantSource;
 import java.util.Deque;
 
 /**
  * {@code kiln serve --kubernetes}, wired: one client of the cluster, the reconciler (it works while
  * this replica holds the lease), the provisioner whose sandboxes are pods, and what the replicas
- * share through the API server: the token secret and the definitions.
+ * share through the API server: the token secret, the definitions, and who builds each image.
  *
  * @param pods the pod provisioner
+ * @param builds which replica builds each worker's image
  * @param tokens tokens signed with the secret every replica shares
  * @param definitions the definitions every replica reads
+ * @param runnerPort the port of every sandbox pod's runner listener
  */
-record KubernetesBackend(KubernetesProvisioner pods, Tokens tokens, SharedDefinitions definitions) {
+record KubernetesBackend(
+    KubernetesProvisioner pods,
+    ImageBuilds builds,
+    Tokens tokens,
+    SharedDefinitions definitions,
+    int runnerPort) {
+  /** How long a replica's hold on an image build lasts unrenewed (a dead builder's lapses). */
+  static final Duration BUILD_HOLD = Duration.ofSeconds(30);
+
   /** How long a new pod may take to be ready: pulling a large image included. */
   static final Duration POD_START = Duration.ofMinutes(5);
 
@@ -44,7 +56,11 @@ record KubernetesBackend(KubernetesProvisioner pods, Tokens tokens, SharedDefini
     KubernetesProvisioner pods =
         new KubernetesProvisioner(client, caches, settings, POD_START, replica);
     closeables.push(pods);
-    return new KubernetesBackend(pods, tokens, new ClusterDefinitions(pods));
+    ImageBuilds builds =
+        new ImageBuilds(client, caches, settings, replica, BUILD_HOLD, InstantSource.system());
+    closeables.push(builds);
+    return new KubernetesBackend(
+        pods, builds, tokens, new ClusterDefinitions(pods), settings.runnerPort());
   }
 
   static KubernetesSettings settings(KilnConfig config) {

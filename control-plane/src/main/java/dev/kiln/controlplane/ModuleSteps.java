@@ -21,6 +21,8 @@ import dev.kiln.resolver.TargetEnvironment;
 import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerPool;
 import dev.kiln.worker.StartRunners;
+import java.io.IOException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -46,7 +48,10 @@ final class ModuleSteps implements PipelineSteps {
   private final StartRunners runners;
   private final WarmSandboxes warm;
   private final ImageRegistry registry;
-  private final int podRunnerPort;
+  private final KubernetesBackend cluster;
+
+  /** How long a replica waits for the image another replica builds before it gives up. */
+  static final Duration BUILD_WAIT = Duration.ofMinutes(15);
 
   /** Image references by manifest digest, each pushed once. */
   private final SingleFlight<String, String> pushed = SingleFlight.remembering();
@@ -60,8 +65,8 @@ final class ModuleSteps implements PipelineSteps {
   /**
    * @param warm the sandboxes started ahead of need
    * @param registry where built images are pushed, or null for nowhere
-   * @param podRunnerPort the port of a sandbox pod's runner listener when sandboxes are Kubernetes
-   *     pods (which pull the pushed image); 0 when they are local
+   * @param cluster the Kubernetes cluster whose pods (pulling the pushed image) the sandboxes are,
+   *     and whose Kiln replicas build each image once; null when sandboxes are local
    */
   ModuleSteps(
       Runtimes runtimes,
@@ -73,7 +78,7 @@ final class ModuleSteps implements PipelineSteps {
       StartRunners runners,
       WarmSandboxes warm,
       ImageRegistry registry,
-      int podRunnerPort) {
+      KubernetesBackend cluster) {
     this.runtimes = runtimes;
     this.bases = bases;
     this.packages = packages;
@@ -83,7 +88,7 @@ final class ModuleSteps implements PipelineSteps {
     this.runners = runners;
     this.warm = warm;
     this.registry = registry;
-    this.podRunnerPort = podRunnerPort;
+    this.cluster = cluster;
   }
 
   /**
@@ -179,21 +184,11 @@ final class ModuleSteps implements PipelineSteps {
   @Override
   public Sandbox placeSandbox(UdfResource r, BuildImage.UdfImage image)
       throws KilnException, InterruptedException {
-    if (podRunnerPort > 0) {
-      // A pod pulls the image from the registry; its variables are the pod's.
-      String reference =
+    if (cluster != null) {
+      return placeSandbox(
+          r,
           pushImage(r, image)
-              .orElseThrow(() -> new IllegalStateException("sandbox pods need --registry"));
-      List<String> env = new ArrayList<>();
-      new TreeMap<>(r.env).forEach((k, v) -> env.add(k + "=" + v));
-      // One UdfWorker per resource, as the registry keeps them: per tenant and definition.
-      return sandboxes.place(
-          new SandboxSpec(
-                  ClusterDefinitions.workerOf(r.key),
-                  SandboxRunners.podImage(image.image(), reference, podRunnerPort),
-                  r.sizing.limits(),
-                  env)
-              .withOwner(r.tenant.name()));
+              .orElseThrow(() -> new IllegalStateException("sandbox pods need --registry")));
     }
     return sandboxes.place(
         new SandboxSpec(
@@ -201,6 +196,44 @@ final class ModuleSteps implements PipelineSteps {
             SandboxRunners.sandboxImage(image.image()),
             r.sizing.limits(),
             List.of()));
+  }
+
+  /** A pod pulls the image from the registry; its variables are the pod's. */
+  @Override
+  public Sandbox placeSandbox(UdfResource r, String reference)
+      throws KilnException, InterruptedException {
+    List<String> env = new ArrayList<>();
+    new TreeMap<>(r.env).forEach((k, v) -> env.add(k + "=" + v));
+    // One UdfWorker per resource, as the registry keeps them: per tenant and definition.
+    return sandboxes.place(
+        new SandboxSpec(
+                ClusterDefinitions.workerOf(r.key),
+                SandboxRunners.podImage(reference, cluster.runnerPort()),
+                r.sizing.limits(),
+                env)
+            .withOwner(r.tenant.name()));
+  }
+
+  @Override
+  public Optional<String> imageBuiltElsewhere(UdfResource r)
+      throws KilnException, InterruptedException {
+    if (cluster == null) {
+      return Optional.empty();
+    }
+    try {
+      return cluster
+          .builds()
+          .imageOrHold(r.tenant.name(), ClusterDefinitions.workerOf(r.key), BUILD_WAIT);
+    } catch (IOException e) {
+      throw new KilnException(ErrorCode.IMAGE_BUILD_FAILED, e.getMessage(), e);
+    }
+  }
+
+  @Override
+  public void buildEnded(UdfResource r) {
+    if (cluster != null) {
+      cluster.builds().release(r.tenant.name(), ClusterDefinitions.workerOf(r.key));
+    }
   }
 
   @Override

@@ -106,7 +106,9 @@ final class Pipeline {
     inFlight.incrementAndGet();
     try {
       Provisioned p = provision(r);
-      if (steps.pushes()) {
+      if (p.adopted() != null) {
+        r.pushedImage.complete(Optional.of(p.adopted()));
+      } else if (steps.pushes()) {
         p.image()
             .whenComplete(
                 (image, e) -> {
@@ -153,6 +155,7 @@ final class Pipeline {
                   + "); run the query again",
               e));
     } finally {
+      steps.buildEnded(r);
       inFlight.decrementAndGet();
     }
   }
@@ -177,9 +180,16 @@ final class Pipeline {
     }
   }
 
-  /** The recipe: every step once, in order, each result handed to the next. */
+  /**
+   * The recipe: every step once, in order, each result handed to the next; only the last two when
+   * another Kiln replica built the image.
+   */
   Provisioned provision(UdfResource r) throws KilnException, InterruptedException {
     long t0 = System.nanoTime();
+    Optional<String> elsewhere = steps.imageBuiltElsewhere(r);
+    if (elsewhere.isPresent()) {
+      return provisionAdopted(r, elsewhere.get(), t0);
+    }
     r.progress.enter(UdfProgress.Step.PACKAGES);
     Lock lock = steps.resolvePackages(r);
     long t1 = System.nanoTime();
@@ -216,6 +226,34 @@ final class Pipeline {
               ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(t4 - t3), ms(t5 - t4), ms(r.age()));
       return new Provisioned(
           CompletableFuture.completedFuture(image), sandbox, pool, timings, false, pins(lock));
+    } catch (KilnException | InterruptedException | RuntimeException e) {
+      sandbox.close();
+      throw e;
+    }
+  }
+
+  /** A UDF whose image another replica built: a sandbox of it (a pod), and the runners. */
+  private Provisioned provisionAdopted(UdfResource r, String reference, long t0)
+      throws KilnException, InterruptedException {
+    long t1 = System.nanoTime();
+    r.progress.enter(UdfProgress.Step.SANDBOX);
+    Sandbox sandbox = steps.placeSandbox(r, reference);
+    try {
+      long t2 = System.nanoTime();
+      sandboxTimer.record(t2 - t1, TimeUnit.NANOSECONDS);
+      if (r.isClosed()) {
+        throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource was stopped");
+      }
+      r.progress.enter(UdfProgress.Step.RUNNERS);
+      RunnerPool pool = steps.startRunners(r, sandbox);
+      long t3 = System.nanoTime();
+      runnersTimer.record(t3 - t2, TimeUnit.NANOSECONDS);
+      watch(r, sandbox);
+      return Provisioned.adopted(
+          reference,
+          sandbox,
+          pool,
+          new ProvisioningTimings(0, 0, ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(r.age())));
     } catch (KilnException | InterruptedException | RuntimeException e) {
       sandbox.close();
       throw e;
@@ -324,8 +362,10 @@ final class Pipeline {
                     new KilnException(
                         ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource is not ready yet"));
     long t0 = System.nanoTime();
-    BuildImage.UdfImage image = first.awaitImage();
-    Sandbox sandbox = steps.placeSandbox(r, image);
+    Sandbox sandbox =
+        first.adopted() != null
+            ? steps.placeSandbox(r, first.adopted())
+            : steps.placeSandbox(r, first.awaitImage());
     try {
       long t1 = System.nanoTime();
       RunnerPool pool = steps.startRunners(r, sandbox);
@@ -337,7 +377,8 @@ final class Pipeline {
               pool,
               new ProvisioningTimings(0, 0, 0, ms(t1 - t0), ms(t2 - t1), ms(t2 - t0)),
               false,
-              first.lock());
+              first.lock(),
+              first.adopted());
       sandbox.stopped().thenRun(() -> r.removeSandbox(p));
       return p;
     } catch (KilnException | InterruptedException | RuntimeException e) {

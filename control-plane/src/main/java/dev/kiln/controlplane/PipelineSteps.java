@@ -35,6 +35,26 @@ interface PipelineSteps {
   Sandbox placeSandbox(UdfResource r, BuildImage.UdfImage image)
       throws KilnException, InterruptedException;
 
+  /**
+   * The registry reference of the UDF's image when another Kiln replica built it (replicas sharing
+   * a cluster's pods): at once when it is there, after a wait while another replica builds it;
+   * empty when this replica is to build it (it then holds the build until {@link #buildEnded}), and
+   * always on a single server.
+   */
+  default Optional<String> imageBuiltElsewhere(UdfResource r)
+      throws KilnException, InterruptedException {
+    return Optional.empty();
+  }
+
+  /** The pipeline of the UDF ended here, its image built or not: another replica may build it. */
+  default void buildEnded(UdfResource r) {}
+
+  /** A sandbox of the image another replica built, by its registry reference (provisioner). */
+  default Sandbox placeSandbox(UdfResource r, String reference)
+      throws KilnException, InterruptedException {
+    throw new UnsupportedOperationException("these steps run no image built elsewhere");
+  }
+
   /** Whether built images are pushed to a registry ({@link #pushImage}). */
   default boolean pushes() {
     return false;

@@ -150,17 +150,11 @@ public final class SandboxRunners {
   }
 
   /**
-   * A built image as a sandbox pod runs it: pulled from the registry by {@code reference}, its
-   * runner listener (listening on every address at {@code port}) as the init.
+   * An image as a sandbox pod runs it: pulled from the registry by {@code reference}, its runner
+   * listener (listening on every address at {@code port}) as the init.
    */
-  public static SandboxImage podImage(BuiltImage image, String reference, int port) {
-    SandboxImage local = sandboxImage(image);
-    return new SandboxImage(
-        local.layers(),
-        RunnerFiles.listenCommand("0.0.0.0:" + port),
-        local.env(),
-        local.workingDir(),
-        reference);
+  public static SandboxImage podImage(String reference, int port) {
+    return SandboxImage.pulled(reference, RunnerFiles.listenCommand("0.0.0.0:" + port));
   }
 
   /** What the provisioner needs of a built image: its layer blobs and process settings. */

@@ -79,11 +79,11 @@ final class UdfProgress {
   /**
    * The resource's progress as {@code kiln prewarm} reads it: {@code state} is {@code starting}
    * (with {@code step}, its number of {@code steps}, and {@code fetched_bytes}), {@code ready}
-   * (with {@code image_digest}, {@code lock} as {@code name==version}, {@code warm_sandbox} and
-   * {@code step_seconds}; {@code image_error} and its {@code image_error_code} when the image built
-   * after a warm start failed) or {@code failed} (with {@code code} and {@code error}, the message
-   * a query would get). After a warm start the image is built in the background: the resource
-   * reports the image step until it is built.
+   * (with {@code image_digest}, {@code lock} as {@code name==version}, {@code warm_sandbox}, {@code
+   * image_built_here} and {@code step_seconds}; {@code image_error} and its {@code
+   * image_error_code} when the image built after a warm start failed) or {@code failed} (with
+   * {@code code} and {@code error}, the message a query would get). After a warm start the image is
+   * built in the background: the resource reports the image step until it is built.
    */
   static ObjectNode report(UdfResource r) {
     ObjectNode n = JSON.createObjectNode();
@@ -97,7 +97,7 @@ final class UdfProgress {
       return n;
     }
     Provisioned done = r.provisioned().orElse(null);
-    if (done == null || !done.image().isDone() || !r.pushedImage.isDone()) {
+    if (done == null || !done.imageDone() || !r.pushedImage.isDone()) {
       Step step = done == null ? p.step : Step.IMAGE;
       n.put("state", "starting");
       n.put("step", step.id());
@@ -107,7 +107,7 @@ final class UdfProgress {
           "doing",
           done == null
               ? step.doing
-              : done.image().isDone()
+              : done.imageDone()
                   ? "pushing the image to the registry"
                   : "building the image after a warm start");
       n.put("fetched_bytes", p.fetchedBytes());
@@ -115,10 +115,13 @@ final class UdfProgress {
     }
     n.put("state", "ready");
     n.put("warm_sandbox", done.warm());
+    // With Kiln replicas on Kubernetes, one builds each image and the others run it.
+    n.put("image_built_here", done.adopted() == null);
+    // The local layout's digest; none when another replica built the image (see image_reference).
     n.put(
         "image_digest",
         done.builtImage().map(i -> i.image().manifestDigest().toString()).orElse(null));
-    if (done.image().isCompletedExceptionally()) {
+    if (done.adopted() == null && done.image().isCompletedExceptionally()) {
       // It serves from its warm sandbox; another sandbox of it cannot start until a build succeeds.
       Throwable t = done.image().exceptionNow();
       n.put("image_error", t.getMessage() == null ? t.toString() : t.getMessage());
@@ -189,7 +192,7 @@ final class UdfProgress {
     private void awaitChange() throws InterruptedException {
       Future<?> next =
           r.provisioned()
-              .<Future<?>>map(p -> p.image().isDone() ? r.pushedImage : p.image())
+              .<Future<?>>map(p -> p.imageDone() ? r.pushedImage : p.image())
               .orElse(r.ready());
       try {
         next.get(INTERVAL.toMillis(), TimeUnit.MILLISECONDS);

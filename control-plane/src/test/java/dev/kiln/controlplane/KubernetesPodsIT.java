@@ -59,6 +59,10 @@ class KubernetesPodsIT {
   private static final String CODE =
       "import humanize\n\ndef fmt(x):\n    return None if x is None else humanize.intcomma(x)\n";
 
+  /** {@code slow(x)}: {@code x + 1} after 20 ms. */
+  private static final String BRISK =
+      "import time\n\ndef slow(x):\n    time.sleep(0.02)\n    return x + 1\n";
+
   /** {@code slow(x)}: {@code x + 1}, as ScalingIT's, without the wait. */
   private static final String SLEEPY = "def slow(x):\n    return x + 1\n";
 
@@ -259,12 +263,30 @@ class KubernetesPodsIT {
           System.out.printf(
               "two replicas: ApplyUdfResource on one -> first result through the other %d ms%n",
               (tB - t0) / 1_000_000);
+          // One builder: the replica that answered the request built and pushed the image; the
+          // other ran it as it was, without resolving or building anything.
+          JsonNode builtOnA = lastReport(a, onA.key());
+          JsonNode builtOnB = lastReport(b, onA.key());
+          assertThat(builtOnA.path("image_built_here").asBoolean())
+              .as(builtOnA.toString())
+              .isTrue();
+          assertThat(builtOnB.path("image_built_here").asBoolean())
+              .as(builtOnB.toString())
+              .isFalse();
+          assertThat(builtOnB.path("image_reference").asText())
+              .isEqualTo(builtOnA.path("image_reference").asText());
           UdfWorker w = worker(client, onA.key());
           assertThat(w.getSpec().getDefinition())
               .as("the definition, for every replica")
               .isNotNull();
           assertThat(w.getSpec().getClaims()).as("a claim of each replica").hasSize(2);
           assertThat(kubelet.sandboxes()).isBetween(1, 2);
+
+          // What Databend sends today: a worker (CREATE WORKER) and its UDF, on A; calls on B,
+          // which keeps no record of A's workers and serves it all the same.
+          ScalingIT.worker(a.api(), "busy", Map.of());
+          DatabendClient.Resource worker = ScalingIT.udf(a.api(), "busy", SLEEPY);
+          assertThat(ScalingIT.call(allocator, at(b, worker), 41)).isEqualTo(42);
         }
         // b leads once the lease runs out, and keeps the pods its own claim asks for.
         long stopped = System.nanoTime();
@@ -272,7 +294,19 @@ class KubernetesPodsIT {
         assertThat(worker(client, onA.key()).getSpec().getClaims())
             .as("a gave its claim back when it stopped")
             .hasSize(1);
-        KubernetesMock.await("one pod", WAIT, () -> pods(client).size() == 1);
+        String fmtWorker = worker(client, onA.key()).getMetadata().getName();
+        KubernetesMock.await(
+            "one pod of the worker",
+            WAIT,
+            () ->
+                client
+                        .pods()
+                        .inNamespace(KubernetesNames.tenantNamespace("acme"))
+                        .withLabel(KubernetesNames.WORKER, fmtWorker)
+                        .list()
+                        .getItems()
+                        .size()
+                    == 1);
         System.out.printf(
             "two replicas: the leader stopped -> the other reconciled the worker to its claim %d"
                 + " ms%n",
@@ -280,6 +314,16 @@ class KubernetesPodsIT {
         assertThat(fmt(allocator, at(b, onA), 7L)).isEqualTo("7");
       }
     }
+  }
+
+  private static JsonNode lastReport(RunningKiln replica, String key) throws Exception {
+    JsonNode last = null;
+    UdfProgress.Watch watch = replica.server().watchProgress("acme", key, WAIT).orElseThrow();
+    for (JsonNode r = watch.next(); r != null; r = watch.next()) {
+      last = r;
+    }
+    assertThat(last.path("state").asText()).as(last.toString()).isEqualTo("ready");
+    return last;
   }
 
   private static String leader(KubernetesClient client) {
@@ -317,7 +361,9 @@ class KubernetesPodsIT {
     try (LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
         KubernetesMock api = new KubernetesMock();
         KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start();
-        ExecutorService callers = Executors.newFixedThreadPool(6)) {
+        // Platform threads, as Databend's calls come from another process: Arrow's Flight client
+        // spins until a stream is ready, which on virtual threads would starve the server's own.
+        ExecutorService callers = Executors.newFixedThreadPool(256)) {
       Path kubeconfig = api.kubeconfig(tmp);
       KubernetesClient client = api.client();
       try (RunningKiln kiln =
@@ -329,14 +375,20 @@ class KubernetesPodsIT {
                           .kubernetes(kubeconfig, "kiln"));
           BufferAllocator allocator = new RootAllocator()) {
         ScalingIT.worker(kiln.api(), "busy", Map.of("max_cluster_count", "2"));
-        DatabendClient.Resource r = ScalingIT.udf(kiln.api(), "busy");
+        DatabendClient.Resource r = ScalingIT.udf(kiln.api(), "busy", BRISK);
         assertThat(ScalingIT.call(allocator, r, 1)).isEqualTo(2);
         assertThat(pods(client)).hasSize(1);
 
-        // Six callers at once on one runner: calls queue until a second pod takes some.
+        // As Databend drives it: 256 calls in flight, each on its own connection. They queue on
+        // the one pod until a second pod takes some.
+        long t0 = System.nanoTime();
         List<CompletableFuture<Long>> calls =
-            ScalingIT.loadUntil(kiln, "busy", 2, allocator, r, callers, WAIT);
+            ScalingIT.loadUntil(kiln, "busy", 2, allocator, r, callers, 256, WAIT);
         assertThat(calls).allSatisfy(c -> assertThat(c.join()).isEqualTo(1));
+        System.out.printf(
+            "256 calls in flight on one pod: a second pod started under them, all %2$d answered"
+                + " right in %1$d ms%n",
+            (System.nanoTime() - t0) / 1_000_000, calls.size());
         assertThat(pods(client)).hasSize(2);
         assertThat(kubelet.sandboxes()).isEqualTo(2);
 

@@ -10,8 +10,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.apache.arrow.memory.BufferAllocator;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -65,8 +68,9 @@ class ScalingIT {
   }
 
   /**
-   * Calls the worker's slow UDF six at a time until it has {@code sandboxes}; returns every call,
-   * each with its result minus its argument (1 when right).
+   * Calls the worker's slow UDF {@code inFlight} at a time (each call on a connection of its own,
+   * as Databend's) until it has {@code sandboxes}; returns every call, each with its result minus
+   * its argument (1 when right).
    */
   static List<CompletableFuture<Long>> loadUntil(
       RunningKiln kiln,
@@ -75,13 +79,16 @@ class ScalingIT {
       BufferAllocator allocator,
       DatabendClient.Resource r,
       ExecutorService callers,
+      int inFlight,
       Duration timeout) {
     long deadline = System.nanoTime() + timeout.toNanos();
     List<CompletableFuture<Long>> calls = new ArrayList<>();
     int n = 0;
-    while (sandboxesOf(kiln, worker) < sandboxes) {
+    boolean reached = false;
+    while (!reached) {
       assertThat(System.nanoTime() - deadline).as(sandboxes + " sandboxes in time").isNegative();
-      for (int i = 0; i < 6; i++) {
+      int first = calls.size();
+      for (int i = 0; i < inFlight; i++) {
         long x = n++;
         calls.add(
             CompletableFuture.supplyAsync(
@@ -94,7 +101,22 @@ class ScalingIT {
                 },
                 callers));
       }
-      CompletableFuture.allOf(calls.toArray(CompletableFuture[]::new)).join();
+      // The count is looked at while the calls run too: an added sandbox may go again once idle.
+      CompletableFuture<Void> round =
+          CompletableFuture.allOf(
+              calls.subList(first, calls.size()).toArray(CompletableFuture[]::new));
+      while (!round.isDone()) {
+        reached |= sandboxesOf(kiln, worker) >= sandboxes;
+        try {
+          round.get(50, TimeUnit.MILLISECONDS);
+        } catch (TimeoutException | ExecutionException e) {
+          // still running, or a call failed: the caller looks at every call's result
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IllegalStateException(e);
+        }
+      }
+      reached |= sandboxesOf(kiln, worker) >= sandboxes;
     }
     return calls;
   }
@@ -118,7 +140,7 @@ class ScalingIT {
 
       // Six callers at once on one runner: calls queue until a second sandbox takes some.
       List<CompletableFuture<Long>> calls =
-          loadUntil(kiln, "busy", 2, allocator, r, callers, Duration.ofSeconds(60));
+          loadUntil(kiln, "busy", 2, allocator, r, callers, 6, Duration.ofSeconds(60));
       assertThat(calls).allSatisfy(c -> assertThat(c.join()).isEqualTo(1));
       assertThat(sandboxesOf(kiln, "busy")).as("never above max_cluster_count").isEqualTo(2);
       assertThat(

@@ -8,7 +8,8 @@ import java.util.Objects;
  * What a sandbox runs: an image's layers (bottom first) and its process configuration. The
  * provisioner knows nothing of how the image was built, only these files and settings.
  *
- * @param layers layer blobs, bottom (base) first
+ * @param layers layer blobs, bottom (base) first; none for an image a runtime pulls by {@code
+ *     reference} and never reads here
  * @param argv the init process: the image's entrypoint followed by its cmd
  * @param env {@code KEY=value} pairs from the image config
  * @param workingDir the init process's working directory ({@code /} when empty)
@@ -38,13 +39,18 @@ public record SandboxImage(
     this(layers, argv, env, workingDir, null);
   }
 
+  /** An image only in a registry, pulled by {@code reference}, run as {@code argv}. */
+  public static SandboxImage pulled(String reference, List<String> argv) {
+    return new SandboxImage(List.of(), argv, List.of(), "/", Objects.requireNonNull(reference));
+  }
+
   public SandboxImage {
     layers = List.copyOf(layers);
     argv = List.copyOf(argv);
     env = List.copyOf(env);
     workingDir = workingDir == null || workingDir.isEmpty() ? "/" : workingDir;
-    if (layers.isEmpty()) {
-      throw new IllegalArgumentException("an image needs at least one layer");
+    if (layers.isEmpty() && reference == null) {
+      throw new IllegalArgumentException("an image needs at least one layer, or a reference");
     }
     if (argv.isEmpty()) {
       throw new IllegalArgumentException("an image needs an entrypoint or cmd to run");

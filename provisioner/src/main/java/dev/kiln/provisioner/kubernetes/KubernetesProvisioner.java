@@ -250,7 +250,9 @@ public final class KubernetesProvisioner implements Provisioner {
             PatchContext.of(PatchType.JSON_MERGE),
             Serialization.asJson(Map.of("metadata", Map.of("annotations", Map.of(key, replica)))));
       } else {
-        pod.patch(PatchContext.of(PatchType.JSON), remove("/metadata/annotations/" + pointer(key)));
+        pod.patch(
+            PatchContext.of(PatchType.JSON),
+            remove("/metadata/annotations/" + KubernetesNames.jsonPointer(key)));
       }
     } catch (KubernetesClientException e) {
       if (held || e.getCode() != 404) {
@@ -270,11 +272,6 @@ public final class KubernetesProvisioner implements Provisioner {
    */
   private static String remove(String path) {
     return Serialization.asJson(List.of(Map.of("op", "remove", "path", path)));
-  }
-
-  /** {@code s} as one JSON pointer segment (RFC 6901). */
-  private static String pointer(String s) {
-    return s.replace("~", "~0").replace("/", "~1");
   }
 
   /**
@@ -329,15 +326,20 @@ public final class KubernetesProvisioner implements Provisioner {
 
   /** Makes the worker; claims go to the spec's, between no pods and {@link #MAX_PODS}. */
   private void create(String worker, UdfWorkerSpec s) {
+    client.resource(newWorker(settings.kilnNamespace(), worker, s)).create();
+  }
+
+  /** A worker as Kiln makes it: pods only as replicas claim them, at most {@link #MAX_PODS}. */
+  static UdfWorker newWorker(String namespace, String worker, UdfWorkerSpec s) {
     s.setReplicas(0);
     s.setMinReplicas(0);
     s.setMaxReplicas(MAX_PODS);
     UdfWorker w = new UdfWorker();
     w.getMetadata().setName(worker);
-    w.getMetadata().setNamespace(settings.kilnNamespace());
+    w.getMetadata().setNamespace(namespace);
     w.setSpec(s);
     w.setStatus(null);
-    client.resource(w).create();
+    return w;
   }
 
   private Resource<UdfWorker> workerResource(String worker) {
@@ -353,7 +355,9 @@ public final class KubernetesProvisioner implements Provisioner {
               Serialization.asJson(Map.of("spec", Map.of("claims", Map.of(replica, pods)))));
     } else {
       workerResource(worker)
-          .patch(PatchContext.of(PatchType.JSON), remove("/spec/claims/" + pointer(replica)));
+          .patch(
+              PatchContext.of(PatchType.JSON),
+              remove("/spec/claims/" + KubernetesNames.jsonPointer(replica)));
     }
   }
 
