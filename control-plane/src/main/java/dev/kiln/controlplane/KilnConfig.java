@@ -61,6 +61,10 @@ import java.util.Map;
  *     for nowhere (the local layout serves the local provisioner)
  * @param registryInsecure whether that registry may be spoken to over plain http (always so for a
  *     registry on localhost)
+ * @param registryUsername the user Kiln logs in to that registry as, with the password in {@code
+ *     registryPasswordFile}; null to use what {@code docker login} left in the Docker config
+ * @param registryPasswordFile the file holding that user's password (never the password itself on a
+ *     command line), or null
  * @param kubernetes UDF sandboxes are pods of a Kubernetes cluster (gVisor RuntimeClass) instead of
  *     local gVisor sandboxes; needs {@code registry}
  * @param kubeconfig the cluster's kubeconfig file, or null to find the cluster as kubectl does (in
@@ -106,6 +110,8 @@ public record KilnConfig(
     int zygotes,
     String registry,
     boolean registryInsecure,
+    String registryUsername,
+    Path registryPasswordFile,
     boolean kubernetes,
     Path kubeconfig,
     String kubernetesNamespace) {
@@ -187,6 +193,8 @@ public record KilnConfig(
     b.zygotes = zygotes;
     b.registry = registry;
     b.registryInsecure = registryInsecure;
+    b.registryUsername = registryUsername;
+    b.registryPasswordFile = registryPasswordFile;
     b.kubernetes = kubernetes;
     b.kubeconfig = kubeconfig;
     b.kubernetesNamespace = kubernetesNamespace;

@@ -58,6 +58,8 @@ public final class KilnConfigBuilder {
   boolean s3PathStyle;
   String registry;
   boolean registryInsecure;
+  String registryUsername;
+  Path registryPasswordFile;
   boolean kubernetes;
   Path kubeconfig;
   String kubernetesNamespace = "kiln";
@@ -287,6 +289,8 @@ public final class KilnConfigBuilder {
       case "zygotes" -> zygotes = (int) ConfigValues.number(key, value);
       case "registry" -> registry = value.trim();
       case "registry-insecure" -> registryInsecure = Boolean.parseBoolean(value.trim());
+      case "registry-username" -> registryUsername = value.trim();
+      case "registry-password-file" -> registryPasswordFile = Path.of(value.trim());
       case "kubernetes" -> kubernetes = Boolean.parseBoolean(value.trim());
       case "kubeconfig" -> kubeconfig = Path.of(value.trim());
       case "kubernetes-namespace" -> kubernetesNamespace = value.trim();
@@ -301,7 +305,8 @@ public final class KilnConfigBuilder {
                   + " s3-bucket, s3-prefix, s3-endpoint, s3-region, s3-path-style, worker-size,"
                   + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory, gc-after,"
                   + " disk-max, scale-down-after, warm-pool, zygotes, registry,"
-                  + " registry-insecure, kubernetes, kubeconfig, kubernetes-namespace)");
+                  + " registry-insecure, registry-username, registry-password-file, kubernetes,"
+                  + " kubeconfig, kubernetes-namespace)");
     }
     return this;
   }
@@ -371,6 +376,13 @@ public final class KilnConfigBuilder {
               + "' must be HOST[:PORT]/REPOSITORY (lower-case repository, no tag or digest),"
               + " e.g. localhost:5000/kiln");
     }
+    if ((registryUsername == null) != (registryPasswordFile == null)) {
+      errors.add(
+          "registry-username and registry-password-file go together: give both, or neither to"
+              + " use the login docker login left in the Docker config");
+    } else if (registryPasswordFile != null && !Files.isReadable(registryPasswordFile)) {
+      errors.add("registry-password-file " + registryPasswordFile + " is not a readable file");
+    }
     if (kubernetes && registry == null) {
       errors.add(
           "kubernetes needs a registry its nodes pull UDF images from: set --registry"
@@ -428,6 +440,8 @@ public final class KilnConfigBuilder {
         zygotes,
         registry,
         registryInsecure || (registry != null && registry.matches(LOCAL_REGISTRY)),
+        registryUsername,
+        registryPasswordFile == null ? null : registryPasswordFile.toAbsolutePath(),
         kubernetes,
         kubeconfig == null ? null : kubeconfig.toAbsolutePath(),
         kubernetesNamespace);

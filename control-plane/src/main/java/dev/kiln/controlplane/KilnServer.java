@@ -8,7 +8,6 @@ import dev.kiln.cache.FetchInputs;
 import dev.kiln.cache.S3Settings;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
-import dev.kiln.image.RegistryPush;
 import dev.kiln.image.RunnerLayer;
 import dev.kiln.image.Runtimes;
 import dev.kiln.image.WheelLayers;
@@ -198,7 +197,7 @@ public final class KilnServer implements AutoCloseable {
             sandboxes,
             new StartRunners(config.batchTimeout()),
             warm,
-            imageRegistry(config, data),
+            ModuleSteps.ImageRegistry.open(config, data.resolve("registry-layers"), closeables),
             cluster);
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
@@ -421,18 +420,6 @@ public final class KilnServer implements AutoCloseable {
             config.s3PathStyle(),
             Optional.empty(),
             Optional.empty()));
-  }
-
-  /** Where built images are pushed ({@code --registry}), or null for nowhere. */
-  private ModuleSteps.ImageRegistry imageRegistry(KilnConfig config, Path data) throws IOException {
-    if (config.registry() == null) {
-      return null;
-    }
-    // gzip level 1: a first push of a large package layer costs seconds at the default level.
-    RegistryPush push =
-        new RegistryPush(data.resolve("registry-layers"), 1, config.registryInsecure());
-    closeables.push(push);
-    return new ModuleSteps.ImageRegistry(push, config.registry());
   }
 
   static IndexConfig indexConfig(KilnConfig config) {

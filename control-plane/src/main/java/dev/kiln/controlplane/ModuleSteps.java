@@ -8,6 +8,7 @@ import dev.kiln.cache.FetchInputs;
 import dev.kiln.definition.StagedImport;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
+import dev.kiln.image.RegistryLogins;
 import dev.kiln.image.RegistryPush;
 import dev.kiln.image.Runtimes;
 import dev.kiln.provisioner.PlaceSandbox;
@@ -22,8 +23,11 @@ import dev.kiln.worker.RunnerFiles;
 import dev.kiln.worker.RunnerPool;
 import dev.kiln.worker.StartRunners;
 import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Deque;
 import java.util.List;
 import java.util.Optional;
 import java.util.TreeMap;
@@ -60,7 +64,30 @@ final class ModuleSteps implements PipelineSteps {
    * Where images are pushed: {@code repository} ({@code HOST[:PORT]/REPOSITORY}) through {@code
    * push}.
    */
-  record ImageRegistry(RegistryPush push, String repository) {}
+  record ImageRegistry(RegistryPush push, String repository) {
+
+    /**
+     * Where {@code --registry} says built images go, logging in as configured; null for nowhere.
+     * Compressed layers are kept in {@code layers}; the push is closed with {@code closeables}.
+     */
+    static ImageRegistry open(KilnConfig config, Path layers, Deque<AutoCloseable> closeables)
+        throws IOException {
+      if (config.registry() == null) {
+        return null;
+      }
+      RegistryLogins logins =
+          config.registryUsername() == null
+              ? RegistryLogins.dockerConfig(RegistryLogins.defaultDockerConfig())
+              : RegistryLogins.given(
+                  config.registry().substring(0, config.registry().indexOf('/')),
+                  config.registryUsername(),
+                  Files.readString(config.registryPasswordFile()).strip());
+      // gzip level 1: a first push of a large package layer costs seconds at the default level.
+      RegistryPush push = new RegistryPush(layers, 1, config.registryInsecure(), logins);
+      closeables.push(push);
+      return new ImageRegistry(push, config.registry());
+    }
+  }
 
   /**
    * @param warm the sandboxes started ahead of need

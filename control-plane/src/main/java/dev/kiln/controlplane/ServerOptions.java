@@ -240,8 +240,22 @@ final class ServerOptions {
       paramLabel = "HOST[:PORT]/REPOSITORY",
       description =
           "Push every UDF image there once built (only the blobs it lacks), for Kubernetes"
-              + " nodes to pull by digest. A registry that needs no login, for now. Default: none.")
+              + " nodes to pull by digest. Kiln logs in as docker login left it in the Docker"
+              + " config ($DOCKER_CONFIG/config.json or ~/.docker/config.json), or as"
+              + " --registry-username. Default: none.")
   String registry;
+
+  @Option(
+      names = "--registry-username",
+      paramLabel = "USER",
+      description = "Log in to --registry as USER, with the password in --registry-password-file.")
+  String registryUsername;
+
+  @Option(
+      names = "--registry-password-file",
+      paramLabel = "FILE",
+      description = "The file holding --registry-username's password.")
+  String registryPasswordFile;
 
   @Option(
       names = "--kubernetes",
@@ -321,6 +335,8 @@ final class ServerOptions {
     flags.put("s3-path-style", s3PathStyle);
     flags.put("registry", registry);
     flags.put("registry-insecure", registryInsecure);
+    flags.put("registry-username", registryUsername);
+    flags.put("registry-password-file", registryPasswordFile);
     flags.put("kubernetes", kubernetes);
     flags.put("kubeconfig", kubeconfig);
     flags.put("kubernetes-namespace", kubernetesNamespace);

@@ -74,6 +74,32 @@ class KilnConfigTest {
   }
 
   @Test
+  void aRegistryLoginIsAUserAndAFileHoldingThePasswordBothOrNeither() throws Exception {
+    Path password = Files.writeString(dir.resolve("password"), "s3cret\n");
+    KilnConfig c =
+        KilnConfig.builder()
+            .set("registry", "registry.example.com/kiln")
+            .set("registry-username", "kiln")
+            .set("registry-password-file", password.toString())
+            .build();
+    assertThat(c.registryUsername()).isEqualTo("kiln");
+    assertThat(c.registryPasswordFile()).isEqualTo(password.toAbsolutePath());
+    assertThat(KilnConfig.builder().build().registryUsername())
+        .as("else the Docker config")
+        .isNull();
+    assertThatThrownBy(() -> KilnConfig.builder().set("registry-username", "kiln").build())
+        .hasMessageContaining("registry-username and registry-password-file go together");
+    assertThatThrownBy(
+            () ->
+                KilnConfig.builder()
+                    .set("registry-username", "kiln")
+                    .set("registry-password-file", dir.resolve("missing").toString())
+                    .build())
+        .hasMessageContaining("registry-password-file " + dir.resolve("missing"))
+        .hasMessageContaining("is not a readable file");
+  }
+
+  @Test
   void kubernetesNeedsARegistryItsNodesPullFrom() throws Exception {
     assertThatThrownBy(() -> KilnConfig.builder().set("kubernetes", "true").build())
         .hasMessageContaining("kubernetes needs a registry its nodes pull UDF images from");

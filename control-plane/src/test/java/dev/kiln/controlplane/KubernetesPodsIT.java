@@ -164,12 +164,18 @@ class KubernetesPodsIT {
     }
   }
 
+  /** Through {@code kiln serve}, to a registry that wants a login (the node has its own). */
   @Test
   void kilnServeOnKubernetesAnswersFromAPod() throws Exception {
+    Path password = java.nio.file.Files.writeString(tmp.resolve("registry-password"), "s3cret\n");
     try (StaticIndexServer mirror = new StaticIndexServer(PipMirror.fileIndexes());
-        LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
+        LocalRegistry registry =
+            LocalRegistry.startWithLogin(tmp.resolve("registry"), "kiln", "s3cret");
         KubernetesMock api = new KubernetesMock();
-        KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start()) {
+        KubeletStandIn kubelet =
+            new KubeletStandIn(api.client(), tmp.resolve("node"))
+                .withPullLogin("kiln", "s3cret")
+                .start()) {
       Path kubeconfig = api.kubeconfig(tmp);
       try (RunningKiln kiln =
               RunningKiln.start(
@@ -177,6 +183,8 @@ class KubernetesPodsIT {
                   c ->
                       c.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList())
                           .registry("127.0.0.1:" + registry.port() + "/kiln", false)
+                          .set("registry-username", "kiln")
+                          .set("registry-password-file", password.toString())
                           .kubernetes(kubeconfig, "kiln"));
           BufferAllocator allocator = new RootAllocator()) {
         servesFromAPod(kiln, api, kubelet, registry, allocator);

@@ -1,6 +1,7 @@
 package dev.kiln.image;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.google.cloud.tools.jib.api.Credential;
 import com.google.cloud.tools.jib.api.ImageReference;
 import com.google.cloud.tools.jib.api.LogEvent;
 import com.google.cloud.tools.jib.api.RegistryException;
@@ -47,15 +48,31 @@ final class RegistryManifests implements AutoCloseable {
 
   /** Jib's HTTP client for registries; {@code allowInsecure} lets it fall back to plain http. */
   static FailoverHttpClient httpClient(boolean allowInsecure) {
-    return new FailoverHttpClient(allowInsecure, false, e -> log.debug("{}", e.getMessage()));
+    return httpClient(allowInsecure, false);
+  }
+
+  /**
+   * Jib's HTTP client for registries; {@code allowInsecure} lets it fall back to plain http, and
+   * {@code loginOverHttp} lets a login go over it too (for a registry on this machine only).
+   */
+  static FailoverHttpClient httpClient(boolean allowInsecure, boolean loginOverHttp) {
+    return new FailoverHttpClient(
+        allowInsecure, allowInsecure && loginOverHttp, e -> log.debug("{}", e.getMessage()));
   }
 
   /** Jib's registry client for the repository of {@code image}, its events in the debug log. */
   static RegistryClient registryClient(ImageReference image, FailoverHttpClient http) {
+    return registryClient(image, http, null);
+  }
+
+  /** The same, logging in with {@code login} (null: anonymously). */
+  static RegistryClient registryClient(
+      ImageReference image, FailoverHttpClient http, Credential login) {
     EventHandlers events =
         EventHandlers.builder().add(LogEvent.class, e -> log.debug("{}", e.getMessage())).build();
     return RegistryClient.factory(events, image.getRegistry(), image.getRepository(), http)
         .setUserAgent("kiln-image-builder")
+        .setCredential(login)
         .newRegistryClient();
   }
 

@@ -1,9 +1,11 @@
 package dev.kiln.image;
 
+import com.google.cloud.tools.jib.api.Credential;
 import com.google.cloud.tools.jib.api.DescriptorDigest;
 import com.google.cloud.tools.jib.api.ImageReference;
 import com.google.cloud.tools.jib.api.InvalidImageReferenceException;
 import com.google.cloud.tools.jib.api.RegistryException;
+import com.google.cloud.tools.jib.api.RegistryUnauthorizedException;
 import com.google.cloud.tools.jib.blob.Blobs;
 import com.google.cloud.tools.jib.http.FailoverHttpClient;
 import com.google.cloud.tools.jib.image.json.OciManifestTemplate;
@@ -52,6 +54,8 @@ public final class RegistryPush implements AutoCloseable {
   private final Path compressed;
   private final int gzipLevel;
   private final FailoverHttpClient http;
+  private final FailoverHttpClient localHttp;
+  private final RegistryLogins logins;
   private final ExecutorService workers =
       Executors.newFixedThreadPool(
           Math.max(2, Runtime.getRuntime().availableProcessors()),
@@ -65,14 +69,29 @@ public final class RegistryPush implements AutoCloseable {
    * @param compressedDir where compressed layers are kept, by diff id
    * @param gzipLevel gzip level of the compressed layers, 1 (fastest) to 9
    * @param allowInsecure whether a registry may be spoken to over plain http
+   * @param logins how to log in to a registry
    */
-  public RegistryPush(Path compressedDir, int gzipLevel, boolean allowInsecure) throws IOException {
+  public RegistryPush(
+      Path compressedDir, int gzipLevel, boolean allowInsecure, RegistryLogins logins)
+      throws IOException {
     if (gzipLevel < 1 || gzipLevel > 9) {
       throw new IllegalArgumentException("gzip level must be 1 to 9, got " + gzipLevel);
     }
     this.compressed = Files.createDirectories(compressedDir);
     this.gzipLevel = gzipLevel;
-    this.http = RegistryManifests.httpClient(allowInsecure);
+    this.logins = logins;
+    this.http = RegistryManifests.httpClient(allowInsecure, false);
+    // A login goes over plain http only to a registry on this machine.
+    this.localHttp = RegistryManifests.httpClient(allowInsecure, true);
+  }
+
+  /** Pushes anonymously (or with the Docker config's login: see {@link RegistryLogins}). */
+  public RegistryPush(Path compressedDir, int gzipLevel, boolean allowInsecure) throws IOException {
+    this(
+        compressedDir,
+        gzipLevel,
+        allowInsecure,
+        RegistryLogins.dockerConfig(RegistryLogins.defaultDockerConfig()));
   }
 
   /**
@@ -92,13 +111,18 @@ public final class RegistryPush implements AutoCloseable {
       throw new IllegalArgumentException(
           "'" + target + "' is not an image reference; give REGISTRY/REPOSITORY:TAG", e);
     }
-    RegistryClient client = RegistryManifests.registryClient(ref, http);
     AtomicInteger sent = new AtomicInteger();
     AtomicInteger present = new AtomicInteger();
     AtomicLong bytes = new AtomicLong();
     List<Future<Blob>> layers = new ArrayList<>();
     try {
-      client.doPushBearerAuth();
+      Credential login = logins.forImage(ref).orElse(null);
+      RegistryClient client =
+          RegistryManifests.registryClient(
+              ref, onThisMachine(ref.getRegistry()) ? localHttp : http, login);
+      if (!client.doPushBearerAuth() && login != null) {
+        client.configureBasicAuth(); // a registry that asks for Basic (docker-registry htpasswd)
+      }
       // Each layer compressed (when it is not) and sent if missing, several at once: gzip is the
       // cost of a first push, and one thread compresses one layer.
       for (ImageLayer layer : image.layers()) {
@@ -138,13 +162,41 @@ public final class RegistryPush implements AutoCloseable {
               + target
               + " failed: "
               + e.getMessage()
-              + "; check that the registry is up and accepts pushes (--registry), and retry",
+              + (refusedLogin(e)
+                  ? "; the registry wants a login Kiln lacks or refuses the one it sent ("
+                      + logins
+                      + "): run docker login "
+                      + ref.getRegistry()
+                      + " as Kiln's user, or pass --registry-username and"
+                      + " --registry-password-file"
+                  : "; check that the registry is up and accepts pushes (--registry), and retry"),
           e);
     } catch (java.security.DigestException e) {
       throw new KilnException(ErrorCode.INTERNAL, "a digest of the layout is malformed", e);
     } finally {
       layers.forEach(f -> f.cancel(true)); // what a failure left running
     }
+  }
+
+  /** Whether the registry said 401 or 403 somewhere in {@code e}'s causes. */
+  private static boolean refusedLogin(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t instanceof RegistryUnauthorizedException
+          || String.valueOf(t.getMessage()).contains("401")
+          || String.valueOf(t.getMessage()).contains("403 Forbidden")) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Whether {@code registry} ({@code HOST[:PORT]}) is a loopback address of this machine. */
+  static boolean onThisMachine(String registry) {
+    String host =
+        registry.startsWith("[")
+            ? registry.substring(1, registry.indexOf(']'))
+            : registry.contains(":") ? registry.substring(0, registry.lastIndexOf(':')) : registry;
+    return host.equals("localhost") || host.startsWith("127.") || host.equals("::1");
   }
 
   /** Sends a blob unless the registry has it; counts which it was. */
@@ -250,6 +302,7 @@ public final class RegistryPush implements AutoCloseable {
     workers.shutdownNow();
     try {
       http.shutDown();
+      localHttp.shutDown();
     } catch (IOException e) {
       log.debug("closing the registry connections failed", e);
     }

@@ -38,6 +38,39 @@ public final class LocalRegistry implements AutoCloseable {
   }
 
   public static LocalRegistry start(Path dir) throws IOException, InterruptedException {
+    return start(dir, "");
+  }
+
+  /**
+   * A registry that asks for a login (HTTP Basic, an htpasswd file holding {@code user} with {@code
+   * password}, bcrypt-hashed as the registry requires).
+   */
+  public static LocalRegistry startWithLogin(Path dir, String user, String password)
+      throws IOException, InterruptedException {
+    Files.createDirectories(dir);
+    byte[] salt = new byte[16];
+    new java.security.SecureRandom().nextBytes(salt);
+    Path htpasswd =
+        Files.writeString(
+            dir.resolve("htpasswd"),
+            user
+                + ":"
+                + org.bouncycastle.crypto.generators.OpenBSDBCrypt.generate(
+                    "2a", password.toCharArray(), salt, 6)
+                + "\n");
+    return start(
+        dir,
+        """
+        auth:
+          htpasswd:
+            realm: kiln-test
+            path: %s
+        """
+            .formatted(htpasswd));
+  }
+
+  private static LocalRegistry start(Path dir, String extraConfig)
+      throws IOException, InterruptedException {
     Path binary = binary();
     Files.createDirectories(dir.resolve("storage"));
     int port;
@@ -59,7 +92,8 @@ public final class LocalRegistry implements AutoCloseable {
             http:
               addr: 127.0.0.1:%d
             """
-                .formatted(dir.resolve("storage"), port));
+                    .formatted(dir.resolve("storage"), port)
+                + extraConfig);
     Process process =
         new ProcessBuilder(binary.toString(), "serve", config.toString())
             .redirectErrorStream(true)
@@ -128,7 +162,8 @@ public final class LocalRegistry implements AutoCloseable {
                     .timeout(Duration.ofSeconds(5))
                     .build(),
                 HttpResponse.BodyHandlers.discarding());
-    if (ping.statusCode() != 200) {
+    // 401: it asks for a login (startWithLogin), and answers.
+    if (ping.statusCode() != 200 && ping.statusCode() != 401) {
       throw new IOException(
           "docker-registry answers /v2/ with " + ping.statusCode() + ":\n" + output);
     }

@@ -77,6 +77,57 @@ class RegistryPushIT {
   }
 
   @Test
+  void aRegistryThatAsksForALoginGetsTheOneGivenOrTheDockerConfigs() throws Exception {
+    BaseImage base = BaseImage.parse(TestImages.baseArchive().toString());
+    try (ImageBuilder images = new ImageBuilder(base, tmp.resolve("images"));
+        LocalRegistry registry =
+            LocalRegistry.startWithLogin(tmp.resolve("registry"), "kiln", "s3cret-pass")) {
+      BuiltImage image = images.build(TestImages.udf("kiln/udf:a", LIBRARY, CODE));
+      Path config = images.configBlob(image);
+      String host = "localhost:" + registry.port();
+      String repo = host + "/kiln/udf";
+      int blobs = image.layers().size() + 1;
+
+      // No login, or a wrong one: refused, and the error says how to give one, never a password.
+      for (RegistryLogins wrong :
+          List.of(
+              RegistryLogins.dockerConfig(tmp.resolve("nowhere/config.json")),
+              RegistryLogins.given(host, "kiln", "not-it"))) {
+        try (RegistryPush push = new RegistryPush(tmp.resolve("c0"), 1, true, wrong)) {
+          assertThatThrownBy(() -> push.push(image, config, repo + ":a"))
+              .isInstanceOfSatisfying(
+                  KilnException.class,
+                  e -> assertThat(e.code()).isEqualTo(ErrorCode.REGISTRY_UNAVAILABLE))
+              .hasMessageContaining("run docker login " + host)
+              .hasMessageContaining("--registry-password-file")
+              .hasMessageNotContaining("not-it");
+        }
+      }
+
+      // The user and password given (--registry-username, --registry-password-file).
+      try (RegistryPush push =
+          new RegistryPush(
+              tmp.resolve("c1"), 1, true, RegistryLogins.given(host, "kiln", "s3cret-pass"))) {
+        assertThat(push.push(image, config, repo + ":a").blobsSent()).isEqualTo(blobs);
+      }
+      // What docker login writes: the Docker config's auths for the registry.
+      String auth =
+          java.util.Base64.getEncoder()
+              .encodeToString("kiln:s3cret-pass".getBytes(StandardCharsets.UTF_8));
+      Path docker = Files.createDirectories(tmp.resolve("docker")).resolve("config.json");
+      Files.writeString(docker, "{\"auths\":{\"" + host + "\":{\"auth\":\"" + auth + "\"}}}");
+      try (RegistryPush push =
+          new RegistryPush(tmp.resolve("c2"), 1, true, RegistryLogins.dockerConfig(docker))) {
+        RegistryPush.Pushed again = push.push(image, config, repo + ":b");
+        assertThat(again.blobsPresent()).as("all there from the first push").isEqualTo(blobs);
+      }
+      assertThat(RegistryLogins.given(host, "kiln", "s3cret-pass").toString())
+          .contains("kiln")
+          .doesNotContain("s3cret");
+    }
+  }
+
+  @Test
   void anImageIsPushedCompressedOnceAndOnlyWhatTheRegistryLacksIsSentAgain() throws Exception {
     BaseImage base = BaseImage.parse(TestImages.baseArchive().toString());
     try (ImageBuilder images = new ImageBuilder(base, tmp.resolve("images"));

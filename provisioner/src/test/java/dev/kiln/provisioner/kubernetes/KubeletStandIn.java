@@ -52,6 +52,8 @@ public final class KubeletStandIn implements AutoCloseable {
 
   private record Running(Sandbox sandbox, SandboxNetwork network) {}
 
+  private volatile String pullLogin;
+
   public KubeletStandIn(KubernetesClient client, Path workDir) throws IOException {
     this.client = client;
     this.images = Files.createDirectories(workDir.resolve("images"));
@@ -62,6 +64,15 @@ public final class KubeletStandIn implements AutoCloseable {
   }
 
   /** Watches sandbox pods from now on. */
+  /**
+   * Pulls with {@code user} and {@code password}, as a node whose runtime has the registry's
+   * credentials (a credential provider, or the node's own config) does.
+   */
+  public KubeletStandIn withPullLogin(String user, String password) {
+    this.pullLogin = user + ":" + password;
+    return this;
+  }
+
   public KubeletStandIn start() {
     pods =
         client
@@ -146,11 +157,12 @@ public final class KubeletStandIn implements AutoCloseable {
     String ref = c.getImage();
     Path dir = images.resolve(Integer.toHexString(ref.hashCode()));
     if (!Files.exists(dir.resolve("index.json"))) {
-      Process skopeo =
-          new ProcessBuilder(
-                  "skopeo", "copy", "--src-tls-verify=false", "docker://" + ref, "oci:" + dir)
-              .redirectErrorStream(true)
-              .start();
+      List<String> argv = new ArrayList<>(List.of("skopeo", "copy", "--src-tls-verify=false"));
+      if (pullLogin != null) {
+        argv.add("--src-creds=" + pullLogin);
+      }
+      argv.addAll(List.of("docker://" + ref, "oci:" + dir));
+      Process skopeo = new ProcessBuilder(argv).redirectErrorStream(true).start();
       String out = new String(skopeo.getInputStream().readAllBytes());
       if (!skopeo.waitFor(2, TimeUnit.MINUTES) || skopeo.exitValue() != 0) {
         throw new IOException("skopeo copy of " + ref + " failed: " + out);
