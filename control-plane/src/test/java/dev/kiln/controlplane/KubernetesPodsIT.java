@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.base.KilnException;
 import dev.kiln.definition.DataType;
+import dev.kiln.definition.QueryScripts;
 import dev.kiln.image.LocalRegistry;
 import dev.kiln.provisioner.kubernetes.KubeletStandIn;
 import dev.kiln.provisioner.kubernetes.KubernetesCaches;
@@ -242,10 +243,16 @@ class KubernetesPodsIT {
         KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start();
         BufferAllocator allocator = new RootAllocator()) {
       Path kubeconfig = api.kubeconfig(tmp);
+      // The same configuration on every replica, as from one ConfigMap: the UDF's variables too.
+      Path envFile =
+          java.nio.file.Files.writeString(
+              tmp.resolve("udf_env.toml"),
+              "[udf_env]\n\"acme.read_env\" = { GREETING = \"hi from a Secret\" }\n");
       UnaryOperator<KilnConfigBuilder> replica =
           c ->
               c.indexUrls(mirror.indexUrls().stream().map(URI::toString).toList())
                   .registry("127.0.0.1:" + registry.port() + "/kiln", false)
+                  .set("udf-env", envFile.toString())
                   .kubernetes(kubeconfig, "kiln");
       KubernetesClient client = api.client();
       // The first to start takes the lease: a reconciles until it stops.
@@ -295,6 +302,29 @@ class KubernetesPodsIT {
           ScalingIT.worker(a.api(), "busy", Map.of());
           DatabendClient.Resource worker = ScalingIT.udf(a.api(), "busy", SLEEPY);
           assertThat(ScalingIT.call(allocator, at(b, worker), 41)).isEqualTo(42);
+
+          // A worker's variables reach its pods through a Secret, never the UdfWorker.
+          ScalingIT.worker(a.api(), "read_env", Map.of());
+          DatabendClient.Resource readEnv =
+              a.api()
+                  .createWorker(
+                      "acme",
+                      "read_env",
+                      QueryScripts.udf(
+                              "import os\ndef read_env() -> str:\n    return os.getenv('GREETING',"
+                                  + " '')\n",
+                              "read_env")
+                          .result("STRING NULL")
+                          .render(),
+                      Duration.ofSeconds(5));
+          assertThat(
+                  KilnTestSupport.call(
+                      allocator, at(b, readEnv), "acme", "read_env", List.of(), "[[]]"))
+              .containsExactly(List.of("hi from a Secret"));
+          UdfWorker envWorker = worker(client, readEnv.key());
+          assertThat(envWorker.getSpec().getEnvSecret()).isNotEmpty();
+          assertThat(client.getKubernetesSerialization().asJson(envWorker))
+              .doesNotContain("hi from a Secret");
         }
         // b leads once the lease runs out, and keeps the pods its own claim asks for.
         long stopped = System.nanoTime();

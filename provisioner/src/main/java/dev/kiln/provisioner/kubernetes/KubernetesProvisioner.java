@@ -290,7 +290,11 @@ public final class KubernetesProvisioner implements Provisioner {
       int eq = kv.indexOf('=');
       env.put(kv.substring(0, eq), kv.substring(eq + 1));
     }
-    s.setEnv(env);
+    if (!env.isEmpty()) {
+      // The UDF's variables may hold credentials: a Secret, never the resource's spec.
+      s.setEnvSecret(writeEnv(worker, spec.owner(), env));
+      s.setEnvVersion(KubernetesNames.hash(env.toString()));
+    }
     s.setCpu(BigDecimal.valueOf(spec.limits().cpus()).stripTrailingZeros().toPlainString());
     s.setMemory(Long.toString(spec.limits().memoryBytes()));
     s.setGpu(spec.limits().gpus());
@@ -313,11 +317,38 @@ public final class KubernetesProvisioner implements Provisioner {
     ops.add(add("image", s.getImage()));
     ops.add(add("command", s.getCommand()));
     ops.add(add("env", s.getEnv()));
+    ops.add(add("envSecret", s.getEnvSecret() == null ? "" : s.getEnvSecret()));
+    ops.add(add("envVersion", s.getEnvVersion() == null ? "" : s.getEnvVersion()));
     ops.add(add("cpu", s.getCpu()));
     ops.add(add("memory", s.getMemory()));
     ops.add(add("gpu", s.getGpu()));
     workerResource(worker).patch(PatchContext.of(PatchType.JSON), Serialization.asJson(ops));
     setClaim(worker, pods);
+  }
+
+  /**
+   * Writes the Secret of the worker's UDF variables in the tenant's namespace (made first when
+   * missing; the reconciler adds its network policy before any pod); returns its name. Kiln may
+   * create and replace secrets there, never read them.
+   */
+  private String writeEnv(String worker, String tenant, Map<String, String> env) {
+    try {
+      client.namespaces().resource(SandboxPods.namespace(tenant)).create();
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 409) {
+        throw e;
+      }
+    }
+    var secret = client.secrets().resource(SandboxPods.envSecret(worker, tenant, env));
+    try {
+      secret.create();
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 409) {
+        throw e;
+      }
+      secret.update(); // no resource version: replaced as it is, unread
+    }
+    return SandboxPods.envSecretName(worker);
   }
 
   private static Map<String, Object> add(String field, Object value) {
@@ -451,12 +482,18 @@ public final class KubernetesProvisioner implements Provisioner {
     return out;
   }
 
-  /** Deletes {@code owner}'s worker {@code name}, its record and its pods. */
+  /** Deletes {@code owner}'s worker {@code name}, its record, its variables and its pods. */
   public void forget(String owner, String name) {
+    String worker = KubernetesNames.workerName(owner, name);
     try {
-      workerResource(KubernetesNames.workerName(owner, name)).delete();
+      workerResource(worker).delete();
+      client
+          .secrets()
+          .inNamespace(KubernetesNames.tenantNamespace(owner))
+          .withName(SandboxPods.envSecretName(worker))
+          .delete();
     } catch (KubernetesClientException e) {
-      log.warn("deleting UDF worker of {} failed: {}", name, e.getMessage());
+      log.warn("deleting UDF worker {} failed: {}", worker, e.getMessage());
     }
   }
 

@@ -2,6 +2,7 @@ package dev.kiln.provisioner.kubernetes;
 
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.ContainerBuilder;
+import io.fabric8.kubernetes.api.model.EnvFromSourceBuilder;
 import io.fabric8.kubernetes.api.model.EnvVar;
 import io.fabric8.kubernetes.api.model.IntOrString;
 import io.fabric8.kubernetes.api.model.Namespace;
@@ -9,10 +10,14 @@ import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.Secret;
+import io.fabric8.kubernetes.api.model.SecretBuilder;
 import io.fabric8.kubernetes.api.model.TolerationBuilder;
 import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy;
 import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicyBuilder;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -92,6 +97,8 @@ public final class SandboxPods {
             String.valueOf(w.getImage()),
             String.join("\u0001", w.getCommand()),
             new TreeMap<>(w.getEnv()).toString(),
+            String.valueOf(w.getEnvSecret()),
+            String.valueOf(w.getEnvVersion()),
             w.getCpu(),
             w.getMemory(),
             Integer.toString(w.getGpu()),
@@ -101,6 +108,32 @@ public final class SandboxPods {
             new TreeMap<>(s.gpuNodeSelector()).toString(),
             s.gpuTaint(),
             Long.toString(s.runAsUser())));
+  }
+
+  /** The name of the Secret holding the variables of the worker {@code workerName}'s UDF. */
+  static String envSecretName(String workerName) {
+    return workerName + "-env";
+  }
+
+  /**
+   * The Secret of a worker's UDF variables, in its tenant's namespace; {@code version} is a hash of
+   * {@code env} (the spec's {@link UdfWorkerSpec#getEnvVersion}).
+   */
+  static Secret envSecret(String workerName, String tenant, Map<String, String> env) {
+    Map<String, String> data = new TreeMap<>();
+    env.forEach(
+        (k, v) ->
+            data.put(k, Base64.getEncoder().encodeToString(v.getBytes(StandardCharsets.UTF_8))));
+    return new SecretBuilder()
+        .withNewMetadata()
+        .withName(envSecretName(workerName))
+        .withNamespace(KubernetesNames.tenantNamespace(tenant))
+        .addToLabels(KubernetesNames.MANAGED_BY, "kiln")
+        .addToLabels(KubernetesNames.WORKER, workerName)
+        .endMetadata()
+        .withType("Opaque")
+        .withData(data)
+        .build();
   }
 
   /** A new pod of the worker named {@code podName}, in its tenant's namespace. */
@@ -127,6 +160,16 @@ public final class SandboxPods {
             .withImagePullPolicy("IfNotPresent")
             .withCommand(w.getCommand())
             .withEnv(env)
+            .withEnvFrom(
+                w.getEnvSecret() == null || w.getEnvSecret().isEmpty()
+                    ? List.of()
+                    : List.of(
+                        new EnvFromSourceBuilder()
+                            .withNewSecretRef()
+                            .withName(w.getEnvSecret())
+                            .withOptional(false)
+                            .endSecretRef()
+                            .build()))
             .addNewPort()
             .withName("runner")
             .withContainerPort(s.runnerPort())

@@ -28,6 +28,8 @@ public class UdfWorkerSpec {
   private boolean suspended;
   private Map<String, Integer> claims = new TreeMap<>();
   private String definition;
+  private String envSecret;
+  private String envVersion;
 
   /** The tenant the worker belongs to; its pods run in the tenant's namespace. */
   public String getTenant() {
@@ -80,7 +82,10 @@ public class UdfWorkerSpec {
     this.command = command == null ? new ArrayList<>() : command;
   }
 
-  /** The UDF's own variables, set on its pods. */
+  /**
+   * Variables set on the worker's pods as they are here, readable by whoever reads the resource;
+   * Kiln puts a UDF's own variables in {@link #getEnvSecret} instead.
+   */
   public Map<String, String> getEnv() {
     return env;
   }
@@ -178,6 +183,27 @@ public class UdfWorkerSpec {
 
   public void setDefinition(String definition) {
     this.definition = definition;
+  }
+
+  /**
+   * The Secret, in the tenant's namespace, whose keys become variables of the worker's pods (the
+   * UDF's own variables, which may hold credentials); null for none.
+   */
+  public String getEnvSecret() {
+    return envSecret;
+  }
+
+  public void setEnvSecret(String envSecret) {
+    this.envSecret = envSecret;
+  }
+
+  /** A hash of that Secret's content: pods made with other values are replaced. */
+  public String getEnvVersion() {
+    return envVersion;
+  }
+
+  public void setEnvVersion(String envVersion) {
+    this.envVersion = envVersion;
   }
 
   /** The pods all replicas claim. */

@@ -116,6 +116,25 @@ public final class KubeletStandIn implements AutoCloseable {
       Map<String, Quantity> limits = c.getResources().getLimits();
       List<String> env = new ArrayList<>();
       c.getEnv().forEach(e -> env.add(e.getName() + "=" + e.getValue()));
+      // envFrom a Secret, as a kubelet reads it.
+      for (var from : c.getEnvFrom()) {
+        var secret =
+            client
+                .secrets()
+                .inNamespace(p.getMetadata().getNamespace())
+                .withName(from.getSecretRef().getName())
+                .get();
+        secret
+            .getData()
+            .forEach(
+                (k, v) ->
+                    env.add(
+                        k
+                            + "="
+                            + new String(
+                                java.util.Base64.getDecoder().decode(v),
+                                java.nio.charset.StandardCharsets.UTF_8)));
+      }
       SandboxSpec spec =
           new SandboxSpec(
                   p.getMetadata().getName(),

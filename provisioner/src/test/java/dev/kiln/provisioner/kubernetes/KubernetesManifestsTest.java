@@ -105,6 +105,8 @@ class KubernetesManifestsTest {
     spec.setKey("k");
     spec.setImage("i");
     spec.setDefinition("d");
+    spec.setEnvSecret("s");
+    spec.setEnvVersion("v");
     UdfWorkerStatus status = new UdfWorkerStatus();
     status.setPhase("Ready");
     status.setObservedGeneration(1L);
@@ -154,6 +156,8 @@ class KubernetesManifestsTest {
     assertThat(allows(clusterRules, "", "secrets", "get")).isFalse();
     assertThat(allows(rules, "", "secrets", "list")).isFalse();
     assertThat(allows(rules, "", "secrets", "create")).isTrue();
+    assertThat(allows(clusterRules, "", "secrets", "update")).as("the UDFs' variables").isTrue();
+    assertThat(allows(clusterRules, "", "secrets", "watch")).isFalse();
     assertThat(rules)
         .filteredOn(r -> r.getResources().contains("secrets") && r.getVerbs().contains("get"))
         .singleElement()

@@ -116,7 +116,24 @@ class KubernetesProvisionerTest {
     UdfWorker w = worker();
     assertThat(w.getSpec().getImage()).isEqualTo(IMAGE);
     assertThat(w.getSpec().getCommand()).isEqualTo(LISTEN);
-    assertThat(w.getSpec().getEnv()).containsEntry("MODEL", "small");
+    // The UDF's variables are in a Secret of the tenant's namespace, not in the resource.
+    assertThat(w.getSpec().getEnv()).isEmpty();
+    assertThat(w.getSpec().getEnvSecret()).isEqualTo(w.getMetadata().getName() + "-env");
+    var secret =
+        client
+            .secrets()
+            .inNamespace(KubernetesNames.tenantNamespace("acme"))
+            .withName(w.getSpec().getEnvSecret())
+            .get();
+    assertThat(secret.getData())
+        .containsEntry(
+            "MODEL",
+            java.util.Base64.getEncoder()
+                .encodeToString("small".getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+    assertThat(tenantPods().getFirst().getSpec().getContainers().getFirst().getEnvFrom())
+        .singleElement()
+        .satisfies(
+            e -> assertThat(e.getSecretRef().getName()).isEqualTo(secret.getMetadata().getName()));
     assertThat(w.getSpec().getCpu()).isEqualTo("0.5");
     assertThat(w.getSpec().getMemory()).isEqualTo(Long.toString(512L << 20));
     assertThat(w.getSpec().getClaims()).isEqualTo(Map.of("kiln-a", 1));
@@ -205,6 +222,14 @@ class KubernetesProvisionerTest {
     assertThat(pods.records("other")).isEmpty();
     pods.forget("acme", "0123456789ab");
     await("forgotten", WAIT, () -> worker() == null);
+    assertThat(
+            client
+                .secrets()
+                .inNamespace(KubernetesNames.tenantNamespace("acme"))
+                .withName(KubernetesNames.workerName("acme", "0123456789ab") + "-env")
+                .get())
+        .as("its variables go with it")
+        .isNull();
   }
 
   @Test
