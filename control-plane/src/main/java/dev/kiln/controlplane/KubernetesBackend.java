@@ -4,6 +4,7 @@ import dev.kiln.provisioner.kubernetes.ImageBuilds;
 import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;
+import dev.kiln.provisioner.kubernetes.ReplicaLeases;
 import dev.kiln.provisioner.kubernetes.ReplicaSecret;
 import dev.kiln.provisioner.kubernetes.UdfWorkerReconciler;
 import dev.kiln.worker.Tokens;
@@ -50,6 +51,10 @@ record KubernetesBackend(
     KubernetesCaches caches = KubernetesCaches.start(client, settings);
     closeables.push(caches);
     String replica = identity(config.dataDir());
+    // This replica's own lease, renewed while it runs: the claims of one that crashed are taken
+    // back. Closed after the provisioner, which gives this replica's claims back first.
+    ReplicaLeases lease = new ReplicaLeases(client, settings, replica, InstantSource.system());
+    closeables.push(lease);
     UdfWorkerReconciler reconciler = new UdfWorkerReconciler(client, caches, settings, replica);
     closeables.push(reconciler);
     reconciler.start();

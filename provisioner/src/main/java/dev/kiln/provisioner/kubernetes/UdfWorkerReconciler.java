@@ -4,6 +4,7 @@ import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.dsl.NonDeletingOperation;
+import io.fabric8.kubernetes.client.dsl.Resource;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
@@ -13,6 +14,7 @@ import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import java.security.SecureRandom;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashSet;
@@ -20,11 +22,13 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -40,6 +44,9 @@ import org.slf4j.LoggerFactory;
  * not ready); its status lists the ready pods' runner endpoints. Pods of a deleted worker are
  * deleted. Pods this reconciler created or deleted count as such until its informer sees them, so a
  * quick second pass starts no extra pod. A pass that fails is tried again.
+ *
+ * <p>Every lease duration the leader also takes back the claims and pod marks of replicas that
+ * crashed: those whose own {@link ReplicaLeases lease} lapsed, seen so twice in a row.
  */
 public final class UdfWorkerReconciler implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(UdfWorkerReconciler.class);
@@ -65,6 +72,13 @@ public final class UdfWorkerReconciler implements AutoCloseable {
   private final Set<String> deleted = ConcurrentHashMap.newKeySet();
 
   private final Set<String> tenantsReady = ConcurrentHashMap.newKeySet();
+
+  /** Leaderships so far: a sweep of an earlier one ends. */
+  private final AtomicInteger terms = new AtomicInteger();
+
+  /** Replicas with claims but no live lease -> sweeps in a row they were seen so. */
+  private final Map<String, Integer> suspects = new ConcurrentHashMap<>();
+
   private final SecureRandom random = new SecureRandom();
   private final ResourceEventHandler<UdfWorker> workerEvents =
       handler(w -> enqueue(w.getMetadata().getName()), w -> {});
@@ -158,6 +172,108 @@ public final class UdfWorkerReconciler implements AutoCloseable {
     // Pods of deleted workers too.
     caches.pods.getStore().list().forEach(p -> names.add(KubernetesCaches.workerOf(p)));
     names.forEach(this::enqueue);
+    suspects.clear();
+    long every = settings.leaseDuration().toMillis();
+    int term = terms.incrementAndGet();
+    queue.scheduleWithFixedDelay(() -> sweepReplicas(term), every, every, TimeUnit.MILLISECONDS);
+  }
+
+  /**
+   * Takes back the claims and pod marks of replicas whose lease lapsed (they crashed; a replica
+   * that stops gives its own back), so their pods go. While leading only; stops with the
+   * leadership.
+   */
+  private void sweepReplicas(int term) {
+    if (!leading || closed || term != terms.get()) {
+      throw new CancellationException("no longer leading"); // ends this schedule
+    }
+    Set<String> alive;
+    try {
+      alive =
+          ReplicaLeases.alive(
+              client, settings.kilnNamespace(), Instant.now(), settings.leaseDuration());
+    } catch (RuntimeException e) {
+      log.warn("reading the Kiln replicas' leases failed: {}", e.toString());
+      return;
+    }
+    alive.add(identity);
+    Set<String> dead = new HashSet<>();
+    for (UdfWorker w : caches.workers()) {
+      for (String replica : w.getSpec().getClaims().keySet()) {
+        if (!alive.contains(replica)) {
+          dead.add(replica);
+        }
+      }
+    }
+    suspects.keySet().retainAll(dead);
+    dead.forEach(r -> suspects.merge(r, 1, Integer::sum));
+    Set<String> gone = new HashSet<>();
+    suspects.forEach(
+        (r, n) -> {
+          if (n >= 2) {
+            gone.add(r);
+          }
+        });
+    if (gone.isEmpty()) {
+      return;
+    }
+    for (UdfWorker w : caches.workers()) {
+      List<Map<String, Object>> ops = new ArrayList<>();
+      for (String replica : w.getSpec().getClaims().keySet()) {
+        if (gone.contains(replica)) {
+          ops.add(
+              Map.of(
+                  "op", "remove", "path", "/spec/claims/" + KubernetesNames.jsonPointer(replica)));
+        }
+      }
+      if (!ops.isEmpty()) {
+        patchQuietly(
+            client
+                .resources(UdfWorker.class)
+                .inNamespace(settings.kilnNamespace())
+                .withName(w.getMetadata().getName()),
+            ops);
+        log.info(
+            "UDF worker {}: took back the claims of stopped Kiln replica(s) {}",
+            w.getMetadata().getName(),
+            gone);
+      }
+    }
+    Set<String> marks = new HashSet<>();
+    gone.forEach(r -> marks.add(KubernetesNames.holder(r)));
+    for (Pod p : caches.pods.getStore().list()) {
+      Map<String, String> a = p.getMetadata().getAnnotations();
+      List<Map<String, Object>> ops = new ArrayList<>();
+      if (a != null) {
+        for (String key : a.keySet()) {
+          if (marks.contains(key)) {
+            ops.add(
+                Map.of(
+                    "op",
+                    "remove",
+                    "path",
+                    "/metadata/annotations/" + KubernetesNames.jsonPointer(key)));
+          }
+        }
+      }
+      if (!ops.isEmpty()) {
+        patchQuietly(
+            client
+                .pods()
+                .inNamespace(p.getMetadata().getNamespace())
+                .withName(p.getMetadata().getName()),
+            ops);
+      }
+    }
+    suspects.keySet().removeAll(gone);
+  }
+
+  private static void patchQuietly(Resource<?> resource, List<Map<String, Object>> ops) {
+    try {
+      resource.patch(PatchContext.of(PatchType.JSON), Serialization.asJson(ops));
+    } catch (KubernetesClientException e) {
+      log.warn("taking back a stopped replica's claim failed: {}", e.getMessage());
+    }
   }
 
   private void stopLeading() {

@@ -15,9 +15,11 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -106,6 +108,24 @@ public final class KubeletStandIn implements AutoCloseable {
     return p.getMetadata().getNamespace() + "/" + p.getMetadata().getName();
   }
 
+  /**
+   * Writes the pod's status (its IP and readiness, or Failed for null), tried again as a kubelet
+   * does when the API server does not answer: the mock API server now and then drops a request.
+   */
+  private void reportStatus(Pod p, String ip) {
+    for (int attempt = 1; ; attempt++) {
+      try {
+        KubernetesMock.setPodStatus(client, p, ip);
+        return;
+      } catch (RuntimeException e) {
+        if (attempt == 3) {
+          throw e;
+        }
+        log.warn("pod {}: writing its status failed, again: {}", id(p), e.toString());
+      }
+    }
+  }
+
   private void run(Pod p) {
     String id = id(p);
     Container c = p.getSpec().getContainers().getFirst();
@@ -131,9 +151,7 @@ public final class KubeletStandIn implements AutoCloseable {
                     env.add(
                         k
                             + "="
-                            + new String(
-                                java.util.Base64.getDecoder().decode(v),
-                                java.nio.charset.StandardCharsets.UTF_8)));
+                            + new String(Base64.getDecoder().decode(v), StandardCharsets.UTF_8)));
       }
       SandboxSpec spec =
           new SandboxSpec(
@@ -158,10 +176,15 @@ public final class KubeletStandIn implements AutoCloseable {
         return;
       }
       String ip = network.sandboxAddress().getHostAddress();
-      KubernetesMock.setPodStatus(client, p, ip);
+      reportStatus(p, ip);
       log.info("pod {} runs as sandbox {} at {}", id, sandbox.id(), ip);
     } catch (Exception e) {
       log.warn("pod {} failed to start: {}", id, e.toString());
+      try {
+        reportStatus(p, null); // Failed, as a kubelet reports it: the reconciler replaces it
+      } catch (RuntimeException again) {
+        log.warn("pod {}: reporting its failure failed too: {}", id, again.toString());
+      }
       if (network != null && !running.containsKey(id)) {
         network.close();
       }

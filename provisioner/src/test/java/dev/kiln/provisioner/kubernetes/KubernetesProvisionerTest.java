@@ -167,6 +167,9 @@ class KubernetesProvisionerTest {
     // A second replica: its own client and caches, no reconciler (replica a leads).
     KubernetesClient other = mock.client();
     try (KubernetesCaches otherCaches = KubernetesCaches.start(other, settings);
+        // Alive as a replica is: else the reconciler takes its claims back as a crashed one's.
+        ReplicaLeases alive =
+            new ReplicaLeases(other, settings, "kiln-b", java.time.InstantSource.system());
         KubernetesProvisioner b =
             new KubernetesProvisioner(other, otherCaches, settings, WAIT, "kiln-b")) {
       Sandbox onA = pods.start(spec(IMAGE, 0));

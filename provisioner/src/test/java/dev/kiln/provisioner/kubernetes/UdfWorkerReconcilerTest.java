@@ -115,6 +115,49 @@ class UdfWorkerReconcilerTest {
   }
 
   @Test
+  void theClaimsAndPodMarksOfAReplicaWhoseLeaseLapsedAreTakenBack() throws Exception {
+    // kiln-b runs (its lease is renewed); "crashed" claimed a pod and marked it, then died.
+    try (ReplicaLeases b =
+        new ReplicaLeases(mock.client(), settings, "kiln-b", java.time.InstantSource.system())) {
+      UdfWorker w =
+          create(
+              "acme",
+              "shared",
+              s -> {
+                s.setReplicas(0);
+                s.setMaxReplicas(10);
+                s.setClaims(new java.util.TreeMap<>(Map.of("kiln-b", 1, "crashed", 1)));
+              });
+      awaitPods(w, 2);
+      Pod held = pods(w).getFirst();
+      client
+          .pods()
+          .inNamespace(held.getMetadata().getNamespace())
+          .withName(held.getMetadata().getName())
+          .edit(
+              p -> {
+                p.getMetadata()
+                    .setAnnotations(Map.of(KubernetesNames.holder("crashed"), "crashed"));
+                return p;
+              });
+      await(
+          "the crashed replica's claim taken back",
+          WAIT,
+          () ->
+              client
+                  .resources(UdfWorker.class)
+                  .inNamespace("kiln")
+                  .withName(w.getMetadata().getName())
+                  .get()
+                  .getSpec()
+                  .getClaims()
+                  .equals(Map.of("kiln-b", 1)));
+      awaitPods(w, 1);
+      await("no pod marked by it", WAIT, () -> pods(w).stream().noneMatch(KubernetesNames::isHeld));
+    }
+  }
+
+  @Test
   void aWorkerGetsSandboxPodsInItsTenantsLockedDownNamespace() throws Exception {
     UdfWorker w = create("Acme Corp", "add_one", s -> {});
     awaitPods(w, 2);
