@@ -2,6 +2,7 @@ package dev.kiln.benchmarks;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.controlplane.DatabendClient;
+import dev.kiln.controlplane.KilnConfigBuilder;
 import dev.kiln.controlplane.KilnServer;
 import dev.kiln.image.LocalRegistry;
 import dev.kiln.provisioner.kubernetes.KubeletStandIn;
@@ -39,7 +40,8 @@ import org.apache.arrow.memory.RootAllocator;
  * is made: the figures are the control plane's own.
  *
  * <p>Run: {@code bin/bench kubernetes [WORKERS, default 10000]}. With HOT_CALLS ({@code bin/bench
- * kubernetes 10000 300}), also CreateWorker cold and hot through pods, next to a local server.
+ * kubernetes 10000 300}), also CreateWorker cold and hot through pods, next to a local server, and
+ * a numpy + pandas UDF's cold start through a pod next to the local one (with the local mirror).
  */
 final class KubernetesScaleBenchmark {
   private KubernetesScaleBenchmark() {}
@@ -117,37 +119,62 @@ final class KubernetesScaleBenchmark {
    */
   private static void createWorker(KubernetesMock api, int hotCalls) throws Exception {
     Path tmp = Files.createTempDirectory("kiln-kubernetes-bench");
+    Path mirror = Path.of(System.getProperty("kiln.bench.mirror", "/opt/pypi"));
+    MirrorServer index =
+        Files.isDirectory(mirror.resolve("simple")) ? MirrorServer.start(mirror) : null;
     try (LocalRegistry registry = LocalRegistry.start(tmp.resolve("registry"));
         KubeletStandIn kubelet = new KubeletStandIn(api.client(), tmp.resolve("node")).start()) {
       ObjectNode local;
-      try (KilnServer s =
-              KilnServer.start(ColdStartBenchmark.localServer(tmp.resolve("local")).build());
+      double localPackages;
+      try (KilnServer s = KilnServer.start(server(tmp.resolve("local"), index).build());
           DatabendClient c = new DatabendClient("127.0.0.1:" + s.grpcPort());
           BufferAllocator a = new RootAllocator()) {
         local = CreateWorkerBench.run(s, c, a, hotCalls);
+        localPackages = index == null ? -1 : PackageColdStart.firstResult(c, a, "np_a", 1);
       }
       Path kubeconfig = api.kubeconfig(tmp);
       ObjectNode pods;
+      double podPackages;
       try (KilnServer s =
               KilnServer.start(
-                  ColdStartBenchmark.localServer(tmp.resolve("pods"))
+                  server(tmp.resolve("pods"), index)
                       .registry("127.0.0.1:" + registry.port() + "/kiln", false)
                       .kubernetes(kubeconfig, "kiln")
                       .build());
           DatabendClient c = new DatabendClient("127.0.0.1:" + s.grpcPort());
           BufferAllocator a = new RootAllocator()) {
         pods = CreateWorkerBench.run(s, c, a, hotCalls);
+        podPackages = index == null ? -1 : PackageColdStart.firstResult(c, a, "np_a", 1);
       }
       System.out.println("peer, local gVisor sandboxes:");
       CreateWorkerBench.print(local);
       System.out.println(
           "kiln serve --kubernetes (pods run by the stand-in), the workers above in its caches:");
       CreateWorkerBench.print(pods);
+      if (index == null) {
+        System.out.println("numpy + pandas: skipped, no local PyPI mirror at " + mirror);
+      } else {
+        System.out.printf(
+            "numpy + pandas UDF, nothing cached but the index, request -> first result: local"
+                + " %.2f s, through a pod %.2f s (image pushed, pulled by the stand-in, started)%n",
+            localPackages / 1e3, podPackages / 1e3);
+      }
     } finally {
+      if (index != null) {
+        index.stop();
+      }
       try (var files = Files.walk(tmp)) {
         files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
       }
     }
+  }
+
+  /**
+   * A benchmark server on {@code data}, resolving packages from {@code index} when there is one.
+   */
+  private static KilnConfigBuilder server(Path data, MirrorServer index) {
+    KilnConfigBuilder b = ColdStartBenchmark.localServer(data);
+    return index == null ? b : b.set("index-url", index.uri("simple/").toString());
   }
 
   private static void create(KubernetesClient client, int n) throws Exception {

@@ -137,7 +137,7 @@ final class PackageColdStart {
   }
 
   /** {@code handler(x) = x + add} computed with numpy and pandas; ms to its first result. */
-  private static double firstResult(
+  static double firstResult(
       DatabendClient client, BufferAllocator allocator, String handler, long add) throws Exception {
     String code =
         "import numpy as np\n"

@@ -5,8 +5,16 @@ import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.Tenant;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
 import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.time.Duration;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -16,6 +24,11 @@ import org.slf4j.LoggerFactory;
  */
 final class ClusterDefinitions implements SharedDefinitions {
   private static final Logger log = LoggerFactory.getLogger(ClusterDefinitions.class);
+
+  /** How long a request waits for its definition to be kept in the cluster. */
+  static final Duration PUT_WAIT = Duration.ofSeconds(2);
+
+  private static final Executor WRITERS = Executors.newVirtualThreadPerTaskExecutor();
 
   private final KubernetesProvisioner pods;
 
@@ -30,17 +43,40 @@ final class ClusterDefinitions implements SharedDefinitions {
     return key.shortForm();
   }
 
+  /**
+   * Kept in the worker before the answer goes out, waiting at most {@link #PUT_WAIT} (Databend's
+   * call has a 5 s deadline): an API server slower than that gets the record in the background.
+   */
   @Override
   public void put(Definitions.Entry e) {
+    CompletableFuture<Void> kept =
+        CompletableFuture.runAsync(
+            () -> {
+              try {
+                pods.declare(e.tenant().name(), workerOf(e.key()), Definitions.write(e));
+              } catch (IOException x) {
+                throw new UncheckedIOException(x);
+              }
+            },
+            WRITERS);
     try {
-      pods.declare(e.tenant().name(), workerOf(e.key()), Definitions.write(e));
-    } catch (IOException x) {
+      kept.get(PUT_WAIT.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (TimeoutException x) {
+      log.warn(
+          "udf {} tenant={}: the API server has not kept its definition within {} ms; it goes"
+              + " on in the background (until then other replicas cannot serve its calls)",
+          e.key().shortForm(),
+          e.tenant(),
+          PUT_WAIT.toMillis());
+    } catch (ExecutionException x) {
       log.warn(
           "udf {} tenant={}: other Kiln replicas cannot serve its calls until it is kept in the"
               + " cluster: {}",
           e.key().shortForm(),
           e.tenant(),
-          x.getMessage());
+          x.getCause().getMessage());
+    } catch (InterruptedException x) {
+      Thread.currentThread().interrupt();
     }
   }
 

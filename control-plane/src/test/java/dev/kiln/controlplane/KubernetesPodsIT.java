@@ -214,12 +214,7 @@ class KubernetesPodsIT {
           (tResult - t0) / 1_000_000);
 
       KubernetesClient client = api.client();
-      UdfWorker w =
-          client
-              .resources(UdfWorker.class)
-              .inNamespace("kiln")
-              .withName(KubernetesNames.workerName("acme", resource.key().substring(0, 12)))
-              .get();
+      UdfWorker w = worker(client, resource.key());
       assertThat(w).as("the UdfWorker of (acme, key)").isNotNull();
       assertThat(w.getSpec().getImage())
           .startsWith("127.0.0.1:" + registry.port() + "/kiln@sha256:");
@@ -386,12 +381,9 @@ class KubernetesPodsIT {
         .getFirst();
   }
 
+  /** The UdfWorker of tenant acme's resource of {@code key}: named by the key's short form. */
   private static UdfWorker worker(KubernetesClient client, String key) {
-    return client
-        .resources(UdfWorker.class)
-        .inNamespace("kiln")
-        .withName(KubernetesNames.workerName("acme", key.substring(0, 12)))
-        .get();
+    return KubernetesMock.worker(client, "acme", key.substring(0, 12));
   }
 
   @Test
@@ -473,12 +465,7 @@ class KubernetesPodsIT {
   }
 
   private static List<String> endpoints(KubernetesClient client) {
-    UdfWorker w =
-        client
-            .resources(UdfWorker.class)
-            .inNamespace("kiln")
-            .withName(KubernetesNames.workerName("acme", "fmt"))
-            .get();
+    UdfWorker w = KubernetesMock.worker(client, "acme", "fmt");
     return w == null || w.getStatus() == null ? List.of() : w.getStatus().getEndpoints();
   }
 

@@ -243,13 +243,8 @@ public final class ImageBuilds implements AutoCloseable {
     w.getMetadata()
         .setAnnotations(
             new TreeMap<>(Map.of(BUILDER, replica, UNTIL, clock.instant().plus(hold).toString())));
-    try {
-      client.resource(w).create();
-    } catch (KubernetesClientException e) {
-      if (e.getCode() == 409) {
-        return false;
-      }
-      throw e;
+    if (!Conflicts.won(() -> client.resource(w).create())) {
+      return false;
     }
     held.add(worker);
     log.info("{} builds the image of UDF worker {}", replica, worker);
@@ -272,15 +267,7 @@ public final class ImageBuilds implements AutoCloseable {
   private boolean update(UdfWorker w, Map<String, String> annotations) {
     UdfWorker next = client.getKubernetesSerialization().clone(w);
     next.getMetadata().setAnnotations(annotations);
-    try {
-      client.resource(next).update();
-      return true;
-    } catch (KubernetesClientException e) {
-      if (e.getCode() == 409) {
-        return false;
-      }
-      throw e;
-    }
+    return Conflicts.won(() -> client.resource(next).update());
   }
 
   /** Pushes this replica's holds further while its builds run. */

@@ -300,15 +300,10 @@ public final class KubernetesProvisioner implements Provisioner {
     s.setGpu(spec.limits().gpus());
     if (caches.worker(worker) == null) {
       s.setClaims(new TreeMap<>(Map.of(replica, pods)));
-      try {
-        create(worker, s);
+      if (Conflicts.won(() -> create(worker, s))) {
         return;
-      } catch (KubernetesClientException e) {
-        if (e.getCode() != 409) {
-          throw e;
-        }
-        // made meanwhile: set the fields below
       }
+      // made meanwhile: set the fields below
     }
     List<Map<String, Object>> ops = new ArrayList<>();
     ops.add(add("tenant", s.getTenant()));
@@ -332,20 +327,9 @@ public final class KubernetesProvisioner implements Provisioner {
    * create and replace secrets there, never read them.
    */
   private String writeEnv(String worker, String tenant, Map<String, String> env) {
-    try {
-      client.namespaces().resource(SandboxPods.namespace(tenant)).create();
-    } catch (KubernetesClientException e) {
-      if (e.getCode() != 409) {
-        throw e;
-      }
-    }
+    Conflicts.won(() -> client.namespaces().resource(SandboxPods.namespace(tenant)).create());
     var secret = client.secrets().resource(SandboxPods.envSecret(worker, tenant, env));
-    try {
-      secret.create();
-    } catch (KubernetesClientException e) {
-      if (e.getCode() != 409) {
-        throw e;
-      }
+    if (!Conflicts.won(secret::create)) {
       secret.update(); // no resource version: replaced as it is, unread
     }
     return SandboxPods.envSecretName(worker);
@@ -434,13 +418,8 @@ public final class KubernetesProvisioner implements Provisioner {
         s.setUdf(name);
         s.setKey(name);
         s.setDefinition(record);
-        try {
-          create(worker, s);
+        if (Conflicts.won(() -> create(worker, s))) {
           return;
-        } catch (KubernetesClientException e) {
-          if (e.getCode() != 409) {
-            throw e;
-          }
         }
       }
       workerResource(worker)

@@ -3,7 +3,6 @@ package dev.kiln.provisioner.kubernetes;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.api.model.coordination.v1.LeaseBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.KubernetesClientException;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.InstantSource;
@@ -75,12 +74,7 @@ public final class ReplicaLeases implements AutoCloseable {
   private void renew() {
     try {
       var resource = client.leases().inNamespace(namespace).resource(lease());
-      try {
-        resource.create();
-      } catch (KubernetesClientException e) {
-        if (e.getCode() != 409) {
-          throw e;
-        }
+      if (!Conflicts.won(resource::create)) {
         resource.update(); // unconditional: only this replica writes its lease
       }
     } catch (RuntimeException e) {

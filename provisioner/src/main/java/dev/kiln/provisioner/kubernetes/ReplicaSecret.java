@@ -35,30 +35,23 @@ public final class ReplicaSecret {
     try {
       byte[] secret = read(client, namespace);
       if (secret == null) {
-        byte[] made = new byte[bytes];
-        new SecureRandom().nextBytes(made);
-        try {
-          client
-              .secrets()
-              .inNamespace(namespace)
-              .resource(
-                  new SecretBuilder()
-                      .withNewMetadata()
-                      .withName(NAME)
-                      .withNamespace(namespace)
-                      .addToLabels(KubernetesNames.MANAGED_BY, "kiln")
-                      .endMetadata()
-                      .withType("Opaque")
-                      .withData(Map.of(KEY, Base64.getEncoder().encodeToString(made)))
-                      .build())
-              .create();
-          secret = made;
-        } catch (KubernetesClientException e) {
-          if (e.getCode() != 409) {
-            throw e;
-          }
-          secret = read(client, namespace); // another replica made it first: theirs counts
-        }
+        byte[] random = new byte[bytes];
+        new SecureRandom().nextBytes(random);
+        Secret made =
+            new SecretBuilder()
+                .withNewMetadata()
+                .withName(NAME)
+                .withNamespace(namespace)
+                .addToLabels(KubernetesNames.MANAGED_BY, "kiln")
+                .endMetadata()
+                .withType("Opaque")
+                .withData(Map.of(KEY, Base64.getEncoder().encodeToString(random)))
+                .build();
+        // Another replica may have made it first: then theirs counts.
+        secret =
+            Conflicts.won(() -> client.secrets().inNamespace(namespace).resource(made).create())
+                ? random
+                : read(client, namespace);
       }
       if (secret == null || secret.length < bytes) {
         throw new IOException(

@@ -88,11 +88,7 @@ class ImageBuildsTest {
   }
 
   private UdfWorker worker() {
-    return client
-        .resources(UdfWorker.class)
-        .inNamespace("kiln")
-        .withName(KubernetesNames.workerName("acme", "0123456789ab"))
-        .get();
+    return KubernetesMock.worker(client, "acme", "0123456789ab");
   }
 
   @Test
@@ -152,12 +148,7 @@ class ImageBuildsTest {
         .hasMessageContaining("kiln-a has been building the image");
     // No worker yet (its request is a moment behind): made with the hold of the one that asks.
     assertThat(b.imageOrHold("acme", "ffffffffffff", WAIT)).isEmpty();
-    UdfWorker made =
-        client
-            .resources(UdfWorker.class)
-            .inNamespace("kiln")
-            .withName(KubernetesNames.workerName("acme", "ffffffffffff"))
-            .get();
+    UdfWorker made = KubernetesMock.worker(client, "acme", "ffffffffffff");
     assertThat(made.getMetadata().getAnnotations()).containsEntry(ImageBuilds.BUILDER, "kiln-b");
     assertThat(made.getSpec().getTenant()).isEqualTo("acme");
     assertThatThrownBy(() -> a.imageOrHold("acme", "ffffffffffff", Duration.ofMillis(300)))

@@ -106,6 +106,15 @@ public final class KubernetesMock implements AutoCloseable {
             });
   }
 
+  /** The {@link UdfWorker} of {@code tenant}'s {@code udf} in namespace {@code kiln}, or null. */
+  public static UdfWorker worker(KubernetesClient client, String tenant, String udf) {
+    return client
+        .resources(UdfWorker.class)
+        .inNamespace("kiln")
+        .withName(KubernetesNames.workerName(tenant, udf))
+        .get();
+  }
+
   /** Polls {@code condition} until it holds; fails after {@code timeout}. */
   public static void await(String what, Duration timeout, BooleanSupplier condition)
       throws InterruptedException {

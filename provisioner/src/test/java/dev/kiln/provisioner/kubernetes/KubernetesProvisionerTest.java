@@ -95,11 +95,7 @@ class KubernetesProvisionerTest {
   }
 
   private UdfWorker worker() {
-    return client
-        .resources(UdfWorker.class)
-        .inNamespace("kiln")
-        .withName(KubernetesNames.workerName("acme", "0123456789ab"))
-        .get();
+    return KubernetesMock.worker(client, "acme", "0123456789ab");
   }
 
   private long readyPods() {
