@@ -105,8 +105,8 @@ final class CacheCommand implements Runnable {
       JsonNode r = new ObjectMapper().readTree(body);
       System.out.printf(
           "%s %d unused image(s) (%d files, %.1f MiB), %d wheel layer(s) (%.1f MiB), %d extracted"
-              + " layer(s) (%.1f MiB), %d definition(s) (%.1f MiB); data directory %.1f MiB ->"
-              + " %.1f MiB%n",
+              + " layer(s) (%.1f MiB), %d compressed layer(s) for registry pushes (%.1f MiB), %d"
+              + " definition(s) (%.1f MiB); data directory %.1f MiB -> %.1f MiB%n",
           dryRun ? "would remove" : "removed",
           r.path("images").size(),
           r.path("imageFiles").asInt(),
@@ -115,6 +115,8 @@ final class CacheCommand implements Runnable {
           r.path("wheelBytes").asLong() / (double) (1 << 20),
           r.path("extractedLayers").asInt(),
           r.path("extractedBytes").asLong() / (double) (1 << 20),
+          r.path("registryLayers").asInt(),
+          r.path("registryBytes").asLong() / (double) (1 << 20),
           r.path("definitions").asInt(),
           r.path("definitionBytes").asLong() / (double) (1 << 20),
           r.path("diskBytesBefore").asLong() / (double) (1 << 20),

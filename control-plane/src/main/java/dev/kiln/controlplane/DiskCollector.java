@@ -3,6 +3,7 @@ package dev.kiln.controlplane;
 import dev.kiln.image.BuildImage;
 import dev.kiln.image.ImageBuilder;
 import dev.kiln.image.ImageLayer;
+import dev.kiln.image.RegistryPush;
 import dev.kiln.image.Runtimes;
 import dev.kiln.image.WheelLayers;
 import dev.kiln.provisioner.Provisioner;
@@ -23,14 +24,15 @@ import org.slf4j.LoggerFactory;
 /**
  * Keeps the data directory from only growing: asks each module that owns files there to remove what
  * no running UDF uses and nobody used for {@code --gc-after} — UDF images and their blobs and Jib's
- * layer cache (image-builder), wheel layers (image-builder), extracted layers (provisioner) — and
- * forgets the kept definitions of UDFs not asked for since then (Databend asks again at the start
- * of every query that uses one; a definition may hold megabytes of code). The live set is what this
- * server runs; each module also keeps what is in use under its own lock (a build, a starting
- * sandbox), and nothing younger than {@link #GRACE} goes whatever the settings. Over {@code
- * --disk-max}, it collects again with ever shorter cut-offs, least recently used first, down to
- * that grace. A UDF whose image was collected is built again on its next call. Runs on a schedule
- * and on {@code kiln cache gc}; {@link #collect} is serialised.
+ * layer cache (image-builder), wheel layers (image-builder), extracted layers (provisioner), the
+ * compressed layers kept for registry pushes (image-builder, with {@code --registry}) — and forgets
+ * the kept definitions of UDFs not asked for since then (Databend asks again at the start of every
+ * query that uses one; a definition may hold megabytes of code). The live set is what this server
+ * runs; each module also keeps what is in use under its own lock (a build, a starting sandbox), and
+ * nothing younger than {@link #GRACE} goes whatever the settings. Over {@code --disk-max}, it
+ * collects again with ever shorter cut-offs, least recently used first, down to that grace. A UDF
+ * whose image was collected is built again on its next call. Runs on a schedule and on {@code kiln
+ * cache gc}; {@link #collect} is serialised.
  */
 final class DiskCollector {
   private static final Logger log = LoggerFactory.getLogger(DiskCollector.class);
@@ -49,12 +51,14 @@ final class DiskCollector {
       long wheelBytes,
       int extractedLayers,
       long extractedBytes,
+      int registryLayers,
+      long registryBytes,
       int definitions,
       long definitionBytes,
       long diskBytesBefore,
       long diskBytesAfter) {
     long bytes() {
-      return imageBytes + wheelBytes + extractedBytes + definitionBytes;
+      return imageBytes + wheelBytes + extractedBytes + registryBytes + definitionBytes;
     }
   }
 
@@ -63,6 +67,7 @@ final class DiskCollector {
   private final Runtimes runtimes;
   private final WheelLayers wheels;
   private final Provisioner provisioner;
+  private final RegistryPush registryPush;
   private final Path data;
   private final Duration gcAfter;
   private final long diskMax;
@@ -74,6 +79,7 @@ final class DiskCollector {
       Runtimes runtimes,
       WheelLayers wheels,
       Provisioner provisioner,
+      RegistryPush registryPush,
       Path data,
       Duration gcAfter,
       long diskMax,
@@ -83,6 +89,7 @@ final class DiskCollector {
     this.runtimes = runtimes;
     this.wheels = wheels;
     this.provisioner = provisioner;
+    this.registryPush = registryPush;
     this.data = data;
     this.gcAfter = gcAfter.compareTo(GRACE) < 0 ? GRACE : gcAfter;
     this.diskMax = diskMax;
@@ -108,12 +115,14 @@ final class DiskCollector {
     if (!dryRun && sum.bytes() > 0) {
       log.info(
           "collected {} MiB: {} unused image(s) ({} files), {} wheel layer(s), {} extracted"
-              + " layer(s); data directory {} -> {} MiB",
+              + " layer(s), {} compressed layer(s) for registry pushes; data directory {} -> {}"
+              + " MiB",
           sum.bytes() >> 20,
           sum.images().size(),
           sum.imageFiles(),
           sum.wheelLayers(),
           sum.extractedLayers(),
+          sum.registryLayers(),
           before >> 20,
           sum.diskBytesAfter() >> 20);
     }
@@ -164,11 +173,15 @@ final class DiskCollector {
     }
     WheelLayers.Collected w = wheels.collect(cutoff, dryRun);
     Provisioner.Collected x = provisioner.collect(liveLayers, cutoff, dryRun);
+    RegistryPush.Collected g =
+        registryPush == null
+            ? new RegistryPush.Collected(0, 0)
+            : registryPush.collect(cutoff, dryRun);
     Definitions.Collected d =
         definitions.collect(
             (tenant, key) -> liveUdfs.contains(tenant.name() + "/" + key.hex()), cutoff, dryRun);
     // What was removed is known: no second walk of the data directory.
-    long removed = imageBytes + w.bytes() + x.bytes() + d.bytes();
+    long removed = imageBytes + w.bytes() + x.bytes() + g.bytes() + d.bytes();
     long after = dryRun ? before : Math.max(0, before - removed);
     return new Report(
         dryRun,
@@ -180,6 +193,8 @@ final class DiskCollector {
         w.bytes(),
         x.layers(),
         x.bytes(),
+        g.layers(),
+        g.bytes(),
         d.records(),
         d.bytes(),
         before,
@@ -195,6 +210,8 @@ final class DiskCollector {
     long wheelBytes = 0;
     int layers = 0;
     long layerBytes = 0;
+    int pushLayers = 0;
+    long pushBytes = 0;
     int records = 0;
     long recordBytes = 0;
     for (Report r : passes) {
@@ -207,6 +224,8 @@ final class DiskCollector {
       wheelBytes += r.wheelBytes();
       layers += r.extractedLayers();
       layerBytes += r.extractedBytes();
+      pushLayers += r.registryLayers();
+      pushBytes += r.registryBytes();
     }
     return new Report(
         last.dryRun(),
@@ -218,6 +237,8 @@ final class DiskCollector {
         wheelBytes,
         layers,
         layerBytes,
+        pushLayers,
+        pushBytes,
         records,
         recordBytes,
         before,

@@ -187,6 +187,8 @@ public final class KilnServer implements AutoCloseable {
             serverSizing,
             meters);
     closeables.push(warm);
+    ModuleSteps.ImageRegistry pushes =
+        ModuleSteps.ImageRegistry.open(config, data.resolve("registry-layers"), closeables);
     ModuleSteps steps =
         new ModuleSteps(
             runtimes,
@@ -197,7 +199,7 @@ public final class KilnServer implements AutoCloseable {
             sandboxes,
             new StartRunners(config.batchTimeout()),
             warm,
-            ModuleSteps.ImageRegistry.open(config, data.resolve("registry-layers"), closeables),
+            pushes,
             cluster);
     UdfRegistry[] registryRef = new UdfRegistry[1];
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
@@ -340,6 +342,7 @@ public final class KilnServer implements AutoCloseable {
             runtimes,
             wheelLayers,
             provisioner,
+            pushes == null ? null : pushes.push(),
             data,
             config.gcAfter(),
             config.diskMax(),

@@ -18,12 +18,15 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.FileTime;
 import java.security.DigestOutputStream;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
@@ -34,6 +37,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -56,6 +60,7 @@ public final class RegistryPush implements AutoCloseable {
   private final FailoverHttpClient http;
   private final FailoverHttpClient localHttp;
   private final RegistryLogins logins;
+  private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
   private final ExecutorService workers =
       Executors.newFixedThreadPool(
           Math.max(2, Runtime.getRuntime().availableProcessors()),
@@ -103,6 +108,47 @@ public final class RegistryPush implements AutoCloseable {
    *     push, IMAGE_BUILD_FAILED when a layer cannot be read or compressed
    */
   public Pushed push(BuiltImage image, Path config, String target)
+      throws KilnException, InterruptedException {
+    // A push reads the compressed layers it makes or finds: collect() waits for it.
+    lock.readLock().lock();
+    try {
+      return pushLocked(image, config, target);
+    } finally {
+      lock.readLock().unlock();
+    }
+  }
+
+  /** What {@link #collect} removed (or, dry, would remove). */
+  public record Collected(int layers, long bytes) {}
+
+  /**
+   * Removes the compressed layers no push used since {@code unusedBefore} (a registry that lacks
+   * one later gets it compressed again); with {@code dryRun}, only counts them.
+   */
+  public Collected collect(Instant unusedBefore, boolean dryRun) throws IOException {
+    lock.writeLock().lock();
+    try (DirectoryStream<Path> files = Files.newDirectoryStream(compressed, "*.tar.gz")) {
+      int n = 0;
+      long bytes = 0;
+      for (Path f : files) {
+        if (!Files.getLastModifiedTime(f).toInstant().isBefore(unusedBefore)) {
+          continue;
+        }
+        Path digest = f.resolveSibling(f.getFileName() + ".sha256");
+        n++;
+        bytes += Files.size(f) + (Files.exists(digest) ? Files.size(digest) : 0);
+        if (!dryRun) {
+          Files.deleteIfExists(digest); // first: a layer without its digest is made again
+          Files.deleteIfExists(f);
+        }
+      }
+      return new Collected(n, bytes);
+    } finally {
+      lock.writeLock().unlock();
+    }
+  }
+
+  private Pushed pushLocked(BuiltImage image, Path config, String target)
       throws KilnException, InterruptedException {
     ImageReference ref;
     try {
@@ -253,6 +299,8 @@ public final class RegistryPush implements AutoCloseable {
     Path digestFile = compressed.resolve(name + ".sha256");
     try {
       if (Files.exists(digestFile) && Files.exists(file)) {
+        // Used now: collect() goes by this time.
+        Files.setLastModifiedTime(file, FileTime.from(Instant.now()));
         return new Blob(
             file,
             Digest.parse(Files.readString(digestFile, StandardCharsets.US_ASCII).strip()),

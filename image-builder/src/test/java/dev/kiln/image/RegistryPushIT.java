@@ -16,6 +16,7 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.zip.GZIPInputStream;
@@ -181,6 +182,23 @@ class RegistryPushIT {
       RegistryPush.Pushed other = push.push(second, images.configBlob(second), repo + ":b");
       assertThat(other.blobsSent()).isEqualTo(2);
       assertThat(other.blobsPresent()).isEqualTo(second.layers().size() - 1);
+
+      // The compressed layers go once no push used them since the cut-off (kiln cache gc).
+      Path kept = tmp.resolve("compressed").resolve(pkg.diffId().hex() + ".tar.gz");
+      assertThat(push.collect(Instant.now().minusSeconds(3600), false).layers())
+          .as("used within the hour")
+          .isZero();
+      RegistryPush.Collected dry = push.collect(Instant.now().plusSeconds(1), true);
+      assertThat(dry.layers()).isPositive();
+      assertThat(dry.bytes()).isGreaterThan(Files.size(kept));
+      assertThat(kept).as("a dry run removes nothing").exists();
+      assertThat(push.collect(Instant.now().plusSeconds(1), false)).isEqualTo(dry);
+      assertThat(kept).doesNotExist();
+      // A later push compresses what it needs again, to the same blob the registry has.
+      RegistryPush.Pushed afterGc = push.push(first, images.configBlob(first), repo + ":c");
+      assertThat(afterGc.blobsPresent()).isEqualTo(blobs);
+      assertThat(afterGc.manifestDigest()).isEqualTo(pushed.manifestDigest());
+      assertThat(kept).exists();
     }
   }
 
