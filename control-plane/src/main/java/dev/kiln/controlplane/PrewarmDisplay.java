@@ -100,21 +100,23 @@ abstract sealed class PrewarmDisplay permits PrewarmDisplay.Bars, PrewarmDisplay
 
     @Override
     void update(JsonNode report) {
-      bar.stepTo(Math.max(0, report.path("step_number").asInt(1) - 1));
       // Short, so that the bar keeps its width on an 80-column terminal: "wheels 16.9 MB".
       String step = report.path("step").asText();
       long bytes = report.path("fetched_bytes").asLong();
       boolean fetching = step.equals(UdfProgress.Step.WHEELS.id()) && bytes > 0;
+      // The message before the step: the bar renders only when its count moves, on its own timer
+      // too, and a render between the two would show the new step without its message for good.
       bar.setExtraMessage(fetching ? step + " " + megabytes(bytes) : step);
+      bar.stepTo(Math.max(0, report.path("step_number").asInt(1) - 1));
       bar.refresh();
     }
 
     @Override
     void end(boolean warm) {
+      bar.setExtraMessage(warm ? "warm" : "FAILED"); // before the step, as in update
       if (warm) {
         bar.stepTo(bar.getMax());
       }
-      bar.setExtraMessage(warm ? "warm" : "FAILED");
       bar.close();
       bar = null;
     }
