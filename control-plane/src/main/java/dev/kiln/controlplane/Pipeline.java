@@ -206,30 +206,25 @@ final class Pipeline {
     long t3 = System.nanoTime();
     buildTimer.record(t3 - t2, TimeUnit.NANOSECONDS);
     r.progress.enter(UdfProgress.Step.SANDBOX);
-    Sandbox sandbox = steps.placeSandbox(r, image);
-    try {
-      long t4 = System.nanoTime();
-      sandboxTimer.record(t4 - t3, TimeUnit.NANOSECONDS);
-      if (r.isClosed()) {
-        throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource was stopped");
-      }
-      r.progress.enter(UdfProgress.Step.RUNNERS);
-      RunnerPool pool = steps.startRunners(r, sandbox);
-      long t5 = System.nanoTime();
-      runnersTimer.record(t5 - t4, TimeUnit.NANOSECONDS);
-      watch(r, sandbox);
-      if (!lock.packages().isEmpty()) {
-        steps.offerZygote(r, lock, inputs);
-      }
-      ProvisioningTimings timings =
-          new ProvisioningTimings(
-              ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(t4 - t3), ms(t5 - t4), ms(r.age()));
-      return new Provisioned(
-          CompletableFuture.completedFuture(image), sandbox, pool, timings, false, pins(lock));
-    } catch (KilnException | InterruptedException | RuntimeException e) {
-      sandbox.close();
-      throw e;
+    Running run = runIn(r, steps.placeSandbox(r, image), t3);
+    if (!lock.packages().isEmpty()) {
+      steps.offerZygote(r, lock, inputs);
     }
+    ProvisioningTimings timings =
+        new ProvisioningTimings(
+            ms(t1 - t0),
+            ms(t2 - t1),
+            ms(t3 - t2),
+            ms(run.placed() - t3),
+            ms(run.started() - run.placed()),
+            ms(r.age()));
+    return new Provisioned(
+        CompletableFuture.completedFuture(image),
+        run.sandbox(),
+        run.pool(),
+        timings,
+        false,
+        pins(lock));
   }
 
   /** A UDF whose image another replica built: a sandbox of it (a pod), and the runners. */
@@ -237,23 +232,44 @@ final class Pipeline {
       throws KilnException, InterruptedException {
     long t1 = System.nanoTime();
     r.progress.enter(UdfProgress.Step.SANDBOX);
-    Sandbox sandbox = steps.placeSandbox(r, reference);
+    Running run = runIn(r, steps.placeSandbox(r, reference), t1);
+    return Provisioned.adopted(
+        reference,
+        run.sandbox(),
+        run.pool(),
+        new ProvisioningTimings(
+            0,
+            0,
+            ms(t1 - t0),
+            ms(run.placed() - t1),
+            ms(run.started() - run.placed()),
+            ms(r.age())));
+  }
+
+  /**
+   * A placed sandbox with its runners started, and when each was done ({@link System#nanoTime}).
+   */
+  private record Running(Sandbox sandbox, RunnerPool pool, long placed, long started) {}
+
+  /**
+   * The last two steps in a sandbox just placed (asked for at {@code askedAt}): its time recorded,
+   * the resource still wanted, the runners started and timed, the sandbox watched. The sandbox is
+   * closed when this fails.
+   */
+  private Running runIn(UdfResource r, Sandbox sandbox, long askedAt)
+      throws KilnException, InterruptedException {
     try {
-      long t2 = System.nanoTime();
-      sandboxTimer.record(t2 - t1, TimeUnit.NANOSECONDS);
+      long placed = System.nanoTime();
+      sandboxTimer.record(placed - askedAt, TimeUnit.NANOSECONDS);
       if (r.isClosed()) {
         throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, "the UDF resource was stopped");
       }
       r.progress.enter(UdfProgress.Step.RUNNERS);
       RunnerPool pool = steps.startRunners(r, sandbox);
-      long t3 = System.nanoTime();
-      runnersTimer.record(t3 - t2, TimeUnit.NANOSECONDS);
+      long started = System.nanoTime();
+      runnersTimer.record(started - placed, TimeUnit.NANOSECONDS);
       watch(r, sandbox);
-      return Provisioned.adopted(
-          reference,
-          sandbox,
-          pool,
-          new ProvisioningTimings(0, 0, ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(r.age())));
+      return new Running(sandbox, pool, placed, started);
     } catch (KilnException | InterruptedException | RuntimeException e) {
       sandbox.close();
       throw e;

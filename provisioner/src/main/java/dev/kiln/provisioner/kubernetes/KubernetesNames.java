@@ -73,11 +73,6 @@ public final class KubernetesNames {
     return a == null ? 0 : a.keySet().stream().filter(k -> k.startsWith(HELD_BY)).count();
   }
 
-  /** {@code s} as one segment of a JSON pointer (RFC 6901), for a JSON patch's path. */
-  static String jsonPointer(String s) {
-    return s.replace("~", "~0").replace("/", "~1");
-  }
-
   /** A label value that stands for {@code s} (kept as it is when it is one already). */
   public static String labelValue(String s) {
     return readable(s, MAX);

@@ -160,37 +160,44 @@ public final class KubernetesProvisioner implements Provisioner {
     }
     try {
       apply(worker, spec, want);
-      long deadline = System.nanoTime() + startTimeout.toNanos();
-      synchronized (changed) {
-        while (true) {
-          PodSandbox s = claim(worker, spec);
-          if (s != null) {
-            hold(s, true);
-            log.info("UDF worker {}: sandbox pod {} at {}", worker, s.id(), endpoint(s));
-            return s;
-          }
-          long left = deadline - System.nanoTime();
-          if (closed || left <= 0) {
-            UdfWorker w = caches.worker(worker);
-            String why =
-                w == null || w.getStatus() == null ? "" : ": " + w.getStatus().getMessage();
-            throw new IOException(
-                "no new pod of UDF worker "
-                    + worker
-                    + " became ready within "
-                    + startTimeout.toSeconds()
-                    + " s"
-                    + why
-                    + "; check the pods in namespace "
-                    + KubernetesNames.tenantNamespace(spec.owner())
-                    + " (kubectl describe pods)");
-          }
-          changed.wait(Math.max(1, Math.min(left / 1_000_000, 1000)));
-        }
-      }
+      PodSandbox s = awaitPod(worker, spec);
+      // Marked outside the lock: pod events wait on it, and this is a round trip.
+      hold(s, true);
+      log.info("UDF worker {}: sandbox pod {} at {}", worker, s.id(), endpoint(s));
+      return s;
     } catch (IOException | InterruptedException | RuntimeException e) {
       lower(worker);
       throw e;
+    }
+  }
+
+  /** A ready pod of the worker claimed for a new sandbox, waited for up to the start timeout. */
+  private PodSandbox awaitPod(String worker, SandboxSpec spec)
+      throws IOException, InterruptedException {
+    long deadline = System.nanoTime() + startTimeout.toNanos();
+    synchronized (changed) {
+      while (true) {
+        PodSandbox s = claim(worker, spec);
+        if (s != null) {
+          return s;
+        }
+        long left = deadline - System.nanoTime();
+        if (closed || left <= 0) {
+          UdfWorker w = caches.worker(worker);
+          String why = w == null || w.getStatus() == null ? "" : ": " + w.getStatus().getMessage();
+          throw new IOException(
+              "no new pod of UDF worker "
+                  + worker
+                  + " became ready within "
+                  + startTimeout.toSeconds()
+                  + " s"
+                  + why
+                  + "; check the pods in namespace "
+                  + KubernetesNames.tenantNamespace(spec.owner())
+                  + " (kubectl describe pods)");
+        }
+        changed.wait(Math.max(1, Math.min(left / 1_000_000, 1000)));
+      }
     }
   }
 
@@ -250,9 +257,7 @@ public final class KubernetesProvisioner implements Provisioner {
             PatchContext.of(PatchType.JSON_MERGE),
             Serialization.asJson(Map.of("metadata", Map.of("annotations", Map.of(key, replica)))));
       } else {
-        pod.patch(
-            PatchContext.of(PatchType.JSON),
-            remove("/metadata/annotations/" + KubernetesNames.jsonPointer(key)));
+        JsonPatch.apply(pod, List.of(JsonPatch.remove(JsonPatch.annotation(key))));
       }
     } catch (KubernetesClientException e) {
       if (held || e.getCode() != 404) {
@@ -267,18 +272,11 @@ public final class KubernetesProvisioner implements Provisioner {
   }
 
   /**
-   * A JSON patch (RFC 6902) removing one member. (Not a merge patch with null: the mock API server
-   * of the tests keeps the null.)
-   */
-  private static String remove(String path) {
-    return Serialization.asJson(List.of(Map.of("op", "remove", "path", path)));
-  }
-
-  /**
    * The worker's resource as {@code spec} says, with this replica's claim at {@code pods}: made, or
    * its sandbox fields replaced (never the other replicas' claims, nor the definition).
    */
   private void apply(String worker, SandboxSpec spec, int pods) {
+    UdfWorker cached = caches.worker(worker);
     UdfWorkerSpec s = new UdfWorkerSpec();
     s.setTenant(spec.owner());
     s.setUdf(spec.name());
@@ -291,19 +289,26 @@ public final class KubernetesProvisioner implements Provisioner {
       env.put(kv.substring(0, eq), kv.substring(eq + 1));
     }
     if (!env.isEmpty()) {
-      // The UDF's variables may hold credentials: a Secret, never the resource's spec.
-      s.setEnvSecret(writeEnv(worker, spec.owner(), env));
+      // The UDF's variables may hold credentials: a Secret, never the resource's spec. Written
+      // once per version (a worker showing this version has the Secret already).
+      s.setEnvSecret(SandboxPods.envSecretName(worker));
       s.setEnvVersion(KubernetesNames.hash(env.toString()));
+      if (cached == null || !s.getEnvVersion().equals(cached.getSpec().getEnvVersion())) {
+        writeEnv(worker, spec.owner(), env);
+      }
     }
     s.setCpu(BigDecimal.valueOf(spec.limits().cpus()).stripTrailingZeros().toPlainString());
     s.setMemory(Long.toString(spec.limits().memoryBytes()));
     s.setGpu(spec.limits().gpus());
-    if (caches.worker(worker) == null) {
+    if (cached == null) {
       s.setClaims(new TreeMap<>(Map.of(replica, pods)));
       if (Conflicts.won(() -> create(worker, s))) {
         return;
       }
       // made meanwhile: set the fields below
+    } else if (runsAs(cached.getSpec(), s)) {
+      setClaim(worker, pods); // a pod more of what it runs already: the claim is all that changes
+      return;
     }
     List<Map<String, Object>> ops = new ArrayList<>();
     ops.add(add("tenant", s.getTenant()));
@@ -317,26 +322,40 @@ public final class KubernetesProvisioner implements Provisioner {
     ops.add(add("cpu", s.getCpu()));
     ops.add(add("memory", s.getMemory()));
     ops.add(add("gpu", s.getGpu()));
-    workerResource(worker).patch(PatchContext.of(PatchType.JSON), Serialization.asJson(ops));
+    JsonPatch.apply(workerResource(worker), ops);
     setClaim(worker, pods);
   }
 
   /**
    * Writes the Secret of the worker's UDF variables in the tenant's namespace (made first when
-   * missing; the reconciler adds its network policy before any pod); returns its name. Kiln may
-   * create and replace secrets there, never read them.
+   * missing; the reconciler adds its network policy before any pod). Kiln may create and replace
+   * secrets there, never read them.
    */
-  private String writeEnv(String worker, String tenant, Map<String, String> env) {
+  private void writeEnv(String worker, String tenant, Map<String, String> env) {
     Conflicts.won(() -> client.namespaces().resource(SandboxPods.namespace(tenant)).create());
     var secret = client.secrets().resource(SandboxPods.envSecret(worker, tenant, env));
     if (!Conflicts.won(secret::create)) {
       secret.update(); // no resource version: replaced as it is, unread
     }
-    return SandboxPods.envSecretName(worker);
+  }
+
+  /** Whether pods of {@code a} and of {@code b} are the same (claims and record aside). */
+  private static boolean runsAs(UdfWorkerSpec a, UdfWorkerSpec b) {
+    return Objects.equals(a.getTenant(), b.getTenant())
+        && Objects.equals(a.getUdf(), b.getUdf())
+        && Objects.equals(a.getKey(), b.getKey())
+        && Objects.equals(a.getImage(), b.getImage())
+        && Objects.equals(a.getCommand(), b.getCommand())
+        && Objects.equals(a.getEnv(), b.getEnv())
+        && Objects.toString(a.getEnvSecret(), "").equals(Objects.toString(b.getEnvSecret(), ""))
+        && Objects.toString(a.getEnvVersion(), "").equals(Objects.toString(b.getEnvVersion(), ""))
+        && Objects.equals(a.getCpu(), b.getCpu())
+        && Objects.equals(a.getMemory(), b.getMemory())
+        && a.getGpu() == b.getGpu();
   }
 
   private static Map<String, Object> add(String field, Object value) {
-    return Map.of("op", "add", "path", "/spec/" + field, "value", value);
+    return JsonPatch.add("/spec/" + field, value);
   }
 
   /** Makes the worker; claims go to the spec's, between no pods and {@link #MAX_PODS}. */
@@ -369,10 +388,7 @@ public final class KubernetesProvisioner implements Provisioner {
               PatchContext.of(PatchType.JSON_MERGE),
               Serialization.asJson(Map.of("spec", Map.of("claims", Map.of(replica, pods)))));
     } else {
-      workerResource(worker)
-          .patch(
-              PatchContext.of(PatchType.JSON),
-              remove("/spec/claims/" + KubernetesNames.jsonPointer(replica)));
+      JsonPatch.apply(workerResource(worker), List.of(JsonPatch.remove(JsonPatch.claim(replica))));
     }
   }
 

@@ -3,16 +3,12 @@ package dev.kiln.provisioner.kubernetes;
 import io.fabric8.kubernetes.api.model.Namespaced;
 import io.fabric8.kubernetes.client.CustomResource;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.dsl.base.PatchContext;
-import io.fabric8.kubernetes.client.dsl.base.PatchType;
-import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.kubernetes.model.annotation.Group;
 import io.fabric8.kubernetes.model.annotation.Kind;
 import io.fabric8.kubernetes.model.annotation.Plural;
 import io.fabric8.kubernetes.model.annotation.Singular;
 import io.fabric8.kubernetes.model.annotation.Version;
 import java.util.List;
-import java.util.Map;
 
 /**
  * The desired state of one UDF's (or Databend worker's) sandboxes in the API server, in Kiln's own
@@ -36,13 +32,9 @@ public class UdfWorker extends CustomResource<UdfWorkerSpec, UdfWorkerStatus>
    */
   public static void replaceSpec(
       KubernetesClient client, String namespace, String name, UdfWorkerSpec spec) {
-    client
-        .resources(UdfWorker.class)
-        .inNamespace(namespace)
-        .withName(name)
-        .patch(
-            PatchContext.of(PatchType.JSON),
-            Serialization.asJson(List.of(Map.of("op", "add", "path", "/spec", "value", spec))));
+    JsonPatch.apply(
+        client.resources(UdfWorker.class).inNamespace(namespace).withName(name),
+        List.of(JsonPatch.add("/spec", spec)));
   }
 
   @Override

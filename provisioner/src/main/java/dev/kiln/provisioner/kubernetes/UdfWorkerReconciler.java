@@ -5,13 +5,10 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.dsl.NonDeletingOperation;
 import io.fabric8.kubernetes.client.dsl.Resource;
-import io.fabric8.kubernetes.client.dsl.base.PatchContext;
-import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElectionConfigBuilder;
 import io.fabric8.kubernetes.client.extended.leaderelection.resourcelock.LeaseLock;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
-import io.fabric8.kubernetes.client.utils.Serialization;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.time.Instant;
@@ -221,9 +218,7 @@ public final class UdfWorkerReconciler implements AutoCloseable {
       List<Map<String, Object>> ops = new ArrayList<>();
       for (String replica : w.getSpec().getClaims().keySet()) {
         if (gone.contains(replica)) {
-          ops.add(
-              Map.of(
-                  "op", "remove", "path", "/spec/claims/" + KubernetesNames.jsonPointer(replica)));
+          ops.add(JsonPatch.remove(JsonPatch.claim(replica)));
         }
       }
       if (!ops.isEmpty()) {
@@ -247,12 +242,7 @@ public final class UdfWorkerReconciler implements AutoCloseable {
       if (a != null) {
         for (String key : a.keySet()) {
           if (marks.contains(key)) {
-            ops.add(
-                Map.of(
-                    "op",
-                    "remove",
-                    "path",
-                    "/metadata/annotations/" + KubernetesNames.jsonPointer(key)));
+            ops.add(JsonPatch.remove(JsonPatch.annotation(key)));
           }
         }
       }
@@ -270,7 +260,7 @@ public final class UdfWorkerReconciler implements AutoCloseable {
 
   private static void patchQuietly(Resource<?> resource, List<Map<String, Object>> ops) {
     try {
-      resource.patch(PatchContext.of(PatchType.JSON), Serialization.asJson(ops));
+      JsonPatch.apply(resource, ops);
     } catch (KubernetesClientException e) {
       log.warn("taking back a stopped replica's claim failed: {}", e.getMessage());
     }
@@ -419,14 +409,13 @@ public final class UdfWorkerReconciler implements AutoCloseable {
       return;
     }
     // A JSON patch (RFC 6902) of the status alone: it never conflicts with a spec change.
-    client
-        .resources(UdfWorker.class)
-        .inNamespace(settings.kilnNamespace())
-        .withName(w.getMetadata().getName())
-        .subresource("status")
-        .patch(
-            PatchContext.of(PatchType.JSON),
-            Serialization.asJson(List.of(Map.of("op", "add", "path", "/status", "value", s))));
+    JsonPatch.apply(
+        client
+            .resources(UdfWorker.class)
+            .inNamespace(settings.kilnNamespace())
+            .withName(w.getMetadata().getName())
+            .subresource("status"),
+        List.of(JsonPatch.add("/status", s)));
   }
 
   /** The tenant's namespace and network policy, made once per leadership. */
