@@ -70,7 +70,8 @@ class ScalingIT {
   /**
    * Calls the worker's slow UDF {@code inFlight} at a time (each call on a connection of its own,
    * as Databend's) until it has {@code sandboxes}; returns every call, each with its result minus
-   * its argument (1 when right).
+   * its argument (1 when right). {@code whenReached} runs at the moment the count is first seen
+   * reached (an added sandbox may go again once idle, before the calls under way end).
    */
   static List<CompletableFuture<Long>> loadUntil(
       RunningKiln kiln,
@@ -80,12 +81,20 @@ class ScalingIT {
       DatabendClient.Resource r,
       ExecutorService callers,
       int inFlight,
-      Duration timeout) {
+      Duration timeout,
+      Runnable whenReached) {
     long deadline = System.nanoTime() + timeout.toNanos();
     List<CompletableFuture<Long>> calls = new ArrayList<>();
     int n = 0;
-    boolean reached = false;
-    while (!reached) {
+    boolean[] reached = {false};
+    Runnable look =
+        () -> {
+          if (!reached[0] && sandboxesOf(kiln, worker) >= sandboxes) {
+            reached[0] = true;
+            whenReached.run();
+          }
+        };
+    while (!reached[0]) {
       assertThat(System.nanoTime() - deadline).as(sandboxes + " sandboxes in time").isNegative();
       int first = calls.size();
       for (int i = 0; i < inFlight; i++) {
@@ -101,12 +110,12 @@ class ScalingIT {
                 },
                 callers));
       }
-      // The count is looked at while the calls run too: an added sandbox may go again once idle.
+      // The count is looked at while the calls run too.
       CompletableFuture<Void> round =
           CompletableFuture.allOf(
               calls.subList(first, calls.size()).toArray(CompletableFuture[]::new));
       while (!round.isDone()) {
-        reached |= sandboxesOf(kiln, worker) >= sandboxes;
+        look.run();
         try {
           round.get(50, TimeUnit.MILLISECONDS);
         } catch (TimeoutException | ExecutionException e) {
@@ -116,7 +125,7 @@ class ScalingIT {
           throw new IllegalStateException(e);
         }
       }
-      reached |= sandboxesOf(kiln, worker) >= sandboxes;
+      look.run();
     }
     return calls;
   }
@@ -140,7 +149,7 @@ class ScalingIT {
 
       // Six callers at once on one runner: calls queue until a second sandbox takes some.
       List<CompletableFuture<Long>> calls =
-          loadUntil(kiln, "busy", 2, allocator, r, callers, 6, Duration.ofSeconds(60));
+          loadUntil(kiln, "busy", 2, allocator, r, callers, 6, Duration.ofSeconds(60), () -> {});
       assertThat(calls).allSatisfy(c -> assertThat(c.join()).isEqualTo(1));
       assertThat(sandboxesOf(kiln, "busy")).as("never above max_cluster_count").isEqualTo(2);
       assertThat(
