@@ -130,11 +130,6 @@ final class Definitions {
     return elsewhere;
   }
 
-  /** Whether other replicas keep records too (those of their workers' UDFs among them). */
-  boolean shared() {
-    return shared != SharedDefinitions.NONE;
-  }
-
   /** Every record. */
   Collection<Entry> all() {
     return List.copyOf(entries.values());
@@ -229,6 +224,14 @@ final class Definitions {
    */
   int removeOwned(Tenant tenant, String owner) {
     shared.removeOwned(tenant, owner);
+    return removeOwnedHere(tenant, owner);
+  }
+
+  /**
+   * Forgets the tenant's records for worker {@code owner} in this data directory only (another
+   * replica dropped the worker, and the shared ones with it); returns how many there were.
+   */
+  int removeOwnedHere(Tenant tenant, String owner) {
     int n = 0;
     for (Entry e : all()) {
       if (e.tenant().equals(tenant) && owner.equals(e.owner())) {

@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.function.BiPredicate;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -23,7 +24,9 @@ import org.slf4j.LoggerFactory;
  * WorkerService#RETIRE_AFTER} without calls. Their definitions stay, so the next call starts them
  * again. A resource computing a batch is never stopped. {@link #sweep} runs on a schedule; time is
  * injected. When the node's sandbox budget has no room for a new sandbox, {@link #reclaimOne} stops
- * the least recently used idle one in the same way.
+ * the least recently used idle one in the same way. With {@code --kubernetes}, a worker idle on
+ * this replica while another serves it loses this replica's sandboxes and stays running; the last
+ * replica to find it idle suspends it.
  */
 final class IdleSuspender {
   private static final Logger log = LoggerFactory.getLogger(IdleSuspender.class);
@@ -32,6 +35,7 @@ final class IdleSuspender {
   private final UdfRegistry registry;
   private final WorkerSizes sizes;
   private final Duration defaultAutoSuspend;
+  private final BiPredicate<Tenant, ContentKey> servedElsewhere;
   private final InstantSource clock;
   private final MeterRegistry meters;
 
@@ -40,12 +44,14 @@ final class IdleSuspender {
       UdfRegistry registry,
       WorkerSizes sizes,
       Duration defaultAutoSuspend,
+      BiPredicate<Tenant, ContentKey> servedElsewhere,
       InstantSource clock,
       MeterRegistry meters) {
     this.workers = workers;
     this.registry = registry;
     this.sizes = sizes;
     this.defaultAutoSuspend = defaultAutoSuspend;
+    this.servedElsewhere = servedElsewhere;
     this.clock = clock;
     this.meters = meters;
   }
@@ -111,6 +117,18 @@ final class IdleSuspender {
         }
         // Stop first, then say so: whoever sees "suspended" finds the sandboxes gone.
         int stopped = registry.evictOwned(t, w.name(), null);
+        stopped("idle");
+        if (servedElsewhere.test(t, current.get().key)) {
+          // Idle here, busy on another replica (--kubernetes): the worker runs on.
+          log.info(
+              "worker {} tenant={}: {} sandbox(es) stopped here after {} s without calls; another"
+                  + " Kiln replica serves it, so it stays running",
+              w.name(),
+              t,
+              stopped,
+              after.toSeconds());
+          continue;
+        }
         workers.update(
             t,
             w.name(),
@@ -118,7 +136,6 @@ final class IdleSuspender {
                 x == null || x.state() != Workers.State.RUNNING
                     ? x
                     : x.withState(Workers.State.SUSPENDED, now));
-        stopped("idle");
         log.info(
             "worker {} tenant={} suspended after {} s without calls ({} sandbox(es) stopped)",
             w.name(),

@@ -263,7 +263,8 @@ public final class KilnServer implements AutoCloseable {
             }
           });
     }
-    Workers workers = Workers.open(data.resolve("workers.json"));
+    Workers workers =
+        cluster != null ? cluster.workers() : FileWorkers.open(data.resolve(FileWorkers.FILE));
     WorkerSizes sizes =
         config.kubernetes()
             ? WorkerSizes.of(config.workerSizes()).withGpus()
@@ -315,9 +316,17 @@ public final class KilnServer implements AutoCloseable {
             endpoint,
             InstantSource.system(),
             meters);
+    // What another replica suspends or drops stops this replica's sandboxes of it too.
+    workers.listen(workerService::changedElsewhere);
     IdleSuspender idle =
         new IdleSuspender(
-            workers, registry, sizes, config.autoSuspend(), InstantSource.system(), meters);
+            workers,
+            registry,
+            sizes,
+            config.autoSuspend(),
+            cluster != null ? cluster::servedElsewhere : (t, k) -> false,
+            InstantSource.system(),
+            meters);
     // Room for a UDF's sandbox comes from the sandboxes started ahead of need, then idle UDFs.
     budget.reclaimer(() -> warm.discardOne().or(idle::reclaimOne));
     ScheduledExecutorService sweeper =

@@ -74,7 +74,7 @@ final class KnownUdfs implements UdfDirectory {
       if (w.isPresent()) {
         WorkerOptions options = WorkerOptions.parse(w.get().options(), sizes, defaultAutoSuspend);
         workers.resumeIfSuspended(tenant, w.get(), options.autoResume(), clock.instant());
-      } else if (!definitions.shared()) {
+      } else {
         throw new KilnException(
             ErrorCode.WORKER_NOT_FOUND,
             "the worker "
@@ -82,7 +82,6 @@ final class KnownUdfs implements UdfDirectory {
                 + " of this UDF was dropped; run the query again so Databend"
                 + " asks Kiln for the UDF again");
       }
-      // else: a worker another replica keeps the record of (dropping it forgets its UDFs there)
       env = udfEnv.get(tenant, e.owner());
     }
     UdfRegistry.Obtained obtained = requests.revive(e, env);

@@ -1,5 +1,7 @@
 package dev.kiln.controlplane;
 
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import dev.kiln.provisioner.kubernetes.ImageBuilds;
 import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
@@ -7,6 +9,7 @@ import dev.kiln.provisioner.kubernetes.KubernetesSettings;
 import dev.kiln.provisioner.kubernetes.ReplicaLeases;
 import dev.kiln.provisioner.kubernetes.ReplicaSecret;
 import dev.kiln.provisioner.kubernetes.UdfWorkerReconciler;
+import dev.kiln.provisioner.kubernetes.WorkerRecords;
 import dev.kiln.worker.Tokens;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import java.io.IOException;
@@ -20,12 +23,14 @@ import java.util.Deque;
 /**
  * {@code kiln serve --kubernetes}, wired: one client of the cluster, the reconciler (it works while
  * this replica holds the lease), the provisioner whose sandboxes are pods, and what the replicas
- * share through the API server: the token secret, the definitions, and who builds each image.
+ * share through the API server: the token secret, the definitions, Databend's workers, and who
+ * builds each image.
  *
  * @param pods the pod provisioner
  * @param builds which replica builds each worker's image
  * @param tokens tokens signed with the secret every replica shares
  * @param definitions the definitions every replica reads
+ * @param workers Databend's workers, which every replica reads and changes
  * @param runnerPort the port of every sandbox pod's runner listener
  */
 record KubernetesBackend(
@@ -33,6 +38,7 @@ record KubernetesBackend(
     ImageBuilds builds,
     Tokens tokens,
     SharedDefinitions definitions,
+    Workers workers,
     int runnerPort) {
   /** How long a replica's hold on an image build lasts unrenewed (a dead builder's lapses). */
   static final Duration BUILD_HOLD = Duration.ofSeconds(30);
@@ -64,8 +70,21 @@ record KubernetesBackend(
     ImageBuilds builds =
         new ImageBuilds(client, caches, settings, replica, BUILD_HOLD, InstantSource.system());
     closeables.push(builds);
+    WorkerRecords records = WorkerRecords.start(client, settings);
+    closeables.push(records);
+    ClusterWorkers workers = new ClusterWorkers(records);
+    // Workers this data directory kept as a single server's join the cluster's.
+    workers.adopt(config.dataDir().resolve(FileWorkers.FILE));
     return new KubernetesBackend(
-        pods, builds, tokens, new ClusterDefinitions(pods), settings.runnerPort());
+        pods, builds, tokens, new ClusterDefinitions(pods), workers, settings.runnerPort());
+  }
+
+  /**
+   * Whether another replica holds sandboxes of the tenant's UDF {@code key}: its worker is not idle
+   * although this replica serves it no call.
+   */
+  boolean servedElsewhere(Tenant tenant, ContentKey key) {
+    return pods.claimedElsewhere(tenant.name(), ClusterDefinitions.workerOf(key));
   }
 
   static KubernetesSettings settings(KilnConfig config) {

@@ -190,6 +190,13 @@ final class UdfRequests {
   }
 
   /**
+   * Forgets the UDFs of the tenant's worker {@code owner} that another replica dropped; how many.
+   */
+  int forgetOwnedHere(Tenant tenant, String owner) {
+    return definitions.removeOwnedHere(tenant, owner);
+  }
+
+  /**
    * The key of a UDF resource: what Databend asked for, on this runtime and runner version (the
    * package lock and the imports' content are resolved by the pipeline and go into the image's key,
    * so the hot path never waits on an index or a download), the sandbox size when it is not the

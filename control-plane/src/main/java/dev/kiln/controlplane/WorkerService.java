@@ -27,6 +27,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.TreeMap;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
@@ -355,6 +356,37 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
   }
 
   /** Stops the sandboxes of every version of the worker's UDF (its images stay). */
+  /**
+   * Another Kiln replica changed or dropped the tenant's worker {@code name} (--kubernetes): this
+   * replica's sandboxes of a worker now suspended or gone stop, and a dropped worker's UDFs are
+   * forgotten here as they were there.
+   */
+  void changedElsewhere(Tenant tenant, String name) {
+    Optional<Workers.Worker> w = workers.get(tenant, name);
+    if (w.isEmpty()) {
+      int stopped = registry.evictOwned(tenant, name, null);
+      int forgotten = requests.forgetOwnedHere(tenant, name);
+      if (stopped + forgotten > 0) {
+        log.info(
+            "worker {} tenant={} is dropped (seen in the cluster); here {} sandbox(es) stopped, {}"
+                + " UDF(s) forgotten",
+            name,
+            tenant,
+            stopped,
+            forgotten);
+      }
+    } else if (w.get().state() == Workers.State.SUSPENDED) {
+      int stopped = registry.evictOwned(tenant, name, null);
+      if (stopped > 0) {
+        log.info(
+            "worker {} tenant={} is suspended (seen in the cluster); {} sandbox(es) stopped here",
+            name,
+            tenant,
+            stopped);
+      }
+    }
+  }
+
   private void stopSandboxes(Tenant tenant, Workers.Worker w) {
     registry.evictOwned(tenant, w.name(), null);
   }

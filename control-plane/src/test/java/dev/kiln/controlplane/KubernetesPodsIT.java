@@ -2,9 +2,14 @@ package dev.kiln.controlplane;
 
 import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.base.KilnException;
+import dev.kiln.controlplane.proto.resource.AlterWorkerRequest;
+import dev.kiln.controlplane.proto.resource.AlterWorkerRequest.WorkerStateAction;
+import dev.kiln.controlplane.proto.resource.DropWorkerRequest;
+import dev.kiln.controlplane.proto.resource.Worker;
 import dev.kiln.definition.DataType;
 import dev.kiln.definition.QueryScripts;
 import dev.kiln.image.LocalRegistry;
@@ -292,11 +297,26 @@ class KubernetesPodsIT {
           assertThat(w.getSpec().getClaims()).as("a claim of each replica").hasSize(2);
           assertThat(kubelet.sandboxes()).isBetween(1, 2);
 
-          // What Databend sends today: a worker (CREATE WORKER) and its UDF, on A; calls on B,
-          // which keeps no record of A's workers and serves it all the same.
+          // What Databend sends today: a worker (CREATE WORKER) and its UDF, on A; calls on B.
+          // Workers are kept in the API server: B lists them, and a worker one replica suspends
+          // or drops is suspended or dropped on the other too.
           ScalingIT.worker(a.api(), "busy", Map.of());
           DatabendClient.Resource worker = ScalingIT.udf(a.api(), "busy", SLEEPY);
           assertThat(ScalingIT.call(allocator, at(b, worker), 41)).isEqualTo(42);
+          assertThat(workerStates(b)).containsEntry("busy", "running");
+          assertThat(ScalingIT.call(allocator, worker, 1)).isEqualTo(2);
+          assertThat(worker(client, worker.key()).getSpec().getClaims())
+              .as("a sandbox of busy on each replica")
+              .hasSize(2);
+          alter(b, "busy", WorkerStateAction.Suspend);
+          assertThat(workerStates(a)).containsEntry("busy", "suspended");
+          KubernetesMock.await(
+              "replica a stops its sandbox of the worker b suspended",
+              WAIT,
+              () -> worker(client, worker.key()).getSpec().claimedPods() == 0);
+          // A query on A resumes it for everyone (auto_resume).
+          assertThat(ScalingIT.call(allocator, worker, 2)).isEqualTo(3);
+          assertThat(workerStates(b)).containsEntry("busy", "running");
 
           // A worker's variables reach its pods through a Secret, never the UdfWorker.
           ScalingIT.worker(a.api(), "read_env", Map.of());
@@ -320,6 +340,23 @@ class KubernetesPodsIT {
           assertThat(envWorker.getSpec().getEnvSecret()).isNotEmpty();
           assertThat(client.getKubernetesSerialization().asJson(envWorker))
               .doesNotContain("hi from a Secret");
+
+          // Dropped on B: gone from A's list, and A no longer serves its UDF.
+          b.api()
+              .workers("acme", Duration.ofSeconds(5))
+              .dropWorker(
+                  DropWorkerRequest.newBuilder().setTenantId("acme").setName("read_env").build());
+          assertThat(workerStates(a)).doesNotContainKey("read_env").containsKey("busy");
+          KubernetesMock.await(
+              "the dropped worker's UdfWorker deleted",
+              WAIT,
+              () -> worker(client, readEnv.key()) == null);
+          assertThatThrownBy(
+                  () ->
+                      KilnTestSupport.call(
+                          allocator, readEnv, "acme", "read_env", List.of(), "[[]]"))
+              .hasMessageContaining("dropped")
+              .hasMessageContaining("run the query again");
         }
         // b leads once the lease runs out, and keeps the pods its own claim asks for.
         long stopped = System.nanoTime();
@@ -347,6 +384,27 @@ class KubernetesPodsIT {
         assertThat(fmt(allocator, at(b, onA), 7L)).isEqualTo("7");
       }
     }
+  }
+
+  /** SHOW WORKERS on {@code replica}: each worker's name and state. */
+  private static Map<String, String> workerStates(RunningKiln replica) {
+    Map<String, String> out = new java.util.TreeMap<>();
+    for (Worker w : replica.api().listWorkers("acme", Duration.ofSeconds(5))) {
+      out.put(w.getName(), w.getOptionsMap().get(WorkerService.STATE_OPTION));
+    }
+    return out;
+  }
+
+  private static void alter(RunningKiln replica, String name, WorkerStateAction action) {
+    replica
+        .api()
+        .workers("acme", Duration.ofSeconds(5))
+        .alterWorker(
+            AlterWorkerRequest.newBuilder()
+                .setTenantId("acme")
+                .setName(name)
+                .setStateAction(action)
+                .build());
   }
 
   private static JsonNode lastReport(RunningKiln replica, String key) throws Exception {

@@ -359,7 +359,7 @@ class UdfProvisioningServiceTest {
         registry,
         definitions,
         requests,
-        Workers.open(dir.resolve("workers.json")),
+        FileWorkers.open(dir.resolve("workers.json")),
         WorkerSizes.of(List.of()),
         Duration.ZERO,
         new UdfEnv(null, clock),

@@ -56,7 +56,7 @@ class WorkerServiceTest {
 
   @BeforeEach
   void start() throws Exception {
-    api = serve(Workers.open(dir.resolve("workers.json")));
+    api = serve(FileWorkers.open(dir.resolve("workers.json")));
   }
 
   @AfterEach
@@ -292,7 +292,7 @@ class WorkerServiceTest {
     create("acme", "kept", true, Map.of("size", "large"));
     alter("acme", AlterWorkerRequest.newBuilder().setName("kept").putSetTags("team", "data"));
     stop();
-    api = serve(Workers.open(dir.resolve("workers.json")));
+    api = serve(FileWorkers.open(dir.resolve("workers.json")));
     List<Worker> shown = list("acme");
     assertThat(shown).hasSize(1);
     assertThat(shown.get(0).getTagsMap()).containsEntry("team", "data");

@@ -477,6 +477,19 @@ public final class KubernetesProvisioner implements Provisioner {
     return out;
   }
 
+  /**
+   * Whether another Kiln replica claims pods of {@code owner}'s {@code name}, as last seen: it
+   * serves calls there, so the worker is not idle although this replica has none.
+   */
+  public boolean claimedElsewhere(String owner, String name) {
+    UdfWorker w = caches.worker(KubernetesNames.workerName(owner, name));
+    if (w == null) {
+      return false;
+    }
+    return w.getSpec().getClaims().entrySet().stream()
+        .anyMatch(e -> !e.getKey().equals(replica) && e.getValue() != null && e.getValue() > 0);
+  }
+
   /** Deletes {@code owner}'s worker {@code name}, its record, its variables and its pods. */
   public void forget(String owner, String name) {
     String worker = KubernetesNames.workerName(owner, name);

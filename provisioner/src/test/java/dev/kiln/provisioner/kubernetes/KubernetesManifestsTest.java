@@ -152,6 +152,10 @@ class KubernetesManifestsTest {
     assertThat(allows(rules, UdfWorker.GROUP, "udfworkers", "watch")).isTrue();
     assertThat(allows(rules, UdfWorker.GROUP, "udfworkers/status", "patch")).isTrue();
     assertThat(allows(rules, "", "pods", "patch")).as("a replica marks the pods it holds").isTrue();
+    assertThat(allows(rules, "", "configmaps", "update")).as("Databend's workers").isTrue();
+    assertThat(allows(clusterRules, "", "configmaps", "watch"))
+        .as("only Kiln's own namespace's")
+        .isFalse();
     // Secrets: only the one the replicas share, by name, in Kiln's own namespace.
     assertThat(allows(clusterRules, "", "secrets", "get")).isFalse();
     assertThat(allows(rules, "", "secrets", "list")).isFalse();
