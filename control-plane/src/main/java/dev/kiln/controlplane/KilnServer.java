@@ -8,6 +8,7 @@ import dev.kiln.cache.FetchInputs;
 import dev.kiln.cache.S3Settings;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
+import dev.kiln.image.ImageHost;
 import dev.kiln.image.RunnerLayer;
 import dev.kiln.image.Runtimes;
 import dev.kiln.image.WheelLayers;
@@ -133,12 +134,16 @@ public final class KilnServer implements AutoCloseable {
     closeables.push(runtimes);
     baseImageDigest = runtimes.all().get(0).digest();
 
+    // With --kubernetes, sandboxes are pods; this machine runs gVisor only to compile byte code.
+    boolean localGvisor = !config.kubernetes() || PodImageHost.canRunGvisor(config.runsc());
     Provisioner provisioner =
-        RunscProvisioner.builder()
-            .runsc(config.runsc())
-            .platform(config.runscPlatform())
-            .workDir(data.resolve("provisioner"))
-            .build();
+        localGvisor
+            ? RunscProvisioner.builder()
+                .runsc(config.runsc())
+                .platform(config.runscPlatform())
+                .workDir(data.resolve("provisioner"))
+                .build()
+            : Provisioner.none(config.runsc() + " is not there, or Kiln does not run as root");
     closeables.push(provisioner);
 
     ArtifactCache cache = ArtifactCache.open(cacheConfig(config, data.resolve("cache")), meters);
@@ -173,9 +178,16 @@ public final class KilnServer implements AutoCloseable {
     Tokens tokens =
         cluster != null ? cluster.tokens() : Tokens.loadOrCreate(data.resolve("token-secret"));
     PlaceSandbox sandboxes = config.kubernetes() ? new PlaceSandbox(udfProvisioner) : local;
-    BaseFacts bases = new BaseFacts(runner, SandboxRunners.host(local), data.resolve("runtimes"));
+    ModuleSteps.ImageRegistry pushes =
+        ModuleSteps.ImageRegistry.open(config, data.resolve("registry-layers"), closeables);
+    // Where building images runs a base's Python: a local sandbox, or a pod of the cluster.
+    ImageHost buildHost =
+        cluster != null
+            ? cluster.imageHost(runtimes.all().get(0), pushes, localGvisor ? local : null)
+            : SandboxRunners.host(local);
+    BaseFacts bases = new BaseFacts(runner, buildHost, data.resolve("runtimes"));
     Sizing serverSizing = Sizing.of(config);
-    images = new BuildImage(wheelLayers, runner, pipelines, SandboxRunners.host(local));
+    images = new BuildImage(wheelLayers, runner, pipelines, buildHost);
     warm =
         WarmSandboxes.of(
             config.kubernetes() ? 0 : config.warmPool(),
@@ -187,8 +199,6 @@ public final class KilnServer implements AutoCloseable {
             serverSizing,
             meters);
     closeables.push(warm);
-    ModuleSteps.ImageRegistry pushes =
-        ModuleSteps.ImageRegistry.open(config, data.resolve("registry-layers"), closeables);
     ModuleSteps steps =
         new ModuleSteps(
             runtimes,

@@ -2,7 +2,11 @@ package dev.kiln.controlplane;
 
 import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.Tenant;
+import dev.kiln.image.ImageHost;
+import dev.kiln.image.Runtimes;
+import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.kubernetes.ImageBuilds;
+import dev.kiln.provisioner.kubernetes.ImagePods;
 import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesProvisioner;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;
@@ -19,6 +23,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.time.InstantSource;
 import java.util.Deque;
+import org.slf4j.LoggerFactory;
 
 /**
  * {@code kiln serve --kubernetes}, wired: one client of the cluster, the reconciler (it works while
@@ -31,6 +36,7 @@ import java.util.Deque;
  * @param tokens tokens signed with the secret every replica shares
  * @param definitions the definitions every replica reads
  * @param workers Databend's workers, which every replica reads and changes
+ * @param probes pods that run a base's Python once, for the image builder
  * @param runnerPort the port of every sandbox pod's runner listener
  */
 record KubernetesBackend(
@@ -39,6 +45,7 @@ record KubernetesBackend(
     Tokens tokens,
     SharedDefinitions definitions,
     Workers workers,
+    ImagePods probes,
     int runnerPort) {
   /** How long a replica's hold on an image build lasts unrenewed (a dead builder's lapses). */
   static final Duration BUILD_HOLD = Duration.ofSeconds(30);
@@ -76,7 +83,44 @@ record KubernetesBackend(
     // Workers this data directory kept as a single server's join the cluster's.
     workers.adopt(config.dataDir().resolve(FileWorkers.FILE));
     return new KubernetesBackend(
-        pods, builds, tokens, new ClusterDefinitions(pods), workers, settings.runnerPort());
+        pods,
+        builds,
+        tokens,
+        new ClusterDefinitions(pods),
+        workers,
+        new ImagePods(client, settings),
+        settings.runnerPort());
+  }
+
+  /**
+   * Where the image builder runs a base's Python: a pod of its image, pushed through {@code
+   * registry}; byte code is compiled in {@code local} sandboxes, not at all when this process
+   * cannot run gVisor (null).
+   */
+  ImageHost imageHost(
+      Runtimes.Runtime runtime, ModuleSteps.ImageRegistry registry, PlaceSandbox local) {
+    ImageHost byteCode = local == null ? null : SandboxRunners.host(local);
+    if (byteCode == null) {
+      LoggerFactory.getLogger(KubernetesBackend.class)
+          .info(
+              "this Kiln cannot run gVisor itself (no runsc, or not root): a base's Python is"
+                  + " probed in a pod, and no byte code is compiled (UDFs import packages from"
+                  + " source)");
+    }
+    return new PodImageHost(
+        probes,
+        image -> {
+          String tag = image.name().substring(image.name().lastIndexOf(':') + 1);
+          try {
+            return registry
+                .push()
+                .push(image, runtime.images().configBlob(image), registry.repository() + ":" + tag)
+                .reference();
+          } catch (dev.kiln.base.KilnException e) {
+            throw new IOException(e.getMessage(), e);
+          }
+        },
+        byteCode);
   }
 
   /**

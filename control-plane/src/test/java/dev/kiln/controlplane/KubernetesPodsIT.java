@@ -13,6 +13,7 @@ import dev.kiln.controlplane.proto.resource.Worker;
 import dev.kiln.definition.DataType;
 import dev.kiln.definition.QueryScripts;
 import dev.kiln.image.LocalRegistry;
+import dev.kiln.provisioner.kubernetes.ImagePods;
 import dev.kiln.provisioner.kubernetes.KubeletStandIn;
 import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesMock;
@@ -163,6 +164,34 @@ class KubernetesPodsIT {
       edit(client, w, spec -> spec.setSuspended(true));
       KubernetesMock.await("no pods", WAIT, () -> pods(client).isEmpty());
       KubernetesMock.await("no sandboxes", WAIT, () -> kubelet.sandboxes() == 0);
+
+      // What the image builder asks of a base's Python when Kiln cannot run gVisor itself: a pod
+      // that runs once; its output comes back as the termination message, its failure says why.
+      ImagePods probes = new ImagePods(client, settings);
+      assertThat(
+              probes.run(
+                  image, List.of("python3", "-c", "import sys; print(sys.version_info[:2])"), WAIT))
+          .contains("(3, 11)");
+      assertThatThrownBy(
+              () ->
+                  probes.run(
+                      image,
+                      List.of("python3", "-c", "import sys; sys.exit('no such base')"),
+                      WAIT))
+          .hasMessageContaining("exit code 1")
+          .hasMessageContaining("no such base");
+      assertThatThrownBy(
+              () -> probes.run(image, List.of("python3", "-c", "print('x' * 5000)"), WAIT))
+          .hasMessageContaining("4096 bytes or more");
+      assertThat(
+              client
+                  .pods()
+                  .inNamespace("kiln")
+                  .withLabel(KubernetesNames.COMPONENT, ImagePods.COMPONENT)
+                  .list()
+                  .getItems())
+          .as("each probe pod deleted after it ended")
+          .isEmpty();
     } finally {
       for (AutoCloseable c : open.reversed()) {
         c.close();
@@ -170,7 +199,10 @@ class KubernetesPodsIT {
     }
   }
 
-  /** Through {@code kiln serve}, to a registry that wants a login (the node has its own). */
+  /**
+   * Through {@code kiln serve}, to a registry that wants a login (the node has its own), with no
+   * gVisor of its own, as in the Deployment's pod: the base's Python is probed in a pod.
+   */
   @Test
   void kilnServeOnKubernetesAnswersFromAPod() throws Exception {
     Path password = java.nio.file.Files.writeString(tmp.resolve("registry-password"), "s3cret\n");
@@ -191,6 +223,7 @@ class KubernetesPodsIT {
                           .registry("127.0.0.1:" + registry.port() + "/kiln", false)
                           .set("registry-username", "kiln")
                           .set("registry-password-file", password.toString())
+                          .set("runsc", tmp.resolve("no-runsc-here").toString())
                           .kubernetes(kubeconfig, "kiln"));
           BufferAllocator allocator = new RootAllocator()) {
         servesFromAPod(kiln, api, kubelet, registry, allocator);

@@ -179,7 +179,9 @@ public final class BuildImage {
       background.buildEnded();
       DiskLock.LOCK.readLock().unlock();
     }
-    background.submit(recipe, byteCode);
+    if (host == null || host.compilesByteCode()) {
+      background.submit(recipe, byteCode);
+    }
     return image;
   }
 

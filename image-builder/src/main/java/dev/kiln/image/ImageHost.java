@@ -33,4 +33,12 @@ public interface ImageHost {
       throws IOException, InterruptedException {
     return run(image, argv);
   }
+
+  /**
+   * Whether {@link #runInBackground} can compile byte code here (its output is large); false:
+   * images go without it, and none is asked for.
+   */
+  default boolean compilesByteCode() {
+    return true;
+  }
 }

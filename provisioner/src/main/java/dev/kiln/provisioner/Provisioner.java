@@ -42,4 +42,25 @@ public interface Provisioner extends AutoCloseable {
   /** Stops every sandbox and releases everything this provisioner holds. Idempotent. */
   @Override
   void close();
+
+  /**
+   * No sandboxes here: a Kiln whose sandboxes are all pods and that cannot run gVisor itself
+   * ({@code --kubernetes} in an unprivileged pod). Starting one is an error that says so.
+   */
+  static Provisioner none(String why) {
+    return new Provisioner() {
+      @Override
+      public Sandbox start(SandboxSpec spec) throws IOException {
+        throw new IOException("no sandbox runs on this machine: " + why);
+      }
+
+      @Override
+      public List<Sandbox> sandboxes() {
+        return List.of();
+      }
+
+      @Override
+      public void close() {}
+    };
+  }
 }

@@ -7,9 +7,11 @@ import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxImage;
 import dev.kiln.provisioner.SandboxNetwork;
+import dev.kiln.provisioner.SandboxProcess;
 import dev.kiln.provisioner.SandboxSpec;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.PodStatusBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
@@ -22,6 +24,7 @@ import java.util.ArrayList;
 import java.util.Base64;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -80,12 +83,18 @@ public final class KubeletStandIn implements AutoCloseable {
         client
             .pods()
             .inAnyNamespace()
-            .withLabel(KubernetesNames.COMPONENT, KubernetesNames.SANDBOX)
+            .withLabel(KubernetesNames.MANAGED_BY, "kiln")
             .inform(
                 new ResourceEventHandler<>() {
                   @Override
                   public void onAdd(Pod p) {
-                    work.execute(() -> run(p));
+                    String component =
+                        p.getMetadata().getLabels().getOrDefault(KubernetesNames.COMPONENT, "");
+                    if (component.equals(KubernetesNames.SANDBOX)) {
+                      work.execute(() -> run(p));
+                    } else if (component.equals(ImagePods.COMPONENT)) {
+                      work.execute(() -> runToEnd(p));
+                    }
                   }
 
                   @Override
@@ -189,6 +198,95 @@ public final class KubeletStandIn implements AutoCloseable {
         network.close();
       }
     }
+  }
+
+  /**
+   * A pod that runs to its end (restart policy Never): its container's command runs in a sandbox of
+   * its image (exec'd into a sandbox whose init says it is ready and waits, so that the sandbox
+   * outlives the command), then the termination message is read from the file the pod names, as a
+   * kubelet reads it (the end of the command's stderr when the file is empty and the command
+   * failed: FallbackToLogsOnError), and the pod's status says Succeeded or Failed with the exit
+   * code and the message.
+   */
+  private void runToEnd(Pod p) {
+    String id = id(p);
+    Container c = p.getSpec().getContainers().getFirst();
+    int exit = -1;
+    String message;
+    try {
+      SandboxImage pulled = pull(c);
+      SandboxImage idle =
+          new SandboxImage(
+              pulled.layers(),
+              List.of("/bin/sh", "-c", "echo ready; exec sleep 100000"),
+              pulled.env(),
+              pulled.workingDir());
+      Map<String, Quantity> limits = c.getResources().getLimits();
+      SandboxSpec spec =
+          new SandboxSpec(
+              p.getMetadata().getName(),
+              idle,
+              new Limits(
+                  Quantity.getAmountInBytes(limits.get("memory")).longValue(),
+                  Quantity.getAmountInBytes(limits.get("cpu")).doubleValue()),
+              List.of());
+      try (Sandbox sandbox = provisioner.start(spec)) {
+        List<String> argv = new ArrayList<>(c.getCommand());
+        argv.addAll(c.getArgs());
+        SandboxProcess run = sandbox.exec(argv, List.of());
+        run.stdin().close();
+        CompletableFuture<byte[]> err =
+            CompletableFuture.supplyAsync(
+                () -> {
+                  try {
+                    return run.stderr().readAllBytes();
+                  } catch (IOException e) {
+                    return new byte[0];
+                  }
+                },
+                work);
+        run.stdout().transferTo(java.io.OutputStream.nullOutputStream());
+        exit = run.exited().get(5, TimeUnit.MINUTES);
+        String stderr = new String(err.get(1, TimeUnit.MINUTES), StandardCharsets.UTF_8);
+        SandboxProcess cat = sandbox.exec(List.of("cat", c.getTerminationMessagePath()), List.of());
+        cat.stdin().close();
+        message = new String(cat.stdout().readAllBytes(), StandardCharsets.UTF_8);
+        cat.exited().get(1, TimeUnit.MINUTES);
+        if (message.isEmpty()
+            && exit != 0
+            && "FallbackToLogsOnError".equals(c.getTerminationMessagePolicy())) {
+          message = stderr.substring(Math.max(0, stderr.length() - ImagePods.MAX_OUTPUT));
+        }
+        message = message.substring(0, Math.min(message.length(), ImagePods.MAX_OUTPUT));
+      }
+    } catch (Exception e) {
+      log.warn("pod {} failed: {}", id, e.toString());
+      message = e.toString();
+    }
+    int code = exit;
+    String text = message;
+    log.info("pod {} ended with exit code {}", id, code);
+    client
+        .pods()
+        .inNamespace(p.getMetadata().getNamespace())
+        .withName(p.getMetadata().getName())
+        .editStatus(
+            cur -> {
+              cur.setStatus(
+                  new PodStatusBuilder()
+                      .withPhase(code == 0 ? "Succeeded" : "Failed")
+                      .addNewContainerStatus()
+                      .withName(c.getName())
+                      .withNewState()
+                      .withNewTerminated()
+                      .withExitCode(code)
+                      .withMessage(text)
+                      .endTerminated()
+                      .endState()
+                      .endContainerStatus()
+                      .build());
+              return cur;
+            });
   }
 
   /**
