@@ -260,6 +260,49 @@ class KubernetesPodsIT {
       assertThat(pods(client)).hasSize(1);
       assertThat(kubelet.sandboxes()).isEqualTo(1);
     }
+    // What Query sends today: a CreateWorker script with a package and a staged import, fetched
+    // through its presigned URL (a real HTTP server plays the stage) into the pod's image.
+    com.sun.net.httpserver.HttpServer stage =
+        com.sun.net.httpserver.HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+    stage.createContext(
+        "/v.txt",
+        exchange -> {
+          byte[] body = "staged v1".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+          exchange.getResponseHeaders().set("ETag", "\"v1\"");
+          exchange.sendResponseHeaders(200, body.length);
+          exchange.getResponseBody().write(body);
+          exchange.close();
+        });
+    stage.start();
+    try {
+      String script =
+          QueryScripts.udf(
+                  "import os, sys, humanize\n"
+                      + "def staged(x):\n"
+                      + "    d = sys._xoptions['databend_import_directory']\n"
+                      + "    with open(os.path.join(d, 'v.txt')) as f:\n"
+                      + "        return f.read() + ' ' + humanize.intcomma(x)\n",
+                  "staged")
+              .packages("humanize")
+              .inputs("BIGINT NULL")
+              .result("VARCHAR NULL")
+              .addImport(
+                  "@stage/udf/v.txt",
+                  "http://127.0.0.1:" + stage.getAddress().getPort() + "/v.txt?X-Amz-Signature=1",
+                  Map.of("host", "127.0.0.1"))
+              .render();
+      DatabendClient.Resource staged =
+          kiln.api().createWorker("acme", "staged", script, Duration.ofSeconds(5));
+      assertThat(
+              KilnTestSupport.call(
+                  allocator, staged, "acme", "staged", List.of("BIGINT NULL"), "[[1234567]]"))
+          .containsExactly(List.of("staged v1 1,234,567"));
+      assertThat(worker(api.client(), staged.key()).getSpec().getImage())
+          .as("its own image, pulled by the pod")
+          .startsWith("127.0.0.1:" + registry.port() + "/kiln@sha256:");
+    } finally {
+      stage.stop(0);
+    }
   }
 
   /**

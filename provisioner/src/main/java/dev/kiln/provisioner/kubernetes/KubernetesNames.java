@@ -39,6 +39,13 @@ public final class KubernetesNames {
    */
   static final String HELD_BY = UdfWorker.GROUP + "/held-by-";
 
+  /**
+   * The annotation the reconciler puts on a pod no replica holds before it removes it: a replica
+   * that marks such a pod after finds it there and gives the pod up, and one that marked it before
+   * shows in the answer to the reconciler's write, which then keeps the pod.
+   */
+  static final String CONDEMNED = UdfWorker.GROUP + "/condemned";
+
   /** The label holding a pod's template hash: a pod whose template changed is replaced. */
   public static final String TEMPLATE = UdfWorker.GROUP + "/template";
 
@@ -65,6 +72,12 @@ public final class KubernetesNames {
   public static boolean isHeld(Pod p) {
     Map<String, String> a = p.getMetadata().getAnnotations();
     return a != null && a.keySet().stream().anyMatch(k -> k.startsWith(HELD_BY));
+  }
+
+  /** Whether the reconciler is removing the pod ({@link #CONDEMNED}). */
+  static boolean isCondemned(Pod p) {
+    Map<String, String> a = p.getMetadata().getAnnotations();
+    return a != null && a.containsKey(CONDEMNED);
   }
 
   /** How many replicas hold a sandbox on the pod. */

@@ -21,10 +21,12 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import org.slf4j.Logger;
@@ -160,11 +162,26 @@ public final class KubernetesProvisioner implements Provisioner {
     }
     try {
       apply(worker, spec, want);
-      PodSandbox s = awaitPod(worker, spec);
-      // Marked outside the lock: pod events wait on it, and this is a round trip.
-      hold(s, true);
-      log.info("UDF worker {}: sandbox pod {} at {}", worker, s.id(), endpoint(s));
-      return s;
+      Set<String> refused = new HashSet<>();
+      while (true) {
+        PodSandbox s = awaitPod(worker, spec, refused);
+        // Marked outside the lock: pod events wait on it, and this is a round trip.
+        Pod marked = hold(s, true);
+        if (marked != null
+            && marked.getMetadata().getDeletionTimestamp() == null
+            && !KubernetesNames.isCondemned(marked)) {
+          log.info("UDF worker {}: sandbox pod {} at {}", worker, s.id(), endpoint(s));
+          return s;
+        }
+        // The reconciler chose this pod for removal before the mark: another one (the claim
+        // raised above makes the reconciler start one if none is free).
+        live.remove(s.id(), s);
+        refused.add(s.id());
+        if (marked != null) {
+          hold(s, false);
+        }
+        log.info("UDF worker {}: pod {} is being removed; waiting for another", worker, s.id());
+      }
     } catch (IOException | InterruptedException | RuntimeException e) {
       lower(worker);
       throw e;
@@ -172,12 +189,12 @@ public final class KubernetesProvisioner implements Provisioner {
   }
 
   /** A ready pod of the worker claimed for a new sandbox, waited for up to the start timeout. */
-  private PodSandbox awaitPod(String worker, SandboxSpec spec)
+  private PodSandbox awaitPod(String worker, SandboxSpec spec, Set<String> refused)
       throws IOException, InterruptedException {
     long deadline = System.nanoTime() + startTimeout.toNanos();
     synchronized (changed) {
       while (true) {
-        PodSandbox s = claim(worker, spec);
+        PodSandbox s = claim(worker, spec, refused);
         if (s != null) {
           return s;
         }
@@ -205,12 +222,14 @@ public final class KubernetesProvisioner implements Provisioner {
    * A ready pod of the worker for a new sandbox: one no replica holds; else, when this replica
    * holds none of the worker's pods yet, the ready pod the fewest replicas hold; null when neither.
    */
-  private PodSandbox claim(String worker, SandboxSpec spec) {
+  private PodSandbox claim(String worker, SandboxSpec spec, Set<String> refused) {
     Pod free = null;
     Pod shared = null;
     for (Pod p : caches.podsOf(worker)) {
       if (!SandboxPods.isReady(p)
           || p.getMetadata().getDeletionTimestamp() != null
+          || KubernetesNames.isCondemned(p)
+          || refused.contains(KubernetesCaches.id(p))
           || live.containsKey(KubernetesCaches.id(p))) {
         continue;
       }
@@ -247,18 +266,21 @@ public final class KubernetesProvisioner implements Provisioner {
     return a.getHostString() + ":" + a.getPort();
   }
 
-  /** Puts this replica's annotation on the sandbox's pod, or takes it off. */
-  private void hold(PodSandbox s, boolean held) {
+  /**
+   * Puts this replica's annotation on the sandbox's pod, or takes it off; returns the pod as the
+   * API server answered (null when it is gone or the write failed).
+   */
+  private Pod hold(PodSandbox s, boolean held) {
     String key = KubernetesNames.holder(replica);
     var pod = client.pods().inNamespace(s.namespace()).withName(s.podName());
     try {
       if (held) {
-        pod.patch(
+        return pod.patch(
             PatchContext.of(PatchType.JSON_MERGE),
             Serialization.asJson(Map.of("metadata", Map.of("annotations", Map.of(key, replica)))));
-      } else {
-        JsonPatch.apply(pod, List.of(JsonPatch.remove(JsonPatch.annotation(key))));
       }
+      JsonPatch.apply(pod, List.of(JsonPatch.remove(JsonPatch.annotation(key))));
+      return null;
     } catch (KubernetesClientException e) {
       if (held || e.getCode() != 404) {
         log.warn(
@@ -268,6 +290,7 @@ public final class KubernetesProvisioner implements Provisioner {
             replica,
             e.getMessage());
       }
+      return null;
     }
   }
 

@@ -5,10 +5,13 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.dsl.NonDeletingOperation;
 import io.fabric8.kubernetes.client.dsl.Resource;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElectionConfigBuilder;
 import io.fabric8.kubernetes.client.extended.leaderelection.resourcelock.LeaseLock;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.utils.Serialization;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.time.Instant;
@@ -311,8 +314,10 @@ public final class UdfWorkerReconciler implements AutoCloseable {
       if (p.getMetadata().getDeletionTimestamp() != null || deleted.contains(id)) {
         continue;
       }
-      if (w == null || SandboxPods.hasEnded(p)) {
-        delete(p);
+      if (w == null
+          || SandboxPods.hasEnded(p)
+          || (KubernetesNames.isCondemned(p) && !KubernetesNames.isHeld(p))) {
+        delete(p); // a condemned pod's removal finishes even when a pass ended before it
       } else {
         live.add(p);
       }
@@ -354,7 +359,11 @@ public final class UdfWorkerReconciler implements AutoCloseable {
                   p -> String.valueOf(p.getMetadata().getCreationTimestamp()),
                   Comparator.reverseOrder()));
       while (count > desired && !current.isEmpty()) {
-        delete(current.removeFirst());
+        Pod victim = current.removeFirst();
+        if (!KubernetesNames.isHeld(victim) && !condemn(victim)) {
+          break; // a replica took it a moment ago: its claim changes what is desired
+        }
+        delete(victim);
         count--;
       }
     }
@@ -435,6 +444,41 @@ public final class UdfWorkerReconciler implements AutoCloseable {
         .resource(SandboxPods.networkPolicy(tenant, settings))
         .createOr(NonDeletingOperation::update);
     tenantsReady.add(tenant);
+  }
+
+  /**
+   * Marks a pod no replica held when last seen as being removed; false (the mark taken off again)
+   * when the answer shows a replica holding it by now. A replica marking it later sees the mark and
+   * gives it up ({@link KubernetesNames#CONDEMNED}).
+   */
+  boolean condemn(Pod p) {
+    var pod =
+        client
+            .pods()
+            .inNamespace(p.getMetadata().getNamespace())
+            .withName(p.getMetadata().getName());
+    Pod marked;
+    try {
+      marked =
+          pod.patch(
+              PatchContext.of(PatchType.JSON_MERGE),
+              Serialization.asJson(
+                  Map.of(
+                      "metadata",
+                      Map.of("annotations", Map.of(KubernetesNames.CONDEMNED, "true")))));
+    } catch (KubernetesClientException e) {
+      return e.getCode() == 404; // gone already
+    }
+    if (!KubernetesNames.isHeld(marked)) {
+      return true;
+    }
+    try {
+      JsonPatch.apply(
+          pod, List.of(JsonPatch.remove(JsonPatch.annotation(KubernetesNames.CONDEMNED))));
+    } catch (KubernetesClientException e) {
+      log.warn("unmarking pod {} failed: {}", KubernetesCaches.id(p), e.getMessage());
+    }
+    return false;
   }
 
   private void delete(Pod p) {

@@ -196,6 +196,41 @@ class UdfWorkerReconcilerTest {
     assertThat(status(w).getReadyPods()).isZero();
   }
 
+  /**
+   * Removing a pod no replica holds races a replica taking it: the reconciler marks it condemned
+   * first and keeps it when the answer shows a holder; a condemned pod nobody holds goes (and is
+   * replaced while the worker wants it).
+   */
+  @Test
+  void aPodNobodyHeldIsCondemnedBeforeItGoesAndKeptWhenARepicaTookItMeanwhile() throws Exception {
+    UdfWorker w = create("acme", "race", s -> s.setReplicas(1));
+    awaitPods(w, 1);
+    Pod seen = pods(w).getFirst(); // as the reconciler last saw it: nobody holds it
+    var pod =
+        client
+            .pods()
+            .inNamespace(seen.getMetadata().getNamespace())
+            .withName(seen.getMetadata().getName());
+    pod.edit(
+        p -> {
+          p.getMetadata().getAnnotations().put(KubernetesNames.holder("kiln-b"), "kiln-b");
+          return p;
+        });
+    assertThat(reconciler.condemn(seen)).as("held by now: kept").isFalse();
+    assertThat(KubernetesNames.isCondemned(pod.get())).isFalse();
+
+    pod.edit(
+        p -> {
+          p.getMetadata().getAnnotations().remove(KubernetesNames.holder("kiln-b"));
+          return p;
+        });
+    assertThat(reconciler.condemn(seen)).isTrue();
+    // Condemned and unheld: removed, and a new one made for the replica the worker still wants.
+    await("the condemned pod gone", WAIT, () -> pod.get() == null);
+    awaitPods(w, 1);
+    assertThat(KubernetesNames.isCondemned(pods(w).getFirst())).isFalse();
+  }
+
   @Test
   void readyPodsAreTheWorkersEndpoints() throws Exception {
     UdfWorker w = create("acme", "add_one", s -> {});
