@@ -11,7 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
-import java.util.function.BiPredicate;
+import java.util.function.ToIntBiFunction;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -35,7 +35,7 @@ final class IdleSuspender {
   private final UdfRegistry registry;
   private final WorkerSizes sizes;
   private final Duration defaultAutoSuspend;
-  private final BiPredicate<Tenant, ContentKey> servedElsewhere;
+  private final ToIntBiFunction<Tenant, ContentKey> podsElsewhere;
   private final InstantSource clock;
   private final MeterRegistry meters;
 
@@ -44,14 +44,14 @@ final class IdleSuspender {
       UdfRegistry registry,
       WorkerSizes sizes,
       Duration defaultAutoSuspend,
-      BiPredicate<Tenant, ContentKey> servedElsewhere,
+      ToIntBiFunction<Tenant, ContentKey> podsElsewhere,
       InstantSource clock,
       MeterRegistry meters) {
     this.workers = workers;
     this.registry = registry;
     this.sizes = sizes;
     this.defaultAutoSuspend = defaultAutoSuspend;
-    this.servedElsewhere = servedElsewhere;
+    this.podsElsewhere = podsElsewhere;
     this.clock = clock;
     this.meters = meters;
   }
@@ -118,7 +118,7 @@ final class IdleSuspender {
         // Stop first, then say so: whoever sees "suspended" finds the sandboxes gone.
         int stopped = registry.evictOwned(t, w.name(), null);
         stopped("idle");
-        if (servedElsewhere.test(t, current.get().key)) {
+        if (podsElsewhere.applyAsInt(t, current.get().key) > 0) {
           // Idle here, busy on another replica (--kubernetes): the worker runs on.
           log.info(
               "worker {} tenant={}: {} sandbox(es) stopped here after {} s without calls; another"

@@ -3,9 +3,9 @@ package dev.kiln.controlplane;
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import dev.kiln.cache.ArtifactCache;
-import dev.kiln.cache.CacheConfig;
 import dev.kiln.cache.FetchInputs;
-import dev.kiln.cache.S3Settings;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
 import dev.kiln.image.ImageHost;
@@ -16,7 +16,6 @@ import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Provisioner;
 import dev.kiln.provisioner.RunscProvisioner;
 import dev.kiln.provisioner.SandboxBudget;
-import dev.kiln.resolver.IndexConfig;
 import dev.kiln.resolver.PackageResolver;
 import dev.kiln.resolver.ResolvePackages;
 import dev.kiln.worker.FlightEndpoint;
@@ -34,7 +33,6 @@ import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
-import java.net.URI;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
@@ -44,7 +42,6 @@ import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.time.InstantSource;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
 import java.util.Optional;
@@ -53,6 +50,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.ToIntBiFunction;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -146,9 +144,11 @@ public final class KilnServer implements AutoCloseable {
             : Provisioner.none(config.runsc() + " is not there, or Kiln does not run as root");
     closeables.push(provisioner);
 
-    ArtifactCache cache = ArtifactCache.open(cacheConfig(config, data.resolve("cache")), meters);
+    ArtifactCache cache =
+        ArtifactCache.open(ModuleConfigs.cache(config, data.resolve("cache")), meters);
     closeables.push(cache);
-    PackageResolver packages = new PackageResolver(indexConfig(config), data.resolve("packages"));
+    PackageResolver packages =
+        new PackageResolver(ModuleConfigs.index(config), data.resolve("packages"));
     closeables.push(packages);
 
     ExecutorService pipelines = Executors.newVirtualThreadPerTaskExecutor();
@@ -279,6 +279,9 @@ public final class KilnServer implements AutoCloseable {
         config.kubernetes()
             ? WorkerSizes.of(config.workerSizes()).withGpus()
             : WorkerSizes.of(config.workerSizes());
+    // With --kubernetes, other replicas' sandboxes of a UDF count for its worker's bounds.
+    ToIntBiFunction<Tenant, ContentKey> elsewhere =
+        cluster != null ? cluster::podsElsewhere : (t, k) -> 0;
     Scaler scaler =
         new Scaler(
             pipeline,
@@ -287,6 +290,7 @@ public final class KilnServer implements AutoCloseable {
             config.autoSuspend(),
             pipelines,
             config.scaleDownAfter(),
+            elsewhere,
             InstantSource.system());
     scalerRef[0] = scaler;
     UdfEnv udfEnv = new UdfEnv(config.udfEnv(), InstantSource.system());
@@ -334,7 +338,7 @@ public final class KilnServer implements AutoCloseable {
             registry,
             sizes,
             config.autoSuspend(),
-            cluster != null ? cluster::servedElsewhere : (t, k) -> false,
+            elsewhere,
             InstantSource.system(),
             meters);
     // Room for a UDF's sandbox comes from the sandboxes started ahead of need, then idle UDFs.
@@ -420,40 +424,6 @@ public final class KilnServer implements AutoCloseable {
         runtimes.all().stream()
             .map(r -> r.name() + "=" + r.base().reference() + " (" + r.digest() + ")")
             .toList());
-  }
-
-  static CacheConfig cacheConfig(KilnConfig config, Path dir) {
-    CacheConfig c =
-        new CacheConfig(
-            dir,
-            config.cacheMemoryBytes(),
-            CacheConfig.DEFAULT_MEMORY_MAX_BLOB_BYTES,
-            config.cacheLocalMaxBytes(),
-            Optional.empty());
-    if (config.s3Bucket() == null || config.s3Bucket().isBlank()) {
-      return c;
-    }
-    return c.withRemote(
-        new S3Settings(
-            config.s3Bucket(),
-            config.s3Prefix(),
-            Optional.ofNullable(config.s3Endpoint()).filter(s -> !s.isBlank()).map(URI::create),
-            config.s3Region(),
-            config.s3PathStyle(),
-            Optional.empty(),
-            Optional.empty()));
-  }
-
-  static IndexConfig indexConfig(KilnConfig config) {
-    List<URI> urls = new ArrayList<>();
-    for (String u : config.indexUrls()) {
-      urls.add(URI.create(u));
-    }
-    return new IndexConfig(
-        urls,
-        Optional.ofNullable(config.indexUsername()),
-        Optional.ofNullable(config.indexPassword()),
-        Duration.ofSeconds(30));
   }
 
   private void lockDataDir(Path data) throws IOException, KilnException {

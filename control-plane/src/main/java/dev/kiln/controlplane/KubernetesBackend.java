@@ -124,10 +124,10 @@ record KubernetesBackend(
   }
 
   /**
-   * Whether another replica holds sandboxes of the tenant's UDF {@code key}: its worker is not idle
-   * although this replica serves it no call.
+   * How many pods of the tenant's UDF {@code key} other replicas hold sandboxes on: its worker is
+   * not idle while there are any, and they count towards its {@code max_cluster_count}.
    */
-  boolean servedElsewhere(Tenant tenant, ContentKey key) {
+  int podsElsewhere(Tenant tenant, ContentKey key) {
     return pods.claimedElsewhere(tenant.name(), ClusterDefinitions.workerOf(key));
   }
 

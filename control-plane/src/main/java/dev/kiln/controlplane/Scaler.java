@@ -1,6 +1,8 @@
 package dev.kiln.controlplane;
 
 import dev.kiln.base.KilnException;
+import dev.kiln.definition.ContentKey;
+import dev.kiln.definition.Tenant;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.InstantSource;
@@ -8,6 +10,7 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
+import java.util.function.ToIntBiFunction;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -19,7 +22,8 @@ import org.slf4j.LoggerFactory;
  * soon as the first sandbox is ready. The Flight endpoint spreads calls over them ({@link
  * UdfResource#next}). One addition at a time per resource; each sandbox has the worker's size and
  * counts against the node budget (a full budget means no addition, logged once per resource). UDFs
- * without a worker run in one sandbox.
+ * without a worker run in one sandbox. With {@code --kubernetes}, the bounds count the pods other
+ * Kiln replicas hold of the same UDF too.
  */
 final class Scaler {
   private static final Logger log = LoggerFactory.getLogger(Scaler.class);
@@ -35,6 +39,7 @@ final class Scaler {
   private final Duration defaultAutoSuspend;
   private final Executor executor;
   private final Duration scaleDownAfter;
+  private final ToIntBiFunction<Tenant, ContentKey> podsElsewhere;
   private final InstantSource clock;
   private final Set<UdfResource> adding = ConcurrentHashMap.newKeySet();
   private final Set<UdfResource> refused = ConcurrentHashMap.newKeySet();
@@ -47,6 +52,7 @@ final class Scaler {
       Duration defaultAutoSuspend,
       Executor executor,
       Duration scaleDownAfter,
+      ToIntBiFunction<Tenant, ContentKey> podsElsewhere,
       InstantSource clock) {
     this.pipeline = pipeline;
     this.workers = workers;
@@ -54,6 +60,7 @@ final class Scaler {
     this.defaultAutoSuspend = defaultAutoSuspend;
     this.executor = executor;
     this.scaleDownAfter = scaleDownAfter;
+    this.podsElsewhere = podsElsewhere;
     this.clock = clock;
   }
 
@@ -84,7 +91,7 @@ final class Scaler {
   }
 
   private void allBusy(UdfResource r) {
-    if (r.isClosed() || r.sandboxCount() >= scale(r).max() || !adding.add(r)) {
+    if (r.isClosed() || count(r) >= scale(r).max() || !adding.add(r)) {
       return;
     }
     executor.execute(
@@ -102,7 +109,7 @@ final class Scaler {
       return;
     }
     try {
-      while (!r.isClosed() && r.sandboxCount() < scale(r).min()) {
+      while (!r.isClosed() && count(r) < scale(r).min()) {
         if (!add(r, "min_cluster_count")) {
           return;
         }
@@ -110,6 +117,14 @@ final class Scaler {
     } finally {
       adding.remove(r);
     }
+  }
+
+  /**
+   * The resource's sandboxes: this server's, plus those other Kiln replicas hold (pods, with {@code
+   * --kubernetes}); the worker's bounds are for all of them.
+   */
+  private int count(UdfResource r) {
+    return r.sandboxCount() + podsElsewhere.applyAsInt(r.tenant, r.key);
   }
 
   private boolean add(UdfResource r, String why) {
@@ -153,7 +168,7 @@ final class Scaler {
     int stopped = 0;
     for (UdfResource r : resources) {
       for (Provisioned p : r.extraSandboxes()) {
-        if (r.sandboxCount() <= scale(r).min()) {
+        if (count(r) <= scale(r).min()) {
           break;
         }
         var stats = p.pool().stats();

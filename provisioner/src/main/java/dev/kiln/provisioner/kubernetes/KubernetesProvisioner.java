@@ -501,16 +501,22 @@ public final class KubernetesProvisioner implements Provisioner {
   }
 
   /**
-   * Whether another Kiln replica claims pods of {@code owner}'s {@code name}, as last seen: it
-   * serves calls there, so the worker is not idle although this replica has none.
+   * The pods other Kiln replicas claim of {@code owner}'s {@code name}, as last seen: they serve
+   * calls there, so the worker is not idle although this replica has none, and its {@code
+   * max_cluster_count} counts them.
    */
-  public boolean claimedElsewhere(String owner, String name) {
+  public int claimedElsewhere(String owner, String name) {
     UdfWorker w = caches.worker(KubernetesNames.workerName(owner, name));
     if (w == null) {
-      return false;
+      return 0;
     }
-    return w.getSpec().getClaims().entrySet().stream()
-        .anyMatch(e -> !e.getKey().equals(replica) && e.getValue() != null && e.getValue() > 0);
+    int n = 0;
+    for (Map.Entry<String, Integer> e : w.getSpec().getClaims().entrySet()) {
+      if (!e.getKey().equals(replica) && e.getValue() != null) {
+        n += Math.max(0, e.getValue());
+      }
+    }
+    return n;
   }
 
   /** Deletes {@code owner}'s worker {@code name}, its record, its variables and its pods. */
