@@ -355,7 +355,6 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
     }
   }
 
-  /** Stops the sandboxes of every version of the worker's UDF (its images stay). */
   /**
    * Another Kiln replica changed or dropped the tenant's worker {@code name} (--kubernetes): this
    * replica's sandboxes of a worker now suspended or gone stop, and a dropped worker's UDFs are
@@ -387,6 +386,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
     }
   }
 
+  /** Stops the sandboxes of every version of the worker's UDF (its images stay). */
   private void stopSandboxes(Tenant tenant, Workers.Worker w) {
     registry.evictOwned(tenant, w.name(), null);
   }
