@@ -1,0 +1,579 @@
+package dev.kiln.egress;
+
+import java.io.BufferedInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketException;
+import java.net.URI;
+import java.net.URISyntaxException;
+import java.net.UnknownHostException;
+import java.nio.charset.StandardCharsets;
+import java.security.SecureRandom;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Consumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The only way out of a sandbox that has an {@code egress} allow-list: an HTTP proxy, which UDFs
+ * reach through the usual {@code HTTP_PROXY} / {@code HTTPS_PROXY} variables ({@code requests},
+ * {@code urllib} and {@code boto3} use them unchanged). Each worker has its own credentials (the
+ * proxy URL's password), which say whose allow-list applies.
+ *
+ * <p>HTTPS goes through {@code CONNECT host:port}: the host must match the allow-list, and the TLS
+ * ClientHello that follows must name the same host (SNI), so a tunnel to an allowed name cannot
+ * carry a handshake for another; nothing is decrypted. Plain HTTP is admitted by the request's
+ * host. The proxy resolves names itself, checks every address against the operator's {@link
+ * DenyList} (a name that resolves to a metadata or private address is refused) and connects to the
+ * address it checked, so a second lookup cannot change it. A refused connection gets a 403 whose
+ * reason names the host and the option to change, at once, and each refusal is handed to {@code
+ * denials} (for the UDF's log). Bytes are counted per worker.
+ */
+public final class EgressProxy implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(EgressProxy.class);
+
+  /** The most a request's head may hold. */
+  static final int MAX_HEAD = 16 << 10;
+
+  /** How long a client has to send its request head, and a connection to the target to open. */
+  static final int HEAD_TIMEOUT_MS = 10_000;
+
+  static final int CONNECT_TIMEOUT_MS = 10_000;
+
+  /** The user name in the proxy URL; the password says which worker it is. */
+  public static final String USER = "kiln";
+
+  /** Resolves host names (the system's resolver, or a fixed table in tests). */
+  @FunctionalInterface
+  public interface Resolver {
+    List<InetAddress> resolve(String host) throws UnknownHostException;
+
+    Resolver SYSTEM = host -> List.of(InetAddress.getAllByName(host));
+  }
+
+  /** Whose connections a set of credentials stands for, and what they may reach. */
+  public record Client(String tenant, String worker, EgressPolicy policy) {}
+
+  /** A refused connection: whose, to what, and why (the same words the UDF gets). */
+  public record Denial(String tenant, String worker, String host, int port, String reason) {}
+
+  /** Bytes a worker's UDFs sent out and received through the proxy. */
+  public record Traffic(long sent, long received) {}
+
+  private record Counters(LongAdder sent, LongAdder received) {
+    Counters() {
+      this(new LongAdder(), new LongAdder());
+    }
+  }
+
+  private final ServerSocket server;
+  private final DenyList deny;
+  private final Resolver resolver;
+  private final Consumer<Denial> denials;
+  private final Map<String, Client> clients = new ConcurrentHashMap<>();
+  private final Map<String, Counters> traffic = new ConcurrentHashMap<>();
+  private final ExecutorService threads = Executors.newVirtualThreadPerTaskExecutor();
+  private final SecureRandom random = new SecureRandom();
+
+  private EgressProxy(
+      ServerSocket server, DenyList deny, Resolver resolver, Consumer<Denial> denials) {
+    this.server = server;
+    this.deny = deny;
+    this.resolver = resolver;
+    this.denials = denials;
+  }
+
+  /** Listens on {@code bind} (port 0: any free port) and serves until closed. */
+  public static EgressProxy start(
+      InetSocketAddress bind, DenyList deny, Resolver resolver, Consumer<Denial> denials)
+      throws IOException {
+    ServerSocket s = new ServerSocket();
+    s.setReuseAddress(true);
+    s.bind(bind, 256);
+    EgressProxy p = new EgressProxy(s, deny, resolver, denials);
+    p.threads.execute(p::accept);
+    log.info("egress proxy listening on {}", s.getLocalSocketAddress());
+    return p;
+  }
+
+  /** The port it listens on. */
+  public int port() {
+    return server.getLocalPort();
+  }
+
+  /** Admits {@code client}'s connections from now on; returns its credentials' secret. */
+  public String admit(Client client) {
+    byte[] b = new byte[18];
+    random.nextBytes(b);
+    String token = HexFormat.of().formatHex(b);
+    clients.put(token, client);
+    return token;
+  }
+
+  /** Refuses the credentials {@code token} from now on (connections open stay open). */
+  public void revoke(String token) {
+    clients.remove(token);
+  }
+
+  /** The proxy URL a UDF is given: its credentials and this proxy's address as {@code host}. */
+  public String url(String host, String token) {
+    return "http://" + USER + ":" + token + "@" + host + ":" + port();
+  }
+
+  /** The bytes the tenant's worker sent and received through the proxy so far. */
+  public Traffic traffic(String tenant, String worker) {
+    Counters c = traffic.get(tenant + "/" + worker);
+    return c == null ? new Traffic(0, 0) : new Traffic(c.sent.sum(), c.received.sum());
+  }
+
+  private void accept() {
+    while (!server.isClosed()) {
+      try {
+        Socket s = server.accept();
+        threads.execute(() -> serve(s));
+      } catch (IOException e) {
+        if (!server.isClosed()) {
+          log.warn("egress proxy: accepting a connection failed: {}", e.toString());
+        }
+      }
+    }
+  }
+
+  private void serve(Socket socket) {
+    try (socket) {
+      socket.setSoTimeout(HEAD_TIMEOUT_MS);
+      InputStream in = new BufferedInputStream(socket.getInputStream());
+      OutputStream out = socket.getOutputStream();
+      Head head = Head.read(in);
+      if (head == null) {
+        return;
+      }
+      Client client = authenticate(head);
+      if (client == null) {
+        respond(
+            out,
+            407,
+            "Proxy Authentication Required",
+            "Proxy-Authenticate: Basic realm=\"kiln-egress\"\r\n",
+            "kiln egress: this proxy serves UDF sandboxes only, with the credentials Kiln gave them");
+        return;
+      }
+      if (head.method().equals("CONNECT")) {
+        tunnel(socket, in, out, head, client);
+      } else {
+        forward(socket, in, out, head, client);
+      }
+    } catch (IOException e) {
+      log.debug("egress proxy: a connection ended: {}", e.toString());
+    }
+  }
+
+  private Client authenticate(Head head) {
+    String auth = head.header("proxy-authorization");
+    if (auth == null || !auth.regionMatches(true, 0, "Basic ", 0, 6)) {
+      return null;
+    }
+    String decoded;
+    try {
+      decoded =
+          new String(Base64.getDecoder().decode(auth.substring(6).strip()), StandardCharsets.UTF_8);
+    } catch (IllegalArgumentException e) {
+      return null;
+    }
+    int colon = decoded.indexOf(':');
+    return colon < 0 ? null : clients.get(decoded.substring(colon + 1));
+  }
+
+  /** {@code CONNECT host:port}: checked, connected, then the TLS ClientHello checked too. */
+  private void tunnel(Socket socket, InputStream in, OutputStream out, Head head, Client client)
+      throws IOException {
+    HostPort target;
+    try {
+      target = HostPort.parse(head.target(), -1);
+    } catch (IllegalArgumentException e) {
+      respond(
+          out, 400, "Bad Request", "", "kiln egress: CONNECT needs host:port: " + head.target());
+      return;
+    }
+    Socket upstream = open(out, client, target);
+    if (upstream == null) {
+      return;
+    }
+    try (upstream) {
+      out.write("HTTP/1.1 200 Connection established\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+      out.flush();
+      // The first record the client sends: a TLS ClientHello must name the host asked for.
+      byte[] first = firstRecord(in);
+      if (first.length > 0 && (first[0] & 0xff) == ClientHello.HANDSHAKE) {
+        Optional<String> sni = ClientHello.serverName(first);
+        if (sni.isPresent()
+            && !EgressRule.normalise(sni.get()).equals(EgressRule.normalise(target.host()))) {
+          deny(
+              client,
+              target,
+              "the TLS handshake names "
+                  + sni.get()
+                  + ", not "
+                  + target.host()
+                  + " which the tunnel was opened to");
+          return;
+        }
+      }
+      Counters c = counters(client);
+      upstream.getOutputStream().write(first);
+      c.sent.add(first.length);
+      relay(socket, in, upstream, c);
+    }
+  }
+
+  /** A plain-HTTP request in absolute form: checked, then sent on in origin form. */
+  private void forward(Socket socket, InputStream in, OutputStream out, Head head, Client client)
+      throws IOException {
+    URI uri;
+    try {
+      uri = new URI(head.target());
+    } catch (URISyntaxException e) {
+      uri = null;
+    }
+    if (uri == null || !"http".equalsIgnoreCase(uri.getScheme()) || uri.getHost() == null) {
+      respond(
+          out,
+          400,
+          "Bad Request",
+          "",
+          "kiln egress: a proxy request names an http:// URL (HTTPS goes through CONNECT): "
+              + head.target());
+      return;
+    }
+    HostPort target = new HostPort(uri.getHost(), uri.getPort() < 0 ? 80 : uri.getPort());
+    Socket upstream = open(out, client, target);
+    if (upstream == null) {
+      return;
+    }
+    try (upstream) {
+      StringBuilder h = new StringBuilder();
+      String path = uri.getRawPath() == null || uri.getRawPath().isEmpty() ? "/" : uri.getRawPath();
+      if (uri.getRawQuery() != null) {
+        path += "?" + uri.getRawQuery();
+      }
+      h.append(head.method()).append(' ').append(path).append(' ').append(head.version());
+      h.append("\r\n");
+      for (String[] kv : head.headers()) {
+        String name = kv[0].toLowerCase(Locale.ROOT);
+        if (name.equals("proxy-authorization")
+            || name.equals("proxy-connection")
+            || name.equals("connection")
+            || name.equals("keep-alive")) {
+          continue;
+        }
+        h.append(kv[0]).append(": ").append(kv[1]).append("\r\n");
+      }
+      // One request per connection: the next one (maybe for another host) is checked anew.
+      h.append("Connection: close\r\n\r\n");
+      byte[] bytes = h.toString().getBytes(StandardCharsets.ISO_8859_1);
+      Counters c = counters(client);
+      upstream.getOutputStream().write(bytes);
+      c.sent.add(bytes.length);
+      relay(socket, in, upstream, c);
+    }
+  }
+
+  /**
+   * The target checked against the client's allow-list and the deny list, and connected to; null
+   * (the client answered) when refused or unreachable.
+   */
+  private Socket open(OutputStream out, Client client, HostPort target) throws IOException {
+    if (client.policy().allowing(target.host(), target.port()).isEmpty()) {
+      deny(
+          client,
+          target,
+          target
+              + " is not in the egress allow-list of worker "
+              + client.worker()
+              + "; add it with ALTER WORKER "
+              + client.worker()
+              + " SET egress = '"
+              + (client.policy().isEmpty() ? "" : client.policy() + ",")
+              + target.host()
+              + "'",
+          out);
+      return null;
+    }
+    List<InetAddress> addresses;
+    try {
+      addresses = resolver.resolve(target.host());
+    } catch (UnknownHostException e) {
+      respond(out, 502, "Bad Gateway", "", "kiln egress: cannot resolve " + target.host());
+      return null;
+    }
+    InetAddress chosen = null;
+    String refused = null;
+    for (InetAddress a : addresses) {
+      Optional<DenyList.Range> r = deny.denying(a);
+      if (r.isEmpty()) {
+        chosen = a;
+        break;
+      }
+      refused = a.getHostAddress() + " (in " + r.get() + ")";
+    }
+    if (chosen == null) {
+      deny(
+          client,
+          target,
+          target.host()
+              + " resolves to "
+              + refused
+              + ", which the operator's --egress-deny refuses whatever the allow-list says",
+          out);
+      return null;
+    }
+    Socket s = new Socket();
+    try {
+      s.connect(new InetSocketAddress(chosen, target.port()), CONNECT_TIMEOUT_MS);
+      return s;
+    } catch (IOException e) {
+      s.close();
+      respond(
+          out,
+          502,
+          "Bad Gateway",
+          "",
+          "kiln egress: cannot connect to "
+              + target
+              + " ("
+              + chosen.getHostAddress()
+              + "): "
+              + e.getMessage());
+      return null;
+    }
+  }
+
+  private void deny(Client client, HostPort target, String reason, OutputStream out)
+      throws IOException {
+    deny(client, target, reason);
+    respond(out, 403, "kiln egress: " + reason, "", "kiln egress: " + reason);
+  }
+
+  private void deny(Client client, HostPort target, String reason) {
+    log.info(
+        "egress denied: tenant={} worker={} {}: {}",
+        client.tenant(),
+        client.worker(),
+        target,
+        reason);
+    try {
+      denials.accept(
+          new Denial(client.tenant(), client.worker(), target.host(), target.port(), reason));
+    } catch (RuntimeException e) {
+      log.warn("egress proxy: a denial listener failed: {}", e.toString());
+    }
+  }
+
+  private Counters counters(Client client) {
+    return traffic.computeIfAbsent(client.tenant() + "/" + client.worker(), k -> new Counters());
+  }
+
+  /** The client's first TLS record (or whatever it sent first, up to one read). */
+  private static byte[] firstRecord(InputStream in) throws IOException {
+    byte[] header = in.readNBytes(5);
+    if (header.length < 5 || (header[0] & 0xff) != ClientHello.HANDSHAKE) {
+      return header;
+    }
+    int length = ((header[3] & 0xff) << 8) | (header[4] & 0xff);
+    byte[] body = in.readNBytes(Math.min(length, 1 << 14));
+    byte[] all = new byte[5 + body.length];
+    System.arraycopy(header, 0, all, 0, 5);
+    System.arraycopy(body, 0, all, 5, body.length);
+    return all;
+  }
+
+  /** Copies both ways until both ends close, counting bytes. */
+  private void relay(Socket client, InputStream clientIn, Socket upstream, Counters c)
+      throws IOException {
+    client.setSoTimeout(0);
+    var up =
+        threads.submit(
+            () -> {
+              copy(clientIn, upstream.getOutputStream(), c.sent);
+              shutdownOutput(upstream);
+              return null;
+            });
+    try {
+      copy(upstream.getInputStream(), client.getOutputStream(), c.received);
+      shutdownOutput(client);
+      up.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (java.util.concurrent.ExecutionException e) {
+      log.debug("egress proxy: a tunnel ended: {}", e.getCause().toString());
+    }
+  }
+
+  private static void copy(InputStream in, OutputStream out, LongAdder count) throws IOException {
+    byte[] buf = new byte[64 << 10];
+    try {
+      for (int n = in.read(buf); n >= 0; n = in.read(buf)) {
+        out.write(buf, 0, n);
+        out.flush();
+        count.add(n);
+      }
+    } catch (SocketException e) {
+      // the other side closed
+    }
+  }
+
+  private static void shutdownOutput(Socket s) {
+    try {
+      s.shutdownOutput();
+    } catch (IOException e) {
+      // closed already
+    }
+  }
+
+  private static void respond(
+      OutputStream out, int code, String reason, String headers, String body) throws IOException {
+    String phrase = reason.replaceAll("[\\r\\n]", " ");
+    byte[] b = (body + "\n").getBytes(StandardCharsets.UTF_8);
+    String head =
+        "HTTP/1.1 "
+            + code
+            + " "
+            + phrase
+            + "\r\n"
+            + headers
+            + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "
+            + b.length
+            + "\r\nConnection: close\r\n\r\n";
+    out.write(head.getBytes(StandardCharsets.UTF_8));
+    out.write(b);
+    out.flush();
+  }
+
+  @Override
+  public void close() {
+    try {
+      server.close();
+    } catch (IOException e) {
+      // closing
+    }
+    threads.shutdownNow();
+  }
+
+  /** A request's head: its line and headers, in order. */
+  record Head(String method, String target, String version, List<String[]> headers) {
+    String header(String name) {
+      for (String[] kv : headers) {
+        if (kv[0].equalsIgnoreCase(name)) {
+          return kv[1];
+        }
+      }
+      return null;
+    }
+
+    /** The head {@code in} starts with; null at the end of the stream. */
+    static Head read(InputStream in) throws IOException {
+      List<String> lines = new ArrayList<>();
+      StringBuilder line = new StringBuilder();
+      int total = 0;
+      while (true) {
+        int b = in.read();
+        if (b < 0) {
+          return null;
+        }
+        if (++total > MAX_HEAD) {
+          throw new IOException("a request head over " + MAX_HEAD + " bytes");
+        }
+        if (b == '\n') {
+          int end = line.length();
+          if (end > 0 && line.charAt(end - 1) == '\r') {
+            line.setLength(end - 1);
+          }
+          if (line.isEmpty()) {
+            break;
+          }
+          lines.add(line.toString());
+          line.setLength(0);
+        } else {
+          line.append((char) b);
+        }
+      }
+      if (lines.isEmpty()) {
+        return null;
+      }
+      String[] first = lines.getFirst().split(" ");
+      if (first.length != 3) {
+        throw new IOException("not an HTTP request line: " + lines.getFirst());
+      }
+      List<String[]> headers = new ArrayList<>();
+      for (String l : lines.subList(1, lines.size())) {
+        int colon = l.indexOf(':');
+        if (colon > 0) {
+          headers.add(new String[] {l.substring(0, colon).strip(), l.substring(colon + 1).strip()});
+        }
+      }
+      return new Head(first[0].toUpperCase(Locale.ROOT), first[1], first[2], headers);
+    }
+  }
+
+  /** A connection's target. */
+  record HostPort(String host, int port) {
+    /**
+     * {@code host:port} or {@code [v6]:port}; {@code defaultPort} when there is none (-1:
+     * required).
+     */
+    static HostPort parse(String s, int defaultPort) {
+      String host;
+      String port = null;
+      if (s.startsWith("[")) {
+        int close = s.indexOf(']');
+        if (close < 0) {
+          throw new IllegalArgumentException(s);
+        }
+        host = s.substring(1, close);
+        if (s.length() > close + 1) {
+          if (s.charAt(close + 1) != ':') {
+            throw new IllegalArgumentException(s);
+          }
+          port = s.substring(close + 2);
+        }
+      } else {
+        int colon = s.lastIndexOf(':');
+        host = colon < 0 ? s : s.substring(0, colon);
+        port = colon < 0 ? null : s.substring(colon + 1);
+      }
+      int p;
+      if (port == null) {
+        if (defaultPort < 0) {
+          throw new IllegalArgumentException(s);
+        }
+        p = defaultPort;
+      } else {
+        p = Integer.parseInt(port);
+      }
+      if (host.isEmpty() || p < 1 || p > 65535) {
+        throw new IllegalArgumentException(s);
+      }
+      return new HostPort(host, p);
+    }
+
+    @Override
+    public String toString() {
+      return (host.contains(":") ? "[" + host + "]" : host) + ":" + port;
+    }
+  }
+}
