@@ -35,6 +35,7 @@ class ModuleBoundariesTest {
     ALLOWED.put("dev.kiln.resolver", List.of("dev.kiln.base"));
     ALLOWED.put("dev.kiln.cache", List.of("dev.kiln.base"));
     ALLOWED.put("dev.kiln.provisioner", List.of("dev.kiln.base"));
+    ALLOWED.put("dev.kiln.egress", List.of("dev.kiln.base"));
     ALLOWED.put("dev.kiln.worker", List.of("dev.kiln.base", "dev.kiln.definition"));
     ALLOWED.put(
         "dev.kiln.image",
@@ -48,6 +49,7 @@ class ModuleBoundariesTest {
             "dev.kiln.cache",
             "dev.kiln.image",
             "dev.kiln.provisioner",
+            "dev.kiln.egress",
             "dev.kiln.worker"));
   }
 

@@ -157,6 +157,9 @@ public final class EgressProxy implements AutoCloseable {
   private void serve(Socket socket) {
     try (socket) {
       socket.setSoTimeout(HEAD_TIMEOUT_MS);
+      // Each side's writes go out at once: a relay that waits to fill packets adds delayed-ACK
+      // pauses (tens of ms) to every small exchange, a TLS handshake's above all.
+      socket.setTcpNoDelay(true);
       InputStream in = new BufferedInputStream(socket.getInputStream());
       OutputStream out = socket.getOutputStream();
       Head head = Head.read(in);
@@ -344,6 +347,7 @@ public final class EgressProxy implements AutoCloseable {
     }
     Socket s = new Socket();
     try {
+      s.setTcpNoDelay(true);
       s.connect(new InetSocketAddress(chosen, target.port()), CONNECT_TIMEOUT_MS);
       return s;
     } catch (IOException e) {

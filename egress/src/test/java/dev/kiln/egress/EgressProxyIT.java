@@ -5,8 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.sun.net.httpserver.HttpServer;
 import com.sun.net.httpserver.HttpsConfigurator;
 import com.sun.net.httpserver.HttpsServer;
-import java.io.FileInputStream;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -14,14 +12,12 @@ import java.net.Socket;
 import java.net.UnknownHostException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.security.KeyStore;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
-import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SNIHostName;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLParameters;
@@ -60,7 +56,7 @@ class EgressProxyIT {
     http.createContext("/hello", ex -> reply(ex, "hello over http"));
     http.start();
     https = HttpsServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-    https.setHttpsConfigurator(new HttpsConfigurator(serverTls()));
+    https.setHttpsConfigurator(new HttpsConfigurator(TestTls.selfSigned(dir, "api.allowed.test")));
     https.createContext("/hello", ex -> reply(ex, "hello over https"));
     https.start();
     EgressProxy.Resolver table =
@@ -99,47 +95,6 @@ class EgressProxyIT {
     try (OutputStream o = ex.getResponseBody()) {
       o.write(b);
     }
-  }
-
-  private static SSLContext serverTls() throws Exception {
-    Path ks = dir.resolve("server.p12");
-    Process keytool =
-        new ProcessBuilder(
-                "keytool",
-                "-genkeypair",
-                "-alias",
-                "server",
-                "-keyalg",
-                "EC",
-                "-groupname",
-                "secp256r1",
-                "-dname",
-                "CN=api.allowed.test",
-                "-ext",
-                "SAN=dns:api.allowed.test",
-                "-validity",
-                "2",
-                "-keystore",
-                ks.toString(),
-                "-storetype",
-                "PKCS12",
-                "-storepass",
-                "changeit",
-                "-keypass",
-                "changeit")
-            .redirectErrorStream(true)
-            .start();
-    String out = new String(keytool.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    assertThat(keytool.waitFor(60, TimeUnit.SECONDS) && keytool.exitValue() == 0).as(out).isTrue();
-    KeyStore store = KeyStore.getInstance("PKCS12");
-    try (InputStream in = new FileInputStream(ks.toFile())) {
-      store.load(in, "changeit".toCharArray());
-    }
-    KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
-    kmf.init(store, "changeit".toCharArray());
-    SSLContext tls = SSLContext.getInstance("TLS");
-    tls.init(kmf.getKeyManagers(), null, null);
-    return tls;
   }
 
   /** curl through the proxy with {@code token}: exit code, then what it printed. */
