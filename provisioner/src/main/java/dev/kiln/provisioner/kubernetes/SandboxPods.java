@@ -9,10 +9,18 @@ import io.fabric8.kubernetes.api.model.Namespace;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
+import io.fabric8.kubernetes.api.model.PodSecurityContext;
+import io.fabric8.kubernetes.api.model.PodSecurityContextBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.SecretBuilder;
+import io.fabric8.kubernetes.api.model.SecurityContext;
+import io.fabric8.kubernetes.api.model.SecurityContextBuilder;
 import io.fabric8.kubernetes.api.model.TolerationBuilder;
+import io.fabric8.kubernetes.api.model.Volume;
+import io.fabric8.kubernetes.api.model.VolumeBuilder;
+import io.fabric8.kubernetes.api.model.VolumeMount;
+import io.fabric8.kubernetes.api.model.VolumeMountBuilder;
 import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy;
 import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicyBuilder;
 import java.nio.charset.StandardCharsets;
@@ -185,20 +193,8 @@ public final class SandboxPods {
             .withRequests(resources)
             .withLimits(limits)
             .endResources()
-            .withNewSecurityContext()
-            .withAllowPrivilegeEscalation(false)
-            .withReadOnlyRootFilesystem(true)
-            .withRunAsNonRoot(true)
-            .withRunAsUser(s.runAsUser())
-            .withRunAsGroup(s.runAsUser())
-            .withNewCapabilities()
-            .withDrop("ALL")
-            .endCapabilities()
-            .endSecurityContext()
-            .addNewVolumeMount()
-            .withName("tmp")
-            .withMountPath("/tmp")
-            .endVolumeMount()
+            .withSecurityContext(lockedDown(s))
+            .withVolumeMounts(tmpMount())
             .build();
     PodBuilder pod =
         new PodBuilder()
@@ -213,20 +209,9 @@ public final class SandboxPods {
             .withEnableServiceLinks(false)
             .withRestartPolicy("Always")
             .withTerminationGracePeriodSeconds(5L)
-            .withNewSecurityContext()
-            .withRunAsNonRoot(true)
-            .withRunAsUser(s.runAsUser())
-            .withNewSeccompProfile()
-            .withType("RuntimeDefault")
-            .endSeccompProfile()
-            .endSecurityContext()
+            .withSecurityContext(podSecurity(s))
             .withContainers(runners)
-            .addNewVolume()
-            .withName("tmp")
-            .withNewEmptyDir()
-            .withMedium("Memory")
-            .endEmptyDir()
-            .endVolume()
+            .withVolumes(tmpVolume())
             .endSpec();
     if (w.getGpu() > 0) {
       pod.editSpec()
@@ -243,6 +228,48 @@ public final class SandboxPods {
           .endSpec();
     }
     return pod.build();
+  }
+
+  /**
+   * A container of Kiln's pods: unprivileged ({@link KubernetesSettings#runAsUser}), no privilege
+   * escalation, no capabilities, a read-only root file system.
+   */
+  static SecurityContext lockedDown(KubernetesSettings s) {
+    return new SecurityContextBuilder()
+        .withAllowPrivilegeEscalation(false)
+        .withReadOnlyRootFilesystem(true)
+        .withRunAsNonRoot(true)
+        .withRunAsUser(s.runAsUser())
+        .withRunAsGroup(s.runAsUser())
+        .withNewCapabilities()
+        .withDrop("ALL")
+        .endCapabilities()
+        .build();
+  }
+
+  /** A pod of Kiln's: unprivileged, with the runtime's default seccomp profile. */
+  static PodSecurityContext podSecurity(KubernetesSettings s) {
+    return new PodSecurityContextBuilder()
+        .withRunAsNonRoot(true)
+        .withRunAsUser(s.runAsUser())
+        .withNewSeccompProfile()
+        .withType("RuntimeDefault")
+        .endSeccompProfile()
+        .build();
+  }
+
+  /** The only writable place of a pod's read-only root: {@code /tmp}, in memory. */
+  static Volume tmpVolume() {
+    return new VolumeBuilder()
+        .withName("tmp")
+        .withNewEmptyDir()
+        .withMedium("Memory")
+        .endEmptyDir()
+        .build();
+  }
+
+  static VolumeMount tmpMount() {
+    return new VolumeMountBuilder().withName("tmp").withMountPath("/tmp").build();
   }
 
   /** Whether the pod's readiness probe passes (its runner listener accepts connections). */
