@@ -132,10 +132,13 @@ public final class KubernetesProvisioner implements Provisioner {
     if (s != null
         && (deleted || p.getMetadata().getDeletionTimestamp() != null || SandboxPods.hasEnded(p))
         && live.remove(s.id(), s)) {
-      log.warn("pod {} of UDF worker {} is gone", s.id(), s.worker());
       s.lost();
-      // Not on the informer's thread: asking the API server takes a round trip.
-      Thread.ofVirtual().start(() -> lower(s.worker()));
+      if (!s.loseWhileStarting()) {
+        log.warn("pod {} of UDF worker {} is gone", s.id(), s.worker());
+        // Not on the informer's thread: asking the API server takes a round trip.
+        Thread.ofVirtual().start(() -> lower(s.worker()));
+      }
+      // else: a start was taking it; that start keeps its claim and takes another pod.
     }
     synchronized (changed) {
       changed.notifyAll();
@@ -169,7 +172,8 @@ public final class KubernetesProvisioner implements Provisioner {
         Pod marked = hold(s, true);
         if (marked != null
             && marked.getMetadata().getDeletionTimestamp() == null
-            && !KubernetesNames.isCondemned(marked)) {
+            && !KubernetesNames.isCondemned(marked)
+            && s.finishStarting()) {
           log.info("UDF worker {}: sandbox pod {} at {}", worker, s.id(), endpoint(s));
           return s;
         }

@@ -11,6 +11,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * One sandbox pod of a {@link UdfWorker}, as the pipeline sees a sandbox: its runners are reached
@@ -27,6 +28,17 @@ final class PodSandbox implements Sandbox {
   private final KubernetesProvisioner owner;
   private final CompletableFuture<Void> stopped = new CompletableFuture<>();
   private final SandboxProcess lifetime = new Lifetime();
+
+  /**
+   * {@link #STARTING} until {@link KubernetesProvisioner#start} hands it out, then {@link #LIVE};
+   * {@link #LOST_STARTING} when its pod went before that (the start, which owns the claim, takes
+   * another pod).
+   */
+  private final AtomicInteger state = new AtomicInteger(STARTING);
+
+  private static final int STARTING = 0;
+  private static final int LIVE = 1;
+  private static final int LOST_STARTING = 2;
 
   PodSandbox(
       String podName,
@@ -104,6 +116,16 @@ final class PodSandbox implements Sandbox {
   /** The pod went away or stopped being ready. */
   void lost() {
     stopped.complete(null);
+  }
+
+  /** The start hands it out; false when its pod went meanwhile ({@link #loseWhileStarting}). */
+  boolean finishStarting() {
+    return state.compareAndSet(STARTING, LIVE);
+  }
+
+  /** Its pod went before the start handed it out; false when it was handed out already. */
+  boolean loseWhileStarting() {
+    return state.compareAndSet(STARTING, LOST_STARTING);
   }
 
   @Override

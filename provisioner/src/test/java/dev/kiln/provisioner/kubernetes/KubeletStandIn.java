@@ -142,7 +142,6 @@ public final class KubeletStandIn implements AutoCloseable {
     try {
       SandboxImage image = pull(c);
       network = SandboxNetwork.create(networks.getAndAdd(7));
-      Map<String, Quantity> limits = c.getResources().getLimits();
       List<String> env = new ArrayList<>();
       c.getEnv().forEach(e -> env.add(e.getName() + "=" + e.getValue()));
       // envFrom a Secret, as a kubelet reads it.
@@ -163,14 +162,7 @@ public final class KubeletStandIn implements AutoCloseable {
                             + new String(Base64.getDecoder().decode(v), StandardCharsets.UTF_8)));
       }
       SandboxSpec spec =
-          new SandboxSpec(
-                  p.getMetadata().getName(),
-                  image,
-                  new Limits(
-                      Quantity.getAmountInBytes(limits.get("memory")).longValue(),
-                      Quantity.getAmountInBytes(limits.get("cpu")).doubleValue()),
-                  env)
-              .withNetwork(network);
+          new SandboxSpec(p.getMetadata().getName(), image, limits(c), env).withNetwork(network);
       Sandbox sandbox = provisioner.start(spec);
       running.put(id, new Running(sandbox, network));
       // The pod's log: what the runner listener and its runners write.
@@ -221,15 +213,7 @@ public final class KubeletStandIn implements AutoCloseable {
               List.of("/bin/sh", "-c", "echo ready; exec sleep 100000"),
               pulled.env(),
               pulled.workingDir());
-      Map<String, Quantity> limits = c.getResources().getLimits();
-      SandboxSpec spec =
-          new SandboxSpec(
-              p.getMetadata().getName(),
-              idle,
-              new Limits(
-                  Quantity.getAmountInBytes(limits.get("memory")).longValue(),
-                  Quantity.getAmountInBytes(limits.get("cpu")).doubleValue()),
-              List.of());
+      SandboxSpec spec = new SandboxSpec(p.getMetadata().getName(), idle, limits(c), List.of());
       try (Sandbox sandbox = provisioner.start(spec)) {
         List<String> argv = new ArrayList<>(c.getCommand());
         argv.addAll(c.getArgs());
@@ -332,6 +316,14 @@ public final class KubeletStandIn implements AutoCloseable {
     } catch (IOException e) {
       // the sandbox ended
     }
+  }
+
+  /** The container's memory and CPU limits, as the sandbox's. */
+  private static Limits limits(Container c) {
+    Map<String, Quantity> limits = c.getResources().getLimits();
+    return new Limits(
+        Quantity.getAmountInBytes(limits.get("memory")).longValue(),
+        Quantity.getAmountInBytes(limits.get("cpu")).doubleValue());
   }
 
   private static Path blob(Path layout, String digest) {
