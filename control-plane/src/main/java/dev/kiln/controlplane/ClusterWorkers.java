@@ -1,9 +1,6 @@
 package dev.kiln.controlplane;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
-import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.kiln.definition.Tenant;
 import dev.kiln.provisioner.kubernetes.WorkerRecords;
 import java.io.IOException;
@@ -17,6 +14,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.BiConsumer;
 import java.util.function.UnaryOperator;
 import org.slf4j.Logger;
@@ -30,10 +28,15 @@ import org.slf4j.LoggerFactory;
  */
 final class ClusterWorkers implements Workers {
   private static final Logger log = LoggerFactory.getLogger(ClusterWorkers.class);
-  private static final ObjectMapper JSON =
-      JsonMapper.builder().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS).build();
-
   private final WorkerRecords records;
+
+  /**
+   * The worker last read from each record (by tenant and name), so that a repeated CreateWorker
+   * (Query asks on every query) reads its unchanged worker without parsing it again.
+   */
+  private final Map<String, Parsed> parsed = new ConcurrentHashMap<>();
+
+  private record Parsed(String record, Worker worker) {}
 
   ClusterWorkers(WorkerRecords records) {
     this.records = records;
@@ -81,6 +84,9 @@ final class ClusterWorkers implements Workers {
           }
           return after[0] == null ? null : write(after[0]);
         });
+    if (after[0] == null) {
+      parsed.remove(key(tenant.name(), name));
+    }
     return after[0];
   }
 
@@ -127,9 +133,16 @@ final class ClusterWorkers implements Workers {
   }
 
   /** The worker a record holds; empty (and a warning) when it does not read as one. */
-  private static Optional<Worker> read(String record, String tenant, String name) {
+  private Optional<Worker> read(String record, String tenant, String name) {
+    String key = key(tenant, name);
+    Parsed last = parsed.get(key);
+    if (last != null && last.record().equals(record)) {
+      return Optional.of(last.worker());
+    }
     try {
-      return Optional.of(JSON.readValue(record, Worker.class));
+      Worker w = JSON.readValue(record, Worker.class);
+      parsed.put(key, new Parsed(record, w));
+      return Optional.of(w);
     } catch (JsonProcessingException | RuntimeException e) {
       log.warn(
           "skipping worker {} of tenant {} kept in the cluster: not a worker record ({}); drop it"
@@ -140,5 +153,9 @@ final class ClusterWorkers implements Workers {
           WorkerRecords.configMapName(tenant, name));
       return Optional.empty();
     }
+  }
+
+  private static String key(String tenant, String name) {
+    return tenant + "\0" + name;
   }
 }

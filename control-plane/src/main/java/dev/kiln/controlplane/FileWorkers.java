@@ -1,8 +1,5 @@
 package dev.kiln.controlplane;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
-import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.kiln.definition.Tenant;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -26,8 +23,6 @@ import org.slf4j.LoggerFactory;
  */
 final class FileWorkers implements Workers {
   private static final Logger log = LoggerFactory.getLogger(FileWorkers.class);
-  private static final ObjectMapper JSON =
-      JsonMapper.builder().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS).build();
 
   /** The file's name in the data directory. */
   static final String FILE = "workers.json";

@@ -110,12 +110,8 @@ record KubernetesBackend(
     return new PodImageHost(
         probes,
         image -> {
-          String tag = image.name().substring(image.name().lastIndexOf(':') + 1);
           try {
-            return registry
-                .push()
-                .push(image, runtime.images().configBlob(image), registry.repository() + ":" + tag)
-                .reference();
+            return registry.push(image, image.name(), runtime);
           } catch (dev.kiln.base.KilnException e) {
             throw new IOException(e.getMessage(), e);
           }

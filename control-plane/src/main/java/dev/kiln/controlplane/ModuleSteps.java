@@ -8,6 +8,7 @@ import dev.kiln.cache.FetchInputs;
 import dev.kiln.definition.StagedImport;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
+import dev.kiln.image.BuiltImage;
 import dev.kiln.image.RegistryLogins;
 import dev.kiln.image.RegistryPush;
 import dev.kiln.image.Runtimes;
@@ -86,6 +87,17 @@ final class ModuleSteps implements PipelineSteps {
       RegistryPush push = new RegistryPush(layers, 1, config.registryInsecure(), logins);
       closeables.push(push);
       return new ImageRegistry(push, config.registry());
+    }
+
+    /**
+     * Pushes {@code image} (in {@code runtime}'s image layout), tagged with the tag of its name
+     * {@code name} ({@code kiln/udf:<tag>}); returns its reference by digest.
+     */
+    String push(BuiltImage image, String name, Runtimes.Runtime runtime)
+        throws KilnException, InterruptedException {
+      String tag = name.substring(name.lastIndexOf(':') + 1);
+      return push.push(image, runtime.images().configBlob(image), repository + ":" + tag)
+          .reference();
     }
   }
 
@@ -193,19 +205,10 @@ final class ModuleSteps implements PipelineSteps {
       return Optional.empty();
     }
     // Once per image: a pod's sandbox and the report share that push.
-    String name = BuildImage.imageName(image.key());
-    String tag = name.substring(name.lastIndexOf(':') + 1);
     return Optional.of(
         pushed.run(
             image.image().manifestDigest().toString(),
-            () ->
-                registry
-                    .push()
-                    .push(
-                        image.image(),
-                        r.runtime.images().configBlob(image.image()),
-                        registry.repository() + ":" + tag)
-                    .reference()));
+            () -> registry.push(image.image(), BuildImage.imageName(image.key()), r.runtime)));
   }
 
   @Override

@@ -1,5 +1,8 @@
 package dev.kiln.controlplane;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
 import dev.kiln.definition.Tenant;
@@ -18,6 +21,10 @@ import org.slf4j.LoggerFactory;
  * --kubernetes} ({@link ClusterWorkers}), where every replica reads and changes the same ones.
  */
 interface Workers {
+  /** How workers are written, in the file and in the cluster: map entries in key order. */
+  ObjectMapper JSON =
+      JsonMapper.builder().enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS).build();
+
   /** Whether a worker's sandboxes may run. */
   enum State {
     RUNNING,

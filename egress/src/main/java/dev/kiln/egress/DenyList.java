@@ -2,7 +2,6 @@ package dev.kiln.egress;
 
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
-import java.math.BigInteger;
 import java.net.InetAddress;
 import java.net.UnknownHostException;
 import java.util.ArrayList;
@@ -45,11 +44,16 @@ public record DenyList(List<Range> ranges) {
           return false;
         }
       }
-      BigInteger mask =
-          BigInteger.ONE.shiftLeft(b.length * 8).subtract(BigInteger.ONE).shiftRight(bits).not();
-      BigInteger x = new BigInteger(1, b).and(mask);
-      BigInteger n = new BigInteger(1, network).and(mask);
-      return x.equals(n);
+      // The prefix's whole bytes, then the rest of its last byte under a mask.
+      int whole = bits / 8;
+      for (int i = 0; i < whole; i++) {
+        if (b[i] != network[i]) {
+          return false;
+        }
+      }
+      int rest = bits % 8;
+      int mask = (0xff << (8 - rest)) & 0xff;
+      return rest == 0 || (b[whole] & mask) == (network[whole] & mask);
     }
 
     private static boolean isMapped(byte[] b) {

@@ -58,7 +58,8 @@ public record EgressPolicy(List<EgressRule> rules) {
 
   /** The first rule that lets a connection to {@code target}:{@code port} through, if any. */
   public Optional<EgressRule> allowing(String target, int port) {
-    return rules.stream().filter(r -> r.matches(target, port)).findFirst();
+    String t = EgressRule.normalise(target);
+    return rules.stream().filter(r -> r.matchesNormal(t, port)).findFirst();
   }
 
   /** As the option is written back: the rules, comma-separated. */

@@ -207,7 +207,7 @@ public final class EgressProxy implements AutoCloseable {
       throws IOException {
     HostPort target;
     try {
-      target = HostPort.parse(head.target(), -1);
+      target = HostPort.parse(head.target());
     } catch (IllegalArgumentException e) {
       respond(
           out, 400, "Bad Request", "", "kiln egress: CONNECT needs host:port: " + head.target());
@@ -536,39 +536,26 @@ public final class EgressProxy implements AutoCloseable {
 
   /** A connection's target. */
   record HostPort(String host, int port) {
-    /**
-     * {@code host:port} or {@code [v6]:port}; {@code defaultPort} when there is none (-1:
-     * required).
-     */
-    static HostPort parse(String s, int defaultPort) {
+    /** {@code host:port} or {@code [v6]:port}, as a {@code CONNECT} names it. */
+    static HostPort parse(String s) {
       String host;
-      String port = null;
+      String port;
       if (s.startsWith("[")) {
         int close = s.indexOf(']');
-        if (close < 0) {
+        if (close < 0 || s.length() < close + 2 || s.charAt(close + 1) != ':') {
           throw new IllegalArgumentException(s);
         }
         host = s.substring(1, close);
-        if (s.length() > close + 1) {
-          if (s.charAt(close + 1) != ':') {
-            throw new IllegalArgumentException(s);
-          }
-          port = s.substring(close + 2);
-        }
+        port = s.substring(close + 2);
       } else {
         int colon = s.lastIndexOf(':');
-        host = colon < 0 ? s : s.substring(0, colon);
-        port = colon < 0 ? null : s.substring(colon + 1);
-      }
-      int p;
-      if (port == null) {
-        if (defaultPort < 0) {
+        if (colon < 0) {
           throw new IllegalArgumentException(s);
         }
-        p = defaultPort;
-      } else {
-        p = Integer.parseInt(port);
+        host = s.substring(0, colon);
+        port = s.substring(colon + 1);
       }
+      int p = Integer.parseInt(port);
       if (host.isEmpty() || p < 1 || p > 65535) {
         throw new IllegalArgumentException(s);
       }

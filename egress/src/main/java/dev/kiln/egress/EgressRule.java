@@ -108,10 +108,14 @@ public record EgressRule(String host, boolean wildcard, boolean address, int por
 
   /** Whether a connection to {@code target} (a name or an address, as asked) and port matches. */
   public boolean matches(String target, int targetPort) {
+    return matchesNormal(normalise(target), targetPort);
+  }
+
+  /** As {@link #matches}, for a target already {@link #normalise normalised}. */
+  boolean matchesNormal(String t, int targetPort) {
     if (port != 0 && port != targetPort) {
       return false;
     }
-    String t = normalise(target);
     if (address) {
       return host.equals(t);
     }

@@ -514,13 +514,8 @@ public final class KubernetesProvisioner implements Provisioner {
     if (w == null) {
       return 0;
     }
-    int n = 0;
-    for (Map.Entry<String, Integer> e : w.getSpec().getClaims().entrySet()) {
-      if (!e.getKey().equals(replica) && e.getValue() != null) {
-        n += Math.max(0, e.getValue());
-      }
-    }
-    return n;
+    Integer mine = w.getSpec().getClaims().get(replica);
+    return w.getSpec().claimedPods() - (mine == null ? 0 : Math.max(0, mine));
   }
 
   /** Deletes {@code owner}'s worker {@code name}, its record, its variables and its pods. */
