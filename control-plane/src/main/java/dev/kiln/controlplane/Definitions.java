@@ -11,6 +11,7 @@ import dev.kiln.definition.RuntimeSpec;
 import dev.kiln.definition.StagedImport;
 import dev.kiln.definition.Tenant;
 import dev.kiln.definition.UdfDefinition;
+import dev.kiln.egress.EgressPolicy;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
@@ -44,8 +45,9 @@ import org.slf4j.LoggerFactory;
  * there, and keeps what it finds.
  *
  * <p>What is kept: the definition (canonical spec, requirements, imports with the URLs and headers
- * of the request that made it), the sandbox size and the worker it runs for. Never the values of
- * the UDF's environment: those are read again from {@code --udf-env} when it starts again.
+ * of the request that made it), the sandbox size, the worker it runs for and its egress allow-list.
+ * Never the values of the UDF's environment: those are read again from {@code --udf-env} when it
+ * starts again.
  */
 final class Definitions {
   private static final Logger log = LoggerFactory.getLogger(Definitions.class);
@@ -60,6 +62,7 @@ final class Definitions {
       UdfDefinition definition,
       Sizing sizing,
       String owner,
+      UdfEgress egress,
       Instant answered) {}
 
   private record Id(Tenant tenant, ContentKey key) {}
@@ -215,7 +218,8 @@ final class Definitions {
   void used(Tenant tenant, ContentKey key, Instant now) {
     entries.computeIfPresent(
         new Id(tenant, key),
-        (id, e) -> new Entry(e.tenant(), e.key(), e.definition(), e.sizing(), e.owner(), now));
+        (id, e) ->
+            new Entry(e.tenant(), e.key(), e.definition(), e.sizing(), e.owner(), e.egress(), now));
   }
 
   /**
@@ -252,7 +256,8 @@ final class Definitions {
   private static boolean same(Entry a, Entry b) {
     return a.definition().equals(b.definition())
         && a.sizing().equals(b.sizing())
-        && java.util.Objects.equals(a.owner(), b.owner());
+        && java.util.Objects.equals(a.owner(), b.owner())
+        && a.egress().equals(b.egress());
   }
 
   private Path file(Id id) {
@@ -287,6 +292,12 @@ final class Definitions {
     size.put("memory_bytes", e.sizing().memoryBytes());
     size.put("runners", e.sizing().runners());
     size.put("gpus", e.sizing().gpus());
+    if (!e.egress().isEmpty()) {
+      n.put("egress", e.egress().policy().toString());
+      if (e.egress().policyFile() != null) {
+        n.put("egress_file", e.egress().policyFile());
+      }
+    }
     UdfDefinition d = e.definition();
     n.put("spec", d.spec().canonicalJson());
     ArrayNode reqs = n.putArray("requirements");
@@ -335,6 +346,11 @@ final class Definitions {
             size.path("runners").asInt(),
             size.path("gpus").asInt(0)),
         n.hasNonNull("owner") ? n.path("owner").asText() : null,
+        n.hasNonNull("egress")
+            ? new UdfEgress(
+                EgressPolicy.parse(n.path("egress").asText()),
+                n.hasNonNull("egress_file") ? n.path("egress_file").asText() : null)
+            : UdfEgress.NONE,
         Instant.parse(n.path("answered").asText()));
   }
 }

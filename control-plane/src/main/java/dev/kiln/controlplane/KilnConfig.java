@@ -70,6 +70,10 @@ import java.util.Map;
  * @param kubeconfig the cluster's kubeconfig file, or null to find the cluster as kubectl does (in
  *     a pod, its service account)
  * @param kubernetesNamespace Kiln's namespace: its UdfWorker resources and leader lease
+ * @param egressPolicy a TOML file of per-tenant, per-UDF egress allow-lists, or null
+ * @param egressDeny address ranges (CIDR) no UDF may connect to whatever its allow-list says
+ * @param egressHosts a file ({@code /etc/hosts} format) of names the egress proxy resolves before
+ *     asking DNS, or null
  */
 public record KilnConfig(
     int grpcPort,
@@ -114,7 +118,10 @@ public record KilnConfig(
     Path registryPasswordFile,
     boolean kubernetes,
     Path kubeconfig,
-    String kubernetesNamespace) {
+    String kubernetesNamespace,
+    Path egressPolicy,
+    List<String> egressDeny,
+    Path egressHosts) {
 
   /** The share of the host's memory sandboxes may hold when --max-sandbox-memory is not set. */
   public static final double DEFAULT_SANDBOX_MEMORY_SHARE = 0.75;
@@ -123,6 +130,7 @@ public record KilnConfig(
     runtimes = Map.copyOf(runtimes);
     indexUrls = List.copyOf(indexUrls);
     workerSizes = List.copyOf(workerSizes);
+    egressDeny = List.copyOf(egressDeny);
   }
 
   /** Runner processes per sandbox: the configured number, or one per CPU of the sandbox. */
@@ -198,6 +206,10 @@ public record KilnConfig(
     b.kubernetes = kubernetes;
     b.kubeconfig = kubeconfig;
     b.kubernetesNamespace = kubernetesNamespace;
+    b.egressPolicy = egressPolicy;
+    b.egressDeny = new ArrayList<>(egressDeny);
+    b.egressDenyFromDefault = false;
+    b.egressHosts = egressHosts;
     return b;
   }
 }

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
+import dev.kiln.egress.DenyList;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -63,6 +64,10 @@ public final class KilnConfigBuilder {
   boolean kubernetes;
   Path kubeconfig;
   String kubernetesNamespace = "kiln";
+  Path egressPolicy;
+  List<String> egressDeny = new ArrayList<>(DenyList.DEFAULTS);
+  boolean egressDenyFromDefault = true;
+  Path egressHosts;
 
   public KilnConfigBuilder grpcPort(int v) {
     grpcPort = v;
@@ -294,6 +299,19 @@ public final class KilnConfigBuilder {
       case "kubernetes" -> kubernetes = Boolean.parseBoolean(value.trim());
       case "kubeconfig" -> kubeconfig = Path.of(value.trim());
       case "kubernetes-namespace" -> kubernetesNamespace = value.trim();
+      case "egress-policy" -> egressPolicy = Path.of(value.trim());
+      case "egress-deny" -> {
+        if (egressDenyFromDefault) {
+          egressDeny.clear();
+          egressDenyFromDefault = false;
+        }
+        for (String cidr : value.split(",")) {
+          if (!cidr.isBlank() && !cidr.strip().equalsIgnoreCase("none")) {
+            egressDeny.add(cidr.strip());
+          }
+        }
+      }
+      case "egress-hosts" -> egressHosts = Path.of(value.trim());
       default ->
           throw new IllegalArgumentException(
               "unknown setting '"
@@ -306,7 +324,7 @@ public final class KilnConfigBuilder {
                   + " auto-suspend, udf-env, max-sandboxes, max-sandbox-memory, gc-after,"
                   + " disk-max, scale-down-after, warm-pool, zygotes, registry,"
                   + " registry-insecure, registry-username, registry-password-file, kubernetes,"
-                  + " kubeconfig, kubernetes-namespace)");
+                  + " kubeconfig, kubernetes-namespace, egress-policy, egress-deny, egress-hosts)");
     }
     return this;
   }
@@ -397,6 +415,19 @@ public final class KilnConfigBuilder {
     } catch (KilnException e) {
       errors.add(e.getMessage());
     }
+    try {
+      DenyList.parse(egressDeny);
+    } catch (KilnException e) {
+      errors.add(e.getMessage());
+    }
+    if (kubernetes && egressPolicy != null) {
+      errors.add(
+          "egress-policy: UDF sandboxes that are pods (--kubernetes) cannot have egress yet; run"
+              + " without --egress-policy");
+    }
+    if (egressHosts != null && !Files.isReadable(egressHosts)) {
+      errors.add("egress-hosts " + egressHosts + " is not a readable file");
+    }
     if (!errors.isEmpty()) {
       throw new KilnException(
           ErrorCode.INVALID_CONFIGURATION, "invalid configuration: " + String.join("; ", errors));
@@ -444,7 +475,10 @@ public final class KilnConfigBuilder {
         registryPasswordFile == null ? null : registryPasswordFile.toAbsolutePath(),
         kubernetes,
         kubeconfig == null ? null : kubeconfig.toAbsolutePath(),
-        kubernetesNamespace);
+        kubernetesNamespace,
+        egressPolicy == null ? null : egressPolicy.toAbsolutePath(),
+        egressDeny,
+        egressHosts == null ? null : egressHosts.toAbsolutePath());
   }
 
   private static final String REGISTRY =

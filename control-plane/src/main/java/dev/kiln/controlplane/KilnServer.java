@@ -199,6 +199,16 @@ public final class KilnServer implements AutoCloseable {
             serverSizing,
             meters);
     closeables.push(warm);
+    UdfRegistry[] registryRef = new UdfRegistry[1];
+    // A refused connection shows in the UDF's log (kiln logs) the moment it is refused.
+    EgressSandboxes egress =
+        EgressSandboxes.of(
+            config,
+            d ->
+                registryRef[0]
+                    .get(new Tenant(d.client().tenant()), new ContentKey(d.client().udf()))
+                    .ifPresent(r -> r.note("kiln egress: refused: " + d.reason())));
+    closeables.push(egress);
     ModuleSteps steps =
         new ModuleSteps(
             runtimes,
@@ -210,8 +220,8 @@ public final class KilnServer implements AutoCloseable {
             new StartRunners(config.batchTimeout()),
             warm,
             pushes,
-            cluster);
-    UdfRegistry[] registryRef = new UdfRegistry[1];
+            cluster,
+            egress);
     Pipeline pipeline = new Pipeline(steps, pipelines, meters, r -> registryRef[0].evict(r));
     Scaler[] scalerRef = new Scaler[1];
     registry =
@@ -277,7 +287,7 @@ public final class KilnServer implements AutoCloseable {
         cluster != null ? cluster.workers() : FileWorkers.open(data.resolve(FileWorkers.FILE));
     WorkerSizes sizes =
         config.kubernetes()
-            ? WorkerSizes.of(config.workerSizes()).withGpus()
+            ? WorkerSizes.of(config.workerSizes()).forPods()
             : WorkerSizes.of(config.workerSizes());
     // With --kubernetes, other replicas' sandboxes of a UDF count for its worker's bounds.
     ToIntBiFunction<Tenant, ContentKey> elsewhere =
@@ -294,6 +304,8 @@ public final class KilnServer implements AutoCloseable {
             InstantSource.system());
     scalerRef[0] = scaler;
     UdfEnv udfEnv = new UdfEnv(config.udfEnv(), InstantSource.system());
+    EgressPolicies egressPolicies =
+        new EgressPolicies(config.egressPolicy(), InstantSource.system());
 
     flight =
         FlightEndpoint.start(
@@ -314,7 +326,7 @@ public final class KilnServer implements AutoCloseable {
     endpoint = "http://" + config.advertiseHost() + ":" + flight.port();
 
     UdfProvisioningService service =
-        new UdfProvisioningService(requests, serverSizing, endpoint, meters);
+        new UdfProvisioningService(requests, serverSizing, egressPolicies, endpoint, meters);
     WorkerService workerService =
         new WorkerService(
             requests,
@@ -326,6 +338,7 @@ public final class KilnServer implements AutoCloseable {
             (tenant, imp) ->
                 cache.identities().tag(tenant.name(), imp.location(), imp.url(), imp.headers()),
             udfEnv,
+            egressPolicies,
             pipelines,
             endpoint,
             InstantSource.system(),

@@ -6,6 +6,7 @@ import dev.kiln.base.SingleFlight;
 import dev.kiln.cache.Digest;
 import dev.kiln.cache.FetchInputs;
 import dev.kiln.definition.StagedImport;
+import dev.kiln.egress.EgressProxy;
 import dev.kiln.image.BaseFacts;
 import dev.kiln.image.BuildImage;
 import dev.kiln.image.BuiltImage;
@@ -54,6 +55,7 @@ final class ModuleSteps implements PipelineSteps {
   private final WarmSandboxes warm;
   private final ImageRegistry registry;
   private final KubernetesBackend cluster;
+  private final EgressSandboxes egress;
 
   /** How long a replica waits for the image another replica builds before it gives up. */
   static final Duration BUILD_WAIT = Duration.ofMinutes(15);
@@ -106,6 +108,7 @@ final class ModuleSteps implements PipelineSteps {
    * @param registry where built images are pushed, or null for nowhere
    * @param cluster the Kubernetes cluster whose pods (pulling the pushed image) the sandboxes are,
    *     and whose Kiln replicas build each image once; null when sandboxes are local
+   * @param egress where the sandboxes of UDFs with an egress allow-list are placed
    */
   ModuleSteps(
       Runtimes runtimes,
@@ -117,7 +120,8 @@ final class ModuleSteps implements PipelineSteps {
       StartRunners runners,
       WarmSandboxes warm,
       ImageRegistry registry,
-      KubernetesBackend cluster) {
+      KubernetesBackend cluster,
+      EgressSandboxes egress) {
     this.runtimes = runtimes;
     this.bases = bases;
     this.packages = packages;
@@ -128,6 +132,7 @@ final class ModuleSteps implements PipelineSteps {
     this.warm = warm;
     this.registry = registry;
     this.cluster = cluster;
+    this.egress = egress;
   }
 
   /**
@@ -220,12 +225,24 @@ final class ModuleSteps implements PipelineSteps {
           pushImage(r, image)
               .orElseThrow(() -> new IllegalStateException("sandbox pods need --registry")));
     }
-    return sandboxes.place(
+    SandboxSpec spec =
         new SandboxSpec(
             r.key.shortForm(),
             SandboxRunners.sandboxImage(image.image()),
             r.sizing.limits(),
-            List.of()));
+            List.of());
+    if (r.egress.isEmpty()) {
+      return sandboxes.place(spec);
+    }
+    return egress.place(
+        sandboxes,
+        spec,
+        new EgressProxy.Client(
+            r.tenant.name(),
+            r.owner != null ? r.owner : r.definition.handler(),
+            r.key.hex(),
+            r.egress.policy(),
+            r.egress.policyFile()));
   }
 
   /** A pod pulls the image from the registry; its variables are the pod's. */
@@ -278,17 +295,20 @@ final class ModuleSteps implements PipelineSteps {
 
   @Override
   public Optional<SandboxPool.Warm> takeWarm(UdfResource r) {
-    return warm.takeWarm(r);
+    // Sandboxes started ahead of need have no network: a UDF with egress starts its own.
+    return r.egress.isEmpty() ? warm.takeWarm(r) : Optional.empty();
   }
 
   @Override
   public Optional<SandboxPool.Warm> takeZygote(UdfResource r, Lock lock, Inputs in) {
-    return warm.takeZygote(r, lock, in);
+    return r.egress.isEmpty() ? warm.takeZygote(r, lock, in) : Optional.empty();
   }
 
   @Override
   public void offerZygote(UdfResource r, Lock lock, Inputs in) {
-    warm.offerZygote(r, lock, in);
+    if (r.egress.isEmpty()) {
+      warm.offerZygote(r, lock, in);
+    }
   }
 
   @Override

@@ -193,6 +193,32 @@ final class ServerOptions {
   String udfEnv;
 
   @Option(
+      names = "--egress-policy",
+      paramLabel = "FILE",
+      description =
+          "Hosts the UDFs may connect to, per tenant or UDF (TOML: [udf_egress] then \"tenant\" or"
+              + " \"tenant.udf\" = [\"*.amazonaws.com\", \"api.example.com:443\"]), on top of a"
+              + " worker's egress option; read again when it changes. Without either a UDF has no"
+              + " network.")
+  String egressPolicy;
+
+  @Option(
+      names = "--egress-deny",
+      paramLabel = "CIDR[,CIDR...]",
+      description =
+          "Addresses no UDF may connect to whatever its allow-list says (default: cloud metadata,"
+              + " loopback, private, CGNAT and link-local ranges; 'none' for none). Repeatable;"
+              + " replaces the default list.")
+  List<String> egressDeny = new ArrayList<>();
+
+  @Option(
+      names = "--egress-hosts",
+      paramLabel = "FILE",
+      description =
+          "Names the egress proxy resolves from this file (/etc/hosts format) before asking DNS.")
+  String egressHosts;
+
+  @Option(
       names = "--index-url",
       paramLabel = "URL",
       description =
@@ -342,6 +368,8 @@ final class ServerOptions {
     flags.put("kubernetes-namespace", kubernetesNamespace);
     flags.put("auto-suspend", autoSuspend);
     flags.put("udf-env", udfEnv);
+    flags.put("egress-policy", egressPolicy);
+    flags.put("egress-hosts", egressHosts);
     flags.put("max-sandboxes", maxSandboxes);
     flags.put("max-sandbox-memory", maxSandboxMemory);
     flags.put("gc-after", gcAfter);
@@ -357,6 +385,7 @@ final class ServerOptions {
         });
     runtimes.forEach(r -> builder.set("runtime", r));
     workerSizes.forEach(w -> builder.set("worker-size", w));
+    egressDeny.forEach(d -> builder.set("egress-deny", d));
     if (!indexUrls.isEmpty()) {
       builder.indexUrls(indexUrls);
     }

@@ -4,12 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.dataformat.toml.TomlMapper;
 import dev.kiln.definition.Tenant;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.attribute.BasicFileAttributes;
-import java.time.Duration;
-import java.time.Instant;
 import java.time.InstantSource;
 import java.util.HashMap;
 import java.util.Map;
@@ -32,7 +27,6 @@ final class UdfEnv {
   private static final TomlMapper TOML = new TomlMapper();
   private static final Pattern KEY = Pattern.compile("^[A-Z_][A-Z0-9_]*$");
   private static final Set<String> RESERVED = Set.of("UDF_SERVER_ADDR", "RESOURCE_STATUS_ADDR");
-  static final Duration CHECK_INTERVAL = Duration.ofSeconds(1);
 
   /** One UDF's variables, and a version that changes whenever they do (never their values). */
   record Entry(Map<String, String> vars, long version) {
@@ -43,17 +37,13 @@ final class UdfEnv {
     }
   }
 
-  private final Path file;
-  private final InstantSource clock;
-  private Instant checkedAt = Instant.MIN;
-  private String stamp = "";
+  private final WatchedFile file;
   private Map<String, Entry> entries = Map.of();
   private long versions;
 
   /** Variables from {@code file}, or none when it is null. */
   UdfEnv(Path file, InstantSource clock) {
-    this.file = file;
-    this.clock = clock;
+    this.file = file == null ? null : new WatchedFile(file, clock, "the UDF environment file");
   }
 
   /** The variables of the tenant's UDF {@code name} (none when the file names none). */
@@ -61,30 +51,16 @@ final class UdfEnv {
     if (file == null) {
       return Entry.NONE;
     }
-    Instant now = clock.instant();
-    if (Duration.between(checkedAt, now).compareTo(CHECK_INTERVAL) >= 0) {
-      checkedAt = now;
-      reloadIfChanged();
+    WatchedFile.Change change = file.look();
+    if (change != WatchedFile.Change.NONE) {
+      reload(change);
     }
     return entries.getOrDefault(tenant.name() + "." + name, Entry.NONE);
   }
 
-  private void reloadIfChanged() {
-    String now;
-    try {
-      BasicFileAttributes a = Files.readAttributes(file, BasicFileAttributes.class);
-      now = a.size() + "@" + a.lastModifiedTime().toInstant() + "#" + a.fileKey();
-    } catch (NoSuchFileException e) {
-      now = "missing";
-    } catch (IOException e) {
-      log.warn("cannot read the UDF environment file {}: {}", file, e.toString());
-      return;
-    }
-    if (now.equals(stamp)) {
-      return;
-    }
-    stamp = now;
-    Map<String, Map<String, String>> read = now.equals("missing") ? Map.of() : read();
+  private void reload(WatchedFile.Change change) {
+    Map<String, Map<String, String>> read =
+        change == WatchedFile.Change.MISSING ? Map.of() : read();
     if (read == null) {
       return; // unreadable: keep what was there
     }
@@ -98,17 +74,18 @@ final class UdfEnv {
               : new Entry(e.getValue(), ++versions));
     }
     entries = next;
-    log.info("UDF environment from {}: {} UDFs", file, next.size());
+    log.info("UDF environment from {}: {} UDFs", file.path(), next.size());
   }
 
   /** The file's entries, bad ones left out and logged by key; null when it cannot be parsed. */
   private Map<String, Map<String, String>> read() {
     JsonNode root;
     try {
-      root = TOML.readTree(file.toFile());
+      root = TOML.readTree(file.path().toFile());
     } catch (IOException e) {
       // The parser's message may quote the file; keep values out of the log.
-      log.warn("the UDF environment file {} is not valid TOML; keeping the previous one", file);
+      log.warn(
+          "the UDF environment file {} is not valid TOML; keeping the previous one", file.path());
       return null;
     }
     Map<String, Map<String, String>> out = new TreeMap<>();
@@ -121,7 +98,7 @@ final class UdfEnv {
         log.warn(
             "UDF environment file {}: entry '{}' is not \"tenant.udf_name\" = {{ KEY = \"value\" }};"
                 + " skipped",
-            file,
+            file.path(),
             udf.getKey());
         continue;
       }

@@ -32,6 +32,7 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
 
   private final UdfRequests requests;
   private final Sizing sizing;
+  private final EgressPolicies egress;
   private final String endpoint;
   private final Timer applyTimer;
   private final Counter hot;
@@ -41,12 +42,18 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
   /**
    * @param requests what both front doors share
    * @param sizing the sandbox size of every UDF asked for here (the server's own)
+   * @param egress what the operator lets each UDF reach ({@code --egress-policy})
    * @param endpoint the Flight endpoint answered with
    */
   UdfProvisioningService(
-      UdfRequests requests, Sizing sizing, String endpoint, MeterRegistry meters) {
+      UdfRequests requests,
+      Sizing sizing,
+      EgressPolicies egress,
+      String endpoint,
+      MeterRegistry meters) {
     this.requests = requests;
     this.sizing = sizing;
+    this.egress = egress;
     this.endpoint = endpoint;
     this.applyTimer =
         Timer.builder("kiln.apply")
@@ -74,6 +81,7 @@ final class UdfProvisioningService extends UdfServiceGrpc.UdfServiceImplBase {
           definition,
           sizing,
           UdfEnv.Entry.NONE,
+          egress.forUdf(tenant, definition.handler()),
           new UdfRequests.Answer() {
             @Override
             public void ready(ContentKey key, Map<String, String> headers, boolean isHot) {

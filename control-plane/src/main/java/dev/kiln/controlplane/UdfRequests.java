@@ -73,19 +73,20 @@ final class UdfRequests {
       UdfDefinition definition,
       Sizing sizing,
       UdfEnv.Entry env,
+      UdfEgress egress,
       Answer answer)
       throws KilnException {
     Runtimes.Runtime runtime = pipeline.check(definition);
-    ContentKey key = key(definition, runtime, sizing, env);
+    ContentKey key = key(definition, runtime, sizing, env, egress);
     CallMetadata.RESPONSE_KEY.get().set(key.hex());
     UdfRegistry.Obtained obtained =
-        obtain(tenant, key, definition, runtime, sizing, env.vars(), owner);
+        obtain(tenant, key, definition, runtime, sizing, env.vars(), egress, owner);
     UdfResource resource = obtained.resource();
     Map<String, String> headers = Map.of(Tokens.HEADER, tokens.issue(tenant, key));
     if (obtained.created()) {
       // Kept before the token goes out, so that a restart never meets a token it cannot serve.
       definitions.put(
-          new Definitions.Entry(tenant, key, definition, sizing, owner, clock.instant()));
+          new Definitions.Entry(tenant, key, definition, sizing, owner, egress, clock.instant()));
     } else {
       KilnException failure = resource.failure();
       if (failure != null) {
@@ -118,6 +119,7 @@ final class UdfRequests {
             runtime,
             kept.sizing(),
             env.vars(),
+            kept.egress(),
             kept.owner());
     if (obtained.created()) {
       log.info(
@@ -138,12 +140,13 @@ final class UdfRequests {
       Runtimes.Runtime runtime,
       Sizing sizing,
       Map<String, String> env,
+      UdfEgress egress,
       String owner)
       throws KilnException {
     return registry.obtain(
         tenant,
         key,
-        () -> new UdfResource(tenant, key, definition, runtime, sizing, env, owner, clock));
+        () -> new UdfResource(tenant, key, definition, runtime, sizing, env, egress, owner, clock));
   }
 
   /**
@@ -175,6 +178,7 @@ final class UdfRequests {
                 runtime,
                 e.sizing(),
                 Map.of(),
+                e.egress(),
                 e.owner(),
                 clock));
       } catch (KilnException ex) {
@@ -200,11 +204,15 @@ final class UdfRequests {
    * The key of a UDF resource: what Databend asked for, on this runtime and runner version (the
    * package lock and the imports' content are resolved by the pipeline and go into the image's key,
    * so the hot path never waits on an index or a download), the sandbox size when it is not the
-   * server's own, and the version (never the values) of the UDF's environment when it has one: a
-   * new size or new values make a new resource.
+   * server's own, the version (never the values) of the UDF's environment when it has one, and its
+   * egress allow-list when it has one: a new size, new values or a new list make a new resource.
    */
   static ContentKey key(
-      UdfDefinition definition, Runtimes.Runtime runtime, Sizing sizing, UdfEnv.Entry env) {
+      UdfDefinition definition,
+      Runtimes.Runtime runtime,
+      Sizing sizing,
+      UdfEnv.Entry env,
+      UdfEgress egress) {
     ContentKey key = definition.key(runtime.digest(), RunnerFiles.version());
     if (!sizing.isDefault()) {
       key =
@@ -221,6 +229,9 @@ final class UdfRequests {
     }
     if (!env.vars().isEmpty()) {
       key = ContentKeys.variant(key, "env-version=" + env.version());
+    }
+    if (!egress.isEmpty()) {
+      key = ContentKeys.variant(key, egress.keyPart());
     }
     return key;
   }

@@ -42,6 +42,9 @@ final class UdfResource implements UdfHandle, AutoCloseable {
   /** Variables the UDF's processes get ({@code --udf-env}); never logged or shown. */
   final Map<String, String> env;
 
+  /** What it may reach outside its sandbox; none (no network) for most. */
+  final UdfEgress egress;
+
   /** The worker it runs for, or null when it was asked for without a name (ApplyUdfResource). */
   final String owner;
 
@@ -76,6 +79,7 @@ final class UdfResource implements UdfHandle, AutoCloseable {
       Runtimes.Runtime runtime,
       Sizing sizing,
       Map<String, String> env,
+      UdfEgress egress,
       String owner,
       InstantSource clock) {
     this.tenant = tenant;
@@ -84,6 +88,7 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     this.runtime = runtime;
     this.sizing = sizing;
     this.env = Map.copyOf(env);
+    this.egress = egress;
     this.owner = owner;
     this.clock = clock;
     this.created = clock.instant();
@@ -150,6 +155,17 @@ final class UdfResource implements UdfHandle, AutoCloseable {
     if (extra.remove(p)) {
       p.pool().close();
       p.sandbox().close();
+    }
+  }
+
+  /**
+   * Adds Kiln's own line about the UDF (a refused outbound connection) to what {@code kiln logs}
+   * shows of it; only the server's log has it while the UDF is starting.
+   */
+  void note(String line) {
+    Provisioned p = provisioned;
+    if (p != null) {
+      p.pool().note(line);
     }
   }
 

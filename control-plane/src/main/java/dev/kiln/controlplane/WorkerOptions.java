@@ -2,6 +2,7 @@ package dev.kiln.controlplane;
 
 import dev.kiln.base.ErrorCode;
 import dev.kiln.base.KilnException;
+import dev.kiln.egress.EgressPolicy;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -17,7 +18,8 @@ import java.util.TreeMap;
  * again), {@code auto_suspend} (seconds without calls before the worker's sandboxes stop; 0 =
  * never; {@link IdleSuspender} acts on it), {@code min_cluster_count} and {@code max_cluster_count}
  * (sandboxes under load), {@code gpu} (GPUs per sandbox: pods on GPU nodes, with {@code kiln serve
- * --kubernetes}).
+ * --kubernetes}), {@code egress} (the hosts its UDFs may connect to, through Kiln's egress proxy;
+ * none by default: no network at all).
  *
  * @param size the size, empty for the server's own sandbox settings
  * @param autoSuspend idle time before the sandboxes stop, {@link Duration#ZERO} = never
@@ -25,6 +27,7 @@ import java.util.TreeMap;
  * @param minClusterCount fewest sandboxes
  * @param maxClusterCount most sandboxes
  * @param gpus GPUs per sandbox
+ * @param egress the hosts its UDFs may reach ({@link EgressPolicy#NONE}: no network)
  */
 record WorkerOptions(
     Optional<Sizing> size,
@@ -32,11 +35,18 @@ record WorkerOptions(
     boolean autoResume,
     int minClusterCount,
     int maxClusterCount,
-    int gpus) {
+    int gpus,
+    EgressPolicy egress) {
 
   static final List<String> KEYS =
       List.of(
-          "size", "auto_suspend", "auto_resume", "min_cluster_count", "max_cluster_count", "gpu");
+          "size",
+          "auto_suspend",
+          "auto_resume",
+          "min_cluster_count",
+          "max_cluster_count",
+          "gpu",
+          "egress");
 
   /** The most GPUs a sandbox may ask for (a node's, at most). */
   static final int MAX_GPUS = 16;
@@ -57,6 +67,7 @@ record WorkerOptions(
     int min = 1;
     int max = 1;
     int gpus = 0;
+    EgressPolicy egress = EgressPolicy.NONE;
     for (Map.Entry<String, String> e : new TreeMap<>(raw).entrySet()) {
       String key = e.getKey().toLowerCase(Locale.ROOT);
       String value = e.getValue().strip();
@@ -98,7 +109,7 @@ record WorkerOptions(
           Long n = nonNegative(value);
           if (n == null || n > MAX_GPUS) {
             errors.add("gpu '" + value + "' is not a count of GPUs from 0 to " + MAX_GPUS);
-          } else if (n > 0 && !sizes.gpus()) {
+          } else if (n > 0 && !sizes.pods()) {
             errors.add(
                 "gpu '"
                     + value
@@ -106,6 +117,21 @@ record WorkerOptions(
                     + " GPUs need kiln serve --kubernetes on a cluster with GPU nodes");
           } else {
             gpus = n.intValue();
+          }
+        }
+        case "egress" -> {
+          try {
+            egress = EgressPolicy.parse(value);
+          } catch (KilnException x) {
+            errors.add(x.getMessage());
+          }
+          if (!egress.isEmpty() && sizes.pods()) {
+            errors.add(
+                "egress '"
+                    + value
+                    + "': this server's sandboxes are pods (kiln serve --kubernetes), where an"
+                    + " egress allow-list is not supported yet; run the worker on a local Kiln"
+                    + " server, or unset egress");
           }
         }
         default -> errors.add("'" + e.getKey() + "' is not a worker option");
@@ -124,9 +150,10 @@ record WorkerOptions(
               + "), auto_suspend (seconds, 0 = never), auto_resume (true, false),"
               + " min_cluster_count and max_cluster_count (1 to 1000, min <= max), gpu (0 to "
               + MAX_GPUS
-              + ", with kiln serve --kubernetes)");
+              + ", with kiln serve --kubernetes), egress (host patterns, comma-separated:"
+              + " api.example.com, *.amazonaws.com, 10.1.2.3:443)");
     }
-    return new WorkerOptions(size, autoSuspend, autoResume, min, max, gpus);
+    return new WorkerOptions(size, autoSuspend, autoResume, min, max, gpus, egress);
   }
 
   private static Long nonNegative(String value) {

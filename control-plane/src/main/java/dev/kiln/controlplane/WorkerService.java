@@ -68,6 +68,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
   private final UdfRegistry registry;
   private final ImportTags importTags;
   private final UdfEnv udfEnv;
+  private final EgressPolicies egress;
   private final Executor blocking;
   private final String endpoint;
   private final InstantSource clock;
@@ -85,6 +86,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
       UdfRegistry registry,
       ImportTags importTags,
       UdfEnv udfEnv,
+      EgressPolicies egress,
       Executor blocking,
       String endpoint,
       InstantSource clock,
@@ -97,6 +99,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
     this.registry = registry;
     this.importTags = importTags;
     this.udfEnv = udfEnv;
+    this.egress = egress;
     this.blocking = blocking;
     this.endpoint = endpoint;
     this.clock = clock;
@@ -208,6 +211,7 @@ final class WorkerService extends WorkerServiceGrpc.WorkerServiceImplBase {
         definition,
         options.sizing(serverSizing),
         udfEnv.get(tenant, name),
+        egress.forWorker(tenant, name, options.egress()),
         new UdfRequests.Answer() {
           @Override
           public void ready(ContentKey key, Map<String, String> headers, boolean isHot) {

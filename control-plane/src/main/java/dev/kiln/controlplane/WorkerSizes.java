@@ -15,7 +15,7 @@ import java.util.regex.Pattern;
  * The worker sizes a {@code size} option may name, each a sandbox's CPUs, memory and runner
  * processes. The defaults ({@link #DEFAULTS}) are replaced or extended by {@code --worker-size
  * NAME=CPUS,MEMORY,RUNNERS} (e.g. {@code medium=2,1GiB,2}). Whether a worker's {@code gpu} option
- * may ask for GPUs on top ({@link #gpus}): only when sandboxes are pods of a cluster.
+ * may ask for GPUs on top: only when sandboxes are pods of a cluster ({@link #pods}).
  */
 final class WorkerSizes {
   /** The built-in table, smallest first. */
@@ -28,21 +28,21 @@ final class WorkerSizes {
           Pattern.CASE_INSENSITIVE);
 
   private final Map<String, Sizing> byName;
-  private final boolean gpus;
+  private final boolean pods;
 
-  private WorkerSizes(Map<String, Sizing> byName, boolean gpus) {
+  private WorkerSizes(Map<String, Sizing> byName, boolean pods) {
     this.byName = byName;
-    this.gpus = gpus;
+    this.pods = pods;
   }
 
-  /** The same table, where sandboxes may have GPUs (pods of a cluster with GPU nodes). */
-  WorkerSizes withGpus() {
+  /** The same table, for sandboxes that are pods of a cluster (which may have GPU nodes). */
+  WorkerSizes forPods() {
     return new WorkerSizes(byName, true);
   }
 
-  /** Whether sandboxes may have GPUs. */
-  boolean gpus() {
-    return gpus;
+  /** Whether sandboxes are pods of a cluster (so may have GPUs) rather than local gVisor ones. */
+  boolean pods() {
+    return pods;
   }
 
   /**

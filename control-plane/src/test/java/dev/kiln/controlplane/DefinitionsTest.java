@@ -6,6 +6,7 @@ import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.StagedImport;
 import dev.kiln.definition.Tenant;
 import dev.kiln.definition.UdfDefinition;
+import dev.kiln.egress.EgressPolicy;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -43,6 +44,10 @@ class DefinitionsTest {
         // A worker's GPUs are kept with its size (a worker without any has 0).
         new Sizing("small", 1.0, 512L << 20, 1, owner == null ? 0 : 1),
         owner,
+        // A worker's egress allow-list is kept (ApplyUdfResource's, here none, too).
+        owner == null
+            ? UdfEgress.NONE
+            : new UdfEgress(EgressPolicy.parse("*.amazonaws.com,api.example.com:443"), null),
         Instant.parse("2026-12-03T10:00:00Z"));
   }
 

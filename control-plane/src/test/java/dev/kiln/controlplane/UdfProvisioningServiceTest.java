@@ -86,7 +86,8 @@ class UdfProvisioningServiceTest {
         new UdfRequests(registry, definitions, pipeline, tokens, applyWait, clock);
     directory = knownUdfs(registry, definitions, requests);
     UdfProvisioningService service =
-        new UdfProvisioningService(requests, SIZING, "http://kiln:8815", meters);
+        new UdfProvisioningService(
+            requests, SIZING, new EgressPolicies(null, clock), "http://kiln:8815", meters);
     String name = InProcessServerBuilder.generateName();
     Server server =
         InProcessServerBuilder.forName(name)

@@ -15,7 +15,7 @@ class WorkerOptionsTest {
 
   @Test
   void aGpuCountGoesToTheSandboxesOfAServerWhoseSandboxesArePods() throws Exception {
-    WorkerSizes pods = WorkerSizes.of(List.of()).withGpus();
+    WorkerSizes pods = WorkerSizes.of(List.of()).forPods();
     WorkerOptions o = WorkerOptions.parse(Map.of("gpu", "2", "size", "large"), pods, Duration.ZERO);
     Sizing s = o.sizing(SERVER);
     assertThat(s.gpus()).isEqualTo(2);
@@ -38,7 +38,37 @@ class WorkerOptionsTest {
     assertThatThrownBy(
             () ->
                 WorkerOptions.parse(
-                    Map.of("gpu", "many"), WorkerSizes.of(List.of()).withGpus(), Duration.ZERO))
+                    Map.of("gpu", "many"), WorkerSizes.of(List.of()).forPods(), Duration.ZERO))
         .hasMessageContaining("gpu 'many' is not a count of GPUs from 0 to 16");
+  }
+
+  @Test
+  void anEgressListIsCheckedAndEveryBadPatternNamed() throws Exception {
+    WorkerSizes local = WorkerSizes.of(List.of());
+    WorkerOptions o =
+        WorkerOptions.parse(
+            Map.of("egress", " *.amazonaws.com , api.example.com:443,10.1.2.3"),
+            local,
+            Duration.ZERO);
+    assertThat(o.egress().toString()).isEqualTo("*.amazonaws.com,api.example.com:443,10.1.2.3");
+    assertThat(WorkerOptions.parse(Map.of(), local, Duration.ZERO).egress().isEmpty()).isTrue();
+    assertThatThrownBy(
+            () ->
+                WorkerOptions.parse(
+                    Map.of("egress", "api.example.com,*,http://x.test/path"), local, Duration.ZERO))
+        .isInstanceOf(KilnException.class)
+        .satisfies(
+            e -> assertThat(((KilnException) e).code()).isEqualTo(ErrorCode.INVALID_WORKER_OPTION))
+        .hasMessageContaining("'*'")
+        .hasMessageContaining("'http://x.test/path'")
+        .hasMessageContaining("egress (host patterns");
+    // Sandboxes that are pods have no egress proxy yet: refused, saying so.
+    assertThatThrownBy(
+            () ->
+                WorkerOptions.parse(
+                    Map.of("egress", "api.example.com"),
+                    WorkerSizes.of(List.of()).forPods(),
+                    Duration.ZERO))
+        .hasMessageContaining("egress 'api.example.com': this server's sandboxes are pods");
   }
 }

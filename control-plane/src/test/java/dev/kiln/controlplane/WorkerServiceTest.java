@@ -102,6 +102,7 @@ class WorkerServiceTest {
             registry,
             (tenant, imp) -> importTags.getOrDefault(imp.location(), "unknown"),
             env,
+            new EgressPolicies(dir.resolve("egress.toml"), clock),
             pipelines,
             "http://kiln:8815",
             clock,
@@ -474,7 +475,7 @@ class WorkerServiceTest {
     java.nio.file.Files.writeString(
         dir.resolve("udf_env.toml"),
         "[udf_env]\n\"acme.add_one\" = { UDF_ENV_TEST = \"changed\" }\n");
-    clock.advance(UdfEnv.CHECK_INTERVAL);
+    clock.advance(WatchedFile.CHECK_INTERVAL);
     CreateWorkerResponse changed = createUdf("acme", "add_one", addOne());
     assertThat(key(changed)).isNotEqualTo(key(first));
     // Another tenant's UDF of the same name has no environment: the plain key.

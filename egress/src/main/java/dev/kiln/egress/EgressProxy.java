@@ -20,12 +20,15 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
+import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Consumer;
+import java.util.function.Predicate;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -66,11 +69,45 @@ public final class EgressProxy implements AutoCloseable {
     Resolver SYSTEM = host -> List.of(InetAddress.getAllByName(host));
   }
 
-  /** Whose connections a set of credentials stands for, and what they may reach. */
-  public record Client(String tenant, String worker, EgressPolicy policy) {}
+  /**
+   * Whose connections a set of credentials stands for, and what they may reach.
+   *
+   * @param tenant the tenant
+   * @param worker the worker (or UDF) name the allow-list belongs to
+   * @param udf which of its UDF resources (a content key's short form), for the UDF's log
+   * @param policy the hosts it may reach
+   * @param policyFile where an operator wrote that list ({@code kiln serve --egress-policy}), or
+   *     null when it is the worker's {@code egress} option: a refusal says which one to change
+   */
+  public record Client(
+      String tenant, String worker, String udf, EgressPolicy policy, String policyFile) {
+    public Client {
+      Objects.requireNonNull(tenant, "tenant");
+      Objects.requireNonNull(worker, "worker");
+      Objects.requireNonNull(udf, "udf");
+      Objects.requireNonNull(policy, "policy");
+    }
+
+    /** What to change so that {@code host} is let through. */
+    String howToAllow(String host) {
+      String list = (policy.isEmpty() ? "" : policy + ",") + host;
+      if (policyFile == null) {
+        return "add it with ALTER WORKER " + worker + " SET egress = '" + list + "'";
+      }
+      return "add \""
+          + host
+          + "\" to the entry \""
+          + tenant
+          + "."
+          + worker
+          + "\" of the egress policy file "
+          + policyFile
+          + " (kiln serve --egress-policy)";
+    }
+  }
 
   /** A refused connection: whose, to what, and why (the same words the UDF gets). */
-  public record Denial(String tenant, String worker, String host, int port, String reason) {}
+  public record Denial(Client client, String host, int port, String reason) {}
 
   /** Bytes a worker's UDFs sent out and received through the proxy. */
   public record Traffic(long sent, long received) {}
@@ -90,22 +127,44 @@ public final class EgressProxy implements AutoCloseable {
   private final ExecutorService threads = Executors.newVirtualThreadPerTaskExecutor();
   private final SecureRandom random = new SecureRandom();
 
+  private final Predicate<InetAddress> reachedAt;
+
   private EgressProxy(
-      ServerSocket server, DenyList deny, Resolver resolver, Consumer<Denial> denials) {
+      ServerSocket server,
+      DenyList deny,
+      Resolver resolver,
+      Consumer<Denial> denials,
+      Predicate<InetAddress> reachedAt) {
     this.server = server;
     this.deny = deny;
     this.resolver = resolver;
     this.denials = denials;
+    this.reachedAt = reachedAt;
   }
 
   /** Listens on {@code bind} (port 0: any free port) and serves until closed. */
   public static EgressProxy start(
       InetSocketAddress bind, DenyList deny, Resolver resolver, Consumer<Denial> denials)
       throws IOException {
+    return start(bind, deny, resolver, denials, a -> true);
+  }
+
+  /**
+   * Listens on {@code bind} and serves connections made to a local address {@code reachedAt}
+   * accepts (a proxy bound to every address that only sandbox networks may use); others are closed
+   * at once.
+   */
+  public static EgressProxy start(
+      InetSocketAddress bind,
+      DenyList deny,
+      Resolver resolver,
+      Consumer<Denial> denials,
+      Predicate<InetAddress> reachedAt)
+      throws IOException {
     ServerSocket s = new ServerSocket();
     s.setReuseAddress(true);
     s.bind(bind, 256);
-    EgressProxy p = new EgressProxy(s, deny, resolver, denials);
+    EgressProxy p = new EgressProxy(s, deny, resolver, denials, reachedAt);
     p.threads.execute(p::accept);
     log.info("egress proxy listening on {}", s.getLocalSocketAddress());
     return p;
@@ -135,6 +194,23 @@ public final class EgressProxy implements AutoCloseable {
     return "http://" + USER + ":" + token + "@" + host + ":" + port();
   }
 
+  /**
+   * The variables that send a UDF's HTTP(S) through this proxy, reached at {@code host}, with the
+   * credentials {@code token}: what {@code requests}, {@code urllib}, {@code boto3} and {@code
+   * curl} read (both spellings; loopback stays direct).
+   */
+  public Map<String, String> environment(String host, String token) {
+    String url = url(host, token);
+    Map<String, String> env = new TreeMap<>();
+    for (String name : List.of("HTTP_PROXY", "HTTPS_PROXY")) {
+      env.put(name, url);
+      env.put(name.toLowerCase(Locale.ROOT), url);
+    }
+    env.put("NO_PROXY", "localhost,127.0.0.1,::1");
+    env.put("no_proxy", "localhost,127.0.0.1,::1");
+    return env;
+  }
+
   /** The bytes the tenant's worker sent and received through the proxy so far. */
   public Traffic traffic(String tenant, String worker) {
     Counters c = traffic.get(tenant + "/" + worker);
@@ -145,6 +221,11 @@ public final class EgressProxy implements AutoCloseable {
     while (!server.isClosed()) {
       try {
         Socket s = server.accept();
+        if (!reachedAt.test(s.getLocalAddress())) {
+          log.debug("egress proxy: refused a connection to {}", s.getLocalSocketAddress());
+          s.close();
+          continue;
+        }
         threads.execute(() -> serve(s));
       } catch (IOException e) {
         if (!server.isClosed()) {
@@ -306,14 +387,11 @@ public final class EgressProxy implements AutoCloseable {
           client,
           target,
           target
-              + " is not in the egress allow-list of worker "
+              + " is not in the egress allow-list of "
+              + (client.policyFile() == null ? "worker " : "UDF ")
               + client.worker()
-              + "; add it with ALTER WORKER "
-              + client.worker()
-              + " SET egress = '"
-              + (client.policy().isEmpty() ? "" : client.policy() + ",")
-              + target.host()
-              + "'",
+              + "; "
+              + client.howToAllow(target.host()),
           out);
       return null;
     }
@@ -375,14 +453,14 @@ public final class EgressProxy implements AutoCloseable {
 
   private void deny(Client client, HostPort target, String reason) {
     log.info(
-        "egress denied: tenant={} worker={} {}: {}",
+        "egress denied: tenant={} worker={} udf={} {}: {}",
         client.tenant(),
         client.worker(),
+        client.udf(),
         target,
         reason);
     try {
-      denials.accept(
-          new Denial(client.tenant(), client.worker(), target.host(), target.port(), reason));
+      denials.accept(new Denial(client, target.host(), target.port(), reason));
     } catch (RuntimeException e) {
       log.warn("egress proxy: a denial listener failed: {}", e.toString());
     }

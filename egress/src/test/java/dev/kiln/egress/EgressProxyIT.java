@@ -118,7 +118,49 @@ class EgressProxyIT {
   }
 
   private static String token(String worker, String egress) throws Exception {
-    return proxy.admit(new EgressProxy.Client("acme", worker, EgressPolicy.parse(egress)));
+    return proxy.admit(
+        new EgressProxy.Client("acme", worker, "k-" + worker, EgressPolicy.parse(egress), null));
+  }
+
+  @Test
+  void aListFromTheOperatorsPolicyFileNamesTheFileAndTheEntryToChange() throws Exception {
+    String t =
+        proxy.admit(
+            new EgressProxy.Client(
+                "acme",
+                "fetch_rates",
+                "k-file",
+                EgressPolicy.parse("api.allowed.test"),
+                "/etc/kiln/egress.toml"));
+    int before = denials.size();
+    List<String> out = curl(t, "http://evil.test:" + http.getAddress().getPort() + "/hello");
+    assertThat(out.get(1))
+        .as(out.toString())
+        .contains("403")
+        .contains("is not in the egress allow-list of UDF fetch_rates")
+        .contains(
+            "add \"evil.test\" to the entry \"acme.fetch_rates\" of the egress policy file"
+                + " /etc/kiln/egress.toml");
+    assertThat(denials.subList(before, denials.size()))
+        .singleElement()
+        .satisfies(d -> assertThat(d.client().udf()).isEqualTo("k-file"));
+  }
+
+  @Test
+  void connectionsToALocalAddressItDoesNotServeAreClosedUnanswered() throws Exception {
+    try (EgressProxy onlySandboxes =
+        EgressProxy.start(
+            new InetSocketAddress("127.0.0.1", 0),
+            DenyList.defaults(),
+            EgressProxy.Resolver.SYSTEM,
+            d -> {},
+            a -> a.getHostAddress().startsWith("10.231."))) {
+      try (Socket s = new Socket("127.0.0.1", onlySandboxes.port())) {
+        s.setSoTimeout(10_000);
+        s.getOutputStream().write("GET http://x.test/ HTTP/1.1\r\nHost: x.test\r\n\r\n".getBytes());
+        assertThat(s.getInputStream().read()).as("closed without an answer").isEqualTo(-1);
+      }
+    }
   }
 
   @Test

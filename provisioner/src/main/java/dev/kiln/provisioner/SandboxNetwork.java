@@ -123,6 +123,12 @@ public final class SandboxNetwork implements AutoCloseable {
     return reaped;
   }
 
+  /** Whether {@code address} is one of a sandbox network's (either end of any of them). */
+  public static boolean isSandboxNetworkAddress(InetAddress address) {
+    byte[] b = address.getAddress();
+    return b.length == 4 && SUBNET.equals((b[0] & 0xff) + "." + (b[1] & 0xff));
+  }
+
   /** The namespace's path, for {@code nsenter --net=}. */
   public Path namespace() {
     return Path.of("/run/netns", PREFIX + index);

@@ -410,6 +410,14 @@ public final class RunnerPool implements AutoCloseable {
     return slots.recentOutput();
   }
 
+  /**
+   * Adds a line of Kiln's own about the UDF (a refused outbound connection, say) to its output, in
+   * order with what the UDF printed, for {@code kiln logs}.
+   */
+  public void note(String line) {
+    slots.note(line);
+  }
+
   /** True while the pool is open and at least one runner process is alive. */
   public boolean isHealthy() {
     return slots.isHealthy();

@@ -545,6 +545,11 @@ final class RunnerSlots {
     return output.lines();
   }
 
+  /** Adds Kiln's own line to the UDF's output. */
+  void note(String line) {
+    output.add(line);
+  }
+
   /** True while open and at least one runner process is alive. */
   boolean isHealthy() {
     return !closed && slots.stream().anyMatch(Slot::healthy);
