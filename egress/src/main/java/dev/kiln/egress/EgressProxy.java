@@ -1,5 +1,7 @@
 package dev.kiln.egress;
 
+import dev.kiln.egress.ProxyWire.Head;
+import dev.kiln.egress.ProxyWire.HostPort;
 import java.io.BufferedInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -14,7 +16,6 @@ import java.net.URISyntaxException;
 import java.net.UnknownHostException;
 import java.nio.charset.StandardCharsets;
 import java.security.SecureRandom;
-import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HexFormat;
 import java.util.List;
@@ -249,7 +250,7 @@ public final class EgressProxy implements AutoCloseable {
       }
       Client client = authenticate(head);
       if (client == null) {
-        respond(
+        ProxyWire.respond(
             out,
             407,
             "Proxy Authentication Required",
@@ -290,7 +291,7 @@ public final class EgressProxy implements AutoCloseable {
     try {
       target = HostPort.parse(head.target());
     } catch (IllegalArgumentException e) {
-      respond(
+      ProxyWire.respond(
           out, 400, "Bad Request", "", "kiln egress: CONNECT needs host:port: " + head.target());
       return;
     }
@@ -302,7 +303,7 @@ public final class EgressProxy implements AutoCloseable {
       out.write("HTTP/1.1 200 Connection established\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
       out.flush();
       // The first record the client sends: a TLS ClientHello must name the host asked for.
-      byte[] first = firstRecord(in);
+      byte[] first = ProxyWire.firstRecord(in);
       if (first.length > 0 && (first[0] & 0xff) == ClientHello.HANDSHAKE) {
         Optional<String> sni = ClientHello.serverName(first);
         if (sni.isPresent()
@@ -335,7 +336,7 @@ public final class EgressProxy implements AutoCloseable {
       uri = null;
     }
     if (uri == null || !"http".equalsIgnoreCase(uri.getScheme()) || uri.getHost() == null) {
-      respond(
+      ProxyWire.respond(
           out,
           400,
           "Bad Request",
@@ -399,7 +400,8 @@ public final class EgressProxy implements AutoCloseable {
     try {
       addresses = resolver.resolve(target.host());
     } catch (UnknownHostException e) {
-      respond(out, 502, "Bad Gateway", "", "kiln egress: cannot resolve " + target.host());
+      ProxyWire.respond(
+          out, 502, "Bad Gateway", "", "kiln egress: cannot resolve " + target.host());
       return null;
     }
     InetAddress chosen = null;
@@ -430,7 +432,7 @@ public final class EgressProxy implements AutoCloseable {
       return s;
     } catch (IOException e) {
       s.close();
-      respond(
+      ProxyWire.respond(
           out,
           502,
           "Bad Gateway",
@@ -448,7 +450,7 @@ public final class EgressProxy implements AutoCloseable {
   private void deny(Client client, HostPort target, String reason, OutputStream out)
       throws IOException {
     deny(client, target, reason);
-    respond(out, 403, "kiln egress: " + reason, "", "kiln egress: " + reason);
+    ProxyWire.respond(out, 403, "kiln egress: " + reason, "", "kiln egress: " + reason);
   }
 
   private void deny(Client client, HostPort target, String reason) {
@@ -468,20 +470,6 @@ public final class EgressProxy implements AutoCloseable {
 
   private Counters counters(Client client) {
     return traffic.computeIfAbsent(client.tenant() + "/" + client.worker(), k -> new Counters());
-  }
-
-  /** The client's first TLS record (or whatever it sent first, up to one read). */
-  private static byte[] firstRecord(InputStream in) throws IOException {
-    byte[] header = in.readNBytes(5);
-    if (header.length < 5 || (header[0] & 0xff) != ClientHello.HANDSHAKE) {
-      return header;
-    }
-    int length = ((header[3] & 0xff) << 8) | (header[4] & 0xff);
-    byte[] body = in.readNBytes(Math.min(length, 1 << 14));
-    byte[] all = new byte[5 + body.length];
-    System.arraycopy(header, 0, all, 0, 5);
-    System.arraycopy(body, 0, all, 5, body.length);
-    return all;
   }
 
   /** Copies both ways until both ends close, counting bytes. */
@@ -527,25 +515,6 @@ public final class EgressProxy implements AutoCloseable {
     }
   }
 
-  private static void respond(
-      OutputStream out, int code, String reason, String headers, String body) throws IOException {
-    String phrase = reason.replaceAll("[\\r\\n]", " ");
-    byte[] b = (body + "\n").getBytes(StandardCharsets.UTF_8);
-    String head =
-        "HTTP/1.1 "
-            + code
-            + " "
-            + phrase
-            + "\r\n"
-            + headers
-            + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "
-            + b.length
-            + "\r\nConnection: close\r\n\r\n";
-    out.write(head.getBytes(StandardCharsets.UTF_8));
-    out.write(b);
-    out.flush();
-  }
-
   @Override
   public void close() {
     try {
@@ -554,95 +523,5 @@ public final class EgressProxy implements AutoCloseable {
       // closing
     }
     threads.shutdownNow();
-  }
-
-  /** A request's head: its line and headers, in order. */
-  record Head(String method, String target, String version, List<String[]> headers) {
-    String header(String name) {
-      for (String[] kv : headers) {
-        if (kv[0].equalsIgnoreCase(name)) {
-          return kv[1];
-        }
-      }
-      return null;
-    }
-
-    /** The head {@code in} starts with; null at the end of the stream. */
-    static Head read(InputStream in) throws IOException {
-      List<String> lines = new ArrayList<>();
-      StringBuilder line = new StringBuilder();
-      int total = 0;
-      while (true) {
-        int b = in.read();
-        if (b < 0) {
-          return null;
-        }
-        if (++total > MAX_HEAD) {
-          throw new IOException("a request head over " + MAX_HEAD + " bytes");
-        }
-        if (b == '\n') {
-          int end = line.length();
-          if (end > 0 && line.charAt(end - 1) == '\r') {
-            line.setLength(end - 1);
-          }
-          if (line.isEmpty()) {
-            break;
-          }
-          lines.add(line.toString());
-          line.setLength(0);
-        } else {
-          line.append((char) b);
-        }
-      }
-      if (lines.isEmpty()) {
-        return null;
-      }
-      String[] first = lines.getFirst().split(" ");
-      if (first.length != 3) {
-        throw new IOException("not an HTTP request line: " + lines.getFirst());
-      }
-      List<String[]> headers = new ArrayList<>();
-      for (String l : lines.subList(1, lines.size())) {
-        int colon = l.indexOf(':');
-        if (colon > 0) {
-          headers.add(new String[] {l.substring(0, colon).strip(), l.substring(colon + 1).strip()});
-        }
-      }
-      return new Head(first[0].toUpperCase(Locale.ROOT), first[1], first[2], headers);
-    }
-  }
-
-  /** A connection's target. */
-  record HostPort(String host, int port) {
-    /** {@code host:port} or {@code [v6]:port}, as a {@code CONNECT} names it. */
-    static HostPort parse(String s) {
-      String host;
-      String port;
-      if (s.startsWith("[")) {
-        int close = s.indexOf(']');
-        if (close < 0 || s.length() < close + 2 || s.charAt(close + 1) != ':') {
-          throw new IllegalArgumentException(s);
-        }
-        host = s.substring(1, close);
-        port = s.substring(close + 2);
-      } else {
-        int colon = s.lastIndexOf(':');
-        if (colon < 0) {
-          throw new IllegalArgumentException(s);
-        }
-        host = s.substring(0, colon);
-        port = s.substring(colon + 1);
-      }
-      int p = Integer.parseInt(port);
-      if (host.isEmpty() || p < 1 || p > 65535) {
-        throw new IllegalArgumentException(s);
-      }
-      return new HostPort(host, p);
-    }
-
-    @Override
-    public String toString() {
-      return (host.contains(":") ? "[" + host + "]" : host) + ":" + port;
-    }
   }
 }
