@@ -74,7 +74,8 @@ public final class EgressBenchmark {
             d -> {})) {
       String token =
           proxy.admit(
-              new EgressProxy.Client("bench", "fetch", EgressPolicy.parse("api.bench.test")));
+              new EgressProxy.Client(
+                  "bench", "fetch", "bench", EgressPolicy.parse("api.bench.test"), null));
       String proxyUrl = proxy.url("127.0.0.1", token);
       int port = https.getAddress().getPort();
       String direct = "https://127.0.0.1:" + port;

@@ -9,6 +9,8 @@ import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxNetwork;
 import dev.kiln.provisioner.SandboxSpec;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.util.ArrayList;
@@ -30,15 +32,20 @@ final class EgressSandboxes implements AutoCloseable {
   private final DenyList deny;
   private final EgressProxy.Resolver resolver;
   private final Consumer<EgressProxy.Denial> denials;
+  private final MeterRegistry meters;
   private final AtomicInteger networks =
       new AtomicInteger(ThreadLocalRandom.current().nextInt(1 << 14));
   private EgressProxy proxy;
   private boolean closed;
 
   EgressSandboxes(
-      DenyList deny, EgressProxy.Resolver resolver, Consumer<EgressProxy.Denial> denials) {
+      DenyList deny,
+      EgressProxy.Resolver resolver,
+      MeterRegistry meters,
+      Consumer<EgressProxy.Denial> denials) {
     this.deny = deny;
     this.resolver = resolver;
+    this.meters = meters;
     this.denials = denials;
   }
 
@@ -49,7 +56,8 @@ final class EgressSandboxes implements AutoCloseable {
    * @throws KilnException {@link ErrorCode#INVALID_CONFIGURATION} when the hosts file is unreadable
    *     or malformed
    */
-  static EgressSandboxes of(KilnConfig config, Consumer<EgressProxy.Denial> denials)
+  static EgressSandboxes of(
+      KilnConfig config, MeterRegistry meters, Consumer<EgressProxy.Denial> denials)
       throws KilnException {
     EgressProxy.Resolver resolver = EgressProxy.Resolver.SYSTEM;
     if (config.egressHosts() != null) {
@@ -60,7 +68,7 @@ final class EgressSandboxes implements AutoCloseable {
             ErrorCode.INVALID_CONFIGURATION, "egress-hosts: " + e.getMessage(), e);
       }
     }
-    return new EgressSandboxes(DenyList.parse(config.egressDeny()), resolver, denials);
+    return new EgressSandboxes(DenyList.parse(config.egressDeny()), resolver, meters, denials);
   }
 
   /**
@@ -83,6 +91,7 @@ final class EgressSandboxes implements AutoCloseable {
           e);
     }
     String token = p.admit(client);
+    count(p, client);
     Sandbox sandbox = null;
     try {
       List<String> env = new ArrayList<>(spec.extraEnv());
@@ -116,9 +125,23 @@ final class EgressSandboxes implements AutoCloseable {
     }
   }
 
-  /** The bytes a tenant's worker (or UDF) sent and received through the proxy so far. */
-  synchronized EgressProxy.Traffic traffic(String tenant, String worker) {
-    return proxy == null ? new EgressProxy.Traffic(0, 0) : proxy.traffic(tenant, worker);
+  /** The bytes each worker's UDFs send and receive through the proxy, as Prometheus counters. */
+  private void count(EgressProxy p, EgressProxy.Client client) {
+    // Registering an existing counter again returns it: one pair per worker.
+    for (String direction : List.of("sent", "received")) {
+      FunctionCounter.builder(
+              "kiln.egress.bytes",
+              p,
+              x -> {
+                EgressProxy.Traffic t = x.traffic(client.tenant(), client.worker());
+                return direction.equals("sent") ? t.sent() : t.received();
+              })
+          .description("bytes a worker's UDFs sent out and received through the egress proxy")
+          .tag("tenant", client.tenant())
+          .tag("worker", client.worker())
+          .tag("direction", direction)
+          .register(meters);
+    }
   }
 
   private synchronized EgressProxy proxy() throws KilnException {

@@ -204,6 +204,7 @@ public final class KilnServer implements AutoCloseable {
     EgressSandboxes egress =
         EgressSandboxes.of(
             config,
+            meters,
             d ->
                 registryRef[0]
                     .get(new Tenant(d.client().tenant()), new ContentKey(d.client().udf()))

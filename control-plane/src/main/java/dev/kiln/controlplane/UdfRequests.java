@@ -80,7 +80,7 @@ final class UdfRequests {
     ContentKey key = key(definition, runtime, sizing, env, egress);
     CallMetadata.RESPONSE_KEY.get().set(key.hex());
     UdfRegistry.Obtained obtained =
-        obtain(tenant, key, definition, runtime, sizing, env.vars(), egress, owner);
+        obtain(tenant, key, definition, runtime, sizing, env.checked(), egress, owner);
     UdfResource resource = obtained.resource();
     Map<String, String> headers = Map.of(Tokens.HEADER, tokens.issue(tenant, key));
     if (obtained.created()) {
@@ -118,7 +118,7 @@ final class UdfRequests {
             kept.definition(),
             runtime,
             kept.sizing(),
-            env.vars(),
+            env.checked(),
             kept.egress(),
             kept.owner());
     if (obtained.created()) {

@@ -147,19 +147,17 @@ class EgressEndToEndIT {
   }
 
   private static String logs(DatabendClient.Resource r) throws Exception {
-    HttpResponse<String> res =
-        HttpClient.newHttpClient()
-            .send(
-                HttpRequest.newBuilder(
-                        URI.create(
-                            "http://127.0.0.1:"
-                                + kiln.server().adminPort()
-                                + "/udfs/"
-                                + r.key().substring(0, 12)
-                                + "/logs"))
-                    .build(),
-                HttpResponse.BodyHandlers.ofString());
-    return res.body();
+    return admin("/udfs/" + r.key().substring(0, 12) + "/logs");
+  }
+
+  private static String admin(String path) throws Exception {
+    return HttpClient.newHttpClient()
+        .send(
+            HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + kiln.server().adminPort() + path))
+                .build(),
+            HttpResponse.BodyHandlers.ofString())
+        .body();
   }
 
   @Test
@@ -202,6 +200,13 @@ class EgressEndToEndIT {
         "egress end to end: a denied GET answered in the UDF in %.1f ms; its line read from"
             + " kiln logs %.1f ms after that%n",
         (answered - t0) / 1e6, (logged - answered) / 1e6);
+
+    String metrics = admin("/metrics");
+    assertThat(metrics)
+        .as("bytes through the proxy are counted per worker")
+        .containsPattern(
+            "kiln_egress_bytes_total\\{direction=\"received\",tenant=\"acme\",worker=\"fetcher\",?\\}"
+                + " [1-9]");
 
     assertThat(fetch(r, "https://evil.test:" + tls + "/hello"))
         .as("HTTPS to a name not in the list: the tunnel is refused")

@@ -3,16 +3,26 @@ package dev.kiln.controlplane;
 import static dev.kiln.controlplane.KilnTestSupport.spec;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.kiln.definition.QueryScripts;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.security.MessageDigest;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.List;
+import java.util.Map;
+import java.util.UUID;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
@@ -49,7 +59,12 @@ class KilnServeProcessIT {
   }
 
   /** A running {@code kiln serve} child process and the ports it reported. */
-  record Serve(Process process, int grpcPort, LinkedBlockingQueue<String> log) {}
+  record Serve(
+      Process process,
+      int grpcPort,
+      int adminPort,
+      List<String> startup,
+      LinkedBlockingQueue<String> log) {}
 
   /** A server with the default warm pool: its warm sandboxes must go with it as well. */
   private Serve startServe() throws Exception {
@@ -57,6 +72,12 @@ class KilnServeProcessIT {
   }
 
   private Serve startServe(String warmPool) throws Exception {
+    return startServe(warmPool, List.of(), Map.of());
+  }
+
+  /** A server with {@code flags} added, whose process has {@code env} added to its environment. */
+  private Serve startServe(String warmPool, List<String> flags, Map<String, String> env)
+      throws Exception {
     List<String> cmd = new ArrayList<>();
     cmd.add(ProcessHandle.current().info().command().orElse("java"));
     cmd.add("--add-opens=java.base/java.nio=ALL-UNNAMED");
@@ -80,7 +101,10 @@ class KilnServeProcessIT {
             KilnTestSupport.baseImage(),
             "--warm-pool",
             warmPool));
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    cmd.addAll(flags);
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+    pb.environment().putAll(env);
+    Process p = pb.start();
     started.add(p);
     LinkedBlockingQueue<String> log = new LinkedBlockingQueue<>();
     Thread.ofVirtual()
@@ -110,12 +134,118 @@ class KilnServeProcessIT {
       seen.add(line);
       Matcher m = READY.matcher(line);
       if (m.find()) {
-        return new Serve(p, Integer.parseInt(m.group(1)), log);
+        return new Serve(p, Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)), seen, log);
       }
     }
     p.destroyForcibly();
     throw new AssertionError(
         "kiln serve did not become ready; output:\n" + String.join("\n", seen));
+  }
+
+  /**
+   * Secrets from a file and from the server's environment reach the UDF's {@code os.environ} (the
+   * UDF returns their digests, so the values never travel back) and appear nowhere else: not in the
+   * server's output, its admin pages, SHOW WORKERS, or any file under the data directory (images,
+   * layers, kept definitions, workers, the sandboxes' runtime files) while the UDF runs.
+   */
+  @Test
+  void secretsReachTheUdfAndNothingElse() throws Exception {
+    String fromFile = "kiln-secret-file-" + UUID.randomUUID();
+    String fromEnv = "kiln-secret-env-" + UUID.randomUUID();
+    Path conf = Files.createDirectories(dataDir.resolveSibling(dataDir.getFileName() + "-conf"));
+    Files.writeString(conf.resolve("api_key"), fromFile + "\n");
+    Path envFile =
+        Files.writeString(
+            conf.resolve("udf_env.toml"),
+            """
+            [udf_env]
+            "acme.digest" = { REGION = "eu", API_KEY = { secret_file = "api_key" }, \
+            DB_PASSWORD = { secret_env = "ACME_DB_PASSWORD" } }
+            """);
+    Serve serve =
+        startServe(
+            "0", List.of("--udf-env", envFile.toString()), Map.of("ACME_DB_PASSWORD", fromEnv));
+    String code =
+        """
+        import hashlib
+        import os
+
+        def digest(name: str) -> str:
+            return hashlib.sha256(os.environ.get(name, "").encode()).hexdigest()
+        """;
+    String script =
+        QueryScripts.udf(code, "digest").inputs("STRING NULL").result("STRING NULL").render();
+    List<String> pages = new ArrayList<>();
+    try (DatabendClient api = KilnTestSupport.client(serve.grpcPort());
+        BufferAllocator allocator = new RootAllocator()) {
+      DatabendClient.Resource r = api.createWorker("acme", "digest", script, Duration.ofSeconds(5));
+      for (var e : Map.of("API_KEY", fromFile, "DB_PASSWORD", fromEnv, "REGION", "eu").entrySet()) {
+        assertThat(
+                KilnTestSupport.call(
+                        allocator,
+                        r,
+                        "acme",
+                        "digest",
+                        List.of("STRING NULL"),
+                        "[[\"" + e.getKey() + "\"]]")
+                    .get(0)
+                    .get(0))
+            .as(e.getKey() + " reached the UDF")
+            .isEqualTo(sha256(e.getValue()));
+      }
+      pages.add(api.listWorkers("acme", Duration.ofSeconds(5)).toString());
+      int adminPort = serve.adminPort();
+      String key = r.key().substring(0, 12);
+      for (String path :
+          List.of(
+              "/udfs",
+              "/udfs/" + key + "/logs",
+              "/udfs/" + key + "/stats",
+              "/udfs/" + key + "/progress?tenant=acme",
+              "/workers/acme/digest/stats",
+              "/sandboxes",
+              "/metrics")) {
+        pages.add(
+            HttpClient.newHttpClient()
+                .send(
+                    HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + adminPort + path))
+                        .build(),
+                    HttpResponse.BodyHandlers.ofString())
+                .body());
+      }
+      // Every file under the data directory while the UDF runs, the sandboxes' mounted file
+      // systems aside (the image's own files).
+      List<String> mounts = KilnTestSupport.mountsUnder(dataDir);
+      List<Path> holding = new ArrayList<>();
+      int files = 0;
+      try (var walk = Files.walk(dataDir)) {
+        for (Path f : (Iterable<Path>) walk::iterator) {
+          if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS)
+              || mounts.stream().anyMatch(m -> f.toString().startsWith(m + "/"))) {
+            continue;
+          }
+          files++;
+          String text = new String(Files.readAllBytes(f), StandardCharsets.ISO_8859_1);
+          if (text.contains(fromFile) || text.contains(fromEnv)) {
+            holding.add(f);
+          }
+        }
+      }
+      assertThat(files).as("files searched").isGreaterThan(10);
+      assertThat(holding).as("files under the data directory holding a secret").isEmpty();
+    }
+    serve.process().destroy();
+    assertThat(serve.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+    List<String> output = new ArrayList<>(serve.startup());
+    output.addAll(serve.log());
+    assertThat(output).anyMatch(l -> l.contains("UDF environment from"));
+    assertThat(pages).hasSize(8).noneMatch(p -> p.contains(fromFile) || p.contains(fromEnv));
+    assertThat(output).noneMatch(l -> l.contains(fromFile) || l.contains(fromEnv));
+  }
+
+  private static String sha256(String s) throws Exception {
+    return HexFormat.of()
+        .formatHex(MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8)));
   }
 
   private void provisionOneUdf(int grpcPort) throws Exception {

@@ -1,10 +1,13 @@
 package dev.kiln.controlplane;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import ch.qos.logback.classic.Logger;
 import ch.qos.logback.classic.spi.ILoggingEvent;
 import ch.qos.logback.core.read.ListAppender;
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import dev.kiln.definition.Tenant;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -97,5 +100,70 @@ class UdfEnvTest {
   void noFileMeansNoVariables() {
     assertThat(new UdfEnv(null, clock).get(ACME, "a")).isEqualTo(UdfEnv.Entry.NONE);
     assertThat(new UdfEnv(dir.resolve("missing.toml"), clock).get(ACME, "a").vars()).isEmpty();
+  }
+
+  @Test
+  void secretsComeFromAFileOrKilnsEnvironmentNeverFromTheFileAndNeverIntoTheLog() throws Exception {
+    Files.writeString(dir.resolve("api_key"), "s3cr3t-from-a-file\n");
+    Path file =
+        write(
+            """
+            [udf_env]
+            "acme.fetch" = { REGION = "eu", API_KEY = { secret_file = "api_key" }, \
+            FROM_ENV = { secret_env = "PATH" } }
+            """);
+    UdfEnv env = new UdfEnv(file, clock);
+    UdfEnv.Entry e = env.get(ACME, "fetch");
+    assertThat(e.checked())
+        .isEqualTo(
+            Map.of(
+                "REGION",
+                "eu",
+                "API_KEY",
+                "s3cr3t-from-a-file",
+                "FROM_ENV",
+                System.getenv("PATH")));
+
+    // A rotated secret (a Kubernetes secret's file, say) is read again at the next look.
+    Files.writeString(dir.resolve("api_key"), "s3cr3t-rotated");
+    clock.advance(Duration.ofSeconds(1));
+    UdfEnv.Entry rotated = env.get(ACME, "fetch");
+    assertThat(rotated.checked()).containsEntry("API_KEY", "s3cr3t-rotated");
+    assertThat(rotated.version()).as("a new value: a new resource").isNotEqualTo(e.version());
+    assertThat(logs.list.stream().map(ILoggingEvent::getFormattedMessage))
+        .noneMatch(m -> m.contains("s3cr3t"));
+  }
+
+  @Test
+  void aSecretThatCannotBeHadFailsOnlyItsUdfSayingWhichAndWhereUntilItCan() throws Exception {
+    Path file =
+        write(
+            """
+            [udf_env]
+            "acme.a" = { API_KEY = { secret_file = "missing_key" }, \
+            TOKEN = { secret_env = "KILN_TEST_NO_SUCH_VARIABLE" }, ODD = { value = "x" } }
+            "acme.b" = { X = "1" }
+            """);
+    UdfEnv env = new UdfEnv(file, clock);
+    assertThat(env.get(ACME, "b").checked()).containsEntry("X", "1");
+    assertThatThrownBy(() -> env.get(ACME, "a").checked())
+        .isInstanceOf(KilnException.class)
+        .satisfies(
+            x -> assertThat(((KilnException) x).code()).isEqualTo(ErrorCode.INVALID_CONFIGURATION))
+        .hasMessageContaining("entry \"acme.a\"")
+        .hasMessageContaining(
+            "secret API_KEY: file " + dir.resolve("missing_key") + " cannot be read")
+        .hasMessageContaining(
+            "secret TOKEN: the Kiln process has no environment variable KILN_TEST_NO_SUCH_VARIABLE")
+        .hasMessageContaining("secret ODD: is neither { secret_file");
+
+    // The file appears: read at the next look, without the environment file changing.
+    Files.writeString(
+        file, "[udf_env]\n\"acme.a\" = { API_KEY = { secret_file = \"missing_key\" } }\n");
+    clock.advance(Duration.ofSeconds(1));
+    assertThatThrownBy(() -> env.get(ACME, "a").checked()).hasMessageContaining("API_KEY");
+    Files.writeString(dir.resolve("missing_key"), "s3cr3t-late");
+    clock.advance(Duration.ofSeconds(1));
+    assertThat(env.get(ACME, "a").checked()).containsEntry("API_KEY", "s3cr3t-late");
   }
 }

@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -193,6 +194,10 @@ final class OciSpec {
   /** Writes {@code doc} to {@code file} through a temporary file and a rename. */
   static void write(ObjectNode doc, Path file) throws IOException {
     Path temp = file.resolveSibling(file.getFileName() + ".tmp");
+    Files.deleteIfExists(temp);
+    // Owner-only: a process's environment (a UDF's variables, its egress credentials) is in it.
+    Files.createFile(
+        temp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
     Files.write(temp, JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(doc));
     Files.move(temp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
   }

@@ -261,6 +261,8 @@ final class RunscSandbox implements Sandbox {
       deleteQuietly(processJson, pidFile);
       throw new IOException("starting " + what + " failed: " + e.getMessage(), e);
     }
+    // runsc has read it: the process's environment (secrets among it) stays in no file.
+    deleteQuietly(processJson);
     CompletableFuture<Integer> exited = host.onExit().thenCompose(h -> execStatus(h.exitValue()));
     RunscProcess p =
         new RunscProcess(
