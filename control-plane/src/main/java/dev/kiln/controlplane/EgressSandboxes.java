@@ -94,20 +94,10 @@ final class EgressSandboxes implements AutoCloseable {
     count(p, client);
     Sandbox sandbox = null;
     try {
-      List<String> env = new ArrayList<>(spec.extraEnv());
+      List<String> env = new ArrayList<>();
       p.environment(network.hostAddress().getHostAddress(), token)
           .forEach((k, v) -> env.add(k + "=" + v));
-      sandbox =
-          sandboxes.place(
-              new SandboxSpec(
-                  spec.name(),
-                  spec.image(),
-                  spec.limits(),
-                  env,
-                  spec.writableDirs(),
-                  spec.background(),
-                  network,
-                  spec.owner()));
+      sandbox = sandboxes.place(spec.withEgress(env).withNetwork(network));
       return sandbox;
     } finally {
       if (sandbox == null) {
@@ -158,7 +148,8 @@ final class EgressSandboxes implements AutoCloseable {
                 deny,
                 resolver,
                 denials,
-                SandboxNetwork::isSandboxNetworkAddress);
+                SandboxNetwork::isSandboxNetworkAddress,
+                null);
       } catch (IOException e) {
         throw new KilnException(
             ErrorCode.SANDBOX_UNAVAILABLE, "cannot start the egress proxy: " + e.getMessage(), e);

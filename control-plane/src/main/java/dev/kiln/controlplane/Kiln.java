@@ -31,7 +31,8 @@ import picocli.CommandLine.Command;
       LogsCommand.class,
       CacheCommand.class,
       PsCommand.class,
-      WorkersCommand.class
+      WorkersCommand.class,
+      EgressProxyCommand.class
     })
 public final class Kiln implements Runnable {
 

@@ -207,8 +207,7 @@ public record KilnConfig(
     b.kubeconfig = kubeconfig;
     b.kubernetesNamespace = kubernetesNamespace;
     b.egressPolicy = egressPolicy;
-    b.egressDeny = new ArrayList<>(egressDeny);
-    b.egressDenyFromDefault = false;
+    b.egressDeny = new ArrayList<>(egressDeny.isEmpty() ? List.of("none") : egressDeny);
     b.egressHosts = egressHosts;
     return b;
   }

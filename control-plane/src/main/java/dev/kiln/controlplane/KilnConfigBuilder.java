@@ -65,8 +65,10 @@ public final class KilnConfigBuilder {
   Path kubeconfig;
   String kubernetesNamespace = "kiln";
   Path egressPolicy;
-  List<String> egressDeny = new ArrayList<>(DenyList.DEFAULTS);
-  boolean egressDenyFromDefault = true;
+
+  /** The --egress-deny values given (none: the defaults). */
+  List<String> egressDeny = new ArrayList<>();
+
   Path egressHosts;
 
   public KilnConfigBuilder grpcPort(int v) {
@@ -300,17 +302,7 @@ public final class KilnConfigBuilder {
       case "kubeconfig" -> kubeconfig = Path.of(value.trim());
       case "kubernetes-namespace" -> kubernetesNamespace = value.trim();
       case "egress-policy" -> egressPolicy = Path.of(value.trim());
-      case "egress-deny" -> {
-        if (egressDenyFromDefault) {
-          egressDeny.clear();
-          egressDenyFromDefault = false;
-        }
-        for (String cidr : value.split(",")) {
-          if (!cidr.isBlank() && !cidr.strip().equalsIgnoreCase("none")) {
-            egressDeny.add(cidr.strip());
-          }
-        }
-      }
+      case "egress-deny" -> egressDeny.add(value);
       case "egress-hosts" -> egressHosts = Path.of(value.trim());
       default ->
           throw new IllegalArgumentException(
@@ -416,14 +408,9 @@ public final class KilnConfigBuilder {
       errors.add(e.getMessage());
     }
     try {
-      DenyList.parse(egressDeny);
+      DenyList.parse(DenyList.cidrs(egressDeny));
     } catch (KilnException e) {
       errors.add(e.getMessage());
-    }
-    if (kubernetes && egressPolicy != null) {
-      errors.add(
-          "egress-policy: UDF sandboxes that are pods (--kubernetes) cannot have egress yet; run"
-              + " without --egress-policy");
     }
     if (egressHosts != null && !Files.isReadable(egressHosts)) {
       errors.add("egress-hosts " + egressHosts + " is not a readable file");
@@ -477,7 +464,7 @@ public final class KilnConfigBuilder {
         kubeconfig == null ? null : kubeconfig.toAbsolutePath(),
         kubernetesNamespace,
         egressPolicy == null ? null : egressPolicy.toAbsolutePath(),
-        egressDeny,
+        DenyList.cidrs(egressDeny),
         egressHosts == null ? null : egressHosts.toAbsolutePath());
   }
 

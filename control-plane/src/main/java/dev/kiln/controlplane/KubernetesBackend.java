@@ -1,7 +1,11 @@
 package dev.kiln.controlplane;
 
+import dev.kiln.base.ErrorCode;
+import dev.kiln.base.KilnException;
 import dev.kiln.definition.ContentKey;
 import dev.kiln.definition.Tenant;
+import dev.kiln.egress.EgressCredentials;
+import dev.kiln.egress.EgressProxy;
 import dev.kiln.image.ImageHost;
 import dev.kiln.image.Runtimes;
 import dev.kiln.provisioner.PlaceSandbox;
@@ -22,7 +26,9 @@ import java.net.UnknownHostException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.InstantSource;
+import java.util.ArrayList;
 import java.util.Deque;
+import java.util.List;
 import org.slf4j.LoggerFactory;
 
 /**
@@ -46,7 +52,8 @@ record KubernetesBackend(
     SharedDefinitions definitions,
     Workers workers,
     ImagePods probes,
-    int runnerPort) {
+    int runnerPort,
+    EgressCredentials egressCredentials) {
   /** How long a replica's hold on an image build lasts unrenewed (a dead builder's lapses). */
   static final Duration BUILD_HOLD = Duration.ofSeconds(30);
 
@@ -59,7 +66,8 @@ record KubernetesBackend(
     KubernetesClient client = KubernetesProvisioner.connect(config.kubeconfig());
     closeables.push(client);
     KubernetesSettings settings = settings(config);
-    Tokens tokens = new Tokens(ReplicaSecret.loadOrCreate(client, settings.kilnNamespace(), 32));
+    byte[] shared = ReplicaSecret.loadOrCreate(client, settings.kilnNamespace(), 32);
+    Tokens tokens = new Tokens(shared);
     // One cache of the workers and one of the pods, for the reconciler and the provisioner.
     KubernetesCaches caches = KubernetesCaches.start(client, settings);
     closeables.push(caches);
@@ -89,7 +97,28 @@ record KubernetesBackend(
         new ClusterDefinitions(pods),
         workers,
         new ImagePods(client, settings),
-        settings.runnerPort());
+        settings.runnerPort(),
+        EgressCredentials.fromSharedSecret(shared));
+  }
+
+  /**
+   * The variables that send a pod's HTTP(S) through the egress proxy Deployment as {@code client}:
+   * credentials signed with the replicas' shared secret, and the proxy Service's address.
+   *
+   * @throws KilnException {@link ErrorCode#SANDBOX_UNAVAILABLE} when the proxy is not deployed
+   */
+  List<String> egressEnvironment(EgressProxy.Client client) throws KilnException {
+    String address;
+    try {
+      address = pods.egressProxyAddress();
+    } catch (IOException e) {
+      throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, e.getMessage(), e);
+    }
+    String url =
+        "http://" + EgressProxy.USER + ":" + egressCredentials.issue(client) + "@" + address;
+    List<String> env = new ArrayList<>();
+    EgressProxy.variables(url).forEach((k, v) -> env.add(k + "=" + v));
+    return env;
   }
 
   /**

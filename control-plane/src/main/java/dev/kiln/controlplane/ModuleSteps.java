@@ -234,31 +234,40 @@ final class ModuleSteps implements PipelineSteps {
     if (r.egress.isEmpty()) {
       return sandboxes.place(spec);
     }
-    return egress.place(
-        sandboxes,
-        spec,
-        new EgressProxy.Client(
-            r.tenant.name(),
-            r.owner != null ? r.owner : r.definition.handler(),
-            r.key.hex(),
-            r.egress.policy(),
-            r.egress.policyFile()));
+    return egress.place(sandboxes, spec, egressClient(r));
   }
 
-  /** A pod pulls the image from the registry; its variables are the pod's. */
+  /**
+   * A pod pulls the image from the registry; its variables are the pod's. With an egress allow-list
+   * it may reach the egress proxy Deployment, with credentials the proxy checks.
+   */
   @Override
   public Sandbox placeSandbox(UdfResource r, String reference)
       throws KilnException, InterruptedException {
     List<String> env = new ArrayList<>();
     new TreeMap<>(r.env).forEach((k, v) -> env.add(k + "=" + v));
     // One UdfWorker per resource, as the registry keeps them: per tenant and definition.
-    return sandboxes.place(
+    SandboxSpec spec =
         new SandboxSpec(
                 ClusterDefinitions.workerOf(r.key),
                 SandboxRunners.podImage(reference, cluster.runnerPort()),
                 r.sizing.limits(),
                 env)
-            .withOwner(r.tenant.name()));
+            .withOwner(r.tenant.name());
+    if (!r.egress.isEmpty()) {
+      spec = spec.withEgress(cluster.egressEnvironment(egressClient(r)));
+    }
+    return sandboxes.place(spec);
+  }
+
+  /** Who a UDF's connections through the egress proxy are, and what they may reach. */
+  private static EgressProxy.Client egressClient(UdfResource r) {
+    return new EgressProxy.Client(
+        r.tenant.name(),
+        r.owner != null ? r.owner : r.definition.handler(),
+        r.key.hex(),
+        r.egress.policy(),
+        r.egress.policyFile());
   }
 
   @Override

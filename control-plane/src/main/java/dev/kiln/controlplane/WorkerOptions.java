@@ -125,14 +125,6 @@ record WorkerOptions(
           } catch (KilnException x) {
             errors.add(x.getMessage());
           }
-          if (!egress.isEmpty() && sizes.pods()) {
-            errors.add(
-                "egress '"
-                    + value
-                    + "': this server's sandboxes are pods (kiln serve --kubernetes), where an"
-                    + " egress allow-list is not supported yet; run the worker on a local Kiln"
-                    + " server, or unset egress");
-          }
         }
         default -> errors.add("'" + e.getKey() + "' is not a worker option");
       }

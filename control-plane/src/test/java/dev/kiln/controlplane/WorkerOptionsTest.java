@@ -62,13 +62,14 @@ class WorkerOptionsTest {
         .hasMessageContaining("'*'")
         .hasMessageContaining("'http://x.test/path'")
         .hasMessageContaining("egress (host patterns");
-    // Sandboxes that are pods have no egress proxy yet: refused, saying so.
-    assertThatThrownBy(
-            () ->
-                WorkerOptions.parse(
+    // Sandboxes that are pods reach the egress proxy Deployment.
+    assertThat(
+            WorkerOptions.parse(
                     Map.of("egress", "api.example.com"),
                     WorkerSizes.of(List.of()).forPods(),
-                    Duration.ZERO))
-        .hasMessageContaining("egress 'api.example.com': this server's sandboxes are pods");
+                    Duration.ZERO)
+                .egress()
+                .toString())
+        .isEqualTo("api.example.com");
   }
 }

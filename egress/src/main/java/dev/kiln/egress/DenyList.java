@@ -85,6 +85,25 @@ public record DenyList(List<Range> ranges) {
   }
 
   /**
+   * The ranges a repeatable {@code --egress-deny CIDR[,CIDR...]} option names: {@link #DEFAULTS}
+   * when it was not given, none for {@code none}.
+   */
+  public static List<String> cidrs(List<String> optionValues) {
+    if (optionValues.isEmpty()) {
+      return DEFAULTS;
+    }
+    List<String> out = new ArrayList<>();
+    for (String value : optionValues) {
+      for (String cidr : value.split(",")) {
+        if (!cidr.isBlank() && !cidr.strip().equalsIgnoreCase("none")) {
+          out.add(cidr.strip());
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
    * The ranges {@code cidrs} names ({@code 169.254.169.254}, {@code 10.0.0.0/8}, {@code fc00::/7}).
    *
    * @throws KilnException {@link ErrorCode#INVALID_CONFIGURATION} naming every bad entry

@@ -129,43 +129,48 @@ public final class EgressProxy implements AutoCloseable {
   private final SecureRandom random = new SecureRandom();
 
   private final Predicate<InetAddress> reachedAt;
+  private final EgressCredentials signed;
 
   private EgressProxy(
       ServerSocket server,
       DenyList deny,
       Resolver resolver,
       Consumer<Denial> denials,
-      Predicate<InetAddress> reachedAt) {
+      Predicate<InetAddress> reachedAt,
+      EgressCredentials signed) {
     this.server = server;
     this.deny = deny;
     this.resolver = resolver;
     this.denials = denials;
     this.reachedAt = reachedAt;
+    this.signed = signed;
   }
 
   /** Listens on {@code bind} (port 0: any free port) and serves until closed. */
   public static EgressProxy start(
       InetSocketAddress bind, DenyList deny, Resolver resolver, Consumer<Denial> denials)
       throws IOException {
-    return start(bind, deny, resolver, denials, a -> true);
+    return start(bind, deny, resolver, denials, a -> true, null);
   }
 
   /**
    * Listens on {@code bind} and serves connections made to a local address {@code reachedAt}
    * accepts (a proxy bound to every address that only sandbox networks may use); others are closed
-   * at once.
+   * at once. Credentials {@code signed} issued (none when null) are accepted beside those admitted
+   * here.
    */
   public static EgressProxy start(
       InetSocketAddress bind,
       DenyList deny,
       Resolver resolver,
       Consumer<Denial> denials,
-      Predicate<InetAddress> reachedAt)
+      Predicate<InetAddress> reachedAt,
+      EgressCredentials signed)
       throws IOException {
     ServerSocket s = new ServerSocket();
     s.setReuseAddress(true);
     s.bind(bind, 256);
-    EgressProxy p = new EgressProxy(s, deny, resolver, denials, reachedAt);
+    EgressProxy p = new EgressProxy(s, deny, resolver, denials, reachedAt, signed);
     p.threads.execute(p::accept);
     log.info("egress proxy listening on {}", s.getLocalSocketAddress());
     return p;
@@ -201,7 +206,14 @@ public final class EgressProxy implements AutoCloseable {
    * curl} read (both spellings; loopback stays direct).
    */
   public Map<String, String> environment(String host, String token) {
-    String url = url(host, token);
+    return variables(url(host, token));
+  }
+
+  /**
+   * The variables that send HTTP(S) through the proxy at {@code url} ({@code
+   * http://kiln:CREDENTIAL@HOST:PORT}).
+   */
+  public static Map<String, String> variables(String url) {
     Map<String, String> env = new TreeMap<>();
     for (String name : List.of("HTTP_PROXY", "HTTPS_PROXY")) {
       env.put(name, url);
@@ -281,7 +293,15 @@ public final class EgressProxy implements AutoCloseable {
       return null;
     }
     int colon = decoded.indexOf(':');
-    return colon < 0 ? null : clients.get(decoded.substring(colon + 1));
+    if (colon < 0) {
+      return null;
+    }
+    String secret = decoded.substring(colon + 1);
+    Client admitted = clients.get(secret);
+    if (admitted != null || signed == null) {
+      return admitted;
+    }
+    return signed.verify(secret).orElse(null);
   }
 
   /** {@code CONNECT host:port}: checked, connected, then the TLS ClientHello checked too. */

@@ -40,6 +40,7 @@ class EgressProxyIT {
   static HttpServer http;
   static HttpsServer https;
   static EgressProxy proxy;
+  static EgressProxy.Resolver table;
   static final List<EgressProxy.Denial> denials = new CopyOnWriteArrayList<>();
   static final List<Long> deniedAt = new CopyOnWriteArrayList<>();
   static final Map<String, String> names =
@@ -59,7 +60,7 @@ class EgressProxyIT {
     https.setHttpsConfigurator(new HttpsConfigurator(TestTls.selfSigned(dir, "api.allowed.test")));
     https.createContext("/hello", ex -> reply(ex, "hello over https"));
     https.start();
-    EgressProxy.Resolver table =
+    table =
         host -> {
           String a = names.get(host);
           if (a != null) {
@@ -99,18 +100,14 @@ class EgressProxyIT {
 
   /** curl through the proxy with {@code token}: exit code, then what it printed. */
   private static List<String> curl(String token, String url) throws Exception {
+    return curlVia(proxy.url("127.0.0.1", token), url);
+  }
+
+  /** curl through the proxy at {@code proxyUrl}. */
+  private static List<String> curlVia(String proxyUrl, String url) throws Exception {
     List<String> argv =
         new ArrayList<>(
-            List.of(
-                "curl",
-                "-sS",
-                "-k",
-                "-i",
-                "--max-time",
-                "20",
-                "--proxy",
-                proxy.url("127.0.0.1", token),
-                url));
+            List.of("curl", "-sS", "-k", "-i", "--max-time", "20", "--proxy", proxyUrl, url));
     Process p = new ProcessBuilder(argv).redirectErrorStream(true).start();
     String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
@@ -147,6 +144,34 @@ class EgressProxyIT {
   }
 
   @Test
+  void aProxyWithTheSharedKeyTakesSignedCredentialsItNeverAdmitted() throws Exception {
+    byte[] secret = "the replicas' shared secret 1234".getBytes(StandardCharsets.UTF_8);
+    EgressCredentials signer = EgressCredentials.fromSharedSecret(secret);
+    try (EgressProxy deployment =
+        EgressProxy.start(
+            new InetSocketAddress("127.0.0.1", 0),
+            DenyList.parse(List.of("169.254.0.0/16")),
+            table,
+            d -> {},
+            a -> true,
+            EgressCredentials.fromSharedSecret(secret))) {
+      String token =
+          signer.issue(
+              new EgressProxy.Client(
+                  "acme", "pod", "k-pod", EgressPolicy.parse("api.allowed.test"), null));
+      String url = "http://api.allowed.test:" + http.getAddress().getPort() + "/hello";
+      List<String> ok = curlVia(deployment.url("127.0.0.1", token), url);
+      assertThat(ok.get(1)).as(ok.toString()).endsWith("hello over http");
+      String other =
+          EgressCredentials.fromSharedSecret("another replica set's secret 123".getBytes())
+              .issue(
+                  new EgressProxy.Client(
+                      "acme", "pod", "k-pod", EgressPolicy.parse("api.allowed.test"), null));
+      assertThat(curlVia(deployment.url("127.0.0.1", other), url).get(1)).contains("407");
+    }
+  }
+
+  @Test
   void connectionsToALocalAddressItDoesNotServeAreClosedUnanswered() throws Exception {
     try (EgressProxy onlySandboxes =
         EgressProxy.start(
@@ -154,7 +179,8 @@ class EgressProxyIT {
             DenyList.defaults(),
             EgressProxy.Resolver.SYSTEM,
             d -> {},
-            a -> a.getHostAddress().startsWith("10.231."))) {
+            a -> a.getHostAddress().startsWith("10.231."),
+            null)) {
       try (Socket s = new Socket("127.0.0.1", onlySandboxes.port())) {
         s.setSoTimeout(10_000);
         s.getOutputStream().write("GET http://x.test/ HTTP/1.1\r\nHost: x.test\r\n\r\n".getBytes());

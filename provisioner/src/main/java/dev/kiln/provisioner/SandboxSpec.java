@@ -20,6 +20,8 @@ import java.util.Objects;
  *     SandboxNetwork} whose interfaces the sandbox uses (and nothing else of the host's network)
  * @param owner who the sandbox is for (a tenant), for provisioners that place sandboxes by owner (a
  *     Kubernetes namespace per tenant); null when nobody in particular
+ * @param egress whether the sandbox may reach Kiln's egress proxy (a pod's network policy lets it;
+ *     a local sandbox gets a {@code network} for that instead)
  */
 public record SandboxSpec(
     String name,
@@ -29,7 +31,8 @@ public record SandboxSpec(
     List<String> writableDirs,
     boolean background,
     SandboxNetwork network,
-    String owner) {
+    String owner,
+    boolean egress) {
   public SandboxSpec {
     Objects.requireNonNull(name, "name");
     Objects.requireNonNull(image, "image");
@@ -45,7 +48,7 @@ public record SandboxSpec(
 
   /** A sandbox with no writable directories beyond the usual scratch space. */
   public SandboxSpec(String name, SandboxImage image, Limits limits, List<String> extraEnv) {
-    this(name, image, limits, extraEnv, List.of(), false, null, null);
+    this(name, image, limits, extraEnv, List.of(), false, null, null, false);
   }
 
   /** A sandbox with writable directories, at normal CPU priority. */
@@ -55,21 +58,32 @@ public record SandboxSpec(
       Limits limits,
       List<String> extraEnv,
       List<String> writableDirs) {
-    this(name, image, limits, extraEnv, writableDirs, false, null, null);
+    this(name, image, limits, extraEnv, writableDirs, false, null, null, false);
   }
 
   /** The same sandbox, started in the background. */
   public SandboxSpec inBackground() {
-    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, true, network, owner);
+    return new SandboxSpec(
+        name, image, limits, extraEnv, writableDirs, true, network, owner, egress);
   }
 
   /** The same sandbox, on {@code network} (see {@link SandboxNetwork}). */
   public SandboxSpec withNetwork(SandboxNetwork network) {
-    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, background, network, owner);
+    return new SandboxSpec(
+        name, image, limits, extraEnv, writableDirs, background, network, owner, egress);
   }
 
   /** The same sandbox, for {@code owner}. */
   public SandboxSpec withOwner(String owner) {
-    return new SandboxSpec(name, image, limits, extraEnv, writableDirs, background, network, owner);
+    return new SandboxSpec(
+        name, image, limits, extraEnv, writableDirs, background, network, owner, egress);
+  }
+
+  /** The same sandbox, with {@code extraEnv} added, allowed to reach Kiln's egress proxy. */
+  public SandboxSpec withEgress(List<String> extraEnv) {
+    List<String> env = new java.util.ArrayList<>(this.extraEnv);
+    env.addAll(extraEnv);
+    return new SandboxSpec(
+        name, image, limits, env, writableDirs, background, network, owner, true);
   }
 }

@@ -29,6 +29,9 @@ public final class KubernetesNames {
   /** The label naming a sandbox pod's {@link UdfWorker}. */
   public static final String WORKER = UdfWorker.GROUP + "/worker";
 
+  /** The label of sandbox pods that may reach Kiln's egress proxy ({@code "true"}). */
+  public static final String EGRESS = UdfWorker.GROUP + "/egress";
+
   /** The label naming a namespace's or pod's tenant (as {@link #labelValue}). */
   public static final String TENANT = UdfWorker.GROUP + "/tenant";
 

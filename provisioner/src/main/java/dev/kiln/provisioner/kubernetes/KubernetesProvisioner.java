@@ -327,6 +327,7 @@ public final class KubernetesProvisioner implements Provisioner {
     s.setCpu(BigDecimal.valueOf(spec.limits().cpus()).stripTrailingZeros().toPlainString());
     s.setMemory(Long.toString(spec.limits().memoryBytes()));
     s.setGpu(spec.limits().gpus());
+    s.setEgress(spec.egress());
     if (cached == null) {
       s.setClaims(new TreeMap<>(Map.of(replica, pods)));
       if (Conflicts.won(() -> create(worker, s))) {
@@ -349,6 +350,7 @@ public final class KubernetesProvisioner implements Provisioner {
     ops.add(add("cpu", s.getCpu()));
     ops.add(add("memory", s.getMemory()));
     ops.add(add("gpu", s.getGpu()));
+    ops.add(add("egress", s.isEgress()));
     JsonPatch.apply(workerResource(worker), ops);
     setClaim(worker, pods);
   }
@@ -378,7 +380,8 @@ public final class KubernetesProvisioner implements Provisioner {
         && Objects.toString(a.getEnvVersion(), "").equals(Objects.toString(b.getEnvVersion(), ""))
         && Objects.equals(a.getCpu(), b.getCpu())
         && Objects.equals(a.getMemory(), b.getMemory())
-        && a.getGpu() == b.getGpu();
+        && a.getGpu() == b.getGpu()
+        && a.isEgress() == b.isEgress();
   }
 
   private static Map<String, Object> add(String field, Object value) {
@@ -531,6 +534,32 @@ public final class KubernetesProvisioner implements Provisioner {
     } catch (KubernetesClientException e) {
       log.warn("deleting UDF worker {} failed: {}", worker, e.getMessage());
     }
+  }
+
+  /**
+   * Where sandbox pods reach the egress proxy: its Service's cluster address and port, {@code
+   * http://kiln:CREDENTIAL@} before it. An address, not a name: the pods have no DNS.
+   *
+   * @throws IOException when the Service is missing (the egress proxy is not deployed) or has no
+   *     cluster address
+   */
+  public String egressProxyAddress() throws IOException {
+    io.fabric8.kubernetes.api.model.Service svc =
+        client
+            .services()
+            .inNamespace(settings.kilnNamespace())
+            .withName(SandboxPods.EGRESS_PROXY)
+            .get();
+    String ip = svc == null ? null : svc.getSpec().getClusterIP();
+    if (ip == null || ip.isBlank() || ip.equalsIgnoreCase("None")) {
+      throw new IOException(
+          "a worker with egress needs Kiln's egress proxy: no Service "
+              + SandboxPods.EGRESS_PROXY
+              + " with a cluster address in namespace "
+              + settings.kilnNamespace()
+              + "; apply deploy/kubernetes/egress.yaml");
+    }
+    return (ip.contains(":") ? "[" + ip + "]" : ip) + ":" + SandboxPods.EGRESS_PROXY_PORT;
   }
 
   /**

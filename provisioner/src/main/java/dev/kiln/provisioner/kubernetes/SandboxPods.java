@@ -40,6 +40,15 @@ public final class SandboxPods {
   /** The name of the network policy in every tenant namespace. */
   public static final String NETWORK_POLICY = "kiln-sandboxes";
 
+  /** The name of the second one: pods of workers with egress may reach the egress proxy. */
+  public static final String EGRESS_NETWORK_POLICY = "kiln-sandboxes-egress";
+
+  /** The Service (in Kiln's namespace) of the egress proxy Deployment, and its pods' label. */
+  public static final String EGRESS_PROXY = "kiln-egress";
+
+  /** The egress proxy's port. */
+  public static final int EGRESS_PROXY_PORT = 3128;
+
   /** The GPU resource name of NVIDIA's device plugin. */
   public static final String GPU = "nvidia.com/gpu";
 
@@ -95,6 +104,41 @@ public final class SandboxPods {
   }
 
   /**
+   * Pods of workers with an egress allow-list ({@link KubernetesNames#EGRESS}) may also connect to
+   * the egress proxy's pods on its port, and nowhere else (no DNS: they reach the proxy by its
+   * Service's address, and the proxy resolves names).
+   */
+  public static NetworkPolicy egressNetworkPolicy(String tenant, KubernetesSettings s) {
+    return new NetworkPolicyBuilder()
+        .withNewMetadata()
+        .withName(EGRESS_NETWORK_POLICY)
+        .withNamespace(KubernetesNames.tenantNamespace(tenant))
+        .withLabels(Map.of(KubernetesNames.MANAGED_BY, "kiln"))
+        .endMetadata()
+        .withNewSpec()
+        .withNewPodSelector()
+        .withMatchLabels(Map.of(KubernetesNames.EGRESS, "true"))
+        .endPodSelector()
+        .withPolicyTypes("Egress")
+        .addNewEgress()
+        .addNewTo()
+        .withNewNamespaceSelector()
+        .withMatchLabels(Map.of("kubernetes.io/metadata.name", s.kilnNamespace()))
+        .endNamespaceSelector()
+        .withNewPodSelector()
+        .withMatchLabels(Map.of("app.kubernetes.io/name", EGRESS_PROXY))
+        .endPodSelector()
+        .endTo()
+        .addNewPort()
+        .withProtocol("TCP")
+        .withPort(new IntOrString(EGRESS_PROXY_PORT))
+        .endPort()
+        .endEgress()
+        .endSpec()
+        .build();
+  }
+
+  /**
    * A hash of everything a worker's pod is made of: a pod whose {@link KubernetesNames#TEMPLATE}
    * label differs is out of date.
    */
@@ -110,6 +154,7 @@ public final class SandboxPods {
             w.getCpu(),
             w.getMemory(),
             Integer.toString(w.getGpu()),
+            Boolean.toString(w.isEgress()),
             Integer.toString(s.runnerPort()),
             s.runtimeClass(),
             s.gpuRuntimeClass(),
@@ -152,6 +197,9 @@ public final class SandboxPods {
     labels.put(KubernetesNames.WORKER, workerName);
     labels.put(KubernetesNames.TENANT, KubernetesNames.labelValue(w.getTenant()));
     labels.put(KubernetesNames.TEMPLATE, template(w, s));
+    if (w.isEgress()) {
+      labels.put(KubernetesNames.EGRESS, "true");
+    }
     Map<String, Quantity> resources = new TreeMap<>();
     resources.put("cpu", new Quantity(w.getCpu()));
     resources.put("memory", new Quantity(w.getMemory()));

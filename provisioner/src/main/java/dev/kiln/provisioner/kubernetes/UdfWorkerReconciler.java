@@ -443,6 +443,13 @@ public final class UdfWorkerReconciler implements AutoCloseable {
         .inNamespace(KubernetesNames.tenantNamespace(tenant))
         .resource(SandboxPods.networkPolicy(tenant, settings))
         .createOr(NonDeletingOperation::update);
+    client
+        .network()
+        .v1()
+        .networkPolicies()
+        .inNamespace(KubernetesNames.tenantNamespace(tenant))
+        .resource(SandboxPods.egressNetworkPolicy(tenant, settings))
+        .createOr(NonDeletingOperation::update);
     tenantsReady.add(tenant);
   }
 

@@ -22,6 +22,7 @@ public class UdfWorkerSpec {
   private String cpu = "1";
   private String memory = "1Gi";
   private int gpu;
+  private boolean egress;
   private int replicas = 1;
   private int minReplicas;
   private int maxReplicas = 1;
@@ -110,6 +111,15 @@ public class UdfWorkerSpec {
 
   public void setMemory(String memory) {
     this.memory = memory;
+  }
+
+  /** Whether its pods may reach Kiln's egress proxy (the worker has an egress allow-list). */
+  public boolean isEgress() {
+    return egress;
+  }
+
+  public void setEgress(boolean egress) {
+    this.egress = egress;
   }
 
   /** GPUs per pod ({@code nvidia.com/gpu}); 0 for none. */

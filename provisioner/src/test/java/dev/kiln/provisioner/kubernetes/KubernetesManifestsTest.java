@@ -122,18 +122,74 @@ class KubernetesManifestsTest {
     return new ArrayList<>(Serialization.unmarshal(Serialization.asJson(o), Map.class).keySet());
   }
 
+  private <T extends HasMetadata> T named(Class<T> kind, String name) throws IOException {
+    return all(kind).stream()
+        .filter(x -> x.getMetadata().getName().equals(name))
+        .findFirst()
+        .orElseThrow(() -> new AssertionError("no " + kind.getSimpleName() + " " + name));
+  }
+
   @Test
-  void theTenantPolicyShownIsTheOneKilnCreates() throws IOException {
-    NetworkPolicy shown = all(NetworkPolicy.class).getFirst();
-    NetworkPolicy made = SandboxPods.networkPolicy("example", KubernetesSettings.defaults("kiln"));
-    assertThat(shown.getMetadata().getNamespace()).isEqualTo(made.getMetadata().getNamespace());
-    assertThat(shown.getMetadata().getName()).isEqualTo(made.getMetadata().getName());
-    assertThat(shown.getSpec()).isEqualTo(made.getSpec());
+  void theTenantPoliciesShownAreTheOnesKilnCreates() throws IOException {
+    KubernetesSettings settings = KubernetesSettings.defaults("kiln");
+    for (NetworkPolicy made :
+        List.of(
+            SandboxPods.networkPolicy("example", settings),
+            SandboxPods.egressNetworkPolicy("example", settings))) {
+      NetworkPolicy shown = named(NetworkPolicy.class, made.getMetadata().getName());
+      assertThat(shown.getMetadata().getNamespace()).isEqualTo(made.getMetadata().getNamespace());
+      assertThat(shown.getSpec()).isEqualTo(made.getSpec());
+    }
+  }
+
+  @Test
+  void theEgressProxyIsWhatPodsWithEgressMayReachAndItAdmitsOnlyThem() throws IOException {
+    NetworkPolicy tenant =
+        SandboxPods.egressNetworkPolicy("example", KubernetesSettings.defaults("kiln"));
+    Deployment proxy = named(Deployment.class, SandboxPods.EGRESS_PROXY);
+    assertThat(proxy.getSpec().getTemplate().getMetadata().getLabels())
+        .containsAllEntriesOf(
+            tenant
+                .getSpec()
+                .getEgress()
+                .getFirst()
+                .getTo()
+                .getFirst()
+                .getPodSelector()
+                .getMatchLabels());
+    var container = proxy.getSpec().getTemplate().getSpec().getContainers().getFirst();
+    assertThat(container.getArgs())
+        .contains("egress-proxy", "--port=" + SandboxPods.EGRESS_PROXY_PORT);
+    assertThat(container.getPorts().getFirst().getContainerPort())
+        .isEqualTo(SandboxPods.EGRESS_PROXY_PORT);
+    // The secret it checks credentials with is the one the replicas sign them with.
+    var secret = proxy.getSpec().getTemplate().getSpec().getVolumes().getFirst().getSecret();
+    assertThat(secret.getSecretName()).isEqualTo(ReplicaSecret.NAME);
+    assertThat(secret.getItems().getFirst().getKey()).isEqualTo(ReplicaSecret.KEY);
+    String mounted =
+        container.getVolumeMounts().getFirst().getMountPath()
+            + "/"
+            + secret.getItems().getFirst().getPath();
+    assertThat(container.getArgs()).contains("--secret-file=" + mounted);
+    io.fabric8.kubernetes.api.model.Service svc =
+        named(io.fabric8.kubernetes.api.model.Service.class, SandboxPods.EGRESS_PROXY);
+    assertThat(svc.getSpec().getPorts().getFirst().getPort())
+        .isEqualTo(SandboxPods.EGRESS_PROXY_PORT);
+    NetworkPolicy own = named(NetworkPolicy.class, SandboxPods.EGRESS_PROXY);
+    assertThat(
+            own.getSpec()
+                .getIngress()
+                .getFirst()
+                .getFrom()
+                .getFirst()
+                .getPodSelector()
+                .getMatchLabels())
+        .isEqualTo(Map.of(KubernetesNames.EGRESS, "true"));
   }
 
   @Test
   void kilnsPodsAreTheOnesTenantPoliciesAdmitAndMayDoWhatTheReconcilerDoes() throws IOException {
-    Deployment kiln = all(Deployment.class).getFirst();
+    Deployment kiln = named(Deployment.class, "kiln");
     assertThat(kiln.getMetadata().getNamespace()).isEqualTo("kiln");
     assertThat(kiln.getSpec().getTemplate().getMetadata().getLabels())
         .containsAllEntriesOf(KubernetesSettings.KILN_POD_LABELS);

@@ -267,6 +267,69 @@ class KubernetesProvisionerTest {
   }
 
   @Test
+  void podsOfAWorkerWithEgressAreLabelledForTheirNamespacesEgressPolicyAndFindTheProxy()
+      throws Exception {
+    assertThatThrownBy(() -> pods.egressProxyAddress())
+        .as("the proxy is not deployed")
+        .hasMessageContaining("no Service kiln-egress")
+        .hasMessageContaining("deploy/kubernetes/egress.yaml");
+    client
+        .services()
+        .inNamespace("kiln")
+        .resource(
+            new io.fabric8.kubernetes.api.model.ServiceBuilder()
+                .withNewMetadata()
+                .withName(SandboxPods.EGRESS_PROXY)
+                .withNamespace("kiln")
+                .endMetadata()
+                .withNewSpec()
+                .withClusterIP("10.96.0.42")
+                .endSpec()
+                .build())
+        .create();
+    assertThat(pods.egressProxyAddress()).isEqualTo("10.96.0.42:3128");
+
+    try (Sandbox s =
+        pods.start(
+            spec(IMAGE, 0).withEgress(List.of("HTTPS_PROXY=http://kiln:x@10.96.0.42:3128")))) {
+      assertThat(worker().getSpec().isEgress()).isTrue();
+      Pod pod = tenantPods().getFirst();
+      assertThat(pod.getMetadata().getLabels()).containsEntry(KubernetesNames.EGRESS, "true");
+      var policies =
+          client
+              .network()
+              .v1()
+              .networkPolicies()
+              .inNamespace(KubernetesNames.tenantNamespace("acme"))
+              .list()
+              .getItems();
+      assertThat(policies)
+          .extracting(p -> p.getMetadata().getName())
+          .contains(SandboxPods.NETWORK_POLICY, SandboxPods.EGRESS_NETWORK_POLICY);
+      assertThat(
+              policies.stream()
+                  .filter(p -> p.getMetadata().getName().equals(SandboxPods.EGRESS_NETWORK_POLICY))
+                  .findFirst()
+                  .orElseThrow()
+                  .getSpec()
+                  .getPodSelector()
+                  .getMatchLabels())
+          .as("it selects exactly the labelled pods")
+          .isEqualTo(Map.of(KubernetesNames.EGRESS, "true"));
+    }
+    // A worker without egress: its pods carry no such label.
+    try (Sandbox s = pods.start(spec(IMAGE, 0))) {
+      assertThat(worker().getSpec().isEgress()).isFalse();
+      await(
+          "the pod without egress",
+          WAIT,
+          () ->
+              tenantPods().stream()
+                  .anyMatch(p -> !p.getMetadata().getLabels().containsKey(KubernetesNames.EGRESS)));
+    }
+  }
+
+  @Test
   void anImageOnlyHereOrASandboxOfNobodyIsRefusedAndNothingIsAskedFor() {
     assertThatThrownBy(() -> pods.start(spec(null, 0)))
         .hasMessageContaining("run kiln serve with --registry");

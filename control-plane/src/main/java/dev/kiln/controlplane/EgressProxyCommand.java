@@ -1,0 +1,135 @@
+package dev.kiln.controlplane;
+
+import dev.kiln.base.KilnException;
+import dev.kiln.egress.DenyList;
+import dev.kiln.egress.EgressCredentials;
+import dev.kiln.egress.EgressProxy;
+import dev.kiln.egress.HostsFile;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code kiln egress-proxy}: the egress proxy alone, as a Deployment of its own for sandboxes that
+ * are pods. It accepts the credentials Kiln's replicas sign with the secret they share (mounted
+ * from the Secret {@code kiln-token-secret}) and keeps no state of its own, so any number of
+ * replicas of it serve any pod.
+ */
+@Command(
+    name = "egress-proxy",
+    header = "Runs Kiln's egress proxy alone (for sandboxes that are Kubernetes pods).",
+    footer = {
+      "%nExamples:",
+      "  kiln egress-proxy --secret-file /var/run/kiln/token-secret",
+      "  kiln egress-proxy --secret-file s --egress-deny 169.254.0.0/16,10.0.0.0/8",
+      "%nExit status:",
+      "  0  stopped",
+      "  1  it could not start (the port, the files)",
+      "  2  bad usage"
+    },
+    mixinStandardHelpOptions = true,
+    description = {
+      "Lets UDF sandboxes reach the hosts their worker's egress allow-list names and nothing",
+      "else: HTTP by host, HTTPS by CONNECT and the TLS handshake's server name (never",
+      "decrypted), every address checked against the deny list. Each refusal is logged."
+    })
+final class EgressProxyCommand implements Callable<Integer> {
+
+  @Option(names = "--port", paramLabel = "PORT", description = "Port to listen on (default 3128).")
+  int port = 3128;
+
+  @Option(
+      names = "--bind-host",
+      paramLabel = "HOST",
+      description = "Address to listen on (default 0.0.0.0).")
+  String bindHost = "0.0.0.0";
+
+  @Option(
+      names = "--secret-file",
+      paramLabel = "FILE",
+      required = true,
+      description =
+          "The secret Kiln's replicas share (the Secret kiln-token-secret, key token-secret):"
+              + " credentials signed with it are accepted.")
+  Path secretFile;
+
+  @Option(
+      names = "--egress-deny",
+      paramLabel = "CIDR[,CIDR...]",
+      description =
+          "Addresses no UDF may connect to (default: cloud metadata, loopback, private, CGNAT and"
+              + " link-local ranges; 'none' for none). Repeatable; replaces the default list.")
+  List<String> deny = new ArrayList<>();
+
+  @Option(
+      names = "--egress-hosts",
+      paramLabel = "FILE",
+      description = "Names resolved from this file (/etc/hosts format) before asking DNS.")
+  Path hosts;
+
+  @Override
+  public Integer call() throws Exception {
+    DenyList denyList;
+    byte[] secret;
+    EgressProxy.Resolver resolver = EgressProxy.Resolver.SYSTEM;
+    try {
+      denyList = DenyList.parse(DenyList.cidrs(deny));
+      secret = Files.readAllBytes(secretFile);
+      if (hosts != null) {
+        resolver = HostsFile.resolver(hosts, resolver);
+      }
+    } catch (KilnException | IOException e) {
+      System.err.println("kiln egress-proxy: " + e.getMessage());
+      return 2;
+    }
+    EgressCredentials credentials;
+    try {
+      credentials = EgressCredentials.fromSharedSecret(secret);
+    } catch (IllegalArgumentException e) {
+      System.err.println("kiln egress-proxy: " + secretFile + ": " + e.getMessage());
+      return 2;
+    }
+    EgressProxy proxy;
+    try {
+      proxy =
+          EgressProxy.start(
+              new InetSocketAddress(bindHost, port),
+              denyList,
+              resolver,
+              d -> {},
+              a -> true,
+              credentials);
+    } catch (IOException e) {
+      System.err.println(
+          "kiln egress-proxy: cannot listen on " + bindHost + ":" + port + ": " + e.getMessage());
+      return 1;
+    }
+    CountDownLatch stopped = new CountDownLatch(1);
+    Runtime.getRuntime()
+        .addShutdownHook(
+            new Thread(
+                () -> {
+                  proxy.close();
+                  stopped.countDown();
+                },
+                "kiln-egress-shutdown"));
+    System.out.println(
+        "kiln egress proxy ready on "
+            + bindHost
+            + ":"
+            + proxy.port()
+            + " (deny "
+            + denyList.ranges()
+            + ")");
+    System.out.flush();
+    stopped.await();
+    return 0;
+  }
+}
