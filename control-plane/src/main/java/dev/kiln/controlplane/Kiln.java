@@ -5,7 +5,7 @@ import picocli.CommandLine.Command;
 
 /**
  * The {@code kiln} command line: {@code serve}, {@code apply}, {@code call}, {@code logs}, {@code
- * cache stats}, {@code workers}.
+ * cache stats}, {@code workers}, {@code egress}.
  */
 @Command(
     name = "kiln",
@@ -32,7 +32,7 @@ import picocli.CommandLine.Command;
       CacheCommand.class,
       PsCommand.class,
       WorkersCommand.class,
-      EgressProxyCommand.class
+      EgressCommand.class
     })
 public final class Kiln implements Runnable {
 

@@ -8,10 +8,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.base.KilnException;
 import dev.kiln.controlplane.proto.resource.AlterWorkerRequest;
 import dev.kiln.controlplane.proto.resource.AlterWorkerRequest.WorkerStateAction;
+import dev.kiln.controlplane.proto.resource.CreateWorkerRequest;
 import dev.kiln.controlplane.proto.resource.DropWorkerRequest;
 import dev.kiln.controlplane.proto.resource.Worker;
 import dev.kiln.definition.DataType;
 import dev.kiln.definition.QueryScripts;
+import dev.kiln.egress.DenyList;
+import dev.kiln.egress.EgressCredentials;
+import dev.kiln.egress.EgressProxy;
 import dev.kiln.image.LocalRegistry;
 import dev.kiln.provisioner.kubernetes.ImagePods;
 import dev.kiln.provisioner.kubernetes.KubeletStandIn;
@@ -19,6 +23,8 @@ import dev.kiln.provisioner.kubernetes.KubernetesCaches;
 import dev.kiln.provisioner.kubernetes.KubernetesMock;
 import dev.kiln.provisioner.kubernetes.KubernetesNames;
 import dev.kiln.provisioner.kubernetes.KubernetesSettings;
+import dev.kiln.provisioner.kubernetes.ReplicaSecret;
+import dev.kiln.provisioner.kubernetes.SandboxPods;
 import dev.kiln.provisioner.kubernetes.UdfWorker;
 import dev.kiln.provisioner.kubernetes.UdfWorkerReconciler;
 import dev.kiln.provisioner.kubernetes.UdfWorkerSpec;
@@ -300,8 +306,101 @@ class KubernetesPodsIT {
       assertThat(worker(api.client(), staged.key()).getSpec().getImage())
           .as("its own image, pulled by the pod")
           .startsWith("127.0.0.1:" + registry.port() + "/kiln@sha256:");
+
+      egressFromAPod(kiln, api, kubelet, stage.getAddress().getPort(), allocator);
     } finally {
       stage.stop(0);
+    }
+  }
+
+  /**
+   * A worker with egress: its pod reaches the egress proxy Deployment (an {@link EgressProxy} that
+   * checks credentials with the replicas' shared secret, as {@code kiln egress} does) at the proxy
+   * Service's cluster address, which the stand-in routes as kube-proxy would; an allowed host
+   * answers, another is refused naming the ALTER WORKER to run.
+   */
+  private static void egressFromAPod(
+      RunningKiln kiln,
+      KubernetesMock api,
+      KubeletStandIn kubelet,
+      int sitePort,
+      BufferAllocator allocator)
+      throws Exception {
+    KubernetesClient client = api.client();
+    byte[] shared = ReplicaSecret.loadOrCreate(client, "kiln", 32);
+    EgressProxy.Resolver names =
+        host ->
+            host.equals("api.allowed.test") || host.equals("evil.test")
+                ? List.of(java.net.InetAddress.getByName("127.0.0.1"))
+                : List.of(java.net.InetAddress.getAllByName(host));
+    try (EgressProxy deployment =
+        EgressProxy.start(
+            new InetSocketAddress(0),
+            DenyList.parse(List.of("169.254.0.0/16")),
+            names,
+            d -> {},
+            a -> true,
+            EgressCredentials.fromSharedSecret(shared))) {
+      client
+          .services()
+          .inNamespace("kiln")
+          .resource(
+              new io.fabric8.kubernetes.api.model.ServiceBuilder()
+                  .withNewMetadata()
+                  .withName(SandboxPods.EGRESS_PROXY)
+                  .withNamespace("kiln")
+                  .endMetadata()
+                  .withNewSpec()
+                  .withClusterIP("10.96.0.42")
+                  .addNewPort()
+                  .withPort(SandboxPods.EGRESS_PROXY_PORT)
+                  .endPort()
+                  .endSpec()
+                  .build())
+          .create();
+      kubelet.routeService("10.96.0.42", SandboxPods.EGRESS_PROXY_PORT, deployment.port());
+      kiln.api()
+          .workers("acme", Duration.ofSeconds(5))
+          .createWorker(
+              CreateWorkerRequest.newBuilder()
+                  .setTenantId("acme")
+                  .setName("fetcher")
+                  .putOptions("egress", "api.allowed.test")
+                  .build());
+      DatabendClient.Resource r =
+          kiln.api()
+              .createWorker(
+                  "acme",
+                  "fetcher",
+                  QueryScripts.udf(EgressEndToEndIT.FETCH, "fetch")
+                      .inputs("STRING NULL")
+                      .result("STRING NULL")
+                      .render(),
+                  Duration.ofSeconds(5));
+      String url = "http://api.allowed.test:" + sitePort + "/v.txt";
+      assertThat(
+              KilnTestSupport.call(
+                  allocator, r, "acme", "fetch", List.of("STRING NULL"), "[[\"" + url + "\"]]"))
+          .containsExactly(List.of("staged v1"));
+      assertThat(
+              String.valueOf(
+                  KilnTestSupport.call(
+                          allocator,
+                          r,
+                          "acme",
+                          "fetch",
+                          List.of("STRING NULL"),
+                          "[[\"http://evil.test:" + sitePort + "/v.txt\"]]")
+                      .get(0)
+                      .get(0)))
+          .contains("403")
+          .contains("ALTER WORKER fetcher SET egress = 'api.allowed.test,evil.test'");
+      assertThat(
+              pods(client).stream()
+                  .filter(
+                      p -> "true".equals(p.getMetadata().getLabels().get(KubernetesNames.EGRESS))))
+          .as("the worker's pod is labelled for its namespace's egress policy")
+          .hasSize(1);
     }
   }
 
@@ -609,7 +708,7 @@ class KubernetesPodsIT {
                 CODE));
   }
 
-  private static List<?> pods(KubernetesClient client) {
+  private static List<io.fabric8.kubernetes.api.model.Pod> pods(KubernetesClient client) {
     return client.pods().inNamespace(KubernetesNames.tenantNamespace("acme")).list().getItems();
   }
 

@@ -42,6 +42,12 @@ import org.slf4j.LoggerFactory;
  * The init's first line (the runner listener's {@code listening on}) is its readiness; then it
  * writes the pod's IP and Ready condition back, as a kubelet does. A deleted pod's sandbox and
  * network are removed.
+ *
+ * <p>Services a test declares ({@link #routeService}) are reached as kube-proxy makes them
+ * reachable: the pod's namespace gets a default route to its host end and a DNAT rule from the
+ * Service's cluster address to a port on this machine. Only pods labelled {@link
+ * KubernetesNames#EGRESS} get them: that stands in for the tenant namespaces' network policies,
+ * which let only those pods reach the egress proxy (no CNI enforces policies here).
  */
 public final class KubeletStandIn implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(KubeletStandIn.class);
@@ -58,6 +64,18 @@ public final class KubeletStandIn implements AutoCloseable {
   private record Running(Sandbox sandbox, SandboxNetwork network) {}
 
   private volatile String pullLogin;
+
+  /** Cluster address:port of a Service → the port on this machine that serves it. */
+  private final Map<String, Integer> services = new ConcurrentHashMap<>();
+
+  /**
+   * Routes pods with egress to {@code clusterIp}:{@code port} (a Service) to {@code hostPort} on
+   * this machine, reached at their network's host end.
+   */
+  public KubeletStandIn routeService(String clusterIp, int port, int hostPort) {
+    services.put(clusterIp + ":" + port, hostPort);
+    return this;
+  }
 
   public KubeletStandIn(KubernetesClient client, Path workDir) throws IOException {
     this.client = client;
@@ -135,6 +153,48 @@ public final class KubeletStandIn implements AutoCloseable {
     }
   }
 
+  /** What kube-proxy would do for the declared Services, in the pod's network namespace. */
+  private void route(SandboxNetwork network) throws IOException, InterruptedException {
+    if (services.isEmpty()) {
+      return;
+    }
+    String ns = network.namespace().getFileName().toString();
+    String hostEnd = network.hostAddress().getHostAddress();
+    host("ip", "-n", ns, "route", "add", "default", "via", hostEnd);
+    for (Map.Entry<String, Integer> e : services.entrySet()) {
+      String[] ipPort = e.getKey().split(":");
+      host(
+          "ip",
+          "netns",
+          "exec",
+          ns,
+          "iptables",
+          "-t",
+          "nat",
+          "-A",
+          "OUTPUT",
+          "-p",
+          "tcp",
+          "-d",
+          ipPort[0],
+          "--dport",
+          ipPort[1],
+          "-j",
+          "DNAT",
+          "--to-destination",
+          hostEnd + ":" + e.getValue());
+    }
+  }
+
+  private static void host(String... argv) throws IOException, InterruptedException {
+    Process p = new ProcessBuilder(argv).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
+      p.destroyForcibly();
+      throw new IOException(String.join(" ", argv) + " failed: " + out);
+    }
+  }
+
   private void run(Pod p) {
     String id = id(p);
     Container c = p.getSpec().getContainers().getFirst();
@@ -142,6 +202,9 @@ public final class KubeletStandIn implements AutoCloseable {
     try {
       SandboxImage image = pull(c);
       network = SandboxNetwork.create(networks.getAndAdd(7));
+      if ("true".equals(p.getMetadata().getLabels().get(KubernetesNames.EGRESS))) {
+        route(network);
+      }
       List<String> env = new ArrayList<>();
       c.getEnv().forEach(e -> env.add(e.getName() + "=" + e.getValue()));
       // envFrom a Secret, as a kubelet reads it.

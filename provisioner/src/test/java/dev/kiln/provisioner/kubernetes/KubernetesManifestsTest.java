@@ -158,8 +158,7 @@ class KubernetesManifestsTest {
                 .getPodSelector()
                 .getMatchLabels());
     var container = proxy.getSpec().getTemplate().getSpec().getContainers().getFirst();
-    assertThat(container.getArgs())
-        .contains("egress-proxy", "--port=" + SandboxPods.EGRESS_PROXY_PORT);
+    assertThat(container.getArgs()).contains("egress", "--port=" + SandboxPods.EGRESS_PROXY_PORT);
     assertThat(container.getPorts().getFirst().getContainerPort())
         .isEqualTo(SandboxPods.EGRESS_PROXY_PORT);
     // The secret it checks credentials with is the one the replicas sign them with.

@@ -17,18 +17,18 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * {@code kiln egress-proxy}: the egress proxy alone, as a Deployment of its own for sandboxes that
- * are pods. It accepts the credentials Kiln's replicas sign with the secret they share (mounted
- * from the Secret {@code kiln-token-secret}) and keeps no state of its own, so any number of
- * replicas of it serve any pod.
+ * {@code kiln egress}: the egress proxy alone, as a Deployment of its own for sandboxes that are
+ * pods. It accepts the credentials Kiln's replicas sign with the secret they share (mounted from
+ * the Secret {@code kiln-token-secret}) and keeps no state of its own, so any number of replicas of
+ * it serve any pod.
  */
 @Command(
-    name = "egress-proxy",
-    header = "Runs Kiln's egress proxy alone (for sandboxes that are Kubernetes pods).",
+    name = "egress",
+    header = "Runs the egress proxy alone, for UDF sandboxes that are pods.",
     footer = {
       "%nExamples:",
-      "  kiln egress-proxy --secret-file /var/run/kiln/token-secret",
-      "  kiln egress-proxy --secret-file s --egress-deny 169.254.0.0/16,10.0.0.0/8",
+      "  kiln egress --secret-file /var/run/kiln/token-secret",
+      "  kiln egress --secret-file s --egress-deny 169.254.0.0/16,10.0.0.0/8",
       "%nExit status:",
       "  0  stopped",
       "  1  it could not start (the port, the files)",
@@ -40,7 +40,7 @@ import picocli.CommandLine.Option;
       "else: HTTP by host, HTTPS by CONNECT and the TLS handshake's server name (never",
       "decrypted), every address checked against the deny list. Each refusal is logged."
     })
-final class EgressProxyCommand implements Callable<Integer> {
+final class EgressCommand implements Callable<Integer> {
 
   @Option(names = "--port", paramLabel = "PORT", description = "Port to listen on (default 3128).")
   int port = 3128;
@@ -86,14 +86,14 @@ final class EgressProxyCommand implements Callable<Integer> {
         resolver = HostsFile.resolver(hosts, resolver);
       }
     } catch (KilnException | IOException e) {
-      System.err.println("kiln egress-proxy: " + e.getMessage());
+      System.err.println("kiln egress: " + e.getMessage());
       return 2;
     }
     EgressCredentials credentials;
     try {
       credentials = EgressCredentials.fromSharedSecret(secret);
     } catch (IllegalArgumentException e) {
-      System.err.println("kiln egress-proxy: " + secretFile + ": " + e.getMessage());
+      System.err.println("kiln egress: " + secretFile + ": " + e.getMessage());
       return 2;
     }
     EgressProxy proxy;
@@ -108,7 +108,7 @@ final class EgressProxyCommand implements Callable<Integer> {
               credentials);
     } catch (IOException e) {
       System.err.println(
-          "kiln egress-proxy: cannot listen on " + bindHost + ":" + port + ": " + e.getMessage());
+          "kiln egress: cannot listen on " + bindHost + ":" + port + ": " + e.getMessage());
       return 1;
     }
     CountDownLatch stopped = new CountDownLatch(1);
