@@ -23,7 +23,8 @@ import java.util.concurrent.TimeUnit;
  * straight to the server, and a 100 MiB HTTPS download each way. The server is a JDK HTTPS server
  * on loopback (the machine has no other network); the proxy resolves its name from a table, as DNS
  * would. curl's own {@code time_total} is the figure, so its process start is left out; runs
- * alternate between the two ways.
+ * alternate between the two ways. Then the same from a UDF ({@link SandboxEgress}): Python's urllib
+ * in a gVisor sandbox, through Kiln's proxy, against the same Python on the host.
  *
  * <p>Run: {@code bin/bench egress [small GETs per way, default 40] [downloads per way, default 3]}.
  */
@@ -113,6 +114,7 @@ public final class EgressBenchmark {
           downloads, fmt(bigDirect), fmt(bigProxy), pct(bigDirect, 50), pct(bigProxy, 50));
       System.out.printf(
           "proxy counted for the worker: %,d bytes sent, %,d received%n", t.sent(), t.received());
+      SandboxEgress.measure(port, gets, downloads);
     } finally {
       https.stop(0);
     }
@@ -134,14 +136,14 @@ public final class EgressBenchmark {
     return Double.parseDouble(out);
   }
 
-  private static double pct(List<Double> values, int p) {
+  static double pct(List<Double> values, int p) {
     List<Double> s = new ArrayList<>(values);
     s.sort(null);
     int i = (int) Math.ceil(p / 100.0 * s.size()) - 1;
     return s.get(Math.max(0, Math.min(i, s.size() - 1)));
   }
 
-  private static String fmt(List<Double> values) {
+  static String fmt(List<Double> values) {
     return String.join(" / ", values.stream().map(v -> String.format("%.0f", v)).toList());
   }
 }

@@ -9,11 +9,10 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -60,19 +59,7 @@ final class EgressCommand implements Callable<Integer> {
               + " credentials signed with it are accepted.")
   Path secretFile;
 
-  @Option(
-      names = "--egress-deny",
-      paramLabel = "CIDR[,CIDR...]",
-      description =
-          "Addresses no UDF may connect to (default: cloud metadata, loopback, private, CGNAT and"
-              + " link-local ranges; 'none' for none). Repeatable; replaces the default list.")
-  List<String> deny = new ArrayList<>();
-
-  @Option(
-      names = "--egress-hosts",
-      paramLabel = "FILE",
-      description = "Names resolved from this file (/etc/hosts format) before asking DNS.")
-  Path hosts;
+  @Mixin EgressOptions egress = new EgressOptions();
 
   @Override
   public Integer call() throws Exception {
@@ -80,10 +67,10 @@ final class EgressCommand implements Callable<Integer> {
     byte[] secret;
     EgressProxy.Resolver resolver = EgressProxy.Resolver.SYSTEM;
     try {
-      denyList = DenyList.parse(DenyList.cidrs(deny));
+      denyList = DenyList.parse(DenyList.cidrs(egress.deny));
       secret = Files.readAllBytes(secretFile);
-      if (hosts != null) {
-        resolver = HostsFile.resolver(hosts, resolver);
+      if (egress.hosts != null) {
+        resolver = HostsFile.resolver(Path.of(egress.hosts), resolver);
       }
     } catch (KilnException | IOException e) {
       System.err.println("kiln egress: " + e.getMessage());

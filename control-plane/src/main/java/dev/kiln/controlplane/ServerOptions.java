@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.UnaryOperator;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -202,21 +203,7 @@ final class ServerOptions {
               + " network.")
   String egressPolicy;
 
-  @Option(
-      names = "--egress-deny",
-      paramLabel = "CIDR[,CIDR...]",
-      description =
-          "Addresses no UDF may connect to whatever its allow-list says (default: cloud metadata,"
-              + " loopback, private, CGNAT and link-local ranges; 'none' for none). Repeatable;"
-              + " replaces the default list.")
-  List<String> egressDeny = new ArrayList<>();
-
-  @Option(
-      names = "--egress-hosts",
-      paramLabel = "FILE",
-      description =
-          "Names the egress proxy resolves from this file (/etc/hosts format) before asking DNS.")
-  String egressHosts;
+  @Mixin EgressOptions egress = new EgressOptions();
 
   @Option(
       names = "--index-url",
@@ -369,7 +356,7 @@ final class ServerOptions {
     flags.put("auto-suspend", autoSuspend);
     flags.put("udf-env", udfEnv);
     flags.put("egress-policy", egressPolicy);
-    flags.put("egress-hosts", egressHosts);
+    flags.put("egress-hosts", egress.hosts);
     flags.put("max-sandboxes", maxSandboxes);
     flags.put("max-sandbox-memory", maxSandboxMemory);
     flags.put("gc-after", gcAfter);
@@ -385,7 +372,7 @@ final class ServerOptions {
         });
     runtimes.forEach(r -> builder.set("runtime", r));
     workerSizes.forEach(w -> builder.set("worker-size", w));
-    egressDeny.forEach(d -> builder.set("egress-deny", d));
+    egress.deny.forEach(d -> builder.set("egress-deny", d));
     if (!indexUrls.isEmpty()) {
       builder.indexUrls(indexUrls);
     }

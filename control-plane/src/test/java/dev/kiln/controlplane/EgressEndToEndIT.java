@@ -21,6 +21,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import org.apache.arrow.memory.BufferAllocator;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -130,6 +131,12 @@ class EgressEndToEndIT {
   }
 
   private String fetch(DatabendClient.Resource r, String url) throws Exception {
+    return fetch(allocator, r, url);
+  }
+
+  /** What {@link #FETCH} answers for {@code url}, called as Databend calls it. */
+  static String fetch(BufferAllocator allocator, DatabendClient.Resource r, String url)
+      throws Exception {
     return String.valueOf(
         KilnTestSupport.call(
                 allocator,
@@ -140,6 +147,21 @@ class EgressEndToEndIT {
                 KilnTestSupport.JSON.writeValueAsString(List.of(List.of(url))))
             .get(0)
             .get(0));
+  }
+
+  /**
+   * The UDF {@link #FETCH} as tenant acme's worker {@code fetcher}, made first by {@code CREATE
+   * WORKER fetcher WITH egress = 'EGRESS'}.
+   */
+  static DatabendClient.Resource fetcher(DatabendClient api, String egress) {
+    api.workers("acme", Duration.ofSeconds(5))
+        .createWorker(
+            CreateWorkerRequest.newBuilder()
+                .setTenantId("acme")
+                .setName("fetcher")
+                .putOptions("egress", egress)
+                .build());
+    return api.createWorker("acme", "fetcher", script(), Duration.ofSeconds(5));
   }
 
   private static String script() {
@@ -162,16 +184,8 @@ class EgressEndToEndIT {
 
   @Test
   void aWorkersAllowListLetsItsHostsThroughAndRefusesTheRestSayingWhatToChange() throws Exception {
-    kiln.api()
-        .workers("acme", Duration.ofSeconds(5))
-        .createWorker(
-            CreateWorkerRequest.newBuilder()
-                .setTenantId("acme")
-                .setName("fetcher")
-                .putOptions("egress", "api.allowed.test,*.wild.test,meta.allowed.test")
-                .build());
     DatabendClient.Resource r =
-        kiln.api().createWorker("acme", "fetcher", script(), Duration.ofSeconds(5));
+        fetcher(kiln.api(), "api.allowed.test,*.wild.test,meta.allowed.test");
     int port = http.getAddress().getPort();
     int tls = https.getAddress().getPort();
 
@@ -226,19 +240,7 @@ class EgressEndToEndIT {
   void aUdfWithoutAnAllowListHasNoNetworkAtAll() throws Exception {
     DatabendClient.Resource r =
         kiln.api().createWorker("acme", "isolated", script(), Duration.ofSeconds(5));
-    String out =
-        String.valueOf(
-            KilnTestSupport.call(
-                    allocator,
-                    r,
-                    "acme",
-                    "fetch",
-                    List.of("STRING NULL"),
-                    KilnTestSupport.JSON.writeValueAsString(
-                        List.of(
-                            List.of("http://127.0.0.1:" + http.getAddress().getPort() + "/hello"))))
-                .get(0)
-                .get(0));
+    String out = fetch(r, "http://127.0.0.1:" + http.getAddress().getPort() + "/hello");
     assertThat(out).startsWith("ERROR").doesNotContain("hello");
   }
 

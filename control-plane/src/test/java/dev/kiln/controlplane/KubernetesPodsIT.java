@@ -8,7 +8,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.base.KilnException;
 import dev.kiln.controlplane.proto.resource.AlterWorkerRequest;
 import dev.kiln.controlplane.proto.resource.AlterWorkerRequest.WorkerStateAction;
-import dev.kiln.controlplane.proto.resource.CreateWorkerRequest;
 import dev.kiln.controlplane.proto.resource.DropWorkerRequest;
 import dev.kiln.controlplane.proto.resource.Worker;
 import dev.kiln.definition.DataType;
@@ -341,58 +340,14 @@ class KubernetesPodsIT {
             d -> {},
             a -> true,
             EgressCredentials.fromSharedSecret(shared))) {
-      client
-          .services()
-          .inNamespace("kiln")
-          .resource(
-              new io.fabric8.kubernetes.api.model.ServiceBuilder()
-                  .withNewMetadata()
-                  .withName(SandboxPods.EGRESS_PROXY)
-                  .withNamespace("kiln")
-                  .endMetadata()
-                  .withNewSpec()
-                  .withClusterIP("10.96.0.42")
-                  .addNewPort()
-                  .withPort(SandboxPods.EGRESS_PROXY_PORT)
-                  .endPort()
-                  .endSpec()
-                  .build())
-          .create();
+      KubernetesMock.egressService(client, "kiln", "10.96.0.42");
       kubelet.routeService("10.96.0.42", SandboxPods.EGRESS_PROXY_PORT, deployment.port());
-      kiln.api()
-          .workers("acme", Duration.ofSeconds(5))
-          .createWorker(
-              CreateWorkerRequest.newBuilder()
-                  .setTenantId("acme")
-                  .setName("fetcher")
-                  .putOptions("egress", "api.allowed.test")
-                  .build());
-      DatabendClient.Resource r =
-          kiln.api()
-              .createWorker(
-                  "acme",
-                  "fetcher",
-                  QueryScripts.udf(EgressEndToEndIT.FETCH, "fetch")
-                      .inputs("STRING NULL")
-                      .result("STRING NULL")
-                      .render(),
-                  Duration.ofSeconds(5));
-      String url = "http://api.allowed.test:" + sitePort + "/v.txt";
+      DatabendClient.Resource r = EgressEndToEndIT.fetcher(kiln.api(), "api.allowed.test");
       assertThat(
-              KilnTestSupport.call(
-                  allocator, r, "acme", "fetch", List.of("STRING NULL"), "[[\"" + url + "\"]]"))
-          .containsExactly(List.of("staged v1"));
-      assertThat(
-              String.valueOf(
-                  KilnTestSupport.call(
-                          allocator,
-                          r,
-                          "acme",
-                          "fetch",
-                          List.of("STRING NULL"),
-                          "[[\"http://evil.test:" + sitePort + "/v.txt\"]]")
-                      .get(0)
-                      .get(0)))
+              EgressEndToEndIT.fetch(
+                  allocator, r, "http://api.allowed.test:" + sitePort + "/v.txt"))
+          .isEqualTo("staged v1");
+      assertThat(EgressEndToEndIT.fetch(allocator, r, "http://evil.test:" + sitePort + "/v.txt"))
           .contains("403")
           .contains("ALTER WORKER fetcher SET egress = 'api.allowed.test,evil.test'");
       assertThat(

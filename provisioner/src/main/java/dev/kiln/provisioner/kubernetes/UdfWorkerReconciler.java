@@ -436,20 +436,18 @@ public final class UdfWorkerReconciler implements AutoCloseable {
         .namespaces()
         .resource(SandboxPods.namespace(tenant))
         .createOr(NonDeletingOperation::update);
-    client
-        .network()
-        .v1()
-        .networkPolicies()
-        .inNamespace(KubernetesNames.tenantNamespace(tenant))
-        .resource(SandboxPods.networkPolicy(tenant, settings))
-        .createOr(NonDeletingOperation::update);
-    client
-        .network()
-        .v1()
-        .networkPolicies()
-        .inNamespace(KubernetesNames.tenantNamespace(tenant))
-        .resource(SandboxPods.egressNetworkPolicy(tenant, settings))
-        .createOr(NonDeletingOperation::update);
+    for (var policy :
+        List.of(
+            SandboxPods.networkPolicy(tenant, settings),
+            SandboxPods.egressNetworkPolicy(tenant, settings))) {
+      client
+          .network()
+          .v1()
+          .networkPolicies()
+          .inNamespace(KubernetesNames.tenantNamespace(tenant))
+          .resource(policy)
+          .createOr(NonDeletingOperation::update);
+    }
     tenantsReady.add(tenant);
   }
 

@@ -106,6 +106,30 @@ public final class KubernetesMock implements AutoCloseable {
             });
   }
 
+  /**
+   * The egress proxy's Service in Kiln's namespace {@code namespace}, with {@code clusterIp} (what
+   * {@code deploy/kubernetes/egress.yaml} makes, and the cluster would give an address).
+   */
+  public static void egressService(KubernetesClient client, String namespace, String clusterIp) {
+    client
+        .services()
+        .inNamespace(namespace)
+        .resource(
+            new io.fabric8.kubernetes.api.model.ServiceBuilder()
+                .withNewMetadata()
+                .withName(SandboxPods.EGRESS_PROXY)
+                .withNamespace(namespace)
+                .endMetadata()
+                .withNewSpec()
+                .withClusterIP(clusterIp)
+                .addNewPort()
+                .withPort(SandboxPods.EGRESS_PROXY_PORT)
+                .endPort()
+                .endSpec()
+                .build())
+        .create();
+  }
+
   /** The {@link UdfWorker} of {@code tenant}'s {@code udf} in namespace {@code kiln}, or null. */
   public static UdfWorker worker(KubernetesClient client, String tenant, String udf) {
     return client

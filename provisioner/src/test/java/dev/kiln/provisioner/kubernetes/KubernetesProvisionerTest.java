@@ -273,20 +273,7 @@ class KubernetesProvisionerTest {
         .as("the proxy is not deployed")
         .hasMessageContaining("no Service kiln-egress")
         .hasMessageContaining("deploy/kubernetes/egress.yaml");
-    client
-        .services()
-        .inNamespace("kiln")
-        .resource(
-            new io.fabric8.kubernetes.api.model.ServiceBuilder()
-                .withNewMetadata()
-                .withName(SandboxPods.EGRESS_PROXY)
-                .withNamespace("kiln")
-                .endMetadata()
-                .withNewSpec()
-                .withClusterIP("10.96.0.42")
-                .endSpec()
-                .build())
-        .create();
+    KubernetesMock.egressService(client, "kiln", "10.96.0.42");
     assertThat(pods.egressProxyAddress()).isEqualTo("10.96.0.42:3128");
 
     try (Sandbox s =
