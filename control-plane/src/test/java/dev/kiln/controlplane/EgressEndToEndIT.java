@@ -6,6 +6,7 @@ import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import com.sun.net.httpserver.HttpsConfigurator;
 import com.sun.net.httpserver.HttpsServer;
+import dev.kiln.controlplane.proto.resource.AlterWorkerRequest;
 import dev.kiln.controlplane.proto.resource.CreateWorkerRequest;
 import dev.kiln.definition.QueryScripts;
 import dev.kiln.egress.TestTls;
@@ -221,6 +222,20 @@ class EgressEndToEndIT {
         .containsPattern(
             "kiln_egress_bytes_total\\{direction=\"received\",tenant=\"acme\",worker=\"fetcher\",?\\}"
                 + " [1-9]");
+
+    // The fix the refusal names, then the next query: a new sandbox with the longer list.
+    kiln.api()
+        .workers("acme", Duration.ofSeconds(5))
+        .alterWorker(
+            AlterWorkerRequest.newBuilder()
+                .setTenantId("acme")
+                .setName("fetcher")
+                .putSetOptions("egress", "api.allowed.test,*.wild.test,meta.allowed.test,evil.test")
+                .build());
+    DatabendClient.Resource altered =
+        kiln.api().createWorker("acme", "fetcher", script(), Duration.ofSeconds(5));
+    assertThat(altered.key()).as("a new list: a new resource").isNotEqualTo(r.key());
+    assertThat(fetch(altered, "http://evil.test:" + port + "/hello")).isEqualTo("hello over http");
 
     assertThat(fetch(r, "https://evil.test:" + tls + "/hello"))
         .as("HTTPS to a name not in the list: the tunnel is refused")
