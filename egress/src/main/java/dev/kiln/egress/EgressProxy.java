@@ -366,6 +366,21 @@ public final class EgressProxy implements AutoCloseable {
       return;
     }
     HostPort target = new HostPort(uri.getHost(), uri.getPort() < 0 ? 80 : uri.getPort());
+    String host = head.header("host");
+    if (host != null
+        && !EgressRule.normalise(hostOf(host)).equals(EgressRule.normalise(target.host()))) {
+      // A server behind a shared address would answer for the name in Host, not the one checked.
+      deny(
+          client,
+          target,
+          "the request's Host header names "
+              + host
+              + ", not "
+              + target.host()
+              + " which it is sent to",
+          out);
+      return;
+    }
     Socket upstream = open(out, client, target);
     if (upstream == null) {
       return;
@@ -398,6 +413,17 @@ public final class EgressProxy implements AutoCloseable {
     }
   }
 
+  /** The host of a {@code Host} header's {@code host[:port]} ({@code [v6]:port} too). */
+  private static String hostOf(String hostHeader) {
+    String h = hostHeader.strip();
+    if (h.startsWith("[")) {
+      int close = h.indexOf(']');
+      return close < 0 ? h : h.substring(1, close);
+    }
+    int colon = h.lastIndexOf(':');
+    return colon < 0 || h.indexOf(':') != colon ? h : h.substring(0, colon);
+  }
+
   /**
    * The target checked against the client's allow-list and the deny list, and connected to; null
    * (the client answered) when refused or unreachable.
@@ -418,7 +444,8 @@ public final class EgressProxy implements AutoCloseable {
     }
     List<InetAddress> addresses;
     try {
-      addresses = resolver.resolve(target.host());
+      // As the allow-list saw it: lower case, IDN names in their ASCII form.
+      addresses = resolver.resolve(EgressRule.normalise(target.host()));
     } catch (UnknownHostException e) {
       ProxyWire.respond(
           out, 502, "Bad Gateway", "", "kiln egress: cannot resolve " + target.host());

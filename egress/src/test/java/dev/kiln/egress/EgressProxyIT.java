@@ -262,6 +262,36 @@ class EgressProxyIT {
   }
 
   @Test
+  void aPlainRequestForAnAllowedNameCannotCarryAHostHeaderForAnother() throws Exception {
+    String t = token("fronting-http", "api.allowed.test");
+    int before = denials.size();
+    int port = http.getAddress().getPort();
+    try (Socket s = new Socket("127.0.0.1", proxy.port())) {
+      s.setSoTimeout(10_000);
+      String auth =
+          Base64.getEncoder().encodeToString(("kiln:" + t).getBytes(StandardCharsets.US_ASCII));
+      s.getOutputStream()
+          .write(
+              ("GET http://api.allowed.test:"
+                      + port
+                      + "/hello HTTP/1.1\r\nHost: evil.test:"
+                      + port
+                      + "\r\nProxy-Authorization: Basic "
+                      + auth
+                      + "\r\n\r\n")
+                  .getBytes(StandardCharsets.US_ASCII));
+      String answer = new String(s.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+      assertThat(answer).startsWith("HTTP/1.1 403").doesNotContain("hello over http");
+    }
+    assertThat(denials.subList(before, denials.size()))
+        .singleElement()
+        .satisfies(d -> assertThat(d.reason()).contains("Host header names evil.test"));
+    // The same Host as the URL (with its port, or an upper-case spelling) goes through.
+    List<String> ok = curl(t, "http://API.allowed.test:" + port + "/hello");
+    assertThat(ok.get(1)).as(ok.toString()).endsWith("hello over http");
+  }
+
+  @Test
   void aTunnelToAnAllowedNameCannotCarryAHandshakeForAnother() throws Exception {
     String t = token("fronting", "api.allowed.test");
     int before = denials.size();
