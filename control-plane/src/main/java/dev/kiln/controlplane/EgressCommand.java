@@ -1,12 +1,16 @@
 package dev.kiln.controlplane;
 
+import com.sun.net.httpserver.HttpServer;
 import dev.kiln.base.KilnException;
 import dev.kiln.egress.DenyList;
 import dev.kiln.egress.EgressCredentials;
 import dev.kiln.egress.EgressProxy;
 import dev.kiln.egress.HostsFile;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -61,6 +65,14 @@ final class EgressCommand implements Callable<Integer> {
 
   @Mixin EgressOptions egress = new EgressOptions();
 
+  @Option(
+      names = "--metrics-port",
+      paramLabel = "PORT",
+      description =
+          "Port of /metrics (bytes per worker, kiln_egress_bytes_total) and /healthz"
+              + " (default 9091; -1: none).")
+  int metricsPort = 9091;
+
   @Override
   public Integer call() throws Exception {
     DenyList denyList;
@@ -98,11 +110,26 @@ final class EgressCommand implements Callable<Integer> {
           "kiln egress: cannot listen on " + bindHost + ":" + port + ": " + e.getMessage());
       return 1;
     }
+    HttpServer metrics = null;
+    if (metricsPort >= 0) {
+      try {
+        metrics = metrics(proxy);
+      } catch (IOException e) {
+        proxy.close();
+        System.err.println(
+            "kiln egress: cannot serve metrics on " + bindHost + ":" + metricsPort + ": " + e);
+        return 1;
+      }
+    }
+    HttpServer served = metrics;
     CountDownLatch stopped = new CountDownLatch(1);
     Runtime.getRuntime()
         .addShutdownHook(
             new Thread(
                 () -> {
+                  if (served != null) {
+                    served.stop(0);
+                  }
                   proxy.close();
                   stopped.countDown();
                 },
@@ -114,9 +141,38 @@ final class EgressCommand implements Callable<Integer> {
             + proxy.port()
             + " (deny "
             + denyList.ranges()
-            + ")");
+            + ")"
+            + (served == null ? "" : "; metrics on port " + served.getAddress().getPort()));
     System.out.flush();
     stopped.await();
     return 0;
+  }
+
+  /** {@code /metrics} (the bytes of every worker seen so far) and {@code /healthz}. */
+  private HttpServer metrics(EgressProxy proxy) throws IOException {
+    PrometheusMeterRegistry meters = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    HttpServer http = HttpServer.create(new InetSocketAddress(bindHost, metricsPort), 16);
+    http.createContext(
+        "/metrics",
+        ex -> {
+          EgressMetrics.countAll(meters, proxy);
+          byte[] body = meters.scrape().getBytes(StandardCharsets.UTF_8);
+          ex.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+          ex.sendResponseHeaders(200, body.length);
+          try (var out = ex.getResponseBody()) {
+            out.write(body);
+          }
+        });
+    http.createContext(
+        "/healthz",
+        ex -> {
+          byte[] body = "ok\n".getBytes(StandardCharsets.UTF_8);
+          ex.sendResponseHeaders(200, body.length);
+          try (var out = ex.getResponseBody()) {
+            out.write(body);
+          }
+        });
+    http.start();
+    return http;
   }
 }

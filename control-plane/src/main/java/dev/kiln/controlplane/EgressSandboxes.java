@@ -9,7 +9,6 @@ import dev.kiln.provisioner.PlaceSandbox;
 import dev.kiln.provisioner.Sandbox;
 import dev.kiln.provisioner.SandboxNetwork;
 import dev.kiln.provisioner.SandboxSpec;
-import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -91,7 +90,7 @@ final class EgressSandboxes implements AutoCloseable {
           e);
     }
     String token = p.admit(client);
-    count(p, client);
+    EgressMetrics.count(meters, p, new EgressProxy.Worker(client.tenant(), client.worker()));
     Sandbox sandbox = null;
     try {
       List<String> env = new ArrayList<>();
@@ -112,25 +111,6 @@ final class EgressSandboxes implements AutoCloseable {
                   network.close();
                 });
       }
-    }
-  }
-
-  /** The bytes each worker's UDFs send and receive through the proxy, as Prometheus counters. */
-  private void count(EgressProxy p, EgressProxy.Client client) {
-    // Registering an existing counter again returns it: one pair per worker.
-    for (String direction : List.of("sent", "received")) {
-      FunctionCounter.builder(
-              "kiln.egress.bytes",
-              p,
-              x -> {
-                EgressProxy.Traffic t = x.traffic(client.tenant(), client.worker());
-                return direction.equals("sent") ? t.sent() : t.received();
-              })
-          .description("bytes a worker's UDFs sent out and received through the egress proxy")
-          .tag("tenant", client.tenant())
-          .tag("worker", client.worker())
-          .tag("direction", direction)
-          .register(meters);
     }
   }
 

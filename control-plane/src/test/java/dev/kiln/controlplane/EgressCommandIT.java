@@ -77,20 +77,26 @@ class EgressCommandIT {
                     "--egress-deny",
                     "169.254.0.0/16",
                     "--egress-hosts",
-                    hosts.toString()))
+                    hosts.toString(),
+                    "--metrics-port",
+                    "0"))
             .redirectErrorStream(true)
             .start();
     try {
       BufferedReader out =
           new BufferedReader(new InputStreamReader(proxy.getInputStream(), StandardCharsets.UTF_8));
-      Pattern ready = Pattern.compile("kiln egress proxy ready on 127\\.0\\.0\\.1:(\\d+)");
+      Pattern ready =
+          Pattern.compile(
+              "kiln egress proxy ready on 127\\.0\\.0\\.1:(\\d+) .*metrics on port (\\d+)");
       int port = -1;
+      int metricsPort = -1;
       List<String> seen = new ArrayList<>();
       for (String line = out.readLine(); line != null; line = out.readLine()) {
         seen.add(line);
         Matcher m = ready.matcher(line);
         if (m.find()) {
           port = Integer.parseInt(m.group(1));
+          metricsPort = Integer.parseInt(m.group(2));
           break;
         }
       }
@@ -113,6 +119,18 @@ class EgressCommandIT {
       int sitePort = site.getAddress().getPort();
       assertThat(curl(via, "http://api.allowed.test:" + sitePort + "/hello").get(1))
           .endsWith("hello");
+      String metrics =
+          java.net.http.HttpClient.newHttpClient()
+              .send(
+                  java.net.http.HttpRequest.newBuilder(
+                          java.net.URI.create("http://127.0.0.1:" + metricsPort + "/metrics"))
+                      .build(),
+                  java.net.http.HttpResponse.BodyHandlers.ofString())
+              .body();
+      assertThat(metrics)
+          .containsPattern(
+              "kiln_egress_bytes_total\\{direction=\"received\",tenant=\"acme\",worker=\"fetcher\",?\\}"
+                  + " [1-9]");
       assertThat(curl(via, "http://evil.test:" + sitePort + "/hello").get(1))
           .contains("403")
           .contains("ALTER WORKER fetcher SET egress = 'api.allowed.test,evil.test'");

@@ -124,7 +124,11 @@ public final class EgressProxy implements AutoCloseable {
   private final Resolver resolver;
   private final Consumer<Denial> denials;
   private final Map<String, Client> clients = new ConcurrentHashMap<>();
-  private final Map<String, Counters> traffic = new ConcurrentHashMap<>();
+
+  /** A worker, as traffic is counted. */
+  public record Worker(String tenant, String worker) {}
+
+  private final Map<Worker, Counters> traffic = new ConcurrentHashMap<>();
   private final ExecutorService threads = Executors.newVirtualThreadPerTaskExecutor();
   private final SecureRandom random = new SecureRandom();
 
@@ -224,9 +228,14 @@ public final class EgressProxy implements AutoCloseable {
     return env;
   }
 
+  /** The workers whose traffic went through the proxy so far. */
+  public List<Worker> workers() {
+    return List.copyOf(traffic.keySet());
+  }
+
   /** The bytes the tenant's worker sent and received through the proxy so far. */
   public Traffic traffic(String tenant, String worker) {
-    Counters c = traffic.get(tenant + "/" + worker);
+    Counters c = traffic.get(new Worker(tenant, worker));
     return c == null ? new Traffic(0, 0) : new Traffic(c.sent.sum(), c.received.sum());
   }
 
@@ -516,7 +525,8 @@ public final class EgressProxy implements AutoCloseable {
   }
 
   private Counters counters(Client client) {
-    return traffic.computeIfAbsent(client.tenant() + "/" + client.worker(), k -> new Counters());
+    return traffic.computeIfAbsent(
+        new Worker(client.tenant(), client.worker()), k -> new Counters());
   }
 
   /** Copies both ways until both ends close, counting bytes. */
