@@ -10,7 +10,6 @@ import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -156,22 +155,9 @@ final class EgressCommand implements Callable<Integer> {
         "/metrics",
         ex -> {
           EgressMetrics.countAll(meters, proxy);
-          byte[] body = meters.scrape().getBytes(StandardCharsets.UTF_8);
-          ex.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-          ex.sendResponseHeaders(200, body.length);
-          try (var out = ex.getResponseBody()) {
-            out.write(body);
-          }
+          UdfAdmin.respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", meters.scrape());
         });
-    http.createContext(
-        "/healthz",
-        ex -> {
-          byte[] body = "ok\n".getBytes(StandardCharsets.UTF_8);
-          ex.sendResponseHeaders(200, body.length);
-          try (var out = ex.getResponseBody()) {
-            out.write(body);
-          }
-        });
+    http.createContext("/healthz", ex -> UdfAdmin.respond(ex, 200, "text/plain", "ok\n"));
     http.start();
     return http;
   }
