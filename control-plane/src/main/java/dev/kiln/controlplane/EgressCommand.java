@@ -76,13 +76,11 @@ final class EgressCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     DenyList denyList;
     byte[] secret;
-    EgressProxy.Resolver resolver = EgressProxy.Resolver.SYSTEM;
+    EgressProxy.Resolver resolver;
     try {
       denyList = DenyList.parse(DenyList.cidrs(egress.deny));
       secret = Files.readAllBytes(secretFile);
-      if (egress.hosts != null) {
-        resolver = HostsFile.resolver(Path.of(egress.hosts), resolver);
-      }
+      resolver = HostsFile.resolver(egress.hosts == null ? null : Path.of(egress.hosts));
     } catch (KilnException | IOException e) {
       System.err.println("kiln egress: " + e.getMessage());
       return 2;

@@ -105,6 +105,12 @@ final class EgressPolicies {
   }
 
   private static EgressPolicy union(EgressPolicy a, EgressPolicy b) {
+    if (b.isEmpty()) {
+      return a; // the usual case on every request: nothing (more) granted
+    }
+    if (a.isEmpty()) {
+      return b;
+    }
     Map<String, EgressRule> rules = new LinkedHashMap<>();
     for (EgressRule r : a.rules()) {
       rules.putIfAbsent(r.toString(), r);

@@ -12,8 +12,6 @@ import dev.kiln.provisioner.SandboxSpec;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.net.InetSocketAddress;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
@@ -58,14 +56,12 @@ final class EgressSandboxes implements AutoCloseable {
   static EgressSandboxes of(
       KilnConfig config, MeterRegistry meters, Consumer<EgressProxy.Denial> denials)
       throws KilnException {
-    EgressProxy.Resolver resolver = EgressProxy.Resolver.SYSTEM;
-    if (config.egressHosts() != null) {
-      try {
-        resolver = HostsFile.resolver(config.egressHosts(), resolver);
-      } catch (IOException e) {
-        throw new KilnException(
-            ErrorCode.INVALID_CONFIGURATION, "egress-hosts: " + e.getMessage(), e);
-      }
+    EgressProxy.Resolver resolver;
+    try {
+      resolver = HostsFile.resolver(config.egressHosts());
+    } catch (IOException e) {
+      throw new KilnException(
+          ErrorCode.INVALID_CONFIGURATION, "egress-hosts: " + e.getMessage(), e);
     }
     return new EgressSandboxes(DenyList.parse(config.egressDeny()), resolver, meters, denials);
   }
@@ -93,10 +89,8 @@ final class EgressSandboxes implements AutoCloseable {
     EgressMetrics.count(meters, p, new EgressProxy.Worker(client.tenant(), client.worker()));
     Sandbox sandbox = null;
     try {
-      List<String> env = new ArrayList<>();
-      p.environment(network.hostAddress().getHostAddress(), token)
-          .forEach((k, v) -> env.add(k + "=" + v));
-      sandbox = sandboxes.place(spec.withEgress(env).withNetwork(network));
+      String url = p.url(network.hostAddress().getHostAddress(), token);
+      sandbox = sandboxes.place(spec.withEgress(EgressProxy.environment(url)).withNetwork(network));
       return sandbox;
     } finally {
       if (sandbox == null) {

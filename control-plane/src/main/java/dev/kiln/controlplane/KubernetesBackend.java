@@ -26,7 +26,6 @@ import java.net.UnknownHostException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.InstantSource;
-import java.util.ArrayList;
 import java.util.Deque;
 import java.util.List;
 import org.slf4j.LoggerFactory;
@@ -114,11 +113,7 @@ record KubernetesBackend(
     } catch (IOException e) {
       throw new KilnException(ErrorCode.SANDBOX_UNAVAILABLE, e.getMessage(), e);
     }
-    String url =
-        "http://" + EgressProxy.USER + ":" + egressCredentials.issue(client) + "@" + address;
-    List<String> env = new ArrayList<>();
-    EgressProxy.variables(url).forEach((k, v) -> env.add(k + "=" + v));
-    return env;
+    return EgressProxy.environment(EgressProxy.proxyUrl(address, egressCredentials.issue(client)));
   }
 
   /**

@@ -10,6 +10,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * A worker's options as {@code CREATE WORKER … WITH k='v'} and {@code ALTER WORKER … SET k='v'}
@@ -58,6 +59,30 @@ record WorkerOptions(
    *     listing what is supported
    */
   static WorkerOptions parse(
+      Map<String, String> raw, WorkerSizes sizes, Duration defaultAutoSuspend)
+      throws KilnException {
+    // Asked on every CreateWorker and, through the Scaler, whenever a UDF's sandboxes are all
+    // busy: a worker's options are parsed once per version of them.
+    Parsed key = new Parsed(Map.copyOf(raw), sizes, defaultAutoSuspend);
+    WorkerOptions known = PARSED.get(key);
+    if (known != null) {
+      return known;
+    }
+    WorkerOptions parsed = parseNew(raw, sizes, defaultAutoSuspend);
+    if (PARSED.size() >= MAX_PARSED) {
+      PARSED.clear(); // options of workers long altered or dropped
+    }
+    PARSED.put(key, parsed);
+    return parsed;
+  }
+
+  /** What a parse depends on. */
+  private record Parsed(Map<String, String> raw, WorkerSizes sizes, Duration defaultAutoSuspend) {}
+
+  private static final int MAX_PARSED = 4096;
+  private static final Map<Parsed, WorkerOptions> PARSED = new ConcurrentHashMap<>();
+
+  private static WorkerOptions parseNew(
       Map<String, String> raw, WorkerSizes sizes, Duration defaultAutoSuspend)
       throws KilnException {
     List<String> errors = new ArrayList<>();

@@ -115,7 +115,7 @@ class EgressCommandIT {
               .issue(
                   new EgressProxy.Client(
                       "acme", "fetcher", "k", EgressPolicy.parse("api.allowed.test"), null));
-      String via = "http://" + EgressProxy.USER + ":" + credential + "@127.0.0.1:" + port;
+      String via = EgressProxy.proxyUrl("127.0.0.1:" + port, credential);
       int sitePort = site.getAddress().getPort();
       assertThat(curl(via, "http://api.allowed.test:" + sitePort + "/hello").get(1))
           .endsWith("hello");

@@ -58,8 +58,12 @@ public record EgressPolicy(List<EgressRule> rules) {
 
   /** The first rule that lets a connection to {@code target}:{@code port} through, if any. */
   public Optional<EgressRule> allowing(String target, int port) {
-    String t = EgressRule.normalise(target);
-    return rules.stream().filter(r -> r.matchesNormal(t, port)).findFirst();
+    return allowingNormal(EgressRule.normalise(target), port);
+  }
+
+  /** {@link #allowing} for a target {@link EgressRule#normalise normalised} already. */
+  Optional<EgressRule> allowingNormal(String normal, int port) {
+    return rules.stream().filter(r -> r.matchesNormal(normal, port)).findFirst();
   }
 
   /** As the option is written back: the rules, comma-separated. */

@@ -16,6 +16,7 @@ import java.net.URISyntaxException;
 import java.net.UnknownHostException;
 import java.nio.charset.StandardCharsets;
 import java.security.SecureRandom;
+import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HexFormat;
 import java.util.List;
@@ -23,7 +24,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
-import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -201,30 +201,27 @@ public final class EgressProxy implements AutoCloseable {
 
   /** The proxy URL a UDF is given: its credentials and this proxy's address as {@code host}. */
   public String url(String host, String token) {
-    return "http://" + USER + ":" + token + "@" + host + ":" + port();
+    return proxyUrl(host + ":" + port(), token);
+  }
+
+  /** The URL of a proxy at {@code hostPort} with the credentials {@code token}. */
+  public static String proxyUrl(String hostPort, String token) {
+    return "http://" + USER + ":" + token + "@" + hostPort;
   }
 
   /**
-   * The variables that send a UDF's HTTP(S) through this proxy, reached at {@code host}, with the
-   * credentials {@code token}: what {@code requests}, {@code urllib}, {@code boto3} and {@code
-   * curl} read (both spellings; loopback stays direct).
+   * The variables ({@code KEY=value}) that send a UDF's HTTP(S) through the proxy at {@code url}:
+   * what {@code requests}, {@code urllib}, {@code boto3} and {@code curl} read (both spellings;
+   * loopback stays direct).
    */
-  public Map<String, String> environment(String host, String token) {
-    return variables(url(host, token));
-  }
-
-  /**
-   * The variables that send HTTP(S) through the proxy at {@code url} ({@code
-   * http://kiln:CREDENTIAL@HOST:PORT}).
-   */
-  public static Map<String, String> variables(String url) {
-    Map<String, String> env = new TreeMap<>();
+  public static List<String> environment(String url) {
+    List<String> env = new ArrayList<>();
     for (String name : List.of("HTTP_PROXY", "HTTPS_PROXY")) {
-      env.put(name, url);
-      env.put(name.toLowerCase(Locale.ROOT), url);
+      env.add(name + "=" + url);
+      env.add(name.toLowerCase(Locale.ROOT) + "=" + url);
     }
-    env.put("NO_PROXY", "localhost,127.0.0.1,::1");
-    env.put("no_proxy", "localhost,127.0.0.1,::1");
+    env.add("NO_PROXY=localhost,127.0.0.1,::1");
+    env.add("no_proxy=localhost,127.0.0.1,::1");
     return env;
   }
 
@@ -438,7 +435,9 @@ public final class EgressProxy implements AutoCloseable {
    * (the client answered) when refused or unreachable.
    */
   private Socket open(OutputStream out, Client client, HostPort target) throws IOException {
-    if (client.policy().allowing(target.host(), target.port()).isEmpty()) {
+    // As the allow-list sees it and the resolver is asked: lower case, IDN names in ASCII.
+    String name = EgressRule.normalise(target.host());
+    if (client.policy().allowingNormal(name, target.port()).isEmpty()) {
       deny(
           client,
           target,
@@ -453,8 +452,7 @@ public final class EgressProxy implements AutoCloseable {
     }
     List<InetAddress> addresses;
     try {
-      // As the allow-list saw it: lower case, IDN names in their ASCII form.
-      addresses = resolver.resolve(EgressRule.normalise(target.host()));
+      addresses = resolver.resolve(name);
     } catch (UnknownHostException e) {
       ProxyWire.respond(
           out, 502, "Bad Gateway", "", "kiln egress: cannot resolve " + target.host());

@@ -19,6 +19,15 @@ public final class HostsFile {
   private HostsFile() {}
 
   /**
+   * The system's resolver, after the names {@code file} lists when it is not null.
+   *
+   * @throws IOException when the file cannot be read, or a line's address is not an IP address
+   */
+  public static EgressProxy.Resolver resolver(Path file) throws IOException {
+    return file == null ? EgressProxy.Resolver.SYSTEM : resolver(file, EgressProxy.Resolver.SYSTEM);
+  }
+
+  /**
    * A resolver that answers the names {@code file} lists from it and every other name with {@code
    * fallback}.
    *

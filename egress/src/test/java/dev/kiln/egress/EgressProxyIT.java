@@ -98,6 +98,16 @@ class EgressProxyIT {
     }
   }
 
+  /** Writes a request head to the proxy: {@code line}, {@code host}, the token's credentials. */
+  private static void send(Socket s, String token, String line, String host) throws Exception {
+    String auth =
+        Base64.getEncoder().encodeToString(("kiln:" + token).getBytes(StandardCharsets.US_ASCII));
+    s.getOutputStream()
+        .write(
+            (line + "\r\n" + host + "\r\nProxy-Authorization: Basic " + auth + "\r\n\r\n")
+                .getBytes(StandardCharsets.US_ASCII));
+  }
+
   /** curl through the proxy with {@code token}: exit code, then what it printed. */
   private static List<String> curl(String token, String url) throws Exception {
     return curlVia(proxy.url("127.0.0.1", token), url);
@@ -268,18 +278,11 @@ class EgressProxyIT {
     int port = http.getAddress().getPort();
     try (Socket s = new Socket("127.0.0.1", proxy.port())) {
       s.setSoTimeout(10_000);
-      String auth =
-          Base64.getEncoder().encodeToString(("kiln:" + t).getBytes(StandardCharsets.US_ASCII));
-      s.getOutputStream()
-          .write(
-              ("GET http://api.allowed.test:"
-                      + port
-                      + "/hello HTTP/1.1\r\nHost: evil.test:"
-                      + port
-                      + "\r\nProxy-Authorization: Basic "
-                      + auth
-                      + "\r\n\r\n")
-                  .getBytes(StandardCharsets.US_ASCII));
+      send(
+          s,
+          t,
+          "GET http://api.allowed.test:" + port + "/hello HTTP/1.1",
+          "Host: evil.test:" + port);
       String answer = new String(s.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
       assertThat(answer).startsWith("HTTP/1.1 403").doesNotContain("hello over http");
     }
@@ -297,18 +300,8 @@ class EgressProxyIT {
     int before = denials.size();
     int port = https.getAddress().getPort();
     try (Socket s = new Socket("127.0.0.1", proxy.port())) {
-      String auth =
-          Base64.getEncoder().encodeToString(("kiln:" + t).getBytes(StandardCharsets.US_ASCII));
-      s.getOutputStream()
-          .write(
-              ("CONNECT api.allowed.test:"
-                      + port
-                      + " HTTP/1.1\r\nHost: api.allowed.test:"
-                      + port
-                      + "\r\nProxy-Authorization: Basic "
-                      + auth
-                      + "\r\n\r\n")
-                  .getBytes(StandardCharsets.US_ASCII));
+      send(
+          s, t, "CONNECT api.allowed.test:" + port + " HTTP/1.1", "Host: api.allowed.test:" + port);
       byte[] head = new byte[39];
       assertThat(s.getInputStream().readNBytes(head, 0, head.length)).isEqualTo(head.length);
       assertThat(new String(head, StandardCharsets.US_ASCII)).startsWith("HTTP/1.1 200");

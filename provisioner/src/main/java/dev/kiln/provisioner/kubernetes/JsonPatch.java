@@ -35,6 +35,19 @@ final class JsonPatch {
     return "/metadata/annotations/" + segment(key);
   }
 
+  /**
+   * Merges {@code doc} into {@code resource} (a JSON merge patch: what it sets, and nothing
+   * removed); returns the resource as the API server answered.
+   */
+  static <T> T merge(EditReplacePatchable<T> resource, Map<String, Object> doc) {
+    return resource.patch(PatchContext.of(PatchType.JSON_MERGE), Serialization.asJson(doc));
+  }
+
+  /** Sets the annotation {@code key} of {@code resource} to {@code value}; returns the answer. */
+  static <T> T annotate(EditReplacePatchable<T> resource, String key, String value) {
+    return merge(resource, Map.of("metadata", Map.of("annotations", Map.of(key, value))));
+  }
+
   /** Sends {@code ops} to {@code resource}, as one patch. */
   static void apply(EditReplacePatchable<?> resource, List<Map<String, Object>> ops) {
     resource.patch(PatchContext.of(PatchType.JSON), Serialization.asJson(ops));

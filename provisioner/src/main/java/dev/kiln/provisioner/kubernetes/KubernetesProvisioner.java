@@ -9,10 +9,7 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.dsl.Resource;
-import io.fabric8.kubernetes.client.dsl.base.PatchContext;
-import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
-import io.fabric8.kubernetes.client.utils.Serialization;
 import java.io.IOException;
 import java.math.BigDecimal;
 import java.net.InetSocketAddress;
@@ -279,9 +276,7 @@ public final class KubernetesProvisioner implements Provisioner {
     var pod = client.pods().inNamespace(s.namespace()).withName(s.podName());
     try {
       if (held) {
-        return pod.patch(
-            PatchContext.of(PatchType.JSON_MERGE),
-            Serialization.asJson(Map.of("metadata", Map.of("annotations", Map.of(key, replica)))));
+        return JsonPatch.annotate(pod, key, replica);
       }
       JsonPatch.apply(pod, List.of(JsonPatch.remove(JsonPatch.annotation(key))));
       return null;
@@ -413,10 +408,8 @@ public final class KubernetesProvisioner implements Provisioner {
   /** This replica's claim on the worker: {@code pods}, or no entry when none. */
   private void setClaim(String worker, int pods) {
     if (pods > 0) {
-      workerResource(worker)
-          .patch(
-              PatchContext.of(PatchType.JSON_MERGE),
-              Serialization.asJson(Map.of("spec", Map.of("claims", Map.of(replica, pods)))));
+      JsonPatch.merge(
+          workerResource(worker), Map.of("spec", Map.of("claims", Map.of(replica, pods))));
     } else {
       JsonPatch.apply(workerResource(worker), List.of(JsonPatch.remove(JsonPatch.claim(replica))));
     }
@@ -468,10 +461,7 @@ public final class KubernetesProvisioner implements Provisioner {
           return;
         }
       }
-      workerResource(worker)
-          .patch(
-              PatchContext.of(PatchType.JSON_MERGE),
-              Serialization.asJson(Map.of("spec", Map.of("definition", record))));
+      JsonPatch.merge(workerResource(worker), Map.of("spec", Map.of("definition", record)));
     } catch (KubernetesClientException e) {
       throw new IOException(
           "cannot keep the definition of UDF worker " + worker + ": " + e.getMessage(), e);

@@ -5,13 +5,10 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.dsl.NonDeletingOperation;
 import io.fabric8.kubernetes.client.dsl.Resource;
-import io.fabric8.kubernetes.client.dsl.base.PatchContext;
-import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElectionConfigBuilder;
 import io.fabric8.kubernetes.client.extended.leaderelection.resourcelock.LeaseLock;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
-import io.fabric8.kubernetes.client.utils.Serialization;
 import java.security.SecureRandom;
 import java.time.Duration;
 import java.time.Instant;
@@ -464,13 +461,7 @@ public final class UdfWorkerReconciler implements AutoCloseable {
             .withName(p.getMetadata().getName());
     Pod marked;
     try {
-      marked =
-          pod.patch(
-              PatchContext.of(PatchType.JSON_MERGE),
-              Serialization.asJson(
-                  Map.of(
-                      "metadata",
-                      Map.of("annotations", Map.of(KubernetesNames.CONDEMNED, "true")))));
+      marked = JsonPatch.annotate(pod, KubernetesNames.CONDEMNED, "true");
     } catch (KubernetesClientException e) {
       return e.getCode() == 404; // gone already
     }
