@@ -235,7 +235,7 @@ final class Decimal64Schemas {
   }
 
   /** A protobuf varint, or -1 at the end of the stream. */
-  private static long readVarint(InputStream in) throws IOException {
+  static long readVarint(InputStream in) throws IOException {
     long value = 0;
     for (int shift = 0; shift < 64; shift += 7) {
       int b = in.read();

@@ -1,6 +1,7 @@
 package dev.kiln.worker;
 
 import io.grpc.ServerInterceptors;
+import io.grpc.ServerMethodDefinition;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.netty.GrpcHttp2ConnectionHandler;
 import io.grpc.netty.InternalProtocolNegotiator;
@@ -109,15 +110,15 @@ public final class FlightEndpoint implements AutoCloseable {
     UdfProducer producer =
         new UdfProducer(allocator, tokens, directory, meters, config.readyWait());
     ExecutorService executor = callExecutor(Runtime.version().feature());
-    // Flight's own service, but with Decimal64 schemas rewritten before Flight parses them.
-    // Registered under the same service name, it replaces the one FlightServer added.
+    // Flight's own service, registered under the same service name, so it replaces the one
+    // FlightServer added.
     ServerServiceDefinition service =
         ServerInterceptors.intercept(
-            ServerInterceptors.useInputStreamMessages(
+            service(
                 FlightGrpcUtils.createFlightService(
                         allocator, producer, ServerAuthHandler.NO_OP, executor)
-                    .bindService()),
-            new Decimal64Schemas.Interceptor(),
+                    .bindService(),
+                allocator),
             new ServerBackpressureThresholdInterceptor(FlightServer.DEFAULT_BACKPRESSURE_THRESHOLD),
             new ServerAuthInterceptor(ServerAuthHandler.NO_OP));
     Consumer<NettyServerBuilder> grpc =
@@ -151,6 +152,36 @@ public final class FlightEndpoint implements AutoCloseable {
     }
     log.info("Flight endpoint listening on {}:{}", config.bindHost(), server.getPort());
     return new FlightEndpoint(allocator, producer, server, executor);
+  }
+
+  /**
+   * Flight's methods, DoExchange's messages parsed by {@link ExchangeMessages} (which also rewrites
+   * Decimal64 schemas); the other methods' messages reach Flight through the Decimal64 rewriting
+   * interceptor, which needs them as raw streams.
+   */
+  static ServerServiceDefinition service(
+      ServerServiceDefinition flight, BufferAllocator allocator) {
+    String name = flight.getServiceDescriptor().getName();
+    ServerServiceDefinition.Builder others = ServerServiceDefinition.builder(name);
+    ServerMethodDefinition<?, ?> exchange = null;
+    for (ServerMethodDefinition<?, ?> m : flight.getMethods()) {
+      if (ExchangeMessages.available()
+          && "DoExchange".equals(m.getMethodDescriptor().getBareMethodName())) {
+        exchange = ExchangeMessages.bind(m, allocator);
+      } else {
+        others.addMethod(m);
+      }
+    }
+    ServerServiceDefinition.Builder all = ServerServiceDefinition.builder(name);
+    ServerInterceptors.intercept(
+            ServerInterceptors.useInputStreamMessages(others.build()),
+            new Decimal64Schemas.Interceptor())
+        .getMethods()
+        .forEach(all::addMethod);
+    if (exchange != null) {
+      all.addMethod(exchange);
+    }
+    return all.build();
   }
 
   /**

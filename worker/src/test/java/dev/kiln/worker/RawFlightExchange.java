@@ -112,19 +112,8 @@ final class RawFlightExchange {
                   closed.complete(Status.OK);
                 }
               });
-      requests.onNext(
-          flightData(
-              descriptor(handler),
-              bytes(MessageSerializer.serializeMetadata(declared, IpcOption.DEFAULT)),
-              null));
-      VectorUnloader unloader = new VectorUnloader(batch);
-      try (ArrowRecordBatch records = unloader.getRecordBatch()) {
-        requests.onNext(
-            flightData(
-                null,
-                bytes(MessageSerializer.serializeMetadata(records, IpcOption.DEFAULT)),
-                body(records)));
-      }
+      requests.onNext(schemaMessage(handler, declared));
+      requests.onNext(batchMessage(batch));
       requests.onCompleted();
       Status status = closed.get(60, TimeUnit.SECONDS);
       if (!status.isOk()) {
@@ -190,6 +179,24 @@ final class RawFlightExchange {
     }
   }
 
+  /** The FlightData message that opens a DoExchange: the handler's path and the schema. */
+  static byte[] schemaMessage(String handler, Schema schema) {
+    return flightData(
+        descriptor(handler),
+        bytes(MessageSerializer.serializeMetadata(schema, IpcOption.DEFAULT)),
+        null);
+  }
+
+  /** The FlightData message of one record batch. */
+  static byte[] batchMessage(VectorSchemaRoot batch) {
+    try (ArrowRecordBatch records = new VectorUnloader(batch).getRecordBatch()) {
+      return flightData(
+          null,
+          bytes(MessageSerializer.serializeMetadata(records, IpcOption.DEFAULT)),
+          body(records));
+    }
+  }
+
   private static byte[] descriptor(String path) {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     out.write(0x08); // type = PATH (1)
@@ -210,7 +217,7 @@ final class RawFlightExchange {
     return out.toByteArray();
   }
 
-  private static void field(ByteArrayOutputStream out, int number, byte[] value) {
+  static void field(ByteArrayOutputStream out, int number, byte[] value) {
     writeVarint(out, ((long) number << 3) | 2);
     writeVarint(out, value.length);
     out.writeBytes(value);
