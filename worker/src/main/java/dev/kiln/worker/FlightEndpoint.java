@@ -99,10 +99,10 @@ public final class FlightEndpoint implements AutoCloseable {
     Objects.requireNonNull(tokens, "tokens");
     Objects.requireNonNull(directory, "directory");
     Objects.requireNonNull(meters, "meters");
-    // Arrow then copies each incoming batch from gRPC's buffers straight into Arrow memory, not
-    // through a heap array of the batch's size first (Arrow Java's default): a 1 MiB array per
-    // mini-batch was a fifth of what the server allocated under Databend's load. Read when Arrow's
-    // ArrowMessage class loads, so it is set before the server exists; a value given wins.
+    // Where Flight parses messages itself (DoExchange without ExchangeMessages, other methods), it
+    // then reads a body from gRPC's buffers in one call rather than through an InputStream (both
+    // through a heap array of the body's size in Arrow Java 19). Read when Arrow's ArrowMessage
+    // class loads, so it is set before the server exists; a value given wins.
     if (System.getProperty(ZERO_COPY_READ) == null) {
       System.setProperty(ZERO_COPY_READ, "true");
     }

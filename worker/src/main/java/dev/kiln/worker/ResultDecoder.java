@@ -31,15 +31,20 @@ final class ResultDecoder {
 
   static final int RESULT_HEADER_BYTES = 8;
 
+  /** Arrays that string results' offsets are gathered in, kept for the next results. */
+  private static final FrameIO.Spares OFFSET_ARRAYS = new FrameIO.Spares(false);
+
   private ResultDecoder() {}
 
   /**
-   * Squeezes the values joined by {@code sep} in {@code src[at, end)} together at {@code at}:
-   * {@code o[r]} becomes where value r starts (relative to {@code at}), {@code o[rows]} the total
-   * length. Returns the number of separators, rows - 1 when well formed (it stops at a separator
-   * beyond that, returning rows).
+   * Squeezes the values joined by {@code sep} in {@code src[at, end)} together at {@code at}. The
+   * end of value r (relative to {@code at}, plus {@code base}) becomes offset {@code first + r + 1}
+   * of {@code offsets}, Arrow's little-endian 64-bit offsets; offset {@code first} is left as it
+   * is. Returns the number of separators, rows - 1 when well formed (it stops at a separator beyond
+   * that, returning rows).
    */
-  static int squeezeSeparated(byte[] src, int at, int end, byte sep, int rows, long[] o) {
+  static int squeezeSeparated(
+      byte[] src, int at, int end, byte sep, int rows, byte[] offsets, int first, long base) {
     final long ones = 0x0101010101010101L;
     final long low7 = 0x7F7F7F7F7F7F7F7FL;
     long pattern = ones * (sep & 0xff);
@@ -77,7 +82,7 @@ final class ResultDecoder {
       if (++row >= rows) {
         return row; // a separator after the last value: malformed
       }
-      o[row] = w - at;
+      LONG.set(offsets, 8 * (first + row), base + w - at);
       from = found + 1;
       i = found + 1;
     }
@@ -87,7 +92,7 @@ final class ResultDecoder {
     }
     w += len;
     if (rows > 0) {
-      o[rows] = w - at;
+      LONG.set(offsets, 8 * (first + rows), base + w - at);
     }
     return row;
   }
@@ -263,71 +268,72 @@ final class ResultDecoder {
     private void readStrings(
         List<Part> parts, boolean[] separated, int total, String what, List<ArrowBuf> buffers)
         throws MalformedFrameException {
-      long[][] offsets = new long[parts.size()][];
+      // Every part's offsets go straight into one array (a spare from earlier results), shifted by
+      // the bytes of the parts before it, and are copied once: a bounds-checked setLong per row
+      // was a tenth of decoding a string result, and arrays per part were a sixth of what the
+      // worker allocated under Databend's load.
+      int offsetBytes = 8 * (total + 1);
+      byte[] offsets = OFFSET_ARRAYS.take(offsetBytes);
       int[] dataAt = new int[parts.size()];
-      long bytes = 0;
+      long[] lengths = new long[parts.size()];
+      LONG.set(offsets, 0, 0L);
+      long base = 0;
+      int first = 0;
       for (int s = 0; s < parts.size(); s++) {
         Part p = parts.get(s);
         ByteBuffer bb = p.bb();
-        long[] o = new long[p.rows() + 1];
+        int rows = p.rows();
         if (separated[s]) {
           need(bb, 9, what + " separator");
           byte sep = bb.get();
           long length = bb.getLong();
           need(bb, length, what + " data");
           int at = bb.position();
-          byte[] src = bb.array();
-          // Note where each value starts and squeeze the separators out, in place (the payload
-          // is ours): separators are found 8 bytes at a time, values moved by arraycopy.
-          int rows = p.rows();
+          // The values are squeezed together in place (the payload is ours): separators are found
+          // 8 bytes at a time, values moved by arraycopy.
           int end = at + (int) length;
-          int row = squeezeSeparated(src, at, end, sep, rows, o);
+          int row = squeezeSeparated(p.array(), at, end, sep, rows, offsets, first, base);
           if (rows == 0 ? length != 0 : row != rows - 1) {
             throw new MalformedFrameException(
                 what + " holds " + (row + 1) + " separated values, expected " + rows);
           }
           dataAt[s] = at;
+          lengths[s] = rows == 0 ? 0 : (long) LONG.get(offsets, 8 * (first + rows)) - base;
           bb.position(end);
         } else {
-          need(bb, 8L * (p.rows() + 1), what + " offsets");
+          need(bb, 8L * (rows + 1), what + " offsets");
           int at = bb.position();
           long previous = 0;
-          for (int i = 0; i <= p.rows(); i++) {
+          for (int i = 0; i <= rows; i++) {
             long offset = (long) LONG.get(p.array(), at + 8 * i);
             if ((i == 0 && offset != 0) || offset < previous) {
               throw new MalformedFrameException(
                   what + ": offset " + i + " is " + offset + " after " + previous);
             }
-            o[i] = previous = offset;
+            if (i > 0) {
+              LONG.set(offsets, 8 * (first + i), base + offset);
+            }
+            previous = offset;
           }
-          need(bb, 8L * (p.rows() + 1) + previous, what + " data");
-          dataAt[s] = at + 8 * (p.rows() + 1);
+          need(bb, 8L * (rows + 1) + previous, what + " data");
+          dataAt[s] = at + 8 * (rows + 1);
+          lengths[s] = previous;
           bb.position(dataAt[s] + (int) previous);
         }
-        offsets[s] = o;
-        bytes += o[p.rows()];
+        base += lengths[s];
+        first += rows;
       }
-      ArrowBuf offsetBuf = allocator.buffer(8L * (total + 1));
+      ArrowBuf offsetBuf = allocator.buffer(offsetBytes);
       buffers.add(offsetBuf);
-      ArrowBuf data = allocator.buffer(bytes);
+      offsetBuf.setBytes(0, offsets, 0, offsetBytes);
+      OFFSET_ARRAYS.give(offsets);
+      ArrowBuf data = allocator.buffer(base);
       buffers.add(data);
-      // Offsets written to a Java array and copied once: a bounds-checked setLong per row was a
-      // tenth of decoding a string result.
-      byte[] offsetBytes = new byte[8 * (total + 1)];
-      long base = 0;
-      int row = 0;
+      long to = 0;
       for (int s = 0; s < parts.size(); s++) {
-        long[] o = offsets[s];
-        int rows = parts.get(s).rows();
-        byte[] src = parts.get(s).array();
-        for (int i = 1; i <= rows; i++) {
-          LONG.set(offsetBytes, 8 * (row + i), base + o[i]);
-        }
-        data.setBytes(base, src, dataAt[s], o[rows]);
-        base += o[rows];
-        row += rows;
+        data.setBytes(to, parts.get(s).array(), dataAt[s], lengths[s]);
+        to += lengths[s];
       }
-      offsetBuf.setBytes(0, offsetBytes);
     }
 
     /**

@@ -471,9 +471,18 @@ class WireFormatTest {
         joined.write('x');
       }
       byte[] src = joined.toByteArray();
-      long[] o = new long[rows + 1];
+      // Offsets land after `first` rows of an earlier part, shifted by its `base` bytes.
+      int first = round % 3;
+      long base = 1000L * round;
+      byte[] offsets = new byte[8 * (first + rows + 1)];
+      FrameIO.LONG.set(offsets, 8 * first, base);
 
-      int separators = ResultDecoder.squeezeSeparated(src, offset, src.length, sep, rows, o);
+      int separators =
+          ResultDecoder.squeezeSeparated(src, offset, src.length, sep, rows, offsets, first, base);
+      long[] o = new long[rows + 1];
+      for (int r = 0; r <= rows; r++) {
+        o[r] = (long) FrameIO.LONG.get(offsets, 8 * (first + r)) - base;
+      }
 
       if (extra == 1) {
         assertThat(separators).as("round %d", round).isEqualTo(rows);
