@@ -42,6 +42,8 @@ kiln_java_flags() {
   echo "--enable-native-access=ALL-UNNAMED"
   # Netty 4.2 turns sun.misc.Unsafe off on JDK 25+, and Arrow's Netty allocator needs it.
   echo "-Dio.netty.noUnsafe=false"
+  # Netty's pooled chunks then come from malloc, not zeroed by Java first (see Kiln.main).
+  echo "-Dio.netty.tryReflectionSetAccessible=true"
   if [[ "$(kiln_java_version "$JAVA_HOME/bin/java")" -ge 23 ]]; then
     # Netty still uses sun.misc.Unsafe; say so, instead of a warning on every start.
     echo "--sun-misc-unsafe-memory-access=allow"

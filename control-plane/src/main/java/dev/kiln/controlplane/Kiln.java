@@ -44,6 +44,13 @@ public final class Kiln implements Runnable {
     if (System.getProperty("io.netty.noUnsafe") == null) {
       System.setProperty("io.netty.noUnsafe", "false");
     }
+    // Netty then allocates its pooled chunks with malloc instead of as Java direct buffers, which
+    // Java zeroes first: under Databend's load chunks come and go, and that zeroing was an eighth
+    // of the Flight endpoint's network threads' CPU (fast-client benchmark, 256 calls in flight).
+    // Needs java.nio opened to Netty, as bin/kiln does; without it Netty zeroes as before.
+    if (System.getProperty("io.netty.tryReflectionSetAccessible") == null) {
+      System.setProperty("io.netty.tryReflectionSetAccessible", "true");
+    }
     int code = new CommandLine(new Kiln()).setCaseInsensitiveEnumValuesAllowed(true).execute(args);
     System.exit(code);
   }

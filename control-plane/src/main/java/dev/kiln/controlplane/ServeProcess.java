@@ -65,6 +65,7 @@ public record ServeProcess(
             "--add-opens=java.base/java.nio=ALL-UNNAMED",
             "--enable-native-access=ALL-UNNAMED",
             "-Dio.netty.noUnsafe=false",
+            "-Dio.netty.tryReflectionSetAccessible=true",
             "--sun-misc-unsafe-memory-access=allow"));
     if (Files.isRegularFile(jar)) {
       // bin/kiln serve's class-data archive: written by a clean stop, used by every start after;

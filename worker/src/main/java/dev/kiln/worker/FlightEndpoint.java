@@ -16,6 +16,7 @@ import java.time.Duration;
 import java.util.Objects;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import org.apache.arrow.flight.FlightGrpcUtils;
@@ -41,6 +42,12 @@ public final class FlightEndpoint implements AutoCloseable {
   private static final Duration RELEASE_WAIT = Duration.ofSeconds(2);
 
   private static final String ZERO_COPY_READ = "arrow.flight.enable_zero_copy_read";
+
+  /** Freed batch memory kept for the next batches, at most ({@link RecycledMemory}). */
+  static final long RECYCLED_BYTES = 512L << 20;
+
+  /** Kept memory unused this long is freed; looked at this often. */
+  static final Duration RECYCLED_UNUSED = Duration.ofSeconds(10);
 
   /**
    * Where to listen and how long a call waits for a UDF whose sandbox is still starting.
@@ -80,16 +87,26 @@ public final class FlightEndpoint implements AutoCloseable {
   private final UdfProducer producer;
   private final FlightServer server;
   private final ExecutorService executor;
+  private final RecycledMemory memory;
+  private final ScheduledExecutorService trimmer;
 
   private FlightEndpoint(
       BufferAllocator allocator,
       UdfProducer producer,
       FlightServer server,
-      ExecutorService executor) {
+      ExecutorService executor,
+      RecycledMemory memory) {
     this.allocator = allocator;
     this.producer = producer;
     this.server = server;
     this.executor = executor;
+    this.memory = memory;
+    this.trimmer =
+        Executors.newSingleThreadScheduledExecutor(
+            Thread.ofPlatform().daemon().name("kiln-flight-memory").factory());
+    long every = RECYCLED_UNUSED.toMillis();
+    trimmer.scheduleWithFixedDelay(
+        () -> memory.trim(RECYCLED_UNUSED), every, every, TimeUnit.MILLISECONDS);
   }
 
   /** Starts listening; the endpoint serves until {@link #close()}. */
@@ -106,7 +123,8 @@ public final class FlightEndpoint implements AutoCloseable {
     if (System.getProperty(ZERO_COPY_READ) == null) {
       System.setProperty(ZERO_COPY_READ, "true");
     }
-    BufferAllocator allocator = newAllocator();
+    RecycledMemory memory = new RecycledMemory(RECYCLED_BYTES);
+    BufferAllocator allocator = newAllocator(memory);
     UdfProducer producer =
         new UdfProducer(allocator, tokens, directory, meters, config.readyWait());
     ExecutorService executor = callExecutor(Runtime.version().feature());
@@ -151,7 +169,7 @@ public final class FlightEndpoint implements AutoCloseable {
           e);
     }
     log.info("Flight endpoint listening on {}:{}", config.bindHost(), server.getPort());
-    return new FlightEndpoint(allocator, producer, server, executor);
+    return new FlightEndpoint(allocator, producer, server, executor, memory);
   }
 
   /**
@@ -229,9 +247,13 @@ public final class FlightEndpoint implements AutoCloseable {
             Thread.ofPlatform().daemon().name("kiln-flight-", 0).factory());
   }
 
-  private static BufferAllocator newAllocator() throws IOException {
+  private static BufferAllocator newAllocator(RecycledMemory memory) throws IOException {
     try {
-      return new RootAllocator();
+      return new RootAllocator(
+          RootAllocator.configBuilder()
+              .allocationManagerFactory(memory)
+              .roundingPolicy(memory)
+              .build());
     } catch (LinkageError e) {
       throw new IOException(
           "Arrow cannot allocate memory in this JVM ("
@@ -268,6 +290,7 @@ public final class FlightEndpoint implements AutoCloseable {
       Thread.currentThread().interrupt();
     }
     executor.shutdown();
+    trimmer.shutdownNow();
     int running = producer.activeCalls();
     if (running > 0) {
       log.warn(
@@ -288,5 +311,6 @@ public final class FlightEndpoint implements AutoCloseable {
       }
     }
     allocator.close();
+    memory.freeAll();
   }
 }

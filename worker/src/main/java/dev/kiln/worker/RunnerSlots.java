@@ -74,6 +74,24 @@ final class RunnerSlots {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final long POLL_MILLIS = 100;
 
+  /**
+   * How often a waiting call looks at a {@link WakingCancellation}, which wakes it when the call is
+   * cancelled: with 256 calls queued for two runners, looking every {@link #POLL_MILLIS} was
+   * thousands of wake-ups a second, each a virtual thread unparked, scheduled and parked again.
+   */
+  static final Duration WOKEN_POLL = Duration.ofSeconds(1);
+
+  /**
+   * A call's cancellation that also unparks the thread waiting for the call's slices when the call
+   * is cancelled (a gRPC cancel handler does), so the wait looks at it only every {@code poll}.
+   */
+  record WakingCancellation(BooleanSupplier cancelled, Duration poll) implements BooleanSupplier {
+    @Override
+    public boolean getAsBoolean() {
+      return cancelled.getAsBoolean();
+    }
+  }
+
   private final String handler;
   private final RunnerLauncher launcher;
   private final RunnerPool.Options options;
@@ -224,13 +242,17 @@ final class RunnerSlots {
       throws KilnException, InterruptedException {
     List<byte[]> results = new ArrayList<>(tasks.size());
     Thread waiter = Thread.currentThread();
+    long poll =
+        cancelled instanceof WakingCancellation w
+            ? w.poll().toNanos()
+            : TimeUnit.MILLISECONDS.toNanos(POLL_MILLIS);
     for (Task task : tasks) {
-      // Parked until the slice is done, looking at cancellation every POLL_MILLIS. A timed get()
-      // would do the same but throw (and fill in) a TimeoutException per look: with 256 calls
-      // queued for two runners, thousands a second.
+      // Parked until the slice is done, looking at cancellation every poll. A timed get() would
+      // do the same but throw (and fill in) a TimeoutException per look: with 256 calls queued
+      // for two runners, thousands a second.
       task.done.whenComplete((v, e) -> LockSupport.unpark(waiter));
       while (!task.done.isDone()) {
-        LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(POLL_MILLIS));
+        LockSupport.parkNanos(poll);
         if (Thread.interrupted()) {
           throw new InterruptedException();
         }

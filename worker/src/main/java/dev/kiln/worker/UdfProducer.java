@@ -166,6 +166,12 @@ final class UdfProducer extends NoOpFlightProducer {
     UdfSignature signature = target.signature();
     checkSchema(signature, reader.getSchema());
     RunnerPool pool = target.builtin() ? null : awaitReady(context, target);
+    // A cancelled call wakes its thread, which then need not look at cancellation often while its
+    // batch waits for a runner.
+    Thread caller = Thread.currentThread();
+    writer.setOnCancelHandler(() -> LockSupport.unpark(caller));
+    RunnerSlots.WakingCancellation cancelled =
+        new RunnerSlots.WakingCancellation(context::isCancelled, RunnerSlots.WOKEN_POLL);
     Field resultField = ArrowTypes.field(ArrowTypes.RESULT_FIELD, signature.resultType());
     CallMeters m =
         callMeters.computeIfAbsent(
@@ -192,10 +198,7 @@ final class UdfProducer extends NoOpFlightProducer {
           result = Builtins.compute(target.name(), in.getFieldVectors(), rows, allocator);
         } else {
           ResultDecoder.Result r =
-              target
-                  .handle()
-                  .next(pool)
-                  .call(in.getFieldVectors(), rows, allocator, context::isCancelled);
+              target.handle().next(pool).call(in.getFieldVectors(), rows, allocator, cancelled);
           result = r.vector();
           if (r.rowErrors() > 0) {
             rowErrors.increment(r.rowErrors());

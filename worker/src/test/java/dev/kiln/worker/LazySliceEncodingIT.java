@@ -65,7 +65,15 @@ class LazySliceEncodingIT {
       until("the runner holds the first call", () -> encoded.get() == 1);
       CompletableFuture<RunnerSlots.Computed> second = call(slots, encoder, () -> false);
       AtomicBoolean gone = new AtomicBoolean();
-      CompletableFuture<RunnerSlots.Computed> third = call(slots, encoder, gone::get);
+      // Looked at only when woken (as a cancelled Flight call's handler wakes it), never by time.
+      java.util.concurrent.atomic.AtomicReference<Thread> waiter =
+          new java.util.concurrent.atomic.AtomicReference<>();
+      CompletableFuture<RunnerSlots.Computed> third =
+          call(
+              slots,
+              encoder,
+              new RunnerSlots.WakingCancellation(gone::get, Duration.ofDays(1)),
+              waiter);
       // Both wait behind the held call, queued; one may have been sent ahead to the busy runner
       // (and encoded for that), never both.
       until("the other two are queued or sent ahead", () -> encoded.get() + queued(slots) == 3);
@@ -73,6 +81,7 @@ class LazySliceEncodingIT {
       assertThat(first).isNotDone();
 
       gone.set(true);
+      java.util.concurrent.locks.LockSupport.unpark(waiter.get());
       assertThatThrownBy(() -> third.get(10, TimeUnit.SECONDS))
           .cause()
           .isInstanceOfSatisfying(
@@ -102,16 +111,27 @@ class LazySliceEncodingIT {
       RunnerSlots slots,
       RunnerSlots.SliceEncoder encoder,
       java.util.function.BooleanSupplier gone) {
+    return call(slots, encoder, gone, new java.util.concurrent.atomic.AtomicReference<>());
+  }
+
+  private static CompletableFuture<RunnerSlots.Computed> call(
+      RunnerSlots slots,
+      RunnerSlots.SliceEncoder encoder,
+      java.util.function.BooleanSupplier gone,
+      java.util.concurrent.atomic.AtomicReference<Thread> thread) {
     CompletableFuture<RunnerSlots.Computed> f = new CompletableFuture<>();
-    Thread.ofPlatform()
-        .start(
-            () -> {
-              try {
-                f.complete(slots.compute(1, encoder, gone));
-              } catch (Throwable t) {
-                f.completeExceptionally(t);
-              }
-            });
+    Thread t =
+        Thread.ofPlatform()
+            .unstarted(
+                () -> {
+                  try {
+                    f.complete(slots.compute(1, encoder, gone));
+                  } catch (Throwable e) {
+                    f.completeExceptionally(e);
+                  }
+                });
+    thread.set(t);
+    t.start();
     return f;
   }
 }
