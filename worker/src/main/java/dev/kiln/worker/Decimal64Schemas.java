@@ -33,13 +33,14 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * 19 rejects while parsing the schema ("Library only supports 128-bit and 256-bit decimal values"),
  * so no producer code would ever see the call.
  *
- * <p>A gRPC interceptor sees each incoming FlightData message of DoExchange and DoPut as raw bytes,
- * before Flight parses it. A schema message with a Decimal64 field is rewritten: the field becomes
- * FixedSizeBinary(8) with {@value ArrowTypes#DECIMAL64_KEY} = "precision,scale" in its metadata.
- * FixedSizeBinary(8) has exactly Decimal64's buffers (validity, then 8 bytes a value), so the
- * record batches that follow load unchanged and the 8-byte values reach the runner as they are
- * ({@link ArrowTypes#accepts}, {@link BatchEncoder}). Every other message passes through untouched
- * and uncopied: the interceptor only peeks at its small header.
+ * <p>{@link ExchangeMessages} rewrites the schema of a DoExchange as it parses the message; for
+ * DoPut (and DoExchange where Flight parses its own messages) a gRPC interceptor sees each incoming
+ * FlightData message as raw bytes, before Flight parses it. A schema message with a Decimal64 field
+ * is rewritten: the field becomes FixedSizeBinary(8) with {@value ArrowTypes#DECIMAL64_KEY} =
+ * "precision,scale" in its metadata. FixedSizeBinary(8) has exactly Decimal64's buffers (validity,
+ * then 8 bytes a value), so the record batches that follow load unchanged and the 8-byte values
+ * reach the runner as they are ({@link ArrowTypes#accepts}, {@link BatchEncoder}). Every other
+ * message passes through untouched and uncopied: the interceptor only peeks at its small header.
  */
 final class Decimal64Schemas {
 
