@@ -74,24 +74,6 @@ final class RunnerSlots {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final long POLL_MILLIS = 100;
 
-  /**
-   * How often a waiting call looks at a {@link WakingCancellation}, which wakes it when the call is
-   * cancelled: with 256 calls queued for two runners, looking every {@link #POLL_MILLIS} was
-   * thousands of wake-ups a second, each a virtual thread unparked, scheduled and parked again.
-   */
-  static final Duration WOKEN_POLL = Duration.ofSeconds(1);
-
-  /**
-   * A call's cancellation that also unparks the thread waiting for the call's slices when the call
-   * is cancelled (a gRPC cancel handler does), so the wait looks at it only every {@code poll}.
-   */
-  record WakingCancellation(BooleanSupplier cancelled, Duration poll) implements BooleanSupplier {
-    @Override
-    public boolean getAsBoolean() {
-      return cancelled.getAsBoolean();
-    }
-  }
-
   private final String handler;
   private final RunnerLauncher launcher;
   private final RunnerPool.Options options;

@@ -170,8 +170,8 @@ final class UdfProducer extends NoOpFlightProducer {
     // batch waits for a runner.
     Thread caller = Thread.currentThread();
     writer.setOnCancelHandler(() -> LockSupport.unpark(caller));
-    RunnerSlots.WakingCancellation cancelled =
-        new RunnerSlots.WakingCancellation(context::isCancelled, RunnerSlots.WOKEN_POLL);
+    WakingCancellation cancelled =
+        new WakingCancellation(context::isCancelled, WakingCancellation.FLIGHT_POLL);
     Field resultField = ArrowTypes.field(ArrowTypes.RESULT_FIELD, signature.resultType());
     CallMeters m =
         callMeters.computeIfAbsent(

@@ -69,11 +69,7 @@ class LazySliceEncodingIT {
       java.util.concurrent.atomic.AtomicReference<Thread> waiter =
           new java.util.concurrent.atomic.AtomicReference<>();
       CompletableFuture<RunnerSlots.Computed> third =
-          call(
-              slots,
-              encoder,
-              new RunnerSlots.WakingCancellation(gone::get, Duration.ofDays(1)),
-              waiter);
+          call(slots, encoder, new WakingCancellation(gone::get, Duration.ofDays(1)), waiter);
       // Both wait behind the held call, queued; one may have been sent ahead to the busy runner
       // (and encoded for that), never both.
       until("the other two are queued or sent ahead", () -> encoded.get() + queued(slots) == 3);
