@@ -15,6 +15,7 @@ import org.apache.arrow.flatbuf.MessageHeader;
 import org.apache.arrow.flight.impl.Flight;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.OutOfMemoryException;
 import org.apache.arrow.vector.ipc.message.MessageMetadataResult;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -138,12 +139,23 @@ final class ExchangeMessages implements MethodDescriptor.Marshaller<Object> {
         }
       }
       return RECEIVED.invoke(descriptor, header, metadata, body);
+    } catch (OutOfMemoryException e) {
+      release(metadata);
+      release(body);
+      throw Status.RESOURCE_EXHAUSTED
+          .withDescription(
+              "the Kiln worker has no memory left for this batch ("
+                  + e.getMessage()
+                  + "); run the query again when fewer run at once")
+          .withCause(e)
+          .asRuntimeException();
+    } catch (Error e) {
+      release(metadata);
+      release(body);
+      throw e;
     } catch (Throwable e) {
       release(metadata);
       release(body);
-      if (e instanceof Error error && !(e instanceof OutOfMemoryError)) {
-        throw error;
-      }
       throw Status.INVALID_ARGUMENT
           .withDescription(
               "the call sent a FlightData message Kiln cannot read ("

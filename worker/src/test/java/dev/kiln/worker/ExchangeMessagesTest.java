@@ -153,6 +153,38 @@ class ExchangeMessagesTest {
     }
   }
 
+  @Test
+  @SuppressWarnings("unchecked")
+  void aBatchBeyondTheWorkersMemoryIsRefusedAsResourceExhausted() throws Exception {
+    Schema schema = new Schema(List.of(Field.nullable("a", new ArrowType.Int(64, true))));
+    byte[] batch;
+    try (VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator)) {
+      BigIntVector a = (BigIntVector) root.getVector(0);
+      a.allocateNew(100_000);
+      for (int i = 0; i < 100_000; i++) {
+        a.set(i, i);
+      }
+      root.setRowCount(100_000);
+      batch = RawFlightExchange.batchMessage(root);
+    }
+    ServerMethodDefinition<?, ?> exchange =
+        doExchange(
+            FlightGrpcUtils.createFlightService(
+                    allocator, new NoOpFlightProducer(), ServerAuthHandler.NO_OP, executor)
+                .bindService());
+    try (BufferAllocator small = allocator.newChildAllocator("small", 0, 64 << 10)) {
+      MethodDescriptor.Marshaller<Object> tight =
+          (MethodDescriptor.Marshaller<Object>)
+              ExchangeMessages.bind(exchange, small).getMethodDescriptor().getRequestMarshaller();
+      assertThatThrownBy(() -> tight.parse(new Lending(batch, 4096)))
+          .isInstanceOfSatisfying(
+              StatusRuntimeException.class,
+              e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED))
+          .hasMessageContaining("no memory left for this batch");
+      assertThat(small.getAllocatedMemory()).isZero();
+    }
+  }
+
   private static ServerMethodDefinition<?, ?> doExchange(ServerServiceDefinition service) {
     return service.getMethods().stream()
         .filter(m -> m.getMethodDescriptor().getBareMethodName().equals("DoExchange"))
