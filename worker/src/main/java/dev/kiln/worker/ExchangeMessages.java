@@ -139,31 +139,32 @@ final class ExchangeMessages implements MethodDescriptor.Marshaller<Object> {
         }
       }
       return RECEIVED.invoke(descriptor, header, metadata, body);
-    } catch (OutOfMemoryException e) {
-      release(metadata);
-      release(body);
-      throw Status.RESOURCE_EXHAUSTED
-          .withDescription(
-              "the Kiln worker has no memory left for this batch ("
-                  + e.getMessage()
-                  + "); run the query again when fewer run at once")
-          .withCause(e)
-          .asRuntimeException();
-    } catch (Error e) {
-      release(metadata);
-      release(body);
-      throw e;
     } catch (Throwable e) {
       release(metadata);
       release(body);
-      throw Status.INVALID_ARGUMENT
-          .withDescription(
-              "the call sent a FlightData message Kiln cannot read ("
-                  + e.getMessage()
-                  + "); a DoExchange sends Arrow IPC messages as Flight.proto's FlightData")
-          .withCause(e)
-          .asRuntimeException();
+      throw refusal(e);
     }
+  }
+
+  /**
+   * What a call whose message could not be parsed gets: RESOURCE_EXHAUSTED when the worker has no
+   * memory for it, INVALID_ARGUMENT otherwise; a JVM Error is thrown as it is.
+   */
+  private static RuntimeException refusal(Throwable e) {
+    if (e instanceof Error error) {
+      throw error;
+    }
+    Status status =
+        e instanceof OutOfMemoryException
+            ? Status.RESOURCE_EXHAUSTED.withDescription(
+                "the Kiln worker has no memory left for this batch ("
+                    + e.getMessage()
+                    + "); run the query again when fewer run at once")
+            : Status.INVALID_ARGUMENT.withDescription(
+                "the call sent a FlightData message Kiln cannot read ("
+                    + e.getMessage()
+                    + "); a DoExchange sends Arrow IPC messages as Flight.proto's FlightData");
+    return status.withCause(e).asRuntimeException();
   }
 
   /** The IPC message header, a Decimal64 schema rewritten as Arrow Java can read it. */

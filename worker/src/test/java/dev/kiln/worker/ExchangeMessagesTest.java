@@ -129,44 +129,23 @@ class ExchangeMessagesTest {
 
   @Test
   void aBrokenMessageIsRefusedAndHoldsNoMemory() throws Exception {
-    Schema schema = new Schema(List.of(Field.nullable("a", new ArrowType.Int(64, true))));
-    try (VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator)) {
-      BigIntVector a = (BigIntVector) root.getVector(0);
-      a.allocateNew(1000);
-      for (int i = 0; i < 1000; i++) {
-        a.set(i, i);
-      }
-      root.setRowCount(1000);
-      byte[] batch = RawFlightExchange.batchMessage(root);
-      byte[] cut = Arrays.copyOf(batch, batch.length - 100);
-      assertThatThrownBy(() -> ours.parse(new Lending(cut, 512)))
-          .isInstanceOf(StatusRuntimeException.class)
-          .satisfies(
-              e ->
-                  assertThat(((StatusRuntimeException) e).getStatus().getCode())
-                      .isEqualTo(Status.Code.INVALID_ARGUMENT))
-          .hasMessageContaining("FlightData message Kiln cannot read")
-          .hasMessageContaining("100 bytes early");
-      // A group (wire type 3) is no part of FlightData.
-      assertThatThrownBy(() -> ours.parse(new ByteArrayInputStream(new byte[] {0x0b})))
-          .hasMessageContaining("wire type 3");
-    }
+    byte[] batch = bigints(1000);
+    byte[] cut = Arrays.copyOf(batch, batch.length - 100);
+    assertThatThrownBy(() -> ours.parse(new Lending(cut, 512)))
+        .isInstanceOfSatisfying(
+            StatusRuntimeException.class,
+            e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT))
+        .hasMessageContaining("FlightData message Kiln cannot read")
+        .hasMessageContaining("100 bytes early");
+    // A group (wire type 3) is no part of FlightData.
+    assertThatThrownBy(() -> ours.parse(new ByteArrayInputStream(new byte[] {0x0b})))
+        .hasMessageContaining("wire type 3");
   }
 
   @Test
   @SuppressWarnings("unchecked")
   void aBatchBeyondTheWorkersMemoryIsRefusedAsResourceExhausted() throws Exception {
-    Schema schema = new Schema(List.of(Field.nullable("a", new ArrowType.Int(64, true))));
-    byte[] batch;
-    try (VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator)) {
-      BigIntVector a = (BigIntVector) root.getVector(0);
-      a.allocateNew(100_000);
-      for (int i = 0; i < 100_000; i++) {
-        a.set(i, i);
-      }
-      root.setRowCount(100_000);
-      batch = RawFlightExchange.batchMessage(root);
-    }
+    byte[] batch = bigints(100_000);
     ServerMethodDefinition<?, ?> exchange =
         doExchange(
             FlightGrpcUtils.createFlightService(
@@ -182,6 +161,20 @@ class ExchangeMessagesTest {
               e -> assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.RESOURCE_EXHAUSTED))
           .hasMessageContaining("no memory left for this batch");
       assertThat(small.getAllocatedMemory()).isZero();
+    }
+  }
+
+  /** The FlightData message of a batch of one BIGINT column holding 0, 1, ..., rows - 1. */
+  private byte[] bigints(int rows) {
+    Schema schema = new Schema(List.of(Field.nullable("a", new ArrowType.Int(64, true))));
+    try (VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator)) {
+      BigIntVector a = (BigIntVector) root.getVector(0);
+      a.allocateNew(rows);
+      for (int i = 0; i < rows; i++) {
+        a.set(i, i);
+      }
+      root.setRowCount(rows);
+      return RawFlightExchange.batchMessage(root);
     }
   }
 
