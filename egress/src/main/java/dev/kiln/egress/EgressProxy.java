@@ -321,7 +321,9 @@ public final class EgressProxy implements AutoCloseable {
           out, 400, "Bad Request", "", "kiln egress: CONNECT needs host:port: " + head.target());
       return;
     }
-    Socket upstream = open(out, client, target);
+    // As the allow-list sees names and the resolver is asked: lower case, IDN names in ASCII.
+    String name = EgressRule.normalise(target.host());
+    Socket upstream = open(out, client, target, name);
     if (upstream == null) {
       return;
     }
@@ -332,8 +334,7 @@ public final class EgressProxy implements AutoCloseable {
       byte[] first = ProxyWire.firstRecord(in);
       if (first.length > 0 && (first[0] & 0xff) == ClientHello.HANDSHAKE) {
         Optional<String> sni = ClientHello.serverName(first);
-        if (sni.isPresent()
-            && !EgressRule.normalise(sni.get()).equals(EgressRule.normalise(target.host()))) {
+        if (sni.isPresent() && !EgressRule.normalise(sni.get()).equals(name)) {
           deny(
               client,
               target,
@@ -372,9 +373,9 @@ public final class EgressProxy implements AutoCloseable {
       return;
     }
     HostPort target = new HostPort(uri.getHost(), uri.getPort() < 0 ? 80 : uri.getPort());
+    String name = EgressRule.normalise(target.host());
     String host = head.header("host");
-    if (host != null
-        && !EgressRule.normalise(hostOf(host)).equals(EgressRule.normalise(target.host()))) {
+    if (host != null && !EgressRule.normalise(hostOf(host)).equals(name)) {
       // A server behind a shared address would answer for the name in Host, not the one checked.
       deny(
           client,
@@ -387,7 +388,7 @@ public final class EgressProxy implements AutoCloseable {
           out);
       return;
     }
-    Socket upstream = open(out, client, target);
+    Socket upstream = open(out, client, target, name);
     if (upstream == null) {
       return;
     }
@@ -400,11 +401,11 @@ public final class EgressProxy implements AutoCloseable {
       h.append(head.method()).append(' ').append(path).append(' ').append(head.version());
       h.append("\r\n");
       for (String[] kv : head.headers()) {
-        String name = kv[0].toLowerCase(Locale.ROOT);
-        if (name.equals("proxy-authorization")
-            || name.equals("proxy-connection")
-            || name.equals("connection")
-            || name.equals("keep-alive")) {
+        String field = kv[0].toLowerCase(Locale.ROOT);
+        if (field.equals("proxy-authorization")
+            || field.equals("proxy-connection")
+            || field.equals("connection")
+            || field.equals("keep-alive")) {
           continue;
         }
         h.append(kv[0]).append(": ").append(kv[1]).append("\r\n");
@@ -431,12 +432,12 @@ public final class EgressProxy implements AutoCloseable {
   }
 
   /**
-   * The target checked against the client's allow-list and the deny list, and connected to; null
-   * (the client answered) when refused or unreachable.
+   * The target ({@code name}: its host {@link EgressRule#normalise normalised}) checked against the
+   * client's allow-list and the deny list, and connected to; null (the client answered) when
+   * refused or unreachable.
    */
-  private Socket open(OutputStream out, Client client, HostPort target) throws IOException {
-    // As the allow-list sees it and the resolver is asked: lower case, IDN names in ASCII.
-    String name = EgressRule.normalise(target.host());
+  private Socket open(OutputStream out, Client client, HostPort target, String name)
+      throws IOException {
     if (client.policy().allowingNormal(name, target.port()).isEmpty()) {
       deny(
           client,

@@ -167,11 +167,20 @@ final class ExchangeMessages implements MethodDescriptor.Marshaller<Object> {
     return status.withCause(e).asRuntimeException();
   }
 
-  /** The IPC message header, a Decimal64 schema rewritten as Arrow Java can read it. */
+  /**
+   * The IPC message header, a Decimal64 schema rewritten as Arrow Java can read it (only a schema
+   * is looked at: every batch's header comes through here).
+   */
   private static MessageMetadataResult header(byte[] bytes) {
+    MessageMetadataResult header =
+        MessageMetadataResult.create(ByteBuffer.wrap(bytes), bytes.length);
+    if (header.headerType() != MessageHeader.Schema) {
+      return header;
+    }
     byte[] rewritten = Decimal64Schemas.rewriteHeader(bytes);
-    byte[] header = rewritten == null ? bytes : rewritten;
-    return MessageMetadataResult.create(ByteBuffer.wrap(header), header.length);
+    return rewritten == null
+        ? header
+        : MessageMetadataResult.create(ByteBuffer.wrap(rewritten), rewritten.length);
   }
 
   /**

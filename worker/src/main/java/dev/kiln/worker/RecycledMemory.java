@@ -5,6 +5,7 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Predicate;
 import org.apache.arrow.memory.AllocationManager;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
@@ -99,7 +100,7 @@ final class RecycledMemory implements AllocationManager.Factory, RoundingPolicy 
     drop(b -> true);
   }
 
-  private void drop(java.util.function.Predicate<Block> old) {
+  private void drop(Predicate<Block> old) {
     free.forEach(
         (size, blocks) -> {
           // Most recently freed first: the oldest are at the end.
