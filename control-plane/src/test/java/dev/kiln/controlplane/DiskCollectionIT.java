@@ -4,12 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.image.BuildImage;
+import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.attribute.FileTime;
 import java.time.Instant;
 import java.util.List;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
@@ -33,15 +35,41 @@ class DiskCollectionIT {
   /** Every file under the data directory looks last written two days ago. */
   private static void ageEverything(Path data) throws Exception {
     FileTime old = FileTime.from(Instant.now().minusSeconds(2 * 86400));
-    try (Stream<Path> all = Files.walk(data)) {
-      for (Path p : all.filter(p -> !p.toString().contains("/rootfs")).toList()) {
-        try {
-          Files.setLastModifiedTime(p, old);
-        } catch (java.io.IOException e) {
-          // a file going away meanwhile
-        }
-      }
-    }
+    // Sandboxes (a probe's, say) may come and go while the tree is walked: what goes away meanwhile
+    // is passed over (Files.walk would fail on a directory removed between listing and reading).
+    Files.walkFileTree(
+        data,
+        new SimpleFileVisitor<>() {
+          @Override
+          public FileVisitResult preVisitDirectory(Path d, BasicFileAttributes attrs) {
+            if (d.toString().contains("/rootfs")) {
+              return FileVisitResult.SKIP_SUBTREE;
+            }
+            age(d);
+            return FileVisitResult.CONTINUE;
+          }
+
+          @Override
+          public FileVisitResult visitFile(Path f, BasicFileAttributes attrs) {
+            if (!f.toString().contains("/rootfs")) {
+              age(f);
+            }
+            return FileVisitResult.CONTINUE;
+          }
+
+          @Override
+          public FileVisitResult visitFileFailed(Path f, java.io.IOException e) {
+            return FileVisitResult.CONTINUE;
+          }
+
+          private void age(Path p) {
+            try {
+              Files.setLastModifiedTime(p, old);
+            } catch (java.io.IOException e) {
+              // a file going away meanwhile
+            }
+          }
+        });
   }
 
   @Test
