@@ -340,6 +340,8 @@ public final class KubeletStandIn implements AutoCloseable {
    * The pod's image as the provisioner runs it: pulled by digest into an OCI layout of its own, its
    * layers and config read from there, the pod's command as the init.
    */
+  private static final int PULL_ATTEMPTS = 3;
+
   private SandboxImage pull(Container c) throws IOException, InterruptedException {
     String ref = c.getImage();
     Path dir = images.resolve(Integer.toHexString(ref.hashCode()));
@@ -349,10 +351,18 @@ public final class KubeletStandIn implements AutoCloseable {
         argv.add("--src-creds=" + pullLogin);
       }
       argv.addAll(List.of("docker://" + ref, "oci:" + dir));
-      Process skopeo = new ProcessBuilder(argv).redirectErrorStream(true).start();
-      String out = new String(skopeo.getInputStream().readAllBytes());
-      if (!skopeo.waitFor(2, TimeUnit.MINUTES) || skopeo.exitValue() != 0) {
-        throw new IOException("skopeo copy of " + ref + " failed: " + out);
+      // A kubelet tries a failed pull again; so does this, at once: the test registry answered a
+      // manifest read with 500 while two replicas pushed the same image.
+      for (int attempt = 1; ; attempt++) {
+        Process skopeo = new ProcessBuilder(argv).redirectErrorStream(true).start();
+        String out = new String(skopeo.getInputStream().readAllBytes());
+        if (skopeo.waitFor(2, TimeUnit.MINUTES) && skopeo.exitValue() == 0) {
+          break;
+        }
+        if (attempt == PULL_ATTEMPTS) {
+          throw new IOException(
+              "skopeo copy of " + ref + " failed " + attempt + " times, the last: " + out);
+        }
       }
     }
     JsonNode index = JSON.readTree(dir.resolve("index.json").toFile());
