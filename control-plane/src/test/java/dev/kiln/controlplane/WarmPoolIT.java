@@ -75,9 +75,18 @@ class WarmPoolIT {
                 "secret")
             .result("STRING NULL")
             .render();
-    // Everything the second UDF can see: files under /kiln and /tmp with their contents, its
-    // variables, and the command lines of every process in its sandbox.
-    String look = spec("look", List.of(), "VARCHAR NULL", KilnTestSupport.lookAround("", ""));
+    // Everything the second UDF can see: the variables its runner process started with, files
+    // under /kiln and /tmp with their contents, its variables, and the command lines of every
+    // process in its sandbox.
+    String look =
+        spec(
+            "look",
+            List.of(),
+            "VARCHAR NULL",
+            KilnTestSupport.lookAround(
+                "",
+                "'START: ' + open('/proc/self/environ', 'rb').read()"
+                    + ".decode('latin-1').replace('\\x00', ' ')"));
     try (RunningKiln kiln =
         RunningKiln.start(
             dir.resolve("data"), b -> b.set("warm-pool", "2").set("udf-env", envFile.toString()))) {
@@ -97,6 +106,11 @@ class WarmPoolIT {
           .as("both placed in warm sandboxes")
           .isEqualTo(2);
       assertThat(seen).contains("/kiln/udf/udf.py:import os\ndef look():");
+      assertThat(seen.lines().findFirst().orElseThrow())
+          .as("a warm runner started with glibc's tuning for batches (the image's variables)")
+          .startsWith("START:")
+          .contains(" MALLOC_MMAP_THRESHOLD_=8388608 ")
+          .contains(" MALLOC_TRIM_THRESHOLD_=33554432 ");
       assertThat(seen).doesNotContain("alpha-7731").doesNotContain("ACME_SECRET");
       assertThat(seen).doesNotContain("def secret");
       assertThat(seen.lines().filter(l -> l.startsWith("PROC:")))
