@@ -131,17 +131,22 @@ final class FastClientThroughput {
           row.put("plain_loop_best_rows_per_second", Math.round(loopsBest[f.ordinal()]));
           row.put("ratio_to_plain_loop", rate / loops[f.ordinal()]);
           row.put("cpu_ms_per_batch_worker_jvm", median(reps[1]));
+          // Of it, the JIT compiler's: the server still warming up, which a long-running one is
+          // not.
+          row.put("cpu_ms_per_batch_worker_jit_compiler", median(reps[4]));
           row.put("cpu_ms_per_batch_sandbox", median(reps[2]));
           row.put("cpu_ms_per_batch_client", median(reps[3]));
           System.out.printf(
               "%-24s %3d in flight: %,12.0f rows/s (runs %s)   plain loop %,12.0f rows/s"
-                  + "   CPU ms/batch: worker %.1f, sandbox %.1f, client %.1f   load before %.1f%n",
+                  + "   CPU ms/batch: worker %.1f (JIT compiler %.1f), sandbox %.1f, client %.1f"
+                  + "   load before %.1f%n",
               f.title(),
               n,
               rate,
               each,
               loops[f.ordinal()],
               median(reps[1]),
+              median(reps[4]),
               median(reps[2]),
               median(reps[3]),
               load);
@@ -165,8 +170,8 @@ final class FastClientThroughput {
 
   /**
    * One client process for {@code n} in flight: a warm-up, then {@code s.reps()} measurements.
-   * Returns per repetition: rows/s, and CPU ms per batch of the worker, the sandboxes and the
-   * client.
+   * Returns per repetition: rows/s, and CPU ms per batch of the worker, the sandboxes, the client
+   * and the worker's JIT compiler threads.
    */
   static double[][] measure(
       BenchVenv venv, String script, DatabendClient.Resource r, Function f, int n, Settings s)
@@ -174,27 +179,57 @@ final class FastClientThroughput {
     List<String> command = new ArrayList<>(List.of(venv.python(), script, "throughput"));
     command.addAll(List.of(r.endpoint(), f.handler, Integer.toString(n)));
     r.headers().forEach((k, v) -> command.add(k + "=" + v));
-    double[][] reps = new double[4][s.reps()];
+    double[][] reps = new double[5][s.reps()];
     try (Client client = new Client(command)) {
       client.await("ready");
-      client.send("go 3"); // warm-up: every runner busy, the server's code paths compiled
-      client.await("result ");
+      warmUp(client);
       awaitQuiet();
       for (int i = 0; i < s.reps(); i++) {
         long worker = workerCpuNanos();
+        long jit = jitCpuNanos();
         long sandbox = sandboxCpuNanos();
         client.send("go " + s.measure().toSeconds());
         String[] result = client.await("result ").split(" ");
         long workerUsed = workerCpuNanos() - worker;
+        long jitUsed = jitCpuNanos() - jit;
         long sandboxUsed = sandboxCpuNanos() - sandbox;
         long batches = Long.parseLong(result[1]);
         reps[0][i] = Double.parseDouble(result[2]);
         reps[1][i] = workerUsed / 1e6 / batches;
         reps[2][i] = sandboxUsed / 1e6 / batches;
         reps[3][i] = Double.parseDouble(result[3]) * 1000 / batches;
+        reps[4][i] = jitUsed / 1e6 / batches;
       }
     }
     return reps;
+  }
+
+  /** Warm-up rounds of {@link #WARM_UP_ROUND} at most; a round's load is the measurement's. */
+  static final int WARM_UP_ROUNDS = 10;
+
+  static final Duration WARM_UP_ROUND = Duration.ofSeconds(3);
+
+  /**
+   * The warm-up before a phase's measurements: rounds of the same load until the worker's JIT
+   * compiler took less than 2% of the worker's CPU in a round (a long-running server has compiled
+   * its code paths; a new one at 256 calls in flight was still compiling after 30 s and its first
+   * repetitions ran a fifth slower), at most {@link #WARM_UP_ROUNDS}. Prints how many it took.
+   */
+  static void warmUp(Client client) throws Exception {
+    int rounds = 0;
+    double jitShare;
+    do {
+      long worker = workerCpuNanos();
+      long jit = jitCpuNanos();
+      client.send("go " + WARM_UP_ROUND.toSeconds());
+      client.await("result ");
+      jitShare = (double) (jitCpuNanos() - jit) / Math.max(1, workerCpuNanos() - worker);
+      rounds++;
+    } while (jitShare >= 0.02 && rounds < WARM_UP_ROUNDS);
+    System.out.printf(
+        "  warm-up: %d round(s) of %d s; in the last the JIT compiler took %.1f%% of the worker's"
+            + " CPU%n",
+        rounds, WARM_UP_ROUND.toSeconds(), 100 * jitShare);
   }
 
   static ObjectNode latency(
@@ -376,17 +411,19 @@ final class FastClientThroughput {
         out.get("measure_seconds").asInt());
     System.out.println(
         "| function | in flight | rows/s end to end | plain loop, one core, same run |"
-            + " worker JVM CPU per batch | sandbox CPU per batch | client CPU per batch |");
+            + " worker JVM CPU per batch (of it JIT compiling) | sandbox CPU per batch |"
+            + " client CPU per batch |");
     System.out.println("|---|---|---|---|---|---|---|");
     for (var n : out.get("results")) {
       System.out.printf(
-          "| `%s` | %d | %,d (%.0f%%) | %,d | %.1f ms | %.1f ms | %.1f ms |%n",
+          "| `%s` | %d | %,d (%.0f%%) | %,d | %.1f ms (%.1f) | %.1f ms | %.1f ms |%n",
           n.get("function").asText(),
           n.get("in_flight").asInt(),
           n.get("rows_per_second").asLong(),
           100 * n.get("ratio_to_plain_loop").asDouble(),
           n.get("plain_loop_rows_per_second").asLong(),
           n.get("cpu_ms_per_batch_worker_jvm").asDouble(),
+          n.get("cpu_ms_per_batch_worker_jit_compiler").asDouble(),
           n.get("cpu_ms_per_batch_sandbox").asDouble(),
           n.get("cpu_ms_per_batch_client").asDouble());
     }

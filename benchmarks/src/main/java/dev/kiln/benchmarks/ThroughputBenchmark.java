@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.worker.RunnerPool;
+import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -221,6 +222,32 @@ public final class ThroughputBenchmark {
   static long workerCpuNanos() {
     return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
         .getProcessCpuTime();
+  }
+
+  /**
+   * CPU of this JVM's JIT compiler threads (C1 and C2), which {@link #workerCpuNanos} includes: in
+   * a benchmark of a minute or two they are still compiling the server's code paths, work a
+   * long-running server has done once. From /proc (Linux only; 0 elsewhere). {@code bin/bench}
+   * keeps the compiler threads for the JVM's life, so none of their CPU leaves with one that ends.
+   */
+  static long jitCpuNanos() {
+    long sum = 0;
+    try (var tasks = Files.newDirectoryStream(Path.of("/proc/self/task"))) {
+      for (Path task : tasks) {
+        try {
+          String comm = Files.readString(task.resolve("comm")).strip();
+          if (comm.startsWith("C1 CompilerThre") || comm.startsWith("C2 CompilerThre")) {
+            // schedstat's first field: time on a CPU, in nanoseconds.
+            sum += Long.parseLong(Files.readString(task.resolve("schedstat")).split(" ")[0]);
+          }
+        } catch (IOException | RuntimeException e) {
+          // A thread that ended while we looked, or no schedstat: not counted.
+        }
+      }
+    } catch (IOException e) {
+      return 0;
+    }
+    return sum;
   }
 
   /**
