@@ -119,9 +119,10 @@ public final class RunnerFiles {
     // glibc's malloc keeps a batch's buffers (up to 8 MiB each) in its heap and keeps up to 32
     // MiB free there for the next batch, instead of mapping every one afresh and giving it back:
     // under gVisor each new page is a fault the sandbox's kernel handles, and each map and unmap a
-    // trapped system call. Measured, a runner under runsc serving 65,536-row batches back to back:
-    // add(BIGINT, BIGINT) 6.3 -> 4.9 ms per batch, concat(VARCHAR, VARCHAR) 8.8 -> 7.5 ms (as fast
-    // as on the host). glibc reads them once, at the process's start, so they are the image's.
+    // trapped system call. Measured, a runner under runsc serving 65,536-row batches back to back,
+    // two runs (the first with a 4 MiB threshold): add(BIGINT, BIGINT) 6.3 -> 4.9 and 7.2 -> 6.1
+    // ms per batch, concat(VARCHAR, VARCHAR) 8.8 -> 7.5 and 10.2 -> 8.7 ms (the host: 5.2-5.9 and
+    // 7.6-7.7 ms). glibc reads them once, at the process's start, so they are the image's.
     env.put("MALLOC_MMAP_THRESHOLD_", Integer.toString(8 << 20));
     env.put("MALLOC_TRIM_THRESHOLD_", Integer.toString(32 << 20));
     return env;
