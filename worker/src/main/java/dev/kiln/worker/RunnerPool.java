@@ -16,7 +16,6 @@ import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.function.BooleanSupplier;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.vector.FieldVector;
 import org.slf4j.Logger;
@@ -311,11 +310,11 @@ public final class RunnerPool implements AutoCloseable {
   }
 
   /**
-   * As {@link #call(List, int, BufferAllocator)}, giving up if the caller goes away; the result
-   * also says how many rows failed and were returned as NULL.
+   * As {@link #call(List, int, BufferAllocator)}, giving up when {@code cancelled} says the caller
+   * went away; the result also says how many rows failed and were returned as NULL.
    */
   ResultDecoder.Result call(
-      List<FieldVector> inputs, int rowCount, BufferAllocator allocator, BooleanSupplier cancelled)
+      List<FieldVector> inputs, int rowCount, BufferAllocator allocator, Cancellation cancelled)
       throws KilnException, InterruptedException {
     Instant now = time.instant();
     firstRequest.compareAndSet(null, now);
@@ -337,7 +336,7 @@ public final class RunnerPool implements AutoCloseable {
   }
 
   private ResultDecoder.Result compute(
-      List<FieldVector> inputs, int rowCount, BufferAllocator allocator, BooleanSupplier cancelled)
+      List<FieldVector> inputs, int rowCount, BufferAllocator allocator, Cancellation cancelled)
       throws KilnException, InterruptedException {
     RunnerSlots.Computed computed =
         slots.compute(

@@ -20,7 +20,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
-import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -168,7 +167,7 @@ final class RunnerSlots {
    * runners, each encoded by {@code encoder}, queued, and awaited in order. Gives up when {@code
    * cancelled} says the caller has gone.
    */
-  Computed compute(int rowCount, SliceEncoder encoder, BooleanSupplier cancelled)
+  Computed compute(int rowCount, SliceEncoder encoder, Cancellation cancelled)
       throws KilnException, InterruptedException {
     if (closed) {
       throw shuttingDown();
@@ -220,14 +219,11 @@ final class RunnerSlots {
   }
 
   /** Waits for every slice, in order; throws at the first failure or cancellation. */
-  private List<byte[]> await(List<Task> tasks, BooleanSupplier cancelled)
+  private List<byte[]> await(List<Task> tasks, Cancellation cancelled)
       throws KilnException, InterruptedException {
     List<byte[]> results = new ArrayList<>(tasks.size());
     Thread waiter = Thread.currentThread();
-    long poll =
-        cancelled instanceof WakingCancellation w
-            ? w.poll().toNanos()
-            : TimeUnit.MILLISECONDS.toNanos(POLL_MILLIS);
+    long poll = cancelled.poll().toNanos();
     for (Task task : tasks) {
       // Parked until the slice is done, looking at cancellation every poll. A timed get() would
       // do the same but throw (and fill in) a TimeoutException per look: with 256 calls queued
@@ -241,7 +237,7 @@ final class RunnerSlots {
         if (task.done.isDone()) {
           break;
         }
-        if (cancelled.getAsBoolean()) {
+        if (cancelled.isCancelled()) {
           throw new KilnException(
               ErrorCode.CALL_CANCELLED, "the call was cancelled while the UDF was computing");
         }

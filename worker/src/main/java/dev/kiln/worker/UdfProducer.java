@@ -170,8 +170,7 @@ final class UdfProducer extends NoOpFlightProducer {
     // batch waits for a runner.
     Thread caller = Thread.currentThread();
     writer.setOnCancelHandler(() -> LockSupport.unpark(caller));
-    WakingCancellation cancelled =
-        new WakingCancellation(context::isCancelled, WakingCancellation.FLIGHT_POLL);
+    Cancellation cancelled = Cancellation.waking(context::isCancelled, Cancellation.FLIGHT_POLL);
     Field resultField = ArrowTypes.field(ArrowTypes.RESULT_FIELD, signature.resultType());
     CallMeters m =
         callMeters.computeIfAbsent(

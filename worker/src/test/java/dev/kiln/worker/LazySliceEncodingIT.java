@@ -69,7 +69,7 @@ class LazySliceEncodingIT {
       java.util.concurrent.atomic.AtomicReference<Thread> waiter =
           new java.util.concurrent.atomic.AtomicReference<>();
       CompletableFuture<RunnerSlots.Computed> third =
-          call(slots, encoder, new WakingCancellation(gone::get, Duration.ofDays(1)), waiter);
+          call(slots, encoder, Cancellation.waking(gone::get, Duration.ofDays(1)), waiter);
       // Both wait behind the held call, queued; one may have been sent ahead to the busy runner
       // (and encoded for that), never both.
       until("the other two are queued or sent ahead", () -> encoded.get() + queued(slots) == 3);
@@ -104,16 +104,14 @@ class LazySliceEncodingIT {
   }
 
   private static CompletableFuture<RunnerSlots.Computed> call(
-      RunnerSlots slots,
-      RunnerSlots.SliceEncoder encoder,
-      java.util.function.BooleanSupplier gone) {
+      RunnerSlots slots, RunnerSlots.SliceEncoder encoder, Cancellation gone) {
     return call(slots, encoder, gone, new java.util.concurrent.atomic.AtomicReference<>());
   }
 
   private static CompletableFuture<RunnerSlots.Computed> call(
       RunnerSlots slots,
       RunnerSlots.SliceEncoder encoder,
-      java.util.function.BooleanSupplier gone,
+      Cancellation gone,
       java.util.concurrent.atomic.AtomicReference<Thread> thread) {
     CompletableFuture<RunnerSlots.Computed> f = new CompletableFuture<>();
     Thread t =
